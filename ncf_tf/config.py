@@ -1,0 +1,119 @@
+"""Typed configuration of a training run, and parsing of list-valued flags.
+
+The authors' scripts ``eval`` strings like ``[64,32,16,8]``; here such values
+are parsed as plain lists of numbers, accepted with or without brackets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from ncf_tf.optimizers import LEARNERS
+
+MODELS = ("GMF", "MLP", "NeuMF")
+
+
+def parse_list(flag: str, text: str, kind=float) -> list:
+    """Parses ``"64,32,16,8"`` or ``"[64,32,16,8]"`` into ``[64, 32, 16, 8]``.
+
+    Raises:
+        ValueError: naming ``--flag`` and the value, for anything else.
+    """
+    body = text.strip()
+    if body.startswith("[") and body.endswith("]"):
+        body = body[1:-1]
+    items = [item.strip() for item in body.split(",")] if body.strip() else []
+    try:
+        if kind is int:
+            if not all(re.fullmatch(r"[+-]?\d+", item) for item in items):
+                raise ValueError
+            return [int(item) for item in items]
+        return [float(item) for item in items]
+    except ValueError:
+        raise ValueError(f"--{flag} must be a comma-separated list of "
+                         f"{'integers' if kind is int else 'numbers'} such as "
+                         f"[64,32,16,8], got {text!r}") from None
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a run; written whole into its run record.
+
+    Defaults are the authors' (``--epochs 100`` etc.), plus ``seed``, ``topk``,
+    ``alpha``, ``device``. ``learner=None`` means Adam, except SGD for a
+    pretrained NeuMF (paper, sec. 3.4.1).
+    """
+
+    model: str
+    path: str = "Data/"
+    dataset: str = "ml-1m"
+    epochs: int = 100
+    batch_size: int = 256
+    num_factors: int = 8
+    regs: list = dataclasses.field(default_factory=lambda: [0.0, 0.0])
+    layers: list = dataclasses.field(default_factory=lambda: [64, 32, 16, 8])
+    reg_layers: list = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    reg_mf: float = 0.0
+    num_neg: int = 4
+    lr: float = 0.001
+    learner: str | None = None
+    verbose: int = 1
+    out: int = 1
+    pretrain: bool = False
+    mf_pretrain: str = ""
+    mlp_pretrain: str = ""
+    alpha: float = 0.5
+    seed: int = 0
+    topk: int = 10
+    device: str = "auto"
+    weights: str = ""
+    model_dir: str = "Pretrain/"
+    results_dir: str = "results/runs/"
+    run_name: str = ""
+
+    @property
+    def pretrained(self) -> bool:
+        """NeuMF initialised from GMF and MLP."""
+        return self.model == "NeuMF" and bool(self.pretrain or self.mf_pretrain or self.mlp_pretrain)
+
+    @property
+    def resolved_learner(self) -> str:
+        if self.learner:
+            return self.learner
+        return "sgd" if self.pretrained else "adam"
+
+    def describe(self) -> str:
+        """The model part of file names, as the authors name their files."""
+        tower = "-".join(str(size) for size in self.layers)
+        if self.model == "GMF":
+            return f"GMF_{self.num_factors}"
+        if self.model == "MLP":
+            return f"MLP_{tower}"
+        return f"NeuMF_{self.num_factors}_{tower}" + ("_pretrain" if self.pretrained else "")
+
+    def validate(self) -> None:
+        """Range checks; ValueError naming the flag and the value."""
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        checks = [
+            ("epochs", self.epochs >= 0, "an integer >= 0"),
+            ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+            ("num_neg", self.num_neg >= 1, "an integer >= 1"),
+            ("verbose", self.verbose >= 1, "an integer >= 1"),
+            ("topk", self.topk >= 1, "an integer >= 1"),
+            ("lr", self.lr > 0, "a positive number"),
+            ("alpha", 0.0 <= self.alpha <= 1.0, "a number in [0, 1]"),
+            ("num_factors", self.num_factors >= 1, "an integer >= 1"),
+            ("reg_mf", self.reg_mf >= 0, "a number >= 0"),
+            ("regs", len(self.regs) == 2 and min(self.regs) >= 0, "two numbers >= 0"),
+        ]
+        for flag, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"--{flag} must be {expected}, got {getattr(self, flag)!r}")
+        if self.learner is not None and self.learner not in LEARNERS:
+            raise ValueError(f"--learner must be one of {', '.join(LEARNERS)}; got {self.learner!r}")
+        if bool(self.mf_pretrain) != bool(self.mlp_pretrain):
+            raise ValueError("--mf_pretrain and --mlp_pretrain must be given together")
+        if self.pretrained and self.weights:
+            raise ValueError("--weights and pretraining (--pretrain, --mf_pretrain) exclude each other")

@@ -1,0 +1,264 @@
+"""Loader for the authors' leave-one-out files, into a scipy sparse matrix.
+
+A data set ``<name>`` is three files in one folder (plain or gzipped):
+
+* ``<name>.train.rating``: ``user\\titem\\trating[\\ttimestamp]`` a line, 0-based
+  ids; a line is a training interaction when rating > 0. As in the authors'
+  code, #users and #items are the largest ids in this file plus one.
+* ``<name>.test.rating``: the same format, the held-out (latest) interaction of
+  each user.
+* ``<name>.test.negative``: one line per test line, in the same order:
+  ``(user,item)\\tneg_1\\t...\\tneg_n``, the items the test item is ranked
+  against (99 in the authors' files).
+
+Every check fails with :class:`DataError`, whose message names the file, the
+line and what was expected, so that the command-line layer can print it as one
+line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import os
+import time
+import zlib
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+SUFFIXES = ("train.rating", "test.rating", "test.negative")
+
+
+class DataError(ValueError):
+    """A data file is missing, malformed or inconsistent with the others."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Training interactions and the leave-one-out test set.
+
+    Attributes:
+        name: data set name, e.g. ``"ml-1m"``.
+        train: ``(num_users, num_items)`` CSR matrix, 1.0 at each training
+            interaction, sorted indices, no duplicates.
+        test_users: ``(num_test,)`` int32 user of each test line.
+        test_items: ``(num_test,)`` int32 held-out item of each test line.
+        test_negatives: ``(num_test, num_negatives)`` int32 items ranked against
+            the held-out item. May contain the held-out item itself (a quirk of
+            the authors' ml-1m file); the evaluator collapses such duplicates.
+        files: path -> SHA-256 of each file read.
+    """
+
+    name: str
+    train: sp.csr_matrix
+    test_users: np.ndarray
+    test_items: np.ndarray
+    test_negatives: np.ndarray
+    files: dict
+
+    @property
+    def num_users(self) -> int:
+        return self.train.shape[0]
+
+    @property
+    def num_items(self) -> int:
+        return self.train.shape[1]
+
+    @property
+    def num_train(self) -> int:
+        return self.train.nnz
+
+    @property
+    def num_test(self) -> int:
+        return len(self.test_users)
+
+    def summary(self) -> str:
+        return (f"#user={self.num_users}, #item={self.num_items}, "
+                f"#train={self.num_train}, #test={self.num_test}")
+
+
+def find_file(path: str, name: str, suffix: str) -> str:
+    """Returns ``<path>/<name>.<suffix>`` or its ``.gz``; DataError if neither."""
+    plain = os.path.join(path, f"{name}.{suffix}")
+    for candidate in (plain, plain + ".gz"):
+        if os.path.isfile(candidate):
+            return candidate
+    raise DataError(
+        f"{plain}: file not found (nor {os.path.basename(plain)}.gz); "
+        f"fetch the data with: bin/download_data --dataset {name} --dest {path}")
+
+
+def _read_text(filename: str) -> str:
+    """Reads a plain or gzipped file whole; DataError on truncation or empty."""
+    try:
+        if filename.endswith(".gz"):
+            with gzip.open(filename, "rt") as f:
+                text = f.read()
+        else:
+            with open(filename, "rt") as f:
+                text = f.read()
+    except (EOFError, OSError, zlib.error) as e:
+        raise DataError(f"{filename}: cannot read ({e}); truncated or corrupt "
+                        "gzip?") from None
+    if not text.strip():
+        raise DataError(f"{filename}: file is empty")
+    return text
+
+
+def _bad_line(filename: str, lines: list[str], check) -> DataError:
+    """Finds the first line that fails ``check`` and describes it.
+
+    Only runs on the error path: the fast path parses whole files with pandas.
+    """
+    for number, line in enumerate(lines, start=1):
+        problem = check(line)
+        if problem:
+            return DataError(f"{filename}, line {number}: {problem}: {line[:80]!r}")
+    return DataError(f"{filename}: malformed content")
+
+
+def _check_rating_line(line: str) -> str | None:
+    fields = line.split("\t")
+    if len(fields) < 3:
+        return "expected user<TAB>item<TAB>rating[<TAB>timestamp]"
+    try:
+        user, item = int(fields[0]), int(fields[1])
+        float(fields[2])
+    except ValueError:
+        return "user and item must be integers and rating a number"
+    if user < 0 or item < 0:
+        return "ids must be non-negative"
+    return None
+
+
+def read_ratings(filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reads a ``.rating`` file into (users, items, ratings) arrays."""
+    text = _read_text(filename)
+    lines = text.splitlines()
+    if lines and not lines[-1].strip():
+        lines = lines[:-1]
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep="\t", header=None,
+                            usecols=[0, 1, 2], dtype={0: np.int64, 1: np.int64, 2: np.float64},
+                            engine="c", skip_blank_lines=False)
+    except (ValueError, pd.errors.ParserError):
+        raise _bad_line(filename, lines, _check_rating_line) from None
+    values = frame.to_numpy()
+    if np.isnan(values).any():
+        raise _bad_line(filename, lines, _check_rating_line)
+    users = frame[0].to_numpy()
+    items = frame[1].to_numpy()
+    if (users < 0).any() or (items < 0).any():
+        raise _bad_line(filename, lines, _check_rating_line)
+    return users, items, frame[2].to_numpy()
+
+
+def read_negatives(filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reads a ``.test.negative`` file into (users, items, negatives[n, k])."""
+    text = _read_text(filename)
+    lines = [line for line in text.splitlines()]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    users = np.empty(len(lines), np.int64)
+    items = np.empty(len(lines), np.int64)
+    rows = []
+    width = None
+    for number, line in enumerate(lines, start=1):
+        head, _, rest = line.partition("\t")
+        try:
+            if not (head.startswith("(") and head.endswith(")")):
+                raise ValueError
+            user, item = (int(x) for x in head[1:-1].split(","))
+            negatives = np.array(rest.split(), dtype=np.int64) if rest.strip() else np.empty(0, np.int64)
+        except ValueError:
+            raise DataError(f"{filename}, line {number}: expected (user,item)<TAB>neg_1<TAB>... "
+                            f"with integer ids: {line[:80]!r}") from None
+        if width is None:
+            width = len(negatives)
+            if width == 0:
+                raise DataError(f"{filename}, line {number}: no negative items")
+        elif len(negatives) != width:
+            raise DataError(f"{filename}, line {number}: {len(negatives)} negatives, "
+                            f"but line 1 has {width}")
+        if user < 0 or item < 0 or (negatives < 0).any():
+            raise DataError(f"{filename}, line {number}: ids must be non-negative")
+        users[number - 1], items[number - 1] = user, item
+        rows.append(negatives)
+    return users, items, np.stack(rows)
+
+
+def sha256(filename: str) -> str:
+    digest = hashlib.sha256()
+    with open(filename, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_dataset(path: str, name: str) -> Dataset:
+    """Loads and cross-checks ``<path>/<name>.{train.rating,test.rating,test.negative}``.
+
+    Raises:
+        DataError: a file is missing, empty, truncated or malformed; a test
+            user or item is out of the training file's range; the negative
+            file is out of step with the test file.
+    """
+    train_file, test_file, negative_file = (find_file(path, name, s) for s in SUFFIXES)
+
+    users, items, ratings = read_ratings(train_file)
+    keep = ratings > 0
+    users, items = users[keep], items[keep]
+    if len(users) == 0:
+        raise DataError(f"{train_file}: no line with rating > 0")
+    num_users, num_items = int(users.max()) + 1, int(items.max()) + 1
+    train = sp.csr_matrix((np.ones(len(users), np.float32), (users, items)),
+                          shape=(num_users, num_items))
+    train.sum_duplicates()
+    train.data[:] = 1.0
+    train.sort_indices()
+
+    test_users, test_items, _ = read_ratings(test_file)
+    if test_users.max() >= num_users or test_items.max() >= num_items:
+        line = int(np.argmax((test_users >= num_users) | (test_items >= num_items))) + 1
+        raise DataError(f"{test_file}, line {line}: user {test_users[line - 1]} / item "
+                        f"{test_items[line - 1]} outside the training file's "
+                        f"{num_users} users x {num_items} items")
+    train_counts = np.diff(train.indptr)
+    absent = train_counts[test_users] == 0
+    if absent.any():
+        line = int(np.argmax(absent)) + 1
+        raise DataError(f"{test_file}, line {line}: user {test_users[line - 1]} has no "
+                        f"training interaction in {train_file}")
+
+    neg_users, neg_items, negatives = read_negatives(negative_file)
+    if len(neg_users) != len(test_users):
+        raise DataError(f"{negative_file}: {len(neg_users)} lines, expected one per line of "
+                        f"{test_file} ({len(test_users)})")
+    mismatch = (neg_users != test_users) | (neg_items != test_items)
+    if mismatch.any():
+        line = int(np.argmax(mismatch)) + 1
+        raise DataError(f"{negative_file}, line {line}: starts with ({neg_users[line - 1]},"
+                        f"{neg_items[line - 1]}) but {test_file} line {line} is "
+                        f"({test_users[line - 1]},{test_items[line - 1]})")
+    if negatives.max() >= num_items:
+        line = int(np.argmax((negatives >= num_items).any(axis=1))) + 1
+        raise DataError(f"{negative_file}, line {line}: negative item id >= {num_items}, "
+                        "the number of items in the training file")
+
+    return Dataset(
+        name=name, train=train,
+        test_users=test_users.astype(np.int32), test_items=test_items.astype(np.int32),
+        test_negatives=negatives.astype(np.int32),
+        files={f: sha256(f) for f in (train_file, test_file, negative_file)})
+
+
+def load_dataset_verbose(path: str, name: str, log=print) -> Dataset:
+    """:func:`load_dataset` with the authors' ``Load data done`` line."""
+    start = time.time()
+    dataset = load_dataset(path, name)
+    log(f"Load data done [{time.time() - start:.1f} s]. {dataset.summary()}")
+    return dataset

@@ -1,0 +1,46 @@
+"""Device placement: ``auto`` (first GPU, else CPU), ``cpu`` or ``gpu:N``.
+
+Placement goes through Keras 3's ``keras.device`` scope, which is
+TensorFlow's ``tf.device`` under the TensorFlow backend (and JAX's device
+placement under ``KERAS_BACKEND=jax``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import keras
+
+
+def gpus() -> list[str]:
+    """Names of the GPUs the Keras backend sees, as ``gpu:N``."""
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        return [f"gpu:{i}" for i, _ in enumerate(tf.config.list_logical_devices("GPU"))]
+    if backend == "jax":
+        import jax
+        return [f"gpu:{i}" for i, d in enumerate(d for d in jax.devices() if d.platform == "gpu")]
+    return []
+
+
+def resolve(device: str) -> str:
+    """Turns the ``--device`` value into a device name such as ``cpu:0``."""
+    device = device.strip().lower()
+    if device == "auto":
+        found = gpus()
+        return found[0] if found else "cpu:0"
+    if device == "cpu":
+        return "cpu:0"
+    match = re.fullmatch(r"(cpu|gpu)(?::(\d+))?", device)
+    if not match:
+        raise ValueError(f"--device must be auto, cpu or gpu:N, got {device!r}")
+    name = f"{match.group(1)}:{match.group(2) or 0}"
+    if name.startswith("gpu") and name not in gpus():
+        raise ValueError(f"--device {device}: no such GPU (visible: {gpus() or 'none'})")
+    return name
+
+
+def scope(name: str):
+    """The placement scope for ``name`` (a context manager)."""
+    return keras.device(name)

@@ -1,0 +1,140 @@
+"""One training run from a :class:`~ncf_tf.config.TrainConfig`, end to end.
+
+Loads the data, builds the model (optionally from weights or pretrained GMF +
+MLP), trains with the shared loop, saves the best weights and writes the run
+record. Free of flags and argv: the scripts and the reproduction driver call
+:func:`run` with a config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+
+from ncf_tf import device as devices
+from ncf_tf import gmf, mlp, neumf, records, training, weights
+from ncf_tf.config import TrainConfig
+from ncf_tf.data import Dataset, load_dataset_verbose, sha256
+from ncf_tf.evaluation import LeaveOneOutEvaluator
+from ncf_tf.optimizers import make_optimizer
+from ncf_tf.sampling import NegativeSampler
+
+
+def build_model(config: TrainConfig, num_users: int, num_items: int) -> keras.Model:
+    """The configured model with fresh, seeded initial weights."""
+    if config.model == "GMF":
+        return gmf.build(num_users, num_items, config.num_factors, config.regs, config.seed)
+    if config.model == "MLP":
+        return mlp.build(num_users, num_items, config.layers, config.reg_layers, config.seed)
+    return neumf.build(num_users, num_items, config.num_factors, config.layers,
+                       config.reg_layers, config.reg_mf, config.seed)
+
+
+def latest_weights(model_dir: str, dataset: str, describe: str) -> str:
+    """The newest ``<model_dir>/<dataset>_<describe>_*.weights.h5``."""
+    pattern = os.path.join(model_dir, f"{dataset}_{describe}_*.weights.h5")
+    found = sorted(glob.glob(pattern), key=os.path.getmtime)
+    if not found:
+        raise ValueError(f"--pretrain: no file matches {pattern}; train it first "
+                         f"(bin/train_{describe.split('_')[0].lower()}) or pass its path")
+    return found[-1]
+
+
+def pretrained_files(config: TrainConfig) -> tuple[str, str]:
+    """The GMF and MLP weight files a pretrained NeuMF starts from."""
+    if config.mf_pretrain:
+        return config.mf_pretrain, config.mlp_pretrain
+    tower = "-".join(str(size) for size in config.layers)
+    return (latest_weights(config.model_dir, config.dataset, f"GMF_{config.num_factors}"),
+            latest_weights(config.model_dir, config.dataset, f"MLP_{tower}"))
+
+
+def load_pretrained(model: keras.Model, config: TrainConfig, dataset: Dataset) -> dict:
+    """Initialises NeuMF from GMF and MLP weight files (equation 13)."""
+    gmf_file, mlp_file = pretrained_files(config)
+    gmf_model = gmf.build(dataset.num_users, dataset.num_items, config.num_factors)
+    weights.load_weights(gmf_model, gmf_file)
+    mlp_model = mlp.build(dataset.num_users, dataset.num_items, config.layers, config.reg_layers)
+    weights.load_weights(mlp_model, mlp_file)
+    blended = neumf.blend_pretrained(weights.named_weights(gmf_model),
+                                     weights.named_weights(mlp_model), config.alpha)
+    weights.assign_named_weights(model, blended, f"{gmf_file} + {mlp_file}")
+    return {"mf_pretrain": gmf_file, "mlp_pretrain": mlp_file,
+            "mf_pretrain_sha256": sha256(gmf_file), "mlp_pretrain_sha256": sha256(mlp_file)}
+
+
+def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
+    """Trains and evaluates as configured; returns the run record.
+
+    Raises:
+        ValueError: bad configuration, data or weight files (the subclasses
+            DataError and WeightsError among them); nothing is written then.
+    """
+    config.validate()
+    device = devices.resolve(config.device)
+    dataset = load_dataset_verbose(config.path, config.dataset, log)
+    sampler = NegativeSampler(dataset.train, config.num_neg)
+    evaluator = LeaveOneOutEvaluator.for_dataset(dataset, config.topk)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = config.run_name or f"{config.dataset}_{config.describe()}_s{config.seed}_{stamp}"
+    record_path = os.path.join(config.results_dir, f"{name}.json")
+    weights_path = os.path.join(config.model_dir,
+                                f"{config.dataset}_{config.describe()}_s{config.seed}_{stamp}.weights.h5")
+
+    log(f"Device: {device} (Keras backend: {keras.config.backend()})")
+    with devices.scope(device):
+        model = build_model(config, dataset.num_users, dataset.num_items)
+        start_from = {}
+        if config.weights:
+            weights.load_weights(model, config.weights)
+            start_from = {"weights": config.weights, "weights_sha256": sha256(config.weights)}
+        elif config.pretrained:
+            start_from = load_pretrained(model, config, dataset)
+        learner = config.resolved_learner
+        why = (" (vanilla SGD after pretraining, as in the paper, sec. 3.4.1)"
+               if config.pretrained and not config.learner else "")
+        log(f"Optimizer: {learner}, lr = {config.lr}{why}")
+        training.compile_model(model, make_optimizer(learner, config.lr))
+
+        record = {
+            "kind": "train", "model": config.model, "dataset": config.dataset,
+            "config": dataclasses.asdict(config), "learner": learner, "seed": config.seed,
+            "selection": "test", "device": device, "start_from": start_from,
+            "data": {"summary": dataset.summary(), "files": dataset.files},
+            "num_params": int(model.count_params()),
+            **records.environment(), "status": "running", "epochs": [],
+        }
+        run_start = time.time()
+
+        def on_epoch(entry: training.EpochLog) -> None:
+            record["epochs"].append(dataclasses.asdict(entry))
+            records.write_json(record_path, record)
+
+        result = training.train(
+            model, sampler, evaluator, epochs=config.epochs, batch_size=config.batch_size,
+            rng=np.random.default_rng(config.seed), verbose=config.verbose, log=log,
+            on_epoch=on_epoch)
+
+    record.update({
+        "init": {"hr": result.init.hr, "ndcg": result.init.ndcg, "eval_s": result.init_eval_s},
+        "best_epoch": result.best_epoch,
+        "best": {"hr": result.best.hr, "ndcg": result.best.ndcg,
+                 "topk": {str(k): dict(zip(("hr", "ndcg"), result.best.at(k)))
+                          for k in range(1, config.topk + 1)}},
+        "wall_s": time.time() - run_start, "status": "finished",
+    })
+    if config.out:
+        model.set_weights(result.best_weights)
+        weights.save_weights(model, weights_path)
+        record["weights_file"] = weights_path
+        log(f"The best {config.model} model is saved to {weights_path}")
+    records.write_json(record_path, record)
+    record["record_file"] = record_path
+    log(f"Run record: {record_path}")
+    return record

@@ -1,0 +1,79 @@
+"""Building blocks shared by GMF, MLP and NeuMF (Keras 3 functional API).
+
+Layer names are the contract with weight files: pretraining copies weights by
+name, and the authors' Keras 1 files use the same names. Initialisers are the
+authors': embeddings N(0, 0.01), the prediction layer LeCun uniform, hidden
+layers Glorot uniform.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+PREDICTION = "prediction"
+
+
+class Seeds:
+    """A reproducible stream of initialiser seeds drawn from one integer seed."""
+
+    def __init__(self, seed: int):
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self) -> int:
+        return int(self._rng.integers(2**31 - 1))
+
+
+def id_inputs() -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The two ``(batch, 1)`` int32 inputs ``user_input`` and ``item_input``."""
+    return (keras.Input(shape=(1,), dtype="int32", name="user_input"),
+            keras.Input(shape=(1,), dtype="int32", name="item_input"))
+
+
+def embedding(ids, count: int, dim: int, name: str, reg: float, seeds: Seeds):
+    """Looks ``ids`` up in a new ``(count, dim)`` table; returns ``(batch, dim)``."""
+    layer = keras.layers.Embedding(
+        count, dim, name=name,
+        embeddings_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=seeds()),
+        embeddings_regularizer=keras.regularizers.L2(reg) if reg else None)
+    return keras.layers.Flatten(name=f"{name}_flat")(layer(ids))
+
+
+def mlp_tower(vector, layers: list[int], reg_layers: list[float], seeds: Seeds):
+    """Dense ReLU layers ``layer1 .. layer{N-1}`` of sizes ``layers[1:]``."""
+    for index in range(1, len(layers)):
+        vector = keras.layers.Dense(
+            layers[index], activation="relu", name=f"layer{index}",
+            kernel_initializer=keras.initializers.GlorotUniform(seed=seeds()),
+            kernel_regularizer=keras.regularizers.L2(reg_layers[index]) if reg_layers[index] else None,
+        )(vector)
+    return vector
+
+
+def prediction(vector, seeds: Seeds):
+    """``sigmoid(h^T vector + b)``: the ``prediction`` layer, then the sigmoid.
+
+    The sigmoid is a separate weightless layer so that scoring can read the
+    logit (``prediction``'s output): ranks are the same, and logits do not
+    saturate into ties in float32 the way probabilities near 1 do.
+    """
+    logit = keras.layers.Dense(
+        1, name=PREDICTION,
+        kernel_initializer=keras.initializers.LecunUniform(seed=seeds()))(vector)
+    return keras.layers.Activation("sigmoid", name="probability")(logit)
+
+
+def check_layers(layers: list[int], reg_layers: list[float]) -> None:
+    """Validates an MLP tower specification (ValueError naming the flag)."""
+    if len(layers) == 0:
+        raise ValueError("--layers must name at least one size")
+    if len(layers) != len(reg_layers):
+        raise ValueError(f"--layers has {len(layers)} entries but --reg_layers has "
+                         f"{len(reg_layers)}; they must have the same length")
+    if any(size <= 0 for size in layers):
+        raise ValueError(f"--layers sizes must be positive, got {layers}")
+    if layers[0] % 2:
+        raise ValueError(f"--layers[0] = {layers[0]} must be even: it is the user and "
+                         "item embeddings concatenated, half each")
+    if any(reg < 0 for reg in reg_layers):
+        raise ValueError(f"--reg_layers must be >= 0, got {reg_layers}")

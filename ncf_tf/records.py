@@ -1,0 +1,83 @@
+"""Run records: one JSON file per run, written by the program, atomically.
+
+A record holds everything needed to trust or rerun a number: the full
+configuration, the seed, library versions, the git commit, the data files'
+SHA-256, every epoch's loss / HR / NDCG / seconds, the best epoch, the device
+and the machine. Tables and plots in results/ are generated from these files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Writes ``payload`` to ``path`` atomically (temp file, then rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1, default=_jsonable)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def git_commit() -> dict:
+    """The commit of the ncf_tf checkout and whether it had local changes."""
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD") or None,
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment() -> dict:
+    """Library versions and the machine, for the record."""
+    import keras
+    import pandas
+    import scipy
+    versions = {"python": platform.python_version(), "numpy": np.__version__,
+                "scipy": scipy.__version__, "pandas": pandas.__version__,
+                "keras": keras.__version__, "backend": keras.config.backend()}
+    if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+        versions["tensorflow"] = tf.__version__
+    elif keras.config.backend() == "jax":
+        import jax
+        versions["jax"] = jax.__version__
+    return {"versions": versions,
+            "machine": {"hostname": socket.gethostname(), "platform": platform.platform(),
+                        "processor": platform.processor() or platform.machine(),
+                        "cpu_count": os.cpu_count()},
+            "git": git_commit(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -1,0 +1,145 @@
+"""The training loop shared by GMF, MLP and NeuMF (the authors' loop).
+
+    evaluate once ("Init")
+    for each epoch:
+        resample the training instances (fresh negatives)
+        one shuffled pass of mini-batch updates on the log loss (equation 7)
+        every ``verbose`` epochs: evaluate; keep the epoch with the best HR
+
+Faithful to the authors' protocol, the best epoch is chosen on the *test* HR
+(the only held-out data their files have); this is optimistic, and the run
+record says so (``selection: "test"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+
+from ncf_tf import layers as L
+from ncf_tf.evaluation import Evaluation, LeaveOneOutEvaluator
+from ncf_tf.sampling import Instances, NegativeSampler
+
+SCORE_BATCH = 1 << 16
+
+
+def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer,
+                  steps_per_execution: int = 64, jit_compile="auto") -> None:
+    """Compiles for the log loss: binary cross-entropy on the sigmoid output.
+
+    ``steps_per_execution`` runs that many mini-batch steps per call into the
+    compiled function; each step is still one ordinary update, so the math
+    is unchanged while Python overhead drops (about 4x faster for GMF).
+    """
+    model.compile(optimizer=optimizer, loss="binary_crossentropy",
+                  steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+
+
+def make_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
+    """``score_fn(users, items)`` returning the ``prediction`` logits.
+
+    Logits rank exactly as the sigmoid outputs do, without float32 saturation
+    ties near 1. Inputs are padded to whole batches so that the compiled
+    function sees a single shape.
+    """
+    logits = keras.Model(model.inputs, model.get_layer(L.PREDICTION).output)
+
+    def score_fn(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        n = len(users)
+        size = min(batch_size, n)
+        padded = -(-n // size) * size
+        u = np.zeros((padded, 1), np.int32)
+        i = np.zeros((padded, 1), np.int32)
+        u[:n, 0], i[:n, 0] = users, items
+        out = [np.asarray(logits.predict_on_batch([u[s:s + size], i[s:s + size]]))
+               for s in range(0, padded, size)]
+        return np.concatenate(out)[:n, 0]
+
+    return score_fn
+
+
+def fit_epoch(model: keras.Model, instances: Instances, batch_size: int) -> float:
+    """One pass over ``instances`` in their order; returns the mean loss."""
+    history = model.fit([instances.users[:, None], instances.items[:, None]],
+                        instances.labels[:, None], batch_size=batch_size, epochs=1,
+                        shuffle=False, verbose=0)
+    return float(history.history["loss"][0])
+
+
+@dataclasses.dataclass
+class EpochLog:
+    """What one epoch measured; ``hr``/``ndcg`` are None when not evaluated."""
+
+    epoch: int
+    loss: float
+    hr: float | None
+    ndcg: float | None
+    sample_s: float
+    train_s: float
+    eval_s: float | None
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """The whole run: initial evaluation, every epoch, and the best epoch.
+
+    ``best_epoch`` is -1 when no epoch beat the initial model (e.g. a
+    pretrained NeuMF that training did not improve); ``best_weights`` are
+    then the initial weights.
+    """
+
+    init: Evaluation
+    init_eval_s: float
+    epochs: list[EpochLog]
+    best_epoch: int
+    best: Evaluation
+    best_weights: list
+
+
+def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEvaluator,
+          *, epochs: int, batch_size: int, rng: np.random.Generator, verbose: int = 1,
+          log: Callable[[str], None] = print,
+          on_epoch: Callable[[EpochLog], None] | None = None) -> TrainResult:
+    """Runs the authors' loop (module docstring) on a compiled ``model``.
+
+    Args:
+        model: a compiled GMF, MLP or NeuMF.
+        sampler: draws each epoch's instances.
+        evaluator: the leave-one-out test set.
+        epochs: number of passes; 0 only evaluates.
+        batch_size: mini-batch size.
+        rng: the only source of randomness of sampling and shuffling.
+        verbose: evaluate every ``verbose`` epochs (the last one always).
+        log: receives the authors' progress lines.
+        on_epoch: called with each epoch's log, e.g. to write a run record.
+    """
+    score_fn = make_score_fn(model)
+    start = time.time()
+    init = evaluator.evaluate(score_fn)
+    init_eval_s = time.time() - start
+    log(f"Init: HR = {init.hr:.4f}, NDCG = {init.ndcg:.4f}\t [{init_eval_s:.1f} s]")
+    best, best_epoch, best_weights = init, -1, model.get_weights()
+    history = []
+    for epoch in range(epochs):
+        t0 = time.time()
+        instances = sampler.sample(rng).shuffled(rng)
+        t1 = time.time()
+        loss = fit_epoch(model, instances, batch_size)
+        t2 = time.time()
+        entry = EpochLog(epoch, loss, None, None, t1 - t0, t2 - t1, None)
+        if (epoch + 1) % verbose == 0 or epoch == epochs - 1:
+            result = evaluator.evaluate(score_fn)
+            entry.hr, entry.ndcg, entry.eval_s = result.hr, result.ndcg, time.time() - t2
+            log(f"Iteration {epoch} [{t2 - t0:.1f} s]: HR = {result.hr:.4f}, "
+                f"NDCG = {result.ndcg:.4f}, loss = {loss:.4f} [{entry.eval_s:.1f} s]")
+            if result.hr > best.hr:
+                best, best_epoch, best_weights = result, epoch, model.get_weights()
+        history.append(entry)
+        if on_epoch is not None:
+            on_epoch(entry)
+    log(f"End. Best Iteration {best_epoch}:  HR = {best.hr:.4f}, NDCG = {best.ndcg:.4f}. ")
+    return TrainResult(init, init_eval_s, history, best_epoch, best, best_weights)
