@@ -1,0 +1,55 @@
+"""ItemPop: rank items by their number of training interactions (paper, sec. 4.1).
+
+The non-personalised benchmark of the paper (after Rendle et al. 2009):
+
+    score(u, i) = |{v : (v, i) is a training interaction}|
+
+Every user gets the same ranking, so its HR@K measures how much of the test set
+popularity alone explains.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class ItemPop:
+    """Scores an item by its training popularity; has no hyper-parameters."""
+
+    def __init__(self):
+        self.counts: np.ndarray | None = None
+
+    def fit(self, train: sp.spmatrix, rng: np.random.Generator | None = None,
+            log=print) -> "ItemPop":
+        """Counts the training interactions of every item.
+
+        Args:
+            train: ``(num_users, num_items)`` sparse matrix, non-zero at each
+                training positive.
+            rng: unused; accepted for the common baseline interface.
+            log: unused; accepted for the common baseline interface.
+
+        Returns:
+            self.
+        """
+        del rng, log
+        train = sp.csr_matrix(train)
+        # Count the positives, not their values: a rating matrix passed by
+        # mistake must still give the number of interactions.
+        self.counts = np.bincount(train.indices[train.data != 0],
+                                  minlength=train.shape[1]).astype(np.float64)
+        return self
+
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``(n,)`` popularity of ``items``; ``users`` only sets the length."""
+        if self.counts is None:
+            raise RuntimeError("ItemPop.score called before fit")
+        users, items = np.asarray(users), np.asarray(items)
+        if users.shape != items.shape:
+            raise ValueError(f"users and items must have the same shape, got "
+                             f"{users.shape} and {items.shape}")
+        return self.counts[items]
+
+    def config(self) -> dict:
+        return {"model": "ItemPop"}

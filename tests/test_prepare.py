@@ -1,0 +1,348 @@
+"""bin/prepare_data: raw interactions -> the authors' leave-one-out files.
+
+The raw samples are generated here (not real MovieLens data). Invariants are
+checked against the raw lines through the written id maps, so they test the
+files a user gets, not the in-memory result.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ncf_tf import prepare_cli
+from ncf_tf.data import load_dataset
+from ncf_tf.prepare import (PrepareError, leave_one_out, prepare, read_movielens, read_table,
+                            sample_test_negatives)
+
+NUM_NEG = 99
+
+
+def movielens_rows(seed: int = 0, num_users: int = 25, num_items: int = 160
+                   ) -> list[tuple[int, int, int, int]]:
+    """A ratings.dat-like sample: sorted by user, random order within a user,
+    repeated (user, item) pairs, ties at the latest timestamp, a 1-rating user."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(1, num_users + 1):
+        count = 1 if user == 7 else int(rng.integers(2, 40))
+        items = rng.integers(1, num_items + 1, count)
+        # Few distinct timestamps, so that many users have ties at the latest.
+        stamps = 978300000 + rng.integers(0, 6, count) * 60
+        ratings = rng.integers(1, 6, count)
+        rows += [(user, int(i), int(r), int(t)) for i, r, t in zip(items, ratings, stamps)]
+    return rows
+
+
+def write_movielens(path, rows) -> str:
+    with open(path, "w") as f:
+        f.writelines(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in rows)
+    return str(path)
+
+
+def read_id_map(path) -> list[str]:
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    assert table.iloc[:, 0].tolist() == [str(k) for k in range(len(table))]
+    return table.iloc[:, 1].tolist()
+
+
+def read_lines(path) -> list[list[str]]:
+    with open(path) as f:
+        return [line.rstrip("\n").split("\t") for line in f]
+
+
+def latest_by_hand(rows, tie_break: str = "first") -> dict[str, str]:
+    """user -> item of the latest line: max timestamp, ties by file order."""
+    latest: dict[str, tuple] = {}
+    for line, (user, item, _, stamp) in enumerate(rows):
+        key = (stamp, -line if tie_break == "first" else line)
+        if str(user) not in latest or key > latest[str(user)][0]:
+            latest[str(user)] = (key, str(item))
+    return {user: item for user, (_, item) in latest.items()}
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    rows = movielens_rows()
+    source = write_movielens(tmp_path / "ratings.dat", rows)
+    dest = tmp_path / "out"
+    data = prepare(source, str(dest), "toy", np.random.default_rng(0))
+    users = read_id_map(dest / "toy.user_ids.tsv")
+    items = read_id_map(dest / "toy.item_ids.tsv")
+
+    def original(lines):
+        return [(users[int(u)], items[int(i)]) for u, i, *_ in lines]
+
+    return {"rows": rows, "dest": dest, "data": data, "users": users, "items": items,
+            "train": read_lines(dest / "toy.train.rating"),
+            "test": read_lines(dest / "toy.test.rating"),
+            "negatives": read_lines(dest / "toy.test.negative"), "original": original}
+
+
+def test_output_loads_with_the_loader(prepared):
+    ds = load_dataset(str(prepared["dest"]), "toy")
+    assert ds.summary() == prepared["data"].summary()
+    # User 7 has one rating: dropped, the other 24 remain.
+    assert ds.num_users == 24 and ds.num_test == 24
+    assert ds.test_negatives.shape == (24, NUM_NEG)
+    assert prepared["data"].stats.users_dropped == 1
+
+
+def test_train_plus_test_is_every_distinct_interaction(prepared):
+    train = set(prepared["original"](prepared["train"]))
+    test = set(prepared["original"](prepared["test"]))
+    everything = {(str(u), str(i)) for u, i, _, _ in prepared["rows"] if u != 7}
+    assert train | test == everything
+    assert not train & test
+    assert len(prepared["train"]) == len(train)  # duplicates were dropped
+
+
+def test_one_test_line_per_user_and_it_is_the_latest(prepared):
+    tested = prepared["original"](prepared["test"])
+    assert [int(u) for u, *_ in prepared["test"]] == list(range(24))
+    expected = latest_by_hand(prepared["rows"])
+    assert dict(tested) == {u: i for u, i in expected.items() if u != "7"}
+
+
+def test_test_negatives_are_distinct_and_never_interacted(prepared):
+    interacted = set(prepared["original"](prepared["train"] + prepared["test"]))
+    for (head, *negatives), (user, item, *_) in zip(prepared["negatives"], prepared["test"]):
+        assert head == f"({user},{item})"
+        assert len(negatives) == NUM_NEG == len(set(negatives))
+        assert all((prepared["users"][int(user)], prepared["items"][int(n)]) not in interacted
+                   for n in negatives)
+
+
+def test_ids_follow_first_appearance_and_round_trip(prepared):
+    kept = {item for _, item in prepared["original"](prepared["train"] + prepared["test"])}
+    users = list(dict.fromkeys(str(u) for u, *_ in prepared["rows"] if u != 7))
+    items = [i for i in dict.fromkeys(str(i) for _, i, *_ in prepared["rows"]) if i in kept]
+    assert prepared["users"] == users and prepared["items"] == items
+    # MovieLens user k is user k - 1 while no user before k was dropped.
+    assert prepared["users"][:6] == ["1", "2", "3", "4", "5", "6"]
+    np.testing.assert_array_equal(prepared["data"].item_ids, items)
+
+
+def test_train_lines_grouped_by_user_latest_first(prepared):
+    lines = prepared["train"]
+    users = [int(u) for u, *_ in lines]
+    assert users == sorted(users)
+    for a, b in zip(lines, lines[1:]):
+        if a[0] == b[0]:
+            assert int(a[3]) >= int(b[3])
+    test_stamp = {u: int(t) for u, _, _, t in prepared["test"]}
+    assert all(int(t) <= test_stamp[u] for u, _, _, t in lines)
+
+
+def test_same_seed_same_files_other_seed_other_negatives(tmp_path):
+    source = write_movielens(tmp_path / "ratings.dat", movielens_rows())
+    for folder, seed in (("a", 3), ("b", 3), ("c", 4)):
+        prepare(source, str(tmp_path / folder), "toy", np.random.default_rng(seed))
+
+    def content(folder, suffix):
+        return (tmp_path / folder / f"toy.{suffix}").read_text()
+
+    for suffix in ("train.rating", "test.rating", "test.negative", "user_ids.tsv"):
+        assert content("a", suffix) == content("b", suffix)
+    assert content("a", "train.rating") == content("c", "train.rating")
+    assert content("a", "test.negative") != content("c", "test.negative")
+
+
+def test_min_interactions_drops_small_users(tmp_path):
+    rows = movielens_rows()
+    counts = pd.DataFrame(rows).drop_duplicates([0, 1]).groupby(0).size()
+    raw = read_movielens(write_movielens(tmp_path / "ratings.dat", rows))
+    data = leave_one_out(raw, np.random.default_rng(0), min_interactions=20)
+    assert sorted(data.user_ids.tolist(), key=int) == [str(u) for u in counts.index[counts >= 20]]
+    assert data.stats.users_dropped == (counts < 20).sum()
+    assert data.stats.user_lines_dropped == counts[counts < 20].sum()
+    assert "fewer than 20 interactions" in "\n".join(data.stats.describe())
+
+
+def test_tie_rule_duplicates_and_rating_zero_by_hand(tmp_path):
+    rows = [(1, 10, 4, 100), (1, 20, 5, 300), (1, 30, 3, 300), (1, 40, 2, 200),
+            (2, 10, 5, 100), (2, 20, 1, 50), (2, 10, 2, 400), (2, 70, 0, 500),
+            (3, 60, 2, 2), (3, 50, 1, 1)]
+    source = write_movielens(tmp_path / "ratings.dat", rows)
+    # Items by first line: 10 20 30 40 (70: rating 0, dropped) 60 50 -> 0 1 2 3 4 5.
+    expected = {
+        # user 1 ties at 300: "first" holds out item 20, "last" item 30.
+        "first": ("0\t1\t5\t300\n1\t0\t2\t400\n2\t4\t2\t2\n",
+                  "0\t2\t3\t300\n0\t3\t2\t200\n0\t0\t4\t100\n1\t1\t1\t50\n2\t5\t1\t1\n"),
+        "last": ("0\t2\t3\t300\n1\t0\t2\t400\n2\t4\t2\t2\n",
+                 "0\t1\t5\t300\n0\t3\t2\t200\n0\t0\t4\t100\n1\t1\t1\t50\n2\t5\t1\t1\n"),
+    }
+    for rule, (test, train) in expected.items():
+        data = prepare(source, str(tmp_path / rule), "toy", np.random.default_rng(0),
+                       tie_break=rule, num_test_neg=1)
+        assert (tmp_path / rule / "toy.test.rating").read_text() == test
+        assert (tmp_path / rule / "toy.train.rating").read_text() == train
+        # User 2's (10, ts 100) line is an older duplicate of (10, ts 400).
+        assert data.stats.duplicates == 1 and data.stats.nonpositive == 1
+
+
+def test_csv_with_custom_columns(tmp_path):
+    source = tmp_path / "clicks.tsv"
+    source.write_text("when\tpin\textra\tuid\tscore\n"
+                      "5\tp1\tx\tbob\t1.5\n"
+                      "9\tp2\tx\tbob\t2\n"
+                      "\n"
+                      "7\tp1\tx\tann\t1\n"
+                      "3\tp3\tx\tann\t1\n")
+    dest = tmp_path / "out"
+    data = prepare(str(source), str(dest), "pins", np.random.default_rng(0), fmt="csv",
+                   sep="\t", user_col="uid", item_col="pin", rating_col="score",
+                   timestamp_col="when", num_test_neg=1)
+    assert data.summary() == "#user=2, #item=3, #train=2, #test=2"
+    assert (dest / "pins.test.rating").read_text() == "0\t1\t2.0\t9\n1\t0\t1.0\t7\n"
+    assert (dest / "pins.train.rating").read_text() == "0\t0\t1.5\t5\n1\t2\t1.0\t3\n"
+    assert (dest / "pins.user_ids.tsv").read_text() == "ncf_user_id\tuid\n0\tbob\n1\tann\n"
+    assert read_id_map(dest / "pins.item_ids.tsv") == ["p1", "p2", "p3"]
+    assert load_dataset(str(dest), "pins").num_test == 2
+
+
+def test_csv_without_rating_and_timestamp_uses_file_order(tmp_path):
+    source = tmp_path / "plain.csv"
+    source.write_text("user,item\na,x\na,y\nb,y\na,x\nb,z\nc,w\nc,y\n")
+    data = leave_one_out(read_table(str(source)), np.random.default_rng(0), num_test_neg=1)
+    # Last line of a user is the latest; a repeated pair keeps its last line.
+    assert data.test[["user", "item"]].values.tolist() == [[0, 0], [1, 2], [2, 1]]
+    assert data.train[["user", "item"]].values.tolist() == [[0, 1], [1, 1], [2, 3]]
+    assert set(data.train["rating"]) == {1.0} and set(data.train["timestamp"]) == {0}
+
+
+def test_cold_items_kept_like_the_authors_unless_they_break_the_format(tmp_path):
+    # Item 99 occurs only as user 3's latest line: a cold item with the
+    # largest id, which the format (#items from the train file) cannot hold.
+    rows = [(1, 10, 5, 1), (1, 20, 5, 2), (1, 30, 5, 3),
+            (2, 30, 5, 1), (2, 40, 5, 2), (2, 50, 5, 3), (2, 10, 5, 4),
+            (3, 20, 5, 1), (3, 40, 5, 2), (3, 99, 5, 3)]
+    source = write_movielens(tmp_path / "ratings.dat", rows)
+    with pytest.raises(PrepareError, match=r"item '99' \(id 5\) occurs only in held-out test "
+                       r"lines.*drop_cold_items"):
+        prepare(source, str(tmp_path / "a"), "toy", np.random.default_rng(0), num_test_neg=1)
+    assert not (tmp_path / "a").exists()
+    data = prepare(source, str(tmp_path / "b"), "toy", np.random.default_rng(0),
+                   num_test_neg=1, drop_cold_items=True)
+    assert data.stats.cold_items == 1 and data.stats.cold_lines == 1
+    assert "99" not in data.item_ids.tolist()
+    assert load_dataset(str(tmp_path / "b"), "toy").num_items == 5
+    # Cold items with a smaller id stay, as in the authors' ml-1m (items 1805, 3569).
+    data = prepare(write_movielens(tmp_path / "r2.dat", rows + [(3, 60, 5, 0)]),
+                   str(tmp_path / "c"), "toy", np.random.default_rng(0), num_test_neg=1)
+    assert data.item_ids.tolist()[5] == "99" and data.test["item"].tolist()[2] == 5
+    assert load_dataset(str(tmp_path / "c"), "toy").num_items == 7
+
+
+def test_negatives_are_uniform_over_unseen_items():
+    users = np.repeat(np.arange(3000), 2)
+    items = np.tile([0, 3], 3000)
+    negatives = sample_test_negatives(users, items, 3000, 8, 3, np.random.default_rng(0))
+    counts = np.bincount(negatives.ravel(), minlength=8)
+    assert counts[0] == counts[3] == 0
+    # Each of the 6 unseen items: 3000 * 3 / 6 = 1500 expected, sd ~ 32.
+    assert np.all(np.abs(counts[[1, 2, 4, 5, 6, 7]] - 1500) < 150)
+    assert all(len(set(row)) == 3 for row in negatives)
+
+
+# Bad input: one clear line, exit code 2 from the CLI, nothing written.
+
+
+def run_cli(argv, capsys):
+    code = prepare_cli.main(["prepare_data"] + argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_happy_path(tmp_path, capsys):
+    source = write_movielens(tmp_path / "ratings.dat", movielens_rows())
+    dest = tmp_path / "out"
+    code, out, err = run_cli(["--input", source, "--dest", str(dest), "--name", "toy",
+                              "--seed", "5"], capsys)
+    assert code == 0 and err == ""
+    assert out.splitlines()[-1] == load_dataset(str(dest), "toy").summary()
+    assert "Dropped 1 users with fewer than 2 interactions" in out
+
+
+def test_cli_csv_tab_separator(tmp_path, capsys):
+    source = tmp_path / "x.tsv"
+    source.write_text("u\ti\n" + "".join(f"{u}\t{i}\n" for u in range(3)
+                                    for i in range(u + 2, u - 1, -1)))
+    code, out, _ = run_cli(["--input", str(source), "--format", "csv", "--sep", "\\t",
+                            "--user_col", "u", "--item_col", "i", "--dest",
+                            str(tmp_path / "out"), "--name", "x", "--num_test_neg", "2"], capsys)
+    assert code == 0 and out.splitlines()[-1] == "#user=3, #item=5, #train=6, #test=3"
+
+
+@pytest.mark.parametrize("content, argv, message", [
+    ("", [], r"ratings.dat: file is empty"),
+    ("1::10::5::100\n1::20::five::200\n", [],
+     r"ratings.dat, line 2: rating is 'five', not a number"),
+    ("1::10::5::100\n1::20::5\n", [], r"ratings.dat, line 2: timestamp is empty"),
+    ("1::10::5::100\n1::20::5::9::x\n", [], r"ratings.dat, line 2: 5 fields, expected 4"),
+    ("1::10::5::100\n\n1::a::5::9\n", [], r"ratings.dat, line 3: item id is 'a', not an integer"),
+    ("user,movie\n1,2\n", ["--format", "csv"],
+     r"column 'item' not found; the header has 'user', 'movie' \(separator ','\)"),
+    ("user,item,r\n1,2,3\n1,3,x\n", ["--format", "csv", "--rating_col", "r"],
+     r"ratings.dat, line 3: column 'r' is 'x', not a number"),
+    ("user,item\n", ["--format", "csv"], r"no data lines after the header"),
+    ("1::1::5::1\n1::2::5::2\n2::3::5::1\n2::1::5::2\n", [],
+     r"user 0 \('1' in the input\) interacted with 2 of the 3 items, leaving 1 for 99 test "
+     r"negatives"),
+])
+def test_bad_input_one_line_error_nothing_written(tmp_path, capsys, content, argv, message):
+    source = tmp_path / "ratings.dat"
+    source.write_text(content)
+    dest = tmp_path / "out"
+    code, out, err = run_cli(["--input", str(source), "--dest", str(dest), "--name", "toy"]
+                             + argv, capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("prepare_data: error: ") and err.count("\n") == 1
+    assert pytest.raises(PrepareError, prepare, str(source), str(dest), "toy",
+                         np.random.default_rng(0), fmt=argv[1] if argv else "movielens",
+                         rating_col="r" if "--rating_col" in argv else None).match(message)
+    assert not dest.exists()
+
+
+def test_missing_input_and_flags(tmp_path, capsys):
+    code, _, err = run_cli(["--input", str(tmp_path / "nope.dat"), "--name", "toy",
+                            "--dest", str(tmp_path / "out")], capsys)
+    assert code == 2 and "nope.dat: file not found" in err
+    code, _, err = run_cli(["--input", "x"], capsys)
+    assert code == 2 and err == "prepare_data: error: --name is required\n"
+    code, _, err = run_cli(["--input", "x", "--name", "t", "--num_test_neg", "0"], capsys)
+    assert code == 2 and "num_test_neg" in err
+    code, _, err = run_cli(["--input", "x", "--name", "t", "--user_col", "uid"], capsys)
+    assert code == 2 and err.endswith("--user_col: only with --format csv (ratings.dat has "
+                                      "fixed columns)\n")
+
+
+def test_refuses_existing_output_unless_overwrite(tmp_path, capsys):
+    source = write_movielens(tmp_path / "ratings.dat", movielens_rows())
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "toy.test.negative").write_text("mine\n")
+    argv = ["--input", source, "--dest", str(dest), "--name", "toy"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and "toy.test.negative: exists; refusing to replace it" in err
+    assert os.listdir(dest) == ["toy.test.negative"]
+    assert (dest / "toy.test.negative").read_text() == "mine\n"
+    code, _, _ = run_cli(argv + ["--overwrite"], capsys)
+    assert code == 0 and (dest / "toy.test.negative").read_text() != "mine\n"
+    assert sorted(os.listdir(dest)) == sorted(f"toy.{s}" for s in (
+        "train.rating", "test.rating", "test.negative", "user_ids.tsv", "item_ids.tsv"))
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    source = write_movielens(tmp_path / "ratings.dat", movielens_rows())
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(PrepareError, match=r"writing failed \(disk full\); nothing written"):
+        prepare(source, str(tmp_path / "out"), "toy", np.random.default_rng(0))
+    assert not (tmp_path / "out").exists()
