@@ -72,15 +72,16 @@ def assign_named_weights(model: keras.Model, named: dict[str, list[np.ndarray]],
             shapes differ; the message names ``source``, the layer and shapes.
             Nothing is assigned in that case.
     """
-    plan = []
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        expected = [tuple(w.shape) for w in layer.weights]
+    layers = [layer for layer in model.layers if layer.weights]
+    for layer in layers:   # a missing layer means the wrong model: say so first
         if layer.name not in named:
             raise WeightsError(
-                f"{source}: no weights for layer '{layer.name}' (expected shapes {expected}); "
-                f"the file has layers {sorted(named)} -- is it a {model.name} weight file?")
+                f"{source}: no weights for layer '{layer.name}' (expected shapes "
+                f"{[tuple(w.shape) for w in layer.weights]}); the file has layers "
+                f"{sorted(named)} -- is it a {model.name} weight file?")
+    plan = []
+    for layer in layers:
+        expected = [tuple(w.shape) for w in layer.weights]
         arrays = named[layer.name]
         got = [tuple(np.shape(a)) for a in arrays]
         if got != expected:

@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine:
+#   make train   -- venv, data (downloaded and verified), GMF, MLP, then NeuMF from them
+#   make test    -- venv, tests
+# DATA_FROM=DIR copies the data from a local folder instead of downloading it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+EPOCHS ?= 20
+DATA_FROM ?=
+
+.PHONY: install data train test report
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+data: install
+	$(BIN)/python bin/download_data --dataset ml-1m --dataset ml-1m-pretrain $(if $(DATA_FROM),--from $(DATA_FROM))
+
+train: data
+	$(BIN)/python bin/train_gmf --epochs $(EPOCHS)
+	$(BIN)/python bin/train_mlp --epochs $(EPOCHS)
+	$(BIN)/python bin/train_neumf --pretrain --epochs $(EPOCHS)
+	$(BIN)/python bin/report
+
+test: install
+	$(BIN)/python -m pytest
+
+report: install
+	$(BIN)/python bin/report

@@ -1,0 +1,136 @@
+"""bin/train_gmf, bin/train_mlp, bin/train_neumf end to end on a tiny data set,
+and every bad flag: one-line error, exit code 2, nothing written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REPO, write_dataset
+from ncf_tf import gmf, mlp, neumf
+
+SMALL = ["--epochs", "2", "--batch_size", "64", "--lr", "0.01", "--num_factors", "4",
+         "--layers", "[16,8,4]", "--reg_layers", "0,0,0"]
+
+
+def common(tmp_path):
+    info = write_dataset(tmp_path / "data")
+    return info, ["--path", info["folder"], "--dataset", "toy",
+                  "--model_dir", str(tmp_path / "models"), "--results_dir", str(tmp_path / "runs")]
+
+
+def only(flags, allowed):
+    """Keeps the --flag value pairs a script defines."""
+    pairs = zip(flags[::2], flags[1::2])
+    return [x for flag, value in pairs if flag in allowed for x in (flag, value)]
+
+
+GMF_FLAGS = {"--epochs", "--batch_size", "--lr", "--num_factors"}
+MLP_FLAGS = {"--epochs", "--batch_size", "--lr", "--layers", "--reg_layers"}
+
+
+def records(tmp_path):
+    folder = tmp_path / "runs"
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def test_scripts_end_to_end_with_pretraining(tmp_path, capsys):
+    _, base = common(tmp_path)
+    # A real subprocess through bin/ for one script...
+    done = subprocess.run([sys.executable, os.path.join(REPO, "bin", "train_gmf"), *base,
+                           *only(SMALL, GMF_FLAGS)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Load data done" in done.stdout and "Init: HR = " in done.stdout
+    assert "Iteration 1 [" in done.stdout and "End. Best Iteration" in done.stdout
+    # ...and main(argv) in-process for the others.
+    assert mlp.main(["train_mlp", *base, *only(SMALL, MLP_FLAGS)]) == 0
+    assert neumf.main(["train_neumf", *base, *SMALL, "--pretrain"]) == 0
+    out = capsys.readouterr().out
+    assert "Optimizer: sgd, lr = 0.01 (vanilla SGD after pretraining" in out
+
+    runs = {json.load(open(p))["model"]: json.load(open(p)) for p in records(tmp_path)}
+    assert set(runs) == {"GMF", "MLP", "NeuMF"}
+    for record in runs.values():
+        assert record["status"] == "finished" and len(record["epochs"]) == 2
+        assert {"loss", "hr", "ndcg", "sample_s", "train_s", "eval_s"} <= set(record["epochs"][0])
+        assert record["versions"]["keras"] and record["machine"]["cpu_count"]
+        assert os.path.isfile(record["weights_file"])
+        assert all(len(sha) == 64 for sha in record["data"]["files"].values())
+    assert runs["NeuMF"]["learner"] == "sgd"
+    assert runs["NeuMF"]["start_from"]["mf_pretrain"].endswith(".weights.h5")
+    # The pretrained NeuMF starts where the blend of its parents puts it, and
+    # --weights --epochs 0 reproduces a saved model's evaluation exactly.
+    saved = runs["GMF"]
+    assert gmf.main(["train_gmf", *base, "--num_factors", "4", "--epochs", "0", "--out", "0",
+                     "--weights", saved["weights_file"], "--run_name", "eval"]) == 0
+    evaluated = json.load(open(tmp_path / "runs" / "eval.json"))
+    assert evaluated["init"]["hr"] == saved["best"]["hr"]
+    assert evaluated["init"]["ndcg"] == pytest.approx(saved["best"]["ndcg"], abs=1e-12)
+
+
+def test_neumf_from_keras1_weight_files(tmp_path, capsys):
+    info, base = common(tmp_path)
+    users, items = info["num_users"], 60
+    g, m = gmf.build(users, items, 4), mlp.build(users, items, [16, 8, 4], [0, 0, 0])
+    for model, path in ((g, tmp_path / "g.h5"), (m, tmp_path / "m.h5")):
+        with h5py.File(path, "w") as f:   # the authors' layout
+            named = [layer for layer in model.layers if layer.weights]
+            f.attrs["layer_names"] = [layer.name.encode() for layer in named]
+            for layer in named:
+                names = [f"{layer.name}_W", f"{layer.name}_b"][: len(layer.weights)]
+                f.create_group(layer.name).attrs["weight_names"] = [n.encode() for n in names]
+                for n, w in zip(names, layer.get_weights()):
+                    f[layer.name].create_dataset(n, data=w)
+    code = neumf.main(["train_neumf", *base, *SMALL, "--epochs", "0", "--out", "0",
+                       "--mf_pretrain", str(tmp_path / "g.h5"), "--mlp_pretrain", str(tmp_path / "m.h5")])
+    assert code == 0, capsys.readouterr().err
+
+
+BAD = [
+    (["--layers", "[64,32]", "--reg_layers", "[0,0,0]"], "--layers has 2 entries but --reg_layers has 3"),
+    (["--layers", "[63,32]", "--reg_layers", "[0,0]"], r"--layers\[0\] = 63 must be even"),
+    (["--layers", "eval('1')"], "--layers must be a comma-separated list of integers"),
+    (["--learner", "nadam"], "--learner must be one of adagrad, adam, rmsprop, sgd"),
+    (["--batch_size", "0"], "--batch_size must be an integer >= 1, got 0"),
+    (["--epochs", "-1"], "--epochs must be an integer >= 0, got -1"),
+    (["--num_neg", "0"], "--num_neg must be an integer >= 1, got 0"),
+    (["--num_neg", "50"], "--num_neg 50: user .* can be paired with only"),
+    (["--alpha", "2"], r"--alpha must be a number in \[0, 1\], got 2.0"),
+    (["--mf_pretrain", "x.h5"], "--mf_pretrain and --mlp_pretrain must be given together"),
+    (["--pretrain"], "--pretrain: no file matches .*toy_GMF_8_"),
+    (["--mf_pretrain", "nope.h5", "--mlp_pretrain", "nope2.h5"], "nope.h5: weight file not found"),
+    (["--device", "tpu"], "--device must be auto, cpu or gpu:N, got 'tpu'"),
+    (["--epochs", "x"], "flag --epochs=x"),
+    (["--dataset", "missing"], "missing.train.rating: file not found .*bin/download_data"),
+    (["stray"], "unexpected arguments"),
+]
+
+
+@pytest.mark.parametrize("flags,message", BAD, ids=[b[1][:30] for b in BAD])
+def test_bad_flags(tmp_path, capsys, flags, message):
+    _, base = common(tmp_path)
+    code = neumf.main(["train_neumf", *base, *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("train_neumf: error: ")
+    assert __import__("re").search(message, err[0]), err[0]
+    assert records(tmp_path) == [] and not (tmp_path / "models").exists()
+
+
+def test_wrong_weight_file_for_the_model(tmp_path, capsys):
+    _, base = common(tmp_path)
+    assert gmf.main(["train_gmf", *base, "--epochs", "0", "--num_factors", "4"]) == 0
+    saved = json.load(open(records(tmp_path)[0]))["weights_file"]
+    code = mlp.main(["train_mlp", *base, "--epochs", "0", "--weights", saved])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "no weights for layer 'layer1'" in err and "is it a MLP weight file" in err
+
+
+def test_help(capsys):
+    assert gmf.main(["train_gmf", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--num_factors" in out and "--regs" in out and "--layers" not in out
