@@ -35,8 +35,8 @@ Steps, in this order:
    module does not reproduce that quirk.
 
 "Latest" is one total order: by timestamp, ties broken by position in the
-file according to ``tie_break``: ``"first"`` (default) makes the first of the
-tied lines in file order the latest, ``"last"`` the last. Without a timestamp
+file according to ``tie_break``: ``"last"`` (default) makes the last of the
+tied lines in file order the latest, ``"first"`` the first. Without a timestamp
 column, the file order is the time: a user's last line is the latest. The
 same order picks the line kept among duplicates (step 2) and sorts each
 user's training lines.
@@ -44,16 +44,15 @@ user's training lines.
 About the tie rule. 1,667 ml-1m users have several ratings at their latest
 timestamp. The authors' test item can be checked against a rebuild: map our
 item ids to MovieLens movie ids with ``<name>.item_ids.tsv`` and the authors'
-ids with ``ml-1m.item_ids.tsv`` from ncf_tf's development data
-(``/work/shared/data/ml-1m.item_ids.tsv``, authors' item id -> MovieLens
-movie id), then compare with their ``ml-1m.test.rating``. What their files
+ids with a table of authors' item id -> MovieLens movie id (their ids are
+the order of first appearance of each movie in ``ratings.dat``), then compare with their ``ml-1m.test.rating``. What their files
 already tell (users 0-188, whose training lines are the authors' bytes): where
 the file order of two tied lines can be recovered (items first rated by that
 user, whose ids follow the file order), their test item comes later in the
 file than the other tied line in 5 of 6 such pairs and earlier in 1; and user
 0's three training lines at timestamp 978824291 are in neither file order nor
 its reverse. That points to an unstable sort: no file-order rule reproduces
-their test file exactly ("last" comes closer than "first").
+their test file exactly; "last" comes closer, hence the default.
 
 Outputs, in ``dest``: ``<name>.train.rating`` and ``<name>.test.rating``
 (``user\\titem\\trating\\ttimestamp``), ``<name>.test.negative``
@@ -479,7 +478,7 @@ def sample_test_negatives(users: np.ndarray, items: np.ndarray, num_users: int, 
 
 
 def leave_one_out(raw: RawInteractions, rng: np.random.Generator, *, min_interactions: int = 0,
-                  num_test_neg: int = 99, tie_break: TieBreak = "first",
+                  num_test_neg: int = 99, tie_break: TieBreak = "last",
                   drop_cold_items: bool = False) -> LeaveOneOut:
     """Steps 1-7 of the module docstring, in memory.
 
@@ -638,7 +637,7 @@ def prepare(input_path: str, dest: str, name: str, rng: np.random.Generator, *,
             fmt: str = "movielens", sep: str = ",", user_col: str = "user",
             item_col: str = "item", rating_col: str | None = None,
             timestamp_col: str | None = None, min_interactions: int = 0,
-            num_test_neg: int = 99, tie_break: TieBreak = "first",
+            num_test_neg: int = 99, tie_break: TieBreak = "last",
             drop_cold_items: bool = False, overwrite: bool = False) -> LeaveOneOut:
     """Reads ``input_path``, builds the leave-one-out split and writes it to ``dest``.
 

@@ -51,7 +51,7 @@ def define_flags() -> flags.FlagValues:
     flags.DEFINE_integer("num_test_neg", 99, "Negatives per test line.", lower_bound=1,
                          flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed of the test negatives.", flag_values=fv)
-    flags.DEFINE_enum("tie_break", "first", list(prepare.TIE_BREAKS),
+    flags.DEFINE_enum("tie_break", "last", list(prepare.TIE_BREAKS),
                       "Which of a user's lines at the latest timestamp is held out: the "
                       "first or the last in file order.", flag_values=fv)
     flags.DEFINE_boolean("drop_cold_items", False, "Drop items that occur only in held-out "

@@ -54,7 +54,7 @@ def read_lines(path) -> list[list[str]]:
         return [line.rstrip("\n").split("\t") for line in f]
 
 
-def latest_by_hand(rows, tie_break: str = "first") -> dict[str, str]:
+def latest_by_hand(rows, tie_break: str) -> dict[str, str]:
     """user -> item of the latest line: max timestamp, ties by file order."""
     latest: dict[str, tuple] = {}
     for line, (user, item, _, stamp) in enumerate(rows):
@@ -103,7 +103,7 @@ def test_train_plus_test_is_every_distinct_interaction(prepared):
 def test_one_test_line_per_user_and_it_is_the_latest(prepared):
     tested = prepared["original"](prepared["test"])
     assert [int(u) for u, *_ in prepared["test"]] == list(range(24))
-    expected = latest_by_hand(prepared["rows"])
+    expected = latest_by_hand(prepared["rows"], "last")   # the default rule
     assert dict(tested) == {u: i for u, i in expected.items() if u != "7"}
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
+from ncf_tf.baselines.common import check_pairs
 from ncf_tf.sampling import NegativeSampler
 
 
@@ -145,12 +146,7 @@ class BPR:
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``(n,)`` x_ui = p_u . q_i + b_i for each (users[k], items[k])."""
-        if self.user_factors is None:
-            raise RuntimeError("BPR.score called before fit")
-        users, items = np.asarray(users), np.asarray(items)
-        if users.shape != items.shape:
-            raise ValueError(f"users and items must have the same shape, got "
-                             f"{users.shape} and {items.shape}")
+        users, items = check_pairs("BPR", self.user_factors is not None, users, items)
         scores = np.einsum("nf,nf->n", self.user_factors[users.reshape(-1)],
                            self.item_factors[items.reshape(-1)])
         if self.use_bias:

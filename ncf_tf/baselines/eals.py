@@ -45,6 +45,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from ncf_tf.baselines.common import check_pairs
+
 
 class EALS:
     """Element-wise ALS with popularity-weighted missing data (eALS).
@@ -183,12 +185,7 @@ class EALS:
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``(n,)`` y_ui = p_u . q_i for each (users[k], items[k])."""
-        if self.user_factors is None:
-            raise RuntimeError("EALS.score called before fit")
-        users, items = np.asarray(users), np.asarray(items)
-        if users.shape != items.shape:
-            raise ValueError(f"users and items must have the same shape, got "
-                             f"{users.shape} and {items.shape}")
+        users, items = check_pairs("EALS", self.user_factors is not None, users, items)
         return np.einsum("nf,nf->n", self.user_factors[users.reshape(-1)],
                          self.item_factors[items.reshape(-1)])
 

@@ -34,6 +34,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from ncf_tf.baselines.common import check_pairs
+
 # Dense work blocks hold at most this many float64 entries (64 MB).
 _BLOCK_ENTRIES = 1 << 23
 
@@ -95,12 +97,7 @@ class ItemKNN:
         ``X[block] @ S.T`` are formed once (sparse product, then dense) and the
         requested entries gathered from it.
         """
-        if self.similarity is None:
-            raise RuntimeError("ItemKNN.score called before fit")
-        users, items = np.asarray(users), np.asarray(items)
-        if users.shape != items.shape:
-            raise ValueError(f"users and items must have the same shape, got "
-                             f"{users.shape} and {items.shape}")
+        users, items = check_pairs("ItemKNN", self.similarity is not None, users, items)
         users, items = users.reshape(-1), items.reshape(-1)
         scores = np.empty(len(users), np.float64)
         unique_users, row_of_pair = np.unique(users, return_inverse=True)

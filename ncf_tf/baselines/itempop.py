@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ncf_tf.baselines.common import check_pairs
+
 
 class ItemPop:
     """Scores an item by its training popularity; has no hyper-parameters."""
@@ -43,12 +45,7 @@ class ItemPop:
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``(n,)`` popularity of ``items``; ``users`` only sets the length."""
-        if self.counts is None:
-            raise RuntimeError("ItemPop.score called before fit")
-        users, items = np.asarray(users), np.asarray(items)
-        if users.shape != items.shape:
-            raise ValueError(f"users and items must have the same shape, got "
-                             f"{users.shape} and {items.shape}")
+        users, items = check_pairs("ItemPop", self.counts is not None, users, items)
         return self.counts[items]
 
     def config(self) -> dict:
