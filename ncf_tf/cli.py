@@ -9,11 +9,10 @@ repeatedly in one process.
 
 from __future__ import annotations
 
-import os
-import sys
 
 from absl import flags
 
+from ncf_tf.command import run_command
 from ncf_tf.config import TrainConfig, parse_list
 
 
@@ -81,21 +80,11 @@ def config_from_flags(model: str, fv: flags.FlagValues) -> TrainConfig:
 
 def main(model: str, argv: list[str]) -> int:
     """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
-    program = os.path.basename(argv[0]) if argv else f"train_{model.lower()}"
-    fv = define_flags(model)
-    if any(arg in ("-h", "--help", "--helpfull") for arg in argv[1:]):
-        print(f"{program}: train and evaluate {model} (He et al., Neural Collaborative "
-              f"Filtering, WWW 2017).\n\n{fv.get_help()}")
-        return 0
-    try:
-        rest = fv(argv)
-        if len(rest) > 1:
-            raise ValueError(f"unexpected arguments {rest[1:]}; every option is a --flag")
+    def body(fv: flags.FlagValues) -> None:
         config = config_from_flags(model, fv)
         from ncf_tf import experiment  # imports Keras: after the cheap checks
         experiment.run(config)
-    except (flags.Error, ValueError) as e:
-        print(f"{program}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-              file=sys.stderr)
-        return 2
-    return 0
+
+    return run_command(argv, f"train_{model.lower()}",
+                       f"train and evaluate {model} (He et al., Neural Collaborative "
+                       "Filtering, WWW 2017).", define_flags(model), body)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import tempfile
 import urllib.request
 
 from absl import flags
+
+from ncf_tf.command import run_command
 
 AUTHORS_COMMIT = "4aab159e81c44b062c091bdaed0ab54ac632371f"
 BASE_URL = ("https://raw.githubusercontent.com/hexiangnan/neural_collaborative_filtering/"
@@ -124,14 +125,6 @@ def main(argv: list[str]) -> int:
     flags.DEFINE_string("dest", "Data/", "Folder to put the files in.", flag_values=fv)
     flags.DEFINE_string("from", "", "Copy from this local folder instead of downloading.",
                         flag_values=fv)
-    program = os.path.basename(argv[0]) if argv else "download_data"
-    if any(arg in ("-h", "--help") for arg in argv[1:]):
-        print(f"{program}: fetch the authors' data files, verified.\n\n{fv.get_help()}")
-        return 0
-    try:
-        fv(argv)
-        download(fv.dataset, fv.dest, fv["from"].value or None)
-    except (flags.Error, DownloadError) as e:
-        print(f"{program}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(argv, "download_data", "fetch the authors' data files, verified.", fv,
+                       lambda fv: download(fv.dataset, fv.dest, fv["from"].value or None),
+                       errors=(DownloadError,))

@@ -14,13 +14,12 @@ Examples::
 
 from __future__ import annotations
 
-import os
-import sys
 
 import numpy as np
 from absl import flags
 
 from ncf_tf import prepare
+from ncf_tf.command import run_command
 
 SEPARATORS = {"\\t": "\t", "tab": "\t", "TAB": "\t"}
 CSV_FLAGS = ("sep", "user_col", "item_col", "rating_col", "timestamp_col")
@@ -60,40 +59,32 @@ def define_flags() -> flags.FlagValues:
     return fv
 
 
-def main(argv: list[str]) -> int:
-    """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
-    program = os.path.basename(argv[0]) if argv else "prepare_data"
-    fv = define_flags()
-    if any(arg in ("-h", "--help", "--helpfull") for arg in argv[1:]):
-        print(f"{program}: turn raw interactions into the leave-one-out files of He et al., "
-              f"Neural Collaborative Filtering (WWW 2017).\n\n{fv.get_help()}")
-        return 0
-    try:
-        rest = fv(argv)
-        if len(rest) > 1:
-            raise prepare.PrepareError(f"unexpected arguments {rest[1:]}; every option is a "
-                                       "--flag")
-        for required in ("input", "name"):
-            if not fv[required].value:
-                raise prepare.PrepareError(f"--{required} is required")
-        if fv.format == "movielens":
-            ignored = [f"--{name}" for name in CSV_FLAGS if fv[name].present]
-            if ignored:
-                raise prepare.PrepareError(f"{', '.join(ignored)}: only with --format csv "
-                                           "(ratings.dat has fixed columns)")
-        data = prepare.prepare(
-            fv.input, fv.dest, fv.name, np.random.default_rng(fv.seed), fmt=fv.format,
-            sep=SEPARATORS.get(fv.sep, fv.sep), user_col=fv.user_col, item_col=fv.item_col,
-            rating_col=fv.rating_col or None, timestamp_col=fv.timestamp_col or None,
-            min_interactions=fv.min_interactions, num_test_neg=fv.num_test_neg,
-            tie_break=fv.tie_break, drop_cold_items=fv.drop_cold_items,
-            overwrite=fv.overwrite)
-    except (flags.Error, prepare.PrepareError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"{program}: error: {message}", file=sys.stderr)
-        return 2
+def run(fv: flags.FlagValues) -> None:
+    """Prepares the data as the parsed flags say, and reports what it wrote."""
+    for required in ("input", "name"):
+        if not fv[required].value:
+            raise prepare.PrepareError(f"--{required} is required")
+    if fv.format == "movielens":
+        ignored = [f"--{name}" for name in CSV_FLAGS if fv[name].present]
+        if ignored:
+            raise prepare.PrepareError(f"{', '.join(ignored)}: only with --format csv "
+                                       "(ratings.dat has fixed columns)")
+    data = prepare.prepare(
+        fv.input, fv.dest, fv.name, np.random.default_rng(fv.seed), fmt=fv.format,
+        sep=SEPARATORS.get(fv.sep, fv.sep), user_col=fv.user_col, item_col=fv.item_col,
+        rating_col=fv.rating_col or None, timestamp_col=fv.timestamp_col or None,
+        min_interactions=fv.min_interactions, num_test_neg=fv.num_test_neg,
+        tie_break=fv.tie_break, drop_cold_items=fv.drop_cold_items,
+        overwrite=fv.overwrite)
     for line in data.stats.describe():
         print(line)
     print(f"Wrote {', '.join(prepare.output_paths(fv.dest, fv.name))}")
     print(data.summary())
-    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
+    return run_command(argv, "prepare_data",
+                       "turn raw interactions into the leave-one-out files of He et al., "
+                       "Neural Collaborative Filtering (WWW 2017).",
+                       define_flags(), run, errors=(prepare.PrepareError,))
