@@ -9,12 +9,12 @@ repeatedly in one process.
 
 from __future__ import annotations
 
+import sys
 
 from absl import flags
 
 from ncf_tf.command import run_command
 from ncf_tf.config import TrainConfig, parse_list
-
 
 
 def define_flags(model: str) -> flags.FlagValues:
@@ -48,7 +48,13 @@ def define_flags(model: str) -> flags.FlagValues:
            "Keras 1 .h5); with --epochs 0 this just evaluates it.")
     string("model_dir", d.model_dir, "Where weight files are saved (and found by --pretrain).")
     string("results_dir", d.results_dir, "Where the JSON run record is written.")
-    string("run_name", d.run_name, "File name of the run record (default: derived from the run).")
+    string("run_name", d.run_name, "Name of the run record, weights and checkpoint (default: "
+           "data set, model and settings, e.g. ml-1m_GMF_8_e20_s0). The same command resumes "
+           "an interrupted run from its last finished epoch.")
+    string("tensorboard", d.tensorboard, "Also write TensorBoard logs (loss, HR, NDCG per "
+           "epoch) under this folder.")
+    flags.DEFINE_boolean("progress", None, "Show a progress bar per epoch (default: when "
+                         "the output is a terminal).", flag_values=fv)
     if model in ("GMF", "NeuMF"):
         integer("num_factors", d.num_factors, "Embedding size of the GMF part (predictive factors).")
     if model == "GMF":
@@ -72,6 +78,8 @@ def define_flags(model: str) -> flags.FlagValues:
 def config_from_flags(model: str, fv: flags.FlagValues) -> TrainConfig:
     """A TrainConfig from parsed flags (ValueError naming a bad flag)."""
     values = {name: fv[name].value for name in fv}
+    if values["progress"] is None:
+        values["progress"] = sys.stdout.isatty()
     for name, kind in (("regs", float), ("layers", int), ("reg_layers", float)):
         if name in values:
             values[name] = parse_list(name, values[name], kind)

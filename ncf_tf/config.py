@@ -7,6 +7,7 @@ are parsed as plain lists of numbers, accepted with or without brackets.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 
 from ncf_tf.optimizers import LEARNERS
@@ -71,6 +72,8 @@ class TrainConfig:
     model_dir: str = "Pretrain/"
     results_dir: str = "results/runs/"
     run_name: str = ""
+    tensorboard: str = ""
+    progress: bool = False
 
     @property
     def pretrained(self) -> bool:
@@ -91,6 +94,34 @@ class TrainConfig:
         if self.model == "MLP":
             return f"MLP_{tower}"
         return f"NeuMF_{self.num_factors}_{tower}" + ("_pretrain" if self.pretrained else "")
+
+    def run_key(self) -> str:
+        """The default run name: data, model and every setting that changes
+        results, e.g. ``ml-1m_NeuMF_8_64-32-16-8_pretrain_e20_s0``.
+
+        Stable across invocations, so that the same command finds (and
+        resumes) its own interrupted run.
+        """
+        d = TrainConfig(model=self.model)
+        parts = [self.dataset, self.describe()]
+        if self.pretrained and self.alpha != d.alpha:
+            parts.append(f"alpha{self.alpha:g}")
+        if self.num_neg != d.num_neg:
+            parts.append(f"neg{self.num_neg}")
+        if self.batch_size != d.batch_size:
+            parts.append(f"b{self.batch_size}")
+        if self.lr != d.lr:
+            parts.append(f"lr{self.lr:g}")
+        if self.learner:
+            parts.append(self.learner)
+        regs = (self.regs if self.model == "GMF" else self.reg_layers
+                + ([self.reg_mf] if self.model == "NeuMF" else []))
+        if any(regs):
+            parts.append("reg" + "-".join(f"{r:g}" for r in regs))
+        if self.weights:
+            parts.append("from-" + os.path.basename(self.weights).split(".")[0])
+        parts += [f"e{self.epochs}", f"s{self.seed}"]
+        return "_".join(parts)
 
     def validate(self) -> None:
         """Range checks; ValueError naming the flag and the value."""

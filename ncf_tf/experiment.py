@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from ncf_tf import device as devices
-from ncf_tf import gmf, mlp, neumf, records, training, weights
+from ncf_tf import checkpoint, gmf, mlp, neumf, records, training, weights
 from ncf_tf.config import TrainConfig
 from ncf_tf.data import Dataset, load_dataset_verbose, sha256
 from ncf_tf.evaluation import LeaveOneOutEvaluator
@@ -69,23 +69,56 @@ def load_pretrained(model: keras.Model, config: TrainConfig, dataset: Dataset) -
             "mf_pretrain_sha256": sha256(gmf_file), "mlp_pretrain_sha256": sha256(mlp_file)}
 
 
+def run_paths(config: TrainConfig) -> dict:
+    """File paths of a run: its record, best weights and checkpoint.
+
+    The run name is ``config.run_name`` or the stable :meth:`TrainConfig.run_key`;
+    a finished record of that name is never overwritten: the new run's name
+    then gets a time stamp.
+    """
+    name = config.run_name or config.run_key()
+    if records.is_finished(os.path.join(config.results_dir, f"{name}.json")):
+        name = f"{name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    return {"name": name,
+            "record": os.path.join(config.results_dir, f"{name}.json"),
+            "weights": os.path.join(config.model_dir, f"{name}.weights.h5"),
+            "checkpoint": os.path.join(config.model_dir, "checkpoints", f"{name}.ckpt.npz")}
+
+
+def resumable_config(config: TrainConfig) -> dict:
+    """The part of a configuration that must match for a checkpoint to be resumed."""
+    values = dataclasses.asdict(config)
+    for name in ("verbose", "device", "progress", "tensorboard", "out"):
+        values.pop(name)
+    return values
+
+
 def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     """Trains and evaluates as configured; returns the run record.
 
+    Each finished epoch is checkpointed (model, optimiser, RNG, best so far);
+    when a checkpoint of the same run and configuration exists, the run
+    continues from it and ends as an uninterrupted run would. The checkpoint
+    is removed once the run is finished.
+
     Raises:
-        ValueError: bad configuration, data or weight files (the subclasses
-            DataError and WeightsError among them); nothing is written then.
+        ValueError: bad configuration, data, weight or checkpoint files (the
+            subclasses DataError and WeightsError among them); nothing is
+            written then.
     """
     config.validate()
     device = devices.resolve(config.device)
     dataset = load_dataset_verbose(config.path, config.dataset, log)
     sampler = NegativeSampler(dataset.train, config.num_neg)
     evaluator = LeaveOneOutEvaluator.for_dataset(dataset, config.topk)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = config.run_name or f"{config.dataset}_{config.describe()}_s{config.seed}_{stamp}"
-    record_path = os.path.join(config.results_dir, f"{name}.json")
-    weights_path = os.path.join(config.model_dir,
-                                f"{config.dataset}_{config.describe()}_s{config.seed}_{stamp}.weights.h5")
+    paths = run_paths(config)
+    resume_from = None
+    if os.path.exists(paths["checkpoint"]):
+        stored = checkpoint.read_extra(paths["checkpoint"])
+        if stored.get("config") != resumable_config(config):
+            raise ValueError(f"checkpoint {paths['checkpoint']} belongs to a run with another "
+                             f"configuration; remove it or choose another --run_name")
+        resume_from = stored
 
     log(f"Device: {device} (Keras backend: {keras.config.backend()})")
     with devices.scope(device):
@@ -101,6 +134,9 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
                if config.pretrained and not config.learner else "")
         log(f"Optimizer: {learner}, lr = {config.lr}{why}")
         training.compile_model(model, make_optimizer(learner, config.lr))
+        state = None
+        if resume_from is not None:
+            state = checkpoint.load(paths["checkpoint"], model)
 
         record = {
             "kind": "train", "model": config.model, "dataset": config.dataset,
@@ -110,16 +146,28 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             "num_params": int(model.count_params()),
             **records.environment(), "status": "running", "epochs": [],
         }
+        elapsed = resume_from["elapsed_s"] if resume_from else 0.0
+        if resume_from:
+            record["resumed"] = resume_from.get("resumed", []) + [
+                {"at_epoch": state.next_epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                 "commit": record["git"]["commit"]}]
+            record["epochs"] = [dataclasses.asdict(e) for e in state.epochs]
         run_start = time.time()
+        summaries = tensorboard_writer(config.tensorboard, paths["name"])
 
-        def on_epoch(entry: training.EpochLog) -> None:
+        def on_epoch(entry: training.EpochLog, now: training.TrainState) -> None:
             record["epochs"].append(dataclasses.asdict(entry))
-            records.write_json(record_path, record)
+            checkpoint.save(paths["checkpoint"], model, now, {
+                "config": resumable_config(config), "elapsed_s": elapsed + time.time() - run_start,
+                "resumed": record.get("resumed", [])})
+            records.write_json(paths["record"], record)
+            if summaries is not None:
+                summaries(entry)
 
         result = training.train(
             model, sampler, evaluator, epochs=config.epochs, batch_size=config.batch_size,
             rng=np.random.default_rng(config.seed), verbose=config.verbose, log=log,
-            on_epoch=on_epoch)
+            on_epoch=on_epoch, resume=state, progress=config.progress)
 
     record.update({
         "init": {"hr": result.init.hr, "ndcg": result.init.ndcg, "eval_s": result.init_eval_s},
@@ -127,14 +175,39 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "best": {"hr": result.best.hr, "ndcg": result.best.ndcg,
                  "topk": {str(k): dict(zip(("hr", "ndcg"), result.best.at(k)))
                           for k in range(1, config.topk + 1)}},
-        "wall_s": time.time() - run_start, "status": "finished",
+        "wall_s": elapsed + time.time() - run_start, "status": "finished",
     })
     if config.out:
         model.set_weights(result.best_weights)
-        weights.save_weights(model, weights_path)
-        record["weights_file"] = weights_path
-        log(f"The best {config.model} model is saved to {weights_path}")
-    records.write_json(record_path, record)
-    record["record_file"] = record_path
-    log(f"Run record: {record_path}")
+        weights.save_weights(model, paths["weights"])
+        record["weights_file"] = paths["weights"]
+        log(f"The best {config.model} model is saved to {paths['weights']}")
+    records.write_json(paths["record"], record)
+    if os.path.exists(paths["checkpoint"]):
+        os.remove(paths["checkpoint"])
+    record["record_file"] = paths["record"]
+    log(f"Run record: {paths['record']}")
     return record
+
+
+def tensorboard_writer(folder: str, name: str):
+    """``write(epoch_log)`` logging loss, HR and NDCG to TensorBoard, or None.
+
+    TensorFlow is imported only here, so the JAX backend runs without it
+    unless TensorBoard logs are asked for.
+    """
+    if not folder:
+        return None
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(os.path.join(folder, name))
+
+    def write(entry: training.EpochLog) -> None:
+        with writer.as_default(step=entry.epoch):
+            tf.summary.scalar("loss", entry.loss)
+            if entry.hr is not None:
+                tf.summary.scalar("hr", entry.hr)
+                tf.summary.scalar("ndcg", entry.ndcg)
+        writer.flush()
+
+    return write

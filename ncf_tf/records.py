@@ -39,6 +39,16 @@ def read_json(path: str) -> dict:
         return json.load(f)
 
 
+def is_finished(path: str) -> bool:
+    """Whether ``path`` is a run record of a finished run."""
+    if not os.path.exists(path):
+        return False
+    try:
+        return read_json(path).get("status") == "finished"
+    except (OSError, ValueError):
+        return False
+
+
 def _jsonable(value):
     if isinstance(value, np.generic):
         return value.item()

@@ -62,11 +62,12 @@ def make_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
     return score_fn
 
 
-def fit_epoch(model: keras.Model, instances: Instances, batch_size: int) -> float:
+def fit_epoch(model: keras.Model, instances: Instances, batch_size: int,
+              progress: bool = False) -> float:
     """One pass over ``instances`` in their order; returns the mean loss."""
     history = model.fit([instances.users[:, None], instances.items[:, None]],
                         instances.labels[:, None], batch_size=batch_size, epochs=1,
-                        shuffle=False, verbose=0)
+                        shuffle=False, verbose=1 if progress else 0)
     return float(history.history["loss"][0])
 
 
@@ -84,26 +85,30 @@ class EpochLog:
 
 
 @dataclasses.dataclass
-class TrainResult:
-    """The whole run: initial evaluation, every epoch, and the best epoch.
+class TrainState:
+    """Where a run stands between epochs: enough to continue it exactly.
 
-    ``best_epoch`` is -1 when no epoch beat the initial model (e.g. a
+    ``best_epoch`` is -1 while no epoch has beaten the initial model (e.g. a
     pretrained NeuMF that training did not improve); ``best_weights`` are
-    then the initial weights.
+    then the initial weights. ``rng_state`` is the generator's state after
+    the last finished epoch. At the end of a run this is its result.
     """
 
+    next_epoch: int
     init: Evaluation
     init_eval_s: float
     epochs: list[EpochLog]
     best_epoch: int
     best: Evaluation
     best_weights: list
+    rng_state: dict
 
 
 def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEvaluator,
           *, epochs: int, batch_size: int, rng: np.random.Generator, verbose: int = 1,
           log: Callable[[str], None] = print,
-          on_epoch: Callable[[EpochLog], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[EpochLog, TrainState], None] | None = None,
+          resume: TrainState | None = None, progress: bool = False) -> TrainState:
     """Runs the authors' loop (module docstring) on a compiled ``model``.
 
     Args:
@@ -115,20 +120,31 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
         rng: the only source of randomness of sampling and shuffling.
         verbose: evaluate every ``verbose`` epochs (the last one always).
         log: receives the authors' progress lines.
-        on_epoch: called with each epoch's log, e.g. to write a run record.
+        on_epoch: called after each epoch with its log and the state (e.g. to
+            write a run record and a checkpoint).
+        resume: the state of an interrupted run whose model and optimiser
+            variables have been restored; training continues at its
+            ``next_epoch`` with its RNG state.
+        progress: show Keras's progress bar during each epoch.
     """
     score_fn = make_score_fn(model)
-    start = time.time()
-    init = evaluator.evaluate(score_fn)
-    init_eval_s = time.time() - start
-    log(f"Init: HR = {init.hr:.4f}, NDCG = {init.ndcg:.4f}\t [{init_eval_s:.1f} s]")
-    best, best_epoch, best_weights = init, -1, model.get_weights()
-    history = []
-    for epoch in range(epochs):
+    if resume is None:
+        start = time.time()
+        init = evaluator.evaluate(score_fn)
+        init_eval_s = time.time() - start
+        log(f"Init: HR = {init.hr:.4f}, NDCG = {init.ndcg:.4f}\t [{init_eval_s:.1f} s]")
+        state = TrainState(0, init, init_eval_s, [], -1, init, model.get_weights(),
+                           rng.bit_generator.state)
+    else:
+        state = resume
+        rng.bit_generator.state = state.rng_state
+        log(f"Resuming at iteration {state.next_epoch} (best so far: iteration "
+            f"{state.best_epoch}, HR = {state.best.hr:.4f}, NDCG = {state.best.ndcg:.4f})")
+    for epoch in range(state.next_epoch, epochs):
         t0 = time.time()
         instances = sampler.sample(rng).shuffled(rng)
         t1 = time.time()
-        loss = fit_epoch(model, instances, batch_size)
+        loss = fit_epoch(model, instances, batch_size, progress)
         t2 = time.time()
         entry = EpochLog(epoch, loss, None, None, t1 - t0, t2 - t1, None)
         if (epoch + 1) % verbose == 0 or epoch == epochs - 1:
@@ -136,10 +152,14 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
             entry.hr, entry.ndcg, entry.eval_s = result.hr, result.ndcg, time.time() - t2
             log(f"Iteration {epoch} [{t2 - t0:.1f} s]: HR = {result.hr:.4f}, "
                 f"NDCG = {result.ndcg:.4f}, loss = {loss:.4f} [{entry.eval_s:.1f} s]")
-            if result.hr > best.hr:
-                best, best_epoch, best_weights = result, epoch, model.get_weights()
-        history.append(entry)
+            if result.hr > state.best.hr:
+                state.best, state.best_epoch = result, epoch
+                state.best_weights = model.get_weights()
+        state.epochs.append(entry)
+        state.next_epoch = epoch + 1
+        state.rng_state = rng.bit_generator.state
         if on_epoch is not None:
-            on_epoch(entry)
-    log(f"End. Best Iteration {best_epoch}:  HR = {best.hr:.4f}, NDCG = {best.ndcg:.4f}. ")
-    return TrainResult(init, init_eval_s, history, best_epoch, best, best_weights)
+            on_epoch(entry, state)
+    log(f"End. Best Iteration {state.best_epoch}:  HR = {state.best.hr:.4f}, "
+        f"NDCG = {state.best.ndcg:.4f}. ")
+    return state
