@@ -1,32 +1,51 @@
-"""results/README.md is computed from records: mean ± sd, n, paper and Δ."""
-
-import os
+"""results/ is computed from records: mean ± sd, n, paper and Δ; missing cells listed."""
 
 from ncf_tf import report
 from ncf_tf.records import write_json
 
 
-def record(seed, hr, ndcg, pretrain=True):
-    return {"kind": "train", "status": "finished", "model": "NeuMF", "dataset": "ml-1m", "seed": seed,
-            "config": {"num_factors": 8, "layers": [64, 32, 16, 8], "epochs": 20, "pretrain": pretrain,
-                       "mf_pretrain": ""},
-            "best": {"hr": hr, "ndcg": ndcg}, "best_epoch": 3, "learner": "sgd", "wall_s": 60.0,
-            "epochs": [{"sample_s": 1.0, "train_s": 10.0, "eval_s": 0.5}],
+def record(seed, hr, ndcg, pretrain=True, factors=8):
+    layers = [8 * factors, 4 * factors, 2 * factors, factors]
+    return {"kind": "train", "status": "finished", "model": "NeuMF", "dataset": "ml-1m",
+            "seed": seed,
+            "config": {"num_factors": factors, "layers": layers, "epochs": 20, "pretrain": pretrain,
+                       "mf_pretrain": "", "batch_size": 256, "lr": 0.001, "learner": None,
+                       "reg_layers": [0, 0, 0, 0], "num_neg": 4, "alpha": 0.5},
+            "best": {"hr": hr, "ndcg": ndcg,
+                     "topk": {str(k): {"hr": hr * k / 10, "ndcg": ndcg * k / 10}
+                              for k in range(1, 11)}},
+            "init": {"hr": 0.1, "ndcg": 0.05}, "best_epoch": 3, "learner": "sgd", "wall_s": 60.0,
+            "epochs": [{"epoch": 0, "loss": 0.3, "hr": hr, "ndcg": ndcg, "sample_s": 1.0,
+                        "train_s": 10.0, "eval_s": 0.5}],
             "machine": {"cpu_count": 2}, "device": "cpu:0",
-            "git": {"commit": "abc", "dirty": False}, "versions": {"keras": "3", "backend": "tensorflow"}}
+            "git": {"commit": "abc", "dirty": False},
+            "versions": {"keras": "3", "backend": "tensorflow"}}
 
 
 def test_cells_from_records(tmp_path):
     runs = tmp_path / "runs"
     for seed, hr in ((0, 0.68), (1, 0.69), (2, 0.70)):
         write_json(str(runs / f"r{seed}.json"), record(seed, hr, 0.40))
+    write_json(str(runs / "scratch.json"), record(0, 0.65, 0.38, pretrain=False, factors=16))
     write_json(str(runs / "unfinished.json"), {**record(9, 0.99, 0.99), "status": "running"})
+    write_json(str(runs / "pop.json"), {
+        **record(0, 0.4531, 0.2541), "kind": "baseline", "model": "ItemPop", "params": {},
+        "config": {"model": "ItemPop"}, "fit_s": 0.1})
     (tmp_path / "published_results.csv").write_text(
         "source,dataset,model,setting,factors,note,hr@10,ndcg@10\n"
-        "paper Table 2,ml-1m,NeuMF,pretrained,8,,0.684,0.403\n")
-    assert report.main(["report", str(tmp_path)]) == 0
+        "paper Table 2,ml-1m,NeuMF,pretrained,8,,0.684,0.403\n"
+        "paper Table 2,ml-1m,NeuMF,from scratch,16,,0.696,0.420\n")
+    report.write(str(tmp_path))
     text = (tmp_path / "README.md").read_text()
-    row = next(line for line in text.splitlines() if line.startswith("| ml-1m | NeuMF"))
-    assert "| 8 | pretrained | 20 | 0.6900 ± 0.0100 (3) | 0.684 | +0.006 |" in row
-    assert "| 0.4000 ± 0.0000 | 0.403 | -0.003 |" in row and "| 11.5 |" in row
-    assert "0.99" not in text and "Not run here" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 8 | 0.6900"))
+    assert row.startswith("| 8 | 0.6900 ± 0.0100 (3) | 0.684 | +0.006 | 0.4000 ± 0.0000 (3) "
+                          "| 0.403 | -0.003 |")
+    row16 = next(line for line in text.splitlines() if line.startswith("| 16 | –"))
+    assert "| 0.6500 (1) | 0.696 | -0.046 |" in row16
+    assert "Table 2, ml-1m, NeuMF-16 from scratch, HR@10: ours 0.6500 (n = 1), paper 0.696" in text
+    assert "0.99" not in text
+    assert "| ItemPop | – | 0.4531 | 0.2541 |" in text
+    assert "**Not run here**: pinterest-20" in text
+    assert "bin/reproduce --only table2 --dataset pinterest-20" in text
+    assert (tmp_path / "plots" / "fig4_ml-1m.png").stat().st_size > 1000
+    assert (tmp_path / "tables" / "table2_ml-1m.csv").read_text().startswith("F,pretrained HR@10")

@@ -1,0 +1,270 @@
+"""The paper's experiments as plans of runs, and a resumable runner for them.
+
+Each experiment (Table 2, Figures 4-7, Tables 3/4) is a list of :class:`Job`:
+one command line of ``bin/train_*`` with a stable run name. A job whose
+record is finished is skipped; one whose record says ``running`` is started
+again with the same command and continues from its checkpoint; jobs run in
+parallel up to ``--jobs``, each after the jobs it needs (a pretrained NeuMF
+after its GMF and MLP). The report (:mod:`ncf_tf.report`) reads the records.
+
+Choices where the paper is silent, recorded here and in the report:
+20 epochs for every NCF run, batch 256, lr 0.001 (the authors' README);
+towers ``[8F, 4F, 2F, F]``; MLP-X has X hidden layers halving down to F
+(MLP-0: ``layers=[F]``, embeddings of F/2 feeding the prediction layer);
+NeuMF in Figures 4, 5 and 7 is the pretrained one (alpha 0.5, then SGD);
+baselines' grids: :data:`BASELINE_GRID`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from typing import Callable
+
+from ncf_tf.baseline_run import run_key as baseline_key
+from ncf_tf.config import TrainConfig
+from ncf_tf.records import read_json
+
+EXPERIMENTS = ("table2", "fig4", "fig5", "table3", "fig6", "fig7")
+"""``table3`` covers Tables 3 and 4 (HR and NDCG of the same runs)."""
+FACTORS = (8, 16, 32, 64)
+EPOCHS = 20
+DATASETS = {"ml-1m": (6040, 3706, 994169), "pinterest-20": (55187, 9916, 1445622)}
+"""users, items, training interactions (paper, Table 1 less the test items)."""
+
+BASELINE_GRID = {
+    "ItemPop": [{}],
+    "ItemKNN": [{"k_neighbors": k} for k in (50, 100, 200)],
+    "BPR": [{"lr": lr} for lr in (0.02, 0.05, 0.1)],
+    "eALS": [{"reg": reg} for reg in (0.01, 0.1)],
+}
+"""Hyper-parameters searched per baseline (per factor for BPR and eALS);
+the report shows the best point of each grid on test HR, the protocol the
+paper uses for the NCF models' epochs."""
+
+BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin")
+
+
+@dataclasses.dataclass
+class Job:
+    """One run: its stable name, its command and the runs it needs first."""
+
+    name: str
+    script: str
+    flags: list[str]
+    needs: tuple[str, ...] = ()
+    estimate_s: float = 0.0
+
+    def argv(self, results_dir: str, model_dir: str, data_path: str) -> list[str]:
+        """The command line; a pretrained NeuMF gets its GMF/MLP weight files."""
+        extra = []
+        for dependency, flag in zip(self.needs, ("--mf_pretrain", "--mlp_pretrain")):
+            record = read_json(os.path.join(results_dir, f"{dependency}.json"))
+            extra += [flag, record["weights_file"]]
+        paths = ["--path", data_path, "--results_dir", results_dir]
+        if self.script != "train_baseline":
+            paths += ["--model_dir", model_dir]
+        return [sys.executable, os.path.join(BIN, self.script), *self.flags, *extra, *paths,
+                "--run_name", self.name]
+
+    def shell(self) -> str:
+        """The command as a user would type it (pretraining via --pretrain)."""
+        words = [f"bin/{self.script}", *self.flags]
+        if self.needs:
+            words.append("--pretrain")
+        return " ".join(words)
+
+
+def tower(factors: int, hidden: int = 3) -> list[int]:
+    """MLP-``hidden`` for predictive factors F: ``[2^hidden F, ..., 2F, F]``."""
+    return [factors * 2 ** (hidden - i) for i in range(hidden + 1)]
+
+
+def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
+                     num_neg: int = 4, learner: str = "adam") -> float:
+    """Seconds per epoch on a 2-core CPU, from the parameter count.
+
+    A fit to ml-1m's measured dense-Adam steps at batch 256 (0.45 ms plus
+    2.9 ms x (million parameters)^1.35: GMF-8 0.58, NeuMF-8 2.4, NeuMF-64
+    17.8 ms measured; SGD a quarter of the parameter-dependent part); a
+    planning figure, not a measurement.
+    """
+    users, items, train = DATASETS.get(dataset, DATASETS["ml-1m"])
+    width = {"GMF": factors, "MLP": layers[0], "NeuMF": factors + layers[0]}[model]
+    dense = sum(a * b for a, b in zip(layers, layers[1:])) if model != "GMF" else 0
+    params_m = ((users + items) * width + dense) / 1e6
+    scale = 2.9 if learner == "adam" else 0.7
+    steps = train * (1 + num_neg) / 256
+    return steps * (0.45 + scale * params_m ** 1.35) / 1000
+
+
+def ncf_job(model: str, dataset: str, factors: int, seed: int, layers=None, num_neg: int = 4,
+            pretrained: bool = False) -> Job:
+    layers = layers if layers is not None else tower(factors)
+    config = TrainConfig(model=model, dataset=dataset, epochs=EPOCHS, num_factors=factors,
+                         layers=layers, reg_layers=[0.0] * len(layers), num_neg=num_neg,
+                         seed=seed, pretrain=pretrained)
+    flags = ["--dataset", dataset, "--epochs", str(EPOCHS), "--seed", str(seed)]
+    if model != "MLP":
+        flags += ["--num_factors", str(factors)]
+    if model != "GMF":
+        flags += ["--layers", ",".join(map(str, layers)),
+                  "--reg_layers", ",".join(["0"] * len(layers))]
+    if num_neg != 4:
+        flags += ["--num_neg", str(num_neg)]
+    needs = ()
+    if pretrained:
+        needs = (ncf_job("GMF", dataset, factors, seed, num_neg=num_neg).name,
+                 ncf_job("MLP", dataset, factors, seed, layers, num_neg).name)
+    estimate = EPOCHS * estimate_epoch_s(model, dataset, factors, layers, num_neg,
+                                         "sgd" if pretrained else "adam")
+    return Job(config.run_key(), f"train_{model.lower()}", flags, needs, estimate)
+
+
+def baseline_jobs(dataset: str, factors: tuple[int, ...]) -> list[Job]:
+    jobs = []
+    for name, grid in BASELINE_GRID.items():
+        sizes = factors if name in ("BPR", "eALS") else (None,)
+        for size in sizes:
+            for point in grid:
+                params = {**point, **({"num_factors": size} if size else {})}
+                flags = ["--baseline", name, "--dataset", dataset, "--seed", "0"]
+                flags += [f"--param {k}={v}" for k, v in sorted(params.items())]
+                jobs.append(Job(baseline_key(name, params, dataset, 0), "train_baseline",
+                                " ".join(flags).split(), (), 60.0 * (size or 1) / 8))
+    return jobs
+
+
+def ncf_cell(dataset: str, factors: int, seed: int) -> list[Job]:
+    """GMF, MLP, NeuMF from scratch and pretrained NeuMF at one factor and seed."""
+    return [ncf_job("GMF", dataset, factors, seed), ncf_job("MLP", dataset, factors, seed),
+            ncf_job("NeuMF", dataset, factors, seed, pretrained=True),
+            ncf_job("NeuMF", dataset, factors, seed)]
+
+
+def plan(experiment: str, dataset: str, seeds: int = 3) -> list[Job]:
+    """The runs of ``experiment`` ("all" for every one, most important first)."""
+    if experiment == "table2":
+        return [j for f in FACTORS for s in range(seeds) for j in ncf_cell(dataset, f, s)]
+    if experiment == "fig4":
+        return ([j for f in FACTORS for j in ncf_cell(dataset, f, 0)[:3]]
+                + baseline_jobs(dataset, FACTORS))
+    if experiment == "fig5":
+        return ncf_cell(dataset, 8, 0)[:3] + baseline_jobs(dataset, (8,))
+    if experiment == "table3":
+        return [ncf_job("MLP", dataset, f, 0, tower(f, hidden))
+                for f in FACTORS for hidden in range(5)]
+    if experiment == "fig6":
+        return ncf_cell(dataset, 8, 0)[:3]
+    if experiment == "fig7":
+        return ([ncf_job(m, dataset, 16, 0, num_neg=n, pretrained=(m == "NeuMF"))
+                 for n in range(1, 11) for m in ("GMF", "MLP", "NeuMF")]
+                + [j for j in baseline_jobs(dataset, (16,)) if "_BPR_" in j.name])
+    if experiment == "all":
+        first = [j for s in range(seeds) for j in ncf_cell(dataset, 8, s)]
+        seed0 = [j for f in FACTORS[1:] for j in ncf_cell(dataset, f, 0)]
+        later = [j for f in FACTORS[1:] for s in range(1, seeds) for j in ncf_cell(dataset, f, s)]
+        ordered = (first + baseline_jobs(dataset, FACTORS) + seed0 + plan("table3", dataset)
+                   + plan("fig7", dataset) + later)
+        return unique(ordered)
+    raise ValueError(f"--only must be one of {', '.join(EXPERIMENTS)} or all, got {experiment!r}")
+
+
+def unique(jobs: list[Job]) -> list[Job]:
+    seen, out = set(), []
+    for job in jobs:
+        if job.name not in seen:
+            seen.add(job.name)
+            out.append(job)
+    return out
+
+
+def with_needs(selected: list[Job], jobs: list[Job]) -> list[Job]:
+    """``selected`` plus, in front, the jobs of ``jobs`` they need."""
+    by_name = {job.name: job for job in jobs}
+    out: list[Job] = []
+
+    def add(job: Job) -> None:
+        for dependency in job.needs:
+            if dependency in by_name:
+                add(by_name[dependency])
+        if job not in out:
+            out.append(job)
+
+    for job in selected:
+        add(job)
+    return out
+
+
+def status(job: Job, results_dir: str) -> str:
+    """"finished", "running" (interrupted or in progress) or "missing"."""
+    path = os.path.join(results_dir, f"{job.name}.json")
+    if not os.path.exists(path):
+        return "missing"
+    return read_json(path).get("status", "running")
+
+
+def execute(jobs: list[Job], *, results_dir: str, model_dir: str, data_path: str,
+            parallel: int = 1, log: Callable[[str], None] = print,
+            logs_dir: str | None = None) -> list[str]:
+    """Runs the unfinished ``jobs`` (dependencies first); returns failed names.
+
+    A job whose dependency is not part of ``jobs`` and not finished is added
+    in front of it. Each process gets ``cores / parallel`` threads; its
+    output goes to ``<logs_dir>/<name>.log``.
+    """
+    by_name = {job.name: job for job in jobs}
+    order = []
+
+    def add(job: Job) -> None:
+        for dependency in job.needs:
+            if dependency in by_name:
+                add(by_name[dependency])
+            elif not os.path.exists(os.path.join(results_dir, f"{dependency}.json")):
+                raise ValueError(f"run {job.name} needs {dependency}, which is neither "
+                                 f"recorded nor planned")
+        if job not in order:
+            order.append(job)
+
+    for job in jobs:
+        add(job)
+    pending = [job for job in order if status(job, results_dir) != "finished"]
+    logs_dir = logs_dir or os.path.join(results_dir, os.pardir, "logs")
+    os.makedirs(logs_dir, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(threads),
+               TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS=str(threads))
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    failed: list[str] = []
+    log(f"{len(order) - len(pending)} of {len(order)} runs already recorded; "
+        f"{len(pending)} to run, {parallel} at a time")
+    while pending or running:
+        for name, (process, started) in list(running.items()):
+            if process.poll() is not None:
+                del running[name]
+                ok = process.returncode == 0
+                log(f"{'done' if ok else 'FAILED'}: {name} [{(time.time() - started) / 60:.1f} min]")
+                if not ok:
+                    failed.append(name)
+        blocked = {name for name in failed}
+        for job in list(pending):
+            if len(running) >= parallel:
+                break
+            if any(d in blocked or d in running or any(p.name == d for p in pending)
+                   for d in job.needs):
+                if any(d in blocked for d in job.needs):
+                    pending.remove(job)
+                    failed.append(job.name)
+                    log(f"skipped: {job.name} (a run it needs failed)")
+                continue
+            pending.remove(job)
+            out = open(os.path.join(logs_dir, f"{job.name}.log"), "a")
+            log(f"start: {job.name} (estimated {job.estimate_s / 60:.0f} min)")
+            process = subprocess.Popen(job.argv(results_dir, model_dir, data_path),
+                                       stdout=out, stderr=subprocess.STDOUT, env=env)
+            running[job.name] = (process, time.time())
+        time.sleep(1.0)
+    return failed

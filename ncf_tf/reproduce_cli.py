@@ -1,0 +1,76 @@
+"""Command-line layer of bin/reproduce; see :mod:`ncf_tf.reproduce`.
+
+Examples::
+
+    bin/reproduce --only table2 --dataset ml-1m --dry_run   # what is planned, done, missing
+    bin/reproduce --only table2 --dataset ml-1m --jobs 2    # run what is missing
+    bin/reproduce --report                                  # regenerate results/ only
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+from ncf_tf.command import run_command
+
+
+def define_flags() -> flags.FlagValues:
+    fv = flags.FlagValues()
+    flags.DEFINE_string("only", "all", "table2, fig4, fig5, table3 (Tables 3 and 4), fig6, "
+                        "fig7, or all (every experiment, most important runs first).",
+                        flag_values=fv)
+    flags.DEFINE_string("dataset", "ml-1m", "ml-1m or pinterest-20.", flag_values=fv)
+    flags.DEFINE_integer("seeds", 3, "Seeds per Table 2 cell (0 .. seeds-1).", flag_values=fv)
+    flags.DEFINE_integer("jobs", 1, "Runs at a time; the cores are shared between them.",
+                         flag_values=fv)
+    flags.DEFINE_integer("max_runs", 0, "Stop after starting this many runs (0: all).",
+                         flag_values=fv)
+    flags.DEFINE_boolean("dry_run", False, "List the planned runs with their state, "
+                         "estimated cost and command; run nothing.", flag_values=fv)
+    flags.DEFINE_boolean("report", False, "Only regenerate results/README.md, the CSV tables "
+                         "and the plots from the run records.", flag_values=fv)
+    flags.DEFINE_string("path", "Data/", "Input data path.", flag_values=fv)
+    flags.DEFINE_string("results", "results", "The results folder (records in runs/).",
+                        flag_values=fv)
+    flags.DEFINE_string("model_dir", "Pretrain/", "Where weights and checkpoints go.",
+                        flag_values=fv)
+    return fv
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv if argv is None else argv
+
+    def body(fv: flags.FlagValues) -> None:
+        from ncf_tf import report, reproduce
+        if fv.jobs < 1:
+            raise ValueError(f"--jobs must be an integer >= 1, got {fv.jobs}")
+        if fv.seeds < 1:
+            raise ValueError(f"--seeds must be an integer >= 1, got {fv.seeds}")
+        if fv.report:
+            report.write(fv.results)
+            return
+        jobs = reproduce.plan(fv.only, fv.dataset, fv.seeds)
+        runs = os.path.join(fv.results, "runs")
+        if fv.dry_run:
+            for job in jobs:
+                print(f"{reproduce.status(job, runs):9s} {job.estimate_s / 60:7.0f} min  "
+                      f"{job.name}\n{'':22s}{job.shell()}")
+            missing = [j for j in jobs if reproduce.status(j, runs) != "finished"]
+            print(f"{len(jobs) - len(missing)} of {len(jobs)} recorded; the rest is estimated "
+                  f"at {sum(j.estimate_s for j in missing) / 3600:.1f} h on 2 CPU cores")
+            return
+        pending = [j for j in jobs if reproduce.status(j, runs) != "finished"]
+        if fv.max_runs:
+            pending = reproduce.with_needs(pending[:fv.max_runs], jobs)
+        failed = reproduce.execute(pending, results_dir=runs, model_dir=fv.model_dir,
+                                   data_path=fv.path, parallel=fv.jobs)
+        report.write(fv.results)
+        if failed:
+            raise RuntimeError(f"{len(failed)} runs failed: {', '.join(failed)} "
+                               f"(logs in {os.path.join(fv.results, 'logs')})")
+
+    return run_command(argv, "reproduce", "plan, run (resumably) and report the paper's "
+                       "experiments.", define_flags(), body, (ValueError, RuntimeError))

@@ -1,0 +1,82 @@
+"""bin/reproduce: the plans, and the runner (skip recorded, dependencies first, failures)."""
+
+import json
+import os
+
+import pytest
+
+from conftest import write_dataset
+from ncf_tf import reproduce, reproduce_cli
+
+
+@pytest.mark.parametrize("experiment", [*reproduce.EXPERIMENTS, "all"])
+def test_plans_are_consistent(experiment):
+    jobs = reproduce.plan(experiment, "ml-1m", seeds=3)
+    names = [job.name for job in jobs]
+    assert len(names) == len(set(names))
+    everything = {job.name for job in reproduce.plan("all", "ml-1m", seeds=3)}
+    for job in jobs:
+        assert job.estimate_s > 0 and job.name in everything
+        for dependency in job.needs:
+            assert dependency in everything
+            assert dependency.endswith(job.name[job.name.rindex("_s"):])  # same seed
+        assert job.shell().startswith(f"bin/{job.script} ")
+
+
+def test_table2_has_every_cell_with_three_seeds():
+    jobs = reproduce.plan("table2", "ml-1m", seeds=3)
+    neumf = [j for j in jobs if "_NeuMF_" in j.name]
+    assert len(neumf) == 4 * 2 * 3
+    pretrained = [j for j in neumf if j.needs]
+    assert {j.name for j in pretrained} == {
+        f"ml-1m_NeuMF_{f}_{8*f}-{4*f}-{2*f}-{f}_pretrain_e20_s{s}"
+        for f in (8, 16, 32, 64) for s in range(3)}
+    assert reproduce.tower(8, 0) == [8] and reproduce.tower(16, 4) == [256, 128, 64, 32, 16]
+
+
+def test_fig7_varies_negatives_at_16_factors():
+    jobs = reproduce.plan("fig7", "ml-1m")
+    gmf = sorted(j.name for j in jobs if "_GMF_" in j.name)
+    assert gmf[0] == "ml-1m_GMF_16_e20_s0" or "neg" in gmf[0]
+    assert {f"ml-1m_GMF_16_neg{n}_e20_s0" for n in (1, 2, 3, 5, 10)} <= set(gmf)
+    assert any("_BPR_" in j.name for j in jobs)
+
+
+def test_execute_runs_dependencies_first_and_skips_recorded(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    small = ["--dataset", "toy", "--epochs", "1", "--batch_size", "64"]
+    gmf = reproduce.Job("toy_gmf", "train_gmf", small + ["--num_factors", "4"])
+    mlp = reproduce.Job("toy_mlp", "train_mlp", small + ["--layers", "8,4", "--reg_layers", "0,0"])
+    neumf = reproduce.Job("toy_neumf", "train_neumf",
+                          small + ["--num_factors", "4", "--layers", "8,4", "--reg_layers", "0,0"],
+                          needs=("toy_gmf", "toy_mlp"))
+    broken = reproduce.Job("toy_broken", "train_gmf", small + ["--num_factors", "0"])
+    after_broken = reproduce.Job("toy_after", "train_neumf", small, needs=("toy_broken", "toy_mlp"))
+    runs, logs = tmp_path / "runs", []
+    failed = reproduce.execute([neumf, gmf, mlp, broken, after_broken], results_dir=str(runs),
+                               model_dir=str(tmp_path / "models"), data_path=data["folder"],
+                               parallel=2, log=logs.append, logs_dir=str(tmp_path / "logs"))
+    assert sorted(failed) == ["toy_after", "toy_broken"]
+    record = json.loads((runs / "toy_neumf.json").read_text())
+    assert record["status"] == "finished"
+    assert record["start_from"]["mf_pretrain"].endswith("toy_gmf.weights.h5")
+    assert record["learner"] == "sgd"
+    assert "error: --num_factors must be an integer >= 1" in (tmp_path / "logs" / "toy_broken.log").read_text()
+
+    again = []
+    failed = reproduce.execute([gmf, mlp, neumf], results_dir=str(runs),
+                               model_dir=str(tmp_path / "models"), data_path=data["folder"],
+                               log=again.append, logs_dir=str(tmp_path / "logs"))
+    assert failed == [] and again == ["3 of 3 runs already recorded; 0 to run, 1 at a time"]
+
+
+def test_cli_dry_run_and_bad_flags(tmp_path, capsys):
+    assert reproduce_cli.main(["reproduce", "--only", "fig6", "--dry_run",
+                               "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "missing" in out and "bin/train_gmf --dataset ml-1m --epochs 20 --seed 0" in out
+    assert "0 of 3 recorded" in out
+    assert reproduce_cli.main(["reproduce", "--only", "table9"]) == 2
+    assert "--only must be one of" in capsys.readouterr().err
+    assert reproduce_cli.main(["reproduce", "--jobs", "0"]) == 2
+    assert not os.path.exists(tmp_path / "README.md")
