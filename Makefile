@@ -25,10 +25,10 @@ train: data
 	$(BIN)/python bin/train_gmf --epochs $(EPOCHS)
 	$(BIN)/python bin/train_mlp --epochs $(EPOCHS)
 	$(BIN)/python bin/train_neumf --pretrain --epochs $(EPOCHS)
-	$(BIN)/python bin/report
+	$(BIN)/python bin/reproduce --report
 
 test: install
 	$(BIN)/python -m pytest
 
 report: install
-	$(BIN)/python bin/report
+	$(BIN)/python bin/reproduce --report

@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(jobs) - len(missing)} of {len(jobs)} recorded; the rest is estimated "
                   f"at {sum(j.estimate_s for j in missing) / 3600:.1f} h on 2 CPU cores")
             return
-        pending = [j for j in jobs if reproduce.status(j, runs) != "finished"]
         if fv.max_runs:
-            pending = reproduce.with_needs(pending[:fv.max_runs], jobs)
-        failed = reproduce.execute(pending, results_dir=runs, model_dir=fv.model_dir,
+            pending = [j for j in jobs if reproduce.status(j, runs) != "finished"]
+            jobs = reproduce.with_needs(pending[:fv.max_runs], jobs)
+        failed = reproduce.execute(jobs, results_dir=runs, model_dir=fv.model_dir,
                                    data_path=fv.path, parallel=fv.jobs)
         report.write(fv.results)
         if failed:
