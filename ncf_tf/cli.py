@@ -44,6 +44,8 @@ def define_flags(model: str) -> flags.FlagValues:
     integer("seed", d.seed, "Seed of initialisation, sampling and shuffling.")
     integer("topk", d.topk, "K of HR@K and NDCG@K.")
     string("device", d.device, "auto (first GPU, else CPU), cpu, or gpu:N.")
+    string("distribute", d.distribute, "none; mirrored (tf.distribute over all local GPUs); "
+           "multiworker (over the machines in TF_CONFIG). Same updates as one device.")
     string("weights", d.weights, "Start from this weight file (.weights.h5 or the authors' "
            "Keras 1 .h5); with --epochs 0 this just evaluates it.")
     string("model_dir", d.model_dir, "Where weight files are saved (and found by --pretrain).")

@@ -74,6 +74,7 @@ class TrainConfig:
     run_name: str = ""
     tensorboard: str = ""
     progress: bool = False
+    distribute: str = "none"
 
     @property
     def pretrained(self) -> bool:

@@ -1,4 +1,5 @@
-"""Device placement: ``auto`` (first GPU, else CPU), ``cpu`` or ``gpu:N``.
+"""Device placement: ``auto`` (first GPU, else CPU), ``cpu`` or ``gpu:N``; and
+data-parallel training over several devices or machines with ``tf.distribute``.
 
 Placement goes through Keras 3's ``keras.device`` scope, which is
 TensorFlow's ``tf.device`` under the TensorFlow backend (and JAX's device
@@ -7,6 +8,7 @@ placement under ``KERAS_BACKEND=jax``).
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import keras
@@ -44,3 +46,37 @@ def resolve(device: str) -> str:
 def scope(name: str):
     """The placement scope for ``name`` (a context manager)."""
     return keras.device(name)
+
+
+DISTRIBUTE = ("none", "mirrored", "multiworker")
+
+
+def distribution(kind: str):
+    """A ``tf.distribute`` strategy for ``--distribute``, or None for ``none``.
+
+    ``mirrored``: one replica per local GPU (per logical CPU device when there
+    is no GPU, which is how the tests run it); ``multiworker``: the machines
+    named in ``TF_CONFIG`` (one machine when it is unset). Each step's global
+    batch is split across replicas and their gradients summed, so the update
+    is that of the undivided batch.
+    """
+    if kind not in DISTRIBUTE:
+        raise ValueError(f"--distribute must be one of {', '.join(DISTRIBUTE)}, got {kind!r}")
+    if kind == "none":
+        return None
+    if keras.config.backend() != "tensorflow":
+        raise ValueError(f"--distribute {kind} needs the TensorFlow backend "
+                         f"(KERAS_BACKEND is {keras.config.backend()})")
+    import tensorflow as tf
+    if kind == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def placement(device: str, strategy=None):
+    """The scope to build, compile and train in: the strategy's, or the device's."""
+    if strategy is not None:
+        return strategy.scope()
+    return scope(device) if device else contextlib.nullcontext()

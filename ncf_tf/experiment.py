@@ -88,7 +88,7 @@ def run_paths(config: TrainConfig) -> dict:
 def resumable_config(config: TrainConfig) -> dict:
     """The part of a configuration that must match for a checkpoint to be resumed."""
     values = dataclasses.asdict(config)
-    for name in ("verbose", "device", "progress", "tensorboard", "out"):
+    for name in ("verbose", "device", "progress", "tensorboard", "out", "distribute"):
         values.pop(name)
     return values
 
@@ -108,6 +108,7 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     """
     config.validate()
     device = devices.resolve(config.device)
+    strategy = devices.distribution(config.distribute)
     dataset = load_dataset_verbose(config.path, config.dataset, log)
     sampler = NegativeSampler(dataset.train, config.num_neg)
     evaluator = LeaveOneOutEvaluator.for_dataset(dataset, config.topk)
@@ -120,8 +121,10 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
                              f"configuration; remove it or choose another --run_name")
         resume_from = stored
 
+    if strategy is not None:
+        device = f"{config.distribute}: {strategy.num_replicas_in_sync} replicas"
     log(f"Device: {device} (Keras backend: {keras.config.backend()})")
-    with devices.scope(device):
+    with devices.placement(device, strategy):
         model = build_model(config, dataset.num_users, dataset.num_items)
         start_from = {}
         if config.weights:

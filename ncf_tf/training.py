@@ -28,15 +28,27 @@ SCORE_BATCH = 1 << 16
 
 
 def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                  steps_per_execution: int = 64, jit_compile="auto") -> None:
+                  steps_per_execution: int | None = None, jit_compile="auto") -> None:
     """Compiles for the log loss: binary cross-entropy on the sigmoid output.
 
     ``steps_per_execution`` runs that many mini-batch steps per call into the
     compiled function; each step is still one ordinary update, so the math
-    is unchanged while Python overhead drops (about 4x faster for GMF).
+    is unchanged while Python overhead drops (about 4x faster for GMF). It
+    defaults to 64, and to 1 inside a ``tf.distribute`` scope, where Keras's
+    multi-step loop does not run.
     """
+    if steps_per_execution is None:
+        steps_per_execution = 1 if in_distribution() else 64
     model.compile(optimizer=optimizer, loss="binary_crossentropy",
                   steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+
+
+def in_distribution() -> bool:
+    """Whether a ``tf.distribute`` strategy scope is active."""
+    if keras.config.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+    return tf.distribute.has_strategy()
 
 
 def make_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
