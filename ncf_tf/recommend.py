@@ -1,0 +1,370 @@
+"""Top-K recommendation over the whole catalogue, in one batched scoring pass.
+
+For each user u every item i is scored with the model's logit, the output of
+the ``prediction`` layer before the sigmoid,
+
+    s(u, i) = h^T phi(u, i) + b,        y_ui = sigmoid(s(u, i)),
+
+and the K items of highest score are returned, the user's training items
+excluded unless asked otherwise. Logits rank exactly as the probabilities
+do, without float32 saturation ties near 1.
+
+GMF, MLP and NeuMF are scored a chunk of users at a time as a
+``(users, items)`` matrix computed from the weights, not pair by pair:
+
+* GMF (equation 9): ``S = (P_u * h^T) Q^T + b`` -- one matrix product.
+* MLP (equation 10): the first tower layer acts on ``[p_u ; q_i]``, so
+  ``W_1^T [p_u ; q_i] = W_u^T p_u + W_i^T q_i``: the user half is computed
+  once per user, the item half once per item, and only the layers after the
+  first run per (user, item) pair. MLP-0 (no tower) is separable entirely.
+* NeuMF (equation 12): the sum of both parts' contributions to the logit.
+
+Any other scorer is a ``score_fn(users, items) -> scores`` called on flat
+(user, item) pairs, one call per chunk of users.
+
+Ties are broken by the lower item id (``top_k``'s rule), so results are
+deterministic. A NaN score (a diverged model) counts as -inf: it never beats
+a real score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Callable, Union
+
+import keras
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ncf_tf import layers as L
+from ncf_tf import trained
+from ncf_tf.idmap import IdMap
+
+ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``score_fn(users, items) -> scores``, all of shape ``(n,)``; higher is better."""
+Scorer = Union[keras.Model, ScoreFn]
+
+MAX_FLOATS = 1 << 22
+"""Largest intermediate of one chunk, in floats (16 MB of float32); larger
+chunks ran slower on a 2-core machine (cache), smaller ones pay per-call overhead."""
+OUTPUT_FORMATS = (".csv", ".json")
+
+
+class RecommendError(ValueError):
+    """Bad arguments to :func:`top_k` or an unusable output file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TopK:
+    """The K best items of each user, best first.
+
+    Attributes:
+        users: ``(n,)`` the users, as asked.
+        items: ``(n, k)`` int64 item ids; -1 where a user has fewer than k
+            items left to recommend (all others were excluded).
+        scores: ``(n, k)`` float32 logits; -inf where ``items`` is -1.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return self.items.shape[1]
+
+    def counts(self) -> np.ndarray:
+        """``(n,)`` number of real (not -1) entries of each user."""
+        return (self.items >= 0).sum(axis=1)
+
+
+def _tower(model: keras.Model, first: int = 1) -> list:
+    """The Dense layers ``layer{first}``, ``layer{first+1}``, ... of an MLP tower."""
+    names = {layer.name for layer in model.layers}
+    tower = []
+    while f"layer{first + len(tower)}" in names:
+        tower.append(model.get_layer(f"layer{first + len(tower)}"))
+    return tower
+
+
+def all_item_logits(model: keras.Model, users) -> "keras.KerasTensor":
+    """The ``(len(users), num_items)`` logits of GMF, MLP or NeuMF (module docstring).
+
+    Computed from the model's variables with ``keras.ops``, so it runs on any
+    Keras backend and inside a traced function (``bin/export``).
+
+    Args:
+        model: a GMF, MLP or NeuMF (recognised by its layer names).
+        users: ``(b,)`` int user ids.
+
+    Returns:
+        ``(b, num_items)`` float32 tensor of the backend.
+    """
+    ops = keras.ops
+    kind = trained.model_kind(model)
+    if kind is None:
+        raise RecommendError(f"model {model.name!r} is not a GMF, MLP or NeuMF; "
+                             "score it pair by pair with a score_fn")
+    users = ops.cast(users, "int32")
+    output = model.get_layer(L.PREDICTION)
+    h = ops.convert_to_tensor(output.kernel)                  # (d, 1)
+    logits = ops.convert_to_tensor(output.bias)               # (1,), broadcast below
+    if kind in ("GMF", "NeuMF"):
+        user_name, item_name = trained.EMBEDDINGS[kind]
+        p = ops.take(model.get_layer(user_name).embeddings, users, axis=0)   # (b, F)
+        q = ops.convert_to_tensor(model.get_layer(item_name).embeddings)    # (I, F)
+        factors = p.shape[-1]
+        # h^T (p * q) = (p * h)^T q: one product for the whole (b, I) block.
+        logits = logits + ops.matmul(p * ops.reshape(h[:factors], (1, factors)),
+                                     ops.transpose(q))
+        h = h[factors:]   # NeuMF: the rest of h weighs the MLP part
+    if kind in ("MLP", "NeuMF"):
+        user_name, item_name = (("user_embedding", "item_embedding") if kind == "MLP"
+                                else ("mlp_embedding_user", "mlp_embedding_item"))
+        p = ops.take(model.get_layer(user_name).embeddings, users, axis=0)   # (b, d/2)
+        q = ops.convert_to_tensor(model.get_layer(item_name).embeddings)    # (I, d/2)
+        half = p.shape[-1]
+        tower = _tower(model)
+        if not tower:   # MLP-0: h^T [p ; q] = h_u^T p + h_i^T q
+            logits = logits + ops.matmul(p, h[:half]) + ops.transpose(ops.matmul(q, h[half:]))
+        else:
+            first = tower[0]
+            kernel = ops.convert_to_tensor(first.kernel)
+            # W^T [p ; q] = W_u^T p + W_i^T q (the concatenation's two halves).
+            by_user = ops.matmul(p, kernel[:half])                          # (b, n1)
+            by_item = ops.matmul(q, kernel[half:]) + first.bias             # (I, n1)
+            x = first.activation(ops.expand_dims(by_user, 1) + ops.expand_dims(by_item, 0))
+            for layer in tower[1:]:
+                x = layer.activation(ops.matmul(x, layer.kernel) + layer.bias)
+            logits = logits + ops.squeeze(ops.matmul(x, h), -1)
+    return logits
+
+
+def rank_items(scores, excluded, k: int):
+    """The k best of each row of ``scores``, ``excluded`` entries left out.
+
+    Shared by :func:`top_k` and the exported SavedModel, so both rank alike.
+
+    Args:
+        scores: ``(b, I)`` float32 scores.
+        excluded: ``(b, I)`` bool, True where an item must not be returned.
+        k: how many to return, ``1 <= k <= I``.
+
+    Returns:
+        ``(items (b, k) int32, scores (b, k) float32)``, best first; -1 and
+        -inf past the number of items a row has left.
+    """
+    ops = keras.ops
+    minus_inf = ops.convert_to_tensor(-np.inf, "float32")
+    scores = ops.convert_to_tensor(scores, "float32")
+    # NaN would compare unpredictably; as -inf it never beats a real score.
+    scores = ops.where(ops.logical_or(excluded, ops.isnan(scores)), minus_inf, scores)
+    values, items = ops.top_k(scores, k, sorted=True)
+    available = ops.shape(scores)[1] - ops.sum(ops.cast(excluded, "int32"), axis=1)
+    missing = ops.expand_dims(ops.arange(k, dtype="int32"), 0) >= ops.expand_dims(available, 1)
+    return (ops.where(missing, ops.convert_to_tensor(-1, "int32"), ops.cast(items, "int32")),
+            ops.where(missing, minus_inf, values))
+
+
+def excluded_mask(exclude: sp.csr_matrix | None, users: np.ndarray,
+                  num_items: int) -> np.ndarray:
+    """``(len(users), num_items)`` bool: True at each user's stored entries of ``exclude``."""
+    mask = np.zeros((len(users), num_items), bool)
+    if exclude is not None:
+        starts, ends = exclude.indptr[users], exclude.indptr[users + 1]
+        counts = ends - starts
+        # Index into exclude.indices of each entry: its row's start plus its
+        # offset within the row.
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        mask[np.repeat(np.arange(len(users)), counts),
+             exclude.indices[np.repeat(starts, counts) + offsets]] = True
+    return mask
+
+
+def _compiled(fn):
+    """``fn`` compiled for the backend (XLA under TensorFlow and JAX), else as is.
+
+    Compiling fuses the broadcast add, ReLU and masking of a chunk around the
+    matrix products: for NeuMF-8 on all of ml-1m (6,040 users x 3,706 items)
+    the compiled pass took 2.3 s of CPU time after 1.7 s of compilation,
+    against 6.4 s for the ops run one by one (2-core machine).
+    """
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        return tf.function(fn, jit_compile=True, reduce_retracing=False)
+    if backend == "jax":
+        import jax
+        return jax.jit(fn)
+    return fn
+
+
+def top_k(scorer: Scorer, users, num_items: int, exclude: sp.csr_matrix | None = None,
+          k: int = 10, max_floats: int = MAX_FLOATS) -> TopK:
+    """The ``k`` best items of each of ``users`` among all ``num_items``.
+
+    Args:
+        scorer: a GMF, MLP or NeuMF ``keras.Model`` (scored as a matrix, see
+            the module docstring), or a ``score_fn(users, items)`` scoring flat
+            pairs (any other model).
+        users: ``(n,)`` user ids.
+        num_items: the catalogue size; every item ``0 .. num_items - 1`` is a
+            candidate.
+        exclude: ``(num_users, num_items)`` CSR whose stored entries are never
+            recommended to their row's user (the training items), or None.
+        k: how many items per user, ``1 <= k <= num_items``.
+        max_floats: bound on a chunk's largest intermediate, which sets how
+            many users are scored at once.
+
+    Returns:
+        :class:`TopK`, rows in the order of ``users``.
+
+    Raises:
+        RecommendError: ``k`` out of range, a user id out of ``exclude``'s
+            range, or ``exclude`` of another catalogue size.
+    """
+    users = np.asarray(users, dtype=np.int64).reshape(-1)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= num_items:
+        raise RecommendError(f"--topk must be an integer in 1..{num_items} (the number of "
+                             f"items), got {k!r}")
+    if exclude is not None:
+        if exclude.shape[1] != num_items:
+            raise RecommendError(f"the excluded-items matrix has {exclude.shape[1]} items, "
+                                 f"the catalogue {num_items}")
+        if len(users) and (users.min() < 0 or users.max() >= exclude.shape[0]):
+            bad = users[(users < 0) | (users >= exclude.shape[0])][0]
+            raise RecommendError(f"user {bad} is not in 0..{exclude.shape[0] - 1}")
+        exclude = exclude.tocsr()
+    if isinstance(scorer, keras.Model) and trained.model_kind(scorer) is not None:
+        width = max([layer.units for layer in _tower(scorer)] + [1])
+
+        def best(chunk, excluded):
+            return rank_items(all_item_logits(scorer, chunk), excluded, k)
+        if len(users) > max_floats // (num_items * width):
+            best = _compiled(best)   # compiling pays off only over several chunks
+    else:
+        width = 1
+        pairs = _pair_scorer(scorer)
+
+        def best(chunk, excluded):
+            scores = np.asarray(pairs(np.repeat(chunk, num_items), np.tile(
+                np.arange(num_items), len(chunk))), np.float32)
+            return rank_items(scores.reshape(len(chunk), num_items), excluded, k)
+    size = max(1, min(len(users), max_floats // (num_items * width)))
+    items_out = np.empty((len(users), k), np.int64)
+    scores_out = np.empty((len(users), k), np.float32)
+    for start in range(0, len(users), size):
+        chunk = users[start:start + size]
+        n = len(chunk)
+        # Every chunk has the same shape (the last one padded with user 0),
+        # so the compiled function is traced once.
+        padded = np.zeros(size, np.int32)
+        padded[:n] = chunk
+        mask = np.zeros((size, num_items), bool)
+        mask[:n] = excluded_mask(exclude, chunk, num_items)
+        items, values = best(padded, mask)
+        items_out[start:start + n] = keras.ops.convert_to_numpy(items)[:n]
+        scores_out[start:start + n] = keras.ops.convert_to_numpy(values)[:n]
+    return TopK(users, items_out, scores_out)
+
+
+def _pair_scorer(scorer: Scorer) -> ScoreFn:
+    """A ``score_fn`` from a callable, or from a Keras model of (user, item) inputs."""
+    if not isinstance(scorer, keras.Model):
+        return scorer
+    names = {layer.name for layer in scorer.layers}
+    model = trained.logits_model(scorer) if L.PREDICTION in names else scorer
+
+    def score_fn(users, items):
+        out = model.predict_on_batch([users[:, None].astype(np.int32),
+                                      items[:, None].astype(np.int32)])
+        return np.asarray(out).reshape(-1)
+
+    return score_fn
+
+
+# ----------------------------------------------------------------------------
+# Output
+
+
+def table(result: TopK, user_map: IdMap, item_map: IdMap) -> pd.DataFrame:
+    """One row per recommendation: ``user, rank, item, score`` (rank from 1).
+
+    Ids are the original ones when the maps have them; padding entries
+    (item -1) are left out.
+    """
+    real = result.items >= 0
+    rows, ranks = np.nonzero(real)
+    return pd.DataFrame({
+        "user": user_map.to_original(result.users[rows]),
+        "rank": ranks + 1,
+        "item": item_map.to_original(result.items[rows, ranks]),
+        "score": result.scores[rows, ranks].astype(np.float64).round(6),
+    })
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False, lineterminator="\n", float_format="%.6f")
+
+
+def to_json(frame: pd.DataFrame, about: dict) -> str:
+    """``about`` plus ``recommendations``: per user, items and scores, best first."""
+    recommendations = [
+        {"user": _plain(user), "items": [_plain(i) for i in group["item"]],
+         "scores": group["score"].tolist()}
+        for user, group in frame.groupby("user", sort=False)]
+    return json.dumps({**about, "recommendations": recommendations}, indent=1) + "\n"
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def check_output(path: str, overwrite: bool = False) -> str:
+    """The output format (``.csv`` or ``.json``) of ``path``; refuses an existing file.
+
+    Raises:
+        RecommendError: another extension, an existing file without
+            ``overwrite``, or a folder that does not exist.
+    """
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in OUTPUT_FORMATS:
+        raise RecommendError(f"--output {path}: expected a file name ending in .csv or .json")
+    if os.path.isdir(path):
+        raise RecommendError(f"--output {path}: is a folder")
+    if os.path.exists(path) and not overwrite:
+        raise RecommendError(f"--output {path}: exists; refusing to replace it (--overwrite)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise RecommendError(f"--output {path}: folder {folder} does not exist")
+    return extension
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes ``text`` beside ``path`` and renames it into place (atomic)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())   # mkstemp's 0600 is for secrets
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write(frame: pd.DataFrame, path: str, about: dict, overwrite: bool = False) -> None:
+    """Writes the recommendations as CSV or JSON, chosen by ``path``'s extension."""
+    extension = check_output(path, overwrite)
+    write_text(path, to_csv(frame) if extension == ".csv" else to_json(frame, about))

@@ -1,0 +1,176 @@
+"""bin/export: the .keras model and the SavedModel, reloaded in a fresh Python
+that imports TensorFlow and Keras only, score and recommend as ncf_tf does."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import write_dataset
+from ncf_tf import export, export_cli, recommend, trained
+from ncf_tf.data import load_dataset
+from trained_models import save_model, spread_model, write_id_maps
+
+# Runs in a fresh interpreter: no ncf_tf, so the export must stand on its own.
+RELOAD = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+import keras
+folders, users, items = json.loads(sys.argv[1])
+out = {}
+for name, folder in folders.items():
+    served = tf.saved_model.load(folder + "/saved_model")
+    score = served.signatures["score"](user=tf.constant(users, tf.int32),
+                                       item=tf.constant(items, tf.int32))
+    best = served.signatures["top_k"](user=tf.constant(sorted(set(users)), tf.int32))
+    model = keras.saving.load_model(folder + "/model.keras")
+    out[name + "/score"] = score["score"].numpy()
+    out[name + "/probability"] = score["probability"].numpy()
+    out[name + "/top_items"] = best["items"].numpy()
+    out[name + "/top_scores"] = best["scores"].numpy()
+    out[name + "/keras"] = np.asarray(model.predict_on_batch(
+        [np.array(users)[:, None], np.array(items)[:, None]]))[:, 0]
+assert not any(m.startswith("ncf_tf") for m in sys.modules), "ncf_tf was imported"
+np.savez(sys.argv[2], **out)
+"""
+
+
+@pytest.fixture
+def toy(tmp_path):
+    info = write_dataset(tmp_path / "data")
+    info["dataset"] = load_dataset(info["folder"], info["name"])
+    return info
+
+
+def run_export(argv, capsys):
+    code = export_cli.main(["export", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.slow
+def test_export_reloads_in_a_fresh_python_with_the_same_scores(toy, tmp_path, capsys):
+    data = toy["dataset"]
+    _, items_map = write_id_maps(toy["folder"], "toy", data.num_users, data.num_items)
+    models, folders = {}, {}
+    for seed, kind in enumerate(("GMF", "MLP", "NeuMF")):
+        models[kind] = spread_model(kind, data.num_users, data.num_items, seed=seed)
+        _, record = save_model(models[kind], tmp_path / "runs", kind, toy)
+        folders[kind] = str(tmp_path / "exports" / kind)
+        code, out, err = run_export(["--record", record, "--dest", folders[kind],
+                                     "--topk", "7"], capsys)
+        assert code == 0, err
+        assert f"Exported {kind} (#user=40, #item=60" in out
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, data.num_users, 50)
+    items = rng.integers(0, data.num_items, 50)
+    result = tmp_path / "reloaded.npz"
+    done = subprocess.run(
+        [sys.executable, "-c", RELOAD, json.dumps([folders, users.tolist(), items.tolist()]),
+         str(result)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reloaded = np.load(result)
+    asked = np.array(sorted(set(users.tolist())))
+    for kind, model in models.items():
+        logits = np.asarray(trained.logits_model(model).predict_on_batch(
+            [users[:, None], items[:, None]]))[:, 0]
+        np.testing.assert_allclose(reloaded[f"{kind}/score"], logits, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(reloaded[f"{kind}/probability"], 1 / (1 + np.exp(-logits)),
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(reloaded[f"{kind}/keras"],
+                                   np.asarray(model.predict_on_batch(
+                                       [users[:, None], items[:, None]]))[:, 0],
+                                   rtol=1e-6, atol=1e-7)
+        best = recommend.top_k(model, asked, data.num_items, data.train, 7)
+        np.testing.assert_array_equal(reloaded[f"{kind}/top_items"], best.items)
+        np.testing.assert_allclose(reloaded[f"{kind}/top_scores"], best.scores, rtol=1e-5,
+                                   atol=1e-5)
+        seen = data.train.toarray() > 0
+        assert not seen[asked[:, None], reloaded[f"{kind}/top_items"]].any()
+    # The folder: id maps copied, configuration complete.
+    folder = folders["NeuMF"]
+    assert sorted(os.listdir(folder)) == ["config.json", "item_ids.tsv", "model.keras",
+                                          "saved_model", "user_ids.tsv"]
+    with open(os.path.join(folder, "item_ids.tsv")) as f:
+        assert f.read().splitlines()[1:3] == [f"0\t{items_map[0]}", f"1\t{items_map[1]}"]
+    config = json.load(open(os.path.join(folder, "config.json")))
+    assert {k: config[k] for k in ("model", "num_factors", "layers", "num_users", "num_items",
+                                   "k", "seen_excluded")} == {
+        "model": "NeuMF", "num_factors": 4, "layers": [16, 8, 4], "num_users": 40,
+        "num_items": 60, "k": 7, "seen_excluded": True}
+    assert set(config["signatures"]) == {"score", "top_k"}
+    assert config["source"]["dataset"] == "toy" and len(config["source"]["weights_sha256"]) == 64
+    assert not [p for p in os.listdir(tmp_path / "exports") if p.startswith(".")]
+
+
+def test_exported_keras_file_is_accepted_by_recommend(toy, tmp_path, capsys):
+    data = toy["dataset"]
+    model = spread_model("MLP", data.num_users, data.num_items)
+    _, record = save_model(model, tmp_path / "runs", "MLP", toy)
+    dest = tmp_path / "exported"
+    assert run_export(["--record", record, "--dest", str(dest), "--include_seen"], capsys)[0] == 0
+    config = json.load(open(dest / "config.json"))
+    assert config["seen_excluded"] is False and "user_ids" not in config["files"]
+    reloaded = trained.load_keras_model(str(dest / "model.keras"), 40, 60)
+    assert trained.spec_of(reloaded) == trained.ModelSpec("MLP", 8, (16, 8, 4))
+    np.testing.assert_allclose(
+        np.asarray(recommend.all_item_logits(reloaded, np.arange(40))),
+        np.asarray(recommend.all_item_logits(model, np.arange(40))), rtol=1e-6, atol=1e-6)
+
+
+def test_existing_destination_refused_then_replaced(toy, tmp_path, capsys):
+    data = toy["dataset"]
+    _, record = save_model(spread_model("GMF", data.num_users, data.num_items),
+                           tmp_path / "runs", "GMF", toy)
+    dest = tmp_path / "exported"
+    dest.mkdir()
+    (dest / "old.txt").write_text("old")
+    code, _, err = run_export(["--record", record, "--dest", str(dest)], capsys)
+    assert code == 2 and "exists; refusing to replace it (--overwrite)" in err
+    assert os.listdir(dest) == ["old.txt"]
+    code, _, err = run_export(["--record", record, "--dest", str(dest), "--overwrite"], capsys)
+    assert code == 0, err
+    assert "old.txt" not in os.listdir(dest) and "model.keras" in os.listdir(dest)
+    assert sorted(p for p in os.listdir(tmp_path) if p.startswith(".")) == []
+
+
+def test_bad_input_one_line_error_nothing_written(toy, tmp_path, capsys):
+    data = toy["dataset"]
+    _, record = save_model(spread_model("NeuMF", data.num_users, data.num_items),
+                           tmp_path / "runs", "NeuMF", toy)
+    other, _ = save_model(spread_model("NeuMF", 40, 61), tmp_path / "other", "NeuMF", toy)
+    dest = str(tmp_path / "exported")
+    flags = ["--model", "NeuMF", "--num_factors", "4", "--layers", "16,8,4",
+             "--path", toy["folder"], "--dataset", "toy"]
+    cases = [
+        (["--record", record], r"--dest is required"),
+        (["--record", record, "--dest", dest, "--topk", "61"],
+         r"--topk must be an integer in 1\.\.60 \(the number of items\), got 61"),
+        (["--record", record, "--dest", dest, "--topk", "0"], r"--topk must be a positive"),
+        (["--weights", other, *flags, "--dest", dest],
+         r"trained on 40 users x 61 items, but data set toy .* has 40 users x 60 items"),
+        (["--keras", str(tmp_path / "missing.keras"), "--dest", dest],
+         r"missing\.keras: model file not found"),
+        (["--keras", record, "--dest", dest], r"NeuMF\.json: a whole model file must end in "
+         r"\.keras"),
+    ]
+    for argv, message in cases:
+        code, _, err = run_export(argv, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("export: error: "), err
+        assert re.search(message, lines[0]), (message, lines[0])
+        assert not os.path.exists(dest)
+        assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_export_refuses_a_file_as_destination(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(export.ExportError, match=r"--dest .*file: exists and is not a folder"):
+        export.check_destination(str(tmp_path / "file"), overwrite=True)
