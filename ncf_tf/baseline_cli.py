@@ -16,7 +16,7 @@ from ncf_tf.command import run_command
 
 def define_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
-    flags.DEFINE_string("baseline", None, "ItemPop, ItemKNN, BPR, eALS (see ncf_tf.baselines).",
+    flags.DEFINE_string("baseline", None, "A baseline of ncf_tf.baselines: Random, ItemPop, ItemKNN, BPR, eALS, MF, iALS, EASE.",
                         flag_values=fv)
     flags.DEFINE_multi_string("param", [], "A hyper-parameter as name=value, e.g. "
                               "num_factors=8; repeat the flag for several.", flag_values=fv)
@@ -28,6 +28,11 @@ def define_flags() -> flags.FlagValues:
                         flag_values=fv)
     flags.DEFINE_string("run_name", "", "Name of the run record (default: from the settings).",
                         flag_values=fv)
+    flags.DEFINE_string("selection", "none", "none, or validation: fit without each user's "
+                        "latest training interaction and also report HR/NDCG on it.",
+                        flag_values=fv)
+    flags.DEFINE_boolean("full_ranking", False, "Also rank the test items against the whole "
+                         "catalogue (training items excluded).", flag_values=fv)
     flags.mark_flag_as_required("baseline", flag_values=fv)
     return fv
 
@@ -40,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         params = baseline_run.parse_params(fv.param)
         baseline_run.run_baseline(fv.baseline, params, path=fv.path, dataset=fv.dataset,
                                   seed=fv.seed, topk=fv.topk, results_dir=fv.results_dir,
-                                  run_name=fv.run_name)
+                                  run_name=fv.run_name, selection=fv.selection,
+                                  full=fv.full_ranking)
 
     return run_command(argv, "train_baseline", "fit and evaluate a baseline of the paper "
                        "(leave-one-out HR@K/NDCG@K) and write its run record.",

@@ -18,6 +18,8 @@ from ncf_tf import records
 from ncf_tf.baselines import BASELINES
 from ncf_tf.data import load_dataset_verbose
 from ncf_tf.evaluation import LeaveOneOutEvaluator
+from ncf_tf.full_ranking import FullRankingEvaluator
+from ncf_tf.validation import validation_split
 
 
 def parse_params(pairs: list[str]) -> dict:
@@ -46,17 +48,25 @@ def _value(text: str):
     raise ValueError(f"--param values must be numbers or true/false, got {text!r}")
 
 
-def run_key(name: str, params: dict, dataset: str, seed: int) -> str:
+def run_key(name: str, params: dict, dataset: str, seed: int, selection: str = "none") -> str:
     """Stable run name, e.g. ``ml-1m_BPR_num_factors8-lr0.05_s0``."""
     settings = "-".join(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}"
                         for k, v in sorted(params.items()))
-    return "_".join(part for part in (dataset, name, settings, f"s{seed}") if part)
+    tag = "val-latest" if selection == "validation" else ""
+    return "_".join(part for part in (dataset, name, settings, tag, f"s{seed}") if part)
 
 
 def run_baseline(name: str, params: dict, *, path: str, dataset: str, seed: int = 0,
                  topk: int = 10, results_dir: str = "results/runs/", run_name: str = "",
+                 selection: str = "none", full: bool = False,
                  log: Callable[[str], None] = print) -> dict:
     """Fits and evaluates baseline ``name`` with ``params``; returns its record.
+
+    With ``selection="validation"`` the model is fitted on the training file
+    less each user's latest interaction, and the record holds its HR/NDCG on
+    that validation set (``best_validation``, for choosing hyper-parameters)
+    beside those on the test set (``best``). ``full`` adds full-ranking
+    metrics on the test set.
 
     Raises:
         ValueError: unknown baseline or hyper-parameter, bad data files;
@@ -70,14 +80,30 @@ def run_baseline(name: str, params: dict, *, path: str, dataset: str, seed: int 
         raise ValueError(f"--param: {name} does not take these settings ({e})") from None
     if topk < 1:
         raise ValueError(f"--topk must be an integer >= 1, got {topk}")
+    if selection not in ("none", "validation"):
+        raise ValueError(f"--selection must be none or validation, got {selection!r}")
     data = load_dataset_verbose(path, dataset, log)
     evaluator = LeaveOneOutEvaluator.for_dataset(data, topk)
-    run_name = run_name or run_key(name, params, dataset, seed)
+    fit_data = data
+    if selection == "validation":
+        fit_data = validation_split(data, np.random.default_rng([seed, 1]), "latest")
+    run_name = run_name or run_key(name, params, dataset, seed, selection)
     record_path = os.path.join(results_dir, f"{run_name}.json")
     start = time.time()
-    model.fit(data.train, np.random.default_rng(seed), log)
+    model.fit(fit_data.train, np.random.default_rng(seed), log)
     fit_s = time.time() - start
     result = evaluator.evaluate(model.score)
+    extra = {}
+    if selection == "validation":
+        checked = LeaveOneOutEvaluator.for_dataset(fit_data, topk).evaluate(model.score)
+        extra["best_validation"] = {"hr": checked.hr, "ndcg": checked.ndcg}
+        log(f"{name} on validation: HR = {checked.hr:.4f}, NDCG = {checked.ndcg:.4f}")
+    if full:
+        ranking = FullRankingEvaluator.for_dataset(data, topk)
+        scored = (ranking.evaluate_all(model.score_all) if hasattr(model, "score_all")
+                  else ranking.evaluate(model.score))
+        extra["full_ranking"] = {"k": topk, "hr": scored.hr, "ndcg": scored.ndcg,
+                                 "recall": scored.recall, "excluded": "training items"}
     eval_s = time.time() - start - fit_s
     log(f"{name}: HR = {result.hr:.4f}, NDCG = {result.ndcg:.4f} "
         f"[fit {fit_s:.1f} s, evaluation {eval_s:.1f} s]")
@@ -85,13 +111,13 @@ def run_baseline(name: str, params: dict, *, path: str, dataset: str, seed: int 
         "kind": "baseline", "model": name, "dataset": dataset, "params": params,
         "config": {**model.config(), "path": path, "dataset": dataset, "seed": seed,
                    "topk": topk},
-        "seed": seed, "selection": "none (fixed hyper-parameters)",
+        "seed": seed, "selection": selection,
         "data": {"summary": data.summary(), "files": data.files}, **records.environment(),
         "status": "finished", "fit_s": fit_s, "eval_s": eval_s,
         "best": {"hr": result.hr, "ndcg": result.ndcg,
                  "topk": {str(k): dict(zip(("hr", "ndcg"), result.at(k)))
                           for k in range(1, topk + 1)}},
-        "wall_s": time.time() - start,
+        "wall_s": time.time() - start, **extra,
     }
     records.write_json(record_path, record)
     log(f"Run record: {record_path}")

@@ -3,16 +3,22 @@
 Prints, in one run:
 
 * memory bandwidth (numpy copy of 256 MB, read + written bytes per second);
-* negative sampling per ml-1m epoch (sample + shuffle);
+* negative sampling per ml-1m epoch (sample + shuffle), and the shuffle
+  beside the one it replaced (one ``rng.permutation`` and three gathers);
 * evaluation (one batched scoring pass) on ml-1m, and at pinterest-20's size
   on generated data (55,187 users x 100 items);
-* per training step (batch 256, dense Adam) of GMF, MLP and NeuMF at
-  F = 8..64, the ml-1m epoch it implies (19,417 steps), and the floor: the
-  bytes a dense Adam step must move (parameters, gradient and both moments
-  read; parameters and moments written: 7 x 4 bytes per parameter) over the
-  measured bandwidth; with the ratio to it.
+* per training step (batch 256, ``steps_per_execution=64``, dense Adam as
+  ``make_optimizer`` returns it) of GMF, MLP and NeuMF at F = 8..64 (MLP
+  tower [8F, 4F, 2F, F]), the ml-1m epoch it implies (19,418 steps), and the
+  floor: the bytes a dense Adam step must move (parameters, gradient and both
+  moments read; parameters and moments written: 7 x 4 bytes per parameter)
+  over the measured bandwidth; with the ratio to it;
+* NeuMF-8 with ``keras.optimizers.Adam`` beside the fused Adam, timed turn
+  about so that other load on the machine falls on both alike.
 
-Timings are printed, never asserted.
+Times are wall-clock medians of a few runs (``best``: the fastest run; CPU:
+the process's CPU time, all threads), and the load average is printed: a
+busy machine slows every figure. Timings are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ import time
 
 import numpy as np
 
-STEPS = 640
 BATCH = 256
+STEPS = 320        # timed steps per run: five compiled calls of 64
+RUNS = 3           # timed runs per model size
+AB_RUNS = 7        # turns of the Keras-Adam / fused-Adam comparison
 
 
 def bandwidth(size_mb: int = 256, repeats: int = 5) -> float:
@@ -41,32 +49,69 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def _load() -> str:
+    return "load average %.1f %.1f %.1f" % os.getloadavg()
+
+
+def _turns(fns: dict, runs: int, cpu: dict | None = None) -> dict:
+    """Each function's times over ``runs`` turns, the functions taking turns.
+
+    ``cpu``, if given, receives each function's process CPU times too (all
+    threads): on a busy machine they count the work, not the waiting.
+    """
+    times = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            start = time.process_time()
+            times[name].append(_timed(fn))
+            if cpu is not None:
+                cpu.setdefault(name, []).append(time.process_time() - start)
+    return times
+
+
 def main(argv: list[str]) -> int:
+    import keras
+
     from ncf_tf import gmf, mlp, neumf, training
     from ncf_tf.data import load_dataset
     from ncf_tf.evaluation import LeaveOneOutEvaluator
-    from ncf_tf.optimizers import make_optimizer
+    from ncf_tf.optimizers import EPSILON, make_optimizer
     from ncf_tf.sampling import Instances, NegativeSampler
-    import keras
 
     path = argv[1] if len(argv) > 1 else "Data/"
     ds = load_dataset(path, "ml-1m")
     rng = np.random.default_rng(0)
     bw = bandwidth()
     print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPU; keras {keras.__version__} ({keras.config.backend()})")
+          f"{os.cpu_count()} CPU; keras {keras.__version__} ({keras.config.backend()}); {_load()}")
     print(f"memory bandwidth (copy): {bw / 1e9:.1f} GB/s")
 
     sampler = NegativeSampler(ds.train, 4)
-    sample_s = min(_timed(lambda: sampler.sample(rng).shuffled(rng)) for _ in range(3))
-    print(f"negative sampling, ml-1m epoch (4,970,845 instances): {sample_s:.3f} s  [target <= 0.3 s]")
+    ordered = sampler.sample(rng)
+
+    def permute_and_gather():
+        order = rng.permutation(len(ordered))
+        return Instances(ordered.users[order], ordered.items[order], ordered.labels[order])
+
+    cpu = {}
+    times = _turns({"epoch": lambda: sampler.sample(rng).shuffled(rng),
+                    "sample": lambda: sampler.sample(rng),
+                    "shuffle": lambda: ordered.shuffled(rng),
+                    "before": permute_and_gather}, 7, cpu)
+    med = {name: np.median(t) for name, t in times.items()}
+    print(f"negative sampling, ml-1m epoch (4,970,845 instances): {med['epoch']:.3f} s "
+          f"(best {min(times['epoch']):.3f}, CPU {np.median(cpu['epoch']):.3f})  [target <= 0.3 s]")
+    print(f"  of which sample {med['sample']:.3f} s, shuffle {med['shuffle']:.3f} s "
+          f"(CPU {np.median(cpu['shuffle']):.3f}); shuffle by one permutation + three gathers "
+          f"(before): {med['before']:.3f} s (CPU {np.median(cpu['before']):.3f})")
 
     evaluator = LeaveOneOutEvaluator.for_dataset(ds)
     for factors in (8, 64):
-        model = neumf.build(ds.num_users, ds.num_items, factors, [8 * factors, 4 * factors, 2 * factors, factors])
+        model = neumf.build(ds.num_users, ds.num_items, factors,
+                            [8 * factors, 4 * factors, 2 * factors, factors])
         score_fn = training.make_score_fn(model)
         evaluator.evaluate(score_fn)
-        t = min(_timed(lambda: evaluator.evaluate(score_fn)) for _ in range(3))
+        t = np.median([_timed(lambda: evaluator.evaluate(score_fn)) for _ in range(3)])
         print(f"evaluation ml-1m, NeuMF-{factors} (604,000 pairs): {t:.3f} s  [target <= 0.5 s]")
     users, items = 55187, 9916
     big = LeaveOneOutEvaluator(np.arange(users), rng.integers(0, items, users),
@@ -74,7 +119,7 @@ def main(argv: list[str]) -> int:
     model = neumf.build(users, items, 8)
     score_fn = training.make_score_fn(model)
     big.evaluate(score_fn)
-    t = min(_timed(lambda: big.evaluate(score_fn)) for _ in range(2))
+    t = np.median([_timed(lambda: big.evaluate(score_fn)) for _ in range(3)])
     print(f"evaluation pinterest-20 size, NeuMF-8 (5,518,700 pairs): {t:.3f} s  [target <= 4 s]")
 
     instances = sampler.sample(rng).shuffled(rng)
@@ -82,24 +127,51 @@ def main(argv: list[str]) -> int:
     part = Instances(instances.users[:n], instances.items[:n], instances.labels[:n])
     warm = Instances(part.users[:64 * BATCH], part.items[:64 * BATCH], part.labels[:64 * BATCH])
     steps_per_epoch = -(-len(instances) // BATCH)
-    print(f"\ntraining, batch {BATCH}, Adam (dense), {STEPS} steps each; epoch = {steps_per_epoch} steps")
-    print(f"{'model':<10}{'F':>4}{'params':>11}{'ms/step':>9}{'floor ms':>10}{'ratio':>7}{'s/epoch':>9}")
+
+    def compiled(build, factors, optimizer):
+        model = build(factors)
+        training.compile_model(model, optimizer)
+        training.fit_epoch(model, warm, BATCH)   # traces and compiles
+        return model
+
+    def epoch_part(model):
+        return lambda: training.fit_epoch(model, part, BATCH)
+
     builders = {
         "GMF": lambda f: gmf.build(ds.num_users, ds.num_items, f),
         "MLP": lambda f: mlp.build(ds.num_users, ds.num_items, [8 * f, 4 * f, 2 * f, f]),
         "NeuMF": lambda f: neumf.build(ds.num_users, ds.num_items, f, [8 * f, 4 * f, 2 * f, f]),
     }
+    print(f"\ntraining, batch {BATCH}, steps_per_execution 64, fused dense Adam, "
+          f"{RUNS} runs of {STEPS} steps each; epoch = {steps_per_epoch} steps")
+    print(f"{'model':<10}{'F':>4}{'params':>11}{'ms/step':>9}{'best':>7}{'floor ms':>10}"
+          f"{'ratio':>7}{'s/epoch':>9}", flush=True)
     for name, build in builders.items():
         for factors in (8, 16, 32, 64):
-            model = build(factors)
-            training.compile_model(model, make_optimizer("adam", 0.001))
-            training.fit_epoch(model, warm, BATCH)
-            per_step = _timed(lambda: training.fit_epoch(model, part, BATCH)) / STEPS
+            model = compiled(build, factors, make_optimizer("adam", 0.001))
+            runs = _turns({name: epoch_part(model)}, RUNS)[name]
+            per_step, best = np.median(runs) / STEPS, min(runs) / STEPS
             params = model.count_params()
             floor = 7 * 4 * params / bw
-            print(f"{name:<10}{factors:>4}{params:>11,}{per_step * 1e3:>9.2f}{floor * 1e3:>10.3f}"
-                  f"{per_step / floor:>7.1f}{per_step * steps_per_epoch:>9.1f}", flush=True)
-    print(f"\nfull NeuMF-8 epoch target <= 15 s; sampling {sample_s:.2f} s + training + evaluation")
+            print(f"{name:<10}{factors:>4}{params:>11,}{per_step * 1e3:>9.2f}{best * 1e3:>7.2f}"
+                  f"{floor * 1e3:>10.3f}{per_step / floor:>7.1f}{per_step * steps_per_epoch:>9.1f}",
+                  flush=True)
+
+    print(f"\nNeuMF-8, Adam before/after, {AB_RUNS} turns of {STEPS} steps each:")
+    optimizers = {
+        "keras.optimizers.Adam (before)": keras.optimizers.Adam(
+            0.001, beta_1=0.9, beta_2=0.999, epsilon=EPSILON),
+        "FusedAdam (make_optimizer)": make_optimizer("adam", 0.001),
+    }
+    models = {label: compiled(builders["NeuMF"], 8, opt) for label, opt in optimizers.items()}
+    cpu = {}
+    times = _turns({label: epoch_part(model) for label, model in models.items()}, AB_RUNS, cpu)
+    for label, runs in times.items():
+        per_step = np.median(runs) / STEPS
+        print(f"  {label:<32}{per_step * 1e3:6.2f} ms/step (best {min(runs) / STEPS * 1e3:.2f}, "
+              f"CPU {np.median(cpu[label]) / STEPS * 1e3:.2f}){per_step * steps_per_epoch:7.1f} s/epoch")
+    print(f"\nfull NeuMF-8 epoch target <= 15 s; sampling {med['epoch']:.2f} s + training "
+          f"+ evaluation; {_load()}")
     return 0
 
 

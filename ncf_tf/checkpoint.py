@@ -35,9 +35,11 @@ def save(path: str, model: keras.Model, state: TrainState, extra: dict) -> None:
         "best_epoch": state.best_epoch, "rng_state": state.rng_state,
         "init": [state.init.k, state.init.hr, state.init.ndcg],
         "best": [state.best.k, state.best.hr, state.best.ndcg], "extra": extra,
+        "best_monitor": {name: [e.k, e.hr, e.ndcg] for name, e in state.best_monitor.items()},
     }
     arrays = {"meta": np.array(json.dumps(meta)),
               "init_ranks": state.init.ranks, "best_ranks": state.best.ranks}
+    arrays.update({f"monitor.{name}": e.ranks for name, e in state.best_monitor.items()})
     arrays.update({f"model.{i}": np.asarray(w) for i, w in enumerate(model.get_weights())})
     arrays.update({f"best.{i}": np.asarray(w) for i, w in enumerate(state.best_weights)})
     optimizer = model.optimizer
@@ -79,6 +81,8 @@ def load(path: str, model: keras.Model) -> TrainState:
         best_weights = _numbered(data, "best.")
         opt_values = _numbered(data, "opt.")
         init_ranks, best_ranks = data["init_ranks"], data["best_ranks"]
+        best_monitor = {name: Evaluation(*values, data[f"monitor.{name}"])
+                        for name, values in meta.get("best_monitor", {}).items()}
     expected = [tuple(w.shape) for w in model.get_weights()]
     if [tuple(w.shape) for w in model_weights] != expected:
         raise ValueError(f"checkpoint {path}: its weights do not fit this model "
@@ -99,7 +103,8 @@ def load(path: str, model: keras.Model) -> TrainState:
     return TrainState(
         next_epoch=meta["next_epoch"], init=init, init_eval_s=meta["init_eval_s"],
         epochs=[EpochLog(**e) for e in meta["epochs"]], best_epoch=meta["best_epoch"],
-        best=best, best_weights=best_weights, rng_state=meta["rng_state"])
+        best=best, best_weights=best_weights, rng_state=meta["rng_state"],
+        best_monitor=best_monitor)
 
 
 def _numbered(data, prefix: str) -> list[np.ndarray]:

@@ -44,6 +44,15 @@ def define_flags(model: str) -> flags.FlagValues:
     integer("seed", d.seed, "Seed of initialisation, sampling and shuffling.")
     integer("topk", d.topk, "K of HR@K and NDCG@K.")
     string("device", d.device, "auto (first GPU, else CPU), cpu, or gpu:N.")
+    string("selection", d.selection, "Pick the best epoch on the test set (test: the "
+           "authors' protocol) or on a validation set held out of the training file "
+           "(validation); test metrics are reported at the picked epoch either way.")
+    string("validation_split", d.validation_split, "With --selection validation: hold out "
+           "each user's latest remaining interaction (latest) or a random one (random), "
+           "with 99 sampled validation negatives.")
+    flags.DEFINE_boolean("full_ranking", False, "Also rank each test item against the whole "
+                         "catalogue (training items excluded): HR, NDCG and recall at --topk "
+                         "of the picked model, in the run record.", flag_values=fv)
     string("distribute", d.distribute, "none; mirrored (tf.distribute over all local GPUs); "
            "multiworker (over the machines in TF_CONFIG). Same updates as one device.")
     string("weights", d.weights, "Start from this weight file (.weights.h5 or the authors' "

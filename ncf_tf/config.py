@@ -75,6 +75,9 @@ class TrainConfig:
     tensorboard: str = ""
     progress: bool = False
     distribute: str = "none"
+    selection: str = "test"
+    validation_split: str = "latest"
+    full_ranking: bool = False
 
     @property
     def pretrained(self) -> bool:
@@ -121,6 +124,8 @@ class TrainConfig:
             parts.append("reg" + "-".join(f"{r:g}" for r in regs))
         if self.weights:
             parts.append("from-" + os.path.basename(self.weights).split(".")[0])
+        if self.selection == "validation":
+            parts.append(f"val-{self.validation_split}")
         parts += [f"e{self.epochs}", f"s{self.seed}"]
         return "_".join(parts)
 
@@ -143,6 +148,11 @@ class TrainConfig:
         for flag, ok, expected in checks:
             if not ok:
                 raise ValueError(f"--{flag} must be {expected}, got {getattr(self, flag)!r}")
+        if self.selection not in ("test", "validation"):
+            raise ValueError(f"--selection must be test or validation, got {self.selection!r}")
+        if self.validation_split not in ("latest", "random"):
+            raise ValueError(f"--validation_split must be latest or random, "
+                             f"got {self.validation_split!r}")
         if self.learner is not None and self.learner not in LEARNERS:
             raise ValueError(f"--learner must be one of {', '.join(LEARNERS)}; got {self.learner!r}")
         if bool(self.mf_pretrain) != bool(self.mlp_pretrain):

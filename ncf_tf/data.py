@@ -51,6 +51,18 @@ class Dataset:
             the held-out item. May contain the held-out item itself (a quirk of
             the authors' ml-1m file); the evaluator collapses such duplicates.
         files: path -> SHA-256 of each file read.
+        train_timestamps: ``(num_train,)`` float64 timestamp of each training
+            interaction, aligned with ``train.indices`` (CSR order); the
+            latest one where a pair occurs on several lines, NaN where a line
+            has none. None when the training file has no timestamp column
+            (its first line has three fields) or the data set was not read
+            from a file.
+        train_lines: ``(num_train,)`` int64 0-based line number in the
+            training file of each training interaction, aligned like
+            ``train_timestamps``; the first line where a pair occurs on
+            several. The authors' files (and ``bin/prepare_data``'s) list each
+            user's lines latest first, so this orders interactions at one
+            timestamp. None when the data set was not read from a file.
     """
 
     name: str
@@ -59,6 +71,8 @@ class Dataset:
     test_items: np.ndarray
     test_negatives: np.ndarray
     files: dict
+    train_timestamps: np.ndarray | None = None
+    train_lines: np.ndarray | None = None
 
     @property
     def num_users(self) -> int:
@@ -137,24 +151,41 @@ def _check_rating_line(line: str) -> str | None:
 
 def read_ratings(filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reads a ``.rating`` file into (users, items, ratings) arrays."""
+    return read_ratings_with_timestamps(filename)[:3]
+
+
+def read_ratings_with_timestamps(
+        filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Reads a ``.rating`` file into (users, items, ratings, timestamps) arrays.
+
+    ``timestamps`` is float64, NaN on a line without a (numeric) fourth field,
+    or None when the file's first line has no fourth field. Timestamps are
+    optional in the format, so a missing or malformed one is never an error.
+    """
     text = _read_text(filename)
     lines = text.splitlines()
     if lines and not lines[-1].strip():
         lines = lines[:-1]
+    first = next((line for line in lines if line.strip()), "")
+    has_timestamps = len(first.split("\t")) >= 4
     try:
         frame = pd.read_csv(io.StringIO(text), sep="\t", header=None,
-                            usecols=[0, 1, 2], dtype={0: np.int64, 1: np.int64, 2: np.float64},
+                            usecols=[0, 1, 2, 3] if has_timestamps else [0, 1, 2],
+                            dtype={0: np.int64, 1: np.int64, 2: np.float64},
                             engine="c", skip_blank_lines=False)
     except (ValueError, pd.errors.ParserError):
         raise _bad_line(filename, lines, _check_rating_line) from None
-    values = frame.to_numpy()
+    values = frame[[0, 1, 2]].to_numpy()
     if np.isnan(values).any():
         raise _bad_line(filename, lines, _check_rating_line)
     users = frame[0].to_numpy()
     items = frame[1].to_numpy()
     if (users < 0).any() or (items < 0).any():
         raise _bad_line(filename, lines, _check_rating_line)
-    return users, items, frame[2].to_numpy()
+    timestamps = None
+    if has_timestamps:
+        timestamps = pd.to_numeric(frame[3], errors="coerce").to_numpy(np.float64)
+    return users, items, frame[2].to_numpy(), timestamps
 
 
 def read_negatives(filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -209,7 +240,7 @@ def load_dataset(path: str, name: str) -> Dataset:
     """
     train_file, test_file, negative_file = (find_file(path, name, s) for s in SUFFIXES)
 
-    users, items, ratings = read_ratings(train_file)
+    users, items, ratings, timestamps = read_ratings_with_timestamps(train_file)
     keep = ratings > 0
     users, items = users[keep], items[keep]
     if len(users) == 0:
@@ -220,6 +251,9 @@ def load_dataset(path: str, name: str) -> Dataset:
     train.sum_duplicates()
     train.data[:] = 1.0
     train.sort_indices()
+    train_timestamps, train_lines = _per_pair(
+        users, items, np.flatnonzero(keep), None if timestamps is None else timestamps[keep],
+        num_items)
 
     test_users, test_items, _ = read_ratings(test_file)
     if test_users.max() >= num_users or test_items.max() >= num_items:
@@ -253,7 +287,28 @@ def load_dataset(path: str, name: str) -> Dataset:
         name=name, train=train,
         test_users=test_users.astype(np.int32), test_items=test_items.astype(np.int32),
         test_negatives=negatives.astype(np.int32),
-        files={f: sha256(f) for f in (train_file, test_file, negative_file)})
+        files={f: sha256(f) for f in (train_file, test_file, negative_file)},
+        train_timestamps=train_timestamps, train_lines=train_lines)
+
+
+def _per_pair(users: np.ndarray, items: np.ndarray, lines: np.ndarray,
+              timestamps: np.ndarray | None,
+              num_items: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """Latest timestamp and first line of each distinct (user, item), in CSR order.
+
+    A CSR matrix with sorted indices stores its entries in increasing order of
+    ``user * num_items + item``, which is the order of ``np.unique``'s keys.
+    ``fmax`` ignores NaN, so a pair is NaN only if none of its lines has a time.
+    """
+    keys = users.astype(np.int64) * num_items + items
+    unique_keys, pair = np.unique(keys, return_inverse=True)
+    first_line = np.full(len(unique_keys), np.iinfo(np.int64).max)
+    np.minimum.at(first_line, pair, lines.astype(np.int64))
+    if timestamps is None:
+        return None, first_line
+    latest = np.full(len(unique_keys), np.nan)
+    np.fmax.at(latest, pair, timestamps)
+    return latest, first_line
 
 
 def load_dataset_verbose(path: str, name: str, log=print) -> Dataset:

@@ -22,8 +22,10 @@ from ncf_tf import checkpoint, gmf, mlp, neumf, records, training, weights
 from ncf_tf.config import TrainConfig
 from ncf_tf.data import Dataset, load_dataset_verbose, sha256
 from ncf_tf.evaluation import LeaveOneOutEvaluator
+from ncf_tf.full_ranking import FullRankingEvaluator
 from ncf_tf.optimizers import make_optimizer
 from ncf_tf.sampling import NegativeSampler
+from ncf_tf.validation import validation_split
 
 
 def build_model(config: TrainConfig, num_users: int, num_items: int) -> keras.Model:
@@ -110,8 +112,16 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     device = devices.resolve(config.device)
     strategy = devices.distribution(config.distribute)
     dataset = load_dataset_verbose(config.path, config.dataset, log)
-    sampler = NegativeSampler(dataset.train, config.num_neg)
-    evaluator = LeaveOneOutEvaluator.for_dataset(dataset, config.topk)
+    test = LeaveOneOutEvaluator.for_dataset(dataset, config.topk)
+    if config.selection == "validation":
+        # Its own stream (not the training one), so the split depends on the seed only.
+        fit_data = validation_split(dataset, np.random.default_rng([config.seed, 1]),
+                                    config.validation_split)
+        log(f"Validation split ({config.validation_split}): {fit_data.summary()}")
+        evaluator, monitors = LeaveOneOutEvaluator.for_dataset(fit_data, config.topk), {"test": test}
+    else:
+        fit_data, evaluator, monitors = dataset, test, {}
+    sampler = NegativeSampler(fit_data.train, config.num_neg)
     paths = run_paths(config)
     resume_from = None
     if os.path.exists(paths["checkpoint"]):
@@ -143,8 +153,9 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
 
         record = {
             "kind": "train", "model": config.model, "dataset": config.dataset,
-            "config": dataclasses.asdict(config), "learner": learner, "seed": config.seed,
-            "selection": "test", "device": device, "start_from": start_from,
+            "config": dataclasses.asdict(config), "learner": learner,
+            "optimizer": type(model.optimizer).__name__, "seed": config.seed,
+            "selection": config.selection, "device": device, "start_from": start_from,
             "data": {"summary": dataset.summary(), "files": dataset.files},
             "num_params": int(model.count_params()),
             **records.environment(), "status": "running", "epochs": [],
@@ -170,18 +181,26 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
         result = training.train(
             model, sampler, evaluator, epochs=config.epochs, batch_size=config.batch_size,
             rng=np.random.default_rng(config.seed), verbose=config.verbose, log=log,
-            on_epoch=on_epoch, resume=state, progress=config.progress)
+            on_epoch=on_epoch, resume=state, progress=config.progress, monitors=monitors)
+        model.set_weights(result.best_weights)
+        if config.full_ranking:
+            record["full_ranking"] = full_ranking(model, dataset, config.topk, log)
 
+    reported = result.best_monitor.get("test", result.best)
     record.update({
         "init": {"hr": result.init.hr, "ndcg": result.init.ndcg, "eval_s": result.init_eval_s},
         "best_epoch": result.best_epoch,
-        "best": {"hr": result.best.hr, "ndcg": result.best.ndcg,
-                 "topk": {str(k): dict(zip(("hr", "ndcg"), result.best.at(k)))
+        "best": {"hr": reported.hr, "ndcg": reported.ndcg,
+                 "topk": {str(k): dict(zip(("hr", "ndcg"), reported.at(k)))
                           for k in range(1, config.topk + 1)}},
         "wall_s": elapsed + time.time() - run_start, "status": "finished",
     })
+    if config.selection == "validation":
+        tested = [e for e in result.epochs if e.monitor]
+        top = max(tested, key=lambda e: e.monitor["test"]["hr"], default=None)
+        record["best_validation"] = {"hr": result.best.hr, "ndcg": result.best.ndcg}
+        record["test_picked"] = ({"epoch": top.epoch, **top.monitor["test"]} if top else None)
     if config.out:
-        model.set_weights(result.best_weights)
         weights.save_weights(model, paths["weights"])
         record["weights_file"] = paths["weights"]
         log(f"The best {config.model} model is saved to {paths['weights']}")
@@ -191,6 +210,18 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     record["record_file"] = paths["record"]
     log(f"Run record: {paths['record']}")
     return record
+
+
+def full_ranking(model: keras.Model, dataset: Dataset, k: int, log) -> dict:
+    """HR, NDCG and recall at ``k`` of the test items against the whole catalogue."""
+    from ncf_tf.recommend import all_item_logits
+    start = time.time()
+    result = FullRankingEvaluator.for_dataset(dataset, k).evaluate_all(
+        lambda users: np.asarray(all_item_logits(model, users)))
+    log(f"Full ranking: HR@{k} = {result.hr:.4f}, NDCG@{k} = {result.ndcg:.4f}, "
+        f"recall@{k} = {result.recall:.4f} [{time.time() - start:.1f} s]")
+    return {"k": k, "hr": result.hr, "ndcg": result.ndcg, "recall": result.recall,
+            "excluded": "training items"}
 
 
 def tensorboard_writer(folder: str, name: str):

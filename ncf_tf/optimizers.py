@@ -1,17 +1,33 @@
 """The four learners of the authors' code, with Keras 1's constants and formulas.
 
-Keras 3's Adam and SGD compute exactly Keras 1's update; its Adagrad and
-RMSprop put epsilon inside the square root and Adagrad starts its accumulator
-at 0.1. Keras 1 (the authors') used, with eps = 1e-8 outside the root:
+Keras 1 (the authors') used, with eps = 1e-8 outside the root and g the
+gradient of the whole mini-batch loss:
 
     Adagrad:  a += g^2;                       p -= lr * g / (sqrt(a) + eps)
     RMSprop:  a = rho * a + (1 - rho) * g^2;  p -= lr * g / (sqrt(a) + eps)
     Adam:     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
               p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
 
-All are *dense*: every parameter and every moment is updated at every step,
-including embedding rows absent from the batch (their gradient is 0). Keras 3
-does the same on its own (sparse embedding gradients are densified).
+(t counts the updates from 1.) All are *dense*: every parameter and every
+moment is updated at every step, including embedding rows absent from the
+batch (their gradient is 0).
+
+Keras 3 differs in two places, both handled here:
+
+* its Adagrad and RMSprop put epsilon inside the square root and Adagrad
+  starts its accumulator at 0.1, hence :class:`Keras1Adagrad` and
+  :class:`Keras1RMSprop`;
+* on TensorFlow an embedding's gradient is a ``tf.IndexedSlices`` holding
+  one slice per *occurrence* of a row in the batch, and Keras 3 squares it
+  slice by slice: a row that occurs k times gets sum_k g_k^2 in its second
+  moment instead of (sum_k g_k)^2. With batches of 256 ml-1m instances rows
+  repeat often (popular items, active users). Every learner here first
+  densifies the gradient, which sums the occurrences, as Keras 1 did.
+
+:class:`FusedAdam` is the Adam of this module and the one ``make_optimizer``
+returns: Keras 3's Adam on the dense gradient, done in one TensorFlow kernel
+per variable instead of about twenty small ops (one epoch of NeuMF-8 is
+about 19,400 updates of 12 variables).
 """
 
 from __future__ import annotations
@@ -21,6 +37,104 @@ from keras import ops
 
 LEARNERS = ("adagrad", "adam", "rmsprop", "sgd")
 EPSILON = 1e-8
+
+
+def _on_tensorflow() -> bool:
+    return keras.config.backend() == "tensorflow"
+
+
+def dense_gradient(gradient):
+    """``gradient`` as a dense tensor: a ``tf.IndexedSlices`` summed per row.
+
+    The other backends' gradients are dense already.
+    """
+    if _on_tensorflow():
+        import tensorflow as tf
+
+        if isinstance(gradient, tf.IndexedSlices):
+            return tf.convert_to_tensor(gradient)
+    return gradient
+
+
+def _constant(value, dtype):
+    """``value`` in ``dtype``; a Python float is rounded once, to ``dtype``."""
+    import tensorflow as tf
+
+    if isinstance(value, (int, float)):
+        return tf.constant(value, dtype)
+    return tf.cast(value, dtype)
+
+
+def _resource(variable):
+    """The ``tf.Variable`` behind a Keras variable (or ``variable`` itself).
+
+    ``_value``, not ``value``: under an autocast scope ``value`` is a cast
+    copy, and an update applied to a copy would be lost.
+    """
+    return getattr(variable, "_value", variable)
+
+
+@keras.saving.register_keras_serializable(package="ncf_tf")
+class FusedAdam(keras.optimizers.Adam):
+    """Keras 1's Adam (module docstring): Keras 3's, on the dense gradient.
+
+    On TensorFlow each variable's update is a single ``ResourceApplyAdam``,
+    whose kernels compute, with t = ``iterations + 1``,
+
+        lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t)
+        m += (g - m) * (1 - b1);  v += (g^2 - v) * (1 - b2)
+        p -= m * lr_t / (sqrt(v) + eps)
+
+    which is ``keras.optimizers.Adam.update_step`` term for term (bit for
+    bit in float64). In float32 the kernel computes 1 - b1 and 1 - b2 from
+    the float32 b1 and b2, as Keras 1 did, where Keras 3 rounds 0.1 and
+    0.001 directly: relative differences of 2e-7 and 1.3e-5 in the moments'
+    increments, about 2e-7 in the weights after 50 steps.
+
+    The moments are Adam's own ``momentum`` and ``velocity`` variables, so
+    checkpoints are interchangeable with ``keras.optimizers.Adam``'s.
+    Other backends, ``amsgrad`` and ``tf.distribute`` strategies take
+    Keras's own implementation (still on the dense gradient).
+    """
+
+    def _fused(self) -> bool:
+        if not _on_tensorflow() or self.amsgrad:
+            return False
+        import tensorflow as tf
+
+        return not tf.distribute.has_strategy()
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if not self._fused():
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+            return
+        import tensorflow as tf
+
+        # apply() increments the counter after this update, so the first
+        # update has t = 1 (b1^t = 0.9).
+        scalars = {}
+        for gradient, variable in zip(grads, trainable_variables):
+            dtype = variable.dtype
+            if dtype not in scalars:
+                # Each constant rounded as Adam.update_step rounds it: the
+                # powers from ops.cast(beta) (via float32), the kernel's
+                # 1 - beta and epsilon from the Python floats (exact in float64).
+                step = ops.cast(self.iterations + 1, dtype)
+                scalars[dtype] = dict(
+                    beta1_power=ops.power(ops.cast(self.beta_1, dtype), step),
+                    beta2_power=ops.power(ops.cast(self.beta_2, dtype), step),
+                    lr=ops.cast(learning_rate, dtype), beta1=_constant(self.beta_1, dtype),
+                    beta2=_constant(self.beta_2, dtype), epsilon=_constant(self.epsilon, dtype))
+            index = self._get_variable_index(variable)
+            tf.raw_ops.ResourceApplyAdam(
+                var=_resource(variable).handle,
+                m=_resource(self._momentums[index]).handle,
+                v=_resource(self._velocities[index]).handle,
+                grad=tf.cast(dense_gradient(gradient), dtype),
+                use_locking=False, use_nesterov=False, **scalars[dtype])
+
+    def update_step(self, gradient, variable, learning_rate):
+        super().update_step(dense_gradient(gradient), variable, learning_rate)
 
 
 class Keras1Adagrad(keras.optimizers.Optimizer):
@@ -38,7 +152,7 @@ class Keras1Adagrad(keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
+        gradient = ops.cast(dense_gradient(gradient), variable.dtype)
         accumulator = self._accumulators[self._get_variable_index(variable)]
         self.assign_add(accumulator, ops.square(gradient))
         self.assign_sub(variable, ops.divide(ops.multiply(lr, gradient),
@@ -63,7 +177,7 @@ class Keras1RMSprop(keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
+        gradient = ops.cast(dense_gradient(gradient), variable.dtype)
         velocity = self._velocities[self._get_variable_index(variable)]
         self.assign(velocity, ops.add(ops.multiply(self.rho, velocity),
                                       ops.multiply(1 - self.rho, ops.square(gradient))))
@@ -79,11 +193,13 @@ def make_optimizer(learner: str, learning_rate: float) -> keras.optimizers.Optim
     if learning_rate <= 0:
         raise ValueError(f"--lr must be positive, got {learning_rate}")
     if learner == "adam":
-        return keras.optimizers.Adam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=EPSILON)
+        return FusedAdam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=EPSILON)
     if learner == "adagrad":
         return Keras1Adagrad(learning_rate)
     if learner == "rmsprop":
         return Keras1RMSprop(learning_rate)
     if learner == "sgd":
+        # Keras's SGD is linear in g, so slices of a repeated row add up as
+        # they should.
         return keras.optimizers.SGD(learning_rate, momentum=0.0)
     raise ValueError(f"--learner must be one of {', '.join(LEARNERS)}; got {learner!r}")

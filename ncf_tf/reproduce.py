@@ -28,14 +28,16 @@ from ncf_tf.baseline_run import run_key as baseline_key
 from ncf_tf.config import TrainConfig
 from ncf_tf.records import read_json
 
-EXPERIMENTS = ("table2", "fig4", "fig5", "table3", "fig6", "fig7")
-"""``table3`` covers Tables 3 and 4 (HR and NDCG of the same runs)."""
+EXPERIMENTS = ("table2", "fig4", "fig5", "table3", "fig6", "fig7", "beyond")
+"""``table3`` covers Tables 3 and 4 (HR and NDCG of the same runs); ``beyond``
+is the validation-selected comparison with stronger baselines."""
 FACTORS = (8, 16, 32, 64)
 EPOCHS = 20
 DATASETS = {"ml-1m": (6040, 3706, 994169), "pinterest-20": (55187, 9916, 1445622)}
 """users, items, training interactions (paper, Table 1 less the test items)."""
 
 BASELINE_GRID = {
+    "Random": [{}],
     "ItemPop": [{}],
     "ItemKNN": [{"k_neighbors": k} for k in (50, 100, 200)],
     "BPR": [{"lr": lr} for lr in (0.02, 0.05, 0.1)],
@@ -44,6 +46,20 @@ BASELINE_GRID = {
 """Hyper-parameters searched per baseline (per factor for BPR and eALS);
 the report shows the best point of each grid on test HR, the protocol the
 paper uses for the NCF models' epochs."""
+
+TUNING_GRID = {
+    "EASE": [{"reg": reg} for reg in (250.0, 500.0, 1000.0, 2000.0, 4000.0)],
+    "iALS": [{"num_factors": f, "alpha": a, "reg": r}
+             for f in (64, 128) for a in (4.0, 16.0) for r in (30.0, 100.0)],
+    "MF": [{"num_factors": f, "reg": r} for f in (64, 128) for r in (0.002, 0.005, 0.01)],
+}
+"""The tuning grids of the stronger baselines; every point is fitted on the
+training file less each user's latest interaction and chosen on that
+validation set only (seed 0); the chosen point is then run with more seeds
+where the model is random (MF, iALS)."""
+DETERMINISTIC = ("EASE", "ItemPop", "ItemKNN")
+NCF_BEYOND = (("GMF", 8), ("MLP", 8), ("NeuMF", 8))
+"""NCF models run with validation selection (3 seeds each)."""
 
 BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin")
 
@@ -63,7 +79,11 @@ class Job:
         extra = []
         for dependency, flag in zip(self.needs, ("--mf_pretrain", "--mlp_pretrain")):
             record = read_json(os.path.join(results_dir, f"{dependency}.json"))
-            extra += [flag, record["weights_file"]]
+            path = record["weights_file"]
+            if not os.path.isabs(path) and not os.path.exists(path):
+                # Relative to the folder the run was started in: model_dir's parent.
+                path = os.path.join(os.path.dirname(os.path.abspath(model_dir)), path)
+            extra += [flag, path]
         paths = ["--path", data_path, "--results_dir", results_dir]
         if self.script != "train_baseline":
             paths += ["--model_dir", model_dir]
@@ -102,12 +122,14 @@ def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
 
 
 def ncf_job(model: str, dataset: str, factors: int, seed: int, layers=None, num_neg: int = 4,
-            pretrained: bool = False) -> Job:
+            pretrained: bool = False, selection: str = "test") -> Job:
     layers = layers if layers is not None else tower(factors)
     config = TrainConfig(model=model, dataset=dataset, epochs=EPOCHS, num_factors=factors,
                          layers=layers, reg_layers=[0.0] * len(layers), num_neg=num_neg,
-                         seed=seed, pretrain=pretrained)
+                         seed=seed, pretrain=pretrained, selection=selection)
     flags = ["--dataset", dataset, "--epochs", str(EPOCHS), "--seed", str(seed)]
+    if selection != "test":
+        flags += ["--selection", selection, "--full_ranking"]
     if model != "MLP":
         flags += ["--num_factors", str(factors)]
     if model != "GMF":
@@ -122,6 +144,39 @@ def ncf_job(model: str, dataset: str, factors: int, seed: int, layers=None, num_
     estimate = EPOCHS * estimate_epoch_s(model, dataset, factors, layers, num_neg,
                                          "sgd" if pretrained else "adam")
     return Job(config.run_key(), f"train_{model.lower()}", flags, needs, estimate)
+
+
+def tuned_baseline_job(name: str, params: dict, dataset: str, seed: int) -> Job:
+    flags = ["--baseline", name, "--dataset", dataset, "--seed", str(seed),
+             "--selection", "validation", "--full_ranking"]
+    flags += [f"--param={k}={v}" for k, v in sorted(params.items())]
+    width = params.get("num_factors", 64)
+    return Job(baseline_key(name, params, dataset, seed, "validation"), "train_baseline",
+               flags, (), 120.0 * width / 64)
+
+
+def chosen(name: str, dataset: str, results_dir: str) -> dict | None:
+    """The grid point of ``name`` best on validation HR, once the grid is recorded."""
+    found = []
+    for params in TUNING_GRID[name]:
+        path = os.path.join(results_dir, tuned_baseline_job(name, params, dataset, 0).name + ".json")
+        if not os.path.exists(path) or read_json(path).get("status") != "finished":
+            return None
+        found.append((read_json(path)["best_validation"]["hr"], params))
+    return max(found, key=lambda pair: pair[0])[1]
+
+
+def beyond_jobs(dataset: str, seeds: int, results_dir: str) -> list[Job]:
+    """Validation-selected NCF models, then each baseline grid, then more seeds
+    of the chosen points (planned once their grid is recorded)."""
+    jobs = [ncf_job(model, dataset, f, s, selection="validation")
+            for s in range(seeds) for model, f in NCF_BEYOND]
+    for name, grid in TUNING_GRID.items():
+        jobs += [tuned_baseline_job(name, params, dataset, 0) for params in grid]
+        best = chosen(name, dataset, results_dir)
+        if best is not None and name not in DETERMINISTIC:
+            jobs += [tuned_baseline_job(name, best, dataset, s) for s in range(1, seeds)]
+    return jobs
 
 
 def baseline_jobs(dataset: str, factors: tuple[int, ...]) -> list[Job]:
@@ -145,8 +200,15 @@ def ncf_cell(dataset: str, factors: int, seed: int) -> list[Job]:
             ncf_job("NeuMF", dataset, factors, seed)]
 
 
-def plan(experiment: str, dataset: str, seeds: int = 3) -> list[Job]:
-    """The runs of ``experiment`` ("all" for every one, most important first)."""
+def plan(experiment: str, dataset: str, seeds: int = 3,
+         results_dir: str = "results/runs") -> list[Job]:
+    """The runs of ``experiment`` ("all" for every one, most important first).
+
+    ``results_dir`` matters for ``beyond`` only: the seeds of a tuned
+    baseline are planned once its grid is recorded there.
+    """
+    if experiment == "beyond":
+        return beyond_jobs(dataset, seeds, results_dir)
     if experiment == "table2":
         return [j for f in FACTORS for s in range(seeds) for j in ncf_cell(dataset, f, s)]
     if experiment == "fig4":
@@ -168,7 +230,8 @@ def plan(experiment: str, dataset: str, seeds: int = 3) -> list[Job]:
         seed0 = [j for f in FACTORS[1:] for j in ncf_cell(dataset, f, 0)]
         later = [j for f in FACTORS[1:] for s in range(1, seeds) for j in ncf_cell(dataset, f, s)]
         ordered = (first + baseline_jobs(dataset, FACTORS) + seed0 + plan("table3", dataset)
-                   + plan("fig7", dataset) + later)
+                   + plan("fig7", dataset) + later
+                   + plan("beyond", dataset, seeds, results_dir))
         return unique(ordered)
     raise ValueError(f"--only must be one of {', '.join(EXPERIMENTS)} or all, got {experiment!r}")
 

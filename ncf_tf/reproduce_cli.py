@@ -20,7 +20,8 @@ from ncf_tf.command import run_command
 def define_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
     flags.DEFINE_string("only", "all", "table2, fig4, fig5, table3 (Tables 3 and 4), fig6, "
-                        "fig7, or all (every experiment, most important runs first).",
+                        "fig7, beyond (validation-selected models and tuned stronger "
+                        "baselines), or all (every experiment, most important runs first).",
                         flag_values=fv)
     flags.DEFINE_string("dataset", "ml-1m", "ml-1m or pinterest-20.", flag_values=fv)
     flags.DEFINE_integer("seeds", 3, "Seeds per Table 2 cell (0 .. seeds-1).", flag_values=fv)
@@ -52,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         if fv.report:
             report.write(fv.results)
             return
-        jobs = reproduce.plan(fv.only, fv.dataset, fv.seeds)
         runs = os.path.join(fv.results, "runs")
+        jobs = reproduce.plan(fv.only, fv.dataset, fv.seeds, runs)
         if fv.dry_run:
             for job in jobs:
                 print(f"{reproduce.status(job, runs):9s} {job.estimate_s / 60:7.0f} min  "
@@ -62,11 +63,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(jobs) - len(missing)} of {len(jobs)} recorded; the rest is estimated "
                   f"at {sum(j.estimate_s for j in missing) / 3600:.1f} h on 2 CPU cores")
             return
-        if fv.max_runs:
-            pending = [j for j in jobs if reproduce.status(j, runs) != "finished"]
-            jobs = reproduce.with_needs(pending[:fv.max_runs], jobs)
-        failed = reproduce.execute(jobs, results_dir=runs, model_dir=fv.model_dir,
-                                   data_path=fv.path, parallel=fv.jobs)
+        failed, planned = [], set()
+        # A tuning grid, once recorded, plans the seeds of its chosen point: plan again.
+        while {j.name for j in jobs} - planned and not failed:
+            planned |= {j.name for j in jobs}
+            if fv.max_runs:
+                pending = [j for j in jobs if reproduce.status(j, runs) != "finished"]
+                jobs = reproduce.with_needs(pending[:fv.max_runs], jobs)
+            failed = reproduce.execute(jobs, results_dir=runs, model_dir=fv.model_dir,
+                                       data_path=fv.path, parallel=fv.jobs)
+            if fv.max_runs:
+                break
+            jobs = reproduce.plan(fv.only, fv.dataset, fv.seeds, runs)
         report.write(fv.results)
         if failed:
             raise RuntimeError(f"{len(failed)} runs failed: {', '.join(failed)} "

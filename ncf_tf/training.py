@@ -85,7 +85,12 @@ def fit_epoch(model: keras.Model, instances: Instances, batch_size: int,
 
 @dataclasses.dataclass
 class EpochLog:
-    """What one epoch measured; ``hr``/``ndcg`` are None when not evaluated."""
+    """What one epoch measured; ``hr``/``ndcg`` are None when not evaluated.
+
+    ``hr``/``ndcg`` are on the selection set; ``monitor`` holds the same on
+    each monitored set (e.g. ``{"test": {"hr": .., "ndcg": ..}}`` when epochs
+    are selected on a validation set).
+    """
 
     epoch: int
     loss: float
@@ -94,6 +99,7 @@ class EpochLog:
     sample_s: float
     train_s: float
     eval_s: float | None
+    monitor: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -114,13 +120,16 @@ class TrainState:
     best: Evaluation
     best_weights: list
     rng_state: dict
+    best_monitor: dict = dataclasses.field(default_factory=dict)
+    """Each monitored set's Evaluation at the best epoch."""
 
 
 def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEvaluator,
           *, epochs: int, batch_size: int, rng: np.random.Generator, verbose: int = 1,
           log: Callable[[str], None] = print,
           on_epoch: Callable[[EpochLog, TrainState], None] | None = None,
-          resume: TrainState | None = None, progress: bool = False) -> TrainState:
+          resume: TrainState | None = None, progress: bool = False,
+          monitors: dict[str, LeaveOneOutEvaluator] | None = None) -> TrainState:
     """Runs the authors' loop (module docstring) on a compiled ``model``.
 
     Args:
@@ -138,15 +147,29 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
             variables have been restored; training continues at its
             ``next_epoch`` with its RNG state.
         progress: show Keras's progress bar during each epoch.
+        monitors: further evaluation sets, evaluated whenever ``evaluator``
+            is, but never used to pick the best epoch (e.g. the test set when
+            ``evaluator`` is a validation set).
     """
+    monitors = monitors or {}
+
+    def watch() -> dict:
+        return {name: m.evaluate(score_fn) for name, m in monitors.items()}
+
+    def summary(results: dict) -> str:
+        return "".join(f"; {name}: HR = {r.hr:.4f}, NDCG = {r.ndcg:.4f}"
+                       for name, r in results.items())
+
     score_fn = make_score_fn(model)
     if resume is None:
         start = time.time()
         init = evaluator.evaluate(score_fn)
+        watched = watch()
         init_eval_s = time.time() - start
-        log(f"Init: HR = {init.hr:.4f}, NDCG = {init.ndcg:.4f}\t [{init_eval_s:.1f} s]")
+        log(f"Init: HR = {init.hr:.4f}, NDCG = {init.ndcg:.4f}{summary(watched)}\t "
+            f"[{init_eval_s:.1f} s]")
         state = TrainState(0, init, init_eval_s, [], -1, init, model.get_weights(),
-                           rng.bit_generator.state)
+                           rng.bit_generator.state, watched)
     else:
         state = resume
         rng.bit_generator.state = state.rng_state
@@ -161,12 +184,16 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
         entry = EpochLog(epoch, loss, None, None, t1 - t0, t2 - t1, None)
         if (epoch + 1) % verbose == 0 or epoch == epochs - 1:
             result = evaluator.evaluate(score_fn)
+            watched = watch()
             entry.hr, entry.ndcg, entry.eval_s = result.hr, result.ndcg, time.time() - t2
+            entry.monitor = {name: {"hr": r.hr, "ndcg": r.ndcg} for name, r in watched.items()}
             log(f"Iteration {epoch} [{t2 - t0:.1f} s]: HR = {result.hr:.4f}, "
-                f"NDCG = {result.ndcg:.4f}, loss = {loss:.4f} [{entry.eval_s:.1f} s]")
+                f"NDCG = {result.ndcg:.4f}, loss = {loss:.4f}{summary(watched)} "
+                f"[{entry.eval_s:.1f} s]")
             if result.hr > state.best.hr:
                 state.best, state.best_epoch = result, epoch
                 state.best_weights = model.get_weights()
+                state.best_monitor = watched
         state.epochs.append(entry)
         state.next_epoch = epoch + 1
         state.rng_state = rng.bit_generator.state

@@ -4,7 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from ncf_tf.optimizers import make_optimizer
+from ncf_tf import neumf, training
+from ncf_tf.optimizers import EPSILON, FusedAdam, dense_gradient, make_optimizer
+
+LEARNER_NAMES = ["sgd", "adagrad", "rmsprop", "adam"]
 
 
 def one_embedding_model():
@@ -18,12 +21,12 @@ def one_embedding_model():
 
 
 def run(learner, lr, steps):
-    """Trains on row 0 then row 1 ... with loss mean((y - 0)^2)/... -> known gradient."""
+    """One update per step on the rows of ``steps[t]``, loss mean((p_r0 + p_r1)^2)."""
     model = one_embedding_model()
     model.compile(make_optimizer(learner, lr), loss="mse")
     tables = []
-    for row in steps:
-        model.train_on_batch(np.array([[row]]), np.array([[0.0]]))
+    for rows in steps:
+        model.train_on_batch(np.array(rows)[:, None], np.zeros((len(rows), 1)))
         tables.append(model.get_layer("e").get_weights()[0].copy())
     return tables
 
@@ -34,9 +37,10 @@ def reference(learner, lr, steps):
     a = np.zeros_like(p)
     m, v = np.zeros_like(p), np.zeros_like(p)
     out = []
-    for t, row in enumerate(steps, start=1):
+    for t, rows in enumerate(steps, start=1):
         g = np.zeros_like(p)
-        g[row] = 2 * p[row].sum()          # d/dp (p0 + p1)^2, for both entries of the row
+        for row in rows:                   # d/dp mean_b (p0 + p1)^2; a repeated row adds up
+            g[row] += 2 * p[row].sum() / len(rows)
         if learner == "sgd":
             p = p - lr * g
         elif learner == "adagrad":
@@ -53,18 +57,121 @@ def reference(learner, lr, steps):
     return out
 
 
-@pytest.mark.parametrize("learner", ["sgd", "adagrad", "rmsprop", "adam"])
+@pytest.mark.parametrize("learner", LEARNER_NAMES)
 def test_keras1_update_rules(learner):
-    steps = [0, 1, 1, 0, 2]
+    steps = [[0], [1], [1], [0], [2]]
+    for got, want in zip(run(learner, 0.01, steps), reference(learner, 0.01, steps)):
+        np.testing.assert_allclose(got, want, rtol=2e-5)
+
+
+@pytest.mark.parametrize("learner", LEARNER_NAMES)
+def test_repeated_row_squares_its_summed_gradient(learner):
+    """Regression: Keras 3 squared an embedding gradient slice by slice.
+
+    A row that occurs twice in a batch got g1^2 + g2^2 in Adam's v (and in
+    Adagrad's and RMSprop's accumulators) instead of Keras 1's (g1 + g2)^2:
+    with keras.optimizers.Adam the first step below is off by 0.012.
+    """
+    steps = [[0, 0], [1, 0, 1], [2], [0, 1, 1, 1]]
     for got, want in zip(run(learner, 0.01, steps), reference(learner, 0.01, steps)):
         np.testing.assert_allclose(got, want, rtol=2e-5)
 
 
 def test_adam_moves_rows_absent_from_the_batch():
     """Dense Adam (as Keras 1 on Theano): row 0's momentum keeps moving it."""
-    tables = run("adam", 0.1, [0, 1])
+    tables = run("adam", 0.1, [[0], [1]])
     assert not np.allclose(tables[0][0], tables[1][0])
     np.testing.assert_array_equal(tables[0][2], tables[1][2])   # never touched: m = 0
+
+
+class DenseGradientAdam(keras.optimizers.Adam):
+    """Keras's own Adam arithmetic, on the dense gradient (Keras 1's g)."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        super().update_step(dense_gradient(gradient), variable, learning_rate)
+
+
+def train_small_neumf(optimizer_class, lr, steps=50, batch=32):
+    """``steps`` updates of a NeuMF with 30 users and 40 items (rows repeat in a batch)."""
+    model = neumf.build(30, 40, 4, [16, 8, 4], [0, 0, 0], seed=1)
+    optimizer = optimizer_class(lr, beta_1=0.9, beta_2=0.999, epsilon=EPSILON)
+    training.compile_model(model, optimizer, steps_per_execution=8)
+    rng = np.random.default_rng(0)
+    n = steps * batch
+    users = rng.integers(0, 30, (n, 1)).astype("int32")
+    items = rng.integers(0, 40, (n, 1)).astype("int32")
+    labels = rng.integers(0, 2, (n, 1)).astype("float32")
+    model.fit([users, items], labels, batch_size=batch, shuffle=False, verbose=0)
+    return model.get_weights(), [np.asarray(v) for v in optimizer.variables]
+
+
+def max_difference(a, b):
+    return max(float(np.abs(np.asarray(x, np.float64) - y).max()) for x, y in zip(a, b))
+
+
+def test_fused_adam_matches_keras_adam_over_50_steps():
+    """Same weights and moments as Keras's Adam fed the same dense gradients.
+
+    In float32 the kernel rounds 1 - b2 from b2 (0.00099998713) where Keras
+    rounds 0.001; over 50 steps this leaves about 2e-7.
+    """
+    want, want_state = train_small_neumf(DenseGradientAdam, 0.001)
+    got, got_state = train_small_neumf(FusedAdam, 0.001)
+    assert len(got_state) == len(want_state) == 2 + 2 * len(got)   # iteration, lr, m and v
+    assert int(got_state[0]) == int(want_state[0]) == 50
+    assert max_difference(got, want) < 1e-6
+    assert max_difference(got_state, want_state) < 1e-6
+
+
+@pytest.fixture
+def float64_policy():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    yield
+    keras.config.set_dtype_policy(previous)
+
+
+def test_fused_adam_is_keras_adam_in_float64(float64_policy):
+    """Without float32 rounding of the constants the two agree to the last bits:
+    a wiring error (the step t, the moments' order, a variable's copy) cannot hide."""
+    want, want_state = train_small_neumf(DenseGradientAdam, 0.01)
+    got, got_state = train_small_neumf(FusedAdam, 0.01)
+    assert got[0].dtype == np.float64
+    assert max_difference(got, want) < 1e-12
+    assert max_difference(got_state, want_state) < 1e-12
+
+
+@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="TensorFlow kernel")
+def test_fused_adam_is_one_kernel_per_variable():
+    import tensorflow as tf
+
+    model = one_embedding_model()
+    model.get_layer("d").trainable = True
+    optimizer = make_optimizer("adam", 0.01)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(tf.constant([[0], [2]])))
+        variables = model.trainable_variables
+        optimizer.apply(tape.gradient(loss, variables), variables)
+
+    ops = [op.type for op in step.get_concrete_function().graph.get_operations()]
+    assert ops.count("ResourceApplyAdam") == len(model.trainable_variables) == 2
+
+
+def test_fused_adam_saves_and_loads_with_its_state(tmp_path):
+    model = one_embedding_model()
+    model.compile(make_optimizer("adam", 0.01), loss="mse")
+    model.train_on_batch(np.array([[0], [1]]), np.zeros((2, 1)))
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded.optimizer, FusedAdam)
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    for a, b in zip(loaded.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_unknown_learner():

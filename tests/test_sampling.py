@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from ncf_tf.sampling import NegativeSampler
+from ncf_tf.sampling import Instances, NegativeSampler, shuffle_records
 
 
 def random_train(num_users=200, num_items=50, density=0.3, seed=0):
@@ -77,6 +77,47 @@ def test_shuffle_is_a_permutation():
     key = lambda x: np.sort(x.users.astype(np.int64) * 1000 + x.items * 2 + x.labels.astype(int))
     np.testing.assert_array_equal(key(inst), key(shuffled))
     assert not np.array_equal(inst.users, shuffled.users)
+
+
+@pytest.mark.parametrize("bucket_size", [1, 2, 4])   # 4, 2 and 1 buckets
+def test_shuffle_records_is_uniform(bucket_size):
+    rng = np.random.default_rng(0)
+    draws = 24_000
+    codes = [int("".join(map(str, shuffle_records(np.arange(4), rng, bucket_size))))
+             for _ in range(draws)]
+    _, counts = np.unique(codes, return_counts=True)
+    assert len(counts) == 24
+    expected = draws / 24
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert chi2 < 49.7   # chi-square, 23 degrees of freedom, p = 0.001
+
+
+def test_shuffle_records_leaves_its_input_alone():
+    records = np.arange(100_000, dtype=np.int64)
+    out = shuffle_records(records, np.random.default_rng(0), bucket_size=1000)
+    np.testing.assert_array_equal(records, np.arange(100_000))
+    np.testing.assert_array_equal(np.sort(out), records)
+    assert not np.array_equal(out, records)
+
+
+def test_shuffled_keeps_each_label_with_its_pair():
+    """The label rides in the user's sign bit: the largest int32 id survives."""
+    top = np.iinfo(np.int32).max
+    users = np.array([0, top, 5, top, 7], np.int32)
+    items = np.array([top, 0, 3, 2, 7], np.int32)
+    labels = np.array([1, 1, 0, 0, 1], np.float32)
+    out = Instances(users, items, labels).shuffled(np.random.default_rng(3))
+    assert (out.users.dtype, out.items.dtype, out.labels.dtype) == (np.int32, np.int32, np.float32)
+    assert sorted(zip(out.users, out.items, out.labels)) == sorted(zip(users, items, labels))
+
+
+def test_shuffled_is_deterministic_per_seed():
+    inst = NegativeSampler(random_train(), 4).sample(np.random.default_rng(0))
+    a, b = (inst.shuffled(np.random.default_rng(5)) for _ in range(2))
+    c = inst.shuffled(np.random.default_rng(6))
+    for field in ("users", "items", "labels"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert not np.array_equal(a.items, c.items)
 
 
 def test_num_neg_larger_than_a_users_unseen_items():

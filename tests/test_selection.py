@@ -1,0 +1,45 @@
+"""--selection validation and --full_ranking on a training script."""
+
+import json
+
+import numpy as np
+
+from conftest import write_dataset
+from ncf_tf import gmf
+
+
+def test_validation_selection_reports_test_at_the_validation_pick(tmp_path):
+    data = write_dataset(tmp_path / "data", num_users=60, num_items=200, density=0.3)
+    argv = ["train_gmf", "--path", data["folder"], "--dataset", "toy", "--epochs", "4",
+            "--num_factors", "4", "--batch_size", "64", "--lr", "0.01",
+            "--model_dir", str(tmp_path / "m"), "--results_dir", str(tmp_path / "r"),
+            "--selection", "validation", "--full_ranking"]
+    assert gmf.main(argv) == 0
+    (path,) = list((tmp_path / "r").iterdir())
+    assert "val-latest" in path.name
+    record = json.loads(path.read_text())
+    assert record["selection"] == "validation" and record["config"]["validation_split"] == "latest"
+    epochs = record["epochs"]
+    assert all(set(e["monitor"]) == {"test"} for e in epochs)
+    best = record["best_epoch"]
+    if best >= 0:
+        picked = epochs[best]
+        assert picked["hr"] == max(e["hr"] for e in epochs)            # validation picks
+        assert record["best"]["hr"] == picked["monitor"]["test"]["hr"]  # test is reported
+        assert record["best_validation"]["hr"] == picked["hr"]
+    top = max(epochs, key=lambda e: e["monitor"]["test"]["hr"])
+    assert record["test_picked"]["hr"] == top["monitor"]["test"]["hr"] >= record["best"]["hr"]
+    full = record["full_ranking"]
+    assert full["k"] == 10 and 0 <= full["ndcg"] <= full["hr"] <= 1
+    assert np.isclose(full["recall"], full["hr"])  # one held-out item per user
+
+
+def test_bad_selection_flags(tmp_path, capsys):
+    data = write_dataset(tmp_path / "data")
+    base = ["train_gmf", "--path", data["folder"], "--dataset", "toy", "--epochs", "1",
+            "--results_dir", str(tmp_path / "r")]
+    assert gmf.main(base + ["--selection", "train"]) == 2
+    assert "--selection must be test or validation" in capsys.readouterr().err
+    assert gmf.main(base + ["--selection", "validation", "--validation_split", "first"]) == 2
+    assert "--validation_split must be latest or random" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
