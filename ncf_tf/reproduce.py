@@ -49,9 +49,8 @@ paper uses for the NCF models' epochs."""
 
 TUNING_GRID = {
     "EASE": [{"reg": reg} for reg in (250.0, 500.0, 1000.0, 2000.0, 4000.0)],
-    "iALS": [{"num_factors": f, "alpha": a, "reg": r}
-             for f in (64, 128) for a in (4.0, 16.0) for r in (30.0, 100.0)],
-    "MF": [{"num_factors": f, "reg": r} for f in (64, 128) for r in (0.002, 0.005, 0.01)],
+    "iALS": [{"num_factors": f, "alpha": 16.0, "reg": r} for f in (64, 128) for r in (30.0, 100.0)],
+    "MF": [{"num_factors": f} for f in (64, 128)],
 }
 """The tuning grids of the stronger baselines; every point is fitted on the
 training file less each user's latest interaction and chosen on that
@@ -167,16 +166,16 @@ def chosen(name: str, dataset: str, results_dir: str) -> dict | None:
 
 
 def beyond_jobs(dataset: str, seeds: int, results_dir: str) -> list[Job]:
-    """Validation-selected NCF models, then each baseline grid, then more seeds
-    of the chosen points (planned once their grid is recorded)."""
-    jobs = [ncf_job(model, dataset, f, s, selection="validation")
-            for s in range(seeds) for model, f in NCF_BEYOND]
-    for name, grid in TUNING_GRID.items():
-        jobs += [tuned_baseline_job(name, params, dataset, 0) for params in grid]
+    """Each baseline grid, more seeds of the chosen points (planned once their
+    grid is recorded), then the validation-selected NCF models."""
+    jobs = [tuned_baseline_job(name, params, dataset, 0)
+            for name, grid in TUNING_GRID.items() for params in grid]
+    for name in TUNING_GRID:
         best = chosen(name, dataset, results_dir)
         if best is not None and name not in DETERMINISTIC:
             jobs += [tuned_baseline_job(name, best, dataset, s) for s in range(1, seeds)]
-    return jobs
+    return jobs + [ncf_job(model, dataset, f, s, selection="validation")
+                   for s in range(seeds) for model, f in NCF_BEYOND]
 
 
 def baseline_jobs(dataset: str, factors: tuple[int, ...]) -> list[Job]:

@@ -80,3 +80,22 @@ def test_cli_dry_run_and_bad_flags(tmp_path, capsys):
     assert "--only must be one of" in capsys.readouterr().err
     assert reproduce_cli.main(["reproduce", "--jobs", "0"]) == 2
     assert not os.path.exists(tmp_path / "README.md")
+
+
+def test_beyond_plans_seeds_of_the_point_chosen_on_validation(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    first = reproduce.plan("beyond", "ml-1m", seeds=3, results_dir=str(runs))
+    assert not any(j.name.endswith("_s1") for j in first if j.script == "train_baseline")
+    assert all("--selection" in j.flags for j in first)
+    for i, params in enumerate(reproduce.TUNING_GRID["iALS"]):
+        job = reproduce.tuned_baseline_job("iALS", params, "ml-1m", 0)
+        # The test HR is best elsewhere: only validation may choose.
+        (runs / f"{job.name}.json").write_text(json.dumps({
+            "status": "finished", "best_validation": {"hr": 0.5 + 0.1 * (i == 1)},
+            "best": {"hr": 0.9 - 0.1 * (i == 1)}}))
+    again = reproduce.plan("beyond", "ml-1m", seeds=3, results_dir=str(runs))
+    chosen = reproduce.TUNING_GRID["iALS"][1]
+    assert reproduce.chosen("iALS", "ml-1m", str(runs)) == chosen
+    added = {j.name for j in again} - {j.name for j in first}
+    assert added == {reproduce.tuned_baseline_job("iALS", chosen, "ml-1m", s).name for s in (1, 2)}
