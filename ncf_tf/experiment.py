@@ -227,12 +227,18 @@ def full_ranking(model: keras.Model, dataset: Dataset, k: int, log) -> dict:
 def tensorboard_writer(folder: str, name: str):
     """``write(epoch_log)`` logging loss, HR and NDCG to TensorBoard, or None.
 
-    TensorFlow is imported only here, so the JAX backend runs without it
-    unless TensorBoard logs are asked for.
+    TensorFlow (and the ``tensorboard`` package its summaries need) is imported
+    only here, so the JAX backend runs without it unless TensorBoard logs are
+    asked for.
     """
     if not folder:
         return None
-    import tensorflow as tf
+    try:
+        import tensorboard  # noqa: F401  (tf.summary's scalar implementation)
+        import tensorflow as tf
+    except ImportError as e:
+        raise ValueError(f"--tensorboard needs TensorFlow and the tensorboard package "
+                         f"(pip install tensorboard): {e}") from None
 
     writer = tf.summary.create_file_writer(os.path.join(folder, name))
 

@@ -43,3 +43,18 @@ def test_bad_selection_flags(tmp_path, capsys):
     assert gmf.main(base + ["--selection", "validation", "--validation_split", "first"]) == 2
     assert "--validation_split must be latest or random" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_tensorboard_logs_every_epoch(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    argv = ["train_gmf", "--path", data["folder"], "--dataset", "toy", "--epochs", "2",
+            "--num_factors", "4", "--out", "0", "--results_dir", str(tmp_path / "r"),
+            "--model_dir", str(tmp_path / "m"),
+            "--tensorboard", str(tmp_path / "tb")]
+    assert gmf.main(argv) == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    (run,) = list((tmp_path / "tb").iterdir())
+    events = EventAccumulator(str(run))
+    events.Reload()
+    tags = events.Tags()["tensors"] or events.Tags()["scalars"]
+    assert {"loss", "hr", "ndcg"} <= set(tags)
