@@ -54,8 +54,8 @@ TUNING_GRID = {
 }
 """The tuning grids of the stronger baselines; every point is fitted on the
 training file less each user's latest interaction and chosen on that
-validation set only (seed 0); the chosen point is then run with more seeds
-where the model is random (MF, iALS)."""
+validation set only (seed 0); the chosen point is then refitted on the whole
+training file and tested, with 3 seeds where the model is random (MF, iALS)."""
 DETERMINISTIC = ("EASE", "ItemPop", "ItemKNN")
 NCF_BEYOND = (("GMF", 8), ("MLP", 8), ("NeuMF", 8))
 """NCF models run with validation selection (3 seeds each)."""
@@ -145,12 +145,15 @@ def ncf_job(model: str, dataset: str, factors: int, seed: int, layers=None, num_
     return Job(config.run_key(), f"train_{model.lower()}", flags, needs, estimate)
 
 
-def tuned_baseline_job(name: str, params: dict, dataset: str, seed: int) -> Job:
+def tuned_baseline_job(name: str, params: dict, dataset: str, seed: int,
+                       selection: str = "validation") -> Job:
+    """A grid point fitted without the validation items (``selection="validation"``),
+    or the chosen point refitted on the whole training file (``"none"``)."""
     flags = ["--baseline", name, "--dataset", dataset, "--seed", str(seed),
-             "--selection", "validation", "--full_ranking"]
+             "--selection", selection, "--full_ranking"]
     flags += [f"--param={k}={v}" for k, v in sorted(params.items())]
     width = params.get("num_factors", 64)
-    return Job(baseline_key(name, params, dataset, seed, "validation"), "train_baseline",
+    return Job(baseline_key(name, params, dataset, seed, selection), "train_baseline",
                flags, (), 120.0 * width / 64)
 
 
@@ -166,14 +169,15 @@ def chosen(name: str, dataset: str, results_dir: str) -> dict | None:
 
 
 def beyond_jobs(dataset: str, seeds: int, results_dir: str) -> list[Job]:
-    """Each baseline grid, more seeds of the chosen points (planned once their
-    grid is recorded), then the validation-selected NCF models."""
+    """Each baseline grid, the chosen points refitted on the whole training file
+    (planned once their grid is recorded), then the validation-selected NCF models."""
     jobs = [tuned_baseline_job(name, params, dataset, 0)
             for name, grid in TUNING_GRID.items() for params in grid]
     for name in TUNING_GRID:
         best = chosen(name, dataset, results_dir)
-        if best is not None and name not in DETERMINISTIC:
-            jobs += [tuned_baseline_job(name, best, dataset, s) for s in range(1, seeds)]
+        if best is not None:
+            jobs += [tuned_baseline_job(name, best, dataset, s, "none")
+                     for s in range(1 if name in DETERMINISTIC else seeds)]
     return jobs + [ncf_job(model, dataset, f, s, selection="validation")
                    for s in range(seeds) for model, f in NCF_BEYOND]
 

@@ -98,4 +98,6 @@ def test_beyond_plans_seeds_of_the_point_chosen_on_validation(tmp_path):
     chosen = reproduce.TUNING_GRID["iALS"][1]
     assert reproduce.chosen("iALS", "ml-1m", str(runs)) == chosen
     added = {j.name for j in again} - {j.name for j in first}
-    assert added == {reproduce.tuned_baseline_job("iALS", chosen, "ml-1m", s).name for s in (1, 2)}
+    assert added == {reproduce.tuned_baseline_job("iALS", chosen, "ml-1m", s, "none").name
+                     for s in (0, 1, 2)}
+    assert all("_val-" not in name for name in added)
