@@ -14,7 +14,9 @@ Prints, in one run:
   moments read; parameters and moments written: 7 x 4 bytes per parameter)
   over the measured bandwidth; with the ratio to it;
 * NeuMF-8 with ``keras.optimizers.Adam`` beside the fused Adam, timed turn
-  about so that other load on the machine falls on both alike.
+  about so that other load on the machine falls on both alike;
+* fast mode (changes results): NeuMF-8 and NeuMF-64 with lazy Adam and with
+  batch 2048, beside the faithful dense Adam at batch 256, turn about.
 
 Times are wall-clock medians of a few runs (``best``: the fastest run; CPU:
 the process's CPU time, all threads), and the load average is printed: a
@@ -34,6 +36,7 @@ BATCH = 256
 STEPS = 320        # timed steps per run: five compiled calls of 64
 RUNS = 3           # timed runs per model size
 AB_RUNS = 7        # turns of the Keras-Adam / fused-Adam comparison
+LARGE_BATCH = 2048  # fast mode's large batch
 
 
 def bandwidth(size_mb: int = 256, repeats: int = 5) -> float:
@@ -170,6 +173,28 @@ def main(argv: list[str]) -> int:
         per_step = np.median(runs) / STEPS
         print(f"  {label:<32}{per_step * 1e3:6.2f} ms/step (best {min(runs) / STEPS * 1e3:.2f}, "
               f"CPU {np.median(cpu[label]) / STEPS * 1e3:.2f}){per_step * steps_per_epoch:7.1f} s/epoch")
+    print(f"\nfast mode (changes results; HR/NDCG in results/README.md), {AB_RUNS} turns "
+          f"over the same {n:,} instances:")
+    for factors in (8, 64):
+        variants = {
+            "dense Adam, batch 256 (faithful)": (False, BATCH),
+            "lazy Adam, batch 256": (True, BATCH),
+            f"dense Adam, batch {LARGE_BATCH}": (False, LARGE_BATCH),
+            f"lazy Adam, batch {LARGE_BATCH}": (True, LARGE_BATCH),
+        }
+        fns = {}
+        for label, (lazy, batch) in variants.items():
+            model = builders["NeuMF"](factors)
+            training.compile_model(model, make_optimizer("adam", 0.001, lazy=lazy),
+                                   jit_compile=False if lazy else "auto")
+            training.fit_epoch(model, warm, batch)
+            fns[label] = (lambda m, b: lambda: training.fit_epoch(m, part, b))(model, batch)
+        times = _turns(fns, AB_RUNS)
+        base = np.median(times[next(iter(fns))])
+        for label, runs in times.items():
+            t = np.median(runs)
+            print(f"  NeuMF-{factors:<3}{label:<34}{t / n * len(instances):7.1f} s/epoch "
+                  f"(x{base / t:.1f})", flush=True)
     print(f"\nfull NeuMF-8 epoch target <= 15 s; sampling {med['epoch']:.2f} s + training "
           f"+ evaluation; {_load()}")
     return 0

@@ -53,6 +53,11 @@ def define_flags(model: str) -> flags.FlagValues:
     flags.DEFINE_boolean("full_ranking", False, "Also rank each test item against the whole "
                          "catalogue (training items excluded): HR, NDCG and recall at --topk "
                          "of the picked model, in the run record.", flag_values=fv)
+    flags.DEFINE_boolean("lazy_adam", d.lazy_adam, "Fast mode, changes results: Adam "
+                         "updates an embedding row (and its moments) only when the row is "
+                         "in the batch. Labelled in the run record.", flag_values=fv)
+    string("precision", d.precision, "float32 (faithful); fast mode, changes results: "
+           "mixed_float16 (GPU) or mixed_bfloat16. Labelled in the run record.")
     string("distribute", d.distribute, "none; mirrored (tf.distribute over all local GPUs); "
            "multiworker (over the machines in TF_CONFIG). Same updates as one device.")
     string("weights", d.weights, "Start from this weight file (.weights.h5 or the authors' "

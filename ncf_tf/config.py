@@ -13,6 +13,9 @@ import re
 from ncf_tf.optimizers import LEARNERS
 
 MODELS = ("GMF", "MLP", "NeuMF")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PAPER_BATCH_SIZES = (128, 256, 512, 1024)
+"""The batch sizes the paper searched (sec. 4.1); larger ones are fast mode."""
 
 
 def parse_list(flag: str, text: str, kind=float) -> list:
@@ -78,6 +81,8 @@ class TrainConfig:
     selection: str = "test"
     validation_split: str = "latest"
     full_ranking: bool = False
+    lazy_adam: bool = False
+    precision: str = "float32"
 
     @property
     def pretrained(self) -> bool:
@@ -89,6 +94,22 @@ class TrainConfig:
         if self.learner:
             return self.learner
         return "sgd" if self.pretrained else "adam"
+
+    def fast_mode(self) -> list[str]:
+        """What this run changes beyond the authors' mathematics (empty: faithful).
+
+        Fast mode trades exactness for speed: lazy Adam, mixed precision, or a
+        batch larger than any the paper searched. Its records say so.
+        """
+        changes = []
+        if self.lazy_adam:
+            changes.append("lazy Adam (embedding rows updated only when in the batch)")
+        if self.precision != "float32":
+            changes.append(f"{self.precision} precision")
+        if self.batch_size > max(PAPER_BATCH_SIZES):
+            changes.append(f"batch {self.batch_size} (the paper searched "
+                           f"{min(PAPER_BATCH_SIZES)}..{max(PAPER_BATCH_SIZES)}), lr {self.lr:g}")
+        return changes
 
     def describe(self) -> str:
         """The model part of file names, as the authors name their files."""
@@ -118,6 +139,10 @@ class TrainConfig:
             parts.append(f"lr{self.lr:g}")
         if self.learner:
             parts.append(self.learner)
+        if self.lazy_adam:
+            parts.append("lazy")
+        if self.precision != d.precision:
+            parts.append(self.precision.replace("mixed_", ""))
         regs = (self.regs if self.model == "GMF" else self.reg_layers
                 + ([self.reg_mf] if self.model == "NeuMF" else []))
         if any(regs):
@@ -155,6 +180,11 @@ class TrainConfig:
                              f"got {self.validation_split!r}")
         if self.learner is not None and self.learner not in LEARNERS:
             raise ValueError(f"--learner must be one of {', '.join(LEARNERS)}; got {self.learner!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}; "
+                             f"got {self.precision!r}")
+        if self.lazy_adam and self.resolved_learner != "adam":
+            raise ValueError(f"--lazy_adam needs --learner adam, got {self.resolved_learner!r}")
         if bool(self.mf_pretrain) != bool(self.mlp_pretrain):
             raise ValueError("--mf_pretrain and --mlp_pretrain must be given together")
         if self.pretrained and self.weights:

@@ -87,11 +87,19 @@ def run_paths(config: TrainConfig) -> dict:
             "checkpoint": os.path.join(config.model_dir, "checkpoints", f"{name}.ckpt.npz")}
 
 
+LATER_FIELDS = {"lazy_adam": False, "precision": "float32"}
+"""Fields added after checkpoints were first written: left out at their
+defaults, so that those checkpoints still resume."""
+
+
 def resumable_config(config: TrainConfig) -> dict:
     """The part of a configuration that must match for a checkpoint to be resumed."""
     values = dataclasses.asdict(config)
     for name in ("verbose", "device", "progress", "tensorboard", "out", "distribute"):
         values.pop(name)
+    for name, default in LATER_FIELDS.items():
+        if values[name] == default:
+            values.pop(name)
     return values
 
 
@@ -134,7 +142,10 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     if strategy is not None:
         device = f"{config.distribute}: {strategy.num_replicas_in_sync} replicas"
     log(f"Device: {device} (Keras backend: {keras.config.backend()})")
-    with devices.placement(device, strategy):
+    fast = config.fast_mode()
+    if fast:
+        log(f"Fast mode, results differ from the authors' code: {'; '.join(fast)}")
+    with devices.placement(device, strategy), training.precision(config.precision):
         model = build_model(config, dataset.num_users, dataset.num_items)
         start_from = {}
         if config.weights:
@@ -146,7 +157,9 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
         why = (" (vanilla SGD after pretraining, as in the paper, sec. 3.4.1)"
                if config.pretrained and not config.learner else "")
         log(f"Optimizer: {learner}, lr = {config.lr}{why}")
-        training.compile_model(model, make_optimizer(learner, config.lr))
+        # tf.unique in lazy Adam has no XLA kernel.
+        training.compile_model(model, make_optimizer(learner, config.lr, config.lazy_adam),
+                               jit_compile=False if config.lazy_adam else "auto")
         state = None
         if resume_from is not None:
             state = checkpoint.load(paths["checkpoint"], model)
@@ -155,7 +168,8 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             "kind": "train", "model": config.model, "dataset": config.dataset,
             "config": dataclasses.asdict(config), "learner": learner,
             "optimizer": type(model.optimizer).__name__, "seed": config.seed,
-            "selection": config.selection, "device": device, "start_from": start_from,
+            "selection": config.selection, "mode": "fast" if fast else "faithful",
+            "fast_mode": fast, "device": device, "start_from": start_from,
             "data": {"summary": dataset.summary(), "files": dataset.files},
             "num_params": int(model.count_params()),
             **records.environment(), "status": "running", "epochs": [],

@@ -57,10 +57,14 @@ def prediction(vector, seeds: Seeds):
     logit (``prediction``'s output): ranks are the same, and logits do not
     saturate into ties in float32 the way probabilities near 1 do.
     """
+    # Under a mixed-precision policy the output stays in float32: half-precision
+    # logits would tie in the ranking.
+    mixed = keras.config.dtype_policy().name.startswith("mixed")
     logit = keras.layers.Dense(
-        1, name=PREDICTION,
+        1, name=PREDICTION, dtype="float32" if mixed else None,
         kernel_initializer=keras.initializers.LecunUniform(seed=seeds()))(vector)
-    return keras.layers.Activation("sigmoid", name="probability")(logit)
+    return keras.layers.Activation("sigmoid", name="probability",
+                                   dtype="float32" if mixed else None)(logit)
 
 
 def check_layers(layers: list[int], reg_layers: list[float]) -> None:

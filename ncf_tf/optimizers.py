@@ -188,12 +188,99 @@ class Keras1RMSprop(keras.optimizers.Optimizer):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
 
 
-def make_optimizer(learner: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """One of :data:`LEARNERS` with Keras 1's constants."""
+@keras.saving.register_keras_serializable(package="ncf_tf")
+class LazyAdam(FusedAdam):
+    """Fast mode, *not* the authors' Adam: an embedding row and its two
+    moments change only at the steps where the row occurs in the batch.
+
+    For such a row (its occurrences' gradients summed into g) the update is
+    Adam's, with the global step t:
+
+        m_r = b1 m_r + (1 - b1) g;  v_r = b2 v_r + (1 - b2) g^2
+        p_r -= lr sqrt(1 - b2^t) / (1 - b1^t) * m_r / (sqrt(v_r) + eps)
+
+    Rows absent from the batch keep their weights and moments, where dense
+    Adam decays the moments and keeps moving the weights along the old
+    momentum. Other variables (dense layers) get :class:`FusedAdam`'s dense
+    update. On TensorFlow the rows are gathered and scattered, so a step
+    costs the batch's rows instead of the whole tables (this is what makes
+    it fast; ``tf.unique`` keeps it out of XLA). Other backends hand over
+    dense gradients: rows whose gradient is exactly zero count as absent,
+    the same updates without the saving.
+    """
+
+    @staticmethod
+    def _is_table(variable) -> bool:
+        # keras.layers.Embedding's table; under tf.distribute a tf.Variable arrives here
+        name = getattr(variable, "path", None) or variable.name
+        return name.split(":")[0].endswith("embeddings")
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if not self._fused():
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+            return
+        import tensorflow as tf
+
+        dense = [(g, v) for g, v in zip(grads, trainable_variables)
+                 if not isinstance(g, tf.IndexedSlices)]
+        if dense:
+            super()._backend_update_step([g for g, _ in dense], [v for _, v in dense],
+                                         learning_rate)
+        for gradient, variable in zip(grads, trainable_variables):
+            if isinstance(gradient, tf.IndexedSlices):
+                self._sparse_step(gradient, variable, learning_rate)
+
+    def _corrected_lr(self, learning_rate, dtype):
+        step = ops.cast(self.iterations + 1, dtype)
+        b1_power = ops.power(ops.cast(self.beta_1, dtype), step)
+        b2_power = ops.power(ops.cast(self.beta_2, dtype), step)
+        return ops.cast(learning_rate, dtype) * ops.sqrt(1 - b2_power) / (1 - b1_power)
+
+    def _sparse_step(self, gradient, variable, learning_rate):
+        import tensorflow as tf
+
+        dtype = variable.dtype
+        rows, position = tf.unique(gradient.indices)
+        g = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), position,
+                                         tf.shape(rows)[0])
+        index = self._get_variable_index(variable)
+        m, v, p = (_resource(self._momentums[index]), _resource(self._velocities[index]),
+                   _resource(variable))
+        m_rows = self.beta_1 * tf.gather(m, rows) + (1 - self.beta_1) * g
+        v_rows = self.beta_2 * tf.gather(v, rows) + (1 - self.beta_2) * tf.square(g)
+        m.scatter_update(tf.IndexedSlices(m_rows, rows))
+        v.scatter_update(tf.IndexedSlices(v_rows, rows))
+        step = self._corrected_lr(learning_rate, dtype) * m_rows / (tf.sqrt(v_rows) + self.epsilon)
+        p.scatter_sub(tf.IndexedSlices(step, rows))
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not self._is_table(variable):
+            super().update_step(gradient, variable, learning_rate)
+            return
+        dtype = variable.dtype
+        g = ops.cast(dense_gradient(gradient), dtype)
+        present = ops.any(ops.not_equal(g, 0), axis=-1, keepdims=True)
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index], self._velocities[index]
+        m_new = self.beta_1 * m + (1 - self.beta_1) * g
+        v_new = self.beta_2 * v + (1 - self.beta_2) * ops.square(g)
+        step = self._corrected_lr(learning_rate, dtype) * m_new / (ops.sqrt(v_new) + self.epsilon)
+        self.assign(m, ops.where(present, m_new, m))
+        self.assign(v, ops.where(present, v_new, v))
+        self.assign_sub(variable, ops.where(present, step, ops.zeros_like(step)))
+
+
+def make_optimizer(learner: str, learning_rate: float,
+                   lazy: bool = False) -> keras.optimizers.Optimizer:
+    """One of :data:`LEARNERS` with Keras 1's constants; ``lazy`` (Adam
+    only) gives the fast mode's :class:`LazyAdam`."""
     if learning_rate <= 0:
         raise ValueError(f"--lr must be positive, got {learning_rate}")
+    if lazy and learner != "adam":
+        raise ValueError(f"--lazy_adam needs --learner adam, got {learner!r}")
     if learner == "adam":
-        return FusedAdam(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=EPSILON)
+        kind = LazyAdam if lazy else FusedAdam
+        return kind(learning_rate, beta_1=0.9, beta_2=0.999, epsilon=EPSILON)
     if learner == "adagrad":
         return Keras1Adagrad(learning_rate)
     if learner == "rmsprop":

@@ -13,6 +13,7 @@ record says so (``selection: "test"``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from typing import Callable
@@ -41,6 +42,18 @@ def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer,
         steps_per_execution = 1 if in_distribution() else 64
     model.compile(optimizer=optimizer, loss="binary_crossentropy",
                   steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+
+
+@contextlib.contextmanager
+def precision(policy: str):
+    """Builds layers under the Keras dtype ``policy`` (e.g. ``mixed_float16``),
+    restoring the previous global policy afterwards."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def in_distribution() -> bool:

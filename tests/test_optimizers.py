@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ncf_tf import neumf, training
-from ncf_tf.optimizers import EPSILON, FusedAdam, dense_gradient, make_optimizer
+from ncf_tf.optimizers import EPSILON, FusedAdam, LazyAdam, dense_gradient, make_optimizer
 
 LEARNER_NAMES = ["sgd", "adagrad", "rmsprop", "adam"]
 
@@ -20,10 +20,10 @@ def one_embedding_model():
     return model
 
 
-def run(learner, lr, steps):
+def run(learner, lr, steps, optimizer=None):
     """One update per step on the rows of ``steps[t]``, loss mean((p_r0 + p_r1)^2)."""
     model = one_embedding_model()
-    model.compile(make_optimizer(learner, lr), loss="mse")
+    model.compile(optimizer or make_optimizer(learner, lr), loss="mse")
     tables = []
     for rows in steps:
         model.train_on_batch(np.array(rows)[:, None], np.zeros((len(rows), 1)))
@@ -32,7 +32,8 @@ def run(learner, lr, steps):
 
 
 def reference(learner, lr, steps):
-    """Keras 1's update rules in numpy, dense over the whole table."""
+    """Keras 1's update rules in numpy, dense over the whole table
+    (``lazy_adam``: Adam on the batch's rows only)."""
     p = np.ones((3, 2))
     a = np.zeros_like(p)
     m, v = np.zeros_like(p), np.zeros_like(p)
@@ -53,6 +54,11 @@ def reference(learner, lr, steps):
             m = 0.9 * m + 0.1 * g
             v = 0.999 * v + 0.001 * g ** 2
             p = p - lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(v) + 1e-8)
+        elif learner == "lazy_adam":
+            r = sorted(set(rows))
+            m[r] = 0.9 * m[r] + 0.1 * g[r]
+            v[r] = 0.999 * v[r] + 0.001 * g[r] ** 2
+            p[r] -= lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m[r] / (np.sqrt(v[r]) + 1e-8)
         out.append(p.copy())
     return out
 
@@ -172,6 +178,46 @@ def test_fused_adam_saves_and_loads_with_its_state(tmp_path):
     assert loaded.optimizer.get_config() == model.optimizer.get_config()
     for a, b in zip(loaded.optimizer.variables, model.optimizer.variables):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+class MaskedLazyAdam(LazyAdam):
+    """LazyAdam's path for backends with dense gradients, on TensorFlow."""
+
+    def _fused(self):
+        return False
+
+
+@pytest.mark.parametrize("kind", [LazyAdam, MaskedLazyAdam])
+def test_lazy_adam_updates_only_the_batch_rows(kind):
+    """Fast mode: rows absent from a batch keep weights and moments; a
+    repeated row gets Adam on its summed gradient, with the global step t."""
+    steps = [[0, 0], [1, 0, 1], [2], [0, 1, 1, 1], [2, 2]]
+    optimizer = kind(0.01, beta_1=0.9, beta_2=0.999, epsilon=EPSILON)
+    got = run("adam", 0.01, steps, optimizer)
+    for table, want in zip(got, reference("lazy_adam", 0.01, steps)):
+        np.testing.assert_allclose(table, want, rtol=2e-5)
+    np.testing.assert_array_equal(got[1][2], got[0][2])   # row 2 first occurs at step 3
+
+
+def test_lazy_adam_differs_from_dense_adam_only_through_absent_rows():
+    dense = run("adam", 0.1, [[0], [1]])
+    lazy = run("adam", 0.1, [[0], [1]], make_optimizer("adam", 0.1, lazy=True))
+    np.testing.assert_allclose(lazy[0], dense[0], rtol=1e-6)      # step 1: moments were 0
+    np.testing.assert_array_equal(lazy[1][0], lazy[0][0])         # row 0 rests under lazy Adam
+    assert not np.allclose(dense[1][0], dense[0][0])              # and moves under dense Adam
+    np.testing.assert_allclose(lazy[1][1], dense[1][1], rtol=1e-6)
+
+
+def test_lazy_adam_is_dense_adam_when_every_row_is_in_every_batch():
+    want, want_state = train_small_neumf(FusedAdam, 0.001, steps=10, batch=4000)
+    got, got_state = train_small_neumf(LazyAdam, 0.001, steps=10, batch=4000)
+    assert max_difference(got, want) < 1e-6
+    assert max_difference(got_state, want_state) < 1e-6
+
+
+def test_lazy_needs_adam():
+    with pytest.raises(ValueError, match="--lazy_adam needs --learner adam, got 'sgd'"):
+        make_optimizer("sgd", 0.001, lazy=True)
 
 
 def test_unknown_learner():

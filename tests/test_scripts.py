@@ -104,6 +104,8 @@ BAD = [
     (["--mf_pretrain", "nope.h5", "--mlp_pretrain", "nope2.h5"], "nope.h5: weight file not found"),
     (["--device", "tpu"], "--device must be auto, cpu or gpu:N, got 'tpu'"),
     (["--epochs", "x"], "flag --epochs=x"),
+    (["--precision", "float16"], "--precision must be one of float32, mixed_float16, mixed_bfloat16"),
+    (["--lazy_adam", "--learner", "sgd"], "--lazy_adam needs --learner adam, got 'sgd'"),
     (["--dataset", "missing"], "missing.train.rating: file not found .*bin/download_data"),
     (["stray"], "unexpected arguments"),
 ]
