@@ -69,7 +69,7 @@ def is_standard(record: dict) -> bool:
     return (record.get("selection", "test") == "test" and config["epochs"] == reproduce.EPOCHS and config["batch_size"] == 256
             and config["lr"] == 0.001 and not config.get("learner")
             and not any(config.get("reg_layers", [])) and not any(config.get("regs", []))
-            and config.get("alpha", 0.5) == 0.5)
+            and config.get("alpha", 0.5) == 0.5 and not record.get("fast_mode"))
 
 
 def hidden_of(record: dict) -> int:
@@ -394,6 +394,39 @@ def beyond(rep: "Report", records: list[dict], dataset: str) -> None:
                 f"{best_ndcg - goal[1]:+.4f}).", "")
 
 
+def epoch_s(record: dict) -> float:
+    """Median seconds of sampling + training per epoch of a run record."""
+    return float(np.median([e["sample_s"] + e["train_s"] for e in record["epochs"]]))
+
+
+def fast_mode(rep: "Report", records: list[dict], dataset: str) -> None:
+    """Fast-mode NeuMF-8 runs beside the faithful ones: speed and HR/NDCG."""
+    fast = collections.defaultdict(list)
+    for r in records:
+        if r["dataset"] == dataset and r["kind"] == "train" and r.get("fast_mode"):
+            fast[r["_name"].rsplit("_s", 1)[0]].append(r)
+    if not fast:
+        return
+    rep.add(f"### Fast mode: speed against HR/NDCG ({dataset})", "",
+            "Opt-in changes of the mathematics (`--lazy_adam`, `--precision`, batches beyond "
+            "the paper's 128..1024), each labelled in its record (`mode: fast`). Same "
+            "protocol as Table 2 (20 epochs, best epoch on test). Epoch time: median of "
+            "sampling + training per epoch from the records, which ran beside other runs on a "
+            "shared machine; `benchmark.txt` times the variants turn about.", "")
+    faithful = rep.cells.ncf_runs(dataset, "NeuMF", 8)
+    base_hr = np.mean(metric(faithful, "hr")) if faithful else None
+    base_s = np.median([epoch_s(r) for r in faithful]) if faithful else None
+    rows = [["NeuMF-8, faithful (dense Adam, batch 256)", mean_sd(metric(faithful, "hr")),
+             mean_sd(metric(faithful, "ndcg")), "–", f"{base_s:.1f}" if faithful else "–", "–"]]
+    for name, runs in sorted(fast.items()):
+        hr, seconds = metric(runs, "hr"), np.median([epoch_s(r) for r in runs])
+        rows.append([f"`{name}`: " + "; ".join(runs[0]["fast_mode"]), mean_sd(hr),
+                     mean_sd(metric(runs, "ndcg")), delta(hr, base_hr), f"{seconds:.1f}",
+                     f"x{base_s / seconds:.1f}" if base_s else "–"])
+    rep.table(f"fast_{dataset}", ["run", "HR@10 (n)", "NDCG@10 (n)", "ΔHR vs faithful",
+                                  "s/epoch", "speed-up"], rows)
+
+
 def missing_runs(records: list[dict], dataset: str,
                  runs_dir: str) -> list[tuple[str, list[reproduce.Job]]]:
     names = {r["_name"] for r in records}
@@ -467,6 +500,7 @@ def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, di
         if plots[f"fig7_{dataset}"]:
             rep.add(f"![Figure 7](plots/fig7_{dataset}.png)", "")
         beyond(rep, records, dataset)
+        fast_mode(rep, records, dataset)
         reruns = paper.get(("re-run", dataset), [])
         if reruns:
             rep.add(f"### Published re-runs on the same files ({dataset})", "")
@@ -486,14 +520,15 @@ def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, di
             "sums the squares of an embedding row's per-occurrence gradients when the row occurs "
             "more than once in a batch, where Keras 1 squares their sum; `FusedAdam` computes "
             "Keras 1's update (see `ncf_tf/optimizers.py`).", "",
-            "| record | model | seed | optimizer | wall | machine | commit | backend |",
-            "|---|---|---|---|---|---|---|---|")
+            "| record | model | seed | optimizer | mode | wall | machine | commit | backend |",
+            "|---|---|---|---|---|---|---|---|---|")
     for r in sorted(records, key=lambda r: r["_file"]):
         git = r["git"]
         machine = f"{r['machine'].get('cpu_count')} CPU, {r.get('device', 'cpu')}"
         optimizer = r.get("optimizer") or ("Adam" if r.get("learner") == "adam"
                                            else r.get("learner", "–"))
-        rep.add(f"| `{r['_file']}` | {r['model']} | {r['seed']} | {optimizer} | "
+        mode = r.get("mode", "faithful") if r["kind"] == "train" else "–"
+        rep.add(f"| `{r['_file']}` | {r['model']} | {r['seed']} | {optimizer} | {mode} | "
                 f"{r['wall_s'] / 60:.1f} min | "
                 f"{machine} | {str(git['commit'])[:10]}{' (dirty)' if git['dirty'] else ''} | "
                 f"keras {r['versions']['keras']} / {r['versions']['backend']} |")
