@@ -112,18 +112,19 @@ def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
                      num_neg: int = 4, learner: str = "adam") -> float:
     """Seconds per epoch on a 2-core CPU, from the parameter count.
 
-    A fit to ml-1m's measured dense-Adam steps at batch 256 (0.45 ms plus
-    2.9 ms x (million parameters)^1.35: GMF-8 0.58, NeuMF-8 2.4, NeuMF-64
-    17.8 ms measured; SGD a quarter of the parameter-dependent part); a
-    planning figure, not a measurement.
+    A fit to ml-1m's measured steps at batch 256 with ``FusedAdam``
+    (``results/benchmark.txt``: GMF-8 0.76, NeuMF-8 1.22, NeuMF-64 8.18 ms):
+    0.55 ms plus 2.3 ms per million parameters, the dense update being
+    memory-bound; SGD (pretrained NeuMF) about 0.4 of the parameter-dependent
+    part, from the recorded runs. A planning figure, not a measurement.
     """
     users, items, train = DATASETS.get(dataset, DATASETS["ml-1m"])
     width = {"GMF": factors, "MLP": layers[0], "NeuMF": factors + layers[0]}[model]
     dense = sum(a * b for a, b in zip(layers, layers[1:])) if model != "GMF" else 0
     params_m = ((users + items) * width + dense) / 1e6
-    scale = 2.9 if learner == "adam" else 0.7
+    scale = 2.3 if learner == "adam" else 0.9
     steps = train * (1 + num_neg) / 256
-    return steps * (0.45 + scale * params_m ** 1.35) / 1000
+    return steps * (0.55 + scale * params_m) / 1000
 
 
 def ncf_job(model: str, dataset: str, factors: int, seed: int, layers=None, num_neg: int = 4,
