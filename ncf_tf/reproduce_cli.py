@@ -30,6 +30,8 @@ def define_flags() -> flags.FlagValues:
                          flag_values=fv)
     flags.DEFINE_integer("max_runs", 0, "Stop after starting this many runs (0: all).",
                          flag_values=fv)
+    flags.DEFINE_string("match", "", "Only the planned runs whose name contains this text "
+                        "(e.g. _eALS_), with the runs they need.", flag_values=fv)
     flags.DEFINE_boolean("dry_run", False, "List the planned runs with their state, "
                          "estimated cost and command; run nothing.", flag_values=fv)
     flags.DEFINE_boolean("report", False, "Only regenerate results/README.md, the CSV tables "
@@ -55,7 +57,18 @@ def main(argv: list[str] | None = None) -> int:
             report.write(fv.results)
             return
         runs = os.path.join(fv.results, "runs")
-        jobs = reproduce.plan(fv.only, fv.dataset, fv.seeds, runs)
+
+        def planned() -> list:
+            jobs = reproduce.plan(fv.only, fv.dataset, fv.seeds, runs)
+            if not fv.match:
+                return jobs
+            selected = [j for j in jobs if fv.match in j.name]
+            if not selected:
+                raise ValueError(f"--match {fv.match!r}: no run planned by --only {fv.only} "
+                                 "has it in its name")
+            return reproduce.with_needs(selected, jobs)
+
+        jobs = planned()
         if fv.dry_run:
             for job in jobs:
                 print(f"{reproduce.status(job, runs):9s} {job.estimate_s / 60:7.0f} min  "
@@ -75,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                                        data_path=fv.path, parallel=fv.jobs)
             if fv.max_runs:
                 break
-            jobs = reproduce.plan(fv.only, fv.dataset, fv.seeds, runs)
+            jobs = planned()
         report.write(fv.results)
         if failed:
             raise RuntimeError(f"{len(failed)} runs failed: {', '.join(failed)} "

@@ -93,6 +93,12 @@ def test_cli_dry_run_and_bad_flags(tmp_path, capsys):
     assert reproduce_cli.main(["reproduce", "--only", "table9"]) == 2
     assert "--only must be one of" in capsys.readouterr().err
     assert reproduce_cli.main(["reproduce", "--jobs", "0"]) == 2
+    assert reproduce_cli.main(["reproduce", "--only", "table2", "--match", "NeuMF_16_128-64-32-16_pretrain_e20_s1",
+                               "--dry_run", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out   # the pretrained NeuMF and the GMF and MLP it needs
+    assert "0 of 3 recorded" in out and "ml-1m_GMF_16_e20_s1" in out
+    assert reproduce_cli.main(["reproduce", "--only", "fig6", "--match", "_eALS_"]) == 2
+    assert "--match '_eALS_': no run planned by --only fig6" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "README.md")
 
 
