@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
     from ncf_tf import gmf, mlp, neumf, training
     from ncf_tf.data import load_dataset
     from ncf_tf.evaluation import LeaveOneOutEvaluator
-    from ncf_tf.optimizers import EPSILON, make_optimizer
+    from ncf_tf.optimizers import EPSILON, lazy_jit_compile, make_optimizer
     from ncf_tf.sampling import Instances, NegativeSampler
 
     path = argv[1] if len(argv) > 1 else "Data/"
@@ -186,7 +186,7 @@ def main(argv: list[str]) -> int:
         for label, (lazy, batch) in variants.items():
             model = builders["NeuMF"](factors)
             training.compile_model(model, make_optimizer("adam", 0.001, lazy=lazy),
-                                   jit_compile=False if lazy else "auto")
+                                   jit_compile=lazy_jit_compile(lazy))
             training.fit_epoch(model, warm, batch)
             fns[label] = (lambda m, b: lambda: training.fit_epoch(m, part, b))(model, batch)
         times = _turns(fns, AB_RUNS)

@@ -184,7 +184,9 @@ class TrainConfig:
             raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}; "
                              f"got {self.precision!r}")
         if self.lazy_adam and self.resolved_learner != "adam":
-            raise ValueError(f"--lazy_adam needs --learner adam, got {self.resolved_learner!r}")
+            why = "" if self.learner else " (the default after pretraining; pass --learner adam)"
+            raise ValueError(f"--lazy_adam needs --learner adam, got "
+                             f"{self.resolved_learner!r}{why}")
         if bool(self.mf_pretrain) != bool(self.mlp_pretrain):
             raise ValueError("--mf_pretrain and --mlp_pretrain must be given together")
         if self.pretrained and self.weights:

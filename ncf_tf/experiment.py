@@ -23,7 +23,7 @@ from ncf_tf.config import TrainConfig
 from ncf_tf.data import Dataset, load_dataset_verbose, sha256
 from ncf_tf.evaluation import LeaveOneOutEvaluator
 from ncf_tf.full_ranking import FullRankingEvaluator
-from ncf_tf.optimizers import make_optimizer
+from ncf_tf.optimizers import lazy_jit_compile, make_optimizer
 from ncf_tf.sampling import NegativeSampler
 from ncf_tf.validation import validation_split
 
@@ -157,9 +157,8 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
         why = (" (vanilla SGD after pretraining, as in the paper, sec. 3.4.1)"
                if config.pretrained and not config.learner else "")
         log(f"Optimizer: {learner}, lr = {config.lr}{why}")
-        # tf.unique in lazy Adam has no XLA kernel.
         training.compile_model(model, make_optimizer(learner, config.lr, config.lazy_adam),
-                               jit_compile=False if config.lazy_adam else "auto")
+                               jit_compile=lazy_jit_compile(config.lazy_adam))
         state = None
         if resume_from is not None:
             state = checkpoint.load(paths["checkpoint"], model)
@@ -167,7 +166,10 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
         record = {
             "kind": "train", "model": config.model, "dataset": config.dataset,
             "config": dataclasses.asdict(config), "learner": learner,
-            "optimizer": type(model.optimizer).__name__, "seed": config.seed,
+            # The learner itself, not the loss-scaling wrapper of mixed_float16.
+            "optimizer": type(getattr(model.optimizer, "inner_optimizer",
+                                      model.optimizer)).__name__,
+            "seed": config.seed,
             "selection": config.selection, "mode": "fast" if fast else "faithful",
             "fast_mode": fast, "device": device, "start_from": start_from,
             "data": {"summary": dataset.summary(), "files": dataset.files},

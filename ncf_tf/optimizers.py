@@ -204,9 +204,11 @@ class LazyAdam(FusedAdam):
     momentum. Other variables (dense layers) get :class:`FusedAdam`'s dense
     update. On TensorFlow the rows are gathered and scattered, so a step
     costs the batch's rows instead of the whole tables (this is what makes
-    it fast; ``tf.unique`` keeps it out of XLA). Other backends hand over
-    dense gradients: rows whose gradient is exactly zero count as absent,
-    the same updates without the saving.
+    it fast; ``tf.unique`` keeps it out of XLA). Other backends, and
+    ``tf.distribute`` strategies, hand over dense gradients: rows whose
+    gradient is exactly zero count as absent, the same updates without the
+    saving (a half-precision gradient that underflows to zero counts as
+    absent too).
     """
 
     @staticmethod
@@ -268,6 +270,13 @@ class LazyAdam(FusedAdam):
         self.assign(m, ops.where(present, m_new, m))
         self.assign(v, ops.where(present, v_new, v))
         self.assign_sub(variable, ops.where(present, step, ops.zeros_like(step)))
+
+
+def lazy_jit_compile(lazy: bool):
+    """``compile``'s ``jit_compile`` for a model trained with or without lazy
+    Adam: TensorFlow leaves XLA off for lazy Adam (``tf.unique`` has a
+    dynamic shape); other backends keep their default."""
+    return False if lazy and _on_tensorflow() else "auto"
 
 
 def make_optimizer(learner: str, learning_rate: float,

@@ -51,3 +51,15 @@ def test_fast_mode_runs_learn_and_are_labelled(tmp_path, capsys, flags, mode):
         assert record["optimizer"] == "LazyAdam"
         assert "Fast mode, results differ" in capsys.readouterr().out
     assert np.isfinite([e["loss"] for e in record["epochs"]]).all()
+
+
+def test_mixed_float16_records_the_learner_under_loss_scaling(tmp_path, capsys):
+    info = write_dataset(tmp_path / "data")
+    argv = ["train_neumf", "--path", info["folder"], "--dataset", "toy", "--epochs", "1",
+            "--num_factors", "4", "--layers", "16,8,4", "--reg_layers", "0,0,0",
+            "--model_dir", str(tmp_path / "m"), "--results_dir", str(tmp_path / "runs"),
+            "--run_name", "r", "--precision", "mixed_float16", "--lazy_adam"]
+    assert neumf.main(argv) == 0, capsys.readouterr().err
+    record = json.load(open(tmp_path / "runs" / "r.json"))
+    assert record["optimizer"] == "LazyAdam"
+    assert len(record["fast_mode"]) == 2

@@ -105,7 +105,9 @@ BAD = [
     (["--device", "tpu"], "--device must be auto, cpu or gpu:N, got 'tpu'"),
     (["--epochs", "x"], "flag --epochs=x"),
     (["--precision", "float16"], "--precision must be one of float32, mixed_float16, mixed_bfloat16"),
-    (["--lazy_adam", "--learner", "sgd"], "--lazy_adam needs --learner adam, got 'sgd'"),
+    (["--lazy_adam", "--learner", "sgd"], "--lazy_adam needs --learner adam, got 'sgd'$"),
+    (["--lazy_adam", "--mf_pretrain", "g.h5", "--mlp_pretrain", "m.h5"],
+     "--lazy_adam needs --learner adam, got 'sgd' .the default after pretraining; pass --learner adam.$"),
     (["--dataset", "missing"], "missing.train.rating: file not found .*bin/download_data"),
     (["stray"], "unexpected arguments"),
 ]
