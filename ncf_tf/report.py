@@ -595,8 +595,13 @@ def draw(plots: dict, folder: str) -> list[str]:
 def write(folder: str) -> str:
     """Regenerates ``<folder>/README.md``, ``tables/*.csv`` and ``plots/*.png``."""
     records = load_records(os.path.join(folder, "runs"))
-    text, tables, plots = render(records, published(os.path.join(folder, "published_results.csv")),
-                                 folder)
+    reference = os.path.join(folder, "published_results.csv")
+    if not os.path.exists(reference):   # a results folder of one's own: the project's copy
+        reference = os.path.join(HERE, "results", "published_results.csv")
+    if not os.path.exists(reference):
+        raise ValueError(f"{reference}: file not found; the paper's numbers are needed "
+                         "to compare with")
+    text, tables, plots = render(records, published(reference), folder)
     os.makedirs(os.path.join(folder, "tables"), exist_ok=True)
     for name, rows in tables.items():
         with open(os.path.join(folder, "tables", f"{name}.csv"), "w", newline="") as f:

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             return
         runs = os.path.join(fv.results, "runs")
 
-        def planned() -> list:
+        def plan_jobs() -> list:
             jobs = reproduce.plan(fv.only, fv.dataset, fv.seeds, runs)
             if not fv.match:
                 return jobs
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "has it in its name")
             return reproduce.with_needs(selected, jobs)
 
-        jobs = planned()
+        jobs = plan_jobs()
         if fv.dry_run:
             for job in jobs:
                 print(f"{reproduce.status(job, runs):9s} {job.estimate_s / 60:7.0f} min  "
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                                        data_path=fv.path, parallel=fv.jobs)
             if fv.max_runs:
                 break
-            jobs = planned()
+            jobs = plan_jobs()
         report.write(fv.results)
         if failed:
             raise RuntimeError(f"{len(failed)} runs failed: {', '.join(failed)} "

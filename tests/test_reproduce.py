@@ -121,3 +121,14 @@ def test_beyond_plans_seeds_of_the_point_chosen_on_validation(tmp_path):
     assert added == {reproduce.tuned_baseline_job("iALS", chosen, "ml-1m", s, "none").name
                      for s in (0, 1, 2)}
     assert all("_val-" not in name for name in added)
+
+
+def test_cli_runs_only_the_matched_runs_and_reports(tmp_path, capsys):
+    data = write_dataset(tmp_path / "data", name="ml-1m")
+    results = tmp_path / "results"
+    assert reproduce_cli.main(["reproduce", "--only", "fig4", "--match", "_ItemPop_",
+                               "--path", data["folder"], "--results", str(results),
+                               "--model_dir", str(tmp_path / "models")]) == 0, \
+        capsys.readouterr().err
+    assert [p.name for p in (results / "runs").iterdir()] == ["ml-1m_ItemPop_s0.json"]
+    assert "| ItemPop | – |" in (results / "README.md").read_text()
