@@ -50,7 +50,8 @@ paper uses for the NCF models' epochs."""
 
 TUNING_GRID = {
     "EASE": [{"reg": reg} for reg in (250.0, 500.0, 1000.0, 2000.0, 4000.0)],
-    "iALS": [{"num_factors": f, "alpha": 16.0, "reg": r} for f in (64, 128) for r in (30.0, 100.0)],
+    "iALS": [{"num_factors": f, "alpha": 16.0, "reg": r}
+             for f in (64, 128, 256) for r in (30.0, 100.0, 300.0)],
     "MF": [{"num_factors": f} for f in (64, 128)],
 }
 """The tuning grids of the stronger baselines; every point is fitted on the
