@@ -50,11 +50,14 @@ paper uses for the NCF models' epochs."""
 
 TUNING_GRID = {
     "EASE": [{"reg": reg} for reg in (250.0, 500.0, 1000.0, 2000.0, 4000.0)],
-    "iALS": [{"num_factors": f, "alpha": 16.0, "reg": r}
-             for f in (64, 128, 256) for r in (30.0, 100.0, 300.0)],
+    "iALS": ([{"num_factors": f, "alpha": 16.0, "reg": r}
+              for f in (64, 128, 256) for r in (30.0, 100.0, 300.0)]
+             + [{"num_factors": f, "alpha": 16.0, "reg": r, "reg_exponent": 1.0}
+                for f in (128, 256) for r in (30.0, 100.0, 300.0)]),
     "MF": [{"num_factors": f} for f in (64, 128)],
 }
-"""The tuning grids of the stronger baselines; every point is fitted on the
+"""The tuning grids of the stronger baselines (iALS with and without the
+frequency-scaled regularisation, ``reg_exponent``); every point is fitted on the
 training file less each user's latest interaction and chosen on that
 validation set only (seed 0); the chosen point is then refitted on the whole
 training file and tested, with 3 seeds where the model is random (MF, iALS)."""

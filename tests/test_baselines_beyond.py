@@ -117,6 +117,7 @@ def test_registry_has_the_stronger_baselines():
     (IALS, {"num_factors": 2.0}, "num_factors must be a positive integer, got 2.0"),
     (IALS, {"alpha": -1.0}, "alpha must be >= 0, got -1.0"),
     (IALS, {"reg": 0.0}, "reg must be > 0, got 0.0"),
+    (IALS, {"reg_exponent": -0.5}, "reg_exponent must be >= 0, got -0.5"),
     (IALS, {"epochs": -1}, "epochs must be an integer >= 0, got -1"),
     (IALS, {"solver": "lu"}, "solver must be one of cholesky, cg, got 'lu'"),
     (IALS, {"cg_steps": 0}, "cg_steps must be a positive integer, got 0"),
@@ -251,53 +252,74 @@ def small_implicit(seed: int = 0) -> sp.csr_matrix:
     return sp.csr_matrix(dense.astype(np.float32))
 
 
+def dense_row_reg(p: np.ndarray, alpha: float, reg: float, nu: float) -> np.ndarray:
+    """reg_u for each row of the 0/1 matrix p, from its confidences written out."""
+    weight = np.sum(1.0 + alpha * p, axis=1)
+    return reg * (weight / weight.mean()) ** nu
+
+
 def dense_objective(model: IALS, train: sp.csr_matrix) -> float:
     """L of the module docstring, summed over every (u, i) explicitly."""
     x, y = model.user_factors, model.item_factors
     p = (train.toarray() > 0).astype(np.float64)
     c = 1.0 + model.alpha * p
+    user_reg = dense_row_reg(p, model.alpha, model.reg, model.reg_exponent)
+    item_reg = dense_row_reg(p.T, model.alpha, model.reg, model.reg_exponent)
     return float(np.sum(c * (p - x @ y.T) ** 2)
-                 + model.reg * (np.sum(x ** 2) + np.sum(y ** 2)))
+                 + user_reg @ np.sum(x ** 2, axis=1) + item_reg @ np.sum(y ** 2, axis=1))
 
 
 def dense_user_solve(y: np.ndarray, train: sp.csr_matrix, alpha: float,
-                     reg: float) -> np.ndarray:
+                     reg: float, nu: float = 0.0) -> np.ndarray:
     """Hu et al.'s eq. 4 with the full diagonal C^u, one user at a time."""
     p = (train.toarray() > 0).astype(np.float64)
+    row_reg = dense_row_reg(p, alpha, reg, nu)
     x = np.empty((p.shape[0], y.shape[1]))
     for u in range(p.shape[0]):
         c = 1.0 + alpha * p[u]
-        x[u] = np.linalg.solve(y.T @ (c[:, None] * y) + reg * np.eye(y.shape[1]),
+        x[u] = np.linalg.solve(y.T @ (c[:, None] * y) + row_reg[u] * np.eye(y.shape[1]),
                                y.T @ (c * p[u]))
     return x
 
 
-def test_ials_objective_matches_dense_sum():
+@pytest.mark.parametrize("nu", [0.0, 1.0])
+def test_ials_objective_matches_dense_sum(nu):
     train = small_implicit()
-    model = IALS(num_factors=3, alpha=4.0, reg=0.3, epochs=2, init_std=0.3)
+    model = IALS(num_factors=3, alpha=4.0, reg=0.3, reg_exponent=nu, epochs=2, init_std=0.3)
     model.fit(train, np.random.default_rng(0), log=quiet)
     np.testing.assert_allclose(model.objective(), dense_objective(model, train), rtol=1e-10)
 
 
-def test_ials_sweep_is_the_exact_weighted_least_squares_solution():
+@pytest.mark.parametrize("nu", [0.0, 0.5, 1.0])
+def test_ials_sweep_is_the_exact_weighted_least_squares_solution(nu):
     train = small_implicit()
-    model = IALS(num_factors=3, alpha=4.0, reg=0.3, epochs=0, init_std=0.3)
+    model = IALS(num_factors=3, alpha=4.0, reg=0.3, reg_exponent=nu, epochs=0, init_std=0.3)
     model.fit(train, np.random.default_rng(1), log=quiet)
     y0 = model.item_factors.copy()
     model.iterate()
-    expected_x = dense_user_solve(y0, train, 4.0, 0.3)
-    expected_y = dense_user_solve(expected_x, train.T.tocsr(), 4.0, 0.3)
+    expected_x = dense_user_solve(y0, train, 4.0, 0.3, nu)
+    expected_y = dense_user_solve(expected_x, train.T.tocsr(), 4.0, 0.3, nu)
     np.testing.assert_allclose(model.user_factors, expected_x, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(model.item_factors, expected_y, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(model.user_factors[0], 0.0)   # no interactions
 
 
-def test_ials_conjugate_gradient_converges_to_the_exact_solve():
+def test_ials_frequency_scaled_regularisation_by_hand():
+    # 2 users x 3 items, alpha 2: row weights 3 + 2 * (2, 1) = (7, 5), mean 6.
+    train = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 0]], np.float32))
+    model = IALS(num_factors=2, alpha=2.0, reg=6.0, reg_exponent=1.0)
+    np.testing.assert_allclose(model.row_regularisation(train), [7.0, 5.0])
+    model = IALS(num_factors=2, alpha=2.0, reg=6.0, reg_exponent=0.0)
+    np.testing.assert_allclose(model.row_regularisation(train), [6.0, 6.0])
+
+
+@pytest.mark.parametrize("nu", [0.0, 1.0])
+def test_ials_conjugate_gradient_converges_to_the_exact_solve(nu):
     train = small_implicit()
-    exact = IALS(num_factors=3, alpha=4.0, reg=0.3, epochs=0, init_std=0.3)
+    exact = IALS(num_factors=3, alpha=4.0, reg=0.3, reg_exponent=nu, epochs=0, init_std=0.3)
     exact.fit(train, np.random.default_rng(1), log=quiet)
-    cg = IALS(num_factors=3, alpha=4.0, reg=0.3, epochs=0, init_std=0.3, solver="cg",
-              cg_steps=3)   # K = 3 steps solve a 3 x 3 system exactly
+    cg = IALS(num_factors=3, alpha=4.0, reg=0.3, reg_exponent=nu, epochs=0, init_std=0.3,
+              solver="cg", cg_steps=3)   # K = 3 steps solve a 3 x 3 system exactly
     cg.fit(train, np.random.default_rng(1), log=quiet)
     exact.iterate()
     cg.iterate()
@@ -305,10 +327,11 @@ def test_ials_conjugate_gradient_converges_to_the_exact_solve():
     np.testing.assert_allclose(cg.item_factors, exact.item_factors, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("solver,cg_steps", [("cholesky", 3), ("cg", 1), ("cg", 3)])
-def test_ials_objective_never_increases(solver, cg_steps):
+@pytest.mark.parametrize("solver,cg_steps,nu", [("cholesky", 3, 0.0), ("cg", 1, 0.0),
+                                                ("cg", 3, 0.0), ("cholesky", 3, 1.0)])
+def test_ials_objective_never_increases(solver, cg_steps, nu):
     train, _ = checkerboard(seed=0)
-    model = IALS(num_factors=8, epochs=6, solver=solver, cg_steps=cg_steps)
+    model = IALS(num_factors=8, epochs=6, solver=solver, cg_steps=cg_steps, reg_exponent=nu)
     model.fit(train, np.random.default_rng(0), log=quiet)
     history = np.array(model.history)
     assert (np.diff(history) <= 1e-9 * history[:-1]).all(), history

@@ -7,13 +7,21 @@ confidence c_ui = 1 + alpha r_ui (r_ui = 1 for a positive, so c_ui is
 1 + alpha there and 1 elsewhere). With x_u, y_i the ``num_factors``-
 dimensional user and item vectors (X, Y the stacked matrices), it minimises
 
-    L = sum_{u, i} c_ui (p_ui - x_u . y_i)^2 + reg (|X|_F^2 + |Y|_F^2)
+    L = sum_{u, i} c_ui (p_ui - x_u . y_i)^2 + sum_u reg_u |x_u|^2 + sum_i reg_i |y_i|^2
+
+With ``reg_exponent`` nu = 0 (the default, Hu et al.) every reg_u and reg_i is
+``reg``. Otherwise the regularisation grows with the row's total confidence
+w_u = sum_i c_ui = |items| + alpha |R_u| (and w_i likewise over users), the
+frequency-scaled regularisation of Rendle, Krichene, Zhang and Koren,
+"Revisiting the Performance of iALS on Item Recommendation Benchmarks"
+(RecSys 2022): reg_u = reg (w_u / mean_u w_u)^nu, so that ``reg`` keeps its
+scale for a row of average weight.
 
 Each iteration sets every x_u to its exact minimiser with Y fixed, then every
 y_i with X fixed, so L never increases. With R_u the training items of u
 (Hu et al., eq. 4, for binary r):
 
-    x_u = (Y^T Y + alpha sum_{i in R_u} y_i y_i^T + reg I)^{-1} (1 + alpha) sum_{i in R_u} y_i
+    x_u = (Y^T Y + alpha sum_{i in R_u} y_i y_i^T + reg_u I)^{-1} (1 + alpha) sum_{i in R_u} y_i
 
 and symmetrically for y_i over its users. Y^T Y is computed once per sweep,
 so the all-cells sum costs O(K^2) per user instead of O(|items| K^2).
@@ -56,7 +64,9 @@ class IALS:
     Args:
         num_factors: dimension of the latent vectors.
         alpha: confidence of an observed interaction is 1 + alpha.
-        reg: L2 regularisation weight.
+        reg: L2 regularisation weight (of a row of average confidence).
+        reg_exponent: nu >= 0; 0 is the same ``reg`` for every row, 1 scales
+            it with the row's total confidence (see the module docstring).
         epochs: ALS iterations (a user sweep then an item sweep each).
         init_std: standard deviation of the Gaussian initialisation.
         solver: ``"cholesky"`` (exact) or ``"cg"`` (conjugate gradient).
@@ -67,8 +77,8 @@ class IALS:
     """
 
     def __init__(self, num_factors: int = 64, alpha: float = 16.0, reg: float = 100.0,
-                 epochs: int = 8, init_std: float = 0.01, solver: Solver = "cholesky",
-                 cg_steps: int = 3):
+                 reg_exponent: float = 0.0, epochs: int = 8, init_std: float = 0.01,
+                 solver: Solver = "cholesky", cg_steps: int = 3):
         for name, value in (("num_factors", num_factors), ("cg_steps", cg_steps)):
             if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
                     and value > 0):
@@ -80,6 +90,8 @@ class IALS:
             raise ValueError(f"alpha must be >= 0, got {alpha!r}")
         if not reg > 0:
             raise ValueError(f"reg must be > 0, got {reg!r}")
+        if not reg_exponent >= 0:
+            raise ValueError(f"reg_exponent must be >= 0, got {reg_exponent!r}")
         if not init_std >= 0:
             raise ValueError(f"init_std must be >= 0, got {init_std!r}")
         if solver not in SOLVERS:
@@ -87,6 +99,7 @@ class IALS:
         self.num_factors = int(num_factors)
         self.alpha = float(alpha)
         self.reg = float(reg)
+        self.reg_exponent = float(reg_exponent)
         self.epochs = int(epochs)
         self.init_std = float(init_std)
         self.solver = solver
@@ -113,6 +126,8 @@ class IALS:
         train.sort_indices()
         self._train = train
         self._train_t = train.T.tocsr()
+        self._user_reg = self.row_regularisation(train)
+        self._item_reg = self.row_regularisation(self._train_t)
         num_users, num_items = train.shape
         self.user_factors = rng.normal(0.0, self.init_std, (num_users, self.num_factors))
         self.item_factors = rng.normal(0.0, self.init_std, (num_items, self.num_factors))
@@ -127,19 +142,27 @@ class IALS:
 
     def iterate(self) -> None:
         """One ALS iteration: every x_u, then every y_i."""
-        self.user_factors = self._sweep(self._train, self.item_factors, self.user_factors)
-        self.item_factors = self._sweep(self._train_t, self.user_factors, self.item_factors)
+        self.user_factors = self._sweep(self._train, self.item_factors, self.user_factors,
+                                        self._user_reg)
+        self.item_factors = self._sweep(self._train_t, self.user_factors, self.item_factors,
+                                        self._item_reg)
 
-    def _sweep(self, r: sp.csr_matrix, fixed: np.ndarray, current: np.ndarray) -> np.ndarray:
+    def row_regularisation(self, r: sp.csr_matrix) -> np.ndarray:
+        """reg_u of every row of ``r`` (users, or items for the transpose)."""
+        weight = r.shape[1] + self.alpha * np.diff(r.indptr)   # w_u = sum_i c_ui
+        return self.reg * (weight / weight.mean()) ** self.reg_exponent
+
+    def _sweep(self, r: sp.csr_matrix, fixed: np.ndarray, current: np.ndarray,
+               reg: np.ndarray) -> np.ndarray:
         """The minimisers of the rows of ``r`` (users or items) given ``fixed``."""
-        gram = fixed.T @ fixed + self.reg * np.eye(self.num_factors)
+        gram = fixed.T @ fixed
         rhs = (1.0 + self.alpha) * (r @ fixed)   # (1 + alpha) sum_{i in R_u} y_i
         if self.solver == "cholesky":
-            return self._solve_exact(r, fixed, gram, rhs)
-        return self._solve_cg(r, fixed, gram, rhs, current)
+            return self._solve_exact(r, fixed, gram, rhs, reg)
+        return self._solve_cg(r, fixed, gram, rhs, current, reg)
 
     def _solve_exact(self, r: sp.csr_matrix, fixed: np.ndarray, gram: np.ndarray,
-                     rhs: np.ndarray) -> np.ndarray:
+                     rhs: np.ndarray, reg: np.ndarray) -> np.ndarray:
         solution = np.empty_like(rhs)
         indptr, indices = r.indptr, r.indices
         # Thousands of small products: one BLAS thread each is ~7x faster than
@@ -149,6 +172,7 @@ class IALS:
             for row in range(r.shape[0]):
                 observed = fixed[indices[indptr[row]:indptr[row + 1]]]
                 a = gram + self.alpha * (observed.T @ observed)
+                a.flat[::self.num_factors + 1] += reg[row]
                 # LAPACK posv: Cholesky factorisation and solve in one call.
                 _, solution[row], info = scipy.linalg.lapack.dposv(a, rhs[row], lower=True)
                 if info != 0:
@@ -158,14 +182,14 @@ class IALS:
         return solution
 
     def _solve_cg(self, r: sp.csr_matrix, fixed: np.ndarray, gram: np.ndarray,
-                  rhs: np.ndarray, current: np.ndarray) -> np.ndarray:
+                  rhs: np.ndarray, current: np.ndarray, reg: np.ndarray) -> np.ndarray:
         rows = np.repeat(np.arange(r.shape[0]), np.diff(r.indptr))
         observed = fixed[r.indices]   # (nnz, K): y_i of every observed entry
 
         def product(v: np.ndarray) -> np.ndarray:
-            # A_u v_u for every u: v_u (Y^T Y + reg I) + alpha sum_{i in R_u} y_i (y_i . v_u).
+            # A_u v_u for every u: v_u (Y^T Y + reg_u I) + alpha sum_{i in R_u} y_i (y_i . v_u).
             weights = np.einsum("nk,nk->n", observed, v[rows])
-            return v @ gram + self.alpha * (
+            return v @ gram + reg[:, None] * v + self.alpha * (
                 sp.csr_matrix((weights, r.indices, r.indptr), shape=r.shape) @ fixed)
 
         x = current.copy()
@@ -198,7 +222,8 @@ class IALS:
         s = np.einsum("nk,nk->n", x[rows], y[self._train.indices])
         every_cell = np.sum((x @ (y.T @ y)) * x)
         observed = np.sum((1.0 + self.alpha) * (1.0 - s) ** 2 - s ** 2)
-        return float(every_cell + observed + self.reg * (np.sum(x ** 2) + np.sum(y ** 2)))
+        return float(every_cell + observed + self._user_reg @ np.sum(x ** 2, axis=1)
+                     + self._item_reg @ np.sum(y ** 2, axis=1))
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``(n,)`` x_u . y_i for each (users[k], items[k])."""
@@ -213,5 +238,5 @@ class IALS:
 
     def config(self) -> dict:
         return {"model": "iALS", "num_factors": self.num_factors, "alpha": self.alpha,
-                "reg": self.reg, "epochs": self.epochs, "init_std": self.init_std,
-                "solver": self.solver, "cg_steps": self.cg_steps}
+                "reg": self.reg, "reg_exponent": self.reg_exponent, "epochs": self.epochs,
+                "init_std": self.init_std, "solver": self.solver, "cg_steps": self.cg_steps}
