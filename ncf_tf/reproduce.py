@@ -53,7 +53,9 @@ TUNING_GRID = {
     "iALS": ([{"num_factors": f, "alpha": 16.0, "reg": r}
               for f in (64, 128, 256) for r in (30.0, 100.0, 300.0)]
              + [{"num_factors": f, "alpha": 16.0, "reg": r, "reg_exponent": 1.0}
-                for f in (128, 256) for r in (30.0, 100.0, 300.0)]),
+                for f in (128, 256) for r in (30.0, 100.0, 300.0)]
+             + [{"num_factors": 128, "alpha": 16.0, "reg": r, "reg_exponent": 1.0}
+                for r in (50.0, 150.0)]),
     "MF": [{"num_factors": f} for f in (64, 128)],
 }
 """The tuning grids of the stronger baselines (iALS with and without the
