@@ -87,12 +87,46 @@ def make_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
     return score_fn
 
 
+def batches(instances: Instances, batch_size: int):
+    """``instances`` as a ``tf.data.Dataset`` of consecutive mini-batches.
+
+    The arrays are cut into batches once, up front (the last one holds the
+    remainder), so that each training step takes one ready element. Given
+    NumPy arrays, Keras gathers every batch inside its input pipeline, which
+    costs about 0.4 ms a step on 2 CPU cores: as much as a whole GMF-8 step.
+    The batches, their order and so the updates are the same either way.
+    """
+    import tensorflow as tf
+
+    arrays = (instances.users, instances.items, instances.labels)
+    full = len(instances) // batch_size * batch_size
+
+    def structure(cut):   # ((users, items), labels), each with a trailing axis of 1
+        users, items, labels = (cut(array)[..., None] for array in arrays)
+        return (users, items), labels
+
+    data = tf.data.Dataset.from_tensor_slices(
+        structure(lambda array: array[:full].reshape(-1, batch_size)))
+    if full < len(instances):
+        data = data.concatenate(tf.data.Dataset.from_tensors(structure(lambda array: array[full:])))
+    return data
+
+
 def fit_epoch(model: keras.Model, instances: Instances, batch_size: int,
               progress: bool = False) -> float:
-    """One pass over ``instances`` in their order; returns the mean loss."""
-    history = model.fit([instances.users[:, None], instances.items[:, None]],
-                        instances.labels[:, None], batch_size=batch_size, epochs=1,
-                        shuffle=False, verbose=1 if progress else 0)
+    """One pass over ``instances`` in their order; returns the mean loss.
+
+    On TensorFlow (outside a ``tf.distribute`` scope, which splits NumPy
+    batches across replicas itself) the batches come from :func:`batches`.
+    """
+    verbose = 1 if progress else 0
+    if keras.config.backend() == "tensorflow" and not in_distribution():
+        history = model.fit(batches(instances, batch_size), epochs=1, shuffle=False,
+                            verbose=verbose)
+    else:
+        history = model.fit([instances.users[:, None], instances.items[:, None]],
+                            instances.labels[:, None], batch_size=batch_size, epochs=1,
+                            shuffle=False, verbose=verbose)
     return float(history.history["loss"][0])
 
 

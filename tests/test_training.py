@@ -1,0 +1,57 @@
+"""fit_epoch: its ready-cut batches give Keras's own NumPy updates."""
+
+import keras
+import numpy as np
+import pytest
+
+from ncf_tf import neumf, training
+from ncf_tf.optimizers import make_optimizer
+from ncf_tf.sampling import Instances
+
+USERS, ITEMS = 30, 20
+
+
+def instances(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return Instances(rng.integers(0, USERS, n).astype(np.int32),
+                     rng.integers(0, ITEMS, n).astype(np.int32),
+                     (rng.random(n) < 0.2).astype(np.float32))
+
+
+def trained(fit, learner):
+    model = neumf.build(USERS, ITEMS, 4, [8, 4, 2], [0, 0, 0], seed=3)
+    training.compile_model(model, make_optimizer(learner, 0.01))
+    loss = fit(model)
+    return model.get_weights(), loss
+
+
+@pytest.mark.parametrize("n", [64 * 5, 64 * 5 + 7, 23])
+@pytest.mark.parametrize("learner", ["adam", "sgd"])
+def test_fit_epoch_is_kerass_numpy_fit(n, learner):
+    data = instances(n)
+
+    def numpy_fit(model):
+        history = model.fit([data.users[:, None], data.items[:, None]], data.labels[:, None],
+                            batch_size=64, epochs=1, shuffle=False, verbose=0)
+        return history.history["loss"][0]
+
+    expected, expected_loss = trained(numpy_fit, learner)
+    got, loss = trained(lambda model: training.fit_epoch(model, data, 64), learner)
+    for a, b in zip(expected, got):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+    assert loss == pytest.approx(expected_loss, rel=1e-6)
+    assert not np.allclose(got[0], neumf.build(USERS, ITEMS, 4, [8, 4, 2], [0, 0, 0], seed=3)
+                           .get_weights()[0])
+
+
+@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="tf.data input")
+def test_batches_cut_in_order_with_the_remainder_last():
+    data = instances(10)
+    cut = list(training.batches(data, 4).as_numpy_iterator())
+    assert [len(labels) for _, labels in cut] == [4, 4, 2]
+    users = np.concatenate([u[:, 0] for (u, _), _ in cut])
+    items = np.concatenate([i[:, 0] for (_, i), _ in cut])
+    labels = np.concatenate([y[:, 0] for _, y in cut])
+    np.testing.assert_array_equal(users, data.users)
+    np.testing.assert_array_equal(items, data.items)
+    np.testing.assert_array_equal(labels, data.labels)
