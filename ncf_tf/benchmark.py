@@ -13,10 +13,14 @@ Prints, in one run:
   floor: the bytes a dense Adam step must move (parameters, gradient and both
   moments read; parameters and moments written: 7 x 4 bytes per parameter)
   over the measured bandwidth; with the ratio to it;
-* NeuMF-8 with ``keras.optimizers.Adam`` beside the fused Adam, timed turn
-  about so that other load on the machine falls on both alike;
+* NeuMF-8 before and after each speed change, timed turn about so that
+  other load on the machine falls on all alike: ``keras.optimizers.Adam``
+  fed NumPy arrays, the fused Adam fed NumPy arrays, and the fused Adam fed
+  ready-cut batches (``training.fit_epoch``);
 * fast mode (changes results): NeuMF-8 and NeuMF-64 with lazy Adam and with
-  batch 2048, beside the faithful dense Adam at batch 256, turn about.
+  batch 2048, beside the faithful dense Adam at batch 256, turn about;
+* whole NeuMF-8 epochs of the authors' loop (``training.train``): sampling,
+  training and evaluation as a run records them.
 
 Times are wall-clock medians of a few runs (``best``: the fastest run; CPU:
 the process's CPU time, all threads), and the load average is printed: a
@@ -37,6 +41,7 @@ STEPS = 320        # timed steps per run: five compiled calls of 64
 RUNS = 3           # timed runs per model size
 AB_RUNS = 7        # turns of the Keras-Adam / fused-Adam comparison
 LARGE_BATCH = 2048  # fast mode's large batch
+FULL_EPOCHS = 2    # whole NeuMF-8 epochs timed at the end
 
 
 def bandwidth(size_mb: int = 256, repeats: int = 5) -> float:
@@ -160,18 +165,26 @@ def main(argv: list[str]) -> int:
                   f"{floor * 1e3:>10.3f}{per_step / floor:>7.1f}{per_step * steps_per_epoch:>9.1f}",
                   flush=True)
 
-    print(f"\nNeuMF-8, Adam before/after, {AB_RUNS} turns of {STEPS} steps each:")
-    optimizers = {
-        "keras.optimizers.Adam (before)": keras.optimizers.Adam(
-            0.001, beta_1=0.9, beta_2=0.999, epsilon=EPSILON),
-        "FusedAdam (make_optimizer)": make_optimizer("adam", 0.001),
+    print(f"\nNeuMF-8 before/after (Adam, input), {AB_RUNS} turns of {STEPS} steps each:")
+
+    def numpy_fit(model):
+        x, y = [part.users[:, None], part.items[:, None]], part.labels[:, None]
+        return lambda: model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+
+    variants = {
+        "keras Adam, NumPy input (first)": (keras.optimizers.Adam(
+            0.001, beta_1=0.9, beta_2=0.999, epsilon=EPSILON), numpy_fit),
+        "FusedAdam, NumPy input": (make_optimizer("adam", 0.001), numpy_fit),
+        "FusedAdam, ready batches (now)": (make_optimizer("adam", 0.001), epoch_part),
     }
-    models = {label: compiled(builders["NeuMF"], 8, opt) for label, opt in optimizers.items()}
+    fns = {label: fit(compiled(builders["NeuMF"], 8, opt)) for label, (opt, fit) in variants.items()}
+    for fn in fns.values():
+        fn()   # traces for its input
     cpu = {}
-    times = _turns({label: epoch_part(model) for label, model in models.items()}, AB_RUNS, cpu)
+    times = _turns(fns, AB_RUNS, cpu)
     for label, runs in times.items():
         per_step = np.median(runs) / STEPS
-        print(f"  {label:<32}{per_step * 1e3:6.2f} ms/step (best {min(runs) / STEPS * 1e3:.2f}, "
+        print(f"  {label:<34}{per_step * 1e3:6.2f} ms/step (best {min(runs) / STEPS * 1e3:.2f}, "
               f"CPU {np.median(cpu[label]) / STEPS * 1e3:.2f}){per_step * steps_per_epoch:7.1f} s/epoch")
     print(f"\nfast mode (changes results; HR/NDCG in results/README.md), {AB_RUNS} turns "
           f"over the same {n:,} instances:")
@@ -195,8 +208,14 @@ def main(argv: list[str]) -> int:
             t = np.median(runs)
             print(f"  NeuMF-{factors:<3}{label:<34}{t / n * len(instances):7.1f} s/epoch "
                   f"(x{base / t:.1f})", flush=True)
-    print(f"\nfull NeuMF-8 epoch target <= 15 s; sampling {med['epoch']:.2f} s + training "
-          f"+ evaluation; {_load()}")
+    model = compiled(builders["NeuMF"], 8, make_optimizer("adam", 0.001))
+    state = training.train(model, sampler, evaluator, epochs=FULL_EPOCHS, batch_size=BATCH,
+                           rng=rng, log=lambda line: None)
+    print(f"\nfull NeuMF-8 epochs on ml-1m (training.train: sample + train + evaluate), "
+          f"target <= 15 s; {_load()}")
+    for e in state.epochs:
+        print(f"  epoch {e.epoch}: {e.sample_s + e.train_s + e.eval_s:5.1f} s = sampling "
+              f"{e.sample_s:.2f} + training {e.train_s:.1f} + evaluation {e.eval_s:.2f}")
     return 0
 
 
