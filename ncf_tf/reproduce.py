@@ -118,9 +118,10 @@ def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
                      num_neg: int = 4, learner: str = "adam") -> float:
     """Seconds per epoch on a 2-core CPU, from the parameter count.
 
-    A fit to ml-1m's measured steps at batch 256 with ``FusedAdam``
-    (``results/benchmark.txt``: GMF-8 0.76, NeuMF-8 1.22, NeuMF-64 8.18 ms):
-    0.55 ms plus 2.3 ms per million parameters, the dense update being
+    A fit to ml-1m's measured steps at batch 256 with ``FusedAdam`` and
+    ready-cut batches (``results/benchmark.txt``: GMF-8 0.40, NeuMF-8 0.92
+    to 1.00, NeuMF-64 8.0 to 9.3 ms; whole NeuMF-8 epochs 19 to 21 s):
+    0.25 ms plus 2.3 ms per million parameters, the dense update being
     memory-bound; SGD (pretrained NeuMF) about 0.4 of the parameter-dependent
     part, from the recorded runs. A planning figure, not a measurement.
     """
@@ -130,7 +131,7 @@ def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
     params_m = ((users + items) * width + dense) / 1e6
     scale = 2.3 if learner == "adam" else 0.9
     steps = train * (1 + num_neg) / 256
-    return steps * (0.55 + scale * params_m) / 1000
+    return steps * (0.25 + scale * params_m) / 1000
 
 
 def ncf_job(model: str, dataset: str, factors: int, seed: int, layers=None, num_neg: int = 4,
