@@ -55,11 +55,14 @@ TUNING_GRID = {
              + [{"num_factors": f, "alpha": 16.0, "reg": r, "reg_exponent": 1.0}
                 for f in (128, 256) for r in (30.0, 100.0, 300.0)]
              + [{"num_factors": 128, "alpha": 16.0, "reg": r, "reg_exponent": 1.0}
-                for r in (50.0, 150.0)]),
+                for r in (50.0, 150.0)]
+             + [{"num_factors": 128, "alpha": a, "reg": r, "reg_exponent": 1.0}
+                for a in (4.0, 8.0, 32.0) for r in (50.0, 100.0, 200.0)]),
     "MF": [{"num_factors": f} for f in (64, 128)],
 }
 """The tuning grids of the stronger baselines (iALS with and without the
-frequency-scaled regularisation, ``reg_exponent``); every point is fitted on the
+frequency-scaled regularisation, ``reg_exponent``, and its confidence weight
+``alpha`` around the best point); every point is fitted on the
 training file less each user's latest interaction and chosen on that
 validation set only (seed 0); the chosen point is then refitted on the whole
 training file and tested, with 3 seeds where the model is random (MF, iALS)."""
