@@ -72,3 +72,19 @@ def test_fast_mode_runs_stay_out_of_the_paper_tables(tmp_path):
     assert row == ("| `ml-1m_NeuMF_8_64-32-16-8_lazy_e20`: lazy Adam (embedding rows updated only "
                    "when in the batch) | 0.6000 (1) | 0.3500 (1) | -0.090 | 5.5 | x2.0 |")
     assert text.count("| sgd | faithful |") == 2 and text.count("| sgd | fast |") == 1
+
+
+def test_beyond_names_the_model_best_on_validation_not_on_test(tmp_path):
+    runs = tmp_path / "runs"
+    for model, validation, test in (("NeuMF", 0.72, 0.60), ("GMF", 0.65, 0.66)):
+        r = record(0, test, 0.35, pretrain=False)
+        r.update(model=model, selection="validation", best_validation={"hr": validation, "ndcg": 0.4})
+        write_json(str(runs / f"{model}.json"), r)
+    (tmp_path / "published_results.csv").write_text(
+        "source,dataset,model,setting,factors,note,hr@10,ndcg@10\n")
+    report.write(str(tmp_path))
+    text = (tmp_path / "README.md").read_text()
+    assert ("Best model on validation: NeuMF-8, test HR@10 0.6000, NDCG@10 0.3500; the best "
+            "published number under this protocol is 0.731 / 0.452 (difference -0.1310 / "
+            "-0.1020). One binomial standard error of an HR@10 of 0.60 over 6,040 test users "
+            "is 0.0063.") in text
