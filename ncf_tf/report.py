@@ -457,7 +457,7 @@ def longer_training(rep: "Report", records: list[dict], dataset: str) -> None:
                      f"{first['hr']:.4f} / {first['ndcg']:.4f} ({first['epoch']})" if first else "–",
                      f"{r['best']['hr']:.4f} / {r['best']['ndcg']:.4f} ({r['best_epoch']})",
                      f"{ref[0]:.3f} / {ref[1]:.3f}" if ref else "–"])
-    rep.table(f"long_{dataset}", [f"run", f"best in epochs 0-{reproduce.EPOCHS - 1} (epoch)",
+    rep.table(f"long_{dataset}", ["run", f"best in epochs 0-{reproduce.EPOCHS - 1} (epoch)",
                                   f"best in {reproduce.LONG_EPOCHS} epochs (epoch)", "paper"], rows)
 
 

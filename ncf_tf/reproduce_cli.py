@@ -21,9 +21,9 @@ def define_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
     flags.DEFINE_string("only", "all", "table2, fig4, fig5, table3 (Tables 3 and 4), fig6, "
                         "fig7, beyond (validation-selected models and tuned stronger "
-                        "baselines), fast (fast mode's NeuMF-8 variants), long (MLP-1 and MLP-2 over 100 "
-                        "epochs), or all (every paper "
-                        "experiment and beyond, most important runs first).",
+                        "baselines), fast (fast mode's NeuMF-8 variants), long (MLP-1 and "
+                        "MLP-2 over 100 epochs), or all (every paper experiment and beyond, "
+                        "most important runs first).",
                         flag_values=fv)
     flags.DEFINE_string("dataset", "ml-1m", "ml-1m or pinterest-20.", flag_values=fv)
     flags.DEFINE_integer("seeds", 3, "Seeds per Table 2 cell (0 .. seeds-1).", flag_values=fv)

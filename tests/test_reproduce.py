@@ -15,11 +15,15 @@ def test_plans_are_consistent(experiment):
     names = [job.name for job in jobs]
     assert len(names) == len(set(names))
     everything = {job.name for job in reproduce.plan("all", "ml-1m", seeds=3)}
-    if experiment == "fast":   # fast mode is not the paper's: outside "all"
+    if experiment in ("fast", "long"):   # not the paper's protocol: outside "all"
         assert not everything & set(names)
-        assert all(config_of(job).fast_mode() for job in jobs)
         assert all(config_of(job).run_key() == job.name for job in jobs)
         everything = set(names)
+    if experiment == "fast":
+        assert all(config_of(job).fast_mode() for job in jobs)
+    if experiment == "long":
+        assert [(config_of(job).layers, config_of(job).epochs) for job in jobs] == [
+            ([16, 8], 100), ([32, 16, 8], 100)]
     for job in jobs:
         assert job.estimate_s > 0 and job.name in everything
         for dependency in job.needs:
