@@ -12,6 +12,8 @@ from __future__ import annotations
 import collections
 import csv
 import glob
+import itertools
+import json
 import os
 import sys
 
@@ -461,6 +463,49 @@ def longer_training(rep: "Report", records: list[dict], dataset: str) -> None:
                                   f"best in {reproduce.LONG_EPOCHS} epochs (epoch)", "paper"], rows)
 
 
+RUN_ONLY = ("epochs", "path", "model_dir", "results_dir", "run_name", "tensorboard",
+            "progress", "verbose", "device")
+"""Config entries that do not change an epoch's result (where files go, how
+long the run is, what it prints)."""
+
+
+def commit_of(record: dict) -> str:
+    git = record["git"]
+    return git["commit"] if isinstance(git, dict) else str(git)
+
+
+def same_seed_across_commits(rep: "Report", records: list[dict], dataset: str) -> None:
+    """Runs of one configuration and seed recorded at different commits,
+    compared epoch by epoch over the epochs both ran."""
+    groups = collections.defaultdict(list)
+    for r in records:
+        if r["dataset"] == dataset and r["kind"] == "train" and r.get("git"):
+            key = json.dumps([r["seed"], {k: v for k, v in r["config"].items()
+                                          if k not in RUN_ONLY}], sort_keys=True)
+            groups[key].append(r)
+    rows = []
+    for runs in groups.values():
+        runs.sort(key=lambda r: r["_name"])
+        for a, b in itertools.combinations(runs, 2):
+            if commit_of(a) == commit_of(b):
+                continue
+            pairs = list(zip(a["epochs"], b["epochs"]))
+            diff = {key: max((abs(x[key] - y[key]) for x, y in pairs
+                              if x[key] is not None and y[key] is not None), default=0.0)
+                    for key in ("loss", "hr", "ndcg")}
+            rows.append([f"`{a['_name']}` ({commit_of(a)[:7]})",
+                         f"`{b['_name']}` ({commit_of(b)[:7]})", len(pairs),
+                         *(f"{diff[key]:.2g}" for key in ("loss", "hr", "ndcg"))])
+    if not rows:
+        return
+    rep.add(f"### Same seed, different commits ({dataset})", "",
+            "Runs of one configuration and seed recorded at different commits (e.g. before "
+            "and after a speed change), compared over the epochs both ran: the largest "
+            "difference of the epoch's loss, HR@10 and NDCG@10 (0: identical).", "")
+    rep.table(f"same_seed_{dataset}", ["run", "run", "epochs", "max Δloss", "max ΔHR@10",
+                                       "max ΔNDCG@10"], rows)
+
+
 def missing_runs(records: list[dict], dataset: str,
                  runs_dir: str) -> list[tuple[str, list[reproduce.Job]]]:
     names = {r["_name"] for r in records}
@@ -538,6 +583,7 @@ def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, di
         beyond(rep, records, dataset)
         fast_mode(rep, records, dataset)
         longer_training(rep, records, dataset)
+        same_seed_across_commits(rep, records, dataset)
         reruns = paper.get(("re-run", dataset), [])
         if reruns:
             rep.add(f"### Published re-runs on the same files ({dataset})", "")

@@ -107,3 +107,25 @@ def test_longer_training_shows_the_best_within_20_epochs_and_overall(tmp_path):
     assert ("| MLP-1, F = 8, seed 0 | 0.5190 / 0.3000 (19) | 0.6300 / 0.3700 (57) "
             "| 0.628 / 0.359 |") in text
     assert "| 0.6300 (1) vs 0.628 |" not in text   # a 100-epoch run stays out of Table 3
+
+
+def test_same_seed_across_commits_compares_the_epochs_both_ran(tmp_path):
+    runs = tmp_path / "runs"
+    short = record(0, 0.68, 0.40, pretrain=False)
+    long = record(0, 0.69, 0.41, pretrain=False)
+    long["config"].update(epochs=100, run_name="other name")
+    long["git"] = {"commit": "def4567", "dirty": False}
+    long["epochs"] = short["epochs"] + [{**short["epochs"][0], "epoch": 1, "hr": 0.5}]
+    other_seed = {**record(1, 0.6, 0.3, pretrain=False), "git": {"commit": "fff", "dirty": False}}
+    changed = record(0, 0.7, 0.4, pretrain=False)
+    changed["git"] = {"commit": "0123456", "dirty": False}
+    changed["epochs"] = [{**short["epochs"][0], "hr": 0.6805}]
+    for name, r in (("a_e20", short), ("b_e100", long), ("c_s1", other_seed), ("d_e20", changed)):
+        write_json(str(runs / f"{name}.json"), r)
+    (tmp_path / "published_results.csv").write_text(
+        "source,dataset,model,setting,factors,note,hr@10,ndcg@10\n")
+    report.write(str(tmp_path))
+    text = (tmp_path / "README.md").read_text()
+    assert "| `a_e20` (abc) | `b_e100` (def4567) | 1 | 0 | 0 | 0 |" in text
+    assert "| `a_e20` (abc) | `d_e20` (0123456) | 1 | 0 | 0.0005 | 0 |" in text
+    assert "c_s1` (fff)" not in text
