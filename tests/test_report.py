@@ -88,6 +88,7 @@ def test_beyond_names_the_model_best_on_validation_not_on_test(tmp_path):
             "published number under this protocol is 0.731 / 0.452 (difference -0.1310 / "
             "-0.1020). One binomial standard error of an HR@10 of 0.60 over 6,040 test users "
             "is 0.0063.") in text
+    assert "Short of it by 0.1310 HR@10, 20.8 standard errors." in text
 
 
 def test_longer_training_shows_the_best_within_20_epochs_and_overall(tmp_path):
