@@ -168,8 +168,7 @@ def main(argv: list[str]) -> int:
     print(f"\nNeuMF-8 before/after (Adam, input), {AB_RUNS} turns of {STEPS} steps each:")
 
     def numpy_fit(model):
-        x, y = [part.users[:, None], part.items[:, None]], part.labels[:, None]
-        return lambda: model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+        return lambda: training.fit_numpy(model, part, BATCH)
 
     variants = {
         "keras Adam, NumPy input (first)": (keras.optimizers.Adam(

@@ -120,13 +120,18 @@ def fit_epoch(model: keras.Model, instances: Instances, batch_size: int,
     batches across replicas itself) the batches come from :func:`batches`.
     """
     verbose = 1 if progress else 0
-    if keras.config.backend() == "tensorflow" and not in_distribution():
-        history = model.fit(batches(instances, batch_size), epochs=1, shuffle=False,
-                            verbose=verbose)
-    else:
-        history = model.fit([instances.users[:, None], instances.items[:, None]],
-                            instances.labels[:, None], batch_size=batch_size, epochs=1,
-                            shuffle=False, verbose=verbose)
+    if keras.config.backend() != "tensorflow" or in_distribution():
+        return fit_numpy(model, instances, batch_size, verbose)
+    history = model.fit(batches(instances, batch_size), epochs=1, shuffle=False, verbose=verbose)
+    return float(history.history["loss"][0])
+
+
+def fit_numpy(model: keras.Model, instances: Instances, batch_size: int,
+              verbose: int = 0) -> float:
+    """:func:`fit_epoch` with the arrays handed to Keras, which cuts the batches."""
+    history = model.fit([instances.users[:, None], instances.items[:, None]],
+                        instances.labels[:, None], batch_size=batch_size, epochs=1,
+                        shuffle=False, verbose=verbose)
     return float(history.history["loss"][0])
 
 
