@@ -65,10 +65,11 @@ def setting_of(record: dict) -> str:
     return "from scratch"
 
 
-def is_standard(record: dict) -> bool:
-    """An NCF run with the planned settings (20 epochs, lr, batch, no regularisation)."""
+def is_standard(record: dict, epochs: int = reproduce.EPOCHS) -> bool:
+    """An NCF run with the planned settings (``epochs``, lr, batch, no regularisation)."""
     config = record["config"]
-    return (record.get("selection", "test") == "test" and config["epochs"] == reproduce.EPOCHS and config["batch_size"] == 256
+    return (record.get("selection", "test") == "test" and config["epochs"] == epochs
+            and config["batch_size"] == 256
             and config["lr"] == 0.001 and not config.get("learner")
             and not any(config.get("reg_layers", [])) and not any(config.get("regs", []))
             and config.get("alpha", 0.5) == 0.5 and not record.get("fast_mode"))
@@ -448,9 +449,8 @@ def longer_training(rep: "Report", records: list[dict], dataset: str) -> None:
     their best within the tables' 20 epochs of the same run and the paper."""
     runs = sorted((r for r in records
                    if r["dataset"] == dataset and r["kind"] == "train" and r["model"] == "MLP"
-                   and r.get("selection", "test") == "test" and not r.get("fast_mode")
-                   and r["config"]["epochs"] == reproduce.LONG_EPOCHS),
-                  key=lambda r: (len(r["config"]["layers"]), r["_name"]))
+                   and is_standard(r, reproduce.LONG_EPOCHS)),
+                  key=lambda r: (hidden_of(r), r["_name"]))
     if not runs:
         return
     rep.add(f"### Longer training: MLP over {reproduce.LONG_EPOCHS} epochs ({dataset})", "",
@@ -458,7 +458,7 @@ def longer_training(rep: "Report", records: list[dict], dataset: str) -> None:
             f"{reproduce.LONG_EPOCHS}. Best epoch on test, as in the tables.", "")
     rows = []
     for r in runs:
-        hidden, factors = len(r["config"]["layers"]) - 1, factors_of(r)
+        hidden, factors = hidden_of(r), factors_of(r)
         early = [e for e in r["epochs"][:reproduce.EPOCHS] if e["hr"] is not None]
         first = max(early, key=lambda e: e["hr"]) if early else None
         ref = rep.paper.get((dataset, f"MLP-{hidden}", factors, "from scratch"))
@@ -477,8 +477,7 @@ long the run is, what it prints)."""
 
 
 def commit_of(record: dict) -> str:
-    git = record["git"]
-    return git["commit"] if isinstance(git, dict) else str(git)
+    return str(record["git"]["commit"])
 
 
 def same_seed_across_commits(rep: "Report", records: list[dict], dataset: str) -> None:
@@ -486,7 +485,7 @@ def same_seed_across_commits(rep: "Report", records: list[dict], dataset: str) -
     compared epoch by epoch over the epochs both ran."""
     groups = collections.defaultdict(list)
     for r in records:
-        if r["dataset"] == dataset and r["kind"] == "train" and r.get("git"):
+        if r["dataset"] == dataset and r["kind"] == "train":
             key = json.dumps([r["seed"], {k: v for k, v in r["config"].items()
                                           if k not in RUN_ONLY}], sort_keys=True)
             groups[key].append(r)
@@ -518,7 +517,7 @@ def missing_runs(records: list[dict], dataset: str,
     names = {r["_name"] for r in records}
     out = []
     for experiment in reproduce.EXPERIMENTS:
-        if experiment in ("fast", "long"):   # not the paper's, nor part of "all"
+        if experiment in reproduce.OUTSIDE_ALL:
             continue
         jobs = [j for j in reproduce.plan(experiment, dataset, results_dir=runs_dir)
                 if j.name not in names]
@@ -567,7 +566,7 @@ def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, di
                     "downloaded, these commands run every cell (resumable):", "", "```",
                     f"bin/download_data --dataset {dataset}")
             rep.add(*(f"bin/reproduce --only {e} --dataset {dataset}"
-                      for e in reproduce.EXPERIMENTS if e not in ("fast", "long")), "```", "")
+                      for e in reproduce.EXPERIMENTS if e not in reproduce.OUTSIDE_ALL), "```", "")
             rows = [[e, len(jobs), f"{estimated_hours(jobs, []):.0f}"]
                     for e, jobs in missing_runs(records, dataset, os.path.join(folder, "runs"))]
             rep.add("Estimated cost on a 2-core CPU (from the parameter counts; planning "
@@ -613,14 +612,13 @@ def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, di
             "| record | model | seed | optimizer | mode | wall | machine | commit | backend |",
             "|---|---|---|---|---|---|---|---|---|")
     for r in sorted(records, key=lambda r: r["_file"]):
-        git = r["git"]
         machine = f"{r['machine'].get('cpu_count')} CPU, {r.get('device', 'cpu')}"
         optimizer = r.get("optimizer") or ("Adam" if r.get("learner") == "adam"
                                            else r.get("learner", "–"))
         mode = r.get("mode", "faithful") if r["kind"] == "train" else "–"
         rep.add(f"| `{r['_file']}` | {r['model']} | {r['seed']} | {optimizer} | {mode} | "
                 f"{r['wall_s'] / 60:.1f} min | "
-                f"{machine} | {str(git['commit'])[:10]}{' (dirty)' if git['dirty'] else ''} | "
+                f"{machine} | {commit_of(r)[:10]}{' (dirty)' if r['git']['dirty'] else ''} | "
                 f"keras {r['versions']['keras']} / {r['versions']['backend']} |")
     rep.add("")
     return "\n".join(rep.lines), rep.tables, plots

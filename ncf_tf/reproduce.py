@@ -29,6 +29,8 @@ from ncf_tf.config import TrainConfig
 from ncf_tf.records import read_json
 
 EXPERIMENTS = ("table2", "fig4", "fig5", "table3", "fig6", "fig7", "beyond", "fast", "long")
+OUTSIDE_ALL = ("fast", "long")
+"""Experiments outside the paper's protocol that ``all`` leaves out."""
 """``table3`` covers Tables 3 and 4 (HR and NDCG of the same runs); ``beyond``
 is the validation-selected comparison with stronger baselines; ``fast`` the
 fast mode's variants of NeuMF-8 (not part of ``all``: not the paper's math)."""

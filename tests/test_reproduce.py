@@ -15,7 +15,7 @@ def test_plans_are_consistent(experiment):
     names = [job.name for job in jobs]
     assert len(names) == len(set(names))
     everything = {job.name for job in reproduce.plan("all", "ml-1m", seeds=3)}
-    if experiment in ("fast", "long"):   # not the paper's protocol: outside "all"
+    if experiment in reproduce.OUTSIDE_ALL:
         assert not everything & set(names)
         assert all(config_of(job).run_key() == job.name for job in jobs)
         everything = set(names)
