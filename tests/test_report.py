@@ -22,6 +22,16 @@ def record(seed, hr, ndcg, pretrain=True, factors=8):
             "versions": {"keras": "3", "backend": "tensorflow"}}
 
 
+def written(tmp_path, *paper_rows):
+    """results/README.md as report.write makes it from tmp_path/runs and these
+    rows of published_results.csv."""
+    (tmp_path / "published_results.csv").write_text(
+        "source,dataset,model,setting,factors,note,hr@10,ndcg@10\n"
+        + "".join(row + "\n" for row in paper_rows))
+    report.write(str(tmp_path))
+    return (tmp_path / "README.md").read_text()
+
+
 def test_cells_from_records(tmp_path):
     runs = tmp_path / "runs"
     for seed, hr in ((0, 0.68), (1, 0.69), (2, 0.70)):
@@ -31,12 +41,8 @@ def test_cells_from_records(tmp_path):
     write_json(str(runs / "pop.json"), {
         **record(0, 0.4531, 0.2541), "kind": "baseline", "model": "ItemPop", "params": {},
         "config": {"model": "ItemPop"}, "fit_s": 0.1})
-    (tmp_path / "published_results.csv").write_text(
-        "source,dataset,model,setting,factors,note,hr@10,ndcg@10\n"
-        "paper Table 2,ml-1m,NeuMF,pretrained,8,,0.684,0.403\n"
-        "paper Table 2,ml-1m,NeuMF,from scratch,16,,0.696,0.420\n")
-    report.write(str(tmp_path))
-    text = (tmp_path / "README.md").read_text()
+    text = written(tmp_path, "paper Table 2,ml-1m,NeuMF,pretrained,8,,0.684,0.403",
+                   "paper Table 2,ml-1m,NeuMF,from scratch,16,,0.696,0.420")
     row = next(line for line in text.splitlines() if line.startswith("| 8 | 0.6900"))
     assert row.startswith("| 8 | 0.6900 ± 0.0100 (3) | 0.684 | +0.006 | 0.4000 ± 0.0000 (3) "
                           "| 0.403 | -0.003 |")
@@ -61,11 +67,7 @@ def test_fast_mode_runs_stay_out_of_the_paper_tables(tmp_path):
     fast["epochs"][0]["train_s"] = 4.5
     fast.update(mode="fast", fast_mode=["lazy Adam (embedding rows updated only when in the batch)"])
     write_json(str(runs / "ml-1m_NeuMF_8_64-32-16-8_lazy_e20_s0.json"), fast)
-    (tmp_path / "published_results.csv").write_text(
-        "source,dataset,model,setting,factors,note,hr@10,ndcg@10\n"
-        "paper Table 2,ml-1m,NeuMF,from scratch,8,,0.688,0.410\n")
-    report.write(str(tmp_path))
-    text = (tmp_path / "README.md").read_text()
+    text = written(tmp_path, "paper Table 2,ml-1m,NeuMF,from scratch,8,,0.688,0.410")
     # Table 2 averages the two faithful runs only (the fast run's 0.60 would pull it to 0.66).
     assert "| 0.6900 ± 0.0141 (2) | 0.688 | +0.002 |" in text
     row = next(line for line in text.splitlines() if "`ml-1m_NeuMF_8_64-32-16-8_lazy_e20`" in line)
@@ -80,10 +82,7 @@ def test_beyond_names_the_model_best_on_validation_not_on_test(tmp_path):
         r = record(0, test, 0.35, pretrain=False)
         r.update(model=model, selection="validation", best_validation={"hr": validation, "ndcg": 0.4})
         write_json(str(runs / f"{model}.json"), r)
-    (tmp_path / "published_results.csv").write_text(
-        "source,dataset,model,setting,factors,note,hr@10,ndcg@10\n")
-    report.write(str(tmp_path))
-    text = (tmp_path / "README.md").read_text()
+    text = written(tmp_path)
     assert ("Best model on validation: NeuMF-8, test HR@10 0.6000, NDCG@10 0.3500; the best "
             "published number under this protocol is 0.731 / 0.452 (difference -0.1310 / "
             "-0.1020). One binomial standard error of an HR@10 of 0.60 over 6,040 test users "
@@ -100,11 +99,7 @@ def test_longer_training_shows_the_best_within_20_epochs_and_overall(tmp_path):
     r["epochs"] = [{"epoch": e, "loss": 0.3, "hr": 0.5 + e / 1000, "ndcg": 0.3, "sample_s": 1.0,
                     "train_s": 1.0, "eval_s": 0.1} for e in range(100)]
     write_json(str(runs / "ml-1m_MLP_16-8_e100_s0.json"), r)
-    (tmp_path / "published_results.csv").write_text(
-        "source,dataset,model,setting,factors,note,hr@10,ndcg@10\n"
-        "paper Tables 3-4,ml-1m,MLP-1,from scratch,8,,0.628,0.359\n")
-    report.write(str(tmp_path))
-    text = (tmp_path / "README.md").read_text()
+    text = written(tmp_path, "paper Tables 3-4,ml-1m,MLP-1,from scratch,8,,0.628,0.359")
     assert ("| MLP-1, F = 8, seed 0 | 0.5190 / 0.3000 (19) | 0.6300 / 0.3700 (57) "
             "| 0.628 / 0.359 |") in text
     assert "| 0.6300 (1) vs 0.628 |" not in text   # a 100-epoch run stays out of Table 3
@@ -123,10 +118,7 @@ def test_same_seed_across_commits_compares_the_epochs_both_ran(tmp_path):
     changed["epochs"] = [{**short["epochs"][0], "hr": 0.6805}]
     for name, r in (("a_e20", short), ("b_e100", long), ("c_s1", other_seed), ("d_e20", changed)):
         write_json(str(runs / f"{name}.json"), r)
-    (tmp_path / "published_results.csv").write_text(
-        "source,dataset,model,setting,factors,note,hr@10,ndcg@10\n")
-    report.write(str(tmp_path))
-    text = (tmp_path / "README.md").read_text()
+    text = written(tmp_path)
     assert "| `a_e20` (abc) | `b_e100` (def4567) | 1 | 0 | 0 | 0 |" in text
     assert "| `a_e20` (abc) | `d_e20` (0123456) | 1 | 0 | 0.0005 | 0 |" in text
     assert "c_s1` (fff)" not in text
