@@ -5,8 +5,11 @@ Prints, in one run:
 * memory bandwidth (numpy copy of 256 MB, read + written bytes per second);
 * negative sampling per ml-1m epoch (sample + shuffle), and the shuffle
   beside the one it replaced (one ``rng.permutation`` and three gathers);
-* evaluation (one batched scoring pass) on ml-1m, and at pinterest-20's size
-  on generated data (55,187 users x 100 items);
+* evaluation (one batched scoring pass) on ml-1m, factored
+  (``ncf_tf.scoring``) beside the model's own forward pass that it
+  replaced, against its compute floor (its FLOPs over the measured rate of
+  float32 matrix products); and at pinterest-20's size on generated data
+  (55,187 users x 100 items);
 * per training step (batch 256, ``steps_per_execution=64``, dense Adam as
   ``make_optimizer`` returns it) of GMF, MLP and NeuMF at F = 8..64 (MLP
   tower [8F, 4F, 2F, F]), the ml-1m epoch it implies (19,418 steps), and the
@@ -42,6 +45,7 @@ RUNS = 3           # timed runs per model size
 AB_RUNS = 7        # turns of the Keras-Adam / fused-Adam comparison
 LARGE_BATCH = 2048  # fast mode's large batch
 FULL_EPOCHS = 2    # whole NeuMF-8 epochs timed at the end
+GEMM = (16384, 256, 128)  # the largest per-pair product of NeuMF-64's scoring
 
 
 def bandwidth(size_mb: int = 256, repeats: int = 5) -> float:
@@ -49,6 +53,37 @@ def bandwidth(size_mb: int = 256, repeats: int = 5) -> float:
     b = np.empty_like(a)
     best = min(_timed(lambda: np.copyto(b, a)) for _ in range(repeats))
     return 2 * a.nbytes / best
+
+
+def matmul_rate(repeats: int = 5) -> float:
+    """Float32 matrix-product FLOP/s of the Keras backend, at a scoring chunk's shape."""
+    import keras
+
+    m, k, n = GEMM
+    a = keras.ops.ones((m, k))
+    b = keras.ops.ones((k, n))
+    np.asarray(keras.ops.matmul(a, b))
+    best = min(_timed(lambda: np.asarray(keras.ops.matmul(a, b))) for _ in range(repeats))
+    return 2 * m * k * n / best
+
+
+def scoring_flops(model, pairs: int) -> int:
+    """Multiply-adds x 2 of factored scoring (``ncf_tf.scoring``): the user and
+    item halves of the first tower layer once per user and item; the rest of
+    the tower, the GMF product and the output layer once per pair."""
+    from ncf_tf import scoring
+
+    f = scoring.factored(model)
+    tower = scoring.tower(model)
+    flops = 0
+    if tower:   # (users + items) x (d/2 x n1) multiply-adds
+        rows = f.mlp_user.shape[0] + f.mlp_item.shape[0]
+        flops += rows * tower[0].kernel.shape[0] * tower[0].units
+    per_pair = sum(2 * layer.kernel.shape[0] * layer.units for layer in tower[1:])
+    if f.gmf_user is not None:
+        per_pair += 2 * f.gmf_user.shape[1]
+    per_pair += 2 * (f.h.shape[0] if f.h is not None else 1)
+    return flops + pairs * per_pair
 
 
 def _timed(fn) -> float:
@@ -114,13 +149,22 @@ def main(argv: list[str]) -> int:
           f"(before): {med['before']:.3f} s (CPU {np.median(cpu['before']):.3f})")
 
     evaluator = LeaveOneOutEvaluator.for_dataset(ds)
+    rate = matmul_rate()
+    print(f"matrix products (float32, {GEMM[0]}x{GEMM[1]} @ {GEMM[1]}x{GEMM[2]}): "
+          f"{rate / 1e9:.0f} GFLOP/s")
     for factors in (8, 64):
         model = neumf.build(ds.num_users, ds.num_items, factors,
                             [8 * factors, 4 * factors, 2 * factors, factors])
-        score_fn = training.make_score_fn(model)
-        evaluator.evaluate(score_fn)
-        t = np.median([_timed(lambda: evaluator.evaluate(score_fn)) for _ in range(3)])
-        print(f"evaluation ml-1m, NeuMF-{factors} (604,000 pairs): {t:.3f} s  [target <= 0.5 s]")
+        fns = {name: (lambda f: lambda: evaluator.evaluate(f))(make(model))
+               for name, make in (("now", training.make_score_fn),
+                                  ("before", training.keras_score_fn))}
+        for fn in fns.values():
+            fn()
+        times = _turns(fns, 3)
+        floor = scoring_flops(model, evaluator.num_pairs) / rate
+        print(f"evaluation ml-1m, NeuMF-{factors} (604,000 pairs): {np.median(times['now']):.3f} s "
+              f"(forward pass, before: {np.median(times['before']):.3f} s; compute floor "
+              f"{floor:.3f} s)  [target <= 0.5 s]")
     users, items = 55187, 9916
     big = LeaveOneOutEvaluator(np.arange(users), rng.integers(0, items, users),
                                rng.integers(0, items, (users, 99)))

@@ -230,7 +230,7 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
 
 def full_ranking(model: keras.Model, dataset: Dataset, k: int, log) -> dict:
     """HR, NDCG and recall at ``k`` of the test items against the whole catalogue."""
-    from ncf_tf.recommend import all_item_logits
+    from ncf_tf.scoring import all_item_logits
     start = time.time()
     result = FullRankingEvaluator.for_dataset(dataset, k).evaluate_all(
         lambda users: np.asarray(all_item_logits(model, users)))

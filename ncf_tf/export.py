@@ -21,7 +21,7 @@ The export is one folder:
   and their SHA-256, and the signatures described.
 
 ``top_k`` runs the same code as :func:`ncf_tf.recommend.top_k`
-(:func:`~ncf_tf.recommend.all_item_logits` and
+(:func:`~ncf_tf.scoring.all_item_logits` and
 :func:`~ncf_tf.recommend.rank_items`), so both recommend the same items.
 The folder is assembled beside its destination and renamed into place, so
 an interrupted export leaves nothing under the destination's name.
@@ -37,7 +37,7 @@ import keras
 import numpy as np
 import scipy.sparse as sp
 
-from ncf_tf import recommend, records, trained
+from ncf_tf import recommend, records, scoring, trained
 
 KERAS_FILE = "model.keras"
 SAVED_MODEL = "saved_model"
@@ -88,7 +88,7 @@ def serving_functions(model: keras.Model, exclude: sp.csr_matrix | None, k: int)
             where = tf.stack([seen.value_rowids(), seen.flat_values], axis=1)
             excluded = tf.scatter_nd(where, tf.ones_like(seen.flat_values, tf.int32),
                                      tf.cast([tf.shape(user)[0], num_items], tf.int64)) > 0
-        items, scores = recommend.rank_items(recommend.all_item_logits(model, user),
+        items, scores = recommend.rank_items(scoring.all_item_logits(model, user),
                                              excluded, k)
         return {"items": items, "scores": scores}
 

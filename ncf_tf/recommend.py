@@ -1,23 +1,14 @@
 """Top-K recommendation over the whole catalogue, in one batched scoring pass.
 
-For each user u every item i is scored with the model's logit, the output of
-the ``prediction`` layer before the sigmoid,
-
-    s(u, i) = h^T phi(u, i) + b,        y_ui = sigmoid(s(u, i)),
-
-and the K items of highest score are returned, the user's training items
-excluded unless asked otherwise. Logits rank exactly as the probabilities
-do, without float32 saturation ties near 1.
+Every item is scored with the model's logit (the ``prediction`` layer's
+output before the sigmoid: it ranks exactly as the probability does), and
+the K items of highest score are returned, the user's training items
+excluded unless asked otherwise.
 
 GMF, MLP and NeuMF are scored a chunk of users at a time as a
-``(users, items)`` matrix computed from the weights, not pair by pair:
-
-* GMF (equation 9): ``S = (P_u * h^T) Q^T + b`` -- one matrix product.
-* MLP (equation 10): the first tower layer acts on ``[p_u ; q_i]``, so
-  ``W_1^T [p_u ; q_i] = W_u^T p_u + W_i^T q_i``: the user half is computed
-  once per user, the item half once per item, and only the layers after the
-  first run per (user, item) pair. MLP-0 (no tower) is separable entirely.
-* NeuMF (equation 12): the sum of both parts' contributions to the logit.
+``(users, items)`` matrix computed from the weights, not pair by pair
+(:func:`ncf_tf.scoring.all_item_logits`: the user-only and item-only parts
+of each logit are computed once per user and once per item).
 
 Any other scorer is a ``score_fn(users, items) -> scores`` called on flat
 (user, item) pairs, one call per chunk of users.
@@ -42,15 +33,13 @@ import scipy.sparse as sp
 
 from ncf_tf import layers as L
 from ncf_tf import trained
+from ncf_tf.scoring import MAX_FLOATS, all_item_logits, width
 from ncf_tf.idmap import IdMap
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``score_fn(users, items) -> scores``, all of shape ``(n,)``; higher is better."""
 Scorer = Union[keras.Model, ScoreFn]
 
-MAX_FLOATS = 1 << 22
-"""Largest intermediate of one chunk, in floats (16 MB of float32); larger
-chunks ran slower on a 2-core machine (cache), smaller ones pay per-call overhead."""
 OUTPUT_FORMATS = (".csv", ".json")
 
 
@@ -80,68 +69,6 @@ class TopK:
     def counts(self) -> np.ndarray:
         """``(n,)`` number of real (not -1) entries of each user."""
         return (self.items >= 0).sum(axis=1)
-
-
-def _tower(model: keras.Model, first: int = 1) -> list:
-    """The Dense layers ``layer{first}``, ``layer{first+1}``, ... of an MLP tower."""
-    names = {layer.name for layer in model.layers}
-    tower = []
-    while f"layer{first + len(tower)}" in names:
-        tower.append(model.get_layer(f"layer{first + len(tower)}"))
-    return tower
-
-
-def all_item_logits(model: keras.Model, users) -> "keras.KerasTensor":
-    """The ``(len(users), num_items)`` logits of GMF, MLP or NeuMF (module docstring).
-
-    Computed from the model's variables with ``keras.ops``, so it runs on any
-    Keras backend and inside a traced function (``bin/export``).
-
-    Args:
-        model: a GMF, MLP or NeuMF (recognised by its layer names).
-        users: ``(b,)`` int user ids.
-
-    Returns:
-        ``(b, num_items)`` float32 tensor of the backend.
-    """
-    ops = keras.ops
-    kind = trained.model_kind(model)
-    if kind is None:
-        raise RecommendError(f"model {model.name!r} is not a GMF, MLP or NeuMF; "
-                             "score it pair by pair with a score_fn")
-    users = ops.cast(users, "int32")
-    output = model.get_layer(L.PREDICTION)
-    h = ops.convert_to_tensor(output.kernel)                  # (d, 1)
-    logits = ops.convert_to_tensor(output.bias)               # (1,), broadcast below
-    if kind in ("GMF", "NeuMF"):
-        user_name, item_name = trained.EMBEDDINGS[kind]
-        p = ops.take(model.get_layer(user_name).embeddings, users, axis=0)   # (b, F)
-        q = ops.convert_to_tensor(model.get_layer(item_name).embeddings)    # (I, F)
-        factors = p.shape[-1]
-        # h^T (p * q) = (p * h)^T q: one product for the whole (b, I) block.
-        logits = logits + ops.matmul(p * ops.reshape(h[:factors], (1, factors)),
-                                     ops.transpose(q))
-        h = h[factors:]   # NeuMF: the rest of h weighs the MLP part
-    if kind in ("MLP", "NeuMF"):
-        user_name, item_name = (("user_embedding", "item_embedding") if kind == "MLP"
-                                else ("mlp_embedding_user", "mlp_embedding_item"))
-        p = ops.take(model.get_layer(user_name).embeddings, users, axis=0)   # (b, d/2)
-        q = ops.convert_to_tensor(model.get_layer(item_name).embeddings)    # (I, d/2)
-        half = p.shape[-1]
-        tower = _tower(model)
-        if not tower:   # MLP-0: h^T [p ; q] = h_u^T p + h_i^T q
-            logits = logits + ops.matmul(p, h[:half]) + ops.transpose(ops.matmul(q, h[half:]))
-        else:
-            first = tower[0]
-            kernel = ops.convert_to_tensor(first.kernel)
-            # W^T [p ; q] = W_u^T p + W_i^T q (the concatenation's two halves).
-            by_user = ops.matmul(p, kernel[:half])                          # (b, n1)
-            by_item = ops.matmul(q, kernel[half:]) + first.bias             # (I, n1)
-            x = first.activation(ops.expand_dims(by_user, 1) + ops.expand_dims(by_item, 0))
-            for layer in tower[1:]:
-                x = layer.activation(ops.matmul(x, layer.kernel) + layer.bias)
-            logits = logits + ops.squeeze(ops.matmul(x, h), -1)
-    return logits
 
 
 def rank_items(scores, excluded, k: int):
@@ -240,21 +167,21 @@ def top_k(scorer: Scorer, users, num_items: int, exclude: sp.csr_matrix | None =
             raise RecommendError(f"user {bad} is not in 0..{exclude.shape[0] - 1}")
         exclude = exclude.tocsr()
     if isinstance(scorer, keras.Model) and trained.model_kind(scorer) is not None:
-        width = max([layer.units for layer in _tower(scorer)] + [1])
+        per_pair = width(scorer)
 
         def best(chunk, excluded):
             return rank_items(all_item_logits(scorer, chunk), excluded, k)
-        if len(users) > max_floats // (num_items * width):
+        if len(users) > max_floats // (num_items * per_pair):
             best = _compiled(best)   # compiling pays off only over several chunks
     else:
-        width = 1
+        per_pair = 1
         pairs = _pair_scorer(scorer)
 
         def best(chunk, excluded):
             scores = np.asarray(pairs(np.repeat(chunk, num_items), np.tile(
                 np.arange(num_items), len(chunk))), np.float32)
             return rank_items(scores.reshape(len(chunk), num_items), excluded, k)
-    size = max(1, min(len(users), max_floats // (num_items * width)))
+    size = max(1, min(len(users), max_floats // (num_items * per_pair)))
     items_out = np.empty((len(users), k), np.int64)
     scores_out = np.empty((len(users), k), np.float32)
     for start in range(0, len(users), size):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import write_dataset
-from ncf_tf import export, export_cli, recommend, trained
+from ncf_tf import export, export_cli, recommend, scoring, trained
 from ncf_tf.data import load_dataset
 from trained_models import save_model, spread_model, write_id_maps
 
@@ -121,8 +121,8 @@ def test_exported_keras_file_is_accepted_by_recommend(toy, tmp_path, capsys):
     reloaded = trained.load_keras_model(str(dest / "model.keras"), 40, 60)
     assert trained.spec_of(reloaded) == trained.ModelSpec("MLP", 8, (16, 8, 4))
     np.testing.assert_allclose(
-        np.asarray(recommend.all_item_logits(reloaded, np.arange(40))),
-        np.asarray(recommend.all_item_logits(model, np.arange(40))), rtol=1e-6, atol=1e-6)
+        np.asarray(scoring.all_item_logits(reloaded, np.arange(40))),
+        np.asarray(scoring.all_item_logits(model, np.arange(40))), rtol=1e-6, atol=1e-6)
 
 
 def test_existing_destination_refused_then_replaced(toy, tmp_path, capsys):

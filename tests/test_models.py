@@ -68,11 +68,12 @@ def test_batch_independence(name):
     np.testing.assert_allclose(predict(model, users[::-1], items[::-1]), batch[::-1], rtol=1e-6)
 
 
+@pytest.mark.parametrize("make", [training.make_score_fn, training.keras_score_fn])
 @pytest.mark.parametrize("name", ["GMF", "MLP", "NeuMF"])
-def test_score_fn_returns_logits_of_the_probabilities(name):
+def test_score_fn_returns_logits_of_the_probabilities(name, make):
     model = models()[name]
     users, items = np.arange(USERS) % USERS, np.arange(USERS) % ITEMS
-    logits = training.make_score_fn(model, batch_size=7)(users, items)   # 7: padding path
+    logits = make(model, batch_size=7)(users, items)   # 7: the Keras path pads
     np.testing.assert_allclose(1 / (1 + np.exp(-logits)), predict(model, users, items), rtol=1e-5)
 
 

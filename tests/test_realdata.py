@@ -58,6 +58,21 @@ def test_authors_pretrained_weights_reproduce_their_accuracy(ml1m):
     assert evaluate(n, ml1m).hr > max(hr_g, hr_m) - 0.01
 
 
+@requires_authors_weights
+def test_factored_scoring_ranks_as_the_forward_pass(ml1m):
+    """The authors' MLP: the same logits to float32 rounding and the same
+    ranks, but for near-ties that rounding may swap (none on this model here)."""
+    m = mlp.build(ml1m.num_users, ml1m.num_items)
+    weights.load_weights(m, MLP_FILE)
+    evaluator = LeaveOneOutEvaluator.for_dataset(ml1m)
+    users, items = evaluator.pair_users, evaluator.pair_items
+    factored = training.make_score_fn(m)(users, items)
+    forward = training.keras_score_fn(m)(users, items)
+    np.testing.assert_allclose(factored, forward, rtol=1e-5, atol=1e-5)
+    swapped = evaluator.evaluate_scores(factored).ranks != evaluator.evaluate_scores(forward).ranks
+    assert swapped.sum() <= 6   # 0.1% of the users
+
+
 @pytest.mark.slow
 def test_one_epoch_of_gmf(tmp_path):
     record = run(TrainConfig(model="GMF", path=DATA, epochs=1, out=0, results_dir=str(tmp_path)),

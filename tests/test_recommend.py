@@ -1,7 +1,7 @@
 """Top-K over the whole catalogue (ncf_tf.recommend) and bin/recommend.
 
-The batched matrix scoring is checked against every pair scored one by one
-in numpy from equations 9, 10 and 12; then exclusion of training items, ties,
+Top-K is checked against every pair scored one by one in numpy from
+equations 9, 10 and 12; then exclusion of training items, ties,
 id maps, output files and every bad input of the command line.
 """
 
@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from conftest import REPO, write_dataset
 from ncf_tf import recommend, recommend_cli, trained
 from ncf_tf.data import load_dataset
-from trained_models import (SPECS, brute_force_top_k, numpy_logits, save_model, spread_model,
+from trained_models import (SPECS, brute_force_top_k, save_model, spread_model,
                             write_id_maps)
 
 
@@ -30,15 +30,6 @@ def toy(tmp_path):
     info = write_dataset(tmp_path / "data")
     info["dataset"] = load_dataset(info["folder"], info["name"])
     return info
-
-
-@pytest.mark.parametrize("kind", list(SPECS))
-def test_all_item_logits_equal_pairwise_numpy(kind):
-    model = spread_model(kind, 7, 11)
-    users = np.array([3, 0, 6])
-    got = np.asarray(recommend.all_item_logits(model, users))
-    want = numpy_logits(model, np.repeat(users, 11), np.tile(np.arange(11), 3)).reshape(3, 11)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("kind", list(SPECS))
