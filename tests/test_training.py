@@ -45,14 +45,20 @@ def test_fit_epoch_is_kerass_numpy_fit(n, learner):
 
 
 @pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="tf.data input")
-@pytest.mark.parametrize("n, sizes", [(10, [4, 4, 2]), (12, [4, 4, 4]), (3, [3])])
+@pytest.mark.parametrize("n, sizes", [(10, [[4, 4], [2]]), (12, [[4, 4, 4]]), (3, [[3]])])
 def test_batches_cut_in_order_with_the_remainder_last(n, sizes):
     data = instances(n)
-    cut = list(training.batches(data, 4).as_numpy_iterator())
-    assert [len(labels) for _, labels in cut] == sizes
-    users = np.concatenate([u[:, 0] for (u, _), _ in cut])
-    items = np.concatenate([i[:, 0] for (_, i), _ in cut])
-    labels = np.concatenate([y[:, 0] for _, y in cut])
+    parts = training.batches(data, 4)
+    assert [count for _, count in parts] == [sum(s) for s in sizes]
+    cut = [list(dataset.as_numpy_iterator()) for dataset, _ in parts]
+    assert [[len(labels) for _, labels in part] for part in cut] == sizes
+    # each set has one static batch shape, so that the step compiles for it
+    assert [dataset.element_spec[1].shape.as_list() for dataset, _ in parts] == [
+        [s[0], 1] for s in sizes]
+    flat = [batch for part in cut for batch in part]
+    users = np.concatenate([u[:, 0] for (u, _), _ in flat])
+    items = np.concatenate([i[:, 0] for (_, i), _ in flat])
+    labels = np.concatenate([y[:, 0] for _, y in flat])
     np.testing.assert_array_equal(users, data.users)
     np.testing.assert_array_equal(items, data.items)
     np.testing.assert_array_equal(labels, data.labels)
