@@ -65,12 +65,15 @@ def width(model: keras.Model) -> int:
 class Factored:
     """A model's logit as per-user and per-item tables (module docstring).
 
-    ``s(u, i) = bias + sum(gmf_user[u] * gmf_item[i])
-    + head(act(mlp_user[u] + mlp_item[i]))``, each part present only where
-    the model has it; for MLP-0 ``rest`` is None and the MLP part is
-    ``mlp_user[u, 0] + mlp_item[i, 0]``. ``rest`` are the tower layers after
-    the first, ``h`` the part of the prediction kernel that weighs them.
-    Arrays are backend tensors.
+    ``s(u, i) = bias + sum(gmf_user[u] * gmf_item[i]) + mlp(u, i)``, each
+    part present only where the model has it. With a tower,
+    ``mlp(u, i) = h^T t(act_1(mlp_user[u] + mlp_item[i]))``, where ``t``
+    applies the layers after the first (``rest``: their ``(kernel, bias)``,
+    activations ``activations[1:]``) and ``h`` is the part of the prediction
+    kernel that weighs the tower; MLP-0 has no tower and
+    ``mlp(u, i) = mlp_user[u, 0] + mlp_item[i, 0]``. Arrays are backend
+    tensors; :meth:`tensors` are all of them, as a structure that compiled
+    functions take as an argument.
     """
 
     bias: object
@@ -78,9 +81,22 @@ class Factored:
     gmf_item: object = None
     mlp_user: object = None
     mlp_item: object = None
-    activation: object = None
-    rest: tuple | None = None
+    rest: tuple = ()
     h: object = None
+    activations: tuple = ()
+
+    def tensors(self) -> dict:
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                if field.name != "activations"}
+
+    def mlp(self, first):
+        """The tower's contribution to the logit from the first layer's
+        pre-activation ``first`` (any leading shape)."""
+        ops = keras.ops
+        x = self.activations[0](first)
+        for (kernel, bias), activation in zip(self.rest, self.activations[1:]):
+            x = activation(ops.matmul(x, kernel) + bias)
+        return ops.squeeze(ops.matmul(x, self.h), -1)
 
 
 def factored(model: keras.Model, users=None) -> Factored:
@@ -122,19 +138,13 @@ def factored(model: keras.Model, users=None) -> Factored:
             parts.update(mlp_user=ops.matmul(p, h[:half]), mlp_item=ops.matmul(q, h[half:]))
         else:
             kernel = ops.convert_to_tensor(layers[0].kernel)
-            parts.update(mlp_user=ops.matmul(p, kernel[:half]),                  # (b, n1)
-                         mlp_item=ops.matmul(q, kernel[half:]) + layers[0].bias,  # (I, n1)
-                         activation=layers[0].activation, rest=tuple(layers[1:]), h=h)
+            parts.update(
+                mlp_user=ops.matmul(p, kernel[:half]),                   # (b, n1)
+                mlp_item=ops.matmul(q, kernel[half:]) + layers[0].bias,  # (I, n1)
+                rest=tuple((ops.convert_to_tensor(layer.kernel), ops.convert_to_tensor(layer.bias))
+                           for layer in layers[1:]),
+                h=h, activations=tuple(layer.activation for layer in layers))
     return Factored(**parts)
-
-
-def _mlp_head(f: Factored, first):
-    """The MLP part's logit from the first layer's pre-activation ``first``."""
-    ops = keras.ops
-    x = f.activation(first)
-    for layer in f.rest:
-        x = layer.activation(ops.matmul(x, layer.kernel) + layer.bias)
-    return ops.squeeze(ops.matmul(x, f.h), -1)
 
 
 def all_item_logits(model: keras.Model, users) -> "keras.KerasTensor":
@@ -155,11 +165,10 @@ def all_item_logits(model: keras.Model, users) -> "keras.KerasTensor":
     logits = f.bias                                               # broadcast below
     if f.gmf_user is not None:
         logits = logits + ops.matmul(f.gmf_user, ops.transpose(f.gmf_item))
-    if f.mlp_user is not None and f.rest is None:
+    if f.mlp_user is not None and not f.activations:   # MLP-0
         logits = logits + f.mlp_user + ops.transpose(f.mlp_item)
     elif f.mlp_user is not None:
-        logits = logits + _mlp_head(
-            f, ops.expand_dims(f.mlp_user, 1) + ops.expand_dims(f.mlp_item, 0))
+        logits = logits + f.mlp(ops.expand_dims(f.mlp_user, 1) + ops.expand_dims(f.mlp_item, 0))
     return logits
 
 
@@ -176,37 +185,50 @@ def _graph(fn):
     return fn
 
 
-def pair_logits(model: keras.Model, users: np.ndarray, items: np.ndarray,
-                max_floats: int = MAX_FLOATS) -> np.ndarray:
-    """The logits of the pairs ``(users[n], items[n])``, as float32 NumPy.
+class PairScorer:
+    """``score_fn(users, items)`` of a GMF, MLP or NeuMF: the logits of the
+    pairs ``(users[n], items[n])``, as float32 NumPy.
 
-    The tables come from :func:`factored` (every user); the per-pair part
-    runs with ``keras.ops`` on the model's device, in chunks of one size
-    (the last one padded) whose largest intermediate holds at most
-    ``max_floats`` floats.
+    Each call computes the tables of :func:`factored` (every user) from the
+    current weights; the per-pair part runs with ``keras.ops`` on the
+    model's device, compiled once, in chunks of one size (the last one
+    padded) whose largest intermediate holds at most ``max_floats`` floats.
     """
-    ops = keras.ops
-    f = factored(model)
 
-    @_graph
-    def chunk_logits(u, i):
+    def __init__(self, model: keras.Model, max_floats: int = MAX_FLOATS):
+        self.model = model
+        self.size = max(1, max_floats // width(model))
+        self.activations = factored(model).activations
+        self._chunk = _graph(self._chunk_logits)
+
+    def _chunk_logits(self, tensors: dict, u, i):
+        ops = keras.ops
+        f = Factored(**tensors, activations=self.activations)
         logits = ops.broadcast_to(f.bias, ops.shape(u))
         if f.gmf_user is not None:
             logits = logits + ops.sum(ops.take(f.gmf_user, u, axis=0)
                                       * ops.take(f.gmf_item, i, axis=0), axis=-1)
-        if f.mlp_user is not None and f.rest is None:
+        if f.mlp_user is not None and not f.activations:   # MLP-0
             logits = logits + ops.take(f.mlp_user, u, axis=0)[:, 0] + ops.take(
                 f.mlp_item, i, axis=0)[:, 0]
         elif f.mlp_user is not None:
-            logits = logits + _mlp_head(
-                f, ops.take(f.mlp_user, u, axis=0) + ops.take(f.mlp_item, i, axis=0))
+            logits = logits + f.mlp(ops.take(f.mlp_user, u, axis=0)
+                                    + ops.take(f.mlp_item, i, axis=0))
         return logits
 
-    n = len(users)
-    size = max(1, min(n, max_floats // width(model)))
-    padded = -(-n // size) * size
-    u, i = np.zeros(padded, np.int32), np.zeros(padded, np.int32)
-    u[:n], i[:n] = np.asarray(users).reshape(-1), np.asarray(items).reshape(-1)
-    out = [np.asarray(chunk_logits(u[s:s + size], i[s:s + size]), np.float32)
-           for s in range(0, padded, size)]
-    return np.concatenate(out)[:n] if out else np.zeros(0, np.float32)
+    def __call__(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        tensors = factored(self.model).tensors()
+        n = len(users)
+        size = min(self.size, max(n, 1))
+        padded = -(-n // size) * size
+        u, i = np.zeros(padded, np.int32), np.zeros(padded, np.int32)
+        u[:n], i[:n] = np.asarray(users).reshape(-1), np.asarray(items).reshape(-1)
+        out = [np.asarray(self._chunk(tensors, u[s:s + size], i[s:s + size]), np.float32)
+               for s in range(0, padded, size)]
+        return np.concatenate(out)[:n] if out else np.zeros(0, np.float32)
+
+
+def pair_logits(model: keras.Model, users: np.ndarray, items: np.ndarray,
+                max_floats: int = MAX_FLOATS) -> np.ndarray:
+    """The logits of the pairs ``(users[n], items[n])`` (see :class:`PairScorer`)."""
+    return PairScorer(model, max_floats)(users, items)

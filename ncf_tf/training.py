@@ -70,12 +70,12 @@ def make_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
 
     Logits rank exactly as the sigmoid outputs do, without float32 saturation
     ties near 1. GMF, MLP and NeuMF are scored from their variables with the
-    first tower layer factored (:func:`ncf_tf.scoring.pair_logits`: the same
+    first tower layer factored (:class:`ncf_tf.scoring.PairScorer`: the same
     logits to float32 rounding, about 3x faster for NeuMF-64); any other
     model through :func:`keras_score_fn`.
     """
     if trained.model_kind(model) is not None:
-        return lambda users, items: scoring.pair_logits(model, users, items)
+        return scoring.PairScorer(model)
     return keras_score_fn(model, batch_size)
 
 
