@@ -76,9 +76,9 @@ def scoring_flops(model, pairs: int) -> int:
     f = scoring.factored(model)
     tower = scoring.tower(model)
     flops = 0
-    if tower:   # (users + items) x (d/2 x n1) multiply-adds
+    if tower:   # (users + items) x (d/2 x n1) multiply-adds, 2 FLOPs each
         rows = f.mlp_user.shape[0] + f.mlp_item.shape[0]
-        flops += rows * tower[0].kernel.shape[0] * tower[0].units
+        flops += 2 * rows * (tower[0].kernel.shape[0] // 2) * tower[0].units
     per_pair = sum(2 * layer.kernel.shape[0] * layer.units for layer in tower[1:])
     if f.gmf_user is not None:
         per_pair += 2 * f.gmf_user.shape[1]

@@ -129,19 +129,20 @@ def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
     """Seconds per epoch on a 2-core CPU, from the parameter count.
 
     A fit to ml-1m's measured steps at batch 256 with ``FusedAdam`` and
-    ready-cut batches (``results/benchmark.txt``: GMF-8 0.40, NeuMF-8 0.92
-    to 1.00, NeuMF-64 8.0 to 9.3 ms; whole NeuMF-8 epochs 19 to 21 s):
-    0.25 ms plus 2.3 ms per million parameters, the dense update being
-    memory-bound; SGD (pretrained NeuMF) about 0.4 of the parameter-dependent
-    part, from the recorded runs. A planning figure, not a measurement.
+    ready-cut batches of static shape (``results/benchmark.txt``: GMF-8 0.27
+    to 0.30, NeuMF-8 0.68 to 0.96, NeuMF-64 5.7 to 8.0 ms; whole NeuMF-8
+    epochs 13 to 14 s): 0.15 ms plus 1.7 ms per million parameters, the
+    dense update being memory-bound; SGD (pretrained NeuMF) about 0.4 of the
+    parameter-dependent part, from the recorded runs. A planning figure,
+    not a measurement.
     """
     users, items, train = DATASETS.get(dataset, DATASETS["ml-1m"])
     width = {"GMF": factors, "MLP": layers[0], "NeuMF": factors + layers[0]}[model]
     dense = sum(a * b for a, b in zip(layers, layers[1:])) if model != "GMF" else 0
     params_m = ((users + items) * width + dense) / 1e6
-    scale = 2.3 if learner == "adam" else 0.9
+    scale = 1.7 if learner == "adam" else 0.7
     steps = train * (1 + num_neg) / 256
-    return steps * (0.25 + scale * params_m) / 1000
+    return steps * (0.15 + scale * params_m) / 1000
 
 
 def ncf_job(model: str, dataset: str, factors: int, seed: int, layers=None, num_neg: int = 4,

@@ -25,11 +25,13 @@ logits agree to float32 rounding (so a held-out item and a negative whose
 logits are within rounding of each other may swap places: one user of
 6,040 in one of 50 trained ml-1m models).
 
-Both functions run with ``keras.ops`` on any backend and device:
+Both layouts run with ``keras.ops`` on any backend and device:
 :func:`all_item_logits` scores users against the whole catalogue as a
 ``(users, items)`` matrix (top-K recommendation, ``bin/export``);
-:func:`pair_logits` scores flat (user, item) pairs (the leave-one-out
-evaluation).
+:class:`PairScorer` scores flat (user, item) pairs (the leave-one-out
+evaluation, through ``training.make_score_fn``; :func:`pair_logits` is its
+one-call form). Variables are read in float32 whatever the model's dtype
+policy: a mixed-precision model is scored at full precision.
 """
 
 from __future__ import annotations
@@ -57,8 +59,17 @@ def tower(model: keras.Model, first: int = 1) -> list:
 
 
 def width(model: keras.Model) -> int:
-    """The widest per-pair intermediate: the largest tower layer (1 without one)."""
+    """Floats per (user, item) pair in a tower's intermediates: the largest
+    tower layer (1 without a tower)."""
     return max([layer.units for layer in tower(model)] + [1])
+
+
+def _kind(model: keras.Model) -> str:
+    kind = trained.model_kind(model)
+    if kind is None:
+        raise ValueError(f"model {model.name!r} is not a GMF, MLP or NeuMF; "
+                         "score it pair by pair with a score_fn")
+    return kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,24 +87,28 @@ class Factored:
     functions take as an argument.
     """
 
-    bias: object
-    gmf_user: object = None
-    gmf_item: object = None
-    mlp_user: object = None
-    mlp_item: object = None
-    rest: tuple = ()
-    h: object = None
-    activations: tuple = ()
+    bias: object                # (1,) the prediction layer's bias
+    gmf_user: object = None     # (users, F) p_u * h_GMF
+    gmf_item: object = None     # (items, F) q_i
+    mlp_user: object = None     # (users, n1) W_u^T p_u; MLP-0: (users, 1) h_u^T p_u
+    mlp_item: object = None     # (items, n1) W_i^T q_i + b_1; MLP-0: (items, 1) h_i^T q_i
+    rest: tuple = ()            # (kernel, bias) of layer2, layer3, ...
+    h: object = None            # (n_last, 1) the prediction kernel's tower part
+    activations: tuple = ()     # of layer1, layer2, ...; empty: no tower (MLP-0)
+
+    @property
+    def has_tower(self) -> bool:
+        return bool(self.activations)
 
     def tensors(self) -> dict:
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
                 if field.name != "activations"}
 
-    def mlp(self, first):
-        """The tower's contribution to the logit from the first layer's
-        pre-activation ``first`` (any leading shape)."""
+    def mlp(self, pre):
+        """The tower's contribution to the logit from layer1's pre-activation
+        ``pre`` = ``mlp_user[u] + mlp_item[i]`` (any leading shape)."""
         ops = keras.ops
-        x = self.activations[0](first)
+        x = self.activations[0](pre)
         for (kernel, bias), activation in zip(self.rest, self.activations[1:]):
             x = activation(ops.matmul(x, kernel) + bias)
         return ops.squeeze(ops.matmul(x, self.h), -1)
@@ -107,10 +122,7 @@ def factored(model: keras.Model, users=None) -> Factored:
         users: the rows of the user tables to compute (None: every user).
     """
     ops = keras.ops
-    kind = trained.model_kind(model)
-    if kind is None:
-        raise ValueError(f"model {model.name!r} is not a GMF, MLP or NeuMF; "
-                         "score it pair by pair with a score_fn")
+    kind = _kind(model)
 
     def user_rows(layer_name):
         table = model.get_layer(layer_name).embeddings
@@ -165,7 +177,7 @@ def all_item_logits(model: keras.Model, users) -> "keras.KerasTensor":
     logits = f.bias                                               # broadcast below
     if f.gmf_user is not None:
         logits = logits + ops.matmul(f.gmf_user, ops.transpose(f.gmf_item))
-    if f.mlp_user is not None and not f.activations:   # MLP-0
+    if f.mlp_user is not None and not f.has_tower:   # MLP-0
         logits = logits + f.mlp_user + ops.transpose(f.mlp_item)
     elif f.mlp_user is not None:
         logits = logits + f.mlp(ops.expand_dims(f.mlp_user, 1) + ops.expand_dims(f.mlp_item, 0))
@@ -196,9 +208,12 @@ class PairScorer:
     """
 
     def __init__(self, model: keras.Model, max_floats: int = MAX_FLOATS):
+        kind = _kind(model)
+        gmf_factors = (model.get_layer(trained.EMBEDDINGS[kind][0]).output_dim
+                       if kind != "MLP" else 0)
         self.model = model
-        self.size = max(1, max_floats // width(model))
-        self.activations = factored(model).activations
+        self.size = max(1, max_floats // max(width(model), gmf_factors))
+        self.activations = tuple(layer.activation for layer in tower(model))
         self._chunk = _graph(self._chunk_logits)
 
     def _chunk_logits(self, tensors: dict, u, i):
@@ -208,7 +223,7 @@ class PairScorer:
         if f.gmf_user is not None:
             logits = logits + ops.sum(ops.take(f.gmf_user, u, axis=0)
                                       * ops.take(f.gmf_item, i, axis=0), axis=-1)
-        if f.mlp_user is not None and not f.activations:   # MLP-0
+        if f.mlp_user is not None and not f.has_tower:   # MLP-0
             logits = logits + ops.take(f.mlp_user, u, axis=0)[:, 0] + ops.take(
                 f.mlp_item, i, axis=0)[:, 0]
         elif f.mlp_user is not None:
@@ -219,7 +234,8 @@ class PairScorer:
     def __call__(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         tensors = factored(self.model).tensors()
         n = len(users)
-        size = min(self.size, max(n, 1))
+        # fewer pairs than a chunk: a power of two, so that few sizes compile
+        size = min(self.size, 1 << max(n - 1, 0).bit_length())
         padded = -(-n // size) * size
         u, i = np.zeros(padded, np.int32), np.zeros(padded, np.int32)
         u[:n], i[:n] = np.asarray(users).reshape(-1), np.asarray(items).reshape(-1)
@@ -230,5 +246,6 @@ class PairScorer:
 
 def pair_logits(model: keras.Model, users: np.ndarray, items: np.ndarray,
                 max_floats: int = MAX_FLOATS) -> np.ndarray:
-    """The logits of the pairs ``(users[n], items[n])`` (see :class:`PairScorer`)."""
+    """The logits of the pairs ``(users[n], items[n])``; :class:`PairScorer`
+    compiled for this one call."""
     return PairScorer(model, max_floats)(users, items)

@@ -143,12 +143,15 @@ def fit_epoch(model: keras.Model, instances: Instances, batch_size: int,
     one ``fit`` call per set; the loss is their instance-weighted mean, as
     Keras weighs its batches.
     """
+    if not len(instances):
+        raise ValueError("no training instances to fit")
     verbose = 1 if progress else 0
     if keras.config.backend() != "tensorflow" or in_distribution():
         return fit_numpy(model, instances, batch_size, verbose)
     total = 0.0
-    for data, count in batches(instances, batch_size):
-        history = model.fit(data, epochs=1, shuffle=False, verbose=verbose)
+    for index, (data, count) in enumerate(batches(instances, batch_size)):
+        # one progress bar: the whole batches' (the remainder is one step)
+        history = model.fit(data, epochs=1, shuffle=False, verbose=verbose if index == 0 else 0)
         total += float(history.history["loss"][0]) * count
     return total / len(instances)
 

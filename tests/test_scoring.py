@@ -37,6 +37,19 @@ def test_pair_logits_equal_pairwise_numpy_in_any_chunking(kind):
                                rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["GMF", "NeuMF"])
+def test_one_pair_scorer_follows_the_weights(kind):
+    """Compiled once, it still reads the current weights at every call."""
+    model = spread_model(kind, 7, 11)
+    scorer = training.make_score_fn(model)
+    users, items = np.arange(7), np.arange(7)
+    before = scorer(users, items)
+    model.set_weights(spread_model(kind, 7, 11, seed=5).get_weights())
+    after = scorer(users, items)
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(after, numpy_logits(model, users, items), rtol=1e-5, atol=1e-4)
+
+
 def test_width_is_the_widest_tower_layer():
     assert scoring.width(spread_model("MLP", 3, 4)) == 8
     assert scoring.width(spread_model("MLP-0", 3, 4)) == 1

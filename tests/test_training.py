@@ -62,3 +62,10 @@ def test_batches_cut_in_order_with_the_remainder_last(n, sizes):
     np.testing.assert_array_equal(users, data.users)
     np.testing.assert_array_equal(items, data.items)
     np.testing.assert_array_equal(labels, data.labels)
+
+
+def test_fit_epoch_refuses_no_instances():
+    model = neumf.build(USERS, ITEMS, 4, [8, 4, 2], [0, 0, 0])
+    training.compile_model(model, make_optimizer("adam", 0.01))
+    with pytest.raises(ValueError, match="no training instances"):
+        training.fit_epoch(model, instances(0), 64)
