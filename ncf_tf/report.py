@@ -109,19 +109,25 @@ def delta(values: list[float], ref: float | None) -> str:
 
 
 class Cells:
-    """Records indexed for the experiments' tables."""
+    """Records indexed for the experiments' tables.
+
+    A seed counts once per cell: where one configuration and seed was run
+    again (at a later commit, to compare), the first record is the cell's
+    and the others appear under "Same seed, different commits".
+    """
 
     def __init__(self, records: list[dict]):
         self.records = records
         self.ncf = collections.defaultdict(list)       # (ds, model, F, setting, neg, hidden)
         self.baselines = collections.defaultdict(list)  # (ds, name, F)
-        for r in records:
+        for r in sorted(records, key=lambda r: str(r.get("started", ""))):
             if r["kind"] == "baseline":
                 self.baselines[(r["dataset"], r["model"], factors_of(r))].append(r)
             elif is_standard(r):
                 key = (r["dataset"], r["model"], factors_of(r), setting_of(r),
                        r["config"]["num_neg"], hidden_of(r) if r["model"] != "GMF" else 0)
-                self.ncf[key].append(r)
+                if all(other["seed"] != r["seed"] for other in self.ncf[key]):
+                    self.ncf[key].append(r)
 
     def ncf_runs(self, dataset, model, factors, setting="from scratch", neg=4, hidden=3):
         return self.ncf.get((dataset, model, factors, setting, neg,

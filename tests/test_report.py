@@ -122,3 +122,17 @@ def test_same_seed_across_commits_compares_the_epochs_both_ran(tmp_path):
     assert "| `a_e20` (abc) | `b_e100` (def4567) | 1 | 0 | 0 | 0 |" in text
     assert "| `a_e20` (abc) | `d_e20` (0123456) | 1 | 0 | 0.0005 | 0 |" in text
     assert "c_s1` (fff)" not in text
+
+
+def test_a_seed_run_again_counts_once_in_its_cell(tmp_path):
+    """The first record of a configuration and seed is the cell's; a rerun at
+    a later commit is compared with it, not averaged in."""
+    runs = tmp_path / "runs"
+    first = {**record(0, 0.68, 0.40), "started": "2026-11-23T10:00:00+0000"}
+    again = {**record(0, 0.60, 0.30), "started": "2026-11-24T10:00:00+0000",
+             "git": {"commit": "def4567", "dirty": False}}
+    write_json(str(runs / "a_rerun.json"), again)   # read first, started later
+    write_json(str(runs / "b.json"), first)
+    text = written(tmp_path, "paper Table 2,ml-1m,NeuMF,pretrained,8,,0.684,0.403")
+    assert "| 8 | 0.6800 (1) | 0.684 | -0.004 |" in text
+    assert "| `a_rerun` (def4567) | `b` (abc) | 1 |" in text
