@@ -513,7 +513,8 @@ def same_seed_across_commits(rep: "Report", records: list[dict], dataset: str) -
     rep.add(f"### Same seed, different commits ({dataset})", "",
             "Runs of one configuration and seed recorded at different commits (e.g. before "
             "and after a speed change), compared over the epochs both ran: the largest "
-            "difference of the epoch's loss, HR@10 and NDCG@10 (0: identical).", "")
+            "difference of the epoch's loss, HR@10 and NDCG@10 (0: identical). A seed counts "
+            "once in the tables above: its first record.", "")
     rep.table(f"same_seed_{dataset}", ["run", "run", "epochs", "max Δloss", "max ΔHR@10",
                                        "max ΔNDCG@10"], rows)
 
