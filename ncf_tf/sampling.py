@@ -83,18 +83,29 @@ class Instances:
     def shuffled(self, rng: np.random.Generator) -> "Instances":
         """The same instances in a uniformly random order drawn from ``rng``.
 
-        Each instance travels as one 8-byte record, (item, user) as two
-        int32 with the label in the user's sign bit, so that the shuffle
-        moves one array instead of gathering three.
+        Each instance travels as one 8-byte record (:func:`_records`), so
+        that the shuffle moves one array instead of gathering three.
         """
-        n = len(self)
-        pairs = np.empty((n, 2), np.int32)
+        pairs = _records(len(self))
         pairs[:, 0] = self.items
         positive = (self.labels == 1).view(np.uint8).astype(np.int32)
         np.bitwise_or(self.users, np.left_shift(positive, 31), out=pairs[:, 1])
-        pairs = shuffle_records(pairs.view(np.int64).reshape(n), rng).view(np.int32).reshape(n, 2)
-        return Instances(pairs[:, 1] & np.int32(0x7FFFFFFF), pairs[:, 0].copy(),
-                         (pairs[:, 1] < 0).astype(np.float32))
+        return _shuffled_records(pairs, rng)
+
+
+def _records(n: int) -> np.ndarray:
+    """``(n, 2)`` int32 to fill with instances: column 0 the item, column 1
+    the user with the label in its sign bit (users are >= 0); each row is
+    one 8-byte record."""
+    return np.empty((n, 2), np.int32)
+
+
+def _shuffled_records(pairs: np.ndarray, rng: np.random.Generator) -> Instances:
+    """The instances of :func:`_records` rows, shuffled by :func:`shuffle_records`."""
+    n = len(pairs)
+    pairs = shuffle_records(pairs.view(np.int64).reshape(n), rng).view(np.int32).reshape(n, 2)
+    return Instances(pairs[:, 1] & np.int32(0x7FFFFFFF), pairs[:, 0].copy(),
+                     (pairs[:, 1] < 0).astype(np.float32))
 
 
 class NegativeSampler:
@@ -151,6 +162,21 @@ class NegativeSampler:
             items[redraw] = rng.integers(0, self.num_items, size=len(redraw), dtype=np.int32)
             redraw = redraw[self.is_positive(users[redraw], items[redraw])]
         return items
+
+    def epoch(self, rng: np.random.Generator) -> Instances:
+        """One epoch's shuffled instances: ``sample(rng).shuffled(rng)``, the
+        same draws and the same result, with each instance written once,
+        straight into its shuffle record, instead of into three ordered
+        arrays that are then packed."""
+        num_pos = len(self.pos_users)
+        neg_users = np.tile(self.pos_users, self.num_neg)
+        neg_items = self.negatives(neg_users, rng)
+        pairs = _records(num_pos * (1 + self.num_neg))
+        pairs[:num_pos, 0] = self.pos_items
+        pairs[num_pos:, 0] = neg_items
+        pairs[:num_pos, 1] = self.pos_users | np.int32(-2**31)   # label 1
+        pairs[num_pos:, 1] = neg_users
+        return _shuffled_records(pairs, rng)
 
     def sample(self, rng: np.random.Generator) -> Instances:
         """All positives (label 1) then ``num_neg`` negatives each (label 0).

@@ -259,7 +259,7 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
             f"{state.best_epoch}, HR = {state.best.hr:.4f}, NDCG = {state.best.ndcg:.4f})")
     for epoch in range(state.next_epoch, epochs):
         t0 = time.time()
-        instances = sampler.sample(rng).shuffled(rng)
+        instances = sampler.epoch(rng)
         t1 = time.time()
         loss = fit_epoch(model, instances, batch_size, progress)
         t2 = time.time()

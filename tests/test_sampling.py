@@ -129,3 +129,15 @@ def test_num_neg_larger_than_a_users_unseen_items():
 def test_negative_num_neg():
     with pytest.raises(ValueError, match="num_neg must be >= 0, got -1"):
         NegativeSampler(random_train(), -1)
+
+
+def test_epoch_is_sample_then_shuffled():
+    sampler = NegativeSampler(random_train(num_users=1000, num_items=100), 3)
+    assert sampler.num_neg * 1000 * 100 * 0.3 > 4 * 16384   # several shuffle buckets
+    a = sampler.epoch(np.random.default_rng(11))
+    rng = np.random.default_rng(11)
+    b = sampler.sample(rng).shuffled(rng)
+    for x, y in ((a.users, b.users), (a.items, b.items), (a.labels, b.labels)):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
+    assert 0 < a.labels.mean() < 1
