@@ -30,8 +30,8 @@ Both layouts run with ``keras.ops`` on any backend and device:
 ``(users, items)`` matrix (top-K recommendation, ``bin/export``);
 :class:`PairScorer` scores flat (user, item) pairs (the leave-one-out
 evaluation, through ``training.make_score_fn``; :func:`pair_logits` is its
-one-call form). Variables are read in float32 whatever the model's dtype
-policy: a mixed-precision model is scored at full precision.
+one-call form). Variables are read as stored, float32 under a mixed
+precision policy too: a mixed-precision model is scored at full precision.
 """
 
 from __future__ import annotations
