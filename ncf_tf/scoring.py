@@ -29,8 +29,7 @@ Both layouts run with ``keras.ops`` on any backend and device:
 :func:`all_item_logits` scores users against the whole catalogue as a
 ``(users, items)`` matrix (top-K recommendation, ``bin/export``);
 :class:`PairScorer` scores flat (user, item) pairs (the leave-one-out
-evaluation, through ``training.make_score_fn``; :func:`pair_logits` is its
-one-call form). Variables are read as stored, float32 under a mixed
+evaluation, through ``training.make_score_fn``). Variables are read as stored, float32 under a mixed
 precision policy too: a mixed-precision model is scored at full precision.
 """
 
@@ -184,13 +183,13 @@ def all_item_logits(model: keras.Model, users) -> "keras.KerasTensor":
     return logits
 
 
-def _graph(fn):
-    """``fn`` as a graph function of the backend (TensorFlow: without XLA,
-    whose CPU matrix products were slower here; JAX: jit)."""
+def compiled(fn, xla: bool):
+    """``fn`` compiled for the backend: a TensorFlow graph function (with XLA
+    if ``xla``), ``jax.jit`` under JAX (always XLA), else ``fn`` as is."""
     backend = keras.config.backend()
     if backend == "tensorflow":
         import tensorflow as tf
-        return tf.function(fn)
+        return tf.function(fn, jit_compile=xla, reduce_retracing=False)
     if backend == "jax":
         import jax
         return jax.jit(fn)
@@ -214,7 +213,8 @@ class PairScorer:
         self.model = model
         self.size = max(1, max_floats // max(width(model), gmf_factors))
         self.activations = tuple(layer.activation for layer in tower(model))
-        self._chunk = _graph(self._chunk_logits)
+        # Without XLA on TensorFlow: its CPU matrix products were slower here.
+        self._chunk = compiled(self._chunk_logits, xla=False)
 
     def _chunk_logits(self, tensors: dict, u, i):
         ops = keras.ops
@@ -242,10 +242,3 @@ class PairScorer:
         out = [np.asarray(self._chunk(tensors, u[s:s + size], i[s:s + size]), np.float32)
                for s in range(0, padded, size)]
         return np.concatenate(out)[:n] if out else np.zeros(0, np.float32)
-
-
-def pair_logits(model: keras.Model, users: np.ndarray, items: np.ndarray,
-                max_floats: int = MAX_FLOATS) -> np.ndarray:
-    """The logits of the pairs ``(users[n], items[n])``; :class:`PairScorer`
-    compiled for this one call."""
-    return PairScorer(model, max_floats)(users, items)

@@ -23,17 +23,17 @@ def test_all_item_logits_equal_pairwise_numpy(kind):
 
 
 @pytest.mark.parametrize("kind", list(SPECS))
-def test_pair_logits_equal_pairwise_numpy_in_any_chunking(kind):
+def test_pair_scorer_equals_pairwise_numpy_in_any_chunking(kind):
     model = spread_model(kind, 7, 11)
     rng = np.random.default_rng(1)
     users, items = rng.integers(0, 7, 50), rng.integers(0, 11, 50)
     want = numpy_logits(model, users, items)
-    whole = scoring.pair_logits(model, users, items)
+    whole = scoring.PairScorer(model)(users, items)
     assert whole.dtype == np.float32 and whole.shape == (50,)
     np.testing.assert_allclose(whole, want, rtol=1e-5, atol=1e-4)
     # 13 floats per chunk: one pair at a time for the widest towers, the last
     # chunk partial. BLAS may sum a one-row product in another order: rounding.
-    np.testing.assert_allclose(scoring.pair_logits(model, users, items, max_floats=13), whole,
+    np.testing.assert_allclose(scoring.PairScorer(model, max_floats=13)(users, items), whole,
                                rtol=1e-6, atol=1e-6)
 
 
@@ -73,4 +73,4 @@ def test_evaluation_ranks_equal_the_forward_pass(kind):
 def test_rejects_other_models():
     other = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, name="prediction")])
     with pytest.raises(ValueError, match="is not a GMF, MLP or NeuMF"):
-        scoring.pair_logits(other, np.array([0]), np.array([0]))
+        scoring.PairScorer(other)
