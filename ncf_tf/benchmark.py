@@ -10,8 +10,8 @@ Prints, in one run:
 * evaluation (one batched scoring pass) on ml-1m, factored
   (``ncf_tf.scoring``) beside the model's own forward pass that it
   replaced, against its compute floor (its FLOPs over the measured rate of
-  float32 matrix products); and at pinterest-20's size on generated data
-  (55,187 users x 100 items);
+  float32 matrix products), NeuMF-64 at several chunk sizes; and at
+  pinterest-20's size on generated data (55,187 users x 100 items);
 * per training step (batch 256, ``steps_per_execution=64``, dense Adam as
   ``make_optimizer`` returns it) of GMF, MLP and NeuMF at F = 8..64 (MLP
   tower [8F, 4F, 2F, F]), the ml-1m epoch it implies (19,418 steps), and the
@@ -117,7 +117,7 @@ def _turns(fns: dict, runs: int, cpu: dict | None = None) -> dict:
 def main(argv: list[str]) -> int:
     import keras
 
-    from ncf_tf import gmf, mlp, neumf, training
+    from ncf_tf import gmf, mlp, neumf, scoring, training
     from ncf_tf.data import load_dataset
     from ncf_tf.evaluation import LeaveOneOutEvaluator
     from ncf_tf.optimizers import EPSILON, lazy_jit_compile, make_optimizer
@@ -169,6 +169,12 @@ def main(argv: list[str]) -> int:
         print(f"evaluation ml-1m, NeuMF-{factors} (604,000 pairs): {np.median(times['now']):.3f} s "
               f"(forward pass, before: {np.median(times['before']):.3f} s; compute floor "
               f"{floor:.3f} s)  [target <= 0.5 s]")
+    sizes = {f"2^{k}": scoring.PairScorer(model, max_floats=1 << k) for k in range(18, 23)}
+    times = _turns({name: (lambda f: lambda: evaluator.evaluate(f))(fn)
+                    for name, fn in sizes.items()}, 3)
+    print(f"  NeuMF-64 by chunk size (largest intermediate, floats; now "
+          f"2^{scoring.PAIR_CHUNK_FLOATS.bit_length() - 1}): " + ", ".join(
+              f"{name} {np.median(t):.3f} s" for name, t in times.items()))
     users, items = 55187, 9916
     big = LeaveOneOutEvaluator(np.arange(users), rng.integers(0, items, users),
                                rng.integers(0, items, (users, 99)))

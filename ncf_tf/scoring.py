@@ -23,7 +23,7 @@ leave-one-out pairs of ml-1m costs about a quarter of the model's own
 forward pass at F = 64. The arithmetic is the model's in another order:
 logits agree to float32 rounding (so a held-out item and a negative whose
 logits are within rounding of each other may swap places: one user of
-6,040 in one of 50 trained ml-1m models).
+6,040 in two of 67 trained ml-1m models).
 
 Both layouts run with ``keras.ops`` on any backend and device:
 :func:`all_item_logits` scores users against the whole catalogue as a
@@ -44,8 +44,15 @@ from ncf_tf import layers as L
 from ncf_tf import trained
 
 MAX_FLOATS = 1 << 22
-"""Largest intermediate of one chunk, in floats (16 MB of float32); larger
-chunks ran slower on a 2-core machine (cache), smaller ones pay per-call overhead."""
+"""Largest intermediate of one chunk of :func:`all_item_logits` calls, in
+floats (16 MB of float32); larger chunks ran slower on a 2-core machine
+(cache), smaller ones pay per-call overhead."""
+
+PAIR_CHUNK_FLOATS = 1 << 20
+"""Largest intermediate of one chunk of :class:`PairScorer`, in floats (4 MB
+of float32): its chunks run inside one compiled call, with no per-call
+overhead, and at this size their intermediates stay in cache (``bin/benchmark``
+times ml-1m NeuMF-64 at a few sizes)."""
 
 
 def tower(model: keras.Model, first: int = 1) -> list:
@@ -201,12 +208,14 @@ class PairScorer:
     pairs ``(users[n], items[n])``, as float32 NumPy.
 
     Each call computes the tables of :func:`factored` (every user) from the
-    current weights; the per-pair part runs with ``keras.ops`` on the
-    model's device, compiled once, in chunks of one size (the last one
-    padded) whose largest intermediate holds at most ``max_floats`` floats.
+    current weights, then runs the per-pair part with ``keras.ops`` on the
+    model's device in one compiled call (compiled once per number of pairs):
+    it maps over chunks of one size (the last one padded) whose largest
+    intermediate holds at most ``max_floats`` floats, so that each chunk's
+    intermediates stay in cache.
     """
 
-    def __init__(self, model: keras.Model, max_floats: int = MAX_FLOATS):
+    def __init__(self, model: keras.Model, max_floats: int = PAIR_CHUNK_FLOATS):
         kind = _kind(model)
         gmf_factors = (model.get_layer(trained.EMBEDDINGS[kind][0]).output_dim
                        if kind != "MLP" else 0)
@@ -214,7 +223,7 @@ class PairScorer:
         self.size = max(1, max_floats // max(width(model), gmf_factors))
         self.activations = tuple(layer.activation for layer in tower(model))
         # Without XLA on TensorFlow: its CPU matrix products were slower here.
-        self._chunk = compiled(self._chunk_logits, xla=False)
+        self._chunks = compiled(self._chunks_logits, xla=False)
 
     def _chunk_logits(self, tensors: dict, u, i):
         ops = keras.ops
@@ -231,14 +240,19 @@ class PairScorer:
                                     + ops.take(f.mlp_item, i, axis=0))
         return logits
 
+    def _chunks_logits(self, tensors: dict, u, i):
+        """``(chunks, size)`` logits of ``(chunks, size)`` users and items."""
+        return keras.ops.map(lambda ui: self._chunk_logits(tensors, *ui), (u, i))
+
     def __call__(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        tensors = factored(self.model).tensors()
         n = len(users)
+        if n == 0:
+            return np.zeros(0, np.float32)
         # fewer pairs than a chunk: a power of two, so that few sizes compile
-        size = min(self.size, 1 << max(n - 1, 0).bit_length())
+        size = min(self.size, 1 << (n - 1).bit_length())
         padded = -(-n // size) * size
         u, i = np.zeros(padded, np.int32), np.zeros(padded, np.int32)
         u[:n], i[:n] = np.asarray(users).reshape(-1), np.asarray(items).reshape(-1)
-        out = [np.asarray(self._chunk(tensors, u[s:s + size], i[s:s + size]), np.float32)
-               for s in range(0, padded, size)]
-        return np.concatenate(out)[:n] if out else np.zeros(0, np.float32)
+        logits = self._chunks(factored(self.model).tensors(),
+                              u.reshape(-1, size), i.reshape(-1, size))
+        return np.asarray(logits, np.float32).reshape(-1)[:n]
