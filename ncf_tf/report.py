@@ -533,16 +533,12 @@ def missing_runs(records: list[dict], dataset: str,
 
 
 def estimated_hours(jobs: list[reproduce.Job], records: list[dict]) -> float:
-    """Planned cost, using measured epoch times of the same model where recorded."""
+    """Planned cost: the wall time of the newest recorded run of the same
+    model and settings (another seed), else the job's own estimate."""
     measured = {}
-    for r in records:
-        if r["kind"] == "train":
-            key = r["_name"].rsplit("_s", 1)[0]
-            measured.setdefault(key, []).append(r["wall_s"])
-    total = 0.0
-    for job in jobs:
-        same = measured.get(job.name.rsplit("_s", 1)[0])
-        total += float(np.median(same)) if same else job.estimate_s
+    for r in sorted((r for r in records if r["kind"] == "train"), key=lambda r: r.get("started", "")):
+        measured[r["_name"].rsplit("_s", 1)[0]] = r["wall_s"]
+    total = sum(measured.get(job.name.rsplit("_s", 1)[0], job.estimate_s) for job in jobs)
     return total / 3600
 
 
@@ -602,7 +598,10 @@ def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, di
             rep.add(f"### Published re-runs on the same files ({dataset})", "")
             rep.table(f"reruns_{dataset}", ["model", "setting", "F", "HR@10", "NDCG@10", "source"],
                       [list(row[:3]) + [f"{row[3]:.4f}", f"{row[4]:.4f}", row[5]] for row in reruns])
-        rep.add(f"### Planned runs not yet recorded ({dataset})", "")
+        rep.add(f"### Planned runs not yet recorded ({dataset})", "",
+                "Estimated hours: per run, the wall time of the newest recorded run of the "
+                "same model and settings (another seed), else `bin/reproduce`'s estimate from "
+                "the parameter count.", "")
         rows = []
         for experiment, jobs in missing_runs(records, dataset, os.path.join(folder, "runs")):
             rows.append([experiment, len(jobs), f"{estimated_hours(jobs, records):.1f}",

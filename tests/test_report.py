@@ -1,6 +1,6 @@
 """results/ is computed from records: mean ± sd, n, paper and Δ; missing cells listed."""
 
-from ncf_tf import report
+from ncf_tf import report, reproduce
 from ncf_tf.records import write_json
 
 
@@ -136,3 +136,15 @@ def test_a_seed_run_again_counts_once_in_its_cell(tmp_path):
     text = written(tmp_path, "paper Table 2,ml-1m,NeuMF,pretrained,8,,0.684,0.403")
     assert "| 8 | 0.6800 (1) | 0.684 | -0.004 |" in text
     assert "| `a_rerun` (def4567) | `b` (abc) | 1 |" in text
+
+
+def test_estimates_use_the_newest_run_of_the_same_settings():
+    """Earlier runs of a model may predate speed-ups: the newest one counts."""
+    jobs = [reproduce.Job("ml-1m_GMF_8_e20_s2", "train_gmf", [], (), 7200.0),
+            reproduce.Job("ml-1m_MLP_64-32-16-8_e20_s1", "train_mlp", [], (), 3600.0)]
+    runs = [{"kind": "train", "_name": "ml-1m_GMF_8_e20_s1", "started": "2026-11-20T00:00:00",
+             "wall_s": 900.0},
+            {"kind": "train", "_name": "ml-1m_GMF_8_e20_s0", "started": "2026-11-01T00:00:00",
+             "wall_s": 1800.0},
+            {"kind": "baseline", "_name": "ml-1m_MLP_64-32-16-8_e20_s0", "wall_s": 1.0}]
+    assert report.estimated_hours(jobs, runs) == (900.0 + 3600.0) / 3600
