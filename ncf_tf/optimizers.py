@@ -264,11 +264,12 @@ class LazyAdam(FusedAdam):
         present = ops.any(ops.not_equal(g, 0), axis=-1, keepdims=True)
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
-        m_new = self.beta_1 * m + (1 - self.beta_1) * g
-        v_new = self.beta_2 * v + (1 - self.beta_2) * ops.square(g)
+        m_old, v_old = ops.convert_to_tensor(m), ops.convert_to_tensor(v)
+        m_new = self.beta_1 * m_old + (1 - self.beta_1) * g
+        v_new = self.beta_2 * v_old + (1 - self.beta_2) * ops.square(g)
         step = self._corrected_lr(learning_rate, dtype) * m_new / (ops.sqrt(v_new) + self.epsilon)
-        self.assign(m, ops.where(present, m_new, m))
-        self.assign(v, ops.where(present, v_new, v))
+        self.assign(m, ops.where(present, m_new, m_old))
+        self.assign(v, ops.where(present, v_new, v_old))
         self.assign_sub(variable, ops.where(present, step, ops.zeros_like(step)))
 
 

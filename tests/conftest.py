@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 
+import keras
 import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "Data")
+
+tensorflow_only = pytest.mark.skipif(keras.config.backend() != "tensorflow",
+                                     reason="needs the TensorFlow backend")
+"""For what only TensorFlow does here: tf.distribute, SavedModel export,
+TensorBoard summaries (the suite also runs with KERAS_BACKEND=jax)."""
 
 
 def block_interactions(num_users: int, num_items: int, groups: int, density: float,

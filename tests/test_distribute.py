@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from conftest import REPO, write_dataset
+from conftest import REPO, tensorflow_only, write_dataset
+
+pytestmark = tensorflow_only
 
 SCRIPT = r"""
 import json, sys

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import write_dataset
+from conftest import tensorflow_only, write_dataset
 from ncf_tf import export, export_cli, recommend, scoring, trained
 from ncf_tf.data import load_dataset
 from trained_models import save_model, spread_model, write_id_maps
@@ -56,6 +56,7 @@ def run_export(argv, capsys):
 
 
 @pytest.mark.slow
+@tensorflow_only
 def test_export_reloads_in_a_fresh_python_with_the_same_scores(toy, tmp_path, capsys):
     data = toy["dataset"]
     _, items_map = write_id_maps(toy["folder"], "toy", data.num_users, data.num_items)
@@ -110,6 +111,7 @@ def test_export_reloads_in_a_fresh_python_with_the_same_scores(toy, tmp_path, ca
     assert not [p for p in os.listdir(tmp_path / "exports") if p.startswith(".")]
 
 
+@tensorflow_only
 def test_exported_keras_file_is_accepted_by_recommend(toy, tmp_path, capsys):
     data = toy["dataset"]
     model = spread_model("MLP", data.num_users, data.num_items)
@@ -125,6 +127,7 @@ def test_exported_keras_file_is_accepted_by_recommend(toy, tmp_path, capsys):
         np.asarray(scoring.all_item_logits(model, np.arange(40))), rtol=1e-6, atol=1e-6)
 
 
+@tensorflow_only
 def test_existing_destination_refused_then_replaced(toy, tmp_path, capsys):
     data = toy["dataset"]
     _, record = save_model(spread_model("GMF", data.num_users, data.num_items),
@@ -141,6 +144,7 @@ def test_existing_destination_refused_then_replaced(toy, tmp_path, capsys):
     assert sorted(p for p in os.listdir(tmp_path) if p.startswith(".")) == []
 
 
+@tensorflow_only
 def test_bad_input_one_line_error_nothing_written(toy, tmp_path, capsys):
     data = toy["dataset"]
     _, record = save_model(spread_model("NeuMF", data.num_users, data.num_items),

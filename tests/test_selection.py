@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from conftest import write_dataset
+from conftest import tensorflow_only, write_dataset
 from ncf_tf import gmf
 
 
@@ -45,6 +45,7 @@ def test_bad_selection_flags(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@tensorflow_only
 def test_tensorboard_logs_every_epoch(tmp_path):
     data = write_dataset(tmp_path / "data")
     argv = ["train_gmf", "--path", data["folder"], "--dataset", "toy", "--epochs", "2",
