@@ -209,10 +209,11 @@ class PairScorer:
 
     Each call computes the tables of :func:`factored` (every user) from the
     current weights, then runs the per-pair part with ``keras.ops`` on the
-    model's device in one compiled call (compiled once per number of pairs):
-    it maps over chunks of one size (the last one padded) whose largest
-    intermediate holds at most ``max_floats`` floats, so that each chunk's
-    intermediates stay in cache.
+    model's device in one compiled call, which maps over chunks of one size
+    (the last one padded) whose largest intermediate holds at most
+    ``max_floats`` floats, so that each chunk's intermediates stay in cache.
+    It compiles once per shape of the chunk array: an evaluation set, scored
+    every epoch, compiles once.
     """
 
     def __init__(self, model: keras.Model, max_floats: int = PAIR_CHUNK_FLOATS):
