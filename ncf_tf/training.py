@@ -71,7 +71,7 @@ def make_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
     Logits rank exactly as the sigmoid outputs do, without float32 saturation
     ties near 1. GMF, MLP and NeuMF are scored from their variables with the
     first tower layer factored (:class:`ncf_tf.scoring.PairScorer`: the same
-    logits to float32 rounding, about 3x faster for NeuMF-64); any other
+    logits to float32 rounding, about 6x faster for NeuMF-64 in bin/benchmark); any other
     model through :func:`keras_score_fn`.
     """
     if trained.model_kind(model) is not None:
