@@ -56,7 +56,7 @@ def test_batches_cut_in_order_with_the_remainder_last(n, sizes):
     assert [dataset.element_spec[1].shape.as_list() for dataset, _ in parts] == [
         [s[0], 1] for s in sizes]
     # without tf.data's autotuning, whose teardown stalled some epochs by ~8 s
-    assert not any(dataset.options().autotune.enabled for dataset, _ in parts)
+    assert all(dataset.options().autotune.enabled is False for dataset, _ in parts)
     flat = [batch for part in cut for batch in part]
     users = np.concatenate([u[:, 0] for (u, _), _ in flat])
     items = np.concatenate([i[:, 0] for (_, i), _ in flat])
