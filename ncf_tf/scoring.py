@@ -29,8 +29,9 @@ Both layouts run with ``keras.ops`` on any backend and device:
 :func:`all_item_logits` scores users against the whole catalogue as a
 ``(users, items)`` matrix (top-K recommendation, ``bin/export``);
 :class:`PairScorer` scores flat (user, item) pairs (the leave-one-out
-evaluation, through ``training.make_score_fn``). Variables are read as stored, float32 under a mixed
-precision policy too: a mixed-precision model is scored at full precision.
+evaluation, through ``training.make_score_fn``). Variables are read as
+stored, float32 under a mixed precision policy too: a mixed-precision model
+is scored at full precision.
 """
 
 from __future__ import annotations

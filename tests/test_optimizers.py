@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import tensorflow_only
 from ncf_tf import neumf, training
 from ncf_tf.optimizers import EPSILON, FusedAdam, LazyAdam, dense_gradient, make_optimizer
 
@@ -148,7 +149,7 @@ def test_fused_adam_is_keras_adam_in_float64(float64_policy):
     assert max_difference(got_state, want_state) < 1e-12
 
 
-@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="TensorFlow kernel")
+@tensorflow_only   # a TensorFlow kernel
 def test_fused_adam_is_one_kernel_per_variable():
     import tensorflow as tf
 

@@ -1,9 +1,9 @@
 """fit_epoch: its ready-cut batches give Keras's own NumPy updates."""
 
-import keras
 import numpy as np
 import pytest
 
+from conftest import tensorflow_only
 from ncf_tf import neumf, training
 from ncf_tf.optimizers import make_optimizer
 from ncf_tf.sampling import Instances
@@ -44,7 +44,7 @@ def test_fit_epoch_is_kerass_numpy_fit(n, learner):
                            .get_weights()[0])
 
 
-@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="tf.data input")
+@tensorflow_only   # tf.data input
 @pytest.mark.parametrize("n, sizes", [(10, [[4, 4], [2]]), (12, [[4, 4, 4]]), (3, [[3]])])
 def test_batches_cut_in_order_with_the_remainder_last(n, sizes):
     data = instances(n)
