@@ -14,12 +14,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 
 import keras
 import numpy as np
 
 from ncf_tf.evaluation import Evaluation
+from ncf_tf.files import atomic_path
 from ncf_tf.training import EpochLog, TrainState
 
 
@@ -46,19 +46,10 @@ def save(path: str, model: keras.Model, state: TrainState, extra: dict) -> None:
     if optimizer is not None and optimizer.built:
         arrays.update({f"opt.{i}": np.asarray(v.numpy())
                        for i, v in enumerate(optimizer.variables)})
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ckpt-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def read_extra(path: str) -> dict:

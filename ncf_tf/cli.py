@@ -62,7 +62,7 @@ def define_flags(model: str) -> flags.FlagValues:
            "multiworker (over the machines in TF_CONFIG). Same updates as one device.")
     string("weights", d.weights, "Start from this weight file (.weights.h5 or the authors' "
            "Keras 1 .h5); with --epochs 0 this just evaluates it.")
-    string("model_dir", d.model_dir, "Where weight files are saved (and found by --pretrain).")
+    string("model_dir", d.model_dir, "Where weight files are saved.")
     string("results_dir", d.results_dir, "Where the JSON run record is written.")
     string("run_name", d.run_name, "Name of the run record, weights and checkpoint (default: "
            "data set, model and settings, e.g. ml-1m_GMF_8_e20_s0). The same command resumes "
@@ -82,8 +82,9 @@ def define_flags(model: str) -> flags.FlagValues:
                "reg_layers[0] is that of the embeddings.")
     if model == "NeuMF":
         number("reg_mf", d.reg_mf, "Regularization for the GMF embeddings.")
-        flags.DEFINE_boolean("pretrain", False, "Initialise from the newest GMF and MLP weights "
-                             "saved in --model_dir for this data set, factors and layers.",
+        flags.DEFINE_boolean("pretrain", False, "Initialise from the newest finished GMF and MLP "
+                             "runs in --results_dir of this data set, factors, layers, "
+                             "--num_neg, --seed and --selection.",
                              flag_values=fv)
         string("mf_pretrain", "", "Pretrained GMF weight file (ours or the authors').")
         string("mlp_pretrain", "", "Pretrained MLP weight file (ours or the authors').")

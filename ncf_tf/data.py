@@ -242,10 +242,13 @@ def load_dataset(path: str, name: str) -> Dataset:
 
     users, items, ratings, timestamps = read_ratings_with_timestamps(train_file)
     keep = ratings > 0
-    users, items = users[keep], items[keep]
-    if len(users) == 0:
+    if not keep.any():
         raise DataError(f"{train_file}: no line with rating > 0")
+    _check_dense_ids(train_file, users, "user")
+    _check_dense_ids(train_file, items, "item")
+    # As in the authors' code: the sizes from every line, the matrix from rating > 0.
     num_users, num_items = int(users.max()) + 1, int(items.max()) + 1
+    users, items = users[keep], items[keep]
     train = sp.csr_matrix((np.ones(len(users), np.float32), (users, items)),
                           shape=(num_users, num_items))
     train.sum_duplicates()
@@ -256,6 +259,11 @@ def load_dataset(path: str, name: str) -> Dataset:
         num_items)
 
     test_users, test_items, _ = read_ratings(test_file)
+    _, first = np.unique(test_users, return_index=True)
+    if len(first) < len(test_users):
+        line = int(np.setdiff1d(np.arange(len(test_users)), first)[0]) + 1
+        raise DataError(f"{test_file}, line {line}: user {test_users[line - 1]} already has a "
+                        "test line; expected one held-out interaction per user")
     if test_users.max() >= num_users or test_items.max() >= num_items:
         line = int(np.argmax((test_users >= num_users) | (test_items >= num_items))) + 1
         raise DataError(f"{test_file}, line {line}: user {test_users[line - 1]} / item "
@@ -289,6 +297,24 @@ def load_dataset(path: str, name: str) -> Dataset:
         test_negatives=negatives.astype(np.int32),
         files={f: sha256(f) for f in (train_file, test_file, negative_file)},
         train_timestamps=train_timestamps, train_lines=train_lines)
+
+
+SPARE_IDS = 1000
+"""Unused ids tolerated below the largest before ids count as not 0-based indices."""
+
+
+def _check_dense_ids(filename: str, ids: np.ndarray, kind: str) -> None:
+    """Ids must be 0-based indices: the model has one embedding per id up to
+    the largest, so a stray huge id (a timestamp in the wrong column) would
+    allocate gigabytes. More than half of ``0..max`` unused (and more than
+    ``SPARE_IDS``) is an error naming the line of the largest id."""
+    largest = int(ids.max())
+    distinct = len(np.unique(ids))
+    unused = largest + 1 - distinct
+    if unused > SPARE_IDS and unused > distinct:
+        line = int(np.argmax(ids)) + 1
+        raise DataError(f"{filename}, line {line}: {kind} id {largest}, but only {distinct} "
+                        f"distinct {kind}s in the file; expected 0-based ids 0..n-1")
 
 
 def _per_pair(users: np.ndarray, items: np.ndarray, lines: np.ndarray,

@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
 
 from absl import flags
 
 from ncf_tf.command import run_command
+from ncf_tf.files import atomic_path
 
 AUTHORS_COMMIT = "4aab159e81c44b062c091bdaed0ab54ac632371f"
 BASE_URL = ("https://raw.githubusercontent.com/hexiangnan/neural_collaborative_filtering/"
@@ -75,36 +75,44 @@ def remote_path(name: str) -> str:
 
 def fetch(name: str, dest: str, source: str | None, expected: tuple[str, str],
           log=print) -> str:
-    """Puts a verified copy of ``name`` at ``dest/name``; returns what it did."""
+    """Puts a verified copy of ``name`` at ``dest/name``; returns what it did.
+
+    On failure nothing is left behind: no partial file, no folder it created.
+    """
     target = os.path.join(dest, name)
     if os.path.isfile(target) and verified(target, expected):
         return "present"
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), suffix=".part")
-    os.close(fd)
+    origin = os.path.join(source, name) if source else BASE_URL + urllib.request.quote(
+        remote_path(name))
+    if source and not os.path.isfile(origin):
+        raise DownloadError(f"{origin}: not found (--from {source})")
+    folder = os.path.dirname(os.path.abspath(target))
+    first_new = None   # the outermost folder this call creates, removed on failure
+    while not os.path.exists(folder):
+        first_new, folder = folder, os.path.dirname(folder)
     try:
-        if source:
-            origin = os.path.join(source, name)
-            if not os.path.isfile(origin):
-                raise DownloadError(f"{origin}: not found (--from {source})")
-            shutil.copyfile(origin, tmp)
-        else:
-            origin = BASE_URL + urllib.request.quote(remote_path(name))
-            log(f"Downloading {origin}")
-            try:
-                with urllib.request.urlopen(origin, timeout=60) as response, open(tmp, "wb") as out:
-                    shutil.copyfileobj(response, out)
-            except OSError as e:
-                raise DownloadError(f"{origin}: download failed ({e}); without network, copy the "
-                                    "files from a local folder with --from DIR") from None
-        if not verified(tmp, expected):
-            blob, sha = digests(tmp)
-            raise DownloadError(f"{origin}: git blob id {blob} / SHA-256 {sha} match neither the "
-                                f"authors' blob id {expected[0]} nor a known-good SHA-256")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        with atomic_path(target, suffix=".part") as tmp:
+            if source:
+                shutil.copyfile(origin, tmp)
+            else:
+                log(f"Downloading {origin}")
+                try:
+                    with urllib.request.urlopen(origin, timeout=60) as response, \
+                            open(tmp, "wb") as out:
+                        shutil.copyfileobj(response, out)
+                except OSError as e:
+                    raise DownloadError(f"{origin}: download failed ({e}); without network, "
+                                        "copy the files from a local folder with --from DIR") from None
+            if not verified(tmp, expected):
+                blob, sha = digests(tmp)
+                raise DownloadError(f"{origin}: git blob id {blob} / SHA-256 {sha} match neither "
+                                    f"the authors' blob id {expected[0]} nor a known-good SHA-256")
+    except BaseException as e:
+        if first_new:
+            shutil.rmtree(first_new, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise DownloadError(f"--dest {dest}: cannot write {target} ({e.strerror or e})") from None
+        raise
     return "copied" if source else "downloaded"
 
 

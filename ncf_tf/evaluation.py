@@ -53,9 +53,10 @@ class LeaveOneOutEvaluator:
         self.shape = candidates.shape
         self.pair_users = np.repeat(users, candidates.shape[1]).astype(np.int32)
         self.pair_items = candidates.reshape(-1).astype(np.int32)
-        # A negative equal to the held-out item collapses into it (authors'
-        # dict keyed by item id): it must neither beat nor tie the target.
-        self.competing = negatives != items[:, None]
+        # The authors' evaluator keys scores by item id: a negative equal to
+        # the held-out item collapses into it (must neither beat nor tie the
+        # target), and a negative listed twice competes once.
+        self.competing = (negatives != items[:, None]) & ~repeats(negatives)
 
     @classmethod
     def for_dataset(cls, dataset, k: int = 10) -> "LeaveOneOutEvaluator":
@@ -78,3 +79,14 @@ class LeaveOneOutEvaluator:
     def evaluate(self, score_fn: ScoreFn) -> Evaluation:
         """Scores every test pair with one ``score_fn`` call and ranks them."""
         return self.evaluate_scores(score_fn(self.pair_users, self.pair_items))
+
+
+def repeats(rows: np.ndarray) -> np.ndarray:
+    """``(n, m)`` bool: True where an entry equals an earlier one of its row."""
+    order = np.argsort(rows, axis=1, kind="stable")
+    ordered = np.take_along_axis(rows, order, axis=1)
+    repeated = np.zeros(rows.shape, dtype=bool)
+    repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    out = np.empty_like(repeated)
+    np.put_along_axis(out, order, repeated, axis=1)
+    return out

@@ -38,23 +38,49 @@ def build_model(config: TrainConfig, num_users: int, num_items: int) -> keras.Mo
                        config.reg_layers, config.reg_mf, config.seed)
 
 
-def latest_weights(model_dir: str, dataset: str, describe: str) -> str:
-    """The newest ``<model_dir>/<dataset>_<describe>_*.weights.h5``."""
-    pattern = os.path.join(model_dir, f"{dataset}_{describe}_*.weights.h5")
-    found = sorted(glob.glob(pattern), key=os.path.getmtime)
+def pretrained_run(config: TrainConfig, model: str) -> str:
+    """The weight file of the newest finished ``model`` ("GMF" or "MLP") run
+    in ``config.results_dir`` that a pretrained NeuMF of ``config`` starts from.
+
+    The run must match NeuMF's data and protocol (dataset, negatives, seed,
+    model selection) and its half of the model (``num_factors`` for GMF, the
+    tower for MLP); a faithful NeuMF takes only faithful runs. Epochs,
+    batch size and learning rate may differ.
+    """
+    want = {"dataset": config.dataset, "num_neg": config.num_neg, "seed": config.seed,
+            "selection": config.selection}
+    if config.selection == "validation":
+        want["validation_split"] = config.validation_split
+    if model == "GMF":
+        want["num_factors"] = config.num_factors
+    else:
+        want["layers"] = list(config.layers)
+    found = []
+    for path in glob.glob(os.path.join(config.results_dir, "*.json")):
+        try:
+            record = records.read_json(path)
+        except (OSError, ValueError):
+            continue
+        settings = record.get("config") or {}
+        weights_file = record.get("weights_file") or ""
+        if (record.get("status") == "finished" and record.get("model") == model
+                and all(settings.get(name) == value for name, value in want.items())
+                and (config.fast_mode() or record.get("mode") == "faithful")
+                and os.path.isfile(weights_file)):
+            found.append((record.get("started", ""), weights_file))
     if not found:
-        raise ValueError(f"--pretrain: no file matches {pattern}; train it first "
-                         f"(bin/train_{describe.split('_')[0].lower()}) or pass its path")
-    return found[-1]
+        described = ", ".join(f"{name} {value}" for name, value in want.items())
+        raise ValueError(f"--pretrain: no finished {model} run with {described} and its "
+                         f"weights file in {config.results_dir}; train it first "
+                         f"(bin/train_{model.lower()}) or pass --mf_pretrain and --mlp_pretrain")
+    return max(found)[1]
 
 
 def pretrained_files(config: TrainConfig) -> tuple[str, str]:
     """The GMF and MLP weight files a pretrained NeuMF starts from."""
     if config.mf_pretrain:
         return config.mf_pretrain, config.mlp_pretrain
-    tower = "-".join(str(size) for size in config.layers)
-    return (latest_weights(config.model_dir, config.dataset, f"GMF_{config.num_factors}"),
-            latest_weights(config.model_dir, config.dataset, f"MLP_{tower}"))
+    return pretrained_run(config, "GMF"), pretrained_run(config, "MLP")
 
 
 def load_pretrained(model: keras.Model, config: TrainConfig, dataset: Dataset) -> dict:

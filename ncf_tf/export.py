@@ -38,6 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ncf_tf import recommend, records, scoring, trained
+from ncf_tf.files import current_umask
 
 KERAS_FILE = "model.keras"
 SAVED_MODEL = "saved_model"
@@ -172,7 +173,7 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
             shutil.copyfile(source, os.path.join(staging, ID_MAP_FILES[kind]))
         records.write_json(os.path.join(staging, CONFIG_FILE), config)
         # mkdtemp and mkstemp make private files; an export is meant to be shared.
-        mask = recommend.current_umask()
+        mask = current_umask()
         os.chmod(staging, 0o777 & ~mask)
         os.chmod(os.path.join(staging, CONFIG_FILE), 0o666 & ~mask)
         if os.path.exists(dest):   # overwrite: move the old folder away first

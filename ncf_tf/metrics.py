@@ -14,7 +14,8 @@ Two protocol choices, both about what the authors' evaluator does implicitly:
   not 1.
 * A negative equal to the held-out item (156 lines of the authors' ml-1m file)
   is not a competitor: the original keys scores by item id, so the duplicate
-  collapses into the held-out item. Such entries are masked out.
+  collapses into the held-out item. For the same reason a negative listed
+  twice on one line competes once. Such entries are masked out.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def ranks(target_scores: np.ndarray, negative_scores: np.ndarray,
         target_scores: ``(n,)`` score of each held-out item.
         negative_scores: ``(n, m)`` scores of its negatives.
         competing: optional ``(n, m)`` bool, False for negatives that must be
-            ignored (duplicates of the held-out item).
+            ignored (duplicates of the held-out item or of another negative).
 
     Returns:
         ``(n,)`` int64 number of competing negatives scoring >= the target.

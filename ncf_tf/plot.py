@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 
 import numpy as np
+
+from ncf_tf.files import atomic_path
 
 
 class PlotError(ValueError):
@@ -153,15 +154,5 @@ def plot(runs: list[Curves], path: str, title: str | None = None,
         raise PlotError("no run to plot")
     check_output(path, overwrite)
     fig = figure(runs, title)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)   # mkstemp's 0600 is for secrets
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -540,7 +540,7 @@ def leave_one_out(raw: RawInteractions, rng: np.random.Generator, *, min_interac
             f"{raw.source}: item {item_ids[-1]!r} (id {len(item_ids) - 1}) occurs only in "
             "held-out test lines and has the largest id; the authors' format takes #items "
             "from the training file, so the files would not load; drop such items with "
-            "drop_cold_items")
+            "--drop_cold_items")
 
     negatives = sample_test_negatives(
         frame["user"].to_numpy(), frame["item"].to_numpy(), len(user_ids), len(item_ids),

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from typing import Callable, Union
 
 import keras
@@ -33,6 +32,7 @@ import scipy.sparse as sp
 
 from ncf_tf import layers as L
 from ncf_tf import trained
+from ncf_tf.files import atomic_path
 from ncf_tf.scoring import MAX_FLOATS, all_item_logits, compiled, width
 from ncf_tf.idmap import IdMap
 
@@ -260,22 +260,8 @@ def check_output(path: str, overwrite: bool = False) -> str:
 
 def write_text(path: str, text: str) -> None:
     """Writes ``text`` beside ``path`` and renames it into place (atomic)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~current_umask())   # mkstemp's 0600 is for secrets
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
 
 
 def write(frame: pd.DataFrame, path: str, about: dict, overwrite: bool = False) -> None:

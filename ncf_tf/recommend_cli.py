@@ -12,8 +12,8 @@ bin/export shares these flags (:func:`define_model_flags`, :func:`load`).
 
 Examples::
 
-    bin/recommend --record results/runs/core_ml-1m_NeuMF_8_scratch_s0.json --users 0,1,2
-    bin/recommend --weights Pretrain/ml-1m_GMF_8_s0_20261123-094509.weights.h5 --model GMF \\
+    bin/recommend --record results/runs/ml-1m_NeuMF_8_64-32-16-8_e20_s0.json --users 0,1,2
+    bin/recommend --weights Pretrain/ml-1m_GMF_8_e20_s0.weights.h5 --model GMF \\
         --all_users --topk 20 --output top20.csv
 """
 

@@ -13,25 +13,18 @@ import os
 import platform
 import socket
 import subprocess
-import tempfile
 import time
 
 import numpy as np
 
+from ncf_tf.files import atomic_path
+
 
 def write_json(path: str, payload: dict) -> None:
     """Writes ``payload`` to ``path`` atomically (temp file, then rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, default=_jsonable)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(payload, f, indent=1, default=_jsonable)
+        f.write("\n")
 
 
 def read_json(path: str) -> dict:

@@ -25,7 +25,8 @@ def define_flags() -> flags.FlagValues:
                         "MLP-2 over 100 epochs), or all (every paper experiment and beyond, "
                         "most important runs first).",
                         flag_values=fv)
-    flags.DEFINE_string("dataset", "ml-1m", "ml-1m or pinterest-20.", flag_values=fv)
+    flags.DEFINE_string("dataset", "ml-1m", "ml-1m, pinterest-20, or a data set of one's own "
+                        "in --path (in the authors' format).", flag_values=fv)
     flags.DEFINE_integer("seeds", 3, "Seeds per Table 2 cell (0 .. seeds-1).", flag_values=fv)
     flags.DEFINE_integer("jobs", 1, "Runs at a time; the cores are shared between them.",
                          flag_values=fv)
@@ -45,6 +46,23 @@ def define_flags() -> flags.FlagValues:
     return fv
 
 
+def check_data(path: str, dataset: str, planning_only: bool) -> None:
+    """Runs need the data set's files; a plan needs them only for a data set of
+    one's own (the paper's are planned from their known sizes)."""
+    from ncf_tf.data import SUFFIXES, DataError, find_file
+    from ncf_tf.reproduce import DATASETS
+    if planning_only and dataset in DATASETS:
+        return
+    try:
+        for suffix in SUFFIXES:
+            find_file(path, dataset, suffix)
+    except DataError as e:
+        if dataset in DATASETS:
+            raise
+        raise ValueError(f"--dataset {dataset}: not one of {', '.join(DATASETS)}, and "
+                         f"{str(e).split(':')[0]} is not there") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
 
@@ -54,10 +72,15 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--jobs must be an integer >= 1, got {fv.jobs}")
         if fv.seeds < 1:
             raise ValueError(f"--seeds must be an integer >= 1, got {fv.seeds}")
+        if fv.max_runs < 0:
+            raise ValueError(f"--max_runs must be an integer >= 0, got {fv.max_runs}")
+        runs = os.path.join(fv.results, "runs")
         if fv.report:
+            if not os.path.isdir(runs):
+                raise ValueError(f"--results {fv.results}: no runs/ folder of run records in it")
             report.write(fv.results)
             return
-        runs = os.path.join(fv.results, "runs")
+        check_data(fv.path, fv.dataset, planning_only=fv.dry_run)
 
         def plan_jobs() -> list:
             jobs = reproduce.plan(fv.only, fv.dataset, fv.seeds, runs)

@@ -21,7 +21,6 @@ from typing import Callable
 import keras
 import numpy as np
 
-from ncf_tf import layers as L
 from ncf_tf import scoring, trained
 from ncf_tf.evaluation import Evaluation, LeaveOneOutEvaluator
 from ncf_tf.sampling import Instances, NegativeSampler
@@ -85,7 +84,7 @@ def keras_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
     Inputs are padded to whole batches so that the compiled function sees a
     single shape.
     """
-    logits = keras.Model(model.inputs, model.get_layer(L.PREDICTION).output)
+    logits = trained.logits_model(model)
 
     def score_fn(users: np.ndarray, items: np.ndarray) -> np.ndarray:
         n = len(users)
@@ -228,7 +227,8 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
         epochs: number of passes; 0 only evaluates.
         batch_size: mini-batch size.
         rng: the only source of randomness of sampling and shuffling.
-        verbose: evaluate every ``verbose`` epochs (the last one always).
+        verbose: evaluate after epochs 0, ``verbose``, 2 ``verbose``, ... as the
+            authors' loop does (``epoch % verbose == 0``).
         log: receives the authors' progress lines.
         on_epoch: called after each epoch with its log and the state (e.g. to
             write a run record and a checkpoint).
@@ -271,7 +271,7 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
         loss = fit_epoch(model, instances, batch_size, progress)
         t2 = time.time()
         entry = EpochLog(epoch, loss, None, None, t1 - t0, t2 - t1, None)
-        if (epoch + 1) % verbose == 0 or epoch == epochs - 1:
+        if epoch % verbose == 0:   # the authors' condition: epochs 0, verbose, 2 verbose...
             result = evaluator.evaluate(score_fn)
             watched = watch()
             entry.hr, entry.ndcg, entry.eval_s = result.hr, result.ndcg, time.time() - t2

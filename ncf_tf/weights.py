@@ -15,11 +15,12 @@ files load into ncf_tf models and pretraining can copy weights by name.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import h5py
 import keras
 import numpy as np
+
+from ncf_tf.files import atomic_path
 
 
 class WeightsError(ValueError):
@@ -105,14 +106,6 @@ def save_weights(model: keras.Model, path: str) -> None:
     """
     if not path.endswith(".weights.h5"):
         raise ValueError(f"weight file names must end in .weights.h5, got {path}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp.weights.h5")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".weights.h5") as tmp:
         os.remove(tmp)  # Keras refuses to overwrite without asking
         model.save_weights(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

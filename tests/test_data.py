@@ -28,12 +28,14 @@ def test_reads_gzip_and_zero_ratings(tmp_path):
         with open(path, "rb") as f, gzip.open(f"{path}.gz", "wb") as g:
             g.write(f.read())
         os.remove(path)
-    # A rating of 0 is not an interaction (rating > 0 counts, as the authors').
+    # A rating of 0 is not an interaction (rating > 0 counts, as the authors'),
+    # but its ids count towards #users and #items, as in the authors' loader.
     with gzip.open(tmp_path / "toy.train.rating.gz", "at") as g:
-        g.write("0\t59\t0\t0\n")
+        g.write("40\t59\t0\t0\n")
     ds = load_dataset(str(tmp_path), "toy")
     assert ds.num_train == len(info["train"])
-    assert ds.train[0, 59] == 0
+    assert (ds.num_users, ds.num_items) == (41, 60)
+    assert ds.train[40].nnz == 0
 
 
 def set_first_negative(text, line, item):
@@ -57,6 +59,12 @@ def corrupt(tmp_path, suffix, transform):
      r"toy.train.rating, line \d+: expected user<TAB>item<TAB>rating"),
     ("train.rating", lambda t: t + "-1\t4\t1\t0\n", r"toy.train.rating, line \d+: ids must be non-negative"),
     ("train.rating", lambda t: "", r"toy.train.rating: file is empty"),
+    ("train.rating", lambda t: t + "978300760\t5\t4\t1\n",
+     r"toy.train.rating, line \d+: user id 978300760, but only 41 distinct users in the file; "
+     r"expected 0-based ids 0..n-1"),
+    ("test.rating", lambda t: t + t.splitlines()[9] + "\n",
+     r"toy.test.rating, line 41: user 9 already has a test line; expected one held-out "
+     r"interaction per user"),
     ("test.rating", lambda t: t.replace("0\t", "0.5\t", 1), r"toy.test.rating, line 1: user and item must be integers"),
     ("test.rating", lambda t: t + "99\t1\t5\t0\n", r"toy.test.rating, line 41: user 99 / item 1 outside"),
     ("test.negative", lambda t: "\n".join(t.splitlines()[:-1]) + "\n",

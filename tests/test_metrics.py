@@ -59,6 +59,18 @@ def test_duplicate_negative_collapses_into_test_item():
     assert result.ranks[0] == 0 and result.hr == 1.0
 
 
+def test_negative_listed_twice_competes_once():
+    """The authors' dict keyed by item id holds a repeated negative once."""
+    negatives = np.array([[3, 1, 3, 2, 3],    # 3 beats the target: rank 1, not 3
+                          [4, 4, 5, 6, 7]])   # 4 ties the target: rank 1, not 2
+    evaluator = LeaveOneOutEvaluator(np.array([0, 1]), np.array([9, 8]), negatives, k=2)
+    scores = {9: 0.5, 3: 0.9, 1: 0.1, 2: 0.1, 8: 0.5, 4: 0.5, 5: 0.0, 6: 0.0, 7: 0.0}
+    result = evaluator.evaluate(lambda u, i: np.array([scores[x] for x in i]))
+    np.testing.assert_array_equal(result.ranks, [1, 1])
+    np.testing.assert_array_equal(evaluator.competing,
+                                  [[1, 1, 0, 1, 0], [1, 0, 1, 1, 1]])
+
+
 def test_nan_scores_lose():
     evaluator = LeaveOneOutEvaluator(np.array([0]), np.array([5]), np.array([[1, 2]]), k=1)
     result = evaluator.evaluate(lambda u, i: np.full(len(i), np.nan))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 
@@ -104,6 +105,24 @@ def test_cli_dry_run_and_bad_flags(tmp_path, capsys):
     assert reproduce_cli.main(["reproduce", "--only", "fig6", "--match", "_eALS_"]) == 2
     assert "--match '_eALS_': no run planned by --only fig6" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "README.md")
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--max_runs", "-1"], "--max_runs must be an integer >= 0, got -1$"),
+    (["--dataset", "foo", "--dry_run"],
+     "--dataset foo: not one of ml-1m, pinterest-20, and .*foo.train.rating is not there$"),
+    (["--dataset", "pinterest-20", "--only", "fig6"],
+     "pinterest-20.train.rating: file not found .*bin/download_data --dataset pinterest-20"),
+    (["--report", "--results", "{tmp}/nowhere"], "--results .*nowhere: no runs/ folder"),
+])
+def test_cli_bad_flags_write_nothing(tmp_path, capsys, flags, message):
+    flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
+    code = reproduce_cli.main(["reproduce", "--path", str(tmp_path), "--results",
+                               str(tmp_path / "results"), *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("reproduce: error: ")
+    assert re.search(message, err[0]), err[0]
+    assert os.listdir(tmp_path) == []
 
 
 def test_beyond_plans_seeds_of_the_point_chosen_on_validation(tmp_path):

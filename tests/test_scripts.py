@@ -11,6 +11,9 @@ import pytest
 
 from conftest import REPO, write_dataset
 from ncf_tf import gmf, mlp, neumf
+from ncf_tf.config import TrainConfig
+from ncf_tf.experiment import pretrained_files
+from ncf_tf.records import write_json
 
 SMALL = ["--epochs", "2", "--batch_size", "64", "--lr", "0.01", "--num_factors", "4",
          "--layers", "[16,8,4]", "--reg_layers", "0,0,0"]
@@ -26,6 +29,41 @@ def only(flags, allowed):
     """Keeps the --flag value pairs a script defines."""
     pairs = zip(flags[::2], flags[1::2])
     return [x for flag, value in pairs if flag in allowed for x in (flag, value)]
+
+
+def test_pretrain_finds_the_runs_of_the_same_seed_and_protocol(tmp_path):
+    config = TrainConfig(model="NeuMF", dataset="toy", pretrain=True, num_factors=4,
+                         layers=[16, 8, 4], seed=1, results_dir=str(tmp_path))
+
+    def run(name, model, started, status="finished", mode="faithful", **settings):
+        weights_file = str(tmp_path / f"{name}.weights.h5")
+        open(weights_file, "w").close()
+        values = {"dataset": "toy", "num_neg": 4, "seed": 1, "selection": "test",
+                  "validation_split": "latest", "num_factors": 4, "layers": [16, 8, 4]}
+        write_json(str(tmp_path / f"{name}.json"), {
+            "model": model, "status": status, "mode": mode, "started": started,
+            "config": {**values, **settings}, "weights_file": weights_file})
+        return weights_file
+
+    gmf_file = run("gmf", "GMF", "2026-01-01T00:00:00", epochs=20)
+    mlp_file = run("mlp", "MLP", "2026-01-01T00:00:00")
+    # Newer, but not what a seed-1, test-selected, faithful NeuMF-4 starts from.
+    run("gmf_seed2", "GMF", "2026-02-01", seed=2)
+    run("gmf_val", "GMF", "2026-02-01", selection="validation")
+    run("gmf_neg7", "GMF", "2026-02-01", num_neg=7)
+    run("gmf_f8", "GMF", "2026-02-01", num_factors=8)
+    run("gmf_fast", "GMF", "2026-02-01", mode="fast")
+    run("gmf_running", "GMF", "2026-02-01", status="running")
+    run("mlp_tower", "MLP", "2026-02-01", layers=[32, 16, 8])
+    assert pretrained_files(config) == (gmf_file, mlp_file)
+    # A newer finished run of the same settings (say, more epochs) is taken.
+    newer = run("gmf_e30", "GMF", "2026-03-01", epochs=30)
+    assert pretrained_files(config) == (newer, mlp_file)
+    os.remove(newer)  # ...while its weights file exists.
+    assert pretrained_files(config) == (gmf_file, mlp_file)
+    with pytest.raises(ValueError, match="no finished MLP run with .*layers \\[16, 8, 4\\]"):
+        os.remove(mlp_file)
+        pretrained_files(config)
 
 
 GMF_FLAGS = {"--epochs", "--batch_size", "--lr", "--num_factors"}
@@ -100,7 +138,7 @@ BAD = [
     (["--num_neg", "50"], "--num_neg 50: user .* can be paired with only"),
     (["--alpha", "2"], r"--alpha must be a number in \[0, 1\], got 2.0"),
     (["--mf_pretrain", "x.h5"], "--mf_pretrain and --mlp_pretrain must be given together"),
-    (["--pretrain"], "--pretrain: no file matches .*toy_GMF_8_"),
+    (["--pretrain"], "--pretrain: no finished GMF run with dataset toy, num_neg 4, seed 0"),
     (["--mf_pretrain", "nope.h5", "--mlp_pretrain", "nope2.h5"], "nope.h5: weight file not found"),
     (["--device", "tpu"], "--device must be auto, cpu or gpu:N, got 'tpu'"),
     (["--epochs", "x"], "flag --epochs=x"),

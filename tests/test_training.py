@@ -1,12 +1,15 @@
-"""fit_epoch: its ready-cut batches give Keras's own NumPy updates."""
+"""fit_epoch: its ready-cut batches give Keras's own NumPy updates; the loop's
+evaluation schedule."""
 
 import numpy as np
 import pytest
 
-from conftest import tensorflow_only
+from conftest import tensorflow_only, write_dataset
 from ncf_tf import neumf, training
+from ncf_tf.data import load_dataset
+from ncf_tf.evaluation import LeaveOneOutEvaluator
 from ncf_tf.optimizers import make_optimizer
-from ncf_tf.sampling import Instances
+from ncf_tf.sampling import Instances, NegativeSampler
 
 USERS, ITEMS = 30, 20
 
@@ -71,3 +74,18 @@ def test_fit_epoch_refuses_no_instances():
     training.compile_model(model, make_optimizer("adam", 0.01))
     with pytest.raises(ValueError, match="no training instances"):
         training.fit_epoch(model, instances(0), 64)
+
+
+def test_evaluates_every_verbose_epochs_as_the_authors(tmp_path):
+    """``epoch % verbose == 0``: with verbose 3 over 5 epochs, epochs 0 and 3."""
+    dataset = load_dataset(write_dataset(tmp_path)["folder"], "toy")
+    model = neumf.build(dataset.num_users, dataset.num_items, 4, [8, 4, 2], [0, 0, 0], seed=3)
+    training.compile_model(model, make_optimizer("adam", 0.01))
+    lines = []
+    state = training.train(model, NegativeSampler(dataset.train, 2),
+                           LeaveOneOutEvaluator.for_dataset(dataset), epochs=5, batch_size=64,
+                           rng=np.random.default_rng(0), verbose=3, log=lines.append)
+    assert [e.epoch for e in state.epochs if e.hr is not None] == [0, 3]
+    assert [line.split(" [")[0] for line in lines if line.startswith("Iteration")] == \
+        ["Iteration 0", "Iteration 3"]
+    assert len(state.epochs) == 5 and all(e.loss > 0 for e in state.epochs)
