@@ -1,8 +1,10 @@
-"""What every baseline's ``score`` checks before scoring."""
+"""What the baselines share: the training matrix they fit on, and the checks
+of ``score``."""
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 
 def check_pairs(model: str, fitted: bool, users, items) -> tuple[np.ndarray, np.ndarray]:
@@ -14,3 +16,12 @@ def check_pairs(model: str, fitted: bool, users, items) -> tuple[np.ndarray, np.
         raise ValueError(f"users and items must have the same shape, got "
                          f"{users.shape} and {items.shape}")
     return users, items
+
+
+def binary_csr(train: sp.spmatrix) -> sp.csr_matrix:
+    """A float64 CSR copy of ``train`` with 1 at each non-zero entry, sorted indices."""
+    x = sp.csr_matrix(train, dtype=np.float64, copy=True)
+    x.data[:] = x.data != 0
+    x.eliminate_zeros()
+    x.sort_indices()
+    return x

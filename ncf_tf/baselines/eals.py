@@ -45,7 +45,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ncf_tf.baselines.common import check_pairs
+from ncf_tf.baselines.common import binary_csr, check_pairs
 
 
 class EALS:
@@ -122,9 +122,7 @@ class EALS:
 
     def _prepare(self, train: sp.spmatrix) -> None:
         """Caches the observed entries in CSR (user-major) and CSC orders."""
-        train = sp.csr_matrix(train, dtype=np.float64, copy=True)
-        train.eliminate_zeros()
-        train.sort_indices()
+        train = binary_csr(train)
         self._train = train
         num_users, num_items = train.shape
         self._rows = np.repeat(np.arange(num_users), np.diff(train.indptr))

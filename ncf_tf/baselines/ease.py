@@ -27,7 +27,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from ncf_tf.baselines.common import check_pairs
+from ncf_tf.baselines.common import binary_csr, check_pairs
 
 # Dense score blocks hold at most this many float64 entries (32 MB).
 _BLOCK_ENTRIES = 1 << 22
@@ -68,10 +68,7 @@ class EASE:
         """
         del rng
         start = time.time()
-        x = sp.csr_matrix(train, dtype=np.float64, copy=True)
-        x.data[:] = x.data != 0
-        x.eliminate_zeros()
-        x.sort_indices()
+        x = binary_csr(train)
         gram = (x.T @ x).toarray()
         gram[np.diag_indices_from(gram)] += self.reg
         # P = G^{-1} through its Cholesky factor: G is symmetric positive

@@ -53,7 +53,7 @@ import scipy.linalg.lapack
 import scipy.sparse as sp
 import threadpoolctl
 
-from ncf_tf.baselines.common import check_pairs
+from ncf_tf.baselines.common import binary_csr, check_pairs
 
 Solver = Literal["cholesky", "cg"]
 SOLVERS = ("cholesky", "cg")
@@ -120,10 +120,7 @@ class IALS:
         Returns:
             self.
         """
-        train = sp.csr_matrix(train, dtype=np.float64, copy=True)
-        train.data[:] = train.data != 0
-        train.eliminate_zeros()
-        train.sort_indices()
+        train = binary_csr(train)
         self._train = train
         self._train_t = train.T.tocsr()
         self._user_reg = self.row_regularisation(train)

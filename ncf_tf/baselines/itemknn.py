@@ -34,7 +34,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ncf_tf.baselines.common import check_pairs
+from ncf_tf.baselines.common import binary_csr, check_pairs
 
 # Dense work blocks hold at most this many float64 entries (64 MB).
 _BLOCK_ENTRIES = 1 << 23
@@ -79,10 +79,7 @@ class ItemKNN:
         """
         del rng
         start = time.time()
-        x = sp.csr_matrix(train, dtype=np.float64, copy=True)
-        x.data[:] = (x.data != 0)
-        x.eliminate_zeros()
-        x.sort_indices()
+        x = binary_csr(train)
         self.train = x
         self.similarity = item_similarity(x, self.k_neighbors, self.shrink)
         self._similarity_t = self.similarity.T.tocsr()   # scores = X @ S.T
