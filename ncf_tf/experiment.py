@@ -38,6 +38,23 @@ def build_model(config: TrainConfig, num_users: int, num_items: int) -> keras.Mo
                        config.reg_layers, config.reg_mf, config.seed)
 
 
+PRETRAINED_STREAM = 2
+"""A pretrained NeuMF samples from the stream ``(seed, 2)``; 1 is the validation split's."""
+
+
+def training_stream(config: TrainConfig) -> list[int]:
+    """The seed sequence of a run's sampling and shuffling.
+
+    GMF, MLP and NeuMF from scratch use ``seed``. A pretrained NeuMF must not:
+    its GMF and MLP were trained on the instances of that stream, so NeuMF
+    would see again, epoch by epoch, the very negatives they already fit
+    (its loss then falls until the epoch its GMF or MLP was saved at, and
+    jumps when fresh negatives come). The authors' scripts draw from
+    numpy's unseeded global state, independent between runs.
+    """
+    return [config.seed, PRETRAINED_STREAM] if config.pretrained else [config.seed]
+
+
 def pretrained_run(config: TrainConfig, model: str) -> str:
     """The weight file of the newest finished ``model`` ("GMF" or "MLP") run
     in ``config.results_dir`` that a pretrained NeuMF of ``config`` starts from.
@@ -164,6 +181,11 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             raise ValueError(f"checkpoint {paths['checkpoint']} belongs to a run with another "
                              f"configuration; remove it or choose another --run_name")
         resume_from = stored
+    stream = training_stream(config)
+    if resume_from is not None and resume_from.get("training_stream", [config.seed]) != stream:
+        raise ValueError(f"checkpoint {paths['checkpoint']} was written with the sampling stream "
+                         f"{resume_from.get('training_stream', [config.seed])}, this version uses "
+                         f"{stream}; remove it to start the run again")
 
     if strategy is not None:
         device = f"{config.distribute}: {strategy.num_replicas_in_sync} replicas"
@@ -195,7 +217,7 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             # The learner itself, not the loss-scaling wrapper of mixed_float16.
             "optimizer": type(getattr(model.optimizer, "inner_optimizer",
                                       model.optimizer)).__name__,
-            "seed": config.seed,
+            "seed": config.seed, "training_stream": stream,
             "selection": config.selection, "mode": "fast" if fast else "faithful",
             "fast_mode": fast, "device": device, "start_from": start_from,
             "data": {"summary": dataset.summary(), "files": dataset.files},
@@ -214,7 +236,8 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
         def on_epoch(entry: training.EpochLog, now: training.TrainState) -> None:
             record["epochs"].append(dataclasses.asdict(entry))
             checkpoint.save(paths["checkpoint"], model, now, {
-                "config": resumable_config(config), "elapsed_s": elapsed + time.time() - run_start,
+                "config": resumable_config(config), "training_stream": stream,
+                "elapsed_s": elapsed + time.time() - run_start,
                 "resumed": record.get("resumed", [])})
             records.write_json(paths["record"], record)
             if summaries is not None:
@@ -222,7 +245,7 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
 
         result = training.train(
             model, sampler, evaluator, epochs=config.epochs, batch_size=config.batch_size,
-            rng=np.random.default_rng(config.seed), verbose=config.verbose, log=log,
+            rng=np.random.default_rng(stream), verbose=config.verbose, log=log,
             on_epoch=on_epoch, resume=state, progress=config.progress, monitors=monitors)
         model.set_weights(result.best_weights)
         if config.full_ranking:

@@ -657,8 +657,13 @@ def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, di
             "Optimizer `Adam` (records before `FusedAdam`): Keras 3's Adam, whose second moment "
             "sums the squares of an embedding row's per-occurrence gradients when the row occurs "
             "more than once in a batch, where Keras 1 squares their sum; `FusedAdam` computes "
-            "Keras 1's update (see `ncf_tf/optimizers.py`).", "",
-            "| record | model | seed | optimizer | mode | wall | machine | commit | backend |",
+            "Keras 1's update (see `ncf_tf/optimizers.py`).", "")
+    superseded = glob.glob(os.path.join(folder, "runs", "superseded", "*.json"))
+    if superseded:
+        rep.add(f"Not read: {len(superseded)} records in `runs/superseded/`, pretrained NeuMF "
+                "runs that replayed the negatives their GMF and MLP were trained on (its "
+                "README says why); their cells are run again.", "")
+    rep.add("| record | model | seed | optimizer | mode | wall | machine | commit | backend |",
             "|---|---|---|---|---|---|---|---|---|")
     for r in sorted(records, key=lambda r: r["_file"]):
         machine = f"{r['machine'].get('cpu_count')} CPU, {r.get('device', 'cpu')}"

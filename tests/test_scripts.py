@@ -91,6 +91,9 @@ def test_scripts_end_to_end_with_pretraining(tmp_path, capsys):
 
     runs = {json.load(open(p))["model"]: json.load(open(p)) for p in records(tmp_path)}
     assert set(runs) == {"GMF", "MLP", "NeuMF"}
+    # NeuMF must not replay the negatives its GMF and MLP were trained on.
+    assert runs["GMF"]["training_stream"] == runs["MLP"]["training_stream"] == [0]
+    assert runs["NeuMF"]["training_stream"] == [0, 2]
     for record in runs.values():
         assert record["status"] == "finished" and len(record["epochs"]) == 2
         assert {"loss", "hr", "ndcg", "sample_s", "train_s", "eval_s"} <= set(record["epochs"][0])
