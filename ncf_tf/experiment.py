@@ -182,10 +182,12 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
                              f"configuration; remove it or choose another --run_name")
         resume_from = stored
     stream = training_stream(config)
-    if resume_from is not None and resume_from.get("training_stream", [config.seed]) != stream:
-        raise ValueError(f"checkpoint {paths['checkpoint']} was written with the sampling stream "
-                         f"{resume_from.get('training_stream', [config.seed])}, this version uses "
-                         f"{stream}; remove it to start the run again")
+    if resume_from is not None:
+        written_with = resume_from.get("training_stream", [config.seed])
+        if written_with != stream:
+            raise ValueError(f"checkpoint {paths['checkpoint']} was written with the sampling "
+                             f"stream {written_with}, this version uses {stream}; remove it to "
+                             "start the run again")
 
     if strategy is not None:
         device = f"{config.distribute}: {strategy.num_replicas_in_sync} replicas"

@@ -150,11 +150,14 @@ def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
 
 
 def ncf_job(model: str, dataset: str, factors: int, seed: int, layers=None, num_neg: int = 4,
-            pretrained: bool = False, selection: str = "test", epochs: int = EPOCHS) -> Job:
+            pretrained: bool = False, selection: str = "test", epochs: int = EPOCHS,
+            learner: str | None = None) -> Job:
+    """One GMF, MLP or NeuMF run; ``learner`` None is the script's default
+    (Adam, vanilla SGD after pretraining)."""
     layers = layers if layers is not None else tower(factors)
     config = TrainConfig(model=model, dataset=dataset, epochs=epochs, num_factors=factors,
                          layers=layers, reg_layers=[0.0] * len(layers), num_neg=num_neg,
-                         seed=seed, pretrain=pretrained, selection=selection)
+                         seed=seed, pretrain=pretrained, selection=selection, learner=learner)
     flags = ["--dataset", dataset, "--epochs", str(epochs), "--seed", str(seed)]
     if selection != "test":
         flags += ["--selection", selection, "--full_ranking"]
@@ -165,25 +168,15 @@ def ncf_job(model: str, dataset: str, factors: int, seed: int, layers=None, num_
                   "--reg_layers", ",".join(["0"] * len(layers))]
     if num_neg != 4:
         flags += ["--num_neg", str(num_neg)]
+    if learner:
+        flags += ["--learner", learner]
     needs = ()
     if pretrained:
         needs = (ncf_job("GMF", dataset, factors, seed, num_neg=num_neg).name,
                  ncf_job("MLP", dataset, factors, seed, layers, num_neg).name)
     estimate = epochs * estimate_epoch_s(model, dataset, factors, layers, num_neg,
-                                         "sgd" if pretrained else "adam")
+                                         config.resolved_learner)
     return Job(config.run_key(), f"train_{model.lower()}", flags, needs, estimate)
-
-
-def pretrain_adam_job(dataset: str, factors: int, seed: int) -> Job:
-    """Table 2's pretrained NeuMF, trained with Adam instead of vanilla SGD."""
-    base = ncf_job("NeuMF", dataset, factors, seed, pretrained=True)
-    layers = tower(factors)
-    config = TrainConfig(model="NeuMF", dataset=dataset, epochs=EPOCHS, num_factors=factors,
-                         layers=layers, reg_layers=[0.0] * len(layers), seed=seed,
-                         pretrain=True, learner="adam")
-    estimate = EPOCHS * estimate_epoch_s("NeuMF", dataset, factors, layers)
-    return Job(config.run_key(), base.script, base.flags + ["--learner", "adam"], base.needs,
-               estimate)
 
 
 def fast_job(dataset: str, seed: int, batch_size: int = 256, lr: float = 0.001,
@@ -281,7 +274,8 @@ def plan(experiment: str, dataset: str, seeds: int = 3,
         return ncf_cell(dataset, 8, 0)[:3]
     if experiment == "pretrain_adam":
         return [j for f in PRETRAIN_ADAM_FACTORS
-                for j in ncf_cell(dataset, f, 0)[:2] + [pretrain_adam_job(dataset, f, 0)]]
+                for j in ncf_cell(dataset, f, 0)[:2]
+                + [ncf_job("NeuMF", dataset, f, 0, pretrained=True, learner="adam")]]
     if experiment == "long":
         return [ncf_job("MLP", dataset, 8, 0, tower(8, hidden), epochs=LONG_EPOCHS)
                 for hidden in LONG_MLP_HIDDEN]

@@ -54,14 +54,14 @@ def check_data(path: str, dataset: str, planning_only: bool) -> None:
     from ncf_tf.reproduce import DATASETS
     if planning_only and dataset in DATASETS:
         return
-    try:
-        for suffix in SUFFIXES:
+    for suffix in SUFFIXES:
+        try:
             find_file(path, dataset, suffix)
-    except DataError as e:
-        if dataset in DATASETS:
-            raise
-        raise ValueError(f"--dataset {dataset}: not one of {', '.join(DATASETS)}, and "
-                         f"{str(e).split(':')[0]} is not there") from None
+        except DataError:
+            if dataset in DATASETS:
+                raise
+            raise ValueError(f"--dataset {dataset}: not one of {', '.join(DATASETS)}, and "
+                             f"{os.path.join(path, f'{dataset}.{suffix}')} is not there") from None
 
 
 def main(argv: list[str] | None = None) -> int:
