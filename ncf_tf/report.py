@@ -151,6 +151,25 @@ class Cells:
         return self.baselines.get((dataset, name, factors), [])
 
 
+def grid_edges(runs: list[dict]) -> list[str]:
+    """The settings in which the best run of a grid (on test HR) takes the
+    smallest or largest value tried, among the runs that differ from it in
+    that setting only, e.g. ``["reg=10.0, the largest of 4 tried"]``."""
+    if not runs:
+        return []
+    best = max(runs, key=lambda r: r["best"]["hr"])
+    edges = []
+    for key, value in sorted(best["params"].items()):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        tried = {r["params"][key] for r in runs if key in r["params"]
+                 and all(r["params"].get(k) == v for k, v in best["params"].items() if k != key)}
+        if len(tried) > 1 and value in (min(tried), max(tried)):
+            end = "smallest" if value == min(tried) else "largest"
+            edges.append(f"{key}={value}, the {end} of {len(tried)} tried")
+    return edges
+
+
 def metric(runs: list[dict], key: str, k: int = 10) -> list[float]:
     if k == 10:
         return [r["best"][key] for r in runs]
@@ -283,6 +302,12 @@ class Report:
             self.add(f"Baseline grids ({dataset}):", "")
             self.table(f"baselines_{dataset}", ["baseline", "settings", "HR@10", "NDCG@10",
                                                 "fit s"], rows)
+            edges = [f"{name}{'' if f is None else f' (F = {f})'}: {edge}"
+                     for name in BASELINE_ORDER for f in (None, *reproduce.FACTORS)
+                     for edge in grid_edges(self.cells.baseline_grid(dataset, name, f))]
+            self.add("Best point at an end of its grid, where a wider search might do better: "
+                     + "; ".join(edges) + "." if edges else
+                     "Every best point lies inside its grid.", "")
 
     def figure5(self, dataset: str) -> dict:
         self.add(f"### Figure 5: HR@K and NDCG@K, K = 1..10, F = 8 ({dataset})", "")

@@ -167,3 +167,18 @@ def test_estimates_use_the_newest_run_of_the_same_settings():
              "wall_s": 1800.0},
             {"kind": "baseline", "_name": "ml-1m_MLP_64-32-16-8_e20_s0", "wall_s": 1.0}]
     assert report.estimated_hours(jobs, runs) == (900.0 + 3600.0) / 3600
+
+
+def test_grid_edges_name_a_best_point_at_either_end_of_its_grid():
+    def point(hr, **params):
+        return {"params": params, "best": {"hr": hr}}
+    inside = [point(0.60, k_neighbors=10), point(0.66, k_neighbors=50),
+              point(0.64, k_neighbors=200)]
+    assert report.grid_edges(inside) == []
+    assert report.grid_edges(inside[1:]) == ["k_neighbors=50, the smallest of 2 tried"]
+    # Only the runs that differ from the best in that setting alone count.
+    bpr = [point(0.60, lr=0.02, num_factors=8), point(0.63, lr=0.05, num_factors=8),
+           point(0.61, lr=0.1, num_factors=8), point(0.62, lr=0.2, num_factors=16)]
+    assert report.grid_edges(bpr) == []
+    assert report.grid_edges(bpr[:2]) == ["lr=0.05, the largest of 2 tried"]
+    assert report.grid_edges([point(0.4)]) == report.grid_edges([]) == []
