@@ -692,8 +692,8 @@ def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, di
             "|---|---|---|---|---|---|---|---|---|")
     for r in sorted(records, key=lambda r: r["_file"]):
         machine = f"{r['machine'].get('cpu_count')} CPU, {r.get('device', 'cpu')}"
-        optimizer = r.get("optimizer") or ("Adam" if r.get("learner") == "adam"
-                                           else r.get("learner", "–"))
+        optimizer = r.get("optimizer") or {"adam": "Adam", "sgd": "SGD"}.get(
+            r.get("learner"), r.get("learner", "–"))
         mode = r.get("mode", "faithful") if r["kind"] == "train" else "–"
         rep.add(f"| `{r['_file']}` | {r['model']} | {r['seed']} | {optimizer} | {mode} | "
                 f"{r['wall_s'] / 60:.1f} min | "

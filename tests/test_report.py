@@ -51,6 +51,7 @@ def test_cells_from_records(tmp_path):
     assert "Table 2, ml-1m, NeuMF-16 from scratch, HR@10: ours 0.6500 (n = 1), paper 0.696" in text
     assert "0.99" not in text
     assert "| ItemPop | – | 0.4531 | 0.2541 |" in text
+    assert "| `runs/r0.json` | NeuMF | 0 | SGD | faithful |" in text
     assert "**Not run here**: pinterest-20" in text
     assert "bin/reproduce --only table2 --dataset pinterest-20" in text
     assert (tmp_path / "plots" / "fig4_ml-1m.png").stat().st_size > 1000
@@ -92,7 +93,7 @@ def test_fast_mode_runs_stay_out_of_the_paper_tables(tmp_path):
     row = next(line for line in text.splitlines() if "`ml-1m_NeuMF_8_64-32-16-8_lazy_e20`" in line)
     assert row == ("| `ml-1m_NeuMF_8_64-32-16-8_lazy_e20`: lazy Adam (embedding rows updated only "
                    "when in the batch) | 0.6000 (1) | 0.3500 (1) | -0.090 | 5.5 | x2.0 |")
-    assert text.count("| sgd | faithful |") == 2 and text.count("| sgd | fast |") == 1
+    assert text.count("| SGD | faithful |") == 2 and text.count("| SGD | fast |") == 1
 
 
 def test_beyond_names_the_model_best_on_validation_not_on_test(tmp_path):
