@@ -45,7 +45,7 @@ BASELINE_GRID = {
     "ItemPop": [{}],
     "ItemKNN": [{"k_neighbors": k} for k in (10, 20, 50, 100, 200)],
     "BPR": [{"lr": lr} for lr in (0.02, 0.05, 0.1)],
-    "eALS": [{"reg": reg} for reg in (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)],
+    "eALS": [{"reg": reg} for reg in (0.01, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)],
 }
 """Hyper-parameters searched per baseline (per factor for BPR and eALS);
 the report shows the best point of each grid on test HR, the protocol the
