@@ -143,21 +143,24 @@ class Cells:
                              0 if model == "GMF" else hidden), [])
 
     def best_baseline(self, dataset, name, factors=None) -> dict | None:
-        """The grid point with the best test HR (the authors' selection rule)."""
-        runs = self.baselines.get((dataset, name, factors), [])
-        return max(runs, key=lambda r: r["best"]["hr"]) if runs else None
+        return best_on_test(self.baselines.get((dataset, name, factors), []))
 
     def baseline_grid(self, dataset, name, factors=None) -> list[dict]:
         return self.baselines.get((dataset, name, factors), [])
+
+
+def best_on_test(runs: list[dict]) -> dict | None:
+    """The grid point with the best test HR (the authors' selection rule)."""
+    return max(runs, key=lambda r: r["best"]["hr"]) if runs else None
 
 
 def grid_edges(runs: list[dict]) -> list[str]:
     """The settings in which the best run of a grid (on test HR) takes the
     smallest or largest value tried, among the runs that differ from it in
     that setting only, e.g. ``["reg=10.0, the largest of 4 tried"]``."""
-    if not runs:
+    best = best_on_test(runs)
+    if best is None:
         return []
-    best = max(runs, key=lambda r: r["best"]["hr"])
     edges = []
     for key, value in sorted(best["params"].items()):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -290,21 +293,20 @@ class Report:
         return series
 
     def grids(self, dataset: str) -> None:
-        rows = []
+        rows, edges = [], []
         for name in BASELINE_ORDER:
             for f in (None, *reproduce.FACTORS):
-                for r in sorted(self.cells.baseline_grid(dataset, name, f),
-                                key=lambda r: sorted(r["params"].items())):
+                grid = self.cells.baseline_grid(dataset, name, f)
+                for r in sorted(grid, key=lambda r: sorted(r["params"].items())):
                     rows.append([name, ", ".join(f"{k}={v}" for k, v in sorted(r["params"].items()))
                                  or "–", f"{r['best']['hr']:.4f}", f"{r['best']['ndcg']:.4f}",
                                  f"{r['fit_s']:.1f}"])
+                edges += [f"{name}{'' if f is None else f' (F = {f})'}: {edge}"
+                          for edge in grid_edges(grid)]
         if rows:
             self.add(f"Baseline grids ({dataset}):", "")
             self.table(f"baselines_{dataset}", ["baseline", "settings", "HR@10", "NDCG@10",
                                                 "fit s"], rows)
-            edges = [f"{name}{'' if f is None else f' (F = {f})'}: {edge}"
-                     for name in BASELINE_ORDER for f in (None, *reproduce.FACTORS)
-                     for edge in grid_edges(self.cells.baseline_grid(dataset, name, f))]
             self.add("Best point at an end of its grid, where a wider search might do better: "
                      + "; ".join(edges) + "." if edges else
                      "Every best point lies inside its grid.", "")
