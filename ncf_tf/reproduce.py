@@ -104,12 +104,7 @@ class Job:
         """The command line; a pretrained NeuMF gets its GMF/MLP weight files."""
         extra = []
         for dependency, flag in zip(self.needs, ("--mf_pretrain", "--mlp_pretrain")):
-            record = read_json(os.path.join(results_dir, f"{dependency}.json"))
-            path = record["weights_file"]
-            if not os.path.isabs(path) and not os.path.exists(path):
-                # Relative to the folder the run was started in: model_dir's parent.
-                path = os.path.join(os.path.dirname(os.path.abspath(model_dir)), path)
-            extra += [flag, path]
+            extra += [flag, weights_file(dependency, results_dir, model_dir)]
         paths = ["--path", data_path, "--results_dir", results_dir]
         if self.script != "train_baseline":
             paths += ["--model_dir", model_dir]
@@ -321,6 +316,33 @@ def with_needs(selected: list[Job], jobs: list[Job]) -> list[Job]:
     return out
 
 
+def weights_file(name: str, results_dir: str, model_dir: str) -> str:
+    """Where the weights of the recorded run ``name`` are: the record's
+    ``weights_file`` if it is there, else ``<model_dir>/<name>.weights.h5``
+    (a fresh checkout has the records but not the weights)."""
+    path = read_json(os.path.join(results_dir, f"{name}.json")).get("weights_file") or ""
+    if not os.path.isabs(path):
+        # Relative to the folder the run was started in: model_dir's parent.
+        path = os.path.join(os.path.dirname(os.path.abspath(model_dir)), path)
+    return path if os.path.isfile(path) else os.path.join(model_dir, f"{name}.weights.h5")
+
+
+RERUN_TOLERANCE = 1e-3
+"""How far a rerun's HR or NDCG may be from its record at any epoch (6 of
+ml-1m's 6,040 users) and still count as the same run: threaded float sums
+are not bit-identical from run to run, and a rank tie can flip."""
+
+
+def rerun_gap(record: dict, rerun: dict) -> float:
+    """The largest difference in HR or NDCG, at any epoch, between a record
+    and a finished rerun of it (infinite if the rerun is unfinished or shorter)."""
+    old, new = record.get("epochs", []), rerun.get("epochs", [])
+    if rerun.get("status") != "finished" or len(old) != len(new):
+        return float("inf")
+    return max((abs(a[m] - b[m]) for a, b in zip(old, new) for m in ("hr", "ndcg")),
+               default=0.0)
+
+
 def status(job: Job, results_dir: str) -> str:
     """"finished", "running" (interrupted or in progress) or "missing"."""
     path = os.path.join(results_dir, f"{job.name}.json")
@@ -329,14 +351,26 @@ def status(job: Job, results_dir: str) -> str:
     return read_json(path).get("status", "running")
 
 
+def to_restore(jobs: list[Job], results_dir: str, model_dir: str) -> set[str]:
+    """The finished jobs of ``jobs`` that an unfinished one needs the weights
+    of, where those weights are not there."""
+    by_name = {job.name: job for job in jobs}
+    return {d for job in jobs if status(job, results_dir) != "finished" for d in job.needs
+            if d in by_name and status(by_name[d], results_dir) == "finished"
+            and not os.path.isfile(weights_file(d, results_dir, model_dir))}
+
+
 def execute(jobs: list[Job], *, results_dir: str, model_dir: str, data_path: str,
             parallel: int = 1, log: Callable[[str], None] = print,
             logs_dir: str | None = None) -> list[str]:
     """Runs the unfinished ``jobs`` (dependencies first); returns failed names.
 
     A job whose dependency is not part of ``jobs`` and not finished is added
-    in front of it. Each process gets ``cores / parallel`` threads; its
-    output goes to ``<logs_dir>/<name>.log``.
+    in front of it. A finished dependency whose weights file is gone (a fresh
+    checkout) is run again with its record written to ``<model_dir>/restored/``;
+    its weights are used only if the rerun is within :data:`RERUN_TOLERANCE`
+    of its record at every epoch. Each process gets ``cores / parallel`` threads; its output
+    goes to ``<logs_dir>/<name>.log``.
     """
     by_name = {job.name: job for job in jobs}
     order = []
@@ -354,6 +388,12 @@ def execute(jobs: list[Job], *, results_dir: str, model_dir: str, data_path: str
     for job in jobs:
         add(job)
     pending = [job for job in order if status(job, results_dir) != "finished"]
+    restore_dir = os.path.join(model_dir, "restored")
+    restoring = to_restore(order, results_dir, model_dir)
+    for name in sorted(restoring):
+        if os.path.exists(os.path.join(restore_dir, f"{name}.json")):
+            os.remove(os.path.join(restore_dir, f"{name}.json"))
+    pending = [job for job in order if job in pending or job.name in restoring]
     logs_dir = logs_dir or os.path.join(results_dir, os.pardir, "logs")
     os.makedirs(logs_dir, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // parallel)
@@ -361,13 +401,21 @@ def execute(jobs: list[Job], *, results_dir: str, model_dir: str, data_path: str
                TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS=str(threads))
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     failed: list[str] = []
-    log(f"{len(order) - len(pending)} of {len(order)} runs already recorded; "
-        f"{len(pending)} to run, {parallel} at a time")
+    restores = f" ({len(restoring)} again for their weights)" if restoring else ""
+    log(f"{len(order) - len(pending) + len(restoring)} of {len(order)} runs already recorded; "
+        f"{len(pending)} to run{restores}, {parallel} at a time")
     while pending or running:
         for name, (process, started) in list(running.items()):
             if process.poll() is not None:
                 del running[name]
                 ok = process.returncode == 0
+                if ok and name in restoring:
+                    gap = rerun_gap(read_json(os.path.join(results_dir, f"{name}.json")),
+                                    read_json(os.path.join(restore_dir, f"{name}.json")))
+                    ok = gap <= RERUN_TOLERANCE
+                    log(f"{name}: the rerun for its weights is {gap:.6f} from its record in "
+                        f"HR/NDCG" + ("" if ok else f" (more than {RERUN_TOLERANCE}): not used; "
+                                      "delete the record to train it anew"))
                 log(f"{'done' if ok else 'FAILED'}: {name} [{(time.time() - started) / 60:.1f} min]")
                 if not ok:
                     failed.append(name)
@@ -384,8 +432,11 @@ def execute(jobs: list[Job], *, results_dir: str, model_dir: str, data_path: str
                 continue
             pending.remove(job)
             out = open(os.path.join(logs_dir, f"{job.name}.log"), "a")
-            log(f"start: {job.name} (estimated {job.estimate_s / 60:.0f} min)")
-            process = subprocess.Popen(job.argv(results_dir, model_dir, data_path),
+            restore = job.name in restoring
+            log(f"{'restore' if restore else 'start'}: {job.name} "
+                f"(estimated {job.estimate_s / 60:.0f} min)")
+            process = subprocess.Popen(job.argv(restore_dir if restore else results_dir,
+                                                model_dir, data_path),
                                        stdout=out, stderr=subprocess.STDOUT, env=env)
             running[job.name] = (process, time.time())
         time.sleep(1.0)

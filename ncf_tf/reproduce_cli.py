@@ -95,10 +95,13 @@ def main(argv: list[str] | None = None) -> int:
 
         jobs = plan_jobs()
         if fv.dry_run:
+            restore = reproduce.to_restore(jobs, runs, fv.model_dir)
             for job in jobs:
-                print(f"{reproduce.status(job, runs):9s} {job.estimate_s / 60:7.0f} min  "
+                state = "no weights" if job.name in restore else reproduce.status(job, runs)
+                print(f"{state:10s}{job.estimate_s / 60:7.0f} min  "
                       f"{job.name}\n{'':22s}{job.shell()}")
-            missing = [j for j in jobs if reproduce.status(j, runs) != "finished"]
+            missing = [j for j in jobs
+                       if j.name in restore or reproduce.status(j, runs) != "finished"]
             print(f"{len(jobs) - len(missing)} of {len(jobs)} recorded; the rest is estimated "
                   f"at {sum(j.estimate_s for j in missing) / 3600:.1f} h on 2 CPU cores")
             return

@@ -94,6 +94,55 @@ def test_execute_runs_dependencies_first_and_skips_recorded(tmp_path):
     assert failed == [] and again == ["3 of 3 runs already recorded; 0 to run, 1 at a time"]
 
 
+def test_execute_reruns_a_recorded_dependency_whose_weights_are_gone(tmp_path):
+    """A fresh checkout has the records, not the weights: the GMF is run again
+    (its record untouched) and its weights are used only if the rerun
+    reproduces the record epoch by epoch."""
+    record = {"status": "finished", "epochs": [{"hr": 0.5, "ndcg": 0.3}, {"hr": 0.6, "ndcg": 0.4}]}
+    assert reproduce.rerun_gap(record, record) == 0.0
+    close = {"status": "finished", "epochs": [{"hr": 0.5, "ndcg": 0.3}, {"hr": 0.6, "ndcg": 0.4004}]}
+    assert reproduce.rerun_gap(record, close) == pytest.approx(0.0004)
+    assert reproduce.rerun_gap(record, {**close, "status": "running"}) == float("inf")
+    assert reproduce.rerun_gap(record, {**close, "epochs": close["epochs"][:1]}) == float("inf")
+    data = write_dataset(tmp_path / "data")
+    small = ["--dataset", "toy", "--epochs", "2", "--batch_size", "64"]
+    gmf = reproduce.Job("toy_gmf", "train_gmf", small + ["--num_factors", "4"])
+    mlp = reproduce.Job("toy_mlp", "train_mlp", small + ["--layers", "8,4", "--reg_layers", "0,0"])
+    neumf = reproduce.Job("toy_neumf", "train_neumf",
+                          small + ["--num_factors", "4", "--layers", "8,4", "--reg_layers", "0,0"],
+                          needs=("toy_gmf", "toy_mlp"))
+    runs, models = tmp_path / "runs", tmp_path / "models"
+    kwargs = dict(results_dir=str(runs), model_dir=str(models), data_path=data["folder"],
+                  logs_dir=str(tmp_path / "logs"))
+    assert reproduce.execute([gmf, mlp], log=lambda line: None, **kwargs) == []
+    recorded = (runs / "toy_gmf.json").read_text()
+
+    assert reproduce.to_restore([gmf, mlp, neumf], str(runs), str(models)) == set()
+    (models / "toy_gmf.weights.h5").unlink()
+    assert reproduce.to_restore([gmf, mlp, neumf], str(runs), str(models)) == {"toy_gmf"}
+    assert reproduce.to_restore([gmf, mlp], str(runs), str(models)) == set()
+    logs = []
+    assert reproduce.execute([gmf, mlp, neumf], log=logs.append, **kwargs) == []
+    assert logs[0] == "2 of 3 runs already recorded; 2 to run (1 again for their weights), 1 at a time"
+    assert any(line.startswith("restore: toy_gmf") for line in logs)
+    assert (runs / "toy_gmf.json").read_text() == recorded
+    assert sorted(p.name for p in runs.iterdir()) == ["toy_gmf.json", "toy_mlp.json", "toy_neumf.json"]
+    start = json.loads((runs / "toy_neumf.json").read_text())["start_from"]
+    assert start["mf_pretrain"] == str(models / "toy_gmf.weights.h5")
+
+    # A rerun that does not reproduce the record is not used.
+    (models / "toy_gmf.weights.h5").unlink()
+    (runs / "toy_neumf.json").unlink()
+    record = json.loads(recorded)
+    record["epochs"][-1]["hr"] += 0.01
+    (runs / "toy_gmf.json").write_text(json.dumps(record))
+    logs = []
+    assert sorted(reproduce.execute([gmf, mlp, neumf], log=logs.append, **kwargs)) == \
+        ["toy_gmf", "toy_neumf"]
+    assert any("from its record in HR/NDCG (more than 0.001): not used" in line for line in logs)
+    assert not (runs / "toy_neumf.json").exists()
+
+
 def test_cli_dry_run_and_bad_flags(tmp_path, capsys):
     assert reproduce_cli.main(["reproduce", "--only", "fig6", "--dry_run",
                                "--results", str(tmp_path)]) == 0
