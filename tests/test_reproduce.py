@@ -66,14 +66,19 @@ def test_fig7_varies_negatives_at_16_factors():
     assert any("_BPR_" in j.name for j in jobs)
 
 
+def toy_jobs(small: list[str]) -> list[reproduce.Job]:
+    """GMF, MLP and the pretrained NeuMF that needs them, on the toy data set."""
+    return [reproduce.Job("toy_gmf", "train_gmf", small + ["--num_factors", "4"]),
+            reproduce.Job("toy_mlp", "train_mlp", small + ["--layers", "8,4", "--reg_layers", "0,0"]),
+            reproduce.Job("toy_neumf", "train_neumf",
+                          small + ["--num_factors", "4", "--layers", "8,4", "--reg_layers", "0,0"],
+                          needs=("toy_gmf", "toy_mlp"))]
+
+
 def test_execute_runs_dependencies_first_and_skips_recorded(tmp_path):
     data = write_dataset(tmp_path / "data")
     small = ["--dataset", "toy", "--epochs", "1", "--batch_size", "64"]
-    gmf = reproduce.Job("toy_gmf", "train_gmf", small + ["--num_factors", "4"])
-    mlp = reproduce.Job("toy_mlp", "train_mlp", small + ["--layers", "8,4", "--reg_layers", "0,0"])
-    neumf = reproduce.Job("toy_neumf", "train_neumf",
-                          small + ["--num_factors", "4", "--layers", "8,4", "--reg_layers", "0,0"],
-                          needs=("toy_gmf", "toy_mlp"))
+    gmf, mlp, neumf = toy_jobs(small)
     broken = reproduce.Job("toy_broken", "train_gmf", small + ["--num_factors", "0"])
     after_broken = reproduce.Job("toy_after", "train_neumf", small, needs=("toy_broken", "toy_mlp"))
     runs, logs = tmp_path / "runs", []
@@ -105,12 +110,7 @@ def test_execute_reruns_a_recorded_dependency_whose_weights_are_gone(tmp_path):
     assert reproduce.rerun_gap(record, {**close, "status": "running"}) == float("inf")
     assert reproduce.rerun_gap(record, {**close, "epochs": close["epochs"][:1]}) == float("inf")
     data = write_dataset(tmp_path / "data")
-    small = ["--dataset", "toy", "--epochs", "2", "--batch_size", "64"]
-    gmf = reproduce.Job("toy_gmf", "train_gmf", small + ["--num_factors", "4"])
-    mlp = reproduce.Job("toy_mlp", "train_mlp", small + ["--layers", "8,4", "--reg_layers", "0,0"])
-    neumf = reproduce.Job("toy_neumf", "train_neumf",
-                          small + ["--num_factors", "4", "--layers", "8,4", "--reg_layers", "0,0"],
-                          needs=("toy_gmf", "toy_mlp"))
+    gmf, mlp, neumf = toy_jobs(["--dataset", "toy", "--epochs", "2", "--batch_size", "64"])
     runs, models = tmp_path / "runs", tmp_path / "models"
     kwargs = dict(results_dir=str(runs), model_dir=str(models), data_path=data["folder"],
                   logs_dir=str(tmp_path / "logs"))
