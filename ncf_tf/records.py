@@ -64,6 +64,18 @@ def git_commit() -> dict:
         return {"commit": None, "dirty": None}
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (None where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def environment() -> dict:
     """Library versions and the machine, for the record."""
     import keras
@@ -81,6 +93,9 @@ def environment() -> dict:
     return {"versions": versions,
             "machine": {"hostname": socket.gethostname(), "platform": platform.platform(),
                         "processor": platform.processor() or platform.machine(),
-                        "cpu_count": os.cpu_count()},
+                        "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+                        # Set per run by bin/reproduce (cores / runs at a time).
+                        "intra_op_threads": int(os.environ.get("TF_NUM_INTRAOP_THREADS", 0))
+                        or os.cpu_count()},
             "git": git_commit(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

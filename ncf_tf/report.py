@@ -552,6 +552,18 @@ RUN_ONLY = ("epochs", "path", "model_dir", "results_dir", "run_name", "tensorboa
 long the run is, what it prints)."""
 
 
+def machine_of(record: dict) -> str:
+    """"2 CPU (AMD EPYC), 1 thread, cpu": cores, model, threads the run used, device."""
+    machine = record["machine"]
+    words = f"{machine.get('cpu_count')} CPU"
+    if machine.get("cpu_model"):
+        words += f" ({machine['cpu_model']})"
+    if machine.get("intra_op_threads"):
+        threads = machine["intra_op_threads"]
+        words += f", {threads} thread{'s' if threads != 1 else ''}"
+    return f"{words}, {record.get('device', 'cpu')}"
+
+
 def commit_of(record: dict) -> str:
     return str(record["git"]["commit"])
 
@@ -693,7 +705,7 @@ def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, di
     rep.add("| record | model | seed | optimizer | mode | wall | machine | commit | backend |",
             "|---|---|---|---|---|---|---|---|---|")
     for r in sorted(records, key=lambda r: r["_file"]):
-        machine = f"{r['machine'].get('cpu_count')} CPU, {r.get('device', 'cpu')}"
+        machine = machine_of(r)
         optimizer = r.get("optimizer") or {"adam": "Adam", "sgd": "SGD"}.get(
             r.get("learner"), r.get("learner", "–"))
         mode = r.get("mode", "faithful") if r["kind"] == "train" else "–"

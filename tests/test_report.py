@@ -51,7 +51,7 @@ def test_cells_from_records(tmp_path):
     assert "Table 2, ml-1m, NeuMF-16 from scratch, HR@10: ours 0.6500 (n = 1), paper 0.696" in text
     assert "0.99" not in text
     assert "| ItemPop | – | 0.4531 | 0.2541 |" in text
-    assert "| `runs/r0.json` | NeuMF | 0 | SGD | faithful |" in text
+    assert "| `runs/r0.json` | NeuMF | 0 | SGD | faithful | 1.0 min | 2 CPU, cpu:0 |" in text
     assert "**Not run here**: pinterest-20" in text
     assert "bin/reproduce --only table2 --dataset pinterest-20" in text
     assert (tmp_path / "plots" / "fig4_ml-1m.png").stat().st_size > 1000
@@ -183,3 +183,12 @@ def test_grid_edges_name_a_best_point_at_either_end_of_its_grid():
     assert report.grid_edges(bpr) == []
     assert report.grid_edges(bpr[:2]) == ["lr=0.05, the largest of 2 tried"]
     assert report.grid_edges([point(0.4)]) == report.grid_edges([]) == []
+
+
+def test_machine_names_the_cpu_and_threads_where_recorded():
+    run = record(0, 0.68, 0.40)
+    assert report.machine_of(run) == "2 CPU, cpu:0"
+    run["machine"] = {"cpu_count": 2, "cpu_model": "AMD EPYC", "intra_op_threads": 1}
+    assert report.machine_of(run) == "2 CPU (AMD EPYC), 1 thread, cpu:0"
+    run["machine"]["intra_op_threads"] = 2
+    assert report.machine_of(run) == "2 CPU (AMD EPYC), 2 threads, cpu:0"

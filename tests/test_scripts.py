@@ -98,6 +98,7 @@ def test_scripts_end_to_end_with_pretraining(tmp_path, capsys):
         assert record["status"] == "finished" and len(record["epochs"]) == 2
         assert {"loss", "hr", "ndcg", "sample_s", "train_s", "eval_s"} <= set(record["epochs"][0])
         assert record["versions"]["keras"] and record["machine"]["cpu_count"]
+        assert record["machine"]["intra_op_threads"] >= 1
         assert os.path.isfile(record["weights_file"])
         assert all(len(sha) == 64 for sha in record["data"]["files"].values())
     assert runs["NeuMF"]["learner"] == "sgd"
