@@ -368,9 +368,9 @@ def execute(jobs: list[Job], *, results_dir: str, model_dir: str, data_path: str
     A job whose dependency is not part of ``jobs`` and not finished is added
     in front of it. A finished dependency whose weights file is gone (a fresh
     checkout) is run again with its record written to ``<model_dir>/restored/``;
-    its weights are used only if the rerun is within :data:`RERUN_TOLERANCE`
-    of its record at every epoch. Each process gets ``cores / parallel`` threads; its output
-    goes to ``<logs_dir>/<name>.log``.
+    its weights are kept only if the rerun is within :data:`RERUN_TOLERANCE`
+    of its record at every epoch. Each process gets ``cores / parallel``
+    threads; its output goes to ``<logs_dir>/<name>.log``.
     """
     by_name = {job.name: job for job in jobs}
     order = []
@@ -413,6 +413,9 @@ def execute(jobs: list[Job], *, results_dir: str, model_dir: str, data_path: str
                     gap = rerun_gap(read_json(os.path.join(results_dir, f"{name}.json")),
                                     read_json(os.path.join(restore_dir, f"{name}.json")))
                     ok = gap <= RERUN_TOLERANCE
+                    rerun_weights = os.path.join(model_dir, f"{name}.weights.h5")
+                    if not ok and os.path.exists(rerun_weights):
+                        os.remove(rerun_weights)
                     log(f"{name}: the rerun for its weights is {gap:.6f} from its record in "
                         f"HR/NDCG" + ("" if ok else f" (more than {RERUN_TOLERANCE}): not used; "
                                       "delete the record to train it anew"))

@@ -140,6 +140,7 @@ def test_execute_reruns_a_recorded_dependency_whose_weights_are_gone(tmp_path):
     assert sorted(reproduce.execute([gmf, mlp, neumf], log=logs.append, **kwargs)) == \
         ["toy_gmf", "toy_neumf"]
     assert any("from its record in HR/NDCG (more than 0.001): not used" in line for line in logs)
+    assert not (models / "toy_gmf.weights.h5").exists()
     assert not (runs / "toy_neumf.json").exists()
 
 
