@@ -121,13 +121,14 @@ def main(argv: list[str]) -> int:
     from ncf_tf.data import load_dataset
     from ncf_tf.evaluation import LeaveOneOutEvaluator
     from ncf_tf.optimizers import EPSILON, lazy_jit_compile, make_optimizer
+    from ncf_tf.records import cpu_model
     from ncf_tf.sampling import Instances, NegativeSampler
 
     path = argv[1] if len(argv) > 1 else "Data/"
     ds = load_dataset(path, "ml-1m")
     rng = np.random.default_rng(0)
     bw = bandwidth()
-    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
+    print(f"machine: {platform.node()} {cpu_model() or platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPU; keras {keras.__version__} ({keras.config.backend()}); {_load()}")
     print(f"memory bandwidth (copy): {bw / 1e9:.1f} GB/s")
 
