@@ -36,6 +36,12 @@ OUTSIDE_ALL = ("fast", "long", "pretrain_adam")
 is the validation-selected comparison with stronger baselines; ``fast`` the
 fast mode's variants of NeuMF-8 (not part of ``all``: not the paper's math)."""
 FACTORS = (8, 16, 32, 64)
+SEEDS = {"table2": 3, "beyond": 3, "fast": 3, "all": 3}
+"""Seeds per cell where ``plan`` is not told: 3 where a mean and sd are
+wanted, 1 for the single-seed experiments (``table3``, ``fig7``, ``long``,
+``pretrain_adam``), which take more when asked (e.g. for a cell far from the
+paper). ``fig4``, ``fig5`` and ``fig6`` are Table 2's seed 0 with the
+baselines whatever the seeds."""
 EPOCHS = 20
 DATASETS = {"ml-1m": (6040, 3706, 994169), "pinterest-20": (55187, 9916, 1445622)}
 """users, items, training interactions (paper, Table 1 less the test items)."""
@@ -245,13 +251,17 @@ def ncf_cell(dataset: str, factors: int, seed: int) -> list[Job]:
             ncf_job("NeuMF", dataset, factors, seed)]
 
 
-def plan(experiment: str, dataset: str, seeds: int = 3,
+def plan(experiment: str, dataset: str, seeds: int | None = None,
          results_dir: str = "results/runs") -> list[Job]:
-    """The runs of ``experiment`` ("all" for every one, most important first).
+    """The runs of ``experiment`` ("all" for every one, most important first)
+    with seeds 0 .. ``seeds`` - 1 per cell (None: ``SEEDS``' default; for
+    "all", Table 2's and ``beyond``'s seeds).
 
     ``results_dir`` matters for ``beyond`` only: the seeds of a tuned
     baseline are planned once its grid is recorded there.
     """
+    if seeds is None:
+        seeds = SEEDS.get(experiment, 1)
     if experiment == "beyond":
         return beyond_jobs(dataset, seeds, results_dir)
     if experiment == "fast":
@@ -264,27 +274,27 @@ def plan(experiment: str, dataset: str, seeds: int = 3,
     if experiment == "fig5":
         return ncf_cell(dataset, 8, 0)[:3] + baseline_jobs(dataset, (8,))
     if experiment == "table3":
-        return [ncf_job("MLP", dataset, f, 0, tower(f, hidden))
-                for f in FACTORS for hidden in range(5)]
+        return [ncf_job("MLP", dataset, f, s, tower(f, hidden))
+                for f in FACTORS for hidden in range(5) for s in range(seeds)]
     if experiment == "fig6":
         return ncf_cell(dataset, 8, 0)[:3]
     if experiment == "pretrain_adam":
-        return [j for f in PRETRAIN_ADAM_FACTORS
-                for j in ncf_cell(dataset, f, 0)[:2]
-                + [ncf_job("NeuMF", dataset, f, 0, pretrained=True, learner="adam")]]
+        return [j for f in PRETRAIN_ADAM_FACTORS for s in range(seeds)
+                for j in ncf_cell(dataset, f, s)[:2]
+                + [ncf_job("NeuMF", dataset, f, s, pretrained=True, learner="adam")]]
     if experiment == "long":
-        return [ncf_job("MLP", dataset, 8, 0, tower(8, hidden), epochs=LONG_EPOCHS)
-                for hidden in LONG_MLP_HIDDEN]
+        return [ncf_job("MLP", dataset, 8, s, tower(8, hidden), epochs=LONG_EPOCHS)
+                for hidden in LONG_MLP_HIDDEN for s in range(seeds)]
     if experiment == "fig7":
-        return ([ncf_job(m, dataset, 16, 0, num_neg=n, pretrained=(m == "NeuMF"))
-                 for n in range(1, 11) for m in ("GMF", "MLP", "NeuMF")]
+        return ([ncf_job(m, dataset, 16, s, num_neg=n, pretrained=(m == "NeuMF"))
+                 for n in range(1, 11) for s in range(seeds) for m in ("GMF", "MLP", "NeuMF")]
                 + [j for j in baseline_jobs(dataset, (16,)) if "_BPR_" in j.name])
     if experiment == "all":
         first = [j for s in range(seeds) for j in ncf_cell(dataset, 8, s)]
         seed0 = [j for f in FACTORS[1:] for j in ncf_cell(dataset, f, 0)]
         later = [j for f in FACTORS[1:] for s in range(1, seeds) for j in ncf_cell(dataset, f, s)]
-        ordered = (first + baseline_jobs(dataset, FACTORS) + seed0 + plan("table3", dataset)
-                   + plan("fig7", dataset) + later
+        ordered = (first + baseline_jobs(dataset, FACTORS) + seed0 + plan("table3", dataset, 1)
+                   + plan("fig7", dataset, 1) + later
                    + plan("beyond", dataset, seeds, results_dir))
         return unique(ordered)
     raise ValueError(f"--only must be one of {', '.join(EXPERIMENTS)} or all, got {experiment!r}")

@@ -28,7 +28,10 @@ def define_flags() -> flags.FlagValues:
                         flag_values=fv)
     flags.DEFINE_string("dataset", "ml-1m", "ml-1m, pinterest-20, or a data set of one's own "
                         "in --path (in the authors' format).", flag_values=fv)
-    flags.DEFINE_integer("seeds", 3, "Seeds per Table 2 cell (0 .. seeds-1).", flag_values=fv)
+    flags.DEFINE_integer("seeds", None, "Seeds per cell (0 .. seeds-1); default 3 for table2, "
+                         "beyond and fast, 1 for table3, fig7, long and pretrain_adam (more "
+                         "there, e.g. for a cell far from the paper: with --match).",
+                         flag_values=fv)
     flags.DEFINE_integer("jobs", 1, "Runs at a time; the cores are shared between them.",
                          flag_values=fv)
     flags.DEFINE_integer("max_runs", 0, "Stop after starting this many runs (0: all).",
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         from ncf_tf import report, reproduce
         if fv.jobs < 1:
             raise ValueError(f"--jobs must be an integer >= 1, got {fv.jobs}")
-        if fv.seeds < 1:
+        if fv.seeds is not None and fv.seeds < 1:
             raise ValueError(f"--seeds must be an integer >= 1, got {fv.seeds}")
         if fv.max_runs < 0:
             raise ValueError(f"--max_runs must be an integer >= 0, got {fv.max_runs}")

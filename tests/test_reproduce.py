@@ -12,10 +12,10 @@ from ncf_tf import reproduce, reproduce_cli
 
 @pytest.mark.parametrize("experiment", [*reproduce.EXPERIMENTS, "all"])
 def test_plans_are_consistent(experiment):
-    jobs = reproduce.plan(experiment, "ml-1m", seeds=3)
+    jobs = reproduce.plan(experiment, "ml-1m")
     names = [job.name for job in jobs]
     assert len(names) == len(set(names))
-    everything = {job.name for job in reproduce.plan("all", "ml-1m", seeds=3)}
+    everything = {job.name for job in reproduce.plan("all", "ml-1m")}
     if experiment in reproduce.OUTSIDE_ALL:
         # Its own runs are not the paper's; the runs they need may be.
         needed = {d for job in jobs for d in job.needs}
@@ -56,6 +56,24 @@ def test_table2_has_every_cell_with_three_seeds():
         f"ml-1m_NeuMF_{f}_{8*f}-{4*f}-{2*f}-{f}_pretrain_e20_s{s}"
         for f in (8, 16, 32, 64) for s in range(3)}
     assert reproduce.tower(8, 0) == [8] and reproduce.tower(16, 4) == [256, 128, 64, 32, 16]
+
+
+def test_seeds_default_per_experiment_and_more_can_be_asked_for():
+    def names(experiment, seeds=None):
+        return {job.name for job in reproduce.plan(experiment, "ml-1m", seeds)}
+
+    assert names("all") == names("all", 3) and names("table2") == names("table2", 3)
+    table3 = names("table3")
+    assert len(table3) == 4 * 5 and all(name.endswith("_s0") for name in table3)
+    more = names("table3", 3)
+    assert len(more) == 3 * 20 and {n for n in more if n.endswith("_s0")} == table3
+    assert "ml-1m_MLP_16-8_e20_s2" in more
+    fig7 = reproduce.plan("fig7", "ml-1m", 2)
+    neumf = [j for j in fig7 if j.name == "ml-1m_NeuMF_16_128-64-32-16_pretrain_neg3_e20_s1"]
+    assert len(neumf) == 1 and set(neumf[0].needs) <= {j.name for j in fig7}
+    assert names("fig4", 3) == names("fig4")  # Table 2's seed 0 with the baselines
+    # `all` keeps one seed of the single-seed experiments whatever Table 2's seeds.
+    assert table3 <= names("all", 5) and "ml-1m_MLP_16-8_e20_s1" not in names("all", 5)
 
 
 def test_fig7_varies_negatives_at_16_factors():
