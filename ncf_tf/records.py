@@ -76,6 +76,13 @@ def cpu_model() -> str | None:
     return None
 
 
+def intra_op_threads() -> int:
+    """The threads TensorFlow's ops use: ``TF_NUM_INTRAOP_THREADS`` (set per
+    run by bin/reproduce: cores / runs at a time), else all the cores."""
+    value = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else os.cpu_count()
+
+
 def environment() -> dict:
     """Library versions and the machine, for the record."""
     import keras
@@ -94,8 +101,6 @@ def environment() -> dict:
             "machine": {"hostname": socket.gethostname(), "platform": platform.platform(),
                         "processor": platform.processor() or platform.machine(),
                         "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
-                        # Set per run by bin/reproduce (cores / runs at a time).
-                        "intra_op_threads": int(os.environ.get("TF_NUM_INTRAOP_THREADS", 0))
-                        or os.cpu_count()},
+                        "intra_op_threads": intra_op_threads()},
             "git": git_commit(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

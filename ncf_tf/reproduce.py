@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -88,7 +89,7 @@ LONG_MLP_HIDDEN = (1, 2)
 (the tables run the README's 20), to see whether the shallow towers, still
 learning at epoch 20, reach the paper's Table 3 there."""
 PRETRAIN_ADAM_FACTORS = (8, 16, 32)
-"""``pretrain_adam``: pretrained NeuMF (seed 0) trained on with Adam at lr 0.001,
+"""``pretrain_adam``: pretrained NeuMF trained on with Adam at lr 0.001,
 as the authors' README runs it, beside Table 2's vanilla SGD (the paper's)."""
 NCF_BEYOND = (("GMF", 8), ("MLP", 8), ("NeuMF", 8))
 """NCF models run with validation selection (3 seeds each)."""
@@ -327,14 +328,13 @@ def with_needs(selected: list[Job], jobs: list[Job]) -> list[Job]:
 
 
 def weights_file(name: str, results_dir: str, model_dir: str) -> str:
-    """Where the weights of the recorded run ``name`` are: the record's
-    ``weights_file`` if it is there, else ``<model_dir>/<name>.weights.h5``
-    (a fresh checkout has the records but not the weights)."""
-    path = read_json(os.path.join(results_dir, f"{name}.json")).get("weights_file") or ""
-    if not os.path.isabs(path):
-        # Relative to the folder the run was started in: model_dir's parent.
-        path = os.path.join(os.path.dirname(os.path.abspath(model_dir)), path)
-    return path if os.path.isfile(path) else os.path.join(model_dir, f"{name}.weights.h5")
+    """Where the weights of the recorded run ``name`` are:
+    ``<model_dir>/<name>.weights.h5`` if it is there, else the record's
+    ``weights_file`` if that is (a run saved elsewhere), else the former (a
+    fresh checkout has the records but not the weights)."""
+    own = os.path.join(model_dir, f"{name}.weights.h5")
+    saved = read_json(os.path.join(results_dir, f"{name}.json")).get("weights_file")
+    return saved if not os.path.isfile(own) and saved and os.path.isfile(saved) else own
 
 
 RERUN_TOLERANCE = 1e-3
@@ -351,6 +351,21 @@ def rerun_gap(record: dict, rerun: dict) -> float:
         return float("inf")
     return max((abs(a[m] - b[m]) for a, b in zip(old, new) for m in ("hr", "ndcg")),
                default=0.0)
+
+
+def rerun_differs(record: dict, rerun: dict) -> str:
+    """Why a rerun does not count as the recorded run, or "" if it does: it
+    must finish the same epochs, be within :data:`RERUN_TOLERANCE` of the
+    record's HR and NDCG at every one, and pick the same best epoch (whose
+    weights it saves)."""
+    gap = rerun_gap(record, rerun)
+    if gap == float("inf"):
+        return f"it did not finish the record's {len(record.get('epochs', []))} epochs"
+    if gap > RERUN_TOLERANCE:
+        return f"its HR/NDCG is {gap:.6f} from the record's (more than {RERUN_TOLERANCE})"
+    if rerun.get("best_epoch") != record.get("best_epoch"):
+        return f"its best epoch is {rerun.get('best_epoch')}, the record's {record.get('best_epoch')}"
+    return ""
 
 
 def status(job: Job, results_dir: str) -> str:
@@ -377,10 +392,12 @@ def execute(jobs: list[Job], *, results_dir: str, model_dir: str, data_path: str
 
     A job whose dependency is not part of ``jobs`` and not finished is added
     in front of it. A finished dependency whose weights file is gone (a fresh
-    checkout) is run again with its record written to ``<model_dir>/restored/``;
-    its weights are kept only if the rerun is within :data:`RERUN_TOLERANCE`
-    of its record at every epoch. Each process gets ``cores / parallel``
-    threads; its output goes to ``<logs_dir>/<name>.log``.
+    checkout) is run again in a folder of its own (``<model_dir>/restored/
+    <name>.<pid>/``, so that no other run sees its weights before they are
+    checked); its weights move to ``model_dir`` only if :func:`rerun_differs`
+    finds nothing, its record to ``<model_dir>/restored/`` either way. Each
+    process gets ``cores / parallel`` threads; its output goes to
+    ``<logs_dir>/<name>.log``.
     """
     by_name = {job.name: job for job in jobs}
     order = []
@@ -400,9 +417,31 @@ def execute(jobs: list[Job], *, results_dir: str, model_dir: str, data_path: str
     pending = [job for job in order if status(job, results_dir) != "finished"]
     restore_dir = os.path.join(model_dir, "restored")
     restoring = to_restore(order, results_dir, model_dir)
-    for name in sorted(restoring):
-        if os.path.exists(os.path.join(restore_dir, f"{name}.json")):
-            os.remove(os.path.join(restore_dir, f"{name}.json"))
+
+    def stage(name: str) -> str:
+        return os.path.join(restore_dir, f"{name}.{os.getpid()}")
+
+    def restored(name: str, exit_ok: bool) -> bool:
+        """Checks a finished rerun; moves its weights into place if it counts."""
+        rerun = os.path.join(stage(name), f"{name}.json")
+        record = os.path.join(results_dir, f"{name}.json")
+        kept = os.path.join(restore_dir, f"{name}.json")
+        why = "it failed (see its log)"
+        if exit_ok and os.path.exists(rerun):
+            why = rerun_differs(read_json(record), read_json(rerun))
+        if not why:
+            os.replace(os.path.join(stage(name), f"{name}.weights.h5"),
+                       os.path.join(model_dir, f"{name}.weights.h5"))
+        compare = ""
+        if os.path.exists(rerun):
+            os.replace(rerun, kept)
+            compare = f"; compare {kept} with {record}"
+        shutil.rmtree(stage(name), ignore_errors=True)
+        log(f"{name}: the rerun for its weights " + (
+            "reproduces its record: weights used" if not why else
+            f"is not used: {why}{compare}; delete the record to train it anew"))
+        return not why
+
     pending = [job for job in order if job in pending or job.name in restoring]
     logs_dir = logs_dir or os.path.join(results_dir, os.pardir, "logs")
     os.makedirs(logs_dir, exist_ok=True)
@@ -419,16 +458,8 @@ def execute(jobs: list[Job], *, results_dir: str, model_dir: str, data_path: str
             if process.poll() is not None:
                 del running[name]
                 ok = process.returncode == 0
-                if ok and name in restoring:
-                    gap = rerun_gap(read_json(os.path.join(results_dir, f"{name}.json")),
-                                    read_json(os.path.join(restore_dir, f"{name}.json")))
-                    ok = gap <= RERUN_TOLERANCE
-                    rerun_weights = os.path.join(model_dir, f"{name}.weights.h5")
-                    if not ok and os.path.exists(rerun_weights):
-                        os.remove(rerun_weights)
-                    log(f"{name}: the rerun for its weights is {gap:.6f} from its record in "
-                        f"HR/NDCG" + ("" if ok else f" (more than {RERUN_TOLERANCE}): not used; "
-                                      "delete the record to train it anew"))
+                if name in restoring:
+                    ok = restored(name, ok)
                 log(f"{'done' if ok else 'FAILED'}: {name} [{(time.time() - started) / 60:.1f} min]")
                 if not ok:
                     failed.append(name)
@@ -448,8 +479,10 @@ def execute(jobs: list[Job], *, results_dir: str, model_dir: str, data_path: str
             restore = job.name in restoring
             log(f"{'restore' if restore else 'start'}: {job.name} "
                 f"(estimated {job.estimate_s / 60:.0f} min)")
-            process = subprocess.Popen(job.argv(restore_dir if restore else results_dir,
-                                                model_dir, data_path),
+            if restore:
+                os.makedirs(stage(job.name), exist_ok=True)
+            folders = (stage(job.name),) * 2 if restore else (results_dir, model_dir)
+            process = subprocess.Popen(job.argv(*folders, data_path),
                                        stdout=out, stderr=subprocess.STDOUT, env=env)
             running[job.name] = (process, time.time())
         time.sleep(1.0)

@@ -30,7 +30,8 @@ def define_flags() -> flags.FlagValues:
                         "in --path (in the authors' format).", flag_values=fv)
     flags.DEFINE_integer("seeds", None, "Seeds per cell (0 .. seeds-1); default 3 for table2, "
                          "beyond and fast, 1 for table3, fig7, long and pretrain_adam (more "
-                         "there, e.g. for a cell far from the paper: with --match).",
+                         "there, e.g. for a cell far from the paper: with --match). all takes "
+                         "it for table2 and beyond; fig4, fig5 and fig6 are Table 2's seed 0.",
                          flag_values=fv)
     flags.DEFINE_integer("jobs", 1, "Runs at a time; the cores are shared between them.",
                          flag_values=fv)
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             for job in jobs:
                 state = "no weights" if job.name in restore else reproduce.status(job, runs)
                 print(f"{state:10s}{job.estimate_s / 60:7.0f} min  "
-                      f"{job.name}\n{'':22s}{job.shell()}")
+                      f"{job.name}\n{'':23s}{job.shell()}")
             missing = [j for j in jobs
                        if j.name in restore or reproduce.status(j, runs) != "finished"]
             print(f"{len(jobs) - len(missing)} of {len(jobs)} recorded; the rest is estimated "

@@ -1,7 +1,11 @@
 """results/ is computed from records: mean ± sd, n, paper and Δ; missing cells listed."""
 
+import os
+
+import pytest
+
 from ncf_tf import report, reproduce
-from ncf_tf.records import write_json
+from ncf_tf.records import intra_op_threads, write_json
 
 
 def record(seed, hr, ndcg, pretrain=True, factors=8):
@@ -192,3 +196,10 @@ def test_machine_names_the_cpu_and_threads_where_recorded():
     assert report.machine_of(run) == "2 CPU (AMD EPYC), 1 thread, cpu:0"
     run["machine"]["intra_op_threads"] = 2
     assert report.machine_of(run) == "2 CPU (AMD EPYC), 2 threads, cpu:0"
+
+
+@pytest.mark.parametrize("value,threads", [("3", 3), ("", None), ("0", None), ("two", None)])
+def test_a_record_takes_its_threads_from_the_environment_else_all_cores(
+        monkeypatch, value, threads):
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", value)
+    assert intra_op_threads() == (threads or os.cpu_count())

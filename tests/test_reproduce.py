@@ -121,17 +121,24 @@ def test_execute_reruns_a_recorded_dependency_whose_weights_are_gone(tmp_path):
     """A fresh checkout has the records, not the weights: the GMF is run again
     (its record untouched) and its weights are used only if the rerun
     reproduces the record epoch by epoch."""
-    record = {"status": "finished", "epochs": [{"hr": 0.5, "ndcg": 0.3}, {"hr": 0.6, "ndcg": 0.4}]}
+    record = {"status": "finished", "best_epoch": 1,
+              "epochs": [{"hr": 0.5, "ndcg": 0.3}, {"hr": 0.6, "ndcg": 0.4}]}
     assert reproduce.rerun_gap(record, record) == 0.0
-    close = {"status": "finished", "epochs": [{"hr": 0.5, "ndcg": 0.3}, {"hr": 0.6, "ndcg": 0.4004}]}
+    close = {**record, "epochs": [{"hr": 0.5, "ndcg": 0.3}, {"hr": 0.6, "ndcg": 0.4004}]}
     assert reproduce.rerun_gap(record, close) == pytest.approx(0.0004)
     assert reproduce.rerun_gap(record, {**close, "status": "running"}) == float("inf")
     assert reproduce.rerun_gap(record, {**close, "epochs": close["epochs"][:1]}) == float("inf")
+    assert reproduce.rerun_differs(record, close) == ""
+    assert reproduce.rerun_differs(record, {**close, "best_epoch": 0}) == \
+        "its best epoch is 0, the record's 1"
+    assert "did not finish the record's 2 epochs" in reproduce.rerun_differs(
+        record, {**close, "status": "running"})
     data = write_dataset(tmp_path / "data")
     gmf, mlp, neumf = toy_jobs(["--dataset", "toy", "--epochs", "2", "--batch_size", "64"])
     runs, models = tmp_path / "runs", tmp_path / "models"
+    # Two at a time: one thread each, so that a rerun is bit for bit the run.
     kwargs = dict(results_dir=str(runs), model_dir=str(models), data_path=data["folder"],
-                  logs_dir=str(tmp_path / "logs"))
+                  logs_dir=str(tmp_path / "logs"), parallel=2)
     assert reproduce.execute([gmf, mlp], log=lambda line: None, **kwargs) == []
     recorded = (runs / "toy_gmf.json").read_text()
 
@@ -141,10 +148,12 @@ def test_execute_reruns_a_recorded_dependency_whose_weights_are_gone(tmp_path):
     assert reproduce.to_restore([gmf, mlp], str(runs), str(models)) == set()
     logs = []
     assert reproduce.execute([gmf, mlp, neumf], log=logs.append, **kwargs) == []
-    assert logs[0] == "2 of 3 runs already recorded; 2 to run (1 again for their weights), 1 at a time"
+    assert logs[0] == "2 of 3 runs already recorded; 2 to run (1 again for their weights), 2 at a time"
     assert any(line.startswith("restore: toy_gmf") for line in logs)
+    assert "toy_gmf: the rerun for its weights reproduces its record: weights used" in logs
     assert (runs / "toy_gmf.json").read_text() == recorded
     assert sorted(p.name for p in runs.iterdir()) == ["toy_gmf.json", "toy_mlp.json", "toy_neumf.json"]
+    assert [p.name for p in (models / "restored").iterdir()] == ["toy_gmf.json"]
     start = json.loads((runs / "toy_neumf.json").read_text())["start_from"]
     assert start["mf_pretrain"] == str(models / "toy_gmf.weights.h5")
 
@@ -157,9 +166,34 @@ def test_execute_reruns_a_recorded_dependency_whose_weights_are_gone(tmp_path):
     logs = []
     assert sorted(reproduce.execute([gmf, mlp, neumf], log=logs.append, **kwargs)) == \
         ["toy_gmf", "toy_neumf"]
-    assert any("from its record in HR/NDCG (more than 0.001): not used" in line for line in logs)
+    assert any(line.startswith("toy_gmf: the rerun for its weights is not used: its HR/NDCG is 0.01")
+               and "(more than 0.001); compare " in line for line in logs), logs
     assert not (models / "toy_gmf.weights.h5").exists()
     assert not (runs / "toy_neumf.json").exists()
+    assert [p.name for p in (models / "restored").iterdir()] == ["toy_gmf.json"]
+
+    # Nor is one that fails.
+    broken = reproduce.Job(gmf.name, gmf.script, gmf.flags + ["--num_factors", "0"])
+    logs = []
+    assert sorted(reproduce.execute([broken, mlp, neumf], log=logs.append, **kwargs)) == \
+        ["toy_gmf", "toy_neumf"]
+    assert "toy_gmf: the rerun for its weights is not used: it failed (see its log); " \
+        "delete the record to train it anew" in logs
+    assert not (models / "toy_gmf.weights.h5").exists()
+    assert [p.name for p in (models / "restored").iterdir()] == ["toy_gmf.json"]
+
+
+def test_weights_are_looked_for_in_model_dir_first(tmp_path):
+    (tmp_path / "runs").mkdir()
+    elsewhere, own = tmp_path / "elsewhere.weights.h5", tmp_path / "models" / "x.weights.h5"
+    (tmp_path / "runs" / "x.json").write_text(json.dumps({"weights_file": str(elsewhere)}))
+    where = lambda: reproduce.weights_file("x", str(tmp_path / "runs"), str(tmp_path / "models"))
+    assert where() == str(own)         # neither there: where a rerun puts them
+    elsewhere.touch()
+    assert where() == str(elsewhere)   # saved by a run with another --model_dir
+    own.parent.mkdir()
+    own.touch()
+    assert where() == str(own)
 
 
 def test_cli_dry_run_and_bad_flags(tmp_path, capsys):
@@ -171,6 +205,12 @@ def test_cli_dry_run_and_bad_flags(tmp_path, capsys):
     assert reproduce_cli.main(["reproduce", "--only", "table9"]) == 2
     assert "--only must be one of" in capsys.readouterr().err
     assert reproduce_cli.main(["reproduce", "--jobs", "0"]) == 2
+    assert reproduce_cli.main(["reproduce", "--seeds", "0"]) == 2
+    assert "--seeds must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert reproduce_cli.main(["reproduce", "--only", "table3", "--seeds", "2", "--match",
+                               "MLP_16-8_", "--dry_run", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ml-1m_MLP_16-8_e20_s1\n" in out and "0 of 2 recorded" in out
     assert reproduce_cli.main(["reproduce", "--only", "table2", "--match", "NeuMF_16_128-64-32-16_pretrain_e20_s1",
                                "--dry_run", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out   # the pretrained NeuMF and the GMF and MLP it needs
