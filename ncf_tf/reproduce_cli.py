@@ -23,13 +23,14 @@ def define_flags() -> flags.FlagValues:
                         "fig7, beyond (validation-selected models and tuned stronger "
                         "baselines), fast (fast mode's NeuMF-8 variants), long (MLP-1 and "
                         "MLP-2 over 100 epochs), pretrain_adam (pretrained NeuMF trained on with "
-                        "Adam, as the authors' README), or all (every paper experiment and beyond, "
-                        "most important runs first).",
+                        "Adam, as the authors' README), lr (the cells far from the paper at the "
+                        "learning rates either side of 0.001), or all (every paper experiment and "
+                        "beyond, most important runs first).",
                         flag_values=fv)
     flags.DEFINE_string("dataset", "ml-1m", "ml-1m, pinterest-20, or a data set of one's own "
                         "in --path (in the authors' format).", flag_values=fv)
     flags.DEFINE_integer("seeds", None, "Seeds per cell (0 .. seeds-1); default 3 for table2, "
-                         "beyond and fast, 1 for table3, fig7, long and pretrain_adam (more "
+                         "beyond and fast, 1 for table3, fig7, long, pretrain_adam and lr (more "
                          "there, e.g. for a cell far from the paper: with --match). all takes "
                          "it for table2 and beyond; fig4, fig5 and fig6 are Table 2's seed 0.",
                          flag_values=fv)
