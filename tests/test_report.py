@@ -129,6 +129,25 @@ def test_longer_training_shows_the_best_within_20_epochs_and_overall(tmp_path):
     assert "| 0.6300 (1) vs 0.628 |" not in text   # a 100-epoch run stays out of Table 3
 
 
+def test_learning_rates_beside_the_tables_runs_and_out_of_the_tables(tmp_path):
+    runs = tmp_path / "runs"
+
+    def mlp1(seed, hr, lr):
+        r = record(seed, hr, 0.35, pretrain=False)
+        r["model"] = "MLP"
+        r["config"].update(layers=[16, 8], reg_layers=[0, 0], lr=lr)
+        return r
+
+    for name, r in (("a", mlp1(0, 0.60, 0.001)), ("b", mlp1(1, 0.62, 0.001)),
+                    ("c", mlp1(0, 0.64, 0.005)), ("d", mlp1(0, 0.58, 0.0005))):
+        write_json(str(runs / f"{name}.json"), r)
+    text = written(tmp_path, "paper Tables 3-4,ml-1m,MLP-1,from scratch,8,,0.628,0.359")
+    assert "| cell | lr 0.0005 | lr 0.001 | lr 0.005 | paper |" in text
+    assert ("| MLP-1, F = 8 | 0.5800 / 0.3500 (1) | 0.6100 / 0.3500 (2) | 0.6400 / 0.3500 (1) "
+            "| 0.628 / 0.359 |") in text
+    assert "| 0.6100 ± 0.0141 (2) vs 0.628 |" in text   # Table 3: lr 0.001 only
+
+
 def test_same_seed_across_commits_compares_the_epochs_both_ran(tmp_path):
     runs = tmp_path / "runs"
     short = record(0, 0.68, 0.40, pretrain=False)
