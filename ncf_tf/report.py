@@ -66,12 +66,14 @@ def setting_of(record: dict) -> str:
     return "from scratch"
 
 
-def is_standard(record: dict, epochs: int = reproduce.EPOCHS) -> bool:
-    """An NCF run with the planned settings (``epochs``, lr, batch, no regularisation)."""
+def is_standard(record: dict, epochs: int = reproduce.EPOCHS,
+                lr: float | None = TrainConfig.lr) -> bool:
+    """An NCF run with the planned settings (``epochs``, ``lr``, batch, no
+    regularisation); ``lr`` None: at any learning rate."""
     config = record["config"]
     return (record.get("selection", "test") == "test" and config["epochs"] == epochs
             and config["batch_size"] == 256
-            and config["lr"] == 0.001 and not config.get("learner")
+            and lr in (None, config["lr"]) and not config.get("learner")
             and not any(config.get("reg_layers", [])) and not any(config.get("regs", []))
             and config.get("alpha", 0.5) == 0.5 and not record.get("fast_mode"))
 
@@ -128,20 +130,22 @@ class Cells:
 
     def __init__(self, records: list[dict]):
         self.records = records
-        self.ncf = collections.defaultdict(list)       # (ds, model, F, setting, neg, hidden)
+        self.ncf = collections.defaultdict(list)  # (ds, model, F, setting, neg, hidden, lr)
         self.baselines = collections.defaultdict(list)  # (ds, name, F)
         for r in sorted(records, key=lambda r: str(r.get("started", ""))):
             if r["kind"] == "baseline":
                 self.baselines[(r["dataset"], r["model"], factors_of(r))].append(r)
-            elif is_standard(r):
+            elif is_standard(r, lr=None):
                 key = (r["dataset"], r["model"], factors_of(r), setting_of(r),
-                       r["config"]["num_neg"], hidden_of(r) if r["model"] != "GMF" else 0)
+                       r["config"]["num_neg"], hidden_of(r) if r["model"] != "GMF" else 0,
+                       r["config"]["lr"])
                 if all(other["seed"] != r["seed"] for other in self.ncf[key]):
                     self.ncf[key].append(r)
 
-    def ncf_runs(self, dataset, model, factors, setting="from scratch", neg=4, hidden=3):
+    def ncf_runs(self, dataset, model, factors, setting="from scratch", neg=4, hidden=3,
+                 lr=TrainConfig.lr):
         return self.ncf.get((dataset, model, factors, setting, neg,
-                             0 if model == "GMF" else hidden), [])
+                             0 if model == "GMF" else hidden, lr), [])
 
     def best_baseline(self, dataset, name, factors=None) -> dict | None:
         return best_on_test(self.baselines.get((dataset, name, factors), []))
@@ -551,16 +555,12 @@ def learning_rates(rep: "Report", records: list[dict], dataset: str) -> None:
     """The cells far from the paper at the learning rates either side of the
     tables' 0.001 (``bin/reproduce --only lr``), beside the tables' own."""
     rates = sorted({*reproduce.LR_SEARCH, TrainConfig.lr})
-    runs = collections.defaultdict(list)   # (model, F, hidden, lr) -> records, a seed once
-    for r in sorted(records, key=lambda r: str(r.get("started", ""))):
-        if (r["dataset"] == dataset and r["kind"] == "train" and r["config"]["num_neg"] == 4
-                and setting_of(r) == "from scratch" and r["config"]["lr"] != TrainConfig.lr
-                and is_standard({**r, "config": {**r["config"], "lr": TrainConfig.lr}})):
-            key = (r["model"], factors_of(r), hidden_of(r), r["config"]["lr"])
-            if all(other["seed"] != r["seed"] for other in runs[key]):
-                runs[key].append(r)
+
+    def runs(model, factors, hidden, lr):
+        return rep.cells.ncf_runs(dataset, model, factors, hidden=hidden, lr=lr)
+
     cells = [cell for cell in reproduce.LR_CELLS
-             if any(runs.get((*cell, lr)) for lr in reproduce.LR_SEARCH)]
+             if any(runs(*cell, lr) for lr in reproduce.LR_SEARCH)]
     if not cells:
         return
     rep.add(f"### Learning rate: the cells far from the paper ({dataset})", "",
@@ -575,8 +575,7 @@ def learning_rates(rep: "Report", records: list[dict], dataset: str) -> None:
                              "from scratch"))
         row = [name]
         for lr in rates:
-            found = (rep.cells.ncf_runs(dataset, model, factors, hidden=hidden)
-                     if lr == TrainConfig.lr else runs.get((model, factors, hidden, lr), []))
+            found = runs(model, factors, hidden, lr)
             row.append(f"{np.mean([r['best']['hr'] for r in found]):.4f} / "
                        f"{np.mean([r['best']['ndcg'] for r in found]):.4f} ({len(found)})"
                        if found else "–")
