@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import write_dataset
-from ncf_tf import baseline_cli
+from ncf_tf.cli import baseline as baseline_cli
 from ncf_tf.baselines import Random
 
 

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from ncf_tf.baselines import BASELINES, BPR, EALS, PAPER_BASELINES, ItemKNN, ItemPop
 from ncf_tf.baselines import itemknn
-from ncf_tf.evaluation import LeaveOneOutEvaluator
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
 
 quiet = lambda line: None  # noqa: E731
 

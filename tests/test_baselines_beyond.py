@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 from ncf_tf.baselines import BASELINES, EASE, IALS, MF, ItemPop
-from ncf_tf.full_ranking import FullRankingEvaluator
+from ncf_tf.eval.full_ranking import FullRankingEvaluator
 from test_baselines import checkerboard, random_pairs
 
 quiet = lambda line: None  # noqa: E731

@@ -1,6 +1,7 @@
 """bin/benchmark's arithmetic (its timings are printed, never asserted)."""
 
-from ncf_tf import benchmark, mlp, neumf
+from ncf_tf.bench import benchmark
+from ncf_tf.models import mlp, neumf
 
 
 def test_scoring_flops_count_the_factored_work():

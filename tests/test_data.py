@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import write_dataset
-from ncf_tf.data import DataError, load_dataset
+from ncf_tf.data.loader import DataError, load_dataset
 
 
 def test_loads_counts_and_matrix(toy):

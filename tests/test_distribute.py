@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from conftest import REPO, tensorflow_only, write_dataset
+from ncf_tf.cli import train as train_cli
 
 pytestmark = tensorflow_only
 
@@ -18,10 +19,11 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from ncf_tf import device, neumf, training
-from ncf_tf.data import load_dataset
-from ncf_tf.optimizers import make_optimizer
-from ncf_tf.sampling import NegativeSampler
+from ncf_tf.train import device, training
+from ncf_tf.models import neumf
+from ncf_tf.data.loader import load_dataset
+from ncf_tf.train.optimizers import make_optimizer
+from ncf_tf.data.sampling import NegativeSampler
 
 dataset = load_dataset(sys.argv[1], "toy")
 instances = NegativeSampler(dataset.train, 2).sample(np.random.default_rng(0)).shuffled(
@@ -61,13 +63,12 @@ def test_distributed_training_matches_one_device(tmp_path, kind):
 
 
 def test_distribute_flag_end_to_end_and_bad_value(tmp_path):
-    from ncf_tf import gmf
     data = write_dataset(tmp_path / "data")
     base = ["train_gmf", "--path", data["folder"], "--dataset", "toy", "--epochs", "1",
             "--num_factors", "4", "--model_dir", str(tmp_path / "m"),
             "--results_dir", str(tmp_path / "r")]
-    assert gmf.main(base + ["--distribute", "ring"]) == 2
+    assert train_cli.main("GMF", base + ["--distribute", "ring"]) == 2
     assert not (tmp_path / "r").exists()
-    assert gmf.main(base + ["--distribute", "mirrored"]) == 0
+    assert train_cli.main("GMF", base + ["--distribute", "mirrored"]) == 0
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "r").iterdir()]
     assert record["device"].startswith("mirrored: ") and record["config"]["distribute"] == "mirrored"

@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from ncf_tf import download
-from ncf_tf.download import DownloadError, digests, fetch
+from ncf_tf.cli import download as download_cli
+from ncf_tf.data import download
+from ncf_tf.data.download import DownloadError, digests, fetch
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def test_unwritable_dest_is_a_one_line_error(tmp_path, source, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     (source / "ml-1m.train.rating").write_text("x")
-    code = download.main(["download_data", "--dataset", "ml-1m", "--from", str(source),
+    code = download_cli.main(["download_data", "--dataset", "ml-1m", "--from", str(source),
                           "--dest", str(blocker / "sub")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from conftest import tensorflow_only, write_dataset
-from ncf_tf import export, export_cli, recommend, scoring, trained
-from ncf_tf.data import load_dataset
+from ncf_tf.serve import export, recommend
+from ncf_tf.cli import export as export_cli
+from ncf_tf.models import scoring, trained
+from ncf_tf.data.loader import load_dataset
 from trained_models import save_model, spread_model, write_id_maps
 
 # Runs in a fresh interpreter: no ncf_tf, so the export must stand on its own.

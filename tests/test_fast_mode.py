@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import write_dataset
-from ncf_tf import neumf, training
-from ncf_tf.config import TrainConfig
+from ncf_tf.models import neumf
+from ncf_tf.train import training
+from ncf_tf.train.config import TrainConfig
+from ncf_tf.cli import train as train_cli
 
 
 def test_faithful_by_default_and_each_change_named():
@@ -43,7 +45,7 @@ def test_fast_mode_runs_learn_and_are_labelled(tmp_path, capsys, flags, mode):
             "--num_factors", "4", "--layers", "16,8,4", "--reg_layers", "0,0,0", "--lr", "0.01",
             "--batch_size", "64", "--model_dir", str(tmp_path / "m"),
             "--results_dir", str(tmp_path / "runs"), "--run_name", "r", *flags]
-    assert neumf.main(argv) == 0, capsys.readouterr().err
+    assert train_cli.main("NeuMF", argv) == 0, capsys.readouterr().err
     record = json.load(open(tmp_path / "runs" / "r.json"))
     assert record["mode"] == mode and bool(record["fast_mode"]) == (mode == "fast")
     assert record["best"]["hr"] > record["init"]["hr"]
@@ -59,7 +61,7 @@ def test_mixed_float16_records_the_learner_under_loss_scaling(tmp_path, capsys):
             "--num_factors", "4", "--layers", "16,8,4", "--reg_layers", "0,0,0",
             "--model_dir", str(tmp_path / "m"), "--results_dir", str(tmp_path / "runs"),
             "--run_name", "r", "--precision", "mixed_float16", "--lazy_adam"]
-    assert neumf.main(argv) == 0, capsys.readouterr().err
+    assert train_cli.main("NeuMF", argv) == 0, capsys.readouterr().err
     record = json.load(open(tmp_path / "runs" / "r.json"))
     assert record["optimizer"] == "LazyAdam"
     assert len(record["fast_mode"]) == 2

@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from ncf_tf.files import atomic_path
-from ncf_tf.records import write_json
+from ncf_tf.core.files import atomic_path
+from ncf_tf.core.records import write_json
 
 
 def test_written_whole_with_the_umasks_permissions(tmp_path):

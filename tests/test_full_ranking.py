@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from ncf_tf.evaluation import LeaveOneOutEvaluator
-from ncf_tf.full_ranking import (FullRankingEvaluator, held_out_positions, per_user_metrics,
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+from ncf_tf.eval.full_ranking import (FullRankingEvaluator, held_out_positions, per_user_metrics,
                                  score_all_from_pairs)
 
 NAN = np.nan

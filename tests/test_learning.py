@@ -6,8 +6,8 @@ block (HR@3 0.5 to 0.9 here)."""
 import pytest
 
 from conftest import write_dataset
-from ncf_tf.config import TrainConfig
-from ncf_tf.experiment import run
+from ncf_tf.train.config import TrainConfig
+from ncf_tf.train.experiment import run
 
 RANDOM_HR3 = 3 / 21
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from ncf_tf import metrics
-from ncf_tf.evaluation import LeaveOneOutEvaluator
+from ncf_tf.eval import metrics
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
 
 
 def test_ranks_hand_table():

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from ncf_tf import gmf, mlp, neumf, training, weights
+from ncf_tf.models import gmf, mlp, neumf, weights
+from ncf_tf.train import training
 
 USERS, ITEMS = 30, 20
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import tensorflow_only
-from ncf_tf import neumf, training
-from ncf_tf.optimizers import EPSILON, FusedAdam, LazyAdam, dense_gradient, make_optimizer
+from ncf_tf.models import neumf
+from ncf_tf.train import training
+from ncf_tf.train.optimizers import EPSILON, FusedAdam, LazyAdam, dense_gradient, make_optimizer
 
 LEARNER_NAMES = ["sgd", "adagrad", "rmsprop", "adam"]
 

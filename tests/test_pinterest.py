@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from ncf_tf import reproduce, reproduce_cli
-from ncf_tf.config import TrainConfig
-from ncf_tf.data import load_dataset
-from ncf_tf.experiment import run
-from ncf_tf.sampling import NegativeSampler
+from ncf_tf.results import reproduce
+from ncf_tf.cli import reproduce as reproduce_cli
+from ncf_tf.train.config import TrainConfig
+from ncf_tf.data.loader import load_dataset
+from ncf_tf.train.experiment import run
+from ncf_tf.data.sampling import NegativeSampler
 
 pytestmark = pytest.mark.slow
 USERS, ITEMS, TRAIN_LINES = 55187, 9916, 1445622

@@ -8,7 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from ncf_tf import plot, plot_cli
+from ncf_tf.results import plot
+from ncf_tf.cli import plot as plot_cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

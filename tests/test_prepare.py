@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ncf_tf import prepare_cli
-from ncf_tf.data import load_dataset
-from ncf_tf.prepare import (PrepareError, leave_one_out, prepare, read_movielens, read_table,
+from ncf_tf.cli import prepare as prepare_cli
+from ncf_tf.data.loader import load_dataset
+from ncf_tf.data.prepare import (PrepareError, leave_one_out, prepare, read_movielens, read_table,
                             sample_test_negatives)
 
 NUM_NEG = 99

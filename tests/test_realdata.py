@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from conftest import DATA, requires_real_data
-from ncf_tf import gmf, mlp, neumf, training, weights
-from ncf_tf.config import TrainConfig
-from ncf_tf.data import load_dataset
-from ncf_tf.evaluation import LeaveOneOutEvaluator
-from ncf_tf.experiment import run
+from ncf_tf.models import gmf, mlp, neumf, weights
+from ncf_tf.train import training
+from ncf_tf.train.config import TrainConfig
+from ncf_tf.data.loader import load_dataset
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+from ncf_tf.train.experiment import run
 
 pytestmark = [requires_real_data, pytest.mark.realdata]
 AUTHORS = os.path.join(DATA, "authors_pretrain")

@@ -1,4 +1,4 @@
-"""Top-K over the whole catalogue (ncf_tf.recommend) and bin/recommend.
+"""Top-K over the whole catalogue (ncf_tf.serve.recommend) and bin/recommend.
 
 Top-K is checked against every pair scored one by one in numpy from
 equations 9, 10 and 12; then exclusion of training items, ties,
@@ -19,8 +19,10 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import REPO, write_dataset
-from ncf_tf import recommend, recommend_cli, trained
-from ncf_tf.data import load_dataset
+from ncf_tf.serve import recommend
+from ncf_tf.cli import recommend as recommend_cli
+from ncf_tf.models import trained
+from ncf_tf.data.loader import load_dataset
 from trained_models import (SPECS, brute_force_top_k, save_model, spread_model,
                             write_id_maps)
 

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from ncf_tf import report, reproduce
-from ncf_tf.records import intra_op_threads, write_json
+from ncf_tf.results import report, reproduce
+from ncf_tf.core.records import intra_op_threads, write_json
 
 
 def record(seed, hr, ndcg, pretrain=True, factors=8):

@@ -7,7 +7,8 @@ import re
 import pytest
 
 from conftest import write_dataset
-from ncf_tf import reproduce, reproduce_cli
+from ncf_tf.results import reproduce
+from ncf_tf.cli import reproduce as reproduce_cli
 
 
 @pytest.mark.parametrize("experiment", [*reproduce.EXPERIMENTS, "all"])
@@ -40,7 +41,7 @@ def test_plans_are_consistent(experiment):
 
 def config_of(job):
     """The config a planned NCF job's flags describe."""
-    from ncf_tf import cli
+    from ncf_tf.cli import train as cli
     model = job.script.split("_")[1].upper().replace("NEUMF", "NeuMF")
     fv = cli.define_flags(model)
     fv(["prog", *job.flags, *(["--pretrain"] if job.needs else [])])

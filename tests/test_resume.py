@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from conftest import REPO, write_dataset
-from ncf_tf import checkpoint, gmf, training
-from ncf_tf.config import TrainConfig
-from ncf_tf.data import load_dataset
-from ncf_tf.evaluation import LeaveOneOutEvaluator
-from ncf_tf.optimizers import make_optimizer
-from ncf_tf.sampling import NegativeSampler
+from ncf_tf.train import checkpoint, training
+from ncf_tf.models import gmf
+from ncf_tf.train.config import TrainConfig
+from ncf_tf.data.loader import load_dataset
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+from ncf_tf.train.optimizers import make_optimizer
+from ncf_tf.data.sampling import NegativeSampler
 
 
 def command(data, out, epochs):
@@ -119,7 +120,7 @@ def test_checkpoint_round_trip_and_continuation(tmp_path):
 
 def test_checkpoint_of_another_configuration_is_refused(tmp_path):
     data = write_dataset(tmp_path / "data")
-    from ncf_tf import experiment
+    from ncf_tf.train import experiment
     base = dict(path=data["folder"], dataset="toy", epochs=2, num_factors=4, batch_size=32,
                 model_dir=str(tmp_path / "m"), results_dir=str(tmp_path / "r"), out=0)
     config = TrainConfig("GMF", **base)

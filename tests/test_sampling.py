@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from ncf_tf.sampling import Instances, NegativeSampler, shuffle_records
+from ncf_tf.data.sampling import Instances, NegativeSampler, shuffle_records
 
 
 def random_train(num_users=200, num_items=50, density=0.3, seed=0):

@@ -1,4 +1,4 @@
-"""Factored scoring (ncf_tf.scoring): both layouts against every pair scored
+"""Factored scoring (ncf_tf.models.scoring): both layouts against every pair scored
 one by one in float64 numpy from equations 9, 10 and 12, chunking, and the
 leave-one-out evaluation it feeds against the model's own forward pass."""
 
@@ -8,8 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from ncf_tf import scoring, training
-from ncf_tf.evaluation import LeaveOneOutEvaluator
+from ncf_tf.models import scoring
+from ncf_tf.train import training
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
 from trained_models import SPECS, numpy_logits, spread_model
 
 

@@ -10,10 +10,11 @@ import h5py
 import pytest
 
 from conftest import REPO, write_dataset
-from ncf_tf import gmf, mlp, neumf
-from ncf_tf.config import TrainConfig
-from ncf_tf.experiment import pretrained_files
-from ncf_tf.records import write_json
+from ncf_tf.models import gmf, mlp, neumf
+from ncf_tf.train.config import TrainConfig
+from ncf_tf.train.experiment import pretrained_files
+from ncf_tf.core.records import write_json
+from ncf_tf.cli import train as train_cli
 
 SMALL = ["--epochs", "2", "--batch_size", "64", "--lr", "0.01", "--num_factors", "4",
          "--layers", "[16,8,4]", "--reg_layers", "0,0,0"]
@@ -84,8 +85,8 @@ def test_scripts_end_to_end_with_pretraining(tmp_path, capsys):
     assert "Load data done" in done.stdout and "Init: HR = " in done.stdout
     assert "Iteration 1 [" in done.stdout and "End. Best Iteration" in done.stdout
     # ...and main(argv) in-process for the others.
-    assert mlp.main(["train_mlp", *base, *only(SMALL, MLP_FLAGS)]) == 0
-    assert neumf.main(["train_neumf", *base, *SMALL, "--pretrain"]) == 0
+    assert train_cli.main("MLP", ["train_mlp", *base, *only(SMALL, MLP_FLAGS)]) == 0
+    assert train_cli.main("NeuMF", ["train_neumf", *base, *SMALL, "--pretrain"]) == 0
     out = capsys.readouterr().out
     assert "Optimizer: sgd, lr = 0.01 (vanilla SGD after pretraining" in out
 
@@ -106,7 +107,7 @@ def test_scripts_end_to_end_with_pretraining(tmp_path, capsys):
     # The pretrained NeuMF starts where the blend of its parents puts it, and
     # --weights --epochs 0 reproduces a saved model's evaluation exactly.
     saved = runs["GMF"]
-    assert gmf.main(["train_gmf", *base, "--num_factors", "4", "--epochs", "0", "--out", "0",
+    assert train_cli.main("GMF", ["train_gmf", *base, "--num_factors", "4", "--epochs", "0", "--out", "0",
                      "--weights", saved["weights_file"], "--run_name", "eval"]) == 0
     evaluated = json.load(open(tmp_path / "runs" / "eval.json"))
     assert evaluated["init"]["hr"] == saved["best"]["hr"]
@@ -126,7 +127,7 @@ def test_neumf_from_keras1_weight_files(tmp_path, capsys):
                 f.create_group(layer.name).attrs["weight_names"] = [n.encode() for n in names]
                 for n, w in zip(names, layer.get_weights()):
                     f[layer.name].create_dataset(n, data=w)
-    code = neumf.main(["train_neumf", *base, *SMALL, "--epochs", "0", "--out", "0",
+    code = train_cli.main("NeuMF", ["train_neumf", *base, *SMALL, "--epochs", "0", "--out", "0",
                        "--mf_pretrain", str(tmp_path / "g.h5"), "--mlp_pretrain", str(tmp_path / "m.h5")])
     assert code == 0, capsys.readouterr().err
 
@@ -158,7 +159,7 @@ BAD = [
 @pytest.mark.parametrize("flags,message", BAD, ids=[b[1][:30] for b in BAD])
 def test_bad_flags(tmp_path, capsys, flags, message):
     _, base = common(tmp_path)
-    code = neumf.main(["train_neumf", *base, *flags])
+    code = train_cli.main("NeuMF", ["train_neumf", *base, *flags])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("train_neumf: error: ")
@@ -168,14 +169,14 @@ def test_bad_flags(tmp_path, capsys, flags, message):
 
 def test_wrong_weight_file_for_the_model(tmp_path, capsys):
     _, base = common(tmp_path)
-    assert gmf.main(["train_gmf", *base, "--epochs", "0", "--num_factors", "4"]) == 0
+    assert train_cli.main("GMF", ["train_gmf", *base, "--epochs", "0", "--num_factors", "4"]) == 0
     saved = json.load(open(records(tmp_path)[0]))["weights_file"]
-    code = mlp.main(["train_mlp", *base, "--epochs", "0", "--weights", saved])
+    code = train_cli.main("MLP", ["train_mlp", *base, "--epochs", "0", "--weights", saved])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "no weights for layer 'layer1'" in err and "is it a MLP weight file" in err
 
 
 def test_help(capsys):
-    assert gmf.main(["train_gmf", "--help"]) == 0
+    assert train_cli.main("GMF", ["train_gmf", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--num_factors" in out and "--regs" in out and "--layers" not in out

@@ -5,7 +5,8 @@ import json
 import numpy as np
 
 from conftest import tensorflow_only, write_dataset
-from ncf_tf import gmf
+from ncf_tf.models import gmf
+from ncf_tf.cli import train as train_cli
 
 
 def test_validation_selection_reports_test_at_the_validation_pick(tmp_path):
@@ -14,7 +15,7 @@ def test_validation_selection_reports_test_at_the_validation_pick(tmp_path):
             "--num_factors", "4", "--batch_size", "64", "--lr", "0.01",
             "--model_dir", str(tmp_path / "m"), "--results_dir", str(tmp_path / "r"),
             "--selection", "validation", "--full_ranking"]
-    assert gmf.main(argv) == 0
+    assert train_cli.main("GMF", argv) == 0
     (path,) = list((tmp_path / "r").iterdir())
     assert "val-latest" in path.name
     record = json.loads(path.read_text())
@@ -38,9 +39,9 @@ def test_bad_selection_flags(tmp_path, capsys):
     data = write_dataset(tmp_path / "data")
     base = ["train_gmf", "--path", data["folder"], "--dataset", "toy", "--epochs", "1",
             "--results_dir", str(tmp_path / "r")]
-    assert gmf.main(base + ["--selection", "train"]) == 2
+    assert train_cli.main("GMF", base + ["--selection", "train"]) == 2
     assert "--selection must be test or validation" in capsys.readouterr().err
-    assert gmf.main(base + ["--selection", "validation", "--validation_split", "first"]) == 2
+    assert train_cli.main("GMF", base + ["--selection", "validation", "--validation_split", "first"]) == 2
     assert "--validation_split must be latest or random" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
@@ -52,7 +53,7 @@ def test_tensorboard_logs_every_epoch(tmp_path):
             "--num_factors", "4", "--out", "0", "--results_dir", str(tmp_path / "r"),
             "--model_dir", str(tmp_path / "m"),
             "--tensorboard", str(tmp_path / "tb")]
-    assert gmf.main(argv) == 0
+    assert train_cli.main("GMF", argv) == 0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     (run,) = list((tmp_path / "tb").iterdir())
     events = EventAccumulator(str(run))

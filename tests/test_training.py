@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from conftest import tensorflow_only, write_dataset
-from ncf_tf import neumf, training
-from ncf_tf.data import load_dataset
-from ncf_tf.evaluation import LeaveOneOutEvaluator
-from ncf_tf.optimizers import make_optimizer
-from ncf_tf.sampling import Instances, NegativeSampler
+from ncf_tf.models import neumf
+from ncf_tf.train import training
+from ncf_tf.data.loader import load_dataset
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+from ncf_tf.train.optimizers import make_optimizer
+from ncf_tf.data.sampling import Instances, NegativeSampler
 
 USERS, ITEMS = 30, 20
 

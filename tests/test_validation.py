@@ -10,10 +10,10 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import DATA, requires_real_data
-from ncf_tf import data
-from ncf_tf.data import Dataset, load_dataset
-from ncf_tf.evaluation import LeaveOneOutEvaluator
-from ncf_tf.validation import sample_unseen, validation_split
+from ncf_tf.data import loader as data
+from ncf_tf.data.loader import Dataset, load_dataset
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+from ncf_tf.data.validation import sample_unseen, validation_split
 
 
 def hand_dataset(rows, cols, timestamps=None, lines=None, test=((0, 5),), num_items=8,

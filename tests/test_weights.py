@@ -4,8 +4,8 @@ import h5py
 import numpy as np
 import pytest
 
-from ncf_tf import gmf, mlp, neumf, weights
-from ncf_tf.weights import WeightsError
+from ncf_tf.models import gmf, mlp, neumf, weights
+from ncf_tf.models.weights import WeightsError
 
 USERS, ITEMS = 12, 9
 

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
-from ncf_tf import gmf, mlp, neumf, weights
+from ncf_tf.models import gmf, mlp, neumf, weights
 
 # name -> (build(num_users, num_items), the flags/record fields that rebuild it)
 SPECS = {

@@ -16,7 +16,7 @@ evaluator scores them exactly as it scores GMF, MLP and NeuMF::
 Every class takes its hyper-parameters in ``__init__`` and has
 ``fit(train, rng, log) -> self``, ``score(users, items) -> (n,) scores``
 (higher is better) and ``config() -> dict``. MF, iALS and EASE also have
-``score_all(users) -> (n, num_items)`` for :mod:`ncf_tf.full_ranking`.
+``score_all(users) -> (n, num_items)`` for :mod:`ncf_tf.eval.full_ranking`.
 """
 
 from ncf_tf.baselines.bpr import BPR

@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 from ncf_tf.baselines.common import check_pairs
-from ncf_tf.sampling import NegativeSampler
+from ncf_tf.data.sampling import NegativeSampler
 
 
 class BPR:

@@ -39,7 +39,7 @@ class EASE:
     Args:
         reg: L2 regularisation weight lambda. It grows with the number of
             users; the default was the best of 100..2000 on a validation
-            split of ml-1m (:mod:`ncf_tf.validation`).
+            split of ml-1m (:mod:`ncf_tf.data.validation`).
 
     Raises:
         ValueError: ``reg`` <= 0 (X^T X alone is singular in general).

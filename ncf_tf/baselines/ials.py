@@ -40,7 +40,7 @@ Two solvers (``solver``):
 Factors start as N(0, init_std^2) draws (only Y matters: X is solved first).
 The default alpha = 16 and reg = 100 were the best of a small grid
 (alpha 1..32, reg 10..300, 64 factors) on a validation split of ml-1m
-(:mod:`ncf_tf.validation`); both scale with the data set's density.
+(:mod:`ncf_tf.data.validation`); both scale with the data set's density.
 """
 
 from __future__ import annotations

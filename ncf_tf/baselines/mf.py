@@ -31,7 +31,7 @@ column for the biases, so ``num_factors`` = dim - 1), reg 0.005, 8
 negatives, lr 0.002, init_std 0.1, 256 epochs. The defaults here keep their
 reg, negatives and init_std but trade epochs for step size (lr 0.03, 24
 epochs, 64 factors), chosen on a validation split of ml-1m
-(:mod:`ncf_tf.validation`) to fit in minutes.
+(:mod:`ncf_tf.data.validation`) to fit in minutes.
 
 Deviations from strictly sequential per-instance SGD, for speed (an ml-1m
 epoch is ~9M instances):
@@ -61,7 +61,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 from ncf_tf.baselines.common import check_pairs
-from ncf_tf.sampling import NegativeSampler
+from ncf_tf.data.sampling import NegativeSampler
 
 
 class MF:

@@ -1,0 +1,277 @@
+"""The speed figures of this machine, against their floor.
+
+Prints, in one run:
+
+* memory bandwidth (numpy copy of 256 MB, read + written bytes per second);
+* negative sampling per ml-1m epoch (``NegativeSampler.epoch``: sample and
+  shuffle, each instance written once into its shuffle record), beside
+  sampling and then shuffling the ordered instances, and the shuffle beside
+  the first one (one ``rng.permutation`` and three gathers);
+* evaluation (one batched scoring pass) on ml-1m, factored
+  (``ncf_tf.models.scoring``) beside the model's own forward pass that it
+  replaced, against its compute floor (its FLOPs over the measured rate of
+  float32 matrix products), NeuMF-64 at several chunk sizes; and at
+  pinterest-20's size on generated data (55,187 users x 100 items);
+* per training step (batch 256, ``steps_per_execution=64``, dense Adam as
+  ``make_optimizer`` returns it) of GMF, MLP and NeuMF at F = 8..64 (MLP
+  tower [8F, 4F, 2F, F]), the ml-1m epoch it implies (19,418 steps), and the
+  floor: the bytes a dense Adam step must move (parameters, gradient and both
+  moments read; parameters and moments written: 7 x 4 bytes per parameter)
+  over the measured bandwidth; with the ratio to it;
+* NeuMF-8 before and after each speed change, timed turn about so that
+  other load on the machine falls on all alike: ``keras.optimizers.Adam``
+  fed NumPy arrays, the fused Adam fed NumPy arrays, and the fused Adam fed
+  ready-cut batches (``training.fit_epoch``);
+* fast mode (changes results): NeuMF-8 and NeuMF-64 with lazy Adam and with
+  batch 2048, beside the faithful dense Adam at batch 256, turn about;
+* whole NeuMF-8 epochs of the authors' loop (``training.train``): sampling,
+  training and evaluation as a run records them.
+
+Times are wall-clock medians of a few runs (``best``: the fastest run; CPU:
+the process's CPU time, all threads), and the load average is printed: a
+busy machine slows every figure. Timings are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+BATCH = 256
+STEPS = 320        # timed steps per run: five compiled calls of 64
+RUNS = 3           # timed runs per model size
+AB_RUNS = 7        # turns of the Keras-Adam / fused-Adam comparison
+LARGE_BATCH = 2048  # fast mode's large batch
+FULL_EPOCHS = 2    # whole NeuMF-8 epochs timed at the end
+GEMM = (16384, 256, 128)  # the largest per-pair product of NeuMF-64's scoring
+
+
+def bandwidth(size_mb: int = 256, repeats: int = 5) -> float:
+    a = np.ones(size_mb * (1 << 20) // 4, np.float32)
+    b = np.empty_like(a)
+    best = min(_timed(lambda: np.copyto(b, a)) for _ in range(repeats))
+    return 2 * a.nbytes / best
+
+
+def matmul_rate(repeats: int = 5) -> float:
+    """Float32 matrix-product FLOP/s of the Keras backend, at a scoring chunk's shape."""
+    import keras
+
+    m, k, n = GEMM
+    a = keras.ops.ones((m, k))
+    b = keras.ops.ones((k, n))
+    np.asarray(keras.ops.matmul(a, b))
+    best = min(_timed(lambda: np.asarray(keras.ops.matmul(a, b))) for _ in range(repeats))
+    return 2 * m * k * n / best
+
+
+def scoring_flops(model, pairs: int) -> int:
+    """Multiply-adds x 2 of factored scoring (``ncf_tf.models.scoring``): the user and
+    item halves of the first tower layer once per user and item; the rest of
+    the tower, the GMF product and the output layer once per pair."""
+    from ncf_tf.models import scoring
+
+    f = scoring.factored(model)
+    tower = scoring.tower(model)
+    flops = 0
+    if tower:   # (users + items) x (d/2 x n1) multiply-adds, 2 FLOPs each
+        rows = f.mlp_user.shape[0] + f.mlp_item.shape[0]
+        flops += 2 * rows * (tower[0].kernel.shape[0] // 2) * tower[0].units
+    per_pair = sum(2 * layer.kernel.shape[0] * layer.units for layer in tower[1:])
+    if f.gmf_user is not None:
+        per_pair += 2 * f.gmf_user.shape[1]
+    per_pair += 2 * (f.h.shape[0] if f.h is not None else 1)
+    return flops + pairs * per_pair
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _load() -> str:
+    return "load average %.1f %.1f %.1f" % os.getloadavg()
+
+
+def _turns(fns: dict, runs: int, cpu: dict | None = None) -> dict:
+    """Each function's times over ``runs`` turns, the functions taking turns.
+
+    ``cpu``, if given, receives each function's process CPU times too (all
+    threads): on a busy machine they count the work, not the waiting.
+    """
+    times = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            start = time.process_time()
+            times[name].append(_timed(fn))
+            if cpu is not None:
+                cpu.setdefault(name, []).append(time.process_time() - start)
+    return times
+
+
+def run(path: str = "Data/") -> int:
+    """Prints every figure of the module docstring for the ml-1m files in ``path``."""
+    import keras
+
+    from ncf_tf.models import gmf, mlp, neumf, scoring
+    from ncf_tf.train import training
+    from ncf_tf.data.loader import load_dataset
+    from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+    from ncf_tf.train.optimizers import EPSILON, lazy_jit_compile, make_optimizer
+    from ncf_tf.core.records import cpu_model
+    from ncf_tf.data.sampling import Instances, NegativeSampler
+
+    ds = load_dataset(path, "ml-1m")
+    rng = np.random.default_rng(0)
+    bw = bandwidth()
+    print(f"machine: {platform.node()} {cpu_model() or platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPU; keras {keras.__version__} ({keras.config.backend()}); {_load()}")
+    print(f"memory bandwidth (copy): {bw / 1e9:.1f} GB/s")
+
+    sampler = NegativeSampler(ds.train, 4)
+    ordered = sampler.sample(rng)
+
+    def permute_and_gather():
+        order = rng.permutation(len(ordered))
+        return Instances(ordered.users[order], ordered.items[order], ordered.labels[order])
+
+    cpu = {}
+    times = _turns({"epoch": lambda: sampler.epoch(rng),
+                    "separate": lambda: sampler.sample(rng).shuffled(rng),
+                    "sample": lambda: sampler.sample(rng),
+                    "shuffle": lambda: ordered.shuffled(rng),
+                    "before": permute_and_gather}, 7, cpu)
+    med = {name: np.median(t) for name, t in times.items()}
+    print(f"negative sampling, ml-1m epoch (4,970,845 instances): {med['epoch']:.3f} s "
+          f"(best {min(times['epoch']):.3f}, CPU {np.median(cpu['epoch']):.3f})  [target <= 0.3 s]")
+    print(f"  sample, then pack and shuffle (before): {med['separate']:.3f} s (best "
+          f"{min(times['separate']):.3f}), of which sample {med['sample']:.3f} s, pack and "
+          f"shuffle {med['shuffle']:.3f} s; shuffle by one permutation + three gathers "
+          f"(first): {med['before']:.3f} s (CPU {np.median(cpu['before']):.3f})")
+
+    evaluator = LeaveOneOutEvaluator.for_dataset(ds)
+    rate = matmul_rate()
+    print(f"matrix products (float32, {GEMM[0]}x{GEMM[1]} @ {GEMM[1]}x{GEMM[2]}): "
+          f"{rate / 1e9:.0f} GFLOP/s")
+    for factors in (8, 64):
+        model = neumf.build(ds.num_users, ds.num_items, factors,
+                            [8 * factors, 4 * factors, 2 * factors, factors])
+        fns = {name: (lambda f: lambda: evaluator.evaluate(f))(make(model))
+               for name, make in (("now", training.make_score_fn),
+                                  ("before", training.keras_score_fn))}
+        for fn in fns.values():
+            fn()
+        times = _turns(fns, 3)
+        floor = scoring_flops(model, evaluator.num_pairs) / rate
+        print(f"evaluation ml-1m, NeuMF-{factors} (604,000 pairs): {np.median(times['now']):.3f} s "
+              f"(forward pass, before: {np.median(times['before']):.3f} s; compute floor "
+              f"{floor:.3f} s)  [target <= 0.5 s]")
+        if factors == 64:
+            sizes = {f"2^{k}": scoring.PairScorer(model, max_floats=1 << k)
+                     for k in range(18, 23)}
+            times = _turns({name: (lambda f: lambda: evaluator.evaluate(f))(fn)
+                            for name, fn in sizes.items()}, 3)
+            print(f"  NeuMF-64 by chunk size (largest intermediate, floats; now "
+                  f"2^{scoring.PAIR_CHUNK_FLOATS.bit_length() - 1}): " + ", ".join(
+                      f"{name} {np.median(t):.3f} s" for name, t in times.items()))
+    users, items = 55187, 9916
+    big = LeaveOneOutEvaluator(np.arange(users), rng.integers(0, items, users),
+                               rng.integers(0, items, (users, 99)))
+    model = neumf.build(users, items, 8)
+    score_fn = training.make_score_fn(model)
+    big.evaluate(score_fn)
+    t = np.median([_timed(lambda: big.evaluate(score_fn)) for _ in range(3)])
+    print(f"evaluation pinterest-20 size, NeuMF-8 (5,518,700 pairs): {t:.3f} s  [target <= 4 s]")
+
+    instances = sampler.sample(rng).shuffled(rng)
+    n = STEPS * BATCH
+    part = Instances(instances.users[:n], instances.items[:n], instances.labels[:n])
+    warm = Instances(part.users[:64 * BATCH], part.items[:64 * BATCH], part.labels[:64 * BATCH])
+    steps_per_epoch = -(-len(instances) // BATCH)
+
+    def compiled(build, factors, optimizer):
+        model = build(factors)
+        training.compile_model(model, optimizer)
+        training.fit_epoch(model, warm, BATCH)   # traces and compiles
+        return model
+
+    def epoch_part(model):
+        return lambda: training.fit_epoch(model, part, BATCH)
+
+    builders = {
+        "GMF": lambda f: gmf.build(ds.num_users, ds.num_items, f),
+        "MLP": lambda f: mlp.build(ds.num_users, ds.num_items, [8 * f, 4 * f, 2 * f, f]),
+        "NeuMF": lambda f: neumf.build(ds.num_users, ds.num_items, f, [8 * f, 4 * f, 2 * f, f]),
+    }
+    print(f"\ntraining, batch {BATCH}, steps_per_execution 64, fused dense Adam, "
+          f"{RUNS} runs of {STEPS} steps each; epoch = {steps_per_epoch} steps")
+    print(f"{'model':<10}{'F':>4}{'params':>11}{'ms/step':>9}{'best':>7}{'floor ms':>10}"
+          f"{'ratio':>7}{'s/epoch':>9}", flush=True)
+    for name, build in builders.items():
+        for factors in (8, 16, 32, 64):
+            model = compiled(build, factors, make_optimizer("adam", 0.001))
+            runs = _turns({name: epoch_part(model)}, RUNS)[name]
+            per_step, best = np.median(runs) / STEPS, min(runs) / STEPS
+            params = model.count_params()
+            floor = 7 * 4 * params / bw
+            print(f"{name:<10}{factors:>4}{params:>11,}{per_step * 1e3:>9.2f}{best * 1e3:>7.2f}"
+                  f"{floor * 1e3:>10.3f}{per_step / floor:>7.1f}{per_step * steps_per_epoch:>9.1f}",
+                  flush=True)
+
+    print(f"\nNeuMF-8 before/after (Adam, input), {AB_RUNS} turns of {STEPS} steps each:")
+
+    def numpy_fit(model):
+        return lambda: training.fit_numpy(model, part, BATCH)
+
+    variants = {
+        "keras Adam, NumPy input (first)": (keras.optimizers.Adam(
+            0.001, beta_1=0.9, beta_2=0.999, epsilon=EPSILON), numpy_fit),
+        "FusedAdam, NumPy input": (make_optimizer("adam", 0.001), numpy_fit),
+        "FusedAdam, ready batches (now)": (make_optimizer("adam", 0.001), epoch_part),
+    }
+    fns = {label: fit(compiled(builders["NeuMF"], 8, opt)) for label, (opt, fit) in variants.items()}
+    for fn in fns.values():
+        fn()   # traces for its input
+    cpu = {}
+    times = _turns(fns, AB_RUNS, cpu)
+    for label, runs in times.items():
+        per_step = np.median(runs) / STEPS
+        print(f"  {label:<34}{per_step * 1e3:6.2f} ms/step (best {min(runs) / STEPS * 1e3:.2f}, "
+              f"CPU {np.median(cpu[label]) / STEPS * 1e3:.2f}){per_step * steps_per_epoch:7.1f} s/epoch")
+    print(f"\nfast mode (changes results; HR/NDCG in results/README.md), {AB_RUNS} turns "
+          f"over the same {n:,} instances:")
+    for factors in (8, 64):
+        variants = {
+            "dense Adam, batch 256 (faithful)": (False, BATCH),
+            "lazy Adam, batch 256": (True, BATCH),
+            f"dense Adam, batch {LARGE_BATCH}": (False, LARGE_BATCH),
+            f"lazy Adam, batch {LARGE_BATCH}": (True, LARGE_BATCH),
+        }
+        fns = {}
+        for label, (lazy, batch) in variants.items():
+            model = builders["NeuMF"](factors)
+            training.compile_model(model, make_optimizer("adam", 0.001, lazy=lazy),
+                                   jit_compile=lazy_jit_compile(lazy))
+            training.fit_epoch(model, warm, batch)
+            fns[label] = (lambda m, b: lambda: training.fit_epoch(m, part, b))(model, batch)
+        times = _turns(fns, AB_RUNS)
+        base = np.median(times[next(iter(fns))])
+        for label, runs in times.items():
+            t = np.median(runs)
+            print(f"  NeuMF-{factors:<3}{label:<34}{t / n * len(instances):7.1f} s/epoch "
+                  f"(x{base / t:.1f})", flush=True)
+    model = compiled(builders["NeuMF"], 8, make_optimizer("adam", 0.001))
+    state = training.train(model, sampler, evaluator, epochs=FULL_EPOCHS, batch_size=BATCH,
+                           rng=rng, log=lambda line: None)
+    print(f"\nfull NeuMF-8 epochs on ml-1m (training.train: sample + train + evaluate), "
+          f"target <= 15 s; {_load()}")
+    for e in state.epochs:
+        print(f"  epoch {e.epoch}: {e.sample_s + e.train_s + e.eval_s:5.1f} s = sampling "
+              f"{e.sample_s:.2f} + training {e.train_s:.1f} + evaluation {e.eval_s:.2f}")
+    return 0
+

@@ -1,0 +1,53 @@
+"""Command-line layer of bin/train_baseline; see :mod:`ncf_tf.baselines.run`.
+
+Example::
+
+    bin/train_baseline --baseline eALS --param num_factors=8 --param c0=512
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags
+
+from ncf_tf.cli.command import run_command
+
+
+def define_flags() -> flags.FlagValues:
+    fv = flags.FlagValues()
+    flags.DEFINE_string("baseline", None, "A baseline of ncf_tf.baselines: Random, ItemPop, ItemKNN, BPR, eALS, MF, iALS, EASE.",
+                        flag_values=fv)
+    flags.DEFINE_multi_string("param", [], "A hyper-parameter as name=value, e.g. "
+                              "num_factors=8; repeat the flag for several.", flag_values=fv)
+    flags.DEFINE_string("path", "Data/", "Input data path.", flag_values=fv)
+    flags.DEFINE_string("dataset", "ml-1m", "Data set name.", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of initialisation and sampling.", flag_values=fv)
+    flags.DEFINE_integer("topk", 10, "K of HR@K and NDCG@K.", flag_values=fv)
+    flags.DEFINE_string("results_dir", "results/runs/", "Where the JSON run record is written.",
+                        flag_values=fv)
+    flags.DEFINE_string("run_name", "", "Name of the run record (default: from the settings).",
+                        flag_values=fv)
+    flags.DEFINE_string("selection", "none", "none, or validation: fit without each user's "
+                        "latest training interaction and also report HR/NDCG on it.",
+                        flag_values=fv)
+    flags.DEFINE_boolean("full_ranking", False, "Also rank the test items against the whole "
+                         "catalogue (training items excluded).", flag_values=fv)
+    flags.mark_flag_as_required("baseline", flag_values=fv)
+    return fv
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv if argv is None else argv
+
+    def body(fv: flags.FlagValues) -> None:
+        from ncf_tf.baselines import run as baseline_run
+        params = baseline_run.parse_params(fv.param)
+        baseline_run.run_baseline(fv.baseline, params, path=fv.path, dataset=fv.dataset,
+                                  seed=fv.seed, topk=fv.topk, results_dir=fv.results_dir,
+                                  run_name=fv.run_name, selection=fv.selection,
+                                  full=fv.full_ranking)
+
+    return run_command(argv, "train_baseline", "fit and evaluate a baseline of the paper "
+                       "(leave-one-out HR@K/NDCG@K) and write its run record.",
+                       define_flags(), body)

@@ -1,0 +1,58 @@
+"""Command-line layer of bin/export: a trained model -> a servable folder.
+
+The model is named as for bin/recommend (``--record``, ``--weights`` with
+``--model``, or ``--keras``); see :mod:`ncf_tf.serve.export` for what the folder
+holds.
+
+Example::
+
+    bin/export --record results/runs/ml-1m_NeuMF_8_64-32-16-8_e20_s0.json \\
+        --dest exports/ml-1m_NeuMF_8
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from ncf_tf.cli.command import run_command
+from ncf_tf.cli.recommend import define_model_flags, load
+
+
+def define_flags() -> flags.FlagValues:
+    """The flags of ``bin/export``, in a new FlagValues."""
+    fv = flags.FlagValues()
+    define_model_flags(fv)
+    flags.DEFINE_string("dest", None, "Folder to create: model.keras, saved_model/, "
+                        "config.json and the id maps.", flag_values=fv)
+    flags.DEFINE_integer("topk", 10, "Items returned by the SavedModel's top_k signature.",
+                         flag_values=fv)
+    flags.DEFINE_boolean("include_seen", False, "Let top_k return the user's training items "
+                         "(excluded by default).", flag_values=fv)
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing --dest.", flag_values=fv)
+    return fv
+
+
+def run(fv: flags.FlagValues) -> None:
+    """Exports as the parsed flags say."""
+    from ncf_tf.serve import export
+    if not fv.dest:
+        raise export.ExportError("--dest is required: the folder to write")
+    export.check_destination(fv.dest, fv.overwrite)
+    if fv.topk <= 0:
+        raise export.ExportError(f"--topk must be a positive integer, got {fv.topk}")
+    loaded = load(fv)
+    maps = {kind: m.source for kind, m in (("user", loaded.user_map), ("item", loaded.item_map))
+            if m.has_originals}
+    config = export.export(loaded.model, fv.dest,
+                           exclude=None if fv.include_seen else loaded.dataset.train,
+                           k=fv.topk, id_maps=maps, about={"source": loaded.source},
+                           overwrite=fv.overwrite)
+    print(f"Exported {config['model']} ({loaded.dataset.summary()}) to {fv.dest}: "
+          f"{', '.join(config['files'].values())}, {export.CONFIG_FILE}")
+
+
+def main(argv: list[str]) -> int:
+    """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
+    return run_command(argv, "export",
+                       "export a trained GMF, MLP or NeuMF as a .keras model and a TensorFlow "
+                       "SavedModel with score and top_k signatures.", define_flags(), run)

@@ -1,0 +1,90 @@
+"""Command-line layer of bin/prepare_data: raw interactions -> leave-one-out files.
+
+The only part of :mod:`ncf_tf.data.prepare` that knows about flags. Each call of
+:func:`main` parses into a fresh ``FlagValues``, so tests can call it
+repeatedly in one process.
+
+Examples::
+
+    bin/prepare_data --input ml-1m/ratings.dat --name ml-1m --dest Data/
+    bin/prepare_data --input clicks.tsv --format csv --sep '\\t' \\
+        --user_col uid --item_col pin --timestamp_col time \\
+        --min_interactions 20 --name pins --dest Data/
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+from absl import flags
+
+from ncf_tf.data import prepare
+from ncf_tf.cli.command import run_command
+
+SEPARATORS = {"\\t": "\t", "tab": "\t", "TAB": "\t"}
+CSV_FLAGS = ("sep", "user_col", "item_col", "rating_col", "timestamp_col")
+
+
+def define_flags() -> flags.FlagValues:
+    """The flags of ``bin/prepare_data``, in a new FlagValues."""
+    fv = flags.FlagValues()
+    flags.DEFINE_string("input", None, "Raw interaction file (plain or .gz).", flag_values=fv)
+    flags.DEFINE_enum("format", "movielens", list(prepare.FORMATS),
+                      "movielens: ratings.dat, user::item::rating::timestamp; csv: a "
+                      "separated file with a header naming the columns.", flag_values=fv)
+    flags.DEFINE_string("sep", ",", "csv: field separator (\\t or tab for a tab).",
+                        flag_values=fv)
+    flags.DEFINE_string("user_col", "user", "csv: column of user ids.", flag_values=fv)
+    flags.DEFINE_string("item_col", "item", "csv: column of item ids.", flag_values=fv)
+    flags.DEFINE_string("rating_col", "", "csv: column of ratings (> 0 is an interaction); "
+                        "empty: every line is one.", flag_values=fv)
+    flags.DEFINE_string("timestamp_col", "", "csv: column of numeric timestamps; empty: the "
+                        "file order is the time.", flag_values=fv)
+    flags.DEFINE_string("dest", "Data/", "Output folder.", flag_values=fv)
+    flags.DEFINE_string("name", None, "Data set name: writes <dest>/<name>.train.rating, "
+                        ".test.rating, .test.negative, .user_ids.tsv, .item_ids.tsv.",
+                        flag_values=fv)
+    flags.DEFINE_integer("min_interactions", 0, "Drop users with fewer interactions (the "
+                         "paper: 20); users with fewer than 2 are always dropped.",
+                         lower_bound=0, flag_values=fv)
+    flags.DEFINE_integer("num_test_neg", 99, "Negatives per test line.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the test negatives.", flag_values=fv)
+    flags.DEFINE_enum("tie_break", "last", list(prepare.TIE_BREAKS),
+                      "Which of a user's lines at the latest timestamp is held out: the "
+                      "first or the last in file order.", flag_values=fv)
+    flags.DEFINE_boolean("drop_cold_items", False, "Drop items that occur only in held-out "
+                         "test lines (the authors kept them).", flag_values=fv)
+    flags.DEFINE_boolean("overwrite", False, "Replace existing output files.", flag_values=fv)
+    return fv
+
+
+def run(fv: flags.FlagValues) -> None:
+    """Prepares the data as the parsed flags say, and reports what it wrote."""
+    for required in ("input", "name"):
+        if not fv[required].value:
+            raise prepare.PrepareError(f"--{required} is required")
+    if fv.format == "movielens":
+        ignored = [f"--{name}" for name in CSV_FLAGS if fv[name].present]
+        if ignored:
+            raise prepare.PrepareError(f"{', '.join(ignored)}: only with --format csv "
+                                       "(ratings.dat has fixed columns)")
+    data = prepare.prepare(
+        fv.input, fv.dest, fv.name, np.random.default_rng(fv.seed), fmt=fv.format,
+        sep=SEPARATORS.get(fv.sep, fv.sep), user_col=fv.user_col, item_col=fv.item_col,
+        rating_col=fv.rating_col or None, timestamp_col=fv.timestamp_col or None,
+        min_interactions=fv.min_interactions, num_test_neg=fv.num_test_neg,
+        tie_break=fv.tie_break, drop_cold_items=fv.drop_cold_items,
+        overwrite=fv.overwrite)
+    for line in data.stats.describe():
+        print(line)
+    print(f"Wrote {', '.join(prepare.output_paths(fv.dest, fv.name))}")
+    print(data.summary())
+
+
+def main(argv: list[str]) -> int:
+    """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
+    return run_command(argv, "prepare_data",
+                       "turn raw interactions into the leave-one-out files of He et al., "
+                       "Neural Collaborative Filtering (WWW 2017).",
+                       define_flags(), run, errors=(prepare.PrepareError,))

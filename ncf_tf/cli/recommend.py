@@ -1,0 +1,202 @@
+"""Command-line layer of bin/recommend, and the flags that name a trained model.
+
+A trained model is given as one of:
+
+* ``--record RUN.json``: a run record; the model and its sizes come from its
+  configuration, the weights from its ``weights_file`` (or ``--weights``),
+  the data from its ``--path``/``--dataset`` (unless given);
+* ``--weights FILE.weights.h5 --model NeuMF [--num_factors 8 --layers ...]``;
+* ``--keras FILE.keras``: a whole model, as ``bin/export`` writes it.
+
+bin/export shares these flags (:func:`define_model_flags`, :func:`load`).
+
+Examples::
+
+    bin/recommend --record results/runs/ml-1m_NeuMF_8_64-32-16-8_e20_s0.json --users 0,1,2
+    bin/recommend --weights Pretrain/ml-1m_GMF_8_e20_s0.weights.h5 --model GMF \\
+        --all_users --topk 20 --output top20.csv
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+
+from absl import flags
+
+from ncf_tf.cli.command import run_command
+
+DEFAULT_PATH, DEFAULT_DATASET = "Data/", "ml-1m"
+SIZE_FLAGS = ("model", "num_factors", "layers")
+
+
+def define_model_flags(fv: flags.FlagValues) -> None:
+    """Adds the flags naming a trained model and its data to ``fv``."""
+    flags.DEFINE_string("record", None, "Run record (JSON) of the trained model: gives the "
+                        "model, its sizes, its weight file and its data.", flag_values=fv)
+    flags.DEFINE_string("weights", None, "Weight file (.weights.h5, or the authors' Keras 1 "
+                        ".h5); default: the record's weights_file.", flag_values=fv)
+    flags.DEFINE_string("keras", None, "A whole .keras model (e.g. from bin/export), instead "
+                        "of --record/--weights.", flag_values=fv)
+    flags.DEFINE_enum("model", None, ["GMF", "MLP", "NeuMF"], "Model of --weights, when no "
+                      "--record is given.", flag_values=fv)
+    flags.DEFINE_integer("num_factors", None, "GMF/NeuMF predictive factors, when no --record "
+                         "is given (default 8).", flag_values=fv)
+    flags.DEFINE_string("layers", None, "MLP/NeuMF layers, when no --record is given "
+                        "(default [64,32,16,8]).", flag_values=fv)
+    flags.DEFINE_string("path", None, f"Input data path (default: the record's, else "
+                        f"{DEFAULT_PATH}).", flag_values=fv)
+    flags.DEFINE_string("dataset", None, f"Data set name (default: the record's, else "
+                        f"{DEFAULT_DATASET}).", flag_values=fv)
+    flags.DEFINE_string("device", "auto", "auto (first GPU, else CPU), cpu, or gpu:N.",
+                        flag_values=fv)
+
+
+@dataclasses.dataclass
+class Loaded:
+    """A trained model with its data, as the flags named them."""
+
+    model: object
+    spec: object
+    dataset: object
+    user_map: object
+    item_map: object
+    source: dict
+    device: str
+
+
+def _model_source(fv: flags.FlagValues):
+    """(spec or None, weights file or None, keras file or None, record or None, data path, name)."""
+    from ncf_tf.models import trained
+    given = [name for name in ("record", "weights", "keras") if fv[name].value]
+    if not given:
+        raise trained.TrainedModelError(
+            "no model given: pass --record RUN.json, --weights FILE.weights.h5 with --model, "
+            "or --keras FILE.keras")
+    sizes = [f"--{name}" for name in SIZE_FLAGS if fv[name].value is not None]
+    record = None
+    if fv.keras:
+        if fv.record or fv.weights or sizes:
+            other = [f"--{n}" for n in ("record", "weights") if fv[n].value] + sizes
+            raise trained.TrainedModelError(f"--keras carries its own architecture and "
+                                            f"weights; drop {', '.join(other)}")
+        return None, None, fv.keras, None, fv.path, fv.dataset
+    if fv.record:
+        if sizes:
+            raise trained.TrainedModelError(
+                f"{', '.join(sizes)}: the model and its sizes come from --record "
+                f"{fv.record}; give one or the other")
+        record = trained.read_record(fv.record)
+        spec = trained.spec_from_record(record, fv.record)
+        weights = fv.weights or record.get("weights_file")
+        if not weights:
+            raise trained.TrainedModelError(f"--record {fv.record}: the run saved no weight "
+                                            "file (--out 0?); pass --weights")
+        config = record["config"]
+        return (spec, weights, None, record, fv.path or config.get("path"),
+                fv.dataset or config.get("dataset"))
+    if fv.model is None:
+        raise trained.TrainedModelError("--model (GMF, MLP or NeuMF) is required with --weights "
+                                        "when no --record is given")
+    from ncf_tf.train.config import parse_list
+    layers = parse_list("layers", fv.layers, int) if fv.layers is not None else (64, 32, 16, 8)
+    spec = trained.ModelSpec(fv.model, 8 if fv.num_factors is None else fv.num_factors, layers)
+    return spec, fv.weights, None, None, fv.path, fv.dataset
+
+
+def load(fv: flags.FlagValues, log=print) -> Loaded:
+    """Reads the data and the trained model the flags name, checked against each other."""
+    spec, weights_file, keras_file, record, path, name = _model_source(fv)
+    path, name = path or DEFAULT_PATH, name or DEFAULT_DATASET
+    from ncf_tf.train import device as devices
+    from ncf_tf.models import trained
+    from ncf_tf.data.loader import load_dataset_verbose, sha256
+    from ncf_tf.data.idmap import load_id_maps
+    device = devices.resolve(fv.device)
+    dataset = load_dataset_verbose(path, name, log)
+    user_map, item_map = load_id_maps(path, name, dataset.num_users, dataset.num_items)
+    where = f"data set {name} in {path}"
+    with devices.scope(device):
+        if keras_file:
+            model = trained.load_keras_model(keras_file, dataset.num_users, dataset.num_items,
+                                             where)
+            spec = trained.spec_of(model)
+            source = {"keras": keras_file, "keras_sha256": sha256(keras_file)}
+        else:
+            model = trained.load_from_weights(spec, weights_file, dataset.num_users,
+                                              dataset.num_items, where)
+            source = {"weights": weights_file, "weights_sha256": sha256(weights_file)}
+            if record is not None:
+                source["record"] = fv.record
+    source.update({"path": path, "dataset": name})
+    return Loaded(model, spec, dataset, user_map, item_map, source, device)
+
+
+def define_flags() -> flags.FlagValues:
+    """The flags of ``bin/recommend``, in a new FlagValues."""
+    fv = flags.FlagValues()
+    define_model_flags(fv)
+    flags.DEFINE_string("users", None, "Comma-separated user ids: the original ids when the "
+                        "data has id maps (<dataset>.user_ids.tsv), else the 0-based ids.",
+                        flag_values=fv)
+    flags.DEFINE_boolean("all_users", False, "Recommend to every user.", flag_values=fv)
+    flags.DEFINE_integer("topk", 10, "Items per user (K).", flag_values=fv)
+    flags.DEFINE_boolean("include_seen", False, "Also recommend the user's training items "
+                         "(excluded by default).", flag_values=fv)
+    flags.DEFINE_string("output", None, "Write to this .csv or .json file instead of stdout.",
+                        flag_values=fv)
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing --output.", flag_values=fv)
+    return fv
+
+
+def run(fv: flags.FlagValues) -> None:
+    """Recommends as the parsed flags say."""
+    from ncf_tf.serve import recommend
+    # Cheap checks first: nothing slow runs on a command that must fail.
+    if bool(fv.users) == bool(fv.all_users):
+        raise recommend.RecommendError("give either --users ID,ID,... or --all_users")
+    wanted = [u.strip() for u in fv.users.split(",")] if fv.users else []
+    if any(not u for u in wanted):
+        raise recommend.RecommendError(f"--users {fv.users!r}: expected comma-separated ids, "
+                                       "found an empty one")
+    if fv.topk <= 0:
+        raise recommend.RecommendError(f"--topk must be a positive integer, got {fv.topk}")
+    if fv.output:
+        recommend.check_output(fv.output, fv.overwrite)
+    log = (lambda line: print(line, file=sys.stderr)) if not fv.output else print
+    loaded = load(fv, log)
+    num_items = loaded.dataset.num_items
+    if fv.topk > num_items:
+        raise recommend.RecommendError(f"--topk must be at most the number of items, "
+                                       f"{num_items}, got {fv.topk}")
+    import numpy as np
+    users = (np.arange(loaded.dataset.num_users) if fv.all_users
+             else loaded.user_map.to_ncf(wanted, "--users"))
+    from ncf_tf.train import device as devices
+    start = time.time()
+    with devices.scope(loaded.device):
+        result = recommend.top_k(loaded.model, users, num_items,
+                                 None if fv.include_seen else loaded.dataset.train, fv.topk)
+    seconds = time.time() - start
+    frame = recommend.table(result, loaded.user_map, loaded.item_map)
+    log(f"Top-{fv.topk} of {num_items} items for {len(users)} users "
+        f"({'training items included' if fv.include_seen else 'training items excluded'}) "
+        f"[{seconds:.2f} s]")
+    if not fv.output:
+        sys.stdout.write(recommend.to_csv(frame))
+        return
+    about = {"k": fv.topk, "seen_excluded": not fv.include_seen,
+             "score": "logit of the prediction layer; sigmoid(score) is the predicted "
+                      "probability",
+             "model": loaded.spec.as_dict(), "source": loaded.source}
+    recommend.write(frame, fv.output, about, fv.overwrite)
+    print(f"Wrote {len(frame)} recommendations to {fv.output}")
+
+
+def main(argv: list[str]) -> int:
+    """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
+    return run_command(argv, "recommend",
+                       "top-K items over the whole catalogue for users of a trained GMF, "
+                       "MLP or NeuMF (He et al., Neural Collaborative Filtering, WWW 2017).",
+                       define_flags(), run)

@@ -1,0 +1,131 @@
+"""Command-line layer of bin/reproduce; see :mod:`ncf_tf.results.reproduce`.
+
+Examples::
+
+    bin/reproduce --only table2 --dataset ml-1m --dry_run   # what is planned, done, missing
+    bin/reproduce --only table2 --dataset ml-1m --jobs 2    # run what is missing
+    bin/reproduce --report                                  # regenerate results/ only
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+from ncf_tf.cli.command import run_command
+
+
+def define_flags() -> flags.FlagValues:
+    fv = flags.FlagValues()
+    flags.DEFINE_string("only", "all", "table2, fig4, fig5, table3 (Tables 3 and 4), fig6, "
+                        "fig7, beyond (validation-selected models and tuned stronger "
+                        "baselines), fast (fast mode's NeuMF-8 variants), long (MLP-1 and "
+                        "MLP-2 over 100 epochs), pretrain_adam (pretrained NeuMF trained on with "
+                        "Adam, as the authors' README), lr (the cells far from the paper at the "
+                        "learning rates either side of 0.001), or all (every paper experiment and "
+                        "beyond, most important runs first).",
+                        flag_values=fv)
+    flags.DEFINE_string("dataset", "ml-1m", "ml-1m, pinterest-20, or a data set of one's own "
+                        "in --path (in the authors' format).", flag_values=fv)
+    flags.DEFINE_integer("seeds", None, "Seeds per cell (0 .. seeds-1); default 3 for table2, "
+                         "beyond and fast, 1 for table3, fig7, long, pretrain_adam and lr (more "
+                         "there, e.g. for a cell far from the paper: with --match). all takes "
+                         "it for table2 and beyond; fig4, fig5 and fig6 are Table 2's seed 0.",
+                         flag_values=fv)
+    flags.DEFINE_integer("jobs", 1, "Runs at a time; the cores are shared between them.",
+                         flag_values=fv)
+    flags.DEFINE_integer("max_runs", 0, "Stop after starting this many runs (0: all).",
+                         flag_values=fv)
+    flags.DEFINE_string("match", "", "Only the planned runs whose name contains this text "
+                        "(e.g. _eALS_), with the runs they need.", flag_values=fv)
+    flags.DEFINE_boolean("dry_run", False, "List the planned runs with their state, "
+                         "estimated cost and command; run nothing.", flag_values=fv)
+    flags.DEFINE_boolean("report", False, "Only regenerate results/README.md, the CSV tables "
+                         "and the plots from the run records.", flag_values=fv)
+    flags.DEFINE_string("path", "Data/", "Input data path.", flag_values=fv)
+    flags.DEFINE_string("results", "results", "The results folder (records in runs/).",
+                        flag_values=fv)
+    flags.DEFINE_string("model_dir", "Pretrain/", "Where weights and checkpoints go.",
+                        flag_values=fv)
+    return fv
+
+
+def check_data(path: str, dataset: str, planning_only: bool) -> None:
+    """Runs need the data set's files; a plan needs them only for a data set of
+    one's own (the paper's are planned from their known sizes)."""
+    from ncf_tf.data.loader import SUFFIXES, DataError, find_file
+    from ncf_tf.results.reproduce import DATASETS
+    if planning_only and dataset in DATASETS:
+        return
+    for suffix in SUFFIXES:
+        try:
+            find_file(path, dataset, suffix)
+        except DataError:
+            if dataset in DATASETS:
+                raise
+            raise ValueError(f"--dataset {dataset}: not one of {', '.join(DATASETS)}, and "
+                             f"{os.path.join(path, f'{dataset}.{suffix}')} is not there") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv if argv is None else argv
+
+    def body(fv: flags.FlagValues) -> None:
+        from ncf_tf.results import report, reproduce
+        if fv.jobs < 1:
+            raise ValueError(f"--jobs must be an integer >= 1, got {fv.jobs}")
+        if fv.seeds is not None and fv.seeds < 1:
+            raise ValueError(f"--seeds must be an integer >= 1, got {fv.seeds}")
+        if fv.max_runs < 0:
+            raise ValueError(f"--max_runs must be an integer >= 0, got {fv.max_runs}")
+        runs = os.path.join(fv.results, "runs")
+        if fv.report:
+            if not os.path.isdir(runs):
+                raise ValueError(f"--results {fv.results}: no runs/ folder of run records in it")
+            report.write(fv.results)
+            return
+        check_data(fv.path, fv.dataset, planning_only=fv.dry_run)
+
+        def plan_jobs() -> list:
+            jobs = reproduce.plan(fv.only, fv.dataset, fv.seeds, runs)
+            if not fv.match:
+                return jobs
+            selected = [j for j in jobs if fv.match in j.name]
+            if not selected:
+                raise ValueError(f"--match {fv.match!r}: no run planned by --only {fv.only} "
+                                 "has it in its name")
+            return reproduce.with_needs(selected, jobs)
+
+        jobs = plan_jobs()
+        if fv.dry_run:
+            restore = reproduce.to_restore(jobs, runs, fv.model_dir)
+            for job in jobs:
+                state = "no weights" if job.name in restore else reproduce.status(job, runs)
+                print(f"{state:10s}{job.estimate_s / 60:7.0f} min  "
+                      f"{job.name}\n{'':23s}{job.shell()}")
+            missing = [j for j in jobs
+                       if j.name in restore or reproduce.status(j, runs) != "finished"]
+            print(f"{len(jobs) - len(missing)} of {len(jobs)} recorded; the rest is estimated "
+                  f"at {sum(j.estimate_s for j in missing) / 3600:.1f} h on 2 CPU cores")
+            return
+        failed, planned = [], set()
+        # A tuning grid, once recorded, plans the seeds of its chosen point: plan again.
+        while {j.name for j in jobs} - planned and not failed:
+            planned |= {j.name for j in jobs}
+            if fv.max_runs:
+                pending = [j for j in jobs if reproduce.status(j, runs) != "finished"]
+                jobs = reproduce.with_needs(pending[:fv.max_runs], jobs)
+            failed = reproduce.execute(jobs, results_dir=runs, model_dir=fv.model_dir,
+                                       data_path=fv.path, parallel=fv.jobs)
+            if fv.max_runs:
+                break
+            jobs = plan_jobs()
+        report.write(fv.results)
+        if failed:
+            raise RuntimeError(f"{len(failed)} runs failed: {', '.join(failed)} "
+                               f"(logs in {os.path.join(fv.results, 'logs')})")
+
+    return run_command(argv, "reproduce", "plan, run (resumably) and report the paper's "
+                       "experiments.", define_flags(), body, (ValueError, RuntimeError))

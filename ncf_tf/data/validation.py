@@ -1,0 +1,228 @@
+"""A validation split carved out of the training file, for model selection.
+
+The paper picks hyper-parameters on a validation set: "we randomly sampled
+one interaction for each user as the validation data and tuned
+hyper-parameters on it" (sec. 4.1). Choosing the best epoch or setting on the
+test set instead inflates the reported numbers. :func:`validation_split`
+builds the held-out data for that choice from a :class:`~ncf_tf.data.loader.Dataset`,
+so that every model and the evaluator run on it unchanged:
+
+* ``train'``: the training interactions minus one per user;
+* ``test_items``: that held-out (validation) interaction of each user;
+* ``test_negatives``: ``num_negatives`` items per validation line, drawn
+  uniformly without replacement from the items the user never interacted
+  with, in the training file *or* the test file. Excluding the test item
+  keeps it from being scored as a validation negative, which would reward a
+  model for ranking the user's real future item low.
+
+Which interaction is held out (``how``):
+
+* ``"latest"``: the user's latest training interaction, mirroring how the
+  test item was chosen (leave-one-out on time). Latest by timestamp
+  (``Dataset.train_timestamps``; NaN counts as the oldest), ties broken by
+  the line in the training file (``Dataset.train_lines``): the earlier line
+  is the later interaction, because the authors' files and
+  ``bin/prepare_data``'s list each user's lines latest first. The tie rule
+  matters: ml-1m users often rate many movies within one second, and the
+  rebuilt ml-1m training file (see ``Data/README.md``) has placeholder
+  timestamps (all 0) after user 188, so for most users there the line order
+  is the only record of time. Without timestamps the line order alone decides; with neither, the
+  split fails (use ``"random"``). Ordering ties by item id instead would be
+  biased: the authors' item ids follow first appearance in MovieLens, so
+  the largest id is the most obscure movie.
+* ``"random"``: one training interaction per user drawn uniformly with the
+  rng, the paper's wording.
+
+Two rules for users who cannot give a validation item:
+
+* A user with a single training interaction keeps it in ``train'`` and has
+  no validation line (a user must keep at least one training interaction to
+  be scored). The authors' files have none (every user has >= 19).
+* A training interaction equal to the user's test item is never held out
+  (it would make the validation item equal the test item); if it is the
+  user's only candidate, the user has no validation line.
+
+Invariants (checked in ``tests/test_validation.py``): ``train'`` plus the
+validation lines is the training file; validation and test items differ;
+every negative is an item the user never interacted with; the same rng seed
+gives the same split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from ncf_tf.data.loader import Dataset
+
+How = Literal["latest", "random"]
+HOWS = ("latest", "random")
+
+# Random keys for the negative draw are made this many users at a time, so
+# memory stays bounded (pinterest-20: 55k users x 10k items) while the draw
+# itself is one vectorised pass per block. Part of the rng's consumption: a
+# different block size gives a different (equally valid) split for one seed.
+_NEGATIVE_BLOCK_ENTRIES = 1 << 22
+
+
+def validation_split(dataset: Dataset, rng: np.random.Generator, how: How = "latest",
+                     num_negatives: int = 99) -> Dataset:
+    """Holds out one training interaction per user as a validation set.
+
+    Args:
+        dataset: the loaded data set; its test set is left out of the result
+            (it only restricts the validation items and negatives).
+        rng: source of the negatives and, for ``how="random"``, of the
+            held-out interactions.
+        how: ``"latest"`` or ``"random"`` (see the module docstring).
+        num_negatives: negatives per validation line (99 in the paper).
+
+    Returns:
+        A :class:`~ncf_tf.data.loader.Dataset` with the same shape, named
+        ``"<name>-validation-<how>"``, whose ``train`` is ``train'``, whose
+        ``test_*`` arrays are the validation lines (one per user who has a
+        validation item, in user order) and whose ``train_timestamps`` and
+        ``train_lines`` (when the input has them) are those of ``train'``.
+        ``files`` is copied.
+
+    Raises:
+        ValueError: ``how`` is unknown; ``how="latest"`` without timestamps
+            or line numbers;
+            ``num_negatives`` < 1 or larger than the number of items some
+            validation user never interacted with.
+    """
+    if how not in HOWS:
+        raise ValueError(f"how must be one of {', '.join(HOWS)}, got {how!r}")
+    if not (isinstance(num_negatives, (int, np.integer)) and not isinstance(num_negatives, bool)
+            and num_negatives >= 1):
+        raise ValueError(f"num_negatives must be a positive integer, got {num_negatives!r}")
+    if how == "latest" and dataset.train_timestamps is None and dataset.train_lines is None:
+        raise ValueError(f"how='latest' needs timestamps or line numbers, but data set "
+                         f"{dataset.name!r} has neither; use how='random'")
+
+    train = dataset.train.tocsr()
+    num_users, num_items = train.shape
+    rows = np.repeat(np.arange(num_users), np.diff(train.indptr))
+    cols = train.indices.astype(np.int64)
+    counts = np.diff(train.indptr)
+
+    # An interaction can be held out unless it is the user's test item, and
+    # only users with >= 2 training interactions give one up.
+    candidate = np.ones(train.nnz, dtype=bool)
+    test_keys = dataset.test_users.astype(np.int64) * num_items + dataset.test_items
+    candidate &= ~np.isin(rows * num_items + cols, test_keys)
+    candidate &= counts[rows] >= 2
+
+    if how == "latest":
+        held_out = _latest(rows, dataset.train_timestamps, dataset.train_lines, candidate,
+                           num_users)
+    else:
+        held_out = _uniform(rows, candidate, num_users, rng)
+    users = np.flatnonzero(held_out >= 0)
+    positions = held_out[users]
+    items = cols[positions]
+
+    keep = np.ones(train.nnz, dtype=bool)
+    keep[positions] = False
+    new_train = sp.csr_matrix(
+        (train.data[keep], train.indices[keep], np.concatenate([[0], np.cumsum(
+            np.bincount(rows[keep], minlength=num_users))])),
+        shape=train.shape)
+    timestamps = None if dataset.train_timestamps is None else dataset.train_timestamps[keep]
+    lines = None if dataset.train_lines is None else dataset.train_lines[keep]
+
+    # Everything the user interacted with: the training file and the test file.
+    seen = train.copy()
+    seen.data = np.ones_like(seen.data)
+    test = sp.csr_matrix((np.ones(len(dataset.test_users), seen.dtype),
+                          (dataset.test_users, dataset.test_items)), shape=train.shape)
+    seen = (seen + test).tocsr()
+    negatives = sample_unseen(seen, users, num_negatives, rng)
+
+    return dataclasses.replace(
+        dataset, name=f"{dataset.name}-validation-{how}", train=new_train,
+        test_users=users.astype(np.int32), test_items=items.astype(np.int32),
+        test_negatives=negatives.astype(np.int32), files=dict(dataset.files),
+        train_timestamps=timestamps, train_lines=lines)
+
+
+def _latest(rows: np.ndarray, timestamps: np.ndarray | None, lines: np.ndarray | None,
+            candidate: np.ndarray, num_users: int) -> np.ndarray:
+    """CSR position of each user's latest candidate, -1 if none."""
+    positions = np.flatnonzero(candidate)
+    keys = []   # lexsort's last key is the primary one
+    if lines is not None:
+        keys.append(-lines[positions])   # an earlier line is later in time
+    if timestamps is not None:
+        time = timestamps[positions]
+        keys.append(np.where(np.isnan(time), -np.inf, time))
+    keys.append(rows[positions])
+    # Sorted by user, then oldest to latest: the last of each user's run.
+    return _last_of_each_user(positions[np.lexsort(keys)], rows, num_users)
+
+
+def _uniform(rows: np.ndarray, candidate: np.ndarray, num_users: int,
+             rng: np.random.Generator) -> np.ndarray:
+    """CSR position of one uniformly drawn candidate per user, -1 if none."""
+    positions = np.flatnonzero(candidate)
+    # A uniform random key per candidate; each user keeps its largest key.
+    keys = rng.random(len(positions))
+    order = positions[np.lexsort((keys, rows[positions]))]
+    return _last_of_each_user(order, rows, num_users)
+
+
+def _last_of_each_user(order: np.ndarray, rows: np.ndarray, num_users: int) -> np.ndarray:
+    """For positions sorted by user, the last one of every user (-1 for absent users)."""
+    held_out = np.full(num_users, -1, dtype=np.int64)
+    users = rows[order]
+    last = np.append(users[1:] != users[:-1], True) if len(order) else np.empty(0, bool)
+    held_out[users[last]] = order[last]
+    return held_out
+
+
+def sample_unseen(seen: sp.csr_matrix, users: np.ndarray, num_negatives: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Distinct items drawn uniformly from those each user has not interacted with.
+
+    Every item gets a uniform random key, interacted items get key 2 (above
+    any draw), and the ``num_negatives`` smallest keys of each row are kept:
+    a uniformly random subset of the unseen items, without replacement.
+
+    Args:
+        seen: ``(num_users, num_items)`` sparse matrix, non-zero where the
+            user has interacted with the item.
+        users: ``(n,)`` users to draw for, in this order.
+        num_negatives: items per user.
+        rng: source of the random keys.
+
+    Returns:
+        ``(n, num_negatives)`` int64, each row in increasing order of key.
+
+    Raises:
+        ValueError: a user has fewer than ``num_negatives`` unseen items.
+    """
+    seen = sp.csr_matrix(seen, copy=True)
+    seen.sum_duplicates()
+    seen.eliminate_zeros()
+    num_items = seen.shape[1]
+    unseen = num_items - np.diff(seen.indptr)[users]
+    if len(users) and unseen.min() < num_negatives:
+        user = int(users[np.argmin(unseen)])
+        raise ValueError(f"num_negatives {num_negatives}: user {user} has only "
+                         f"{unseen.min()} of {num_items} items never interacted with")
+    negatives = np.empty((len(users), num_negatives), np.int64)
+    block = max(1, _NEGATIVE_BLOCK_ENTRIES // max(num_items, 1))
+    for first in range(0, len(users), block):
+        part = users[first:first + block]
+        keys = rng.random((len(part), num_items))
+        keys[seen[part].nonzero()] = 2.0
+        chosen = np.argpartition(keys, num_negatives - 1, axis=1)[:, :num_negatives]
+        chosen_keys = np.take_along_axis(keys, chosen, axis=1)
+        # argpartition's order within the kept set is unspecified: sort it by
+        # key so the result does not depend on the numpy version.
+        negatives[first:first + len(part)] = np.take_along_axis(
+            chosen, np.argsort(chosen_keys, axis=1, kind="stable"), axis=1)
+    return negatives

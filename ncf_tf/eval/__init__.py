@@ -1,0 +1,1 @@
+"""Evaluation: HR@K / NDCG@K, leave-one-out with sampled negatives, full ranking."""

@@ -1,0 +1,247 @@
+"""Full-ranking evaluation: each held-out item against the whole catalogue.
+
+The paper ranks a held-out item against 99 sampled negatives (sec. 4.1), which
+is cheap but can reorder models (Krichene and Rendle, KDD 2020, "On Sampled
+Metrics for Item Recommendation"). Here every held-out item of a user is
+ranked against *all* items, except the user's training items, which a
+recommender would never show again and which are neither candidates nor
+competitors.
+
+With H_u the held-out items of user u and ``pos(h)`` the 0-based position of
+h in u's ranking of the candidate items (all items minus the training items):
+
+    HR@K     = 1[min_{h in H_u} pos(h) < K]
+    recall@K = |{h in H_u : pos(h) < K}| / |H_u|
+    NDCG@K   = sum_{h in H_u, pos(h) < K} 1 / log2(pos(h) + 2)
+               / sum_{j < min(K, |H_u|)} 1 / log2(j + 2)
+
+With one held-out item per user, as in the leave-one-out files, recall@K
+equals HR@K and NDCG@K is :func:`ncf_tf.eval.metrics.ndcg` of the same rank.
+
+Ties count against the held-out items, as in :mod:`ncf_tf.eval.metrics`: a
+candidate that is not held out and scores **greater than or equal to** a
+held-out item is ranked before it. Held-out items tied with each other take
+consecutive positions in any order (the metrics do not depend on it). So the
+j-th best held-out item of a user (0-based) has
+
+    pos = j + |{c candidate, c not in H_u : score(c) >= score(h)}|
+
+NaN scores count as -inf (a diverged model must not win). A held-out item that
+is also a training item stays a held-out item (it is ranked, not excluded).
+
+Scores come in blocks of users, either from ``score_all(users) -> (n,
+num_items)`` or from the pair function ``score_fn(users, items)`` of
+:mod:`ncf_tf.eval.leave_one_out` applied to every (user, item) of the block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from ncf_tf.eval.leave_one_out import ScoreFn
+
+ScoreAllFn = Callable[[np.ndarray], np.ndarray]
+"""``score_all(users) -> (len(users), num_items)`` scores; higher is better."""
+
+# A block of users is scored at once: at most this many (user, item) scores
+# (32 MB of float64) unless a batch size is given.
+_BLOCK_ENTRIES = 1 << 22
+
+
+@dataclasses.dataclass(frozen=True)
+class FullRankingEvaluation:
+    """Mean HR@k, NDCG@k and recall@k, and the positions they come from.
+
+    Attributes:
+        k: the cut-off of ``hr``, ``ndcg`` and ``recall``.
+        hr, ndcg, recall: means over :attr:`users`.
+        users: ``(n,)`` evaluated users (those with a held-out item), sorted.
+        indptr: ``(n + 1,)``: ``positions[indptr[j]:indptr[j + 1]]`` are the
+            held-out items of ``users[j]``.
+        positions: 0-based position of each held-out item in its user's
+            ranking, increasing within each user.
+    """
+
+    k: int
+    hr: float
+    ndcg: float
+    recall: float
+    users: np.ndarray
+    indptr: np.ndarray
+    positions: np.ndarray
+
+    def per_user(self, k: int) -> dict[str, np.ndarray]:
+        """``{"hr", "ndcg", "recall"}`` -> ``(n,)`` per-user values at cut-off k."""
+        return per_user_metrics(self.indptr, self.positions, k)
+
+    def at(self, k: int) -> dict[str, float]:
+        """Mean ``{"hr", "ndcg", "recall"}`` at another cut-off, from the same positions."""
+        return {name: float(values.mean()) if len(values) else float("nan")
+                for name, values in self.per_user(k).items()}
+
+
+def per_user_metrics(indptr: np.ndarray, positions: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """HR@k, NDCG@k and recall@k of each user from the positions of its held-out items.
+
+    Args:
+        indptr: ``(n + 1,)`` bounds of each user's run in ``positions``; every
+            user has at least one held-out item.
+        positions: 0-based positions, increasing within each user's run.
+        k: the cut-off.
+
+    Returns:
+        ``{"hr", "ndcg", "recall"}`` -> ``(n,)`` float64 arrays.
+    """
+    if k <= 0:
+        raise ValueError(f"k must be a positive integer, got {k}")
+    sizes = np.diff(indptr)
+    if (sizes <= 0).any():
+        raise ValueError("every user needs at least one held-out item")
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    hit = positions < k
+    hits = np.bincount(owner, hit, minlength=len(sizes))
+    gains = np.where(hit, 1.0 / np.log2(np.minimum(positions, k) + 2.0), 0.0)
+    dcg = np.bincount(owner, gains, minlength=len(sizes))
+    # Ideal DCG: the first min(K, |H_u|) positions all held-out.
+    discounts = np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))
+    ideal = discounts[np.minimum(sizes, k) - 1]
+    return {"hr": (hits > 0).astype(np.float64), "ndcg": dcg / ideal, "recall": hits / sizes}
+
+
+def held_out_positions(scores: np.ndarray, held_out: sp.csr_matrix,
+                       exclude: sp.spmatrix | None = None) -> np.ndarray:
+    """Positions of the held-out items of a block of users, from their scores.
+
+    Args:
+        scores: ``(b, num_items)`` scores of the block's users.
+        held_out: ``(b, num_items)`` CSR, non-zero at each held-out item,
+            canonical (sorted indices, no duplicates, no explicit zeros).
+        exclude: optional ``(b, num_items)`` sparse, non-zero at items that are
+            not candidates (the users' training items).
+
+    Returns:
+        ``(held_out.nnz,)`` int64 0-based positions, grouped by row like
+        ``held_out``'s entries and increasing within each row.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    num_rows, num_items = scores.shape
+    if held_out.shape != scores.shape:
+        raise ValueError(f"scores of shape {scores.shape} for held-out items of shape "
+                         f"{held_out.shape}")
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    competing = np.ones(scores.shape, dtype=bool)
+    if exclude is not None:
+        competing[sp.csr_matrix(exclude).nonzero()] = False
+    rows = np.repeat(np.arange(num_rows), np.diff(held_out.indptr))
+    items = held_out.indices
+    competing[rows, items] = False   # held-out items are not each other's competitors
+    target = scores[rows, items]
+
+    # Entries in chunks, so that a chunk's (entries, num_items) work stays bounded.
+    ahead = np.empty(len(rows), np.int64)
+    chunk = max(1, _BLOCK_ENTRIES // max(num_items, 1))
+    for lo in range(0, len(rows), chunk):
+        r = rows[lo:lo + chunk]
+        beats = (scores[r] >= target[lo:lo + chunk, None]) & competing[r]
+        ahead[lo:lo + chunk] = beats.sum(axis=1)
+
+    # Best held-out item first within each row: the j-th of them is preceded
+    # by j held-out items, whatever the order among tied ones.
+    order = np.lexsort((-target, rows))
+    within = np.arange(len(rows)) - held_out.indptr[:-1][rows[order]]
+    return within + ahead[order]
+
+
+class FullRankingEvaluator:
+    """Ranks each user's held-out items against all items but the excluded ones.
+
+    Args:
+        held_out: ``(num_users, num_items)`` sparse matrix, non-zero at each
+            held-out (user, item); users without one are not evaluated.
+        exclude: optional sparse matrix of the same shape, non-zero at the
+            items that are not candidates for the user (the training items).
+        k: the cut-off K of HR@K, NDCG@K and recall@K.
+        batch_size: users scored per call; by default as many as keep a
+            block within 2^22 scores.
+
+    Raises:
+        ValueError: ``k`` or ``batch_size`` is not positive, or the shapes differ.
+    """
+
+    def __init__(self, held_out: sp.spmatrix, exclude: sp.spmatrix | None = None,
+                 k: int = 10, batch_size: int | None = None):
+        if not (isinstance(k, (int, np.integer)) and k > 0):
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if batch_size is not None and not (isinstance(batch_size, (int, np.integer))
+                                           and batch_size > 0):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        held_out = sp.csr_matrix(held_out, dtype=np.float64, copy=True)
+        held_out.sum_duplicates()
+        held_out.eliminate_zeros()
+        held_out.sort_indices()
+        if exclude is not None:
+            exclude = sp.csr_matrix(exclude, dtype=np.float64, copy=True)
+            exclude.eliminate_zeros()
+            if exclude.shape != held_out.shape:
+                raise ValueError(f"exclude has shape {exclude.shape}, but held_out has "
+                                 f"{held_out.shape}")
+        self.k = int(k)
+        self.held_out = held_out
+        self.exclude = exclude
+        self.num_items = held_out.shape[1]
+        self.users = np.flatnonzero(np.diff(held_out.indptr) > 0)
+        self.batch_size = int(batch_size) if batch_size is not None else max(
+            1, _BLOCK_ENTRIES // max(self.num_items, 1))
+
+    @classmethod
+    def from_pairs(cls, users: np.ndarray, items: np.ndarray, shape: tuple[int, int],
+                   exclude: sp.spmatrix | None = None, **kwargs) -> "FullRankingEvaluator":
+        """From ``(n,)`` held-out users and items; a repeated pair counts once."""
+        users, items = np.asarray(users), np.asarray(items)
+        held_out = sp.csr_matrix((np.ones(len(users)), (users, items)), shape=shape)
+        return cls(held_out, exclude, **kwargs)
+
+    @classmethod
+    def for_dataset(cls, dataset, k: int = 10,
+                    batch_size: int | None = None) -> "FullRankingEvaluator":
+        """The data set's test items, ranked against all but the training items."""
+        return cls.from_pairs(dataset.test_users, dataset.test_items, dataset.train.shape,
+                              exclude=dataset.train, k=k, batch_size=batch_size)
+
+    def evaluate_all(self, score_all: ScoreAllFn) -> FullRankingEvaluation:
+        """Scores blocks of users with ``score_all(users) -> (n, num_items)``."""
+        parts = []
+        for lo in range(0, len(self.users), self.batch_size):
+            users = self.users[lo:lo + self.batch_size]
+            scores = np.asarray(score_all(users), dtype=np.float64)
+            if scores.shape != (len(users), self.num_items):
+                raise ValueError(f"score_all returned shape {scores.shape} for "
+                                 f"{len(users)} users, expected "
+                                 f"{(len(users), self.num_items)}")
+            exclude = self.exclude[users] if self.exclude is not None else None
+            parts.append(held_out_positions(scores, self.held_out[users], exclude))
+        positions = np.concatenate(parts) if parts else np.empty(0, np.int64)
+        indptr = np.concatenate([[0], np.cumsum(np.diff(self.held_out.indptr)[self.users])])
+        metrics = per_user_metrics(indptr, positions, self.k) if len(self.users) else {
+            "hr": np.empty(0), "ndcg": np.empty(0), "recall": np.empty(0)}
+        mean = {name: float(v.mean()) if len(v) else float("nan") for name, v in metrics.items()}
+        return FullRankingEvaluation(self.k, mean["hr"], mean["ndcg"], mean["recall"],
+                                     self.users, indptr, positions)
+
+    def evaluate(self, score_fn: ScoreFn) -> FullRankingEvaluation:
+        """Scores every (user, item) of a block of users with one ``score_fn`` call."""
+        return self.evaluate_all(score_all_from_pairs(score_fn, self.num_items))
+
+
+def score_all_from_pairs(score_fn: ScoreFn, num_items: int) -> ScoreAllFn:
+    """``score_all`` that scores ``users x range(num_items)`` with one pair call."""
+    def score_all(users: np.ndarray) -> np.ndarray:
+        users = np.asarray(users)
+        pair_users = np.repeat(users, num_items).astype(np.int32)
+        pair_items = np.tile(np.arange(num_items, dtype=np.int32), len(users))
+        return np.asarray(score_fn(pair_users, pair_items)).reshape(len(users), num_items)
+    return score_all

@@ -1,0 +1,1 @@
+"""GMF, MLP and NeuMF (Keras functional API), their weight files and factored scoring."""

@@ -1,0 +1,260 @@
+"""Logits of GMF, MLP and NeuMF computed from their variables, factored.
+
+The logit is the output of the ``prediction`` layer before the sigmoid,
+
+    s(u, i) = h^T phi(u, i) + b,        y_ui = sigmoid(s(u, i)),
+
+and it ranks exactly as the probability does, without float32 saturation
+ties near 1. Instead of running the model on each (user, item) pair, the
+parts that depend on the user alone or on the item alone are computed once
+per user and once per item:
+
+* GMF (equation 9): ``h^T (p_u * q_i) = (p_u * h)^T q_i``.
+* MLP (equation 10): the first tower layer acts on ``[p_u ; q_i]``, so
+  ``W_1^T [p_u ; q_i] + b_1 = W_u^T p_u + (W_i^T q_i + b_1)``: a table of
+  user halves, a table of item halves, and only the layers after the first
+  run per pair. MLP-0 (no tower) is separable entirely:
+  ``h^T [p_u ; q_i] = h_u^T p_u + h_i^T q_i``.
+* NeuMF (equation 12): the sum of both parts' contributions to the logit.
+
+The first layer dominates the cost of an MLP tower [8F, 4F, 2F, F] (its
+input is twice as wide as any other layer's), so scoring the 604,000
+leave-one-out pairs of ml-1m costs about a quarter of the model's own
+forward pass at F = 64. The arithmetic is the model's in another order:
+logits agree to float32 rounding (so a held-out item and a negative whose
+logits are within rounding of each other may swap places: one user of
+6,040 in two of 67 trained ml-1m models).
+
+Both layouts run with ``keras.ops`` on any backend and device:
+:func:`all_item_logits` scores users against the whole catalogue as a
+``(users, items)`` matrix (top-K recommendation, ``bin/export``);
+:class:`PairScorer` scores flat (user, item) pairs (the leave-one-out
+evaluation, through ``training.make_score_fn``). Variables are read as
+stored, float32 under a mixed precision policy too: a mixed-precision model
+is scored at full precision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from ncf_tf.models import layers as L
+from ncf_tf.models import trained
+
+MAX_FLOATS = 1 << 22
+"""Largest intermediate of one chunk of :func:`all_item_logits` calls, in
+floats (16 MB of float32); larger chunks ran slower on a 2-core machine
+(cache), smaller ones pay per-call overhead."""
+
+PAIR_CHUNK_FLOATS = 1 << 20
+"""Largest intermediate of one chunk of :class:`PairScorer`, in floats (4 MB
+of float32): its chunks run inside one compiled call, with no per-call
+overhead, and at this size their intermediates stay in cache (``bin/benchmark``
+times ml-1m NeuMF-64 at a few sizes)."""
+
+
+def tower(model: keras.Model, first: int = 1) -> list:
+    """The Dense layers ``layer{first}``, ``layer{first+1}``, ... of an MLP tower."""
+    names = {layer.name for layer in model.layers}
+    layers = []
+    while f"layer{first + len(layers)}" in names:
+        layers.append(model.get_layer(f"layer{first + len(layers)}"))
+    return layers
+
+
+def width(model: keras.Model) -> int:
+    """Floats per (user, item) pair in a tower's intermediates: the largest
+    tower layer (1 without a tower)."""
+    return max([layer.units for layer in tower(model)] + [1])
+
+
+def _kind(model: keras.Model) -> str:
+    kind = trained.model_kind(model)
+    if kind is None:
+        raise ValueError(f"model {model.name!r} is not a GMF, MLP or NeuMF; "
+                         "score it pair by pair with a score_fn")
+    return kind
+
+
+@dataclasses.dataclass(frozen=True)
+class Factored:
+    """A model's logit as per-user and per-item tables (module docstring).
+
+    ``s(u, i) = bias + sum(gmf_user[u] * gmf_item[i]) + mlp(u, i)``, each
+    part present only where the model has it. With a tower,
+    ``mlp(u, i) = h^T t(act_1(mlp_user[u] + mlp_item[i]))``, where ``t``
+    applies the layers after the first (``rest``: their ``(kernel, bias)``,
+    activations ``activations[1:]``) and ``h`` is the part of the prediction
+    kernel that weighs the tower; MLP-0 has no tower and
+    ``mlp(u, i) = mlp_user[u, 0] + mlp_item[i, 0]``. Arrays are backend
+    tensors; :meth:`tensors` are all of them, as a structure that compiled
+    functions take as an argument.
+    """
+
+    bias: object                # (1,) the prediction layer's bias
+    gmf_user: object = None     # (users, F) p_u * h_GMF
+    gmf_item: object = None     # (items, F) q_i
+    mlp_user: object = None     # (users, n1) W_u^T p_u; MLP-0: (users, 1) h_u^T p_u
+    mlp_item: object = None     # (items, n1) W_i^T q_i + b_1; MLP-0: (items, 1) h_i^T q_i
+    rest: tuple = ()            # (kernel, bias) of layer2, layer3, ...
+    h: object = None            # (n_last, 1) the prediction kernel's tower part
+    activations: tuple = ()     # of layer1, layer2, ...; empty: no tower (MLP-0)
+
+    @property
+    def has_tower(self) -> bool:
+        return bool(self.activations)
+
+    def tensors(self) -> dict:
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                if field.name != "activations"}
+
+    def mlp(self, pre):
+        """The tower's contribution to the logit from layer1's pre-activation
+        ``pre`` = ``mlp_user[u] + mlp_item[i]`` (any leading shape)."""
+        ops = keras.ops
+        x = self.activations[0](pre)
+        for (kernel, bias), activation in zip(self.rest, self.activations[1:]):
+            x = activation(ops.matmul(x, kernel) + bias)
+        return ops.squeeze(ops.matmul(x, self.h), -1)
+
+
+def factored(model: keras.Model, users=None) -> Factored:
+    """The :class:`Factored` tables of a GMF, MLP or NeuMF.
+
+    Args:
+        model: a GMF, MLP or NeuMF (recognised by its layer names).
+        users: the rows of the user tables to compute (None: every user).
+    """
+    ops = keras.ops
+    kind = _kind(model)
+
+    def user_rows(layer_name):
+        table = model.get_layer(layer_name).embeddings
+        return ops.convert_to_tensor(table) if users is None else ops.take(
+            table, ops.cast(users, "int32"), axis=0)
+
+    output = model.get_layer(L.PREDICTION)
+    h = ops.convert_to_tensor(output.kernel)                      # (d, 1)
+    parts = {"bias": ops.convert_to_tensor(output.bias)}          # (1,)
+    if kind in ("GMF", "NeuMF"):
+        user_name, item_name = trained.EMBEDDINGS[kind]
+        p = user_rows(user_name)                                  # (b, F)
+        factors = p.shape[-1]
+        parts["gmf_user"] = p * ops.reshape(h[:factors], (1, factors))
+        parts["gmf_item"] = ops.convert_to_tensor(model.get_layer(item_name).embeddings)
+        h = h[factors:]   # NeuMF: the rest of h weighs the MLP part
+    if kind in ("MLP", "NeuMF"):
+        user_name, item_name = (("user_embedding", "item_embedding") if kind == "MLP"
+                                else ("mlp_embedding_user", "mlp_embedding_item"))
+        p = user_rows(user_name)                                  # (b, d/2)
+        q = ops.convert_to_tensor(model.get_layer(item_name).embeddings)   # (I, d/2)
+        half = p.shape[-1]
+        layers = tower(model)
+        if not layers:   # MLP-0
+            parts.update(mlp_user=ops.matmul(p, h[:half]), mlp_item=ops.matmul(q, h[half:]))
+        else:
+            kernel = ops.convert_to_tensor(layers[0].kernel)
+            parts.update(
+                mlp_user=ops.matmul(p, kernel[:half]),                   # (b, n1)
+                mlp_item=ops.matmul(q, kernel[half:]) + layers[0].bias,  # (I, n1)
+                rest=tuple((ops.convert_to_tensor(layer.kernel), ops.convert_to_tensor(layer.bias))
+                           for layer in layers[1:]),
+                h=h, activations=tuple(layer.activation for layer in layers))
+    return Factored(**parts)
+
+
+def all_item_logits(model: keras.Model, users) -> "keras.KerasTensor":
+    """The ``(len(users), num_items)`` logits of GMF, MLP or NeuMF.
+
+    Computed with ``keras.ops``, so it runs on any Keras backend and inside a
+    traced function (``bin/export``).
+
+    Args:
+        model: a GMF, MLP or NeuMF (recognised by its layer names).
+        users: ``(b,)`` int user ids.
+
+    Returns:
+        ``(b, num_items)`` float32 tensor of the backend.
+    """
+    ops = keras.ops
+    f = factored(model, users)
+    logits = f.bias                                               # broadcast below
+    if f.gmf_user is not None:
+        logits = logits + ops.matmul(f.gmf_user, ops.transpose(f.gmf_item))
+    if f.mlp_user is not None and not f.has_tower:   # MLP-0
+        logits = logits + f.mlp_user + ops.transpose(f.mlp_item)
+    elif f.mlp_user is not None:
+        logits = logits + f.mlp(ops.expand_dims(f.mlp_user, 1) + ops.expand_dims(f.mlp_item, 0))
+    return logits
+
+
+def compiled(fn, xla: bool):
+    """``fn`` compiled for the backend: a TensorFlow graph function (with XLA
+    if ``xla``), ``jax.jit`` under JAX (always XLA), else ``fn`` as is."""
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        return tf.function(fn, jit_compile=xla, reduce_retracing=False)
+    if backend == "jax":
+        import jax
+        return jax.jit(fn)
+    return fn
+
+
+class PairScorer:
+    """``score_fn(users, items)`` of a GMF, MLP or NeuMF: the logits of the
+    pairs ``(users[n], items[n])``, as float32 NumPy.
+
+    Each call computes the tables of :func:`factored` (every user) from the
+    current weights, then runs the per-pair part with ``keras.ops`` on the
+    model's device in one compiled call, which maps over chunks of one size
+    (the last one padded) whose largest intermediate holds at most
+    ``max_floats`` floats, so that each chunk's intermediates stay in cache.
+    It compiles once per shape of the chunk array: an evaluation set, scored
+    every epoch, compiles once.
+    """
+
+    def __init__(self, model: keras.Model, max_floats: int = PAIR_CHUNK_FLOATS):
+        kind = _kind(model)
+        gmf_factors = (model.get_layer(trained.EMBEDDINGS[kind][0]).output_dim
+                       if kind != "MLP" else 0)
+        self.model = model
+        self.size = max(1, max_floats // max(width(model), gmf_factors))
+        self.activations = tuple(layer.activation for layer in tower(model))
+        # Without XLA on TensorFlow: its CPU matrix products were slower here.
+        self._chunks = compiled(self._chunks_logits, xla=False)
+
+    def _chunk_logits(self, tensors: dict, u, i):
+        ops = keras.ops
+        f = Factored(**tensors, activations=self.activations)
+        logits = ops.broadcast_to(f.bias, ops.shape(u))
+        if f.gmf_user is not None:
+            logits = logits + ops.sum(ops.take(f.gmf_user, u, axis=0)
+                                      * ops.take(f.gmf_item, i, axis=0), axis=-1)
+        if f.mlp_user is not None and not f.has_tower:   # MLP-0
+            logits = logits + ops.take(f.mlp_user, u, axis=0)[:, 0] + ops.take(
+                f.mlp_item, i, axis=0)[:, 0]
+        elif f.mlp_user is not None:
+            logits = logits + f.mlp(ops.take(f.mlp_user, u, axis=0)
+                                    + ops.take(f.mlp_item, i, axis=0))
+        return logits
+
+    def _chunks_logits(self, tensors: dict, u, i):
+        """``(chunks, size)`` logits of ``(chunks, size)`` users and items."""
+        return keras.ops.map(lambda ui: self._chunk_logits(tensors, *ui), (u, i))
+
+    def __call__(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        n = len(users)
+        if n == 0:
+            return np.zeros(0, np.float32)
+        # fewer pairs than a chunk: a power of two, so that few sizes compile
+        size = min(self.size, 1 << (n - 1).bit_length())
+        padded = -(-n // size) * size
+        u, i = np.zeros(padded, np.int32), np.zeros(padded, np.int32)
+        u[:n], i[:n] = np.asarray(users).reshape(-1), np.asarray(items).reshape(-1)
+        logits = self._chunks(factored(self.model).tensors(),
+                              u.reshape(-1, size), i.reshape(-1, size))
+        return np.asarray(logits, np.float32).reshape(-1)[:n]

@@ -1,0 +1,1 @@
+"""Results: the paper's experiments as plans of runs, the report and plots made from records."""

@@ -1,0 +1,501 @@
+"""The paper's experiments as plans of runs, and a resumable runner for them.
+
+Each experiment (Table 2, Figures 4-7, Tables 3/4) is a list of :class:`Job`:
+one command line of ``bin/train_*`` with a stable run name. A job whose
+record is finished is skipped; one whose record says ``running`` is started
+again with the same command and continues from its checkpoint; jobs run in
+parallel up to ``--jobs``, each after the jobs it needs (a pretrained NeuMF
+after its GMF and MLP). The report (:mod:`ncf_tf.results.report`) reads the records.
+
+Choices where the paper is silent, recorded here and in the report:
+20 epochs for every NCF run, batch 256, lr 0.001 (the authors' README);
+towers ``[8F, 4F, 2F, F]``; MLP-X has X hidden layers halving down to F
+(MLP-0: ``layers=[F]``, embeddings of F/2 feeding the prediction layer);
+NeuMF in Figures 4, 5 and 7 is the pretrained one (alpha 0.5, then SGD);
+baselines' grids: :data:`BASELINE_GRID`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Callable
+
+from ncf_tf.baselines.run import run_key as baseline_key
+from ncf_tf.train.config import TrainConfig
+from ncf_tf.core.records import read_json
+
+EXPERIMENTS = ("table2", "fig4", "fig5", "table3", "fig6", "fig7", "beyond", "fast", "long",
+               "pretrain_adam", "lr")
+OUTSIDE_ALL = ("fast", "long", "pretrain_adam", "lr")
+"""Experiments outside the paper's protocol that ``all`` leaves out."""
+"""``table3`` covers Tables 3 and 4 (HR and NDCG of the same runs); ``beyond``
+is the validation-selected comparison with stronger baselines; ``fast`` the
+fast mode's variants of NeuMF-8 (not part of ``all``: not the paper's math)."""
+FACTORS = (8, 16, 32, 64)
+SEEDS = {"table2": 3, "beyond": 3, "fast": 3, "all": 3}
+"""Seeds per cell where ``plan`` is not told: 3 where a mean and sd are
+wanted, 1 for the single-seed experiments (``table3``, ``fig7``, ``long``,
+``pretrain_adam``, ``lr``), which take more when asked (e.g. for a cell far from the
+paper). ``fig4``, ``fig5`` and ``fig6`` are Table 2's seed 0 with the
+baselines whatever the seeds."""
+EPOCHS = 20
+DATASETS = {"ml-1m": (6040, 3706, 994169), "pinterest-20": (55187, 9916, 1445622)}
+"""users, items, training interactions (paper, Table 1 less the test items)."""
+
+BASELINE_GRID = {
+    "Random": [{}],
+    "ItemPop": [{}],
+    "ItemKNN": [{"k_neighbors": k} for k in (10, 20, 50, 100, 200)],
+    "BPR": [{"lr": lr} for lr in (0.02, 0.05, 0.1)],
+    "eALS": [{"reg": reg} for reg in (0.01, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)],
+}
+"""Hyper-parameters searched per baseline (per factor for BPR and eALS);
+the report shows the best point of each grid on test HR, the protocol the
+paper uses for the NCF models' epochs, and says where that point is at an
+end of its grid (the search may have stopped short)."""
+
+TUNING_GRID = {
+    "EASE": [{"reg": reg} for reg in (250.0, 500.0, 1000.0, 2000.0, 4000.0)],
+    "iALS": ([{"num_factors": f, "alpha": 16.0, "reg": r}
+              for f in (64, 128, 256) for r in (30.0, 100.0, 300.0)]
+             + [{"num_factors": f, "alpha": 16.0, "reg": r, "reg_exponent": 1.0}
+                for f in (128, 256) for r in (30.0, 100.0, 300.0)]
+             + [{"num_factors": 128, "alpha": 16.0, "reg": r, "reg_exponent": 1.0}
+                for r in (50.0, 150.0)]
+             + [{"num_factors": 128, "alpha": a, "reg": r, "reg_exponent": 1.0}
+                for a in (4.0, 8.0, 32.0) for r in (50.0, 100.0, 200.0)]),
+    "MF": [{"num_factors": f} for f in (64, 128)],
+}
+"""The tuning grids of the stronger baselines (iALS with and without the
+frequency-scaled regularisation, ``reg_exponent``, and its confidence weight
+``alpha`` around the best point); every point is fitted on the
+training file less each user's latest interaction and chosen on that
+validation set only (seed 0); the chosen point is then refitted on the whole
+training file and tested, with 3 seeds where the model is random (MF, iALS)."""
+DETERMINISTIC = ("EASE", "ItemPop", "ItemKNN")
+FAST_VARIANTS = ({"lazy_adam": True},
+                 {"batch_size": 2048, "lr": 0.003},
+                 {"batch_size": 2048, "lr": 0.003, "lazy_adam": True})
+"""Fast mode's NeuMF-8 variants: lazy Adam, and batch 8 x 256 with the
+learning rate scaled by about sqrt(8)."""
+LONG_EPOCHS = 100
+LONG_MLP_HIDDEN = (1, 2)
+"""``long``: MLP-1 and MLP-2 at F = 8 for the authors' default of 100 epochs
+(the tables run the README's 20), to see whether the shallow towers, still
+learning at epoch 20, reach the paper's Table 3 there."""
+PRETRAIN_ADAM_FACTORS = (8, 16, 32)
+"""``pretrain_adam``: pretrained NeuMF trained on with Adam at lr 0.001,
+as the authors' README runs it, beside Table 2's vanilla SGD (the paper's)."""
+LR_CELLS = (("MLP", 8, 1), ("MLP", 8, 2), ("MLP", 16, 1), ("NeuMF", 64, 3))
+LR_SEARCH = (0.0005, 0.005)
+"""``lr``: the paper searched the learning rate in {0.0001, 0.0005, 0.001,
+0.005}; the tables run the authors' README's 0.001 throughout. The cells
+more than 0.01 from the paper (model, F, hidden layers; NeuMF from scratch)
+run at the rates either side of it."""
+NCF_BEYOND = (("GMF", 8), ("MLP", 8), ("NeuMF", 8))
+"""NCF models run with validation selection (3 seeds each)."""
+
+BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bin")
+
+
+@dataclasses.dataclass
+class Job:
+    """One run: its stable name, its command and the runs it needs first."""
+
+    name: str
+    script: str
+    flags: list[str]
+    needs: tuple[str, ...] = ()
+    estimate_s: float = 0.0
+
+    def argv(self, results_dir: str, model_dir: str, data_path: str) -> list[str]:
+        """The command line; a pretrained NeuMF gets its GMF/MLP weight files."""
+        extra = []
+        for dependency, flag in zip(self.needs, ("--mf_pretrain", "--mlp_pretrain")):
+            extra += [flag, weights_file(dependency, results_dir, model_dir)]
+        paths = ["--path", data_path, "--results_dir", results_dir]
+        if self.script != "train_baseline":
+            paths += ["--model_dir", model_dir]
+        return [sys.executable, os.path.join(BIN, self.script), *self.flags, *extra, *paths,
+                "--run_name", self.name]
+
+    def shell(self) -> str:
+        """The command as a user would type it (pretraining via --pretrain)."""
+        words = [f"bin/{self.script}", *self.flags]
+        if self.needs:
+            words.append("--pretrain")
+        return " ".join(words)
+
+
+def tower(factors: int, hidden: int = 3) -> list[int]:
+    """MLP-``hidden`` for predictive factors F: ``[2^hidden F, ..., 2F, F]``."""
+    return [factors * 2 ** (hidden - i) for i in range(hidden + 1)]
+
+
+def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
+                     num_neg: int = 4, learner: str = "adam") -> float:
+    """Seconds per epoch on a 2-core CPU, from the parameter count.
+
+    A fit to ml-1m's measured steps at batch 256 with ``FusedAdam`` and
+    ready-cut batches of static shape (``results/benchmark.txt``: GMF-8 0.27
+    to 0.30, NeuMF-8 0.68 to 0.96, NeuMF-64 5.7 to 8.0 ms; whole NeuMF-8
+    epochs 13 to 14 s): 0.15 ms plus 1.7 ms per million parameters, the
+    dense update being memory-bound; SGD (pretrained NeuMF) about 0.4 of the
+    parameter-dependent part, from the recorded runs. A planning figure,
+    not a measurement.
+    """
+    users, items, train = DATASETS.get(dataset, DATASETS["ml-1m"])
+    width = {"GMF": factors, "MLP": layers[0], "NeuMF": factors + layers[0]}[model]
+    dense = sum(a * b for a, b in zip(layers, layers[1:])) if model != "GMF" else 0
+    params_m = ((users + items) * width + dense) / 1e6
+    scale = 1.7 if learner == "adam" else 0.7
+    steps = train * (1 + num_neg) / 256
+    return steps * (0.15 + scale * params_m) / 1000
+
+
+def ncf_job(model: str, dataset: str, factors: int, seed: int, layers=None, num_neg: int = 4,
+            pretrained: bool = False, selection: str = "test", epochs: int = EPOCHS,
+            learner: str | None = None, lr: float = TrainConfig.lr) -> Job:
+    """One GMF, MLP or NeuMF run; ``learner`` None is the script's default
+    (Adam, vanilla SGD after pretraining)."""
+    layers = layers if layers is not None else tower(factors)
+    config = TrainConfig(model=model, dataset=dataset, epochs=epochs, num_factors=factors,
+                         layers=layers, reg_layers=[0.0] * len(layers), num_neg=num_neg,
+                         seed=seed, pretrain=pretrained, selection=selection, learner=learner,
+                         lr=lr)
+    flags = ["--dataset", dataset, "--epochs", str(epochs), "--seed", str(seed)]
+    if selection != "test":
+        flags += ["--selection", selection, "--full_ranking"]
+    if model != "MLP":
+        flags += ["--num_factors", str(factors)]
+    if model != "GMF":
+        flags += ["--layers", ",".join(map(str, layers)),
+                  "--reg_layers", ",".join(["0"] * len(layers))]
+    if num_neg != 4:
+        flags += ["--num_neg", str(num_neg)]
+    if learner:
+        flags += ["--learner", learner]
+    if lr != TrainConfig.lr:
+        flags += ["--lr", f"{lr:g}"]
+    needs = ()
+    if pretrained:
+        needs = (ncf_job("GMF", dataset, factors, seed, num_neg=num_neg).name,
+                 ncf_job("MLP", dataset, factors, seed, layers, num_neg).name)
+    estimate = epochs * estimate_epoch_s(model, dataset, factors, layers, num_neg,
+                                         config.resolved_learner)
+    return Job(config.run_key(), f"train_{model.lower()}", flags, needs, estimate)
+
+
+def fast_job(dataset: str, seed: int, batch_size: int = 256, lr: float = 0.001,
+             lazy_adam: bool = False) -> Job:
+    """NeuMF-8 from scratch in fast mode (see :data:`FAST_VARIANTS`)."""
+    base = ncf_job("NeuMF", dataset, 8, seed)
+    config = TrainConfig(model="NeuMF", dataset=dataset, epochs=EPOCHS, seed=seed,
+                         batch_size=batch_size, lr=lr, lazy_adam=lazy_adam)
+    flags = base.flags + ["--batch_size", str(batch_size), "--lr", f"{lr:g}"]
+    if lazy_adam:
+        flags.append("--lazy_adam")
+    return Job(config.run_key(), base.script, flags, (), base.estimate_s * 256 / batch_size)
+
+
+def tuned_baseline_job(name: str, params: dict, dataset: str, seed: int,
+                       selection: str = "validation") -> Job:
+    """A grid point fitted without the validation items (``selection="validation"``),
+    or the chosen point refitted on the whole training file (``"none"``)."""
+    flags = ["--baseline", name, "--dataset", dataset, "--seed", str(seed),
+             "--selection", selection, "--full_ranking"]
+    flags += [f"--param={k}={v}" for k, v in sorted(params.items())]
+    width = params.get("num_factors", 64)
+    return Job(baseline_key(name, params, dataset, seed, selection), "train_baseline",
+               flags, (), 120.0 * width / 64)
+
+
+def chosen(name: str, dataset: str, results_dir: str) -> dict | None:
+    """The grid point of ``name`` best on validation HR, once the grid is recorded."""
+    found = []
+    for params in TUNING_GRID[name]:
+        path = os.path.join(results_dir, tuned_baseline_job(name, params, dataset, 0).name + ".json")
+        if not os.path.exists(path) or read_json(path).get("status") != "finished":
+            return None
+        found.append((read_json(path)["best_validation"]["hr"], params))
+    return max(found, key=lambda pair: pair[0])[1]
+
+
+def beyond_jobs(dataset: str, seeds: int, results_dir: str) -> list[Job]:
+    """Each baseline grid, the chosen points refitted on the whole training file
+    (planned once their grid is recorded), then the validation-selected NCF models."""
+    jobs = [tuned_baseline_job(name, params, dataset, 0)
+            for name, grid in TUNING_GRID.items() for params in grid]
+    for name in TUNING_GRID:
+        best = chosen(name, dataset, results_dir)
+        if best is not None:
+            jobs += [tuned_baseline_job(name, best, dataset, s, "none")
+                     for s in range(1 if name in DETERMINISTIC else seeds)]
+    return jobs + [ncf_job(model, dataset, f, s, selection="validation")
+                   for s in range(seeds) for model, f in NCF_BEYOND]
+
+
+def baseline_jobs(dataset: str, factors: tuple[int, ...]) -> list[Job]:
+    jobs = []
+    for name, grid in BASELINE_GRID.items():
+        sizes = factors if name in ("BPR", "eALS") else (None,)
+        for size in sizes:
+            for point in grid:
+                params = {**point, **({"num_factors": size} if size else {})}
+                flags = ["--baseline", name, "--dataset", dataset, "--seed", "0"]
+                flags += [f"--param {k}={v}" for k, v in sorted(params.items())]
+                jobs.append(Job(baseline_key(name, params, dataset, 0), "train_baseline",
+                                " ".join(flags).split(), (), 60.0 * (size or 1) / 8))
+    return jobs
+
+
+def ncf_cell(dataset: str, factors: int, seed: int) -> list[Job]:
+    """GMF, MLP, NeuMF from scratch and pretrained NeuMF at one factor and seed."""
+    return [ncf_job("GMF", dataset, factors, seed), ncf_job("MLP", dataset, factors, seed),
+            ncf_job("NeuMF", dataset, factors, seed, pretrained=True),
+            ncf_job("NeuMF", dataset, factors, seed)]
+
+
+def plan(experiment: str, dataset: str, seeds: int | None = None,
+         results_dir: str = "results/runs") -> list[Job]:
+    """The runs of ``experiment`` ("all" for every one, most important first)
+    with seeds 0 .. ``seeds`` - 1 per cell (None: ``SEEDS``' default; for
+    "all", Table 2's and ``beyond``'s seeds).
+
+    ``results_dir`` matters for ``beyond`` only: the seeds of a tuned
+    baseline are planned once its grid is recorded there.
+    """
+    if seeds is None:
+        seeds = SEEDS.get(experiment, 1)
+    if experiment == "beyond":
+        return beyond_jobs(dataset, seeds, results_dir)
+    if experiment == "fast":
+        return [fast_job(dataset, s, **variant) for s in range(seeds) for variant in FAST_VARIANTS]
+    if experiment == "table2":
+        return [j for f in FACTORS for s in range(seeds) for j in ncf_cell(dataset, f, s)]
+    if experiment == "fig4":
+        return ([j for f in FACTORS for j in ncf_cell(dataset, f, 0)[:3]]
+                + baseline_jobs(dataset, FACTORS))
+    if experiment == "fig5":
+        return ncf_cell(dataset, 8, 0)[:3] + baseline_jobs(dataset, (8,))
+    if experiment == "table3":
+        return [ncf_job("MLP", dataset, f, s, tower(f, hidden))
+                for f in FACTORS for hidden in range(5) for s in range(seeds)]
+    if experiment == "fig6":
+        return ncf_cell(dataset, 8, 0)[:3]
+    if experiment == "pretrain_adam":
+        return [j for f in PRETRAIN_ADAM_FACTORS for s in range(seeds)
+                for j in ncf_cell(dataset, f, s)[:2]
+                + [ncf_job("NeuMF", dataset, f, s, pretrained=True, learner="adam")]]
+    if experiment == "lr":
+        return [ncf_job(model, dataset, f, s, tower(f, hidden), lr=lr)
+                for model, f, hidden in LR_CELLS for lr in LR_SEARCH for s in range(seeds)]
+    if experiment == "long":
+        return [ncf_job("MLP", dataset, 8, s, tower(8, hidden), epochs=LONG_EPOCHS)
+                for hidden in LONG_MLP_HIDDEN for s in range(seeds)]
+    if experiment == "fig7":
+        return ([ncf_job(m, dataset, 16, s, num_neg=n, pretrained=(m == "NeuMF"))
+                 for n in range(1, 11) for s in range(seeds) for m in ("GMF", "MLP", "NeuMF")]
+                + [j for j in baseline_jobs(dataset, (16,)) if "_BPR_" in j.name])
+    if experiment == "all":
+        first = [j for s in range(seeds) for j in ncf_cell(dataset, 8, s)]
+        seed0 = [j for f in FACTORS[1:] for j in ncf_cell(dataset, f, 0)]
+        later = [j for f in FACTORS[1:] for s in range(1, seeds) for j in ncf_cell(dataset, f, s)]
+        ordered = (first + baseline_jobs(dataset, FACTORS) + seed0 + plan("table3", dataset, 1)
+                   + plan("fig7", dataset, 1) + later
+                   + plan("beyond", dataset, seeds, results_dir))
+        return unique(ordered)
+    raise ValueError(f"--only must be one of {', '.join(EXPERIMENTS)} or all, got {experiment!r}")
+
+
+def unique(jobs: list[Job]) -> list[Job]:
+    seen, out = set(), []
+    for job in jobs:
+        if job.name not in seen:
+            seen.add(job.name)
+            out.append(job)
+    return out
+
+
+def with_needs(selected: list[Job], jobs: list[Job]) -> list[Job]:
+    """``selected`` plus, in front, the jobs of ``jobs`` they need."""
+    by_name = {job.name: job for job in jobs}
+    out: list[Job] = []
+
+    def add(job: Job) -> None:
+        for dependency in job.needs:
+            if dependency in by_name:
+                add(by_name[dependency])
+        if job not in out:
+            out.append(job)
+
+    for job in selected:
+        add(job)
+    return out
+
+
+def weights_file(name: str, results_dir: str, model_dir: str) -> str:
+    """Where the weights of the recorded run ``name`` are:
+    ``<model_dir>/<name>.weights.h5`` if it is there, else the record's
+    ``weights_file`` if that is (a run saved elsewhere), else the former (a
+    fresh checkout has the records but not the weights)."""
+    own = os.path.join(model_dir, f"{name}.weights.h5")
+    saved = read_json(os.path.join(results_dir, f"{name}.json")).get("weights_file")
+    return saved if not os.path.isfile(own) and saved and os.path.isfile(saved) else own
+
+
+RERUN_TOLERANCE = 1e-3
+"""How far a rerun's HR or NDCG may be from its record at any epoch (6 of
+ml-1m's 6,040 users) and still count as the same run: threaded float sums
+are not bit-identical from run to run, and a rank tie can flip."""
+
+
+def rerun_gap(record: dict, rerun: dict) -> float:
+    """The largest difference in HR or NDCG, at any epoch, between a record
+    and a finished rerun of it (infinite if the rerun is unfinished or shorter)."""
+    old, new = record.get("epochs", []), rerun.get("epochs", [])
+    if rerun.get("status") != "finished" or len(old) != len(new):
+        return float("inf")
+    return max((abs(a[m] - b[m]) for a, b in zip(old, new) for m in ("hr", "ndcg")),
+               default=0.0)
+
+
+def rerun_differs(record: dict, rerun: dict) -> str:
+    """Why a rerun does not count as the recorded run, or "" if it does: it
+    must finish the same epochs, be within :data:`RERUN_TOLERANCE` of the
+    record's HR and NDCG at every one, and pick the same best epoch (whose
+    weights it saves)."""
+    gap = rerun_gap(record, rerun)
+    if gap == float("inf"):
+        return f"it did not finish the record's {len(record.get('epochs', []))} epochs"
+    if gap > RERUN_TOLERANCE:
+        return f"its HR/NDCG is {gap:.6f} from the record's (more than {RERUN_TOLERANCE})"
+    if rerun.get("best_epoch") != record.get("best_epoch"):
+        return f"its best epoch is {rerun.get('best_epoch')}, the record's {record.get('best_epoch')}"
+    return ""
+
+
+def status(job: Job, results_dir: str) -> str:
+    """"finished", "running" (interrupted or in progress) or "missing"."""
+    path = os.path.join(results_dir, f"{job.name}.json")
+    if not os.path.exists(path):
+        return "missing"
+    return read_json(path).get("status", "running")
+
+
+def to_restore(jobs: list[Job], results_dir: str, model_dir: str) -> set[str]:
+    """The finished jobs of ``jobs`` that an unfinished one needs the weights
+    of, where those weights are not there."""
+    by_name = {job.name: job for job in jobs}
+    return {d for job in jobs if status(job, results_dir) != "finished" for d in job.needs
+            if d in by_name and status(by_name[d], results_dir) == "finished"
+            and not os.path.isfile(weights_file(d, results_dir, model_dir))}
+
+
+def execute(jobs: list[Job], *, results_dir: str, model_dir: str, data_path: str,
+            parallel: int = 1, log: Callable[[str], None] = print,
+            logs_dir: str | None = None) -> list[str]:
+    """Runs the unfinished ``jobs`` (dependencies first); returns failed names.
+
+    A job whose dependency is not part of ``jobs`` and not finished is added
+    in front of it. A finished dependency whose weights file is gone (a fresh
+    checkout) is run again in a folder of its own (``<model_dir>/restored/
+    <name>.<pid>/``, so that no other run sees its weights before they are
+    checked); its weights move to ``model_dir`` only if :func:`rerun_differs`
+    finds nothing, its record to ``<model_dir>/restored/`` either way. Each
+    process gets ``cores / parallel`` threads; its output goes to
+    ``<logs_dir>/<name>.log``.
+    """
+    by_name = {job.name: job for job in jobs}
+    order = []
+
+    def add(job: Job) -> None:
+        for dependency in job.needs:
+            if dependency in by_name:
+                add(by_name[dependency])
+            elif not os.path.exists(os.path.join(results_dir, f"{dependency}.json")):
+                raise ValueError(f"run {job.name} needs {dependency}, which is neither "
+                                 f"recorded nor planned")
+        if job not in order:
+            order.append(job)
+
+    for job in jobs:
+        add(job)
+    pending = [job for job in order if status(job, results_dir) != "finished"]
+    restore_dir = os.path.join(model_dir, "restored")
+    restoring = to_restore(order, results_dir, model_dir)
+
+    def stage(name: str) -> str:
+        return os.path.join(restore_dir, f"{name}.{os.getpid()}")
+
+    def restored(name: str, exit_ok: bool) -> bool:
+        """Checks a finished rerun; moves its weights into place if it counts."""
+        rerun = os.path.join(stage(name), f"{name}.json")
+        record = os.path.join(results_dir, f"{name}.json")
+        kept = os.path.join(restore_dir, f"{name}.json")
+        why = "it failed (see its log)"
+        if exit_ok and os.path.exists(rerun):
+            why = rerun_differs(read_json(record), read_json(rerun))
+        if not why:
+            os.replace(os.path.join(stage(name), f"{name}.weights.h5"),
+                       os.path.join(model_dir, f"{name}.weights.h5"))
+        compare = ""
+        if os.path.exists(rerun):
+            os.replace(rerun, kept)
+            compare = f"; compare {kept} with {record}"
+        shutil.rmtree(stage(name), ignore_errors=True)
+        log(f"{name}: the rerun for its weights " + (
+            "reproduces its record: weights used" if not why else
+            f"is not used: {why}{compare}; delete the record to train it anew"))
+        return not why
+
+    pending = [job for job in order if job in pending or job.name in restoring]
+    logs_dir = logs_dir or os.path.join(results_dir, os.pardir, "logs")
+    os.makedirs(logs_dir, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(threads),
+               TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS=str(threads))
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    failed: list[str] = []
+    restores = f" ({len(restoring)} again for their weights)" if restoring else ""
+    log(f"{len(order) - len(pending) + len(restoring)} of {len(order)} runs already recorded; "
+        f"{len(pending)} to run{restores}, {parallel} at a time")
+    while pending or running:
+        for name, (process, started) in list(running.items()):
+            if process.poll() is not None:
+                del running[name]
+                ok = process.returncode == 0
+                if name in restoring:
+                    ok = restored(name, ok)
+                log(f"{'done' if ok else 'FAILED'}: {name} [{(time.time() - started) / 60:.1f} min]")
+                if not ok:
+                    failed.append(name)
+        blocked = {name for name in failed}
+        for job in list(pending):
+            if len(running) >= parallel:
+                break
+            if any(d in blocked or d in running or any(p.name == d for p in pending)
+                   for d in job.needs):
+                if any(d in blocked for d in job.needs):
+                    pending.remove(job)
+                    failed.append(job.name)
+                    log(f"skipped: {job.name} (a run it needs failed)")
+                continue
+            pending.remove(job)
+            out = open(os.path.join(logs_dir, f"{job.name}.log"), "a")
+            restore = job.name in restoring
+            log(f"{'restore' if restore else 'start'}: {job.name} "
+                f"(estimated {job.estimate_s / 60:.0f} min)")
+            if restore:
+                os.makedirs(stage(job.name), exist_ok=True)
+            folders = (stage(job.name),) * 2 if restore else (results_dir, model_dir)
+            process = subprocess.Popen(job.argv(*folders, data_path),
+                                       stdout=out, stderr=subprocess.STDOUT, env=env)
+            running[job.name] = (process, time.time())
+        time.sleep(1.0)
+    return failed

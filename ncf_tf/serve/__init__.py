@@ -1,0 +1,1 @@
+"""Using a trained model: top-K recommendation and export."""

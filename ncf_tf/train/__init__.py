@@ -1,0 +1,1 @@
+"""Training: configuration, optimisers, the per-epoch loop, checkpoints, devices, one run."""

@@ -1,0 +1,103 @@
+"""Per-epoch checkpoints, so that an interrupted run continues exactly.
+
+One ``.npz`` file holds everything the next epoch depends on: the model's
+weights, the optimiser's variables (iteration count and moments), the best
+weights so far, and, as JSON, the RNG state, the epoch logs, the best and
+initial evaluations, the elapsed time and the run's configuration. It is
+written to a temporary file and renamed into place, so a run killed at any
+moment (``kill -9`` included) leaves either the previous checkpoint or the
+new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import keras
+import numpy as np
+
+from ncf_tf.eval.leave_one_out import Evaluation
+from ncf_tf.core.files import atomic_path
+from ncf_tf.train.training import EpochLog, TrainState
+
+
+def save(path: str, model: keras.Model, state: TrainState, extra: dict) -> None:
+    """Writes ``state`` and the model/optimiser variables atomically to ``path``.
+
+    ``extra`` is JSON-serialisable metadata stored alongside (e.g. the run's
+    configuration and elapsed time), returned by :func:`load`.
+    """
+    meta = {
+        "next_epoch": state.next_epoch, "init_eval_s": state.init_eval_s,
+        "epochs": [dataclasses.asdict(e) for e in state.epochs],
+        "best_epoch": state.best_epoch, "rng_state": state.rng_state,
+        "init": [state.init.k, state.init.hr, state.init.ndcg],
+        "best": [state.best.k, state.best.hr, state.best.ndcg], "extra": extra,
+        "best_monitor": {name: [e.k, e.hr, e.ndcg] for name, e in state.best_monitor.items()},
+    }
+    arrays = {"meta": np.array(json.dumps(meta)),
+              "init_ranks": state.init.ranks, "best_ranks": state.best.ranks}
+    arrays.update({f"monitor.{name}": e.ranks for name, e in state.best_monitor.items()})
+    arrays.update({f"model.{i}": np.asarray(w) for i, w in enumerate(model.get_weights())})
+    arrays.update({f"best.{i}": np.asarray(w) for i, w in enumerate(state.best_weights)})
+    optimizer = model.optimizer
+    if optimizer is not None and optimizer.built:
+        arrays.update({f"opt.{i}": np.asarray(v.numpy())
+                       for i, v in enumerate(optimizer.variables)})
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_extra(path: str) -> dict:
+    """The ``extra`` metadata of a checkpoint (to check it belongs to a run)."""
+    with np.load(path) as data:
+        return json.loads(str(data["meta"]))["extra"]
+
+
+def load(path: str, model: keras.Model) -> TrainState:
+    """Restores model and optimiser variables from ``path``; returns the state.
+
+    The model must be built and compiled as when the checkpoint was written.
+
+    Raises:
+        ValueError: the file does not match the model (naming the file).
+    """
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        model_weights = _numbered(data, "model.")
+        best_weights = _numbered(data, "best.")
+        opt_values = _numbered(data, "opt.")
+        init_ranks, best_ranks = data["init_ranks"], data["best_ranks"]
+        best_monitor = {name: Evaluation(*values, data[f"monitor.{name}"])
+                        for name, values in meta.get("best_monitor", {}).items()}
+    expected = [tuple(w.shape) for w in model.get_weights()]
+    if [tuple(w.shape) for w in model_weights] != expected:
+        raise ValueError(f"checkpoint {path}: its weights do not fit this model "
+                         f"(shapes {[w.shape for w in model_weights]}, expected {expected})")
+    model.set_weights(model_weights)
+    if opt_values:
+        optimizer = model.optimizer
+        optimizer.build(model.trainable_variables)
+        if len(optimizer.variables) != len(opt_values):
+            raise ValueError(f"checkpoint {path}: {len(opt_values)} optimizer variables, "
+                             f"the optimizer has {len(optimizer.variables)}")
+        for variable, value in zip(optimizer.variables, opt_values):
+            variable.assign(value)
+    k, hr, ndcg = meta["init"]
+    init = Evaluation(k, hr, ndcg, init_ranks)
+    k, hr, ndcg = meta["best"]
+    best = Evaluation(k, hr, ndcg, best_ranks)
+    return TrainState(
+        next_epoch=meta["next_epoch"], init=init, init_eval_s=meta["init_eval_s"],
+        epochs=[EpochLog(**e) for e in meta["epochs"]], best_epoch=meta["best_epoch"],
+        best=best, best_weights=best_weights, rng_state=meta["rng_state"],
+        best_monitor=best_monitor)
+
+
+def _numbered(data, prefix: str) -> list[np.ndarray]:
+    count = sum(1 for name in data.files if name.startswith(prefix))
+    return [data[f"{prefix}{i}"] for i in range(count)]

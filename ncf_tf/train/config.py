@@ -1,0 +1,193 @@
+"""Typed configuration of a training run, and parsing of list-valued flags.
+
+The authors' scripts ``eval`` strings like ``[64,32,16,8]``; here such values
+are parsed as plain lists of numbers, accepted with or without brackets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+from ncf_tf.train.optimizers import LEARNERS
+
+MODELS = ("GMF", "MLP", "NeuMF")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PAPER_BATCH_SIZES = (128, 256, 512, 1024)
+"""The batch sizes the paper searched (sec. 4.1); larger ones are fast mode."""
+
+
+def parse_list(flag: str, text: str, kind=float) -> list:
+    """Parses ``"64,32,16,8"`` or ``"[64,32,16,8]"`` into ``[64, 32, 16, 8]``.
+
+    Raises:
+        ValueError: naming ``--flag`` and the value, for anything else.
+    """
+    body = text.strip()
+    if body.startswith("[") and body.endswith("]"):
+        body = body[1:-1]
+    items = [item.strip() for item in body.split(",")] if body.strip() else []
+    try:
+        if kind is int:
+            if not all(re.fullmatch(r"[+-]?\d+", item) for item in items):
+                raise ValueError
+            return [int(item) for item in items]
+        return [float(item) for item in items]
+    except ValueError:
+        raise ValueError(f"--{flag} must be a comma-separated list of "
+                         f"{'integers' if kind is int else 'numbers'} such as "
+                         f"[64,32,16,8], got {text!r}") from None
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a run; written whole into its run record.
+
+    Defaults are the authors' (``--epochs 100`` etc.), plus ``seed``, ``topk``,
+    ``alpha``, ``device``. ``learner=None`` means Adam, except SGD for a
+    pretrained NeuMF (paper, sec. 3.4.1).
+    """
+
+    model: str
+    path: str = "Data/"
+    dataset: str = "ml-1m"
+    epochs: int = 100
+    batch_size: int = 256
+    num_factors: int = 8
+    regs: list = dataclasses.field(default_factory=lambda: [0.0, 0.0])
+    layers: list = dataclasses.field(default_factory=lambda: [64, 32, 16, 8])
+    reg_layers: list = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    reg_mf: float = 0.0
+    num_neg: int = 4
+    lr: float = 0.001
+    learner: str | None = None
+    verbose: int = 1
+    out: int = 1
+    pretrain: bool = False
+    mf_pretrain: str = ""
+    mlp_pretrain: str = ""
+    alpha: float = 0.5
+    seed: int = 0
+    topk: int = 10
+    device: str = "auto"
+    weights: str = ""
+    model_dir: str = "Pretrain/"
+    results_dir: str = "results/runs/"
+    run_name: str = ""
+    tensorboard: str = ""
+    progress: bool = False
+    distribute: str = "none"
+    selection: str = "test"
+    validation_split: str = "latest"
+    full_ranking: bool = False
+    lazy_adam: bool = False
+    precision: str = "float32"
+
+    @property
+    def pretrained(self) -> bool:
+        """NeuMF initialised from GMF and MLP."""
+        return self.model == "NeuMF" and bool(self.pretrain or self.mf_pretrain or self.mlp_pretrain)
+
+    @property
+    def resolved_learner(self) -> str:
+        if self.learner:
+            return self.learner
+        return "sgd" if self.pretrained else "adam"
+
+    def fast_mode(self) -> list[str]:
+        """What this run changes beyond the authors' mathematics (empty: faithful).
+
+        Fast mode trades exactness for speed: lazy Adam, mixed precision, or a
+        batch larger than any the paper searched. Its records say so.
+        """
+        changes = []
+        if self.lazy_adam:
+            changes.append("lazy Adam (embedding rows updated only when in the batch)")
+        if self.precision != "float32":
+            changes.append(f"{self.precision} precision")
+        if self.batch_size > max(PAPER_BATCH_SIZES):
+            changes.append(f"batch {self.batch_size} (the paper searched "
+                           f"{min(PAPER_BATCH_SIZES)}..{max(PAPER_BATCH_SIZES)}), lr {self.lr:g}")
+        return changes
+
+    def describe(self) -> str:
+        """The model part of file names, as the authors name their files."""
+        tower = "-".join(str(size) for size in self.layers)
+        if self.model == "GMF":
+            return f"GMF_{self.num_factors}"
+        if self.model == "MLP":
+            return f"MLP_{tower}"
+        return f"NeuMF_{self.num_factors}_{tower}" + ("_pretrain" if self.pretrained else "")
+
+    def run_key(self) -> str:
+        """The default run name: data, model and every setting that changes
+        results, e.g. ``ml-1m_NeuMF_8_64-32-16-8_pretrain_e20_s0``.
+
+        Stable across invocations, so that the same command finds (and
+        resumes) its own interrupted run.
+        """
+        d = TrainConfig(model=self.model)
+        parts = [self.dataset, self.describe()]
+        if self.pretrained and self.alpha != d.alpha:
+            parts.append(f"alpha{self.alpha:g}")
+        if self.num_neg != d.num_neg:
+            parts.append(f"neg{self.num_neg}")
+        if self.batch_size != d.batch_size:
+            parts.append(f"b{self.batch_size}")
+        if self.lr != d.lr:
+            parts.append(f"lr{self.lr:g}")
+        if self.learner:
+            parts.append(self.learner)
+        if self.lazy_adam:
+            parts.append("lazy")
+        if self.precision != d.precision:
+            parts.append(self.precision.replace("mixed_", ""))
+        regs = (self.regs if self.model == "GMF" else self.reg_layers
+                + ([self.reg_mf] if self.model == "NeuMF" else []))
+        if any(regs):
+            parts.append("reg" + "-".join(f"{r:g}" for r in regs))
+        if self.weights:
+            parts.append("from-" + os.path.basename(self.weights).split(".")[0])
+        if self.selection == "validation":
+            parts.append(f"val-{self.validation_split}")
+        parts += [f"e{self.epochs}", f"s{self.seed}"]
+        return "_".join(parts)
+
+    def validate(self) -> None:
+        """Range checks; ValueError naming the flag and the value."""
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        checks = [
+            ("epochs", self.epochs >= 0, "an integer >= 0"),
+            ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+            ("num_neg", self.num_neg >= 1, "an integer >= 1"),
+            ("verbose", self.verbose >= 1, "an integer >= 1"),
+            ("topk", self.topk >= 1, "an integer >= 1"),
+            ("lr", self.lr > 0, "a positive number"),
+            ("alpha", 0.0 <= self.alpha <= 1.0, "a number in [0, 1]"),
+            ("num_factors", self.num_factors >= 1, "an integer >= 1"),
+            ("reg_mf", self.reg_mf >= 0, "a number >= 0"),
+            ("regs", len(self.regs) == 2 and min(self.regs) >= 0, "two numbers >= 0"),
+        ]
+        for flag, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"--{flag} must be {expected}, got {getattr(self, flag)!r}")
+        if self.selection not in ("test", "validation"):
+            raise ValueError(f"--selection must be test or validation, got {self.selection!r}")
+        if self.validation_split not in ("latest", "random"):
+            raise ValueError(f"--validation_split must be latest or random, "
+                             f"got {self.validation_split!r}")
+        if self.learner is not None and self.learner not in LEARNERS:
+            raise ValueError(f"--learner must be one of {', '.join(LEARNERS)}; got {self.learner!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}; "
+                             f"got {self.precision!r}")
+        if self.lazy_adam and self.resolved_learner != "adam":
+            why = "" if self.learner else " (the default after pretraining; pass --learner adam)"
+            raise ValueError(f"--lazy_adam needs --learner adam, got "
+                             f"{self.resolved_learner!r}{why}")
+        if bool(self.mf_pretrain) != bool(self.mlp_pretrain):
+            raise ValueError("--mf_pretrain and --mlp_pretrain must be given together")
+        if self.pretrained and self.weights:
+            raise ValueError("--weights and pretraining (--pretrain, --mf_pretrain) exclude each other")

@@ -1,0 +1,322 @@
+"""One training run from a :class:`~ncf_tf.train.config.TrainConfig`, end to end.
+
+Loads the data, builds the model (optionally from weights or pretrained GMF +
+MLP), trains with the shared loop, saves the best weights and writes the run
+record. Free of flags and argv: the scripts and the reproduction driver call
+:func:`run` with a config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+
+from ncf_tf.train import device as devices
+from ncf_tf.train import checkpoint, training
+from ncf_tf.models import gmf, mlp, neumf, weights
+from ncf_tf.core import records
+from ncf_tf.train.config import TrainConfig
+from ncf_tf.data.loader import Dataset, load_dataset_verbose, sha256
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+from ncf_tf.eval.full_ranking import FullRankingEvaluator
+from ncf_tf.train.optimizers import lazy_jit_compile, make_optimizer
+from ncf_tf.data.sampling import NegativeSampler
+from ncf_tf.data.validation import validation_split
+
+
+def build_model(config: TrainConfig, num_users: int, num_items: int) -> keras.Model:
+    """The configured model with fresh, seeded initial weights."""
+    if config.model == "GMF":
+        return gmf.build(num_users, num_items, config.num_factors, config.regs, config.seed)
+    if config.model == "MLP":
+        return mlp.build(num_users, num_items, config.layers, config.reg_layers, config.seed)
+    return neumf.build(num_users, num_items, config.num_factors, config.layers,
+                       config.reg_layers, config.reg_mf, config.seed)
+
+
+PRETRAINED_STREAM = 2
+"""A pretrained NeuMF samples from the stream ``(seed, 2)``; 1 is the validation split's."""
+
+
+def training_stream(config: TrainConfig) -> list[int]:
+    """The seed sequence of a run's sampling and shuffling.
+
+    GMF, MLP and NeuMF from scratch use ``seed``. A pretrained NeuMF must not:
+    its GMF and MLP were trained on the instances of that stream, so NeuMF
+    would see again, epoch by epoch, the very negatives they already fit
+    (its loss then falls until the epoch its GMF or MLP was saved at, and
+    jumps when fresh negatives come). The authors' scripts draw from
+    numpy's unseeded global state, independent between runs.
+    """
+    return [config.seed, PRETRAINED_STREAM] if config.pretrained else [config.seed]
+
+
+def pretrained_run(config: TrainConfig, model: str) -> str:
+    """The weight file of the newest finished ``model`` ("GMF" or "MLP") run
+    in ``config.results_dir`` that a pretrained NeuMF of ``config`` starts from.
+
+    The run must match NeuMF's data and protocol (dataset, negatives, seed,
+    model selection) and its half of the model (``num_factors`` for GMF, the
+    tower for MLP); a faithful NeuMF takes only faithful runs. Epochs,
+    batch size and learning rate may differ.
+    """
+    want = {"dataset": config.dataset, "num_neg": config.num_neg, "seed": config.seed,
+            "selection": config.selection}
+    if config.selection == "validation":
+        want["validation_split"] = config.validation_split
+    if model == "GMF":
+        want["num_factors"] = config.num_factors
+    else:
+        want["layers"] = list(config.layers)
+    found = []
+    for path in glob.glob(os.path.join(config.results_dir, "*.json")):
+        try:
+            record = records.read_json(path)
+        except (OSError, ValueError):
+            continue
+        settings = record.get("config") or {}
+        weights_file = record.get("weights_file") or ""
+        if (record.get("status") == "finished" and record.get("model") == model
+                and all(settings.get(name) == value for name, value in want.items())
+                and (config.fast_mode() or record.get("mode") == "faithful")
+                and os.path.isfile(weights_file)):
+            found.append((record.get("started", ""), weights_file))
+    if not found:
+        described = ", ".join(f"{name} {value}" for name, value in want.items())
+        raise ValueError(f"--pretrain: no finished {model} run with {described} and its "
+                         f"weights file in {config.results_dir}; train it first "
+                         f"(bin/train_{model.lower()}) or pass --mf_pretrain and --mlp_pretrain")
+    return max(found)[1]
+
+
+def pretrained_files(config: TrainConfig) -> tuple[str, str]:
+    """The GMF and MLP weight files a pretrained NeuMF starts from."""
+    if config.mf_pretrain:
+        return config.mf_pretrain, config.mlp_pretrain
+    return pretrained_run(config, "GMF"), pretrained_run(config, "MLP")
+
+
+def load_pretrained(model: keras.Model, config: TrainConfig, dataset: Dataset) -> dict:
+    """Initialises NeuMF from GMF and MLP weight files (equation 13)."""
+    gmf_file, mlp_file = pretrained_files(config)
+    gmf_model = gmf.build(dataset.num_users, dataset.num_items, config.num_factors)
+    weights.load_weights(gmf_model, gmf_file)
+    mlp_model = mlp.build(dataset.num_users, dataset.num_items, config.layers, config.reg_layers)
+    weights.load_weights(mlp_model, mlp_file)
+    blended = neumf.blend_pretrained(weights.named_weights(gmf_model),
+                                     weights.named_weights(mlp_model), config.alpha)
+    weights.assign_named_weights(model, blended, f"{gmf_file} + {mlp_file}")
+    return {"mf_pretrain": gmf_file, "mlp_pretrain": mlp_file,
+            "mf_pretrain_sha256": sha256(gmf_file), "mlp_pretrain_sha256": sha256(mlp_file)}
+
+
+def run_paths(config: TrainConfig) -> dict:
+    """File paths of a run: its record, best weights and checkpoint.
+
+    The run name is ``config.run_name`` or the stable :meth:`TrainConfig.run_key`;
+    a finished record of that name is never overwritten: the new run's name
+    then gets a time stamp.
+    """
+    name = config.run_name or config.run_key()
+    if records.is_finished(os.path.join(config.results_dir, f"{name}.json")):
+        name = f"{name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    return {"name": name,
+            "record": os.path.join(config.results_dir, f"{name}.json"),
+            "weights": os.path.join(config.model_dir, f"{name}.weights.h5"),
+            "checkpoint": os.path.join(config.model_dir, "checkpoints", f"{name}.ckpt.npz")}
+
+
+LATER_FIELDS = {"lazy_adam": False, "precision": "float32"}
+"""Fields added after checkpoints were first written: left out at their
+defaults, so that those checkpoints still resume."""
+
+
+def resumable_config(config: TrainConfig) -> dict:
+    """The part of a configuration that must match for a checkpoint to be resumed."""
+    values = dataclasses.asdict(config)
+    for name in ("verbose", "device", "progress", "tensorboard", "out", "distribute"):
+        values.pop(name)
+    for name, default in LATER_FIELDS.items():
+        if values[name] == default:
+            values.pop(name)
+    return values
+
+
+def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
+    """Trains and evaluates as configured; returns the run record.
+
+    Each finished epoch is checkpointed (model, optimiser, RNG, best so far);
+    when a checkpoint of the same run and configuration exists, the run
+    continues from it and ends as an uninterrupted run would. The checkpoint
+    is removed once the run is finished.
+
+    Raises:
+        ValueError: bad configuration, data, weight or checkpoint files (the
+            subclasses DataError and WeightsError among them); nothing is
+            written then.
+    """
+    config.validate()
+    device = devices.resolve(config.device)
+    strategy = devices.distribution(config.distribute)
+    dataset = load_dataset_verbose(config.path, config.dataset, log)
+    test = LeaveOneOutEvaluator.for_dataset(dataset, config.topk)
+    if config.selection == "validation":
+        # Its own stream (not the training one), so the split depends on the seed only.
+        fit_data = validation_split(dataset, np.random.default_rng([config.seed, 1]),
+                                    config.validation_split)
+        log(f"Validation split ({config.validation_split}): {fit_data.summary()}")
+        evaluator, monitors = LeaveOneOutEvaluator.for_dataset(fit_data, config.topk), {"test": test}
+    else:
+        fit_data, evaluator, monitors = dataset, test, {}
+    sampler = NegativeSampler(fit_data.train, config.num_neg)
+    paths = run_paths(config)
+    resume_from = None
+    if os.path.exists(paths["checkpoint"]):
+        stored = checkpoint.read_extra(paths["checkpoint"])
+        if stored.get("config") != resumable_config(config):
+            raise ValueError(f"checkpoint {paths['checkpoint']} belongs to a run with another "
+                             f"configuration; remove it or choose another --run_name")
+        resume_from = stored
+    stream = training_stream(config)
+    if resume_from is not None:
+        written_with = resume_from.get("training_stream", [config.seed])
+        if written_with != stream:
+            raise ValueError(f"checkpoint {paths['checkpoint']} was written with the sampling "
+                             f"stream {written_with}, this version uses {stream}; remove it to "
+                             "start the run again")
+
+    if strategy is not None:
+        device = f"{config.distribute}: {strategy.num_replicas_in_sync} replicas"
+    log(f"Device: {device} (Keras backend: {keras.config.backend()})")
+    fast = config.fast_mode()
+    if fast:
+        log(f"Fast mode, results differ from the authors' code: {'; '.join(fast)}")
+    with devices.placement(device, strategy), training.precision(config.precision):
+        model = build_model(config, dataset.num_users, dataset.num_items)
+        start_from = {}
+        if config.weights:
+            weights.load_weights(model, config.weights)
+            start_from = {"weights": config.weights, "weights_sha256": sha256(config.weights)}
+        elif config.pretrained:
+            start_from = load_pretrained(model, config, dataset)
+        learner = config.resolved_learner
+        why = (" (vanilla SGD after pretraining, as in the paper, sec. 3.4.1)"
+               if config.pretrained and not config.learner else "")
+        log(f"Optimizer: {learner}, lr = {config.lr}{why}")
+        training.compile_model(model, make_optimizer(learner, config.lr, config.lazy_adam),
+                               jit_compile=lazy_jit_compile(config.lazy_adam))
+        state = None
+        if resume_from is not None:
+            state = checkpoint.load(paths["checkpoint"], model)
+
+        record = {
+            "kind": "train", "model": config.model, "dataset": config.dataset,
+            "config": dataclasses.asdict(config), "learner": learner,
+            # The learner itself, not the loss-scaling wrapper of mixed_float16.
+            "optimizer": type(getattr(model.optimizer, "inner_optimizer",
+                                      model.optimizer)).__name__,
+            "seed": config.seed, "training_stream": stream,
+            "selection": config.selection, "mode": "fast" if fast else "faithful",
+            "fast_mode": fast, "device": device, "start_from": start_from,
+            "data": {"summary": dataset.summary(), "files": dataset.files},
+            "num_params": int(model.count_params()),
+            **records.environment(), "status": "running", "epochs": [],
+        }
+        elapsed = resume_from["elapsed_s"] if resume_from else 0.0
+        if resume_from:
+            record["resumed"] = resume_from.get("resumed", []) + [
+                {"at_epoch": state.next_epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                 "commit": record["git"]["commit"]}]
+            record["epochs"] = [dataclasses.asdict(e) for e in state.epochs]
+        run_start = time.time()
+        summaries = tensorboard_writer(config.tensorboard, paths["name"])
+
+        def on_epoch(entry: training.EpochLog, now: training.TrainState) -> None:
+            record["epochs"].append(dataclasses.asdict(entry))
+            checkpoint.save(paths["checkpoint"], model, now, {
+                "config": resumable_config(config), "training_stream": stream,
+                "elapsed_s": elapsed + time.time() - run_start,
+                "resumed": record.get("resumed", [])})
+            records.write_json(paths["record"], record)
+            if summaries is not None:
+                summaries(entry)
+
+        result = training.train(
+            model, sampler, evaluator, epochs=config.epochs, batch_size=config.batch_size,
+            rng=np.random.default_rng(stream), verbose=config.verbose, log=log,
+            on_epoch=on_epoch, resume=state, progress=config.progress, monitors=monitors)
+        model.set_weights(result.best_weights)
+        if config.full_ranking:
+            record["full_ranking"] = full_ranking(model, dataset, config.topk, log)
+
+    reported = result.best_monitor.get("test", result.best)
+    record.update({
+        "init": {"hr": result.init.hr, "ndcg": result.init.ndcg, "eval_s": result.init_eval_s},
+        "best_epoch": result.best_epoch,
+        "best": {"hr": reported.hr, "ndcg": reported.ndcg,
+                 "topk": {str(k): dict(zip(("hr", "ndcg"), reported.at(k)))
+                          for k in range(1, config.topk + 1)}},
+        "wall_s": elapsed + time.time() - run_start, "status": "finished",
+    })
+    if config.selection == "validation":
+        tested = [e for e in result.epochs if e.monitor]
+        top = max(tested, key=lambda e: e.monitor["test"]["hr"], default=None)
+        record["best_validation"] = {"hr": result.best.hr, "ndcg": result.best.ndcg}
+        record["test_picked"] = ({"epoch": top.epoch, **top.monitor["test"]} if top else None)
+    if config.out:
+        weights.save_weights(model, paths["weights"])
+        record["weights_file"] = paths["weights"]
+        log(f"The best {config.model} model is saved to {paths['weights']}")
+    records.write_json(paths["record"], record)
+    if os.path.exists(paths["checkpoint"]):
+        os.remove(paths["checkpoint"])
+    record["record_file"] = paths["record"]
+    log(f"Run record: {paths['record']}")
+    return record
+
+
+def full_ranking(model: keras.Model, dataset: Dataset, k: int, log) -> dict:
+    """HR, NDCG and recall at ``k`` of the test items against the whole catalogue."""
+    from ncf_tf.models.scoring import all_item_logits
+    start = time.time()
+    result = FullRankingEvaluator.for_dataset(dataset, k).evaluate_all(
+        lambda users: np.asarray(all_item_logits(model, users)))
+    log(f"Full ranking: HR@{k} = {result.hr:.4f}, NDCG@{k} = {result.ndcg:.4f}, "
+        f"recall@{k} = {result.recall:.4f} [{time.time() - start:.1f} s]")
+    return {"k": k, "hr": result.hr, "ndcg": result.ndcg, "recall": result.recall,
+            "excluded": "training items"}
+
+
+def tensorboard_writer(folder: str, name: str):
+    """``write(epoch_log)`` logging loss, HR and NDCG to TensorBoard, or None.
+
+    TensorFlow (and the ``tensorboard`` package its summaries need) is imported
+    only here, so the JAX backend runs without it unless TensorBoard logs are
+    asked for.
+    """
+    if not folder:
+        return None
+    try:
+        import tensorboard  # noqa: F401  (tf.summary's scalar implementation)
+        import tensorflow as tf
+    except ImportError as e:
+        raise ValueError(f"--tensorboard needs TensorFlow and the tensorboard package "
+                         f"(pip install tensorboard): {e}") from None
+
+    writer = tf.summary.create_file_writer(os.path.join(folder, name))
+
+    def write(entry: training.EpochLog) -> None:
+        with writer.as_default(step=entry.epoch):
+            tf.summary.scalar("loss", entry.loss)
+            if entry.hr is not None:
+                tf.summary.scalar("hr", entry.hr)
+                tf.summary.scalar("ndcg", entry.ndcg)
+        writer.flush()
+
+    return write
