@@ -418,7 +418,7 @@ def beyond(rep: "Report", records: list[dict], dataset: str) -> None:
             "Selection uses a validation set only: each user's latest training interaction "
             "with 99 sampled negatives, held out of the training file. NCF models train "
             "without it and are tested at the epoch best on it (3 seeds). Baselines: every "
-            "point of their grid (`ncf_tf/reproduce.py`) is fitted without it (seed 0), the "
+            "point of their grid (`ncf_tf/results/reproduce.py`) is fitted without it (seed 0), the "
             "point best on it is refitted on the whole training file and tested. *Test-picked* "
             "is what the authors' protocol would report for the same NCF runs (best epoch on "
             "test); *optimism* is its excess. Full ranking ranks the test item against every "
@@ -734,7 +734,7 @@ def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, di
             "Optimizer `Adam` (records before `FusedAdam`): Keras 3's Adam, whose second moment "
             "sums the squares of an embedding row's per-occurrence gradients when the row occurs "
             "more than once in a batch, where Keras 1 squares their sum; `FusedAdam` computes "
-            "Keras 1's update (see `ncf_tf/optimizers.py`).", "")
+            "Keras 1's update (see `ncf_tf/train/optimizers.py`).", "")
     superseded = glob.glob(os.path.join(folder, "runs", "superseded", "*.json"))
     if superseded:
         rep.add(f"Not read: {len(superseded)} records in `runs/superseded/`, pretrained NeuMF "
