@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ncf_tf.results import report, reproduce
+from ncf_tf.results import beyond, cells, report, reproduce
 from ncf_tf.core.records import intra_op_threads, write_json
 
 
@@ -198,23 +198,23 @@ def test_grid_edges_name_a_best_point_at_either_end_of_its_grid():
         return {"params": params, "best": {"hr": hr}}
     inside = [point(0.60, k_neighbors=10), point(0.66, k_neighbors=50),
               point(0.64, k_neighbors=200)]
-    assert report.grid_edges(inside) == []
-    assert report.grid_edges(inside[1:]) == ["k_neighbors=50, the smallest of 2 tried"]
+    assert cells.grid_edges(inside) == []
+    assert cells.grid_edges(inside[1:]) == ["k_neighbors=50, the smallest of 2 tried"]
     # Only the runs that differ from the best in that setting alone count.
     bpr = [point(0.60, lr=0.02, num_factors=8), point(0.63, lr=0.05, num_factors=8),
            point(0.61, lr=0.1, num_factors=8), point(0.62, lr=0.2, num_factors=16)]
-    assert report.grid_edges(bpr) == []
-    assert report.grid_edges(bpr[:2]) == ["lr=0.05, the largest of 2 tried"]
-    assert report.grid_edges([point(0.4)]) == report.grid_edges([]) == []
+    assert cells.grid_edges(bpr) == []
+    assert cells.grid_edges(bpr[:2]) == ["lr=0.05, the largest of 2 tried"]
+    assert cells.grid_edges([point(0.4)]) == cells.grid_edges([]) == []
 
 
 def test_machine_names_the_cpu_and_threads_where_recorded():
     run = record(0, 0.68, 0.40)
-    assert report.machine_of(run) == "2 CPU, cpu:0"
+    assert beyond.machine_of(run) == "2 CPU, cpu:0"
     run["machine"] = {"cpu_count": 2, "cpu_model": "AMD EPYC", "intra_op_threads": 1}
-    assert report.machine_of(run) == "2 CPU (AMD EPYC), 1 thread, cpu:0"
+    assert beyond.machine_of(run) == "2 CPU (AMD EPYC), 1 thread, cpu:0"
     run["machine"]["intra_op_threads"] = 2
-    assert report.machine_of(run) == "2 CPU (AMD EPYC), 2 threads, cpu:0"
+    assert beyond.machine_of(run) == "2 CPU (AMD EPYC), 2 threads, cpu:0"
 
 
 @pytest.mark.parametrize("value,threads", [("3", 3), ("", None), ("0", None), ("two", None)])

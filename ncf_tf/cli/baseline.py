@@ -50,4 +50,4 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_command(argv, "train_baseline", "fit and evaluate a baseline of the paper "
                        "(leave-one-out HR@K/NDCG@K) and write its run record.",
-                       define_flags(), body)
+                       define_flags(), body, outputs=(("results_dir", "dir"),))

@@ -16,4 +16,5 @@ def main(argv: list[str]) -> int:
         benchmark.run(fv.path)
 
     return run_command(argv, "benchmark", "print this machine's speed figures (sampling, "
-                       "evaluation, training steps against their floor).", fv, body)
+                       "evaluation, training steps against their floor).", fv, body,
+                       backend=True)

@@ -12,24 +12,59 @@ from typing import Callable
 
 from absl import flags
 
+from ncf_tf.core import quiet
+from ncf_tf.core.files import OutputError, check_output_dir, check_output_parent
+
+# (flag, what it names): "dir" a folder the command writes into, "in" a file or a
+# new folder, whose parent must be writable. Checked before any work is done.
+Outputs = tuple[tuple[str, str], ...]
+TRACEBACK_ENV = "NCF_TF_TRACEBACK"
+
+
+def check_outputs(fv: flags.FlagValues, outputs: Outputs) -> None:
+    """Raises OutputError, naming the flag, for an output that cannot be written;
+    flags left empty are not checked (the command decides whether they are needed)."""
+    for flag, kind in outputs:
+        path = fv[flag].value
+        if path:
+            (check_output_dir if kind == "dir" else check_output_parent)(path, flag)
+
+
+def _line(e: BaseException) -> str:
+    text = str(e).strip()
+    if isinstance(e, OSError) and e.strerror:
+        text = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return text.splitlines()[0] if text else type(e).__name__
+
 
 def run_command(argv: list[str], default_program: str, about: str, fv: flags.FlagValues,
-                body: Callable[[flags.FlagValues], None], errors: tuple = (ValueError,)) -> int:
-    """The shape every ncf_tf command shares: ``--help``, parse, run, one-line errors.
+                body: Callable[[flags.FlagValues], None], errors: tuple = (ValueError,),
+                outputs: Outputs = (), backend: bool = False) -> int:
+    """The shape every ncf_tf command shares: ``--help``, parse, check, run, one-line errors.
 
     Args:
         argv: the command line, ``argv[0]`` the program.
         default_program: the name to print when ``argv`` is empty.
         about: one line saying what the command does, for ``--help``.
-        fv: the command's flags.
+        fv: the command's flags; ``--tf_verbose`` is added to them.
         body: runs the command on the parsed flags.
         errors: the exceptions that mean bad input: printed as
             ``<program>: error: <first line>``, exit code 2.
+        outputs: the output flags, checked before ``body`` runs (:func:`check_outputs`).
+        backend: import Keras (and TensorFlow) before ``body``, with TensorFlow's
+            C++ start-up lines filtered out unless ``--tf_verbose``.
 
     Returns:
-        The exit code: 0, or 2 on bad input.
+        The exit code: 0; 2 on bad input or an unwritable output (an OSError too);
+        1 on any other exception, also as one line (``NCF_TF_TRACEBACK=1`` re-raises
+        it, for a traceback); 130 when interrupted.
     """
     program = os.path.basename(argv[0]) if argv else default_program
+    if "tf_verbose" not in fv:
+        # Not --verbose: the training scripts' --verbose is the authors' evaluation interval.
+        flags.DEFINE_boolean("tf_verbose", False, "Show TensorFlow's C++ start-up lines "
+                             "(oneDNN, CUDA probing), which are filtered out by default.",
+                             flag_values=fv)
     if any(arg in ("-h", "--help", "--helpfull") for arg in argv[1:]):
         print(f"{program}: {about}\n\n{fv.get_help()}")
         return 0
@@ -37,9 +72,20 @@ def run_command(argv: list[str], default_program: str, about: str, fv: flags.Fla
         rest = fv(argv)
         if len(rest) > 1:
             raise flags.Error(f"unexpected arguments {rest[1:]}; every option is a --flag")
+        check_outputs(fv, outputs)
+        if backend:
+            quiet.import_backend(verbose=fv.tf_verbose)
         body(fv)
-    except (flags.Error, *errors) as e:
-        print(f"{program}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
-              file=sys.stderr)
+    except (flags.Error, OSError, OutputError, *errors) as e:
+        print(f"{program}: error: {_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not bad input: still one line, unless asked
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print(f"{program}: error: {type(e).__name__}: {_line(e)} (set {TRACEBACK_ENV}=1 "
+              "for the traceback)", file=sys.stderr)
+        return 1
     return 0

@@ -18,4 +18,4 @@ def main(argv: list[str]) -> int:
                         flag_values=fv)
     return run_command(argv, "download_data", "fetch the authors' data files, verified.", fv,
                        lambda fv: download(fv.dataset, fv.dest, fv["from"].value or None),
-                       errors=(DownloadError,))
+                       errors=(DownloadError,), outputs=(("dest", "dir"),))

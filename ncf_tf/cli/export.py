@@ -55,4 +55,5 @@ def main(argv: list[str]) -> int:
     """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
     return run_command(argv, "export",
                        "export a trained GMF, MLP or NeuMF as a .keras model and a TensorFlow "
-                       "SavedModel with score and top_k signatures.", define_flags(), run)
+                       "SavedModel with score and top_k signatures.", define_flags(), run,
+                       outputs=(("dest", "in"),), backend=True)

@@ -65,4 +65,4 @@ def run(fv: flags.FlagValues) -> None:
 def main(argv: list[str]) -> int:
     """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
     return run_command(argv, "plot_run", "plot run records' per-epoch loss, HR@K and NDCG@K "
-                       "to a PNG.", define_flags(), run)
+                       "to a PNG.", define_flags(), run, outputs=(("output", "in"),))

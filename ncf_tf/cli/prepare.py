@@ -87,4 +87,5 @@ def main(argv: list[str]) -> int:
     return run_command(argv, "prepare_data",
                        "turn raw interactions into the leave-one-out files of He et al., "
                        "Neural Collaborative Filtering (WWW 2017).",
-                       define_flags(), run, errors=(prepare.PrepareError,))
+                       define_flags(), run, errors=(prepare.PrepareError,),
+                       outputs=(("dest", "dir"),))

@@ -199,4 +199,4 @@ def main(argv: list[str]) -> int:
     return run_command(argv, "recommend",
                        "top-K items over the whole catalogue for users of a trained GMF, "
                        "MLP or NeuMF (He et al., Neural Collaborative Filtering, WWW 2017).",
-                       define_flags(), run)
+                       define_flags(), run, outputs=(("output", "in"),), backend=True)

@@ -128,4 +128,5 @@ def main(argv: list[str] | None = None) -> int:
                                f"(logs in {os.path.join(fv.results, 'logs')})")
 
     return run_command(argv, "reproduce", "plan, run (resumably) and report the paper's "
-                       "experiments.", define_flags(), body, (ValueError, RuntimeError))
+                       "experiments.", define_flags(), body, (ValueError, RuntimeError),
+                       outputs=(("results", "dir"), ("model_dir", "dir")), backend=True)

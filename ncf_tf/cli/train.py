@@ -94,7 +94,7 @@ def define_flags(model: str) -> flags.FlagValues:
 
 def config_from_flags(model: str, fv: flags.FlagValues) -> TrainConfig:
     """A TrainConfig from parsed flags (ValueError naming a bad flag)."""
-    values = {name: fv[name].value for name in fv}
+    values = {name: fv[name].value for name in fv if name != "tf_verbose"}
     if values["progress"] is None:
         values["progress"] = sys.stdout.isatty()
     for name, kind in (("regs", float), ("layers", int), ("reg_layers", float)):
@@ -112,4 +112,6 @@ def main(model: str, argv: list[str]) -> int:
 
     return run_command(argv, f"train_{model.lower()}",
                        f"train and evaluate {model} (He et al., Neural Collaborative "
-                       "Filtering, WWW 2017).", define_flags(model), body)
+                       "Filtering, WWW 2017).", define_flags(model), body,
+                       outputs=(("model_dir", "dir"), ("results_dir", "dir"),
+                                ("tensorboard", "dir")), backend=True)

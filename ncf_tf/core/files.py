@@ -41,3 +41,51 @@ def atomic_path(path: str, suffix: str = ".tmp") -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+class OutputError(ValueError):
+    """An output folder or file that cannot be created or written."""
+
+
+def check_output_dir(path: str, flag: str) -> None:
+    """Fails early, with one line naming ``flag``, if ``path`` cannot become a
+    writable folder; leaves nothing behind either way.
+
+    The test is real, not ``os.access`` (which says yes to root everywhere, /proc
+    included): a temporary folder is made and removed in ``path`` or, if it does
+    not exist yet, in its nearest existing ancestor.
+
+    Raises:
+        OutputError: ``path`` or an ancestor is a file, or the folder where
+            it would be made refuses a new entry.
+    """
+    if not path:
+        raise OutputError(f"--{flag} is empty; expected a folder")
+    _check_writable(os.path.abspath(path), path, flag)
+
+
+def check_output_parent(path: str, flag: str) -> None:
+    """:func:`check_output_dir` for the folder that will hold the file or folder ``path``."""
+    if not path:
+        raise OutputError(f"--{flag} is empty; expected a path")
+    _check_writable(os.path.dirname(os.path.abspath(path)), path, flag)
+
+
+def _check_writable(folder: str, path: str, flag: str) -> None:
+    """Raises OutputError unless ``folder`` (which ``path`` names or holds) exists as
+    a writable folder or can be created as one."""
+    probe = folder
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        what = "is" if probe == os.path.abspath(path) else f"is inside {probe}, which is"
+        raise OutputError(f"--{flag} {path} {what} a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".ncf_tf_write_check."))
+    except OSError as e:
+        what = "is not writable" if probe == os.path.abspath(path) else \
+            f"cannot be created in {probe}"
+        raise OutputError(f"--{flag} {path} {what}: {e.strerror or e}") from None

@@ -1,0 +1,61 @@
+"""TensorFlow's C++ start-up lines, kept out of a command's output.
+
+Importing TensorFlow prints INFO lines from C++ (the oneDNN notice, "Could not
+find cuda drivers on your machine") before its logging is configured, so
+``TF_CPP_MIN_LOG_LEVEL`` does not reach them. They are written straight to
+file descriptor 2; :func:`import_backend` points that descriptor at a
+temporary file for the import, then passes on every line that is not one of
+those notices, so real errors still show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from typing import Iterator
+
+# absl's C++ prefix of INFO and WARNING lines ("I0000 00:00:1796486603.246930 2861 port.cc:153]"),
+# and the line it prints before its logging is set up.
+NOISE = re.compile(r"^([IW]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\]"
+                   r"|WARNING: All log messages before absl::InitializeLog\(\) is called)")
+
+
+def filter_lines(text: str) -> str:
+    """``text`` without TensorFlow's start-up INFO and WARNING lines."""
+    return "".join(line for line in text.splitlines(keepends=True) if not NOISE.match(line))
+
+
+@contextlib.contextmanager
+def filtered_stderr() -> Iterator[None]:
+    """Within the block, file descriptor 2 goes to a file; on leaving, its lines
+    that are not start-up notices are written to the real stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            rest = filter_lines(capture.read().decode(errors="replace"))
+            if rest:
+                sys.stderr.write(rest)
+                sys.stderr.flush()
+
+
+def import_backend(verbose: bool = False) -> None:
+    """Imports Keras (and, on the TensorFlow backend, TensorFlow) now, with the
+    start-up notices filtered unless ``verbose``; a no-op once imported."""
+    if "keras" in sys.modules:
+        return
+    if verbose:
+        import keras  # noqa: F401
+        return
+    with filtered_stderr():
+        import keras  # noqa: F401

@@ -1,0 +1,174 @@
+"""Run records sorted into the cells of the paper's tables: which records count
+as a cell's runs, and how a cell is shown (mean +- sd over seeds, the difference
+from the paper)."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import glob
+import os
+
+import numpy as np
+
+from ncf_tf.core.records import read_json
+from ncf_tf.results import reproduce
+from ncf_tf.train.config import TrainConfig
+
+HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATASETS = tuple(reproduce.DATASETS)
+BASELINE_ORDER = ("Random", "ItemPop", "ItemKNN", "BPR", "eALS")
+NCF_ORDER = ("GMF", "MLP", "NeuMF")
+DIFF = 0.01
+"""Cells further than this from the paper are listed."""
+
+
+def load_records(folder: str) -> list[dict]:
+    """Finished records of ``folder``, each with ``_file`` (path from results/)."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+        record = read_json(path)
+        if record.get("status") != "finished" or record.get("kind") not in ("train", "baseline"):
+            continue
+        if record["kind"] == "train" and record["config"]["epochs"] == 0:
+            continue
+        record["_file"] = os.path.relpath(path, os.path.dirname(folder))
+        record["_name"] = os.path.splitext(os.path.basename(path))[0]
+        found.append(record)
+    return found
+
+
+def factors_of(record: dict) -> int | None:
+    config = record["config"]
+    if record["kind"] == "baseline":
+        return config.get("num_factors")
+    return config["num_factors"] if record["model"] == "GMF" else config["layers"][-1]
+
+
+def setting_of(record: dict) -> str:
+    config = record["config"]
+    if record["model"] != "NeuMF":
+        return "from scratch"
+    if config.get("pretrain") or config.get("mf_pretrain"):
+        if "authors_pretrain" in config.get("mf_pretrain", ""):
+            return "pretrained (authors' GMF/MLP files)"
+        return "pretrained"
+    return "from scratch"
+
+
+def is_standard(record: dict, epochs: int = reproduce.EPOCHS,
+                lr: float | None = TrainConfig.lr) -> bool:
+    """An NCF run with the planned settings (``epochs``, ``lr``, batch, no
+    regularisation); ``lr`` None: at any learning rate."""
+    config = record["config"]
+    return (record.get("selection", "test") == "test" and config["epochs"] == epochs
+            and config["batch_size"] == 256
+            and lr in (None, config["lr"]) and not config.get("learner")
+            and not any(config.get("reg_layers", [])) and not any(config.get("regs", []))
+            and config.get("alpha", 0.5) == 0.5 and not record.get("fast_mode"))
+
+
+def is_pretrained_adam(record: dict, dataset: str) -> bool:
+    """A Table 2 pretrained NeuMF run, but trained on with Adam (``pretrain_adam``)."""
+    return (record["kind"] != "baseline" and record["dataset"] == dataset
+            and record["model"] == "NeuMF" and setting_of(record) == "pretrained"
+            and record["config"].get("learner") == "adam" and record["config"]["num_neg"] == 4
+            and hidden_of(record) == 3
+            and is_standard({**record, "config": {**record["config"], "learner": None}}))
+
+
+def hidden_of(record: dict) -> int:
+    return len(record["config"]["layers"]) - 1
+
+
+def published(path: str) -> dict:
+    """(dataset, model, F, setting) -> (hr, ndcg) of the paper; other rows under
+    ("re-run", dataset, model) -> (hr, ndcg, source)."""
+    table = {}
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            hr, ndcg = float(row["hr@10"]), float(row["ndcg@10"])
+            if row["source"].startswith("paper") and row["factors"]:
+                table[(row["dataset"], row["model"], int(row["factors"]), row["setting"])] = (hr, ndcg)
+            else:
+                table.setdefault(("re-run", row["dataset"]), []).append(
+                    (row["model"], row["setting"], row["factors"], hr, ndcg, row["source"]))
+    return table
+
+
+# ---------------------------------------------------------------- cells
+
+def mean_sd(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4f} (1)"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f} ({len(values)})"
+
+
+def delta(values: list[float], ref: float | None) -> str:
+    return f"{np.mean(values) - ref:+.3f}" if values and ref is not None else "–"
+
+
+class Cells:
+    """Records indexed for the experiments' tables.
+
+    A seed counts once per cell: where one configuration and seed was run
+    again (at a later commit, to compare), the first record is the cell's
+    and the others appear under "Same seed, different commits".
+    """
+
+    def __init__(self, records: list[dict]):
+        self.records = records
+        self.ncf = collections.defaultdict(list)  # (ds, model, F, setting, neg, hidden, lr)
+        self.baselines = collections.defaultdict(list)  # (ds, name, F)
+        for r in sorted(records, key=lambda r: str(r.get("started", ""))):
+            if r["kind"] == "baseline":
+                self.baselines[(r["dataset"], r["model"], factors_of(r))].append(r)
+            elif is_standard(r, lr=None):
+                key = (r["dataset"], r["model"], factors_of(r), setting_of(r),
+                       r["config"]["num_neg"], hidden_of(r) if r["model"] != "GMF" else 0,
+                       r["config"]["lr"])
+                if all(other["seed"] != r["seed"] for other in self.ncf[key]):
+                    self.ncf[key].append(r)
+
+    def ncf_runs(self, dataset, model, factors, setting="from scratch", neg=4, hidden=3,
+                 lr=TrainConfig.lr):
+        return self.ncf.get((dataset, model, factors, setting, neg,
+                             0 if model == "GMF" else hidden, lr), [])
+
+    def best_baseline(self, dataset, name, factors=None) -> dict | None:
+        return best_on_test(self.baselines.get((dataset, name, factors), []))
+
+    def baseline_grid(self, dataset, name, factors=None) -> list[dict]:
+        return self.baselines.get((dataset, name, factors), [])
+
+
+def best_on_test(runs: list[dict]) -> dict | None:
+    """The grid point with the best test HR (the authors' selection rule)."""
+    return max(runs, key=lambda r: r["best"]["hr"]) if runs else None
+
+
+def grid_edges(runs: list[dict]) -> list[str]:
+    """The settings in which the best run of a grid (on test HR) takes the
+    smallest or largest value tried, among the runs that differ from it in
+    that setting only, e.g. ``["reg=10.0, the largest of 4 tried"]``."""
+    best = best_on_test(runs)
+    if best is None:
+        return []
+    edges = []
+    for key, value in sorted(best["params"].items()):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        tried = {r["params"][key] for r in runs if key in r["params"]
+                 and all(r["params"].get(k) == v for k, v in best["params"].items() if k != key)}
+        if len(tried) > 1 and value in (min(tried), max(tried)):
+            end = "smallest" if value == min(tried) else "largest"
+            edges.append(f"{key}={value}, the {end} of {len(tried)} tried")
+    return edges
+
+
+def metric(runs: list[dict], key: str, k: int = 10) -> list[float]:
+    if k == 10:
+        return [r["best"][key] for r in runs]
+    return [r["best"]["topk"][str(k)][key] for r in runs]
