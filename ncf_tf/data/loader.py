@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ncf_tf.core.arrays import count_distinct
+
 SUFFIXES = ("train.rating", "test.rating", "test.negative")
 
 
@@ -309,7 +311,7 @@ def _check_dense_ids(filename: str, ids: np.ndarray, kind: str) -> None:
     allocate gigabytes. More than half of ``0..max`` unused (and more than
     ``SPARE_IDS``) is an error naming the line of the largest id."""
     largest = int(ids.max())
-    distinct = len(np.unique(ids))
+    distinct = count_distinct(ids)
     unused = largest + 1 - distinct
     if unused > SPARE_IDS and unused > distinct:
         line = int(np.argmax(ids)) + 1

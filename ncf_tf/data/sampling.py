@@ -25,6 +25,8 @@ import dataclasses
 import numpy as np
 import scipy.sparse as sp
 
+from ncf_tf.data.membership import membership
+
 # Records per bucket of shuffle_records: 16,384 x 8 bytes = 128 KiB, so that
 # the Fisher-Yates swaps inside a bucket hit the L2 cache.
 BUCKET_SIZE = 1 << 14
@@ -111,10 +113,12 @@ def _shuffled_records(pairs: np.ndarray, rng: np.random.Generator) -> Instances:
 class NegativeSampler:
     """Draws exact uniform negatives for the positives of a CSR matrix.
 
-    Membership "(u, j) is a training positive" is tested in a bitset of
-    num_users * num_items bits (0.35 MB for ml-1m, 68 MB for pinterest-20),
-    which keeps the lookup of millions of candidates a few vectorised numpy
-    operations.
+    Membership "(u, j) is a training positive" is tested in the smaller of a
+    bitset of num_users * num_items bits (0.35 MB for ml-1m, 68 MB for
+    pinterest-20, 0.46 GB for ml-20m) and a hash set of the positives (linear
+    in their number, for larger catalogues); see :mod:`ncf_tf.data.membership`.
+    Either keeps the lookup of millions of candidates a few vectorised numpy
+    operations, and both give the same draws.
 
     Args:
         train: ``(num_users, num_items)`` CSR matrix of training positives.
@@ -141,18 +145,12 @@ class NegativeSampler:
                 f"--num_neg {num_neg}: user {user} can be paired with only "
                 f"{available[user]} items that are not training positives "
                 f"(of {self.num_items}); num_neg must not exceed that")
-        # int32 keys where they fit (ml-1m and pinterest-20 do): half the bytes.
-        self._key_dtype = np.int32 if self.num_users * self.num_items < 2**31 else np.int64
-        keys = self.pos_users.astype(np.int64) * self.num_items + self.pos_items
-        bits = np.zeros(self.num_users * self.num_items, dtype=bool)
-        bits[keys] = True
-        self._bitset = np.packbits(bits, bitorder="little")
+        self.positives = membership(self.pos_users, self.pos_items, self.num_users,
+                                    self.num_items)
 
     def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Whether each (users[k], items[k]) is a training positive."""
-        keys = users.astype(self._key_dtype) * self._key_dtype(self.num_items)
-        keys += items
-        return (self._bitset[keys >> 3] >> (keys & 7).astype(np.uint8)) & np.uint8(1) != 0
+        return self.positives.contains(users, items)
 
     def negatives(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One uniform non-positive item for each entry of ``users``."""
