@@ -1,0 +1,166 @@
+"""Fold-in of new users (ncf_tf.serve.fold_in): the factored logit and its
+hand-written gradient against the model and finite differences, a user that
+is learnt from its items, the frozen model, iALS's closed form, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from ncf_tf.baselines.ials import IALS
+from ncf_tf.models import gmf
+from ncf_tf.models.scoring import all_item_logits
+from ncf_tf.serve import fold_in as F
+from trained_models import SPECS, numpy_logits, spread_model
+
+USERS, ITEMS = 6, 13
+
+
+def user_rows(model, frozen):
+    return {name: np.asarray(model.get_layer(name).get_weights()[0], np.float64)
+            for name in frozen.row_dims()}
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_factored_logits_are_the_models(kind):
+    model = spread_model(kind, USERS, ITEMS, seed=2)
+    frozen = F._Frozen.of(model, ITEMS, np.float64)
+    got = frozen.all_items(user_rows(model, frozen), USERS)
+    users, items = np.repeat(np.arange(USERS), ITEMS), np.tile(np.arange(ITEMS), USERS)
+    np.testing.assert_allclose(got, numpy_logits(model, users, items).reshape(USERS, ITEMS),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, np.asarray(all_item_logits(model, np.arange(USERS))),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_gradient_matches_finite_differences(kind):
+    model = spread_model(kind, USERS, ITEMS, seed=3)
+    frozen = F._Frozen.of(model, ITEMS, np.float64)
+    rows = user_rows(model, frozen)
+    rng = np.random.default_rng(0)
+    owner, items, d = rng.integers(0, USERS, 40), rng.integers(0, ITEMS, 40), rng.normal(size=40)
+    _, backward = frozen.logits(rows, owner, items, grad=True)
+    eps = 1e-6
+    for name, per_pair in backward(d).items():
+        grad = np.zeros_like(rows[name])
+        np.add.at(grad, owner, per_pair)
+        numeric = np.zeros_like(grad)
+        for index in np.ndindex(grad.shape):
+            up = {k: v.copy() for k, v in rows.items()}
+            down = {k: v.copy() for k, v in rows.items()}
+            up[name][index] += eps
+            down[name][index] -= eps
+            numeric[index] = d @ (frozen.logits(up, owner, items)
+                                  - frozen.logits(down, owner, items)) / (2 * eps)
+        np.testing.assert_allclose(grad, numeric, atol=1e-6)
+
+
+def two_group_gmf():
+    """GMF-2 whose items 0..5 point one way and 6..11 the other; item 12 in
+    between. Only the first factor is weighed (h = (1, 0)), so items of a
+    group tie."""
+    model = gmf.build(USERS, ITEMS, 2)
+    item = np.zeros((ITEMS, 2), np.float32)
+    item[:6, 0], item[6:12, 0] = 1.0, -1.0
+    model.get_layer("item_embedding").set_weights([item])
+    model.get_layer("prediction").set_weights([np.array([[1.0], [0.0]], np.float32),
+                                               np.zeros(1, np.float32)])
+    return model
+
+
+def test_a_new_user_is_learnt_from_its_items():
+    model = two_group_gmf()
+    result = F.fold_in(model, [0, 2, 1], ITEMS, np.random.default_rng(0), steps=100, lr=0.05)
+    np.testing.assert_array_equal(result.items, [0, 1, 2])
+    assert result.rows["user_embedding"][0] > 0.5         # the side of items 0..5
+    assert result.losses[-1] < result.losses[0] - 0.05   # negatives include items 3..5
+    items, scores = result.top_k(3)
+    assert items.tolist() == [3, 4, 5] and scores[0] == scores[2]   # ties: lower id first
+    assert result.top_k(3, exclude_seen=False)[0].tolist() == [0, 1, 2]
+    assert result.top_k(11)[0].tolist() == [3, 4, 5, 12, 6, 7, 8, 9, 10, 11, -1]
+    # the scores are the model's logits with the fitted row
+    p = result.rows["user_embedding"]
+    q = model.get_layer("item_embedding").get_weights()[0]
+    np.testing.assert_allclose(result.scores, q @ (p * [1.0, 0.0]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_model_is_left_untouched_and_loss_falls(kind):
+    model = spread_model(kind, USERS, ITEMS, seed=4)
+    before = [w.copy() for w in model.get_weights()]
+    batch = F.fold_in_users(model, [[1, 2, 3], [4, 5, 6, 7, 8]], ITEMS,
+                            np.random.default_rng(1), steps=60, lr=0.05)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert batch.scores.shape == (2, ITEMS) and batch.losses.shape == (60, 2)
+    assert np.all(batch.losses[-10:].mean(axis=0) < batch.losses[:10].mean(axis=0))
+    one = batch.user(1)
+    assert one.items.tolist() == [4, 5, 6, 7, 8] and one.optimizer == "adam"
+    for name, rows in batch.rows.items():
+        assert rows.shape[0] == 2 and one.rows[name].shape == rows.shape[1:]
+
+
+def test_same_rng_same_rows():
+    model = spread_model("NeuMF", USERS, ITEMS, seed=5)
+    a = F.fold_in(model, [1, 2], ITEMS, np.random.default_rng(7), steps=5)
+    b = F.fold_in(model, [2, 1, 2], ITEMS, np.random.default_rng(7), steps=5)
+    for name in a.rows:
+        np.testing.assert_array_equal(a.rows[name], b.rows[name])
+
+
+def test_negatives_avoid_the_users_items():
+    sampler = F._Negatives([np.array([0, 1, 2]), np.array([5])], 6)
+    owner = np.repeat([0, 1], 500)
+    drawn = sampler.draw(owner, np.random.default_rng(0))
+    assert not np.isin(drawn[:500], [0, 1, 2]).any() and set(drawn[:500]) == {3, 4, 5}
+    assert set(drawn[500:]) == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("exponent", [0.0, 1.0])
+def test_ials_closed_form_is_the_user_sweep(exponent):
+    rng = np.random.default_rng(0)
+    dense = (rng.random((20, 15)) < 0.3).astype(np.float64)
+    dense[np.arange(20), np.arange(20) % 15] = 1.0   # every user has an item
+    train = sp.csr_matrix(dense)
+    model = IALS(num_factors=4, alpha=2.0, reg=0.5, reg_exponent=exponent, epochs=3).fit(
+        train, rng, log=lambda line: None)
+    # The exact minimiser over x_u with Y fixed is one user sweep's row.
+    expected = model._sweep(model._train, model.item_factors, model.user_factors,
+                            model._user_reg)
+    for u in (0, 7):
+        items = train.indices[train.indptr[u]:train.indptr[u + 1]]
+        result = F.fold_in(model, items, 15)
+        assert result.optimizer == "closed form"
+        np.testing.assert_allclose(result.rows["user_factors"], expected[u], rtol=1e-8)
+        np.testing.assert_allclose(result.scores, expected[u] @ model.item_factors.T, rtol=1e-5)
+
+
+def test_bad_input_is_named():
+    model = two_group_gmf()
+    rng = np.random.default_rng(0)
+    with pytest.raises(F.FoldInError, match="has no items to fold in from"):
+        F.fold_in(model, [], ITEMS, rng)
+    with pytest.raises(F.FoldInError, match=r"item 13 of the new user is not in 0\.\.12"):
+        F.fold_in(model, [1, 13], ITEMS, rng)
+    with pytest.raises(F.FoldInError, match="item -1 of new user 1 is not in"):
+        F.fold_in_users(model, [[1], [-1]], ITEMS, rng)
+    with pytest.raises(F.FoldInError, match="has every one of the 13 items"):
+        F.fold_in(model, range(ITEMS), ITEMS, rng)
+    with pytest.raises(F.FoldInError, match="expected integer item ids"):
+        F.fold_in(model, [1.5], ITEMS, rng)
+    with pytest.raises(F.FoldInError, match="rng .* is required"):
+        F.fold_in(model, [1], ITEMS)
+    with pytest.raises(F.FoldInError, match="num_items is 12, but the GMF model has 13 items"):
+        F.fold_in(model, [1], 12, rng)
+    with pytest.raises(F.FoldInError, match="steps must be a positive integer, got 0"):
+        F.fold_in(model, [1], ITEMS, rng, steps=0)
+    with pytest.raises(F.FoldInError, match="lr must be a positive number, got -1"):
+        F.fold_in(model, [1], ITEMS, rng, lr=-1)
+    with pytest.raises(F.FoldInError, match="cannot fold a user into str"):
+        F.fold_in("model", [1], ITEMS, rng)
+    with pytest.raises(F.FoldInError, match="the IALS model is not fitted"):
+        F.fold_in(IALS(num_factors=2), [1], ITEMS)
+    with pytest.raises(F.FoldInError, match=r"k must be an integer in 1\.\.13, got 0"):
+        F.fold_in(model, [1], ITEMS, rng, steps=1).top_k(0)
