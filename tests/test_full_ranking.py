@@ -1,6 +1,7 @@
-"""Full-ranking HR@K, NDCG@K and recall@K: a hand-computed table, the tie and
-exclusion rules, and agreement with the sampled evaluator when every
-candidate is a negative."""
+"""Full-ranking HR@K, NDCG@K, recall@K and the library metrics (MAP@K,
+precision@K, MRR, AUC): a hand-computed table, the tie and exclusion rules,
+agreement with the sampled evaluator when every candidate is a negative, and
+with a brute-force count on a fitted model."""
 
 from __future__ import annotations
 
@@ -136,6 +137,8 @@ def test_one_held_out_item_equals_the_sampled_evaluator_with_all_candidates():
     np.testing.assert_array_equal(full.positions, sampled.ranks)
     assert full.hr == pytest.approx(sampled.hr) and full.recall == pytest.approx(sampled.hr)
     assert full.ndcg == pytest.approx(sampled.ndcg)
+    np.testing.assert_array_equal(full.num_candidates, sampled.num_candidates)
+    assert full.metrics() == pytest.approx(sampled.metrics(), rel=1e-12)
 
 
 def test_held_out_training_item_is_ranked_not_excluded():
@@ -169,3 +172,101 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match=r"score_all returned shape \(3, 5\) for 3 users, "
                                          r"expected \(3, 6\)"):
         evaluator().evaluate_all(lambda users: np.zeros((len(users), 5)))
+
+
+# User 0: 5 candidates (item 0 is a training item), held-out item 3 at
+#   position 3: MRR 1/4; it beats 1 of the 4 others (item 4): AUC 1/4.
+# User 1: 4 candidates (items 2, 4 excluded), held-out 0 and 5 at positions
+#   1 and 2 (j = 0, 1): each beats item 3 and loses to item 1: AUC 2/4.
+#   MAP@3 = (1/2 + 2/3) / min(3, 2).
+# User 3: 6 candidates, position 5: MRR 1/6, AUC 0 (its NaN loses every tie).
+@pytest.mark.parametrize("k,precision,average_precision", [
+    (2, [0, 1 / 2, 0], [0, (1 / 2) / 2, 0]),
+    (3, [0, 2 / 3, 0], [0, (1 / 2 + 2 / 3) / 2, 0]),
+    (4, [1 / 4, 2 / 4, 0], [1 / 4, (1 / 2 + 2 / 3) / 2, 0]),
+    (6, [1 / 6, 2 / 6, 1 / 6], [1 / 4, (1 / 2 + 2 / 3) / 2, 1 / 6]),
+])
+def test_hand_computed_library_metrics(k, precision, average_precision):
+    result = evaluator(k=k).evaluate_all(lambda users: SCORES[users])
+    assert result.num_candidates.tolist() == [5, 4, 6]
+    per_user = result.per_user(k, ["precision", "map", "mrr", "auc"])
+    np.testing.assert_allclose(per_user["precision"], precision, rtol=1e-12)
+    np.testing.assert_allclose(per_user["map"], average_precision, rtol=1e-12)
+    np.testing.assert_allclose(per_user["mrr"], [1 / 4, 1 / 2, 1 / 6], rtol=1e-12)
+    np.testing.assert_allclose(per_user["auc"], [1 / 4, 1 / 2, 0], rtol=1e-12)
+    assert result.metrics() == pytest.approx({
+        "hr": result.hr, "ndcg": result.ndcg, "map": np.mean(average_precision),
+        "precision": np.mean(precision), "recall": result.recall,
+        "mrr": np.mean([1 / 4, 1 / 2, 1 / 6]), "auc": 0.25})
+    assert result.metrics(["mrr"], k=1) == pytest.approx({"mrr": np.mean([1 / 4, 1 / 2, 1 / 6])})
+
+
+def test_held_out_training_item_stays_a_candidate():
+    held = sp.csr_matrix(np.array([[1, 0, 0, 0]], dtype=np.float32))
+    exclude = sp.csr_matrix(np.array([[1, 1, 0, 0]], dtype=np.float32))
+    result = FullRankingEvaluator(held, exclude, k=1).evaluate_all(
+        lambda u: np.array([[1.0, 5.0, 0.5, 2.0]]))
+    # candidates: items 0 (held out), 2 and 3; item 3 beats it, item 2 does not
+    assert result.num_candidates.tolist() == [3]
+    assert result.metrics(["mrr", "auc"]) == pytest.approx({"mrr": 0.5, "auc": 0.5})
+
+
+def test_map_is_normalised_by_the_hits_the_top_k_can_hold():
+    # 3 held-out items at positions 0, 2, 5; K = 2: one hit of at most 2.
+    metrics = per_user_metrics(np.array([0, 3]), np.array([0, 2, 5]), 2, ["map", "precision"])
+    assert metrics["map"][0] == pytest.approx(1 / 2)
+    assert metrics["precision"][0] == pytest.approx(1 / 2)
+    # K = 6: (1/1 + 2/3 + 3/6) / 3
+    metrics = per_user_metrics(np.array([0, 3]), np.array([0, 2, 5]), 6, ["map"])
+    assert metrics["map"][0] == pytest.approx((1 + 2 / 3 + 1 / 2) / 3)
+
+
+def test_library_metrics_agree_with_brute_force_on_a_fitted_model():
+    from ncf_tf.baselines.ials import IALS
+    rng = np.random.default_rng(3)
+    num_users, num_items, k = 25, 80, 10
+    interactions = rng.random((num_users, num_items)) < 0.25
+    held_mask = interactions & (rng.random((num_users, num_items)) < 0.3)
+    held_mask[np.arange(num_users), rng.integers(0, num_items, num_users)] = True
+    train = sp.csr_matrix((interactions & ~held_mask).astype(np.float64))
+    model = IALS(num_factors=6, alpha=4.0, reg=1.0, epochs=3).fit(train, rng, log=lambda l: None)
+    scores = model.score_all(np.arange(num_users))
+    result = FullRankingEvaluator(sp.csr_matrix(held_mask.astype(np.float64)), train,
+                                  k=k).evaluate_all(model.score_all)
+    expected = {name: [] for name in ("hr", "recall", "precision", "ndcg", "map", "mrr", "auc")}
+    for u in range(num_users):
+        candidates = np.flatnonzero(~train[u].toarray()[0].astype(bool))
+        relevant = held_mask[u, candidates]
+        order = np.argsort(-scores[u, candidates], kind="stable")
+        ranked = relevant[order]          # continuous scores: no ties to break
+        hits = ranked[:k]
+        expected["hr"].append(float(hits.any()))
+        expected["recall"].append(hits.sum() / relevant.sum())
+        expected["precision"].append(hits.sum() / k)
+        dcg = np.sum(hits / np.log2(np.arange(2, k + 2)))
+        expected["ndcg"].append(dcg / np.sum(1 / np.log2(np.arange(2, min(k, relevant.sum()) + 2))))
+        precision_at = np.cumsum(ranked) / np.arange(1, len(ranked) + 1)
+        expected["map"].append(np.sum(precision_at[:k] * hits) / min(k, relevant.sum()))
+        expected["mrr"].append(1 / (np.argmax(ranked) + 1))
+        pos, neg = scores[u, candidates[relevant]], scores[u, candidates[~relevant]]
+        expected["auc"].append(np.mean(pos[:, None] > neg[None, :]))
+    assert result.metrics() == pytest.approx({n: np.mean(v) for n, v in expected.items()},
+                                             rel=1e-12)
+    try:
+        from sklearn.metrics import roc_auc_score
+    except ImportError:
+        return
+    per_user = result.per_user(k, ["auc"])["auc"]
+    for u in range(num_users):
+        candidates = np.flatnonzero(~train[u].toarray()[0].astype(bool))
+        assert per_user[u] == pytest.approx(roc_auc_score(held_mask[u, candidates],
+                                                          scores[u, candidates]))
+
+
+def test_library_metrics_need_what_they_need():
+    with pytest.raises(ValueError, match="AUC needs the number of candidates"):
+        per_user_metrics(np.array([0, 1]), np.array([0]), 1, ["auc"])
+    with pytest.raises(ValueError, match="AUC needs a candidate that is not held out"):
+        per_user_metrics(np.array([0, 1]), np.array([0]), 1, ["auc"], np.array([1]))
+    with pytest.raises(ValueError, match="unknown metric 'ap'"):
+        per_user_metrics(np.array([0, 1]), np.array([0]), 1, ["ap"])

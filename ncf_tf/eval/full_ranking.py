@@ -15,8 +15,27 @@ h in u's ranking of the candidate items (all items minus the training items):
     NDCG@K   = sum_{h in H_u, pos(h) < K} 1 / log2(pos(h) + 2)
                / sum_{j < min(K, |H_u|)} 1 / log2(j + 2)
 
+Beyond the paper, for users of recommender libraries (:meth:`FullRankingEvaluation.metrics`),
+with ``j(h)`` the 0-based order of h among u's held-out items (best first)
+and N_u the candidates that are not held out (all items minus u's training
+items minus H_u):
+
+    precision@K = |{h in H_u : pos(h) < K}| / K
+    MAP@K       = sum_{h in H_u, pos(h) < K} (j(h) + 1) / (pos(h) + 1) / min(K, |H_u|)
+    MRR         = 1 / (min_{h in H_u} pos(h) + 1)                 (not cut at K)
+    AUC         = 1 - sum_{h in H_u} (pos(h) - j(h)) / (|H_u| N_u)  (not cut at K)
+
+MAP@K is the mean over users of AP@K, the precision at each hit's position
+averaged over min(K, |H_u|), the most hits the top K can hold (RecBole's
+normalisation). AUC is the fraction of (held-out, candidate) pairs in which
+the held-out item scores strictly above the candidate: ``pos(h) - j(h)`` is
+the number of candidates ranked before h. The training items are excluded
+from MRR and AUC as from every metric here: they are neither candidates nor
+competitors, so they change neither a position nor N_u.
+
 With one held-out item per user, as in the leave-one-out files, recall@K
-equals HR@K and NDCG@K is :func:`ncf_tf.eval.metrics.ndcg` of the same rank.
+equals HR@K, and every metric is that of :mod:`ncf_tf.eval.metrics` for the
+same rank with ``n`` = the candidates (N_u + 1).
 
 Ties count against the held-out items, as in :mod:`ncf_tf.eval.metrics`: a
 candidate that is not held out and scores **greater than or equal to** a
@@ -42,6 +61,7 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from ncf_tf.eval import metrics as M
 from ncf_tf.eval.leave_one_out import ScoreFn
 
 ScoreAllFn = Callable[[np.ndarray], np.ndarray]
@@ -50,6 +70,10 @@ ScoreAllFn = Callable[[np.ndarray], np.ndarray]
 # A block of users is scored at once: at most this many (user, item) scores
 # (32 MB of float64) unless a batch size is given.
 _BLOCK_ENTRIES = 1 << 22
+
+
+DEFAULT_NAMES = ("hr", "ndcg", "recall")
+"""The metrics :func:`per_user_metrics` gives unless asked for others."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +88,8 @@ class FullRankingEvaluation:
             held-out items of ``users[j]``.
         positions: 0-based position of each held-out item in its user's
             ranking, increasing within each user.
+        num_candidates: ``(n,)`` candidates of each user: all items but its
+            training items (its held-out items included); AUC needs it.
     """
 
     k: int
@@ -73,10 +99,19 @@ class FullRankingEvaluation:
     users: np.ndarray
     indptr: np.ndarray
     positions: np.ndarray
+    num_candidates: np.ndarray | None = None
 
-    def per_user(self, k: int) -> dict[str, np.ndarray]:
-        """``{"hr", "ndcg", "recall"}`` -> ``(n,)`` per-user values at cut-off k."""
-        return per_user_metrics(self.indptr, self.positions, k)
+    def per_user(self, k: int, names=DEFAULT_NAMES) -> dict[str, np.ndarray]:
+        """``{name: (n,)}`` per-user values at cut-off k (default hr, ndcg, recall)."""
+        return per_user_metrics(self.indptr, self.positions, k, names, self.num_candidates)
+
+    def metrics(self, names=M.METRIC_NAMES, k: int | None = None) -> dict[str, float]:
+        """Means over users of the named metrics (hr, ndcg, map, precision,
+        recall, mrr, auc; module docstring) at cut-off ``k`` (default :attr:`k`);
+        NaN for no users."""
+        names = M.check_names(names)
+        values = self.per_user(self.k if k is None else k, names)
+        return {name: float(v.mean()) if len(v) else float("nan") for name, v in values.items()}
 
     def at(self, k: int) -> dict[str, float]:
         """Mean ``{"hr", "ndcg", "recall"}`` at another cut-off, from the same positions."""
@@ -84,32 +119,66 @@ class FullRankingEvaluation:
                 for name, values in self.per_user(k).items()}
 
 
-def per_user_metrics(indptr: np.ndarray, positions: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """HR@k, NDCG@k and recall@k of each user from the positions of its held-out items.
+def per_user_metrics(indptr: np.ndarray, positions: np.ndarray, k: int,
+                     names=DEFAULT_NAMES,
+                     num_candidates: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The named metrics of each user from the positions of its held-out items.
 
     Args:
         indptr: ``(n + 1,)`` bounds of each user's run in ``positions``; every
             user has at least one held-out item.
         positions: 0-based positions, increasing within each user's run.
-        k: the cut-off.
+        k: the cut-off of HR, NDCG, recall, precision and MAP.
+        names: keys of :data:`ncf_tf.eval.metrics.METRICS` (module docstring).
+        num_candidates: ``(n,)`` candidates of each user, held-out items
+            included; only AUC needs it.
 
     Returns:
-        ``{"hr", "ndcg", "recall"}`` -> ``(n,)`` float64 arrays.
+        ``{name: (n,)}`` float64 arrays, in the order of ``names``.
+
+    Raises:
+        ValueError: a bad ``k`` or name, a user without a held-out item, or
+            AUC without ``num_candidates`` or for a user with no other candidate.
     """
-    if k <= 0:
-        raise ValueError(f"k must be a positive integer, got {k}")
+    if not (isinstance(k, (int, np.integer)) and k > 0):
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    names = M.check_names(names)
     sizes = np.diff(indptr)
     if (sizes <= 0).any():
         raise ValueError("every user needs at least one held-out item")
-    owner = np.repeat(np.arange(len(sizes)), sizes)
+    n = len(sizes)
+    owner = np.repeat(np.arange(n), sizes)
+    within = np.arange(len(positions)) - np.repeat(indptr[:-1], sizes)   # j(h)
     hit = positions < k
-    hits = np.bincount(owner, hit, minlength=len(sizes))
-    gains = np.where(hit, 1.0 / np.log2(np.minimum(positions, k) + 2.0), 0.0)
-    dcg = np.bincount(owner, gains, minlength=len(sizes))
-    # Ideal DCG: the first min(K, |H_u|) positions all held-out.
-    discounts = np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))
-    ideal = discounts[np.minimum(sizes, k) - 1]
-    return {"hr": (hits > 0).astype(np.float64), "ndcg": dcg / ideal, "recall": hits / sizes}
+    hits = np.bincount(owner, hit, minlength=n)
+    out = {}
+    for name in names:
+        if name == "hr":
+            out[name] = (hits > 0).astype(np.float64)
+        elif name == "recall":
+            out[name] = hits / sizes
+        elif name == "precision":
+            out[name] = hits / float(k)
+        elif name == "ndcg":
+            gains = np.where(hit, 1.0 / np.log2(np.minimum(positions, k) + 2.0), 0.0)
+            # Ideal DCG: the first min(K, |H_u|) positions all held-out.
+            discounts = np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))
+            out[name] = np.bincount(owner, gains, minlength=n) / discounts[
+                np.minimum(sizes, k) - 1]
+        elif name == "map":
+            precisions = np.where(hit, (within + 1.0) / (positions + 1.0), 0.0)
+            out[name] = np.bincount(owner, precisions, minlength=n) / np.minimum(sizes, k)
+        elif name == "mrr":
+            out[name] = 1.0 / (positions[indptr[:-1]] + 1.0)
+        elif name == "auc":
+            if num_candidates is None:
+                raise ValueError("AUC needs the number of candidates of each user")
+            negatives = np.asarray(num_candidates) - sizes
+            if (negatives < 1).any():
+                raise ValueError("AUC needs a candidate that is not held out for every user")
+            ahead = np.bincount(owner, positions - within, minlength=n)
+            out[name] = 1.0 - ahead / (sizes * negatives)
+    return out
 
 
 def held_out_positions(scores: np.ndarray, held_out: sp.csr_matrix,
@@ -230,7 +299,22 @@ class FullRankingEvaluator:
             "hr": np.empty(0), "ndcg": np.empty(0), "recall": np.empty(0)}
         mean = {name: float(v.mean()) if len(v) else float("nan") for name, v in metrics.items()}
         return FullRankingEvaluation(self.k, mean["hr"], mean["ndcg"], mean["recall"],
-                                     self.users, indptr, positions)
+                                     self.users, indptr, positions,
+                                     self.num_candidates())
+
+    def num_candidates(self) -> np.ndarray:
+        """``(len(users),)`` the candidates of each evaluated user: all items
+        but its training items; a held-out item that is also a training item
+        stays a candidate."""
+        held = self.held_out[self.users]
+        if self.exclude is None:
+            return np.full(len(self.users), self.num_items, np.int64)
+        excluded = (self.exclude[self.users] != 0).astype(np.int8)
+        kept = sp.csr_matrix(excluded.multiply(held != 0))   # excluded, but held out
+        kept.eliminate_zeros()
+        excluded = sp.csr_matrix(excluded)
+        excluded.eliminate_zeros()
+        return (self.num_items - np.diff(excluded.indptr) + np.diff(kept.indptr)).astype(np.int64)
 
     def evaluate(self, score_fn: ScoreFn) -> FullRankingEvaluation:
         """Scores every (user, item) of a block of users with one ``score_fn`` call."""

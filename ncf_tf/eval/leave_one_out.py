@@ -22,17 +22,45 @@ ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
-    """Mean HR@k / NDCG@k and the per-user 0-based ranks they come from."""
+    """Mean HR@k / NDCG@k and the per-user 0-based ranks they come from.
+
+    Attributes:
+        k: the cut-off of ``hr`` and ``ndcg``.
+        hr, ndcg: means over the test lines.
+        ranks: ``(n,)`` 0-based pessimistic rank of each held-out item among
+            its competing negatives.
+        num_candidates: ``(n,)`` candidates of each line: the held-out item
+            and its competing negatives (a duplicate of the held-out item or
+            of another negative does not count); AUC needs it. None in an
+            Evaluation restored from an older checkpoint.
+    """
 
     k: int
     hr: float
     ndcg: float
     ranks: np.ndarray
+    num_candidates: np.ndarray | None = None
 
     def at(self, k: int) -> tuple[float, float]:
         """(HR@k, NDCG@k) for another cut-off, from the same ranks."""
         return (float(metrics.hit_ratio(self.ranks, k).mean()),
                 float(metrics.ndcg(self.ranks, k).mean()))
+
+    def metrics(self, names=metrics.METRIC_NAMES, k: int | None = None) -> dict[str, float]:
+        """Means of the named metrics (keys of :data:`ncf_tf.eval.metrics.METRICS`:
+        hr, ndcg, map, precision, recall, mrr, auc) at cut-off ``k``
+        (default :attr:`k`), from the same ranks.
+
+        Raises:
+            ValueError: an unknown name, a bad ``k``, or ``"auc"`` asked of an
+                Evaluation without :attr:`num_candidates`.
+        """
+        names = metrics.check_names(names)
+        if "auc" in names and self.num_candidates is None:
+            raise ValueError("AUC needs the number of candidates of each test line, which "
+                             "this evaluation (restored from a checkpoint) does not have")
+        return metrics.ranking_metrics(self.ranks, self.num_candidates, self.k if k is None
+                                       else k, names)
 
 
 class LeaveOneOutEvaluator:
@@ -57,6 +85,7 @@ class LeaveOneOutEvaluator:
         # the held-out item collapses into it (must neither beat nor tie the
         # target), and a negative listed twice competes once.
         self.competing = (negatives != items[:, None]) & ~repeats(negatives)
+        self.num_candidates = 1 + self.competing.sum(axis=1)
 
     @classmethod
     def for_dataset(cls, dataset, k: int = 10) -> "LeaveOneOutEvaluator":
@@ -74,7 +103,8 @@ class LeaveOneOutEvaluator:
         scores = np.where(np.isnan(scores), -np.inf, scores)
         rank = metrics.ranks(scores[:, 0], scores[:, 1:], self.competing)
         return Evaluation(self.k, float(metrics.hit_ratio(rank, self.k).mean()),
-                          float(metrics.ndcg(rank, self.k).mean()), rank)
+                          float(metrics.ndcg(rank, self.k).mean()), rank,
+                          self.num_candidates)
 
     def evaluate(self, score_fn: ScoreFn) -> Evaluation:
         """Scores every test pair with one ``score_fn`` call and ranks them."""

@@ -1,10 +1,34 @@
-"""Leave-one-out top-K metrics: HR@K and NDCG@K (paper, sec. 4.1).
+"""Leave-one-out top-K metrics: HR@K and NDCG@K (paper, sec. 4.1), and more.
 
 For each test user the held-out item is ranked against its sampled negatives
-by predicted score. With ``rank`` the 0-based position of the held-out item:
+by predicted score. With ``rank`` the 0-based position of the held-out item
+among ``n`` candidates (itself and ``n - 1`` competing negatives):
 
     HR@K   = 1[rank < K]
     NDCG@K = 1[rank < K] * log(2) / log(rank + 2)
+
+The paper reports only these two. Beyond it, for users of recommender
+libraries, the same rank gives (one relevant item per user):
+
+    precision@K = 1[rank < K] / K
+    recall@K    = 1[rank < K]                  (equals HR@K)
+    MAP@K       = 1[rank < K] / (rank + 1)     (AP@K with one relevant item)
+    MRR         = 1 / (rank + 1)               (not cut at K)
+    AUC         = 1 - rank / (n - 1)           (the fraction of the n - 1
+                                                negatives scored strictly
+                                                below it; not cut at K)
+
+Conventions differ between libraries; these are stated so that numbers can
+be compared. MRR and AUC look at the whole candidate list, as Cornac's do
+(RecBole's MRR@K is 0 beyond K; ``reciprocal_rank(rank) * hit_ratio(rank, k)``
+gives it). Precision@K divides by K even when fewer than K candidates exist.
+A tie with a negative gets no AUC credit (Cornac's rule, not the half credit
+of the Mann-Whitney statistic that ``sklearn.metrics.roc_auc_score``
+computes; the two agree when no score ties), for the same reason as the
+ranks below: a model that scores every item the same gets AUC = 0, HR = 0.
+With several held-out items per user (full ranking) the general forms are in
+:mod:`ncf_tf.eval.full_ranking`. :data:`METRICS` names them all;
+:func:`ranking_metrics` gives their means.
 
 Two protocol choices, both about what the authors' evaluator does implicitly:
 
@@ -50,3 +74,91 @@ def hit_ratio(rank: np.ndarray, k: int) -> np.ndarray:
 def ndcg(rank: np.ndarray, k: int) -> np.ndarray:
     """Per-user NDCG@k from 0-based ranks (one relevant item)."""
     return np.where(rank < k, np.log(2.0) / np.log(rank + 2.0), 0.0)
+
+
+def precision(rank: np.ndarray, k: int) -> np.ndarray:
+    """Per-user precision@k from 0-based ranks: ``1[rank < k] / k``."""
+    return (rank < k) / float(k)
+
+
+def recall(rank: np.ndarray, k: int) -> np.ndarray:
+    """Per-user recall@k with one relevant item: ``1[rank < k]`` (= HR@k)."""
+    return hit_ratio(rank, k)
+
+
+def average_precision(rank: np.ndarray, k: int) -> np.ndarray:
+    """Per-user AP@k with one relevant item: ``1[rank < k] / (rank + 1)``; its mean is MAP@k."""
+    return np.where(rank < k, 1.0 / (np.asarray(rank) + 1.0), 0.0)
+
+
+def reciprocal_rank(rank: np.ndarray) -> np.ndarray:
+    """Per-user reciprocal rank ``1 / (rank + 1)``, not cut at any K; its mean is MRR."""
+    return 1.0 / (np.asarray(rank) + 1.0)
+
+
+def auc(rank: np.ndarray, num_candidates) -> np.ndarray:
+    """Per-user AUC: the fraction of the ``n - 1`` negatives scored below the target.
+
+    Args:
+        rank: ``(n_users,)`` 0-based pessimistic ranks (ties count against).
+        num_candidates: the number of candidates ``n`` (target included),
+            a scalar or ``(n_users,)``; each must be at least 2.
+
+    Returns:
+        ``(n_users,)`` float64 ``1 - rank / (n - 1)``; a tied negative counts
+        as scored above the target (no half credit).
+    """
+    rank = np.asarray(rank)
+    negatives = np.broadcast_to(np.asarray(num_candidates), rank.shape) - 1
+    if (negatives < 1).any():
+        raise ValueError("AUC needs at least one negative per user (num_candidates >= 2)")
+    if (rank > negatives).any():
+        raise ValueError("a rank exceeds the number of negatives")
+    return 1.0 - rank / negatives
+
+
+# name -> per_user(rank, num_candidates, k) -> (n_users,) float64
+METRICS = {
+    "hr": lambda rank, n, k: hit_ratio(rank, k),
+    "ndcg": lambda rank, n, k: ndcg(rank, k),
+    "map": lambda rank, n, k: average_precision(rank, k),
+    "precision": lambda rank, n, k: precision(rank, k),
+    "recall": lambda rank, n, k: recall(rank, k),
+    "mrr": lambda rank, n, k: reciprocal_rank(rank),
+    "auc": lambda rank, n, k: auc(rank, n),
+}
+"""Every metric by name, as a function ``(rank, num_candidates, k) -> (n_users,)``."""
+
+METRIC_NAMES = tuple(METRICS)
+
+
+def check_names(names) -> tuple[str, ...]:
+    """The metric names as a tuple; ValueError naming an unknown one."""
+    names = tuple(names)
+    for name in names:
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {name!r}, expected one of {', '.join(METRICS)}")
+    return names
+
+
+def ranking_metrics(ranks: np.ndarray, num_candidates, k: int,
+                    names=METRIC_NAMES) -> dict[str, float]:
+    """Means over users of the named metrics of 0-based ranks.
+
+    Args:
+        ranks: ``(n_users,)`` 0-based pessimistic rank of each held-out item.
+        num_candidates: candidates per user (held-out item included), scalar
+            or ``(n_users,)``; only AUC uses it.
+        k: the cut-off of HR, NDCG, MAP, precision and recall (not MRR, AUC).
+        names: metric names, keys of :data:`METRICS`.
+
+    Returns:
+        ``{name: mean}`` in the order of ``names``; NaN for no users.
+    """
+    if not (isinstance(k, (int, np.integer)) and k > 0):
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    names = check_names(names)
+    ranks = np.asarray(ranks)
+    if len(ranks) == 0:
+        return {name: float("nan") for name in names}
+    return {name: float(METRICS[name](ranks, num_candidates, k).mean()) for name in names}
