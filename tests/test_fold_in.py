@@ -4,6 +4,8 @@ is learnt from its items, the frozen model, iALS's closed form, and bad input.""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -164,3 +166,92 @@ def test_bad_input_is_named():
         F.fold_in(IALS(num_factors=2), [1], ITEMS)
     with pytest.raises(F.FoldInError, match=r"k must be an integer in 1\.\.13, got 0"):
         F.fold_in(model, [1], ITEMS, rng, steps=1).top_k(0)
+
+
+# ----------------------------------------------------------------------------
+# bin/recommend --fold_in
+
+
+@pytest.fixture
+def saved_neumf(tmp_path):
+    from conftest import write_dataset
+    from trained_models import save_model
+    from ncf_tf.data.loader import load_dataset
+    info = write_dataset(tmp_path / "data")
+    data = load_dataset(info["folder"], info["name"])
+    model = spread_model("NeuMF", data.num_users, data.num_items, seed=2)
+    _, record = save_model(model, tmp_path / "runs", "NeuMF", info)
+    return info, data, model, record
+
+
+def run_recommend(argv, capsys):
+    from ncf_tf.cli import recommend as recommend_cli
+    code = recommend_cli.main(["recommend", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_recommend_fold_in_file(saved_neumf, tmp_path, capsys):
+    info, data, model, record = saved_neumf
+    listed = tmp_path / "new.txt"
+    listed.write_text("3 5, 7\n# a comment\n\n5 11\n")
+    code, out, err = run_recommend(["--record", record, "--fold_in", str(listed), "--topk", "4",
+                                    "--fold_in_steps", "30"], capsys)
+    assert code == 0, err
+    assert "Fold-in of a new user from 4 items (30 Adam steps" in err
+    lines = out.strip().splitlines()
+    assert lines[0] == "user,rank,item,score" and len(lines) == 5
+    rows = [line.split(",") for line in lines[1:]]
+    want = F.fold_in(model, [3, 5, 7, 11], data.num_items, np.random.default_rng(0), steps=30)
+    items, scores = want.top_k(4)
+    assert [r[0] for r in rows] == ["new"] * 4 and [r[1] for r in rows] == ["1", "2", "3", "4"]
+    assert [int(r[2]) for r in rows] == items.tolist()
+    assert not {3, 5, 7, 11} & {int(r[2]) for r in rows}
+    np.testing.assert_allclose([float(r[3]) for r in rows], scores, atol=2e-6)
+
+
+def test_recommend_fold_in_raw_ids_and_json(saved_neumf, tmp_path, capsys):
+    import json
+    from trained_models import write_id_maps
+    info, data, model, record = saved_neumf
+    _, item_ids = write_id_maps(info["folder"], info["name"], data.num_users, data.num_items)
+    listed = tmp_path / "new.txt"
+    listed.write_text(f"{item_ids[3]}\n{item_ids[8]}\n")
+    output = tmp_path / "top.json"
+    code, out, err = run_recommend(["--record", record, "--fold_in", str(listed), "--topk", "3",
+                                    "--fold_in_steps", "10", "--output", str(output)], capsys)
+    assert code == 0, err
+    written = json.loads(output.read_text())
+    assert written["fold_in"]["items"] == 2 and written["fold_in"]["steps"] == 10
+    (only,) = written["recommendations"]
+    want = F.fold_in(model, [3, 8], data.num_items, np.random.default_rng(0), steps=10)
+    assert only["user"] == "new"
+    assert only["items"] == [item_ids[i] for i in want.top_k(3)[0]]
+
+
+def test_recommend_fold_in_bad_input(saved_neumf, tmp_path, capsys):
+    from trained_models import write_id_maps
+    info, data, model, record = saved_neumf
+    empty, unknown, missing = tmp_path / "empty.txt", tmp_path / "unknown.txt", tmp_path / "no.txt"
+    empty.write_text("# nothing\n\n")
+    unknown.write_text("3 x9\n")
+    cases = [
+        (["--fold_in", str(empty)], r"--fold_in .*empty\.txt: lists no item id"),
+        (["--fold_in", str(unknown)], r"--fold_in .*unknown\.txt: 'x9' is not a item id"),
+        (["--fold_in", str(missing)], r"--fold_in .*no\.txt: cannot read it \(FileNotFoundError"),
+        (["--fold_in", str(unknown), "--users", "1"], r"give either --users .* or --fold_in"),
+        (["--fold_in", str(unknown), "--fold_in_steps", "0"],
+         r"--fold_in_steps must be a positive integer, got 0"),
+    ]
+    for argv, message in cases:
+        output = tmp_path / "out.csv"
+        code, out, err = run_recommend(["--record", record, *argv, "--output", str(output)],
+                                       capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, (argv, err)
+        assert lines[0].startswith("recommend: error: ") and re.search(message, lines[0]), lines
+        assert not output.exists()
+    write_id_maps(info["folder"], info["name"], data.num_users, data.num_items)
+    unknown.write_text("m5\nm10\nm7\n")
+    code, _, err = run_recommend(["--record", record, "--fold_in", str(unknown)], capsys)
+    assert code == 2 and re.search(r"--fold_in .*unknown\.txt: unknown item id 'm7'", err), err

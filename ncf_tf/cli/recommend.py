@@ -15,6 +15,12 @@ Examples::
     bin/recommend --record results/runs/ml-1m_NeuMF_8_64-32-16-8_e20_s0.json --users 0,1,2
     bin/recommend --weights Pretrain/ml-1m_GMF_8_e20_s0.weights.h5 --model GMF \\
         --all_users --topk 20 --output top20.csv
+    bin/recommend --record RUN.json --fold_in new_user_items.txt   # a user not in the data
+
+With ``--fold_in FILE`` the recommendations are for a new user: FILE lists
+the items they interacted with (raw ids when the data has id maps), and the
+user's embedding rows are fitted to them with the model frozen
+(:mod:`ncf_tf.serve.fold_in`); the output names the user ``new``.
 """
 
 from __future__ import annotations
@@ -141,6 +147,14 @@ def define_flags() -> flags.FlagValues:
                         "data has id maps (<dataset>.user_ids.tsv), else the 0-based ids.",
                         flag_values=fv)
     flags.DEFINE_boolean("all_users", False, "Recommend to every user.", flag_values=fv)
+    flags.DEFINE_string("fold_in", None, "Recommend to a new user instead: a file listing "
+                        "the items they interacted with (ids separated by whitespace or "
+                        "commas; raw ids when the data has id maps). Their embedding rows are "
+                        "fitted to these items with the model frozen.", flag_values=fv)
+    flags.DEFINE_integer("fold_in_steps", 200, "--fold_in: Adam steps.", flag_values=fv)
+    flags.DEFINE_float("fold_in_lr", 0.01, "--fold_in: Adam learning rate.", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "--fold_in: seed of the initial rows and the negatives.",
+                         flag_values=fv)
     flags.DEFINE_integer("topk", 10, "Items per user (K).", flag_values=fv)
     flags.DEFINE_boolean("include_seen", False, "Also recommend the user's training items "
                          "(excluded by default).", flag_values=fv)
@@ -154,8 +168,18 @@ def run(fv: flags.FlagValues) -> None:
     """Recommends as the parsed flags say."""
     from ncf_tf.serve import recommend
     # Cheap checks first: nothing slow runs on a command that must fail.
-    if bool(fv.users) == bool(fv.all_users):
-        raise recommend.RecommendError("give either --users ID,ID,... or --all_users")
+    if (bool(fv.users) + bool(fv.all_users) + bool(fv.fold_in)) != 1:
+        raise recommend.RecommendError("give either --users ID,ID,... or --all_users, or "
+                                       "--fold_in FILE for a new user")
+    new_items = None
+    if fv.fold_in:
+        from ncf_tf.serve import fold_in
+        if fv.fold_in_steps < 1:
+            raise recommend.RecommendError(f"--fold_in_steps must be a positive integer, got "
+                                           f"{fv.fold_in_steps}")
+        if not fv.fold_in_lr > 0:
+            raise recommend.RecommendError(f"--fold_in_lr must be positive, got {fv.fold_in_lr}")
+        new_items = fold_in.read_items(fv.fold_in)
     wanted = [u.strip() for u in fv.users.split(",")] if fv.users else []
     if any(not u for u in wanted):
         raise recommend.RecommendError(f"--users {fv.users!r}: expected comma-separated ids, "
@@ -171,18 +195,21 @@ def run(fv: flags.FlagValues) -> None:
         raise recommend.RecommendError(f"--topk must be at most the number of items, "
                                        f"{num_items}, got {fv.topk}")
     import numpy as np
-    users = (np.arange(loaded.dataset.num_users) if fv.all_users
-             else loaded.user_map.to_ncf(wanted, "--users"))
     from ncf_tf.train import device as devices
-    start = time.time()
-    with devices.scope(loaded.device):
-        result = recommend.top_k(loaded.model, users, num_items,
-                                 None if fv.include_seen else loaded.dataset.train, fv.topk)
-    seconds = time.time() - start
-    frame = recommend.table(result, loaded.user_map, loaded.item_map)
-    log(f"Top-{fv.topk} of {num_items} items for {len(users)} users "
-        f"({'training items included' if fv.include_seen else 'training items excluded'}) "
-        f"[{seconds:.2f} s]")
+    if new_items is not None:
+        frame, fitted = _fold_in(fv, loaded, new_items, log)
+    else:
+        users = (np.arange(loaded.dataset.num_users) if fv.all_users
+                 else loaded.user_map.to_ncf(wanted, "--users"))
+        start = time.time()
+        with devices.scope(loaded.device):
+            result = recommend.top_k(loaded.model, users, num_items,
+                                     None if fv.include_seen else loaded.dataset.train, fv.topk)
+        seconds = time.time() - start
+        frame = recommend.table(result, loaded.user_map, loaded.item_map)
+        log(f"Top-{fv.topk} of {num_items} items for {len(users)} users "
+            f"({'training items included' if fv.include_seen else 'training items excluded'}) "
+            f"[{seconds:.2f} s]")
     if not fv.output:
         sys.stdout.write(recommend.to_csv(frame))
         return
@@ -190,8 +217,35 @@ def run(fv: flags.FlagValues) -> None:
              "score": "logit of the prediction layer; sigmoid(score) is the predicted "
                       "probability",
              "model": loaded.spec.as_dict(), "source": loaded.source}
+    if new_items is not None:
+        about["fold_in"] = fitted
     recommend.write(frame, fv.output, about, fv.overwrite)
     print(f"Wrote {len(frame)} recommendations to {fv.output}")
+
+
+def _fold_in(fv: flags.FlagValues, loaded: Loaded, new_items: list, log):
+    """The new user's recommendations (user ``new``) and what the record says of the fit."""
+    import numpy as np
+    from ncf_tf.data.idmap import IdMap
+    from ncf_tf.serve import fold_in, recommend
+    items = loaded.item_map.to_ncf(new_items, f"--fold_in {fv.fold_in}")
+    start = time.time()
+    result = fold_in.fold_in(loaded.model, items, loaded.dataset.num_items,
+                             np.random.default_rng(fv.seed), steps=fv.fold_in_steps,
+                             lr=fv.fold_in_lr)
+    best, scores = result.top_k(fv.topk, exclude_seen=not fv.include_seen)
+    seconds = time.time() - start
+    top = recommend.TopK(np.zeros(1, np.int64), best[None], scores[None])
+    frame = recommend.table(top, IdMap("user", np.array(["new"], dtype=object), 1),
+                            loaded.item_map)
+    log(f"Fold-in of a new user from {len(result.items)} items ({fv.fold_in_steps} Adam "
+        f"steps, lr {fv.fold_in_lr}; loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}); "
+        f"top-{fv.topk} of {loaded.dataset.num_items} items "
+        f"({'their items included' if fv.include_seen else 'their items excluded'}) "
+        f"[{seconds:.2f} s]")
+    return frame, {"file": fv.fold_in, "items": len(result.items), "steps": fv.fold_in_steps,
+                   "lr": fv.fold_in_lr, "num_neg": fold_in.DEFAULT_NUM_NEG, "seed": fv.seed,
+                   "loss_first": float(result.losses[0]), "loss_last": float(result.losses[-1])}
 
 
 def main(argv: list[str]) -> int:

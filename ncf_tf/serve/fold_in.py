@@ -194,6 +194,28 @@ def fold_in_users(model, item_lists: Sequence, num_items: int,
     return _fold_in_gradient(frozen, lists, num_items, rng, steps, num_neg, lr, reg, init_std)
 
 
+def read_items(path: str) -> list[str]:
+    """The item ids a new user's file lists: separated by whitespace or commas,
+    any number a line; blank lines and text after ``#`` are ignored. Ids are
+    returned as written (raw ids when the data has id maps).
+
+    Raises:
+        FoldInError: the file cannot be read, or lists no id.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise FoldInError(f"--fold_in {path}: cannot read it ({e.__class__.__name__}: "
+                          f"{getattr(e, 'strerror', None) or e})") from None
+    ids = [token for line in text.splitlines()
+           for token in line.split("#", 1)[0].replace(",", " ").split()]
+    if not ids:
+        raise FoldInError(f"--fold_in {path}: lists no item id (expected the new user's "
+                          "item ids, separated by whitespace or commas)")
+    return ids
+
+
 def _check_items(items, num_items: int, j: int, n: int) -> np.ndarray:
     who = "the new user" if n == 1 else f"new user {j}"
     try:

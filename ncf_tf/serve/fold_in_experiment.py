@@ -19,6 +19,8 @@ Beyond the paper (the authors' code has no fold-in). The experiment:
    negatives, beside (a) the same users in the ``with`` model at its best
    epoch and (b) the ``without`` model's untouched rows (their random
    initialisation: the floor).
+4. ``iALS``: the same for iALS (its defaults), whose fold-in is closed form
+   (each held-out user's exact least-squares row given the item factors).
 
 Every stage writes a JSON record under ``results_dir`` (default
 ``results/runs/fold_in/``) and is skipped when its record says
@@ -214,19 +216,68 @@ def fold_in_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray
     return record
 
 
-def run(settings: FoldInExperiment = FoldInExperiment(), log=print) -> dict:
-    """Every stage that is not recorded yet; returns the fold-in record."""
+def ials_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray,
+               log=print) -> dict:
+    """iALS (its defaults) fitted without and with the held-out users; the
+    held-out users folded into the first in closed form; returns the record."""
+    from ncf_tf.baselines.ials import IALS
+    from ncf_tf.serve.fold_in import fold_in_users
+    path = os.path.join(settings.results_dir,
+                        f"{settings.dataset}_iALS_s{settings.seed}_heldout{settings.held_out}"
+                        "_fold_in.json")
+    if records.is_finished(path):
+        log(f"iALS fold_in: already recorded in {path}")
+        return records.read_json(path)
+    evaluator = subset_evaluator(dataset, held, settings.topk)
+    row_of = np.full(dataset.num_users, -1)
+    row_of[held] = np.arange(len(held))
+    item_lists = [dataset.train.indices[dataset.train.indptr[u]:dataset.train.indptr[u + 1]]
+                  for u in held]
+    start = time.time()
+    without = IALS().fit(without_users(dataset.train, held),
+                         np.random.default_rng(settings.seed), log)
+    fit_s = time.time() - start
+    folded = fold_in_users(without, item_lists, dataset.num_items)
+    fold_s = time.time() - start - fit_s
+    folded_in = evaluator.evaluate(lambda u, i: folded.scores[row_of[u], i])
+    trained_with = evaluator.evaluate(
+        IALS().fit(dataset.train, np.random.default_rng(settings.seed), log).score)
+    record = {
+        "kind": "fold_in", "beyond_paper": True, "model": "iALS",
+        "config": {**IALS().config(), "held_out": settings.held_out, "topk": settings.topk,
+                   "dataset": settings.dataset, "path": settings.path},
+        "seed": settings.seed, "held_out_users": held.tolist(),
+        "fold_in": {"optimizer": folded.optimizer, "seconds": fold_s},
+        "fit_without_s": fit_s,
+        "folded_in": _evaluation_dict(folded_in, settings.topk),
+        "trained_with": _evaluation_dict(trained_with, settings.topk),
+        "data": {"summary": dataset.summary(), "files": dataset.files},
+        **records.environment(), "wall_s": time.time() - start, "status": "finished",
+    }
+    records.write_json(path, record)
+    log(f"iALS fold_in: record {path}")
+    return record
+
+
+def run(settings: FoldInExperiment = FoldInExperiment(), log=print,
+        ials: bool = True) -> dict:
+    """Every stage that is not recorded yet; returns the fold-in record(s)."""
     os.makedirs(settings.results_dir, exist_ok=True)
     dataset = load_dataset_verbose(settings.path, settings.dataset, log)
     held = held_out_users(dataset.num_users, settings.held_out, settings.seed)
     train_stage(settings, dataset, held, "without", log)
     trained_with = train_stage(settings, dataset, held, "with", log)
-    record = fold_in_stage(settings, dataset, held, trained_with, log)
+    results = {settings.model: fold_in_stage(settings, dataset, held, trained_with, log)}
+    if ials:
+        results["iALS"] = ials_stage(settings, dataset, held, log)
     k = settings.topk
-    for name in ("folded_in", "trained_with", "untouched_rows"):
-        r = record[name]
-        log(f"{name}: HR@{k} = {r['hr']:.4f}, NDCG@{k} = {r['ndcg']:.4f} ({r['n_users']} users)")
-    return record
+    for model, record in results.items():
+        for name in ("folded_in", "trained_with", "untouched_rows"):
+            if name in record:
+                r = record[name]
+                log(f"{model} {name}: HR@{k} = {r['hr']:.4f}, NDCG@{k} = {r['ndcg']:.4f} "
+                    f"({r['n_users']} users)")
+    return results
 
 
 if __name__ == "__main__":
