@@ -255,3 +255,50 @@ def test_recommend_fold_in_bad_input(saved_neumf, tmp_path, capsys):
     unknown.write_text("m5\nm10\nm7\n")
     code, _, err = run_recommend(["--record", record, "--fold_in", str(unknown)], capsys)
     assert code == 2 and re.search(r"--fold_in .*unknown\.txt: unknown item id 'm7'", err), err
+
+
+# ----------------------------------------------------------------------------
+# The ml-1m experiment, on a toy data set
+
+
+def test_fold_in_experiment_records_every_stage_once(tmp_path):
+    from conftest import write_dataset
+    from ncf_tf.core import records
+    from ncf_tf.serve import fold_in_experiment as X
+    info = write_dataset(tmp_path / "data")
+    settings = X.FoldInExperiment(path=info["folder"], dataset=info["name"], model="GMF",
+                                  epochs=2, held_out=6, fold_in_steps=5,
+                                  results_dir=str(tmp_path / "runs"),
+                                  model_dir=str(tmp_path / "models"))
+    lines = []
+    results = X.run(settings, log=lines.append)
+    held = X.held_out_users(40, 6, 0)
+    np.testing.assert_array_equal(held, X.held_out_users(40, 6, 0))
+    without = records.read_json(settings.record_path("without"))
+    assert without["status"] == "finished" and without["held_out_users"] == held.tolist()
+    assert without["num_train"] == 536 - sum(len(np.flatnonzero(r)) for r in
+                                             _rows(info, held))
+    record = results["GMF"]
+    for name in ("folded_in", "trained_with", "untouched_rows"):
+        assert record[name]["n_users"] == 6 and set(record[name]) >= {"hr", "ndcg", "auc"}
+    assert results["iALS"]["fold_in"]["optimizer"] == "closed form"
+    again = []
+    X.run(settings, log=again.append)
+    assert sum("already recorded" in line for line in again) == 4
+
+
+def _rows(info, users):
+    train = np.zeros((info["num_users"], info["num_items"]))
+    for u, i in info["train"]:
+        train[u, i] = 1
+    return train[users]
+
+
+def test_held_out_rows_are_emptied():
+    from ncf_tf.serve import fold_in_experiment as X
+    train = sp.csr_matrix(np.array([[1, 0, 1], [0, 1, 0], [1, 1, 1]], np.float64))
+    emptied = X.without_users(train, np.array([0, 2]))
+    assert emptied.shape == (3, 3) and emptied.toarray().tolist() == [[0, 0, 0], [0, 1, 0],
+                                                                       [0, 0, 0]]
+    with pytest.raises(ValueError, match=r"held_out must be in 1\.\.2, got 3"):
+        X.held_out_users(3, 3, 0)

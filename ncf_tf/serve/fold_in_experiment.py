@@ -143,7 +143,7 @@ def train_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray, 
         "held_out_users": held.tolist(), "num_train": int(train.nnz),
         "selection": "test HR of the users not held out",
         "data": {"summary": dataset.summary(), "files": dataset.files},
-        **records.environment(), "status": "running", "epochs": [],
+        **records.environment(), "load_average": os.getloadavg(), "status": "running", "epochs": [],
     }
     start = time.time()
 
@@ -209,7 +209,7 @@ def fold_in_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray
         "records": {"with": settings.record_path("with"),
                     "without": settings.record_path("without")},
         "data": {"summary": dataset.summary(), "files": dataset.files},
-        **records.environment(), "wall_s": time.time() - start, "status": "finished",
+        **records.environment(), "load_average": os.getloadavg(), "wall_s": time.time() - start, "status": "finished",
     }
     records.write_json(path, record)
     log(f"fold_in: record {path}")
@@ -252,7 +252,7 @@ def ials_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray,
         "folded_in": _evaluation_dict(folded_in, settings.topk),
         "trained_with": _evaluation_dict(trained_with, settings.topk),
         "data": {"summary": dataset.summary(), "files": dataset.files},
-        **records.environment(), "wall_s": time.time() - start, "status": "finished",
+        **records.environment(), "load_average": os.getloadavg(), "wall_s": time.time() - start, "status": "finished",
     }
     records.write_json(path, record)
     log(f"iALS fold_in: record {path}")
