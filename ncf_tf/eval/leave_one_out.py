@@ -32,7 +32,7 @@ class Evaluation:
         num_candidates: ``(n,)`` candidates of each line: the held-out item
             and its competing negatives (a duplicate of the held-out item or
             of another negative does not count); AUC needs it. None in an
-            Evaluation restored from an older checkpoint.
+            Evaluation restored from a checkpoint, which does not store it.
     """
 
     k: int
