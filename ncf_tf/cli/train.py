@@ -14,7 +14,7 @@ import sys
 from absl import flags
 
 from ncf_tf.cli.command import run_command
-from ncf_tf.train.config import TrainConfig, parse_list
+from ncf_tf.train.config import PRESETS, TrainConfig, parse_list, with_preset
 
 
 def define_flags(model: str) -> flags.FlagValues:
@@ -69,6 +69,12 @@ def define_flags(model: str) -> flags.FlagValues:
            "an interrupted run from its last finished epoch.")
     string("tensorboard", d.tensorboard, "Also write TensorBoard logs (loss, HR, NDCG per "
            "epoch) under this folder.")
+    string("adam_betas", ",".join(f"{b:g}" for b in d.adam_betas), "Adam's beta_1 and "
+           "beta_2 (Keras 1's, the authors'; MLPerf: 0.25,0.5). Other values are labelled "
+           "in the run record as beyond the authors' code.")
+    integer("early_stop", d.early_stop, "Beyond the authors' code (labelled in the run "
+            "record): stop after this many evaluations without a better HR on the "
+            "selection set (--selection); 0: run every epoch, as the authors do.")
     flags.DEFINE_boolean("progress", None, "Show a progress bar per epoch (default: when "
                          "the output is a terminal).", flag_values=fv)
     if model in ("GMF", "NeuMF"):
@@ -76,6 +82,8 @@ def define_flags(model: str) -> flags.FlagValues:
     if model == "GMF":
         string("regs", "[0,0]", "Regularization for user and item embeddings.")
     if model in ("MLP", "NeuMF"):
+        number("dropout", d.dropout, "Beyond the authors' code (labelled in the run "
+               "record): dropout of this rate after each MLP layer, in training only.")
         string("layers", "[64,32,16,8]", "MLP layers; the first is the concatenated "
                "embedding size, so 64 means 32 each. Brackets optional.")
         string("reg_layers", "[0,0,0,0]", "Regularization for each MLP layer; "
@@ -89,6 +97,9 @@ def define_flags(model: str) -> flags.FlagValues:
         string("mf_pretrain", "", "Pretrained GMF weight file (ours or the authors').")
         string("mlp_pretrain", "", "Pretrained MLP weight file (ours or the authors').")
         number("alpha", d.alpha, "Share of GMF in the pretrained output layer (equation 13).")
+        string("preset", "", "A named configuration: " + "; ".join(
+            f"{name}: " + ", ".join(f"{k} {v}" for k, v in fields.items() if k != "model")
+            for name, fields in PRESETS.items()) + ". Flags given explicitly win.")
     return fv
 
 
@@ -97,10 +108,13 @@ def config_from_flags(model: str, fv: flags.FlagValues) -> TrainConfig:
     values = {name: fv[name].value for name in fv if name != "tf_verbose"}
     if values["progress"] is None:
         values["progress"] = sys.stdout.isatty()
-    for name, kind in (("regs", float), ("layers", int), ("reg_layers", float)):
+    for name, kind in (("regs", float), ("layers", int), ("reg_layers", float),
+                       ("adam_betas", float)):
         if name in values:
             values[name] = parse_list(name, values[name], kind)
-    return TrainConfig(model=model, **values)
+    given = {name for name in fv if fv[name].present}
+    values = with_preset({"model": model, **values}, values.get("preset", ""), given)
+    return TrainConfig(**values)
 
 
 def main(model: str, argv: list[str]) -> int:

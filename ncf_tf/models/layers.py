@@ -39,14 +39,28 @@ def embedding(ids, count: int, dim: int, name: str, reg: float, seeds: Seeds):
     return keras.layers.Flatten(name=f"{name}_flat")(layer(ids))
 
 
-def mlp_tower(vector, layers: list[int], reg_layers: list[float], seeds: Seeds):
-    """Dense ReLU layers ``layer1 .. layer{N-1}`` of sizes ``layers[1:]``."""
+def mlp_tower(vector, layers: list[int], reg_layers: list[float], seeds: Seeds,
+              dropout: float = 0.0):
+    """Dense ReLU layers ``layer1 .. layer{N-1}`` of sizes ``layers[1:]``.
+
+    ``dropout`` > 0 (beyond the authors' code, which has none) puts a Dropout
+    layer ``dropout{i}`` of that rate after each ``layer{i}``: active in
+    training only, no weights, so weight files and scoring are unchanged.
+    With 0 the model is exactly the authors' (no layer, no seed drawn).
+    """
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"--dropout must be a number in [0, 1), got {dropout}")
     for index in range(1, len(layers)):
+        seed = seeds()
         vector = keras.layers.Dense(
             layers[index], activation="relu", name=f"layer{index}",
-            kernel_initializer=keras.initializers.GlorotUniform(seed=seeds()),
+            kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
             kernel_regularizer=keras.regularizers.L2(reg_layers[index]) if reg_layers[index] else None,
         )(vector)
+        if dropout:
+            # Seeded from the layer's own seed, not a new draw: the initial weights
+            # are those of the same model without dropout.
+            vector = keras.layers.Dropout(dropout, seed=seed + 1, name=f"dropout{index}")(vector)
     return vector
 
 

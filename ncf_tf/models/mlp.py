@@ -19,8 +19,10 @@ NAME = "MLP"
 
 
 def build(num_users: int, num_items: int, layers: list[int] = (64, 32, 16, 8),
-          reg_layers: list[float] = (0, 0, 0, 0), seed: int = 0) -> keras.Model:
-    """Builds MLP with the tower ``layers`` (see module docstring)."""
+          reg_layers: list[float] = (0, 0, 0, 0), seed: int = 0,
+          dropout: float = 0.0) -> keras.Model:
+    """Builds MLP with the tower ``layers`` (see module docstring); ``dropout``
+    in the tower is beyond the authors' code (:func:`ncf_tf.models.layers.mlp_tower`)."""
     layers, reg_layers = list(layers), list(reg_layers)
     L.check_layers(layers, reg_layers)
     seeds = L.Seeds(seed)
@@ -28,5 +30,5 @@ def build(num_users: int, num_items: int, layers: list[int] = (64, 32, 16, 8),
     p = L.embedding(user, num_users, layers[0] // 2, "user_embedding", reg_layers[0], seeds)
     q = L.embedding(item, num_items, layers[0] // 2, "item_embedding", reg_layers[0], seeds)
     vector = keras.layers.Concatenate(name="mlp_concat")([p, q])
-    vector = L.mlp_tower(vector, layers, reg_layers, seeds)
+    vector = L.mlp_tower(vector, layers, reg_layers, seeds, dropout)
     return keras.Model([user, item], L.prediction(vector, seeds), name=NAME)

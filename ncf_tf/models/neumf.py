@@ -27,8 +27,10 @@ NAME = "NeuMF"
 
 def build(num_users: int, num_items: int, num_factors: int = 8,
           layers: list[int] = (64, 32, 16, 8), reg_layers: list[float] = (0, 0, 0, 0),
-          reg_mf: float = 0.0, seed: int = 0) -> keras.Model:
-    """Builds NeuMF: GMF of ``num_factors`` beside the MLP tower ``layers``."""
+          reg_mf: float = 0.0, seed: int = 0, dropout: float = 0.0) -> keras.Model:
+    """Builds NeuMF: GMF of ``num_factors`` beside the MLP tower ``layers``;
+    ``dropout`` in the tower is beyond the authors' code
+    (:func:`ncf_tf.models.layers.mlp_tower`)."""
     layers, reg_layers = list(layers), list(reg_layers)
     if num_factors <= 0:
         raise ValueError(f"--num_factors must be positive, got {num_factors}")
@@ -42,7 +44,7 @@ def build(num_users: int, num_items: int, num_factors: int = 8,
     mlp_item = L.embedding(item, num_items, half, "mlp_embedding_item", reg_layers[0], seeds)
     mf_vector = keras.layers.Multiply(name="gmf_product")([mf_user, mf_item])
     mlp_vector = keras.layers.Concatenate(name="mlp_concat")([mlp_user, mlp_item])
-    mlp_vector = L.mlp_tower(mlp_vector, layers, reg_layers, seeds)
+    mlp_vector = L.mlp_tower(mlp_vector, layers, reg_layers, seeds, dropout)
     vector = keras.layers.Concatenate(name="neumf_concat")([mf_vector, mlp_vector])
     return keras.Model([user, item], L.prediction(vector, seeds), name=NAME)
 

@@ -65,7 +65,8 @@ def is_standard(record: dict, epochs: int = reproduce.EPOCHS,
             and config["batch_size"] == 256
             and lr in (None, config["lr"]) and not config.get("learner")
             and not any(config.get("reg_layers", [])) and not any(config.get("regs", []))
-            and config.get("alpha", 0.5) == 0.5 and not record.get("fast_mode"))
+            and config.get("alpha", 0.5) == 0.5 and not record.get("fast_mode")
+            and not record.get("beyond_authors"))
 
 
 def is_pretrained_adam(record: dict, dataset: str) -> bool:

@@ -10,12 +10,41 @@ import dataclasses
 import os
 import re
 
-from ncf_tf.train.optimizers import LEARNERS
+from ncf_tf.train.optimizers import ADAM_BETAS, LEARNERS
 
 MODELS = ("GMF", "MLP", "NeuMF")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PAPER_BATCH_SIZES = (128, 256, 512, 1024)
 """The batch sizes the paper searched (sec. 4.1); larger ones are fast mode."""
+
+PRESETS = {
+    # MLPerf training v0.5's NCF (the reference of the TensorFlow Model Garden and
+    # NVIDIA's NCF): ml-20m, the latest interaction of each user held out with 999
+    # sampled negatives, quality target HR@10 = 0.635.
+    "mlperf": {"model": "NeuMF", "num_factors": 64, "layers": [256, 256, 128, 64],
+               "reg_layers": [0.0, 0.0, 0.0, 0.0], "reg_mf": 0.0, "batch_size": 1 << 20,
+               "lr": 0.0045, "learner": "adam", "adam_betas": [0.25, 0.5], "num_neg": 4,
+               "topk": 10},
+}
+"""Named configurations: ``--preset NAME`` sets these fields (flags given
+explicitly still win)."""
+PRESET_TARGETS = {"mlperf": 0.635}
+"""The HR@10 each preset's benchmark counts as reached."""
+
+
+def with_preset(values: dict, preset: str, given: set[str] = frozenset()) -> dict:
+    """``values`` with the fields of :data:`PRESETS` ``[preset]``, except those
+    named in ``given`` (set explicitly by the user); ValueError for an unknown
+    preset or a model the preset is not for."""
+    if not preset:
+        return values
+    if preset not in PRESETS:
+        raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    fields = dict(PRESETS[preset])
+    model = fields.pop("model")
+    if values.get("model", model) != model:
+        raise ValueError(f"--preset {preset} is for {model}, not {values['model']}")
+    return {**values, **{k: v for k, v in fields.items() if k not in given}, "preset": preset}
 
 
 def parse_list(flag: str, text: str, kind=float) -> list:
@@ -83,6 +112,10 @@ class TrainConfig:
     full_ranking: bool = False
     lazy_adam: bool = False
     precision: str = "float32"
+    adam_betas: list = dataclasses.field(default_factory=lambda: list(ADAM_BETAS))
+    dropout: float = 0.0
+    early_stop: int = 0
+    preset: str = ""
 
     @property
     def pretrained(self) -> bool:
@@ -109,6 +142,20 @@ class TrainConfig:
         if self.batch_size > max(PAPER_BATCH_SIZES):
             changes.append(f"batch {self.batch_size} (the paper searched "
                            f"{min(PAPER_BATCH_SIZES)}..{max(PAPER_BATCH_SIZES)}), lr {self.lr:g}")
+        return changes
+
+    def beyond_authors(self) -> list[str]:
+        """Opt-in training aids the authors' code does not have (empty: none).
+        They change results but not speed; a run's record lists them."""
+        changes = []
+        if self.dropout:
+            changes.append(f"dropout {self.dropout:g} after each MLP layer")
+        if self.early_stop:
+            changes.append(f"early stopping after {self.early_stop} evaluations without a "
+                           f"better HR on the {self.selection} set")
+        if self.resolved_learner == "adam" and list(self.adam_betas) != list(ADAM_BETAS):
+            changes.append("Adam betas " + ", ".join(f"{b:g}" for b in self.adam_betas)
+                           + " (Keras 1's: 0.9, 0.999)")
         return changes
 
     def describe(self) -> str:
@@ -143,6 +190,12 @@ class TrainConfig:
             parts.append("lazy")
         if self.precision != d.precision:
             parts.append(self.precision.replace("mixed_", ""))
+        if list(self.adam_betas) != list(d.adam_betas):
+            parts.append("betas" + "-".join(f"{b:g}" for b in self.adam_betas))
+        if self.dropout:
+            parts.append(f"dropout{self.dropout:g}")
+        if self.early_stop:
+            parts.append(f"es{self.early_stop}")
         regs = (self.regs if self.model == "GMF" else self.reg_layers
                 + ([self.reg_mf] if self.model == "NeuMF" else []))
         if any(regs):
@@ -169,6 +222,10 @@ class TrainConfig:
             ("num_factors", self.num_factors >= 1, "an integer >= 1"),
             ("reg_mf", self.reg_mf >= 0, "a number >= 0"),
             ("regs", len(self.regs) == 2 and min(self.regs) >= 0, "two numbers >= 0"),
+            ("adam_betas", len(self.adam_betas) == 2
+             and all(0 <= b < 1 for b in self.adam_betas), "two numbers in [0, 1)"),
+            ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),
+            ("early_stop", self.early_stop >= 0, "an integer >= 0"),
         ]
         for flag, ok, expected in checks:
             if not ok:
@@ -183,6 +240,10 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}; "
                              f"got {self.precision!r}")
+        if self.dropout and self.model == "GMF":
+            raise ValueError("--dropout is for the MLP tower of MLP and NeuMF; GMF has none")
+        if self.preset and self.preset not in PRESETS:
+            raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.lazy_adam and self.resolved_learner != "adam":
             why = "" if self.learner else " (the default after pretraining; pass --learner adam)"
             raise ValueError(f"--lazy_adam needs --learner adam, got "

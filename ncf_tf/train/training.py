@@ -212,12 +212,20 @@ class TrainState:
     """Each monitored set's Evaluation at the best epoch."""
 
 
+def stale_evaluations(state: TrainState) -> int:
+    """Evaluated epochs since the best one (since the start if none beat the
+    initial model): what early stopping counts. Read from the epochs' logs, so
+    a resumed run counts as an uninterrupted one would."""
+    return sum(1 for e in state.epochs if e.hr is not None and e.epoch > state.best_epoch)
+
+
 def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEvaluator,
           *, epochs: int, batch_size: int, rng: np.random.Generator, verbose: int = 1,
           log: Callable[[str], None] = print,
           on_epoch: Callable[[EpochLog, TrainState], None] | None = None,
           resume: TrainState | None = None, progress: bool = False,
-          monitors: dict[str, LeaveOneOutEvaluator] | None = None) -> TrainState:
+          monitors: dict[str, LeaveOneOutEvaluator] | None = None,
+          early_stop: int = 0) -> TrainState:
     """Runs the authors' loop (module docstring) on a compiled ``model``.
 
     Args:
@@ -239,6 +247,9 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
         monitors: further evaluation sets, evaluated whenever ``evaluator``
             is, but never used to pick the best epoch (e.g. the test set when
             ``evaluator`` is a validation set).
+        early_stop: beyond the authors' loop, which always runs ``epochs``: if
+            positive, stop once this many evaluations in a row have not beaten
+            the best HR on ``evaluator`` (the selection set). 0: never.
     """
     monitors = monitors or {}
 
@@ -288,6 +299,11 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
         state.rng_state = rng.bit_generator.state
         if on_epoch is not None:
             on_epoch(entry, state)
+        stale = stale_evaluations(state)
+        if early_stop and stale >= early_stop and epoch + 1 < epochs:
+            log(f"Early stop after iteration {epoch}: {stale} evaluations without a better "
+                f"HR than iteration {state.best_epoch}'s")
+            break
     log(f"End. Best Iteration {state.best_epoch}:  HR = {state.best.hr:.4f}, "
         f"NDCG = {state.best.ndcg:.4f}. ")
     return state
