@@ -5,3 +5,14 @@ import os
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) is not
 # information for a user of the training scripts; real errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+__all__ = ["Recommender"]
+
+
+def __getattr__(name: str):
+    # Imported on first use: ``import ncf_tf`` stays light (no Keras), so the
+    # command-line tools that need no model start fast.
+    if name == "Recommender":
+        from ncf_tf.api.recommender import Recommender
+        return Recommender
+    raise AttributeError(f"module 'ncf_tf' has no attribute {name!r}")

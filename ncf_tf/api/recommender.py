@@ -1,0 +1,510 @@
+"""``ncf_tf.Recommender``: GMF, MLP and NeuMF on pandas DataFrames, in a notebook.
+
+    rec = ncf_tf.Recommender("NeuMF", num_factors=8, layers=[64, 32, 16, 8], seed=0)
+    rec.fit(train_df, user_col="user", item_col="item", epochs=20, test_df=test_df)
+    rec.score(users, items); rec.recommend(users, k=10); rec.evaluate(test_df)
+    rec.save(path); ncf_tf.Recommender.load(path); rec.fold_in(items)
+
+One code path with the scripts: ``fit`` turns the DataFrames into the
+:class:`~ncf_tf.data.loader.Dataset` that ``bin/train_*`` would read from the
+same data in the authors' files (:mod:`ncf_tf.api.frames`) and trains it with
+:func:`ncf_tf.train.experiment.run_dataset`, the function ``bin/train_*`` run
+after reading their files: same model, initial weights, negatives, updates,
+evaluation and run record, so the same seed gives the same per-epoch loss,
+HR and NDCG (``tests/test_api.py`` checks it against ``ncf_tf.cli.train``).
+
+Which epoch ``fit`` keeps:
+
+* ``test_df`` given, no ``validation``: the epoch of the best HR on the test
+  set, as the authors' code and ``bin/train_*`` do (``selection: "test"``;
+  optimistic, as the README says).
+* ``validation="latest"`` (or ``"random"``): one more interaction per user is
+  held out of ``df`` with 99 seeded negatives and the epoch is picked on it
+  (``--selection validation``); a ``test_df`` is then only monitored.
+* neither: nothing is held out; every epoch is trained and the last kept.
+
+Random streams, all from the one ``seed``: ``seed`` itself samples and
+shuffles the training instances (``(seed, 2)`` for a pretrained NeuMF),
+``(seed, 1)`` draws the validation split's negatives (both as the scripts);
+``(seed, 3)`` draws a test set's negatives when ``test_df`` has no negatives
+column; ``(seed, 4)`` is fold-in's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ncf_tf.api import frames
+from ncf_tf.api.frames import FrameError, Ids
+from ncf_tf.core import records
+from ncf_tf.core.files import atomic_path
+from ncf_tf.eval import metrics as M
+from ncf_tf.eval.full_ranking import FullRankingEvaluator
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+from ncf_tf.models import weights
+from ncf_tf.serve import fold_in as folding
+from ncf_tf.serve import recommend as serving
+from ncf_tf.train import experiment, training
+from ncf_tf.train.config import MODELS, TrainConfig
+
+TEST_NEGATIVES_STREAM = 3
+FOLD_IN_STREAM = 4
+NUM_TEST_NEGATIVES = 99
+"""Negatives drawn per test line when a test DataFrame lists none (the paper's 99)."""
+
+SAVED = "recommender.json"
+WEIGHTS = "model.weights.h5"
+TRAIN = "train.npz"
+RECORD = "record.json"
+FORMAT = 1
+
+# Settings that are not the model's or its training's: fit's arguments, or
+# what the API decides itself (files, pretraining, selection).
+NOT_SETTINGS = {"model", "path", "dataset", "epochs", "selection", "validation_split",
+                "pretrain", "mf_pretrain", "mlp_pretrain", "weights", "results_dir",
+                "run_name", "tensorboard", "progress", "distribute"}
+SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in NOT_SETTINGS)
+
+
+class Recommender:
+    """GMF, MLP or NeuMF (He et al., WWW 2017) trained on a DataFrame of raw ids.
+
+    Args:
+        model: ``"GMF"``, ``"MLP"`` or ``"NeuMF"``.
+        num_factors: predictive factors of GMF (and NeuMF's GMF part).
+        layers: the MLP tower; the first is the concatenated embedding size.
+        seed: the run's only seed (see the module docstring).
+        pretrain: NeuMF only, ``(gmf, mlp)``: two fitted Recommenders (on the
+            same users and items) that NeuMF starts from (equation 13); then
+            the learner is vanilla SGD unless ``learner`` is given (paper,
+            sec. 3.4.1), as ``bin/train_neumf --pretrain``.
+        **settings: any other field of :class:`~ncf_tf.train.config.TrainConfig`
+            (:data:`SETTINGS`: ``lr``, ``num_neg``, ``batch_size``,
+            ``learner``, ``regs``, ``reg_layers``, ``reg_mf``, ``alpha``,
+            ``topk``, ``verbose``, ``model_dir``, ...), with the scripts'
+            defaults (the authors').
+
+    Raises:
+        ValueError: an unknown model or setting, or a setting out of range.
+    """
+
+    def __init__(self, model: str = "NeuMF", num_factors: int = 8,
+                 layers: Sequence[int] = (64, 32, 16, 8), seed: int = 0,
+                 pretrain: tuple["Recommender", "Recommender"] | None = None, **settings):
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise ValueError(f"Recommender: unknown setting {unknown[0]!r}; expected one of "
+                             f"{', '.join(SETTINGS)}")
+        if pretrain is not None:
+            if model != "NeuMF":
+                raise ValueError(f"pretrain is for NeuMF (from a GMF and an MLP), not {model}")
+            if not (isinstance(pretrain, (tuple, list)) and len(pretrain) == 2
+                    and all(isinstance(r, Recommender) for r in pretrain)):
+                raise ValueError("pretrain must be (gmf, mlp): two fitted Recommenders")
+        self._settings = dict(settings)
+        if "reg_layers" not in settings:   # no regularisation, any tower
+            self._settings["reg_layers"] = [0.0] * len(layers)
+        self.pretrain = tuple(pretrain) if pretrain is not None else None
+        self.config = TrainConfig(model=model, num_factors=num_factors, layers=list(layers),
+                                  seed=seed, pretrain=pretrain is not None, **self._settings)
+        self.config.validate()
+        self.model = None
+        self.record: dict | None = None
+        self.users: Ids | None = None
+        self.items: Ids | None = None
+        self.train: sp.csr_matrix | None = None
+        self.columns = {"user": "user", "item": "item"}
+
+    def __repr__(self) -> str:
+        c = self.config
+        size = {"GMF": f"num_factors={c.num_factors}", "MLP": f"layers={c.layers}",
+                "NeuMF": f"num_factors={c.num_factors}, layers={c.layers}"}[c.model]
+        state = (f"fitted: {self.users.count} users, {self.items.count} items"
+                 if self.model is not None else "not fitted")
+        return f"Recommender({c.model!r}, {size}, seed={c.seed}; {state})"
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, df: pd.DataFrame, user_col: str = "user", item_col: str = "item",
+            epochs: int = 20, *, timestamp_col: str | None = None,
+            validation: str | None = None, test_df: pd.DataFrame | None = None,
+            negatives_col: str = "negatives", name: str = "dataframe",
+            results_dir: str | None = None,
+            log: Callable[[str], None] | None = print) -> "Recommender":
+        """Trains on the interactions of ``df`` (one row each, raw ids of any type).
+
+        Args:
+            df: the training interactions.
+            user_col, item_col: their columns (``test_df`` uses the same names).
+            epochs: training epochs (the authors' loop: fresh negatives each).
+            timestamp_col: optional column of times (numbers; what is not a
+                number counts as no time), for ``validation="latest"``.
+            validation: None, ``"latest"`` or ``"random"``: hold one more
+                interaction per user out of ``df`` and pick the epoch on it.
+            test_df: optional held-out rows (user, item, optionally
+                ``negatives_col`` listing the items each is ranked against;
+                else 99 seeded negatives); evaluated at every epoch. Its
+                users must be users of ``df``; its items and negatives join
+                the catalogue.
+            negatives_col: the column of ``test_df`` with the negatives.
+            name: the data set's name in the run name and record.
+            results_dir: None: no file is written (the run record is
+                :attr:`record`); a folder: the record is written there as the
+                scripts write it (every epoch; ``<run name>.json``), with the
+                per-epoch checkpoint (an interrupted fit resumes) and the
+                kept weights in ``model_dir`` (default: the same folder).
+            log: receives the scripts' progress lines; None: silent.
+
+        Returns:
+            ``self``, fitted: :attr:`model`, :attr:`record`.
+
+        Raises:
+            ValueError: a bad DataFrame (empty, a missing column, a NaN id, an
+                unknown test user), validation or setting (one line naming it).
+        """
+        what = "df"
+        columns = {user_col: "user", item_col: "item"}
+        if timestamp_col is not None:
+            columns[timestamp_col] = "timestamp"
+        frames.check_frame(df, {c: r for c, r in columns.items() if r != "timestamp"}, what)
+        if timestamp_col is not None and timestamp_col not in df.columns:
+            raise FrameError(f"df: no column {timestamp_col!r} (timestamp_col); its columns "
+                             f"are {', '.join(map(repr, df.columns))}")
+        if validation not in (None, "latest", "random"):
+            raise ValueError(f"validation must be None, 'latest' or 'random', got {validation!r}")
+        has_negatives = False
+        if test_df is not None:
+            frames.check_frame(test_df, {user_col: "user", item_col: "item"}, "test_df")
+            has_negatives = negatives_col in test_df.columns
+        users = Ids.of("user", [frames.column_values(df[user_col], f"df: column {user_col!r}")],
+                       user_col)
+        item_arrays = [frames.column_values(df[item_col], f"df: column {item_col!r}")]
+        if test_df is not None:
+            item_arrays.append(frames.column_values(test_df[item_col],
+                                                    f"test_df: column {item_col!r}"))
+            if has_negatives:
+                item_arrays.append(_flat_ids(test_df[negatives_col], "test_df", negatives_col))
+        items = Ids.of("item", item_arrays, item_col)
+        if self.pretrain is not None:
+            _check_pretrain(self.pretrain, self.config, users, items)
+        train, timestamps, lines = frames.interactions(df, user_col, item_col, users, items,
+                                                       timestamp_col)
+        config = dataclasses.replace(
+            self.config, epochs=epochs, dataset=name, path="",
+            selection="validation" if validation else "test",
+            validation_split=validation or "latest",
+            # Files only in results_dir (and model_dir, default the same folder).
+            results_dir=results_dir or "",
+            model_dir=self._settings.get("model_dir", results_dir) if results_dir else "",
+            out=self._settings.get("out", 1) if results_dir else 0)
+        config.validate()
+        self.model = None   # a fit that fails leaves the Recommender unfitted
+        self.users, self.items, self.train = users, items, train
+        self.columns = {"user": user_col, "item": item_col}
+        test_users, test_items, negatives = self._test_lines(test_df, negatives_col, "test_df",
+                                                             NUM_TEST_NEGATIVES)
+        dataset = frames.frame_dataset(name, train, timestamps, lines, test_users, test_items,
+                                       negatives)
+        about = {"dataframe": {
+            "rows": len(df), "columns": {"user": user_col, "item": item_col,
+                                          "timestamp": timestamp_col},
+            "test_rows": 0 if test_df is None else len(test_df),
+            "test_negatives": (f"column {negatives_col!r}" if has_negatives else
+                               f"{NUM_TEST_NEGATIVES} sampled, stream (seed, "
+                               f"{TEST_NEGATIVES_STREAM})") if test_df is not None else None,
+            "sha256": frames.fingerprint(dataset)}}
+        pretrained = None
+        if self.pretrain is not None:
+            gmf_rec, mlp_rec = self.pretrain
+            pretrained = experiment.Pretrained(gmf_rec.model, mlp_rec.model, {
+                "mf_pretrain": f"Recommender: {gmf_rec.run_name}",
+                "mlp_pretrain": f"Recommender: {mlp_rec.run_name}"})
+        outcome = experiment.run_dataset(dataset, config, log or (lambda line: None),
+                                         write_files=bool(results_dir), pretrained=pretrained,
+                                         about_data=about)
+        self.model, self.record, self.fit_config = outcome.model, outcome.record, config
+        return self
+
+    @property
+    def run_name(self) -> str:
+        """The name of the fit's run (``<name>_<model>_..._e<epochs>_s<seed>``)."""
+        self._check_fitted("run_name")
+        if self.record.get("record_file"):
+            return os.path.basename(self.record["record_file"])[:-len(".json")]
+        config = TrainConfig(**_known_fields(self.record["config"]))
+        return config.run_name or config.run_key()
+
+    # ---------------------------------------------------------------- use
+
+    def score(self, users, items) -> np.ndarray:
+        """Logits (the ``prediction`` layer before the sigmoid) of raw (user, item) pairs.
+
+        Args:
+            users, items: raw ids, equal lengths (or one of them a single id).
+
+        Returns:
+            ``(n,)`` float32; ``1 / (1 + exp(-score))`` is the predicted
+            probability.
+        """
+        self._check_fitted("score")
+        u = self.users.encode(users, "users")
+        i = self.items.encode(items, "items")
+        if len(u) != len(i) and 1 not in (len(u), len(i)):
+            raise ValueError(f"users and items must have equal lengths (or one id), got "
+                             f"{len(u)} and {len(i)}")
+        u, i = np.broadcast_arrays(u, i)
+        if not len(u):
+            return np.empty(0, np.float32)
+        return np.asarray(self._score_fn()(u, i), np.float32).reshape(-1)
+
+    def recommend(self, users, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """The ``k`` best items of each user among all items.
+
+        Args:
+            users: raw user ids (or one id).
+            k: items per user, 1..#items.
+            exclude_seen: leave out each user's training items.
+
+        Returns:
+            DataFrame ``user, rank, item, score`` (raw ids, rank from 1, the
+            logit; ties to the lower item number), best first, users in the
+            order given; fewer than ``k`` rows for a user with fewer items left.
+        """
+        self._check_fitted("recommend")
+        u = self.users.encode(users, "users")
+        _check_k(k, self.items.count)
+        top = serving.top_k(self.model, u, self.items.count,
+                            self.train if exclude_seen else None, k)
+        return serving.table(top, self.users.map, self.items.map)
+
+    def evaluate(self, test_df: pd.DataFrame, k: int = 10,
+                 metrics: Sequence[str] = ("hr", "ndcg"), negatives: int | str | None = None,
+                 negatives_col: str = "negatives") -> dict[str, float]:
+        """Leave-one-out metrics of held-out rows (one item per row).
+
+        Args:
+            test_df: rows of (user, item) in the fit's column names; a user may
+                have several rows (each is ranked on its own).
+            k: the cut-off of hr, ndcg, map, precision and recall.
+            metrics: names of :data:`ncf_tf.eval.metrics.METRICS`: hr, ndcg,
+                map, precision, recall, mrr, auc.
+            negatives: what each held-out item is ranked against. None: the
+                ``negatives_col`` column if ``test_df`` has it, else 99 sampled;
+                an integer n: n items sampled uniformly among those the user
+                has no training or test row with, from the stream
+                ``(seed, 3)`` (so the same for every call); ``"all"``: the
+                whole catalogue but the user's training items (full ranking).
+
+        Returns:
+            ``{name: mean over the rows}`` in the order of ``metrics``.
+        """
+        self._check_fitted("evaluate")
+        names = M.check_names(metrics)
+        _check_k(k, self.items.count)
+        frames.check_frame(test_df, {self.columns["user"]: "user",
+                                     self.columns["item"]: "item"}, "test_df")
+        if negatives == "all":
+            users = self.users.encode(test_df[self.columns["user"]],
+                                      f"test_df: column {self.columns['user']!r}")
+            items = self.items.encode(test_df[self.columns["item"]],
+                                      f"test_df: column {self.columns['item']!r}")
+            from ncf_tf.models.scoring import all_item_logits
+            evaluator = FullRankingEvaluator.from_pairs(users, items, self.train.shape,
+                                                        exclude=self.train, k=k)
+            result = evaluator.evaluate_all(lambda u: np.asarray(all_item_logits(self.model, u)))
+            return result.metrics(names, k)
+        count = NUM_TEST_NEGATIVES if negatives is None else negatives
+        column = negatives_col if negatives is None else None
+        users, items, negs = self._test_lines(test_df, column, "test_df", count)
+        evaluation = LeaveOneOutEvaluator(users, items, negs, k).evaluate(self._score_fn())
+        return evaluation.metrics(names, k)
+
+    def fold_in(self, items, k: int = 10, exclude_seen: bool = True, *,
+                steps: int = folding.DEFAULT_STEPS, lr: float = folding.DEFAULT_LR,
+                num_neg: int = folding.DEFAULT_NUM_NEG) -> pd.DataFrame:
+        """Recommendations for a user who was not in the training data.
+
+        The user's embedding rows are fitted from ``items`` with every trained
+        variable frozen (:func:`ncf_tf.serve.fold_in.fold_in`: ``steps`` Adam
+        steps on the log loss with ``num_neg`` fresh negatives per item,
+        stream ``(seed, 4)``); then all items are ranked.
+
+        Args:
+            items: the new user's raw item ids (a repeated one counts once).
+            k: how many items to return.
+            exclude_seen: leave ``items`` themselves out.
+
+        Returns:
+            DataFrame ``rank, item, score`` (raw ids), best first.
+        """
+        self._check_fitted("fold_in")
+        numbers = self.items.encode(items, "items")
+        if not len(numbers):
+            raise ValueError("items: no item ids; fold-in needs at least one item of the new user")
+        _check_k(k, self.items.count)
+        rng = np.random.default_rng([self.config.seed, FOLD_IN_STREAM])
+        folded = folding.fold_in(self.model, numbers, self.items.count, rng, steps=steps,
+                                 lr=lr, num_neg=num_neg)
+        top, scores = folded.top_k(k, exclude_seen)
+        real = top >= 0
+        return pd.DataFrame({"rank": np.arange(1, real.sum() + 1),
+                             "item": self.items.map.to_original(top[real]),
+                             "score": scores[real].astype(np.float64).round(6)})
+
+    # -------------------------------------------------------- save / load
+
+    def save(self, path: str, overwrite: bool = False) -> str:
+        """Writes the fitted model to folder ``path``: weights, settings, id maps,
+        training items and the fit's run record; returns ``path``.
+
+        Files: ``model.weights.h5`` (Keras 3), ``train.npz`` (the training
+        matrix, for ``exclude_seen``), ``record.json`` (the run record) and
+        ``recommender.json`` (settings, column names and the raw ids in
+        order), written last, each atomically. Integer, float, string and
+        bool ids round-trip exactly (types kept).
+
+        Raises:
+            ValueError: not fitted; ``path`` is a file, or a folder holding a
+                saved Recommender without ``overwrite``; ids of another type.
+        """
+        self._check_fitted("save")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"save: {path} is a file; expected a folder")
+        if os.path.exists(os.path.join(path, SAVED)) and not overwrite:
+            raise ValueError(f"save: {path} already holds a saved Recommender "
+                             "(overwrite=True replaces it)")
+        about = {"format": FORMAT, "kind": "ncf_tf.Recommender",
+                 "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                 "config": dataclasses.asdict(self.fit_config), "columns": self.columns,
+                 "users": self.users.to_json(), "items": self.items.to_json(),
+                 "run_name": self.run_name}
+        os.makedirs(path, exist_ok=True)
+        weights.save_weights(self.model, os.path.join(path, WEIGHTS))
+        with atomic_path(os.path.join(path, TRAIN), suffix=".npz") as tmp:
+            np.savez(tmp, indptr=self.train.indptr, indices=self.train.indices,
+                     shape=np.array(self.train.shape))
+        records.write_json(os.path.join(path, RECORD), self.record)
+        records.write_json(os.path.join(path, SAVED), about)
+        return path
+
+    @classmethod
+    def load(cls, path: str) -> "Recommender":
+        """A Recommender written by :meth:`save`: the same scores and recommendations.
+
+        Raises:
+            ValueError: no saved Recommender in ``path``, or its files disagree.
+        """
+        saved = os.path.join(path, SAVED)
+        if not os.path.isfile(saved):
+            raise ValueError(f"load: {saved} not found; expected a folder written by "
+                             "Recommender.save")
+        about = records.read_json(saved)
+        if about.get("kind") != "ncf_tf.Recommender" or about.get("format") != FORMAT:
+            raise ValueError(f"load: {saved} is not a saved Recommender of format {FORMAT}")
+        config = TrainConfig(**_known_fields(about["config"]))
+        rec = cls.__new__(cls)
+        rec._settings = {}
+        rec.pretrain = None
+        rec.config = rec.fit_config = config
+        rec.columns = about["columns"]
+        rec.users = Ids.from_json("user", about["users"])
+        rec.items = Ids.from_json("item", about["items"])
+        with np.load(os.path.join(path, TRAIN)) as stored:
+            shape = tuple(int(n) for n in stored["shape"])
+            rec.train = sp.csr_matrix((np.ones(len(stored["indices"]), np.float32),
+                                       stored["indices"], stored["indptr"]), shape=shape)
+        if shape != (rec.users.count, rec.items.count):
+            raise ValueError(f"load: {path}: the training matrix is {shape}, the id maps "
+                             f"{rec.users.count} users x {rec.items.count} items")
+        rec.model = experiment.build_model(config, rec.users.count, rec.items.count)
+        weights.load_weights(rec.model, os.path.join(path, WEIGHTS))
+        rec.record = records.read_json(os.path.join(path, RECORD))
+        return rec
+
+    # ---------------------------------------------------------- helpers
+
+    def _score_fn(self):
+        """The model's pair scorer, made once per model (it reads the current
+        weights at each call; one per call would recompile its graph)."""
+        if getattr(self, "_scorer", (None, None))[0] is not self.model:
+            self._scorer = (self.model, training.make_score_fn(self.model))
+        return self._scorer[1]
+
+    def _check_fitted(self, method: str) -> None:
+        if self.model is None:
+            raise ValueError(f"{method}: the Recommender is not fitted; call fit(df) first")
+
+    def _test_lines(self, test_df, negatives_col: str | None, what: str, count):
+        """``(users, items, negatives (n, m))`` numbers of held-out rows."""
+        if test_df is None:
+            return (np.empty(0, np.int64), np.empty(0, np.int64),
+                    np.empty((0, 1), np.int64))
+        user_col, item_col = self.columns["user"], self.columns["item"]
+        users = self.users.encode(test_df[user_col], f"{what}: column {user_col!r}")
+        items = self.items.encode(test_df[item_col], f"{what}: column {item_col!r}")
+        if negatives_col is not None and negatives_col in test_df.columns:
+            negatives = frames.negatives_matrix(test_df, negatives_col, self.items, what)
+        else:
+            rng = np.random.default_rng([self.config.seed, TEST_NEGATIVES_STREAM])
+            negatives = frames.sampled_negatives(self.train, users, items, count, rng, what)
+        return users, items, negatives
+
+
+def _flat_ids(column: pd.Series, what: str, name: str) -> np.ndarray:
+    """Every id listed in a column of lists (for the catalogue)."""
+    rows = column.tolist()
+    try:
+        parts = [np.asarray(list(row), dtype=object) for row in rows]
+    except TypeError:
+        raise FrameError(f"{what}: column {name!r} must hold a list of item ids on every "
+                         "row") from None
+    flat = np.concatenate(parts) if parts else np.empty(0, object)
+    missing = pd.isna(flat)
+    if missing.any():
+        raise FrameError(f"{what}: column {name!r} has a missing item id (NaN)")
+    if all(isinstance(v, (int, np.integer)) for v in flat):
+        flat = flat.astype(np.int64)
+    return flat
+
+
+def _check_k(k, num_items: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= num_items:
+        raise ValueError(f"k must be an integer in 1..{num_items} (the number of items), "
+                         f"got {k!r}")
+
+
+def _check_pretrain(pretrain, config: TrainConfig, users: Ids, items: Ids) -> None:
+    """The GMF and MLP a NeuMF starts from: fitted, the right models and sizes,
+    on the users and items of NeuMF's data."""
+    gmf_rec, mlp_rec = pretrain
+    for rec, model in ((gmf_rec, "GMF"), (mlp_rec, "MLP")):
+        if rec.model is None:
+            raise ValueError(f"pretrain: the {model} Recommender is not fitted")
+        if rec.config.model != model:
+            raise ValueError(f"pretrain must be (GMF, MLP), got a {rec.config.model} "
+                             f"where the {model} goes")
+        if not (rec.users.same_as(users) and rec.items.same_as(items)):
+            raise ValueError(f"pretrain: the {model} was fit on other users or items than "
+                             "this data; fit GMF, MLP and NeuMF on the same DataFrames")
+    if gmf_rec.config.num_factors != config.num_factors:
+        raise ValueError(f"pretrain: the GMF has num_factors {gmf_rec.config.num_factors}, "
+                         f"this NeuMF {config.num_factors}")
+    if list(mlp_rec.config.layers) != list(config.layers):
+        raise ValueError(f"pretrain: the MLP has layers {list(mlp_rec.config.layers)}, this "
+                         f"NeuMF {list(config.layers)}")
+
+
+def _known_fields(values: dict) -> dict:
+    """The fields of a stored config that this version's TrainConfig has."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {name: value for name, value in values.items() if name in known}
