@@ -103,3 +103,19 @@ def test_truncated_gzip(tmp_path):
 def test_missing_file_says_how_to_get_it(tmp_path):
     with pytest.raises(DataError, match=r"nope.train.rating: file not found .* bin/download_data --dataset nope"):
         load_dataset(str(tmp_path), "nope")
+
+
+@pytest.mark.parametrize("tab,last", [("", "\n"), ("\t", "\n"), ("", "")])
+def test_negatives_read_fast_and_line_by_line_alike(tmp_path, tab, last):
+    from ncf_tf.data import loader
+    path = tmp_path / "x.test.negative"
+    path.write_text(f"(0,5)\t1\t2\t3{tab}\n(1,7)\t4\t5\t6{tab}{last}")
+    fast = loader._read_negatives_fast(str(path))
+    assert fast is not None
+    for a, b in zip(fast, loader._read_negatives_lines(str(path))):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(fast[2], [[1, 2, 3], [4, 5, 6]])
+    path.write_text("(0,5)\t1\t2\t3\n(1,7)\t4\tx\t6\n")
+    assert loader._read_negatives_fast(str(path)) is None
+    with pytest.raises(loader.DataError, match="line 2: expected"):
+        loader.read_negatives(str(path))

@@ -76,3 +76,24 @@ def test_distinct_values_like_np_unique():
                    np.array([], dtype=np.int64), np.array([10**9, 3, 3])):
         np.testing.assert_array_equal(distinct_sorted(values), np.unique(values))
         assert count_distinct(values) == len(np.unique(values))
+
+
+def test_large_evaluations_go_in_blocks_with_the_same_ranks(monkeypatch):
+    from ncf_tf.eval import leave_one_out
+    rng = np.random.default_rng(5)
+    users = np.arange(50)
+    items = rng.integers(0, 30, 50)
+    negatives = rng.integers(0, 30, (50, 9))
+    table = rng.normal(size=(50, 30)).round(1)   # rounded: ties happen
+    calls = []
+
+    def score_fn(u, i):
+        calls.append(len(u))
+        return table[u, i]
+    evaluator = leave_one_out.LeaveOneOutEvaluator(users, items, negatives)
+    whole = evaluator.evaluate(score_fn)
+    monkeypatch.setattr(leave_one_out, "BLOCK_PAIRS", 70)   # 7 lines of 10 pairs a call
+    blocks = evaluator.evaluate(score_fn)
+    assert calls == [500] + [70] * 7 + [10]
+    np.testing.assert_array_equal(whole.ranks, blocks.ranks)
+    assert (whole.hr, whole.ndcg) == (blocks.hr, blocks.ndcg)

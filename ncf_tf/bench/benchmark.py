@@ -25,7 +25,12 @@ Prints, in one run:
 * fast mode (changes results): NeuMF-8 and NeuMF-64 with lazy Adam and with
   batch 2048, beside the faithful dense Adam at batch 256, turn about;
 * whole NeuMF-8 epochs of the authors' loop (``training.train``): sampling,
-  training and evaluation as a run records them.
+  training and evaluation as a run records them;
+* the user's own command beside it (:func:`script_epochs`): ``bin/train_neumf
+  --epochs 2`` as a subprocess, its epochs as its run record times them, and
+  the same two epochs in this process on a fresh model, turn about.
+
+``--section scale`` prints :mod:`ncf_tf.bench.scale` instead (results/scale.txt).
 
 Times are wall-clock medians of a few runs (``best``: the fastest run; CPU:
 the process's CPU time, all threads), and the load average is printed: a
@@ -112,6 +117,57 @@ def _turns(fns: dict, runs: int, cpu: dict | None = None) -> dict:
             if cpu is not None:
                 cpu.setdefault(name, []).append(time.process_time() - start)
     return times
+
+
+def script_epochs(path: str, turns: int = 2, epochs: int = FULL_EPOCHS) -> dict:
+    """Whole NeuMF-8 epochs (sample + train + evaluate) of ``bin/train_neumf
+    --epochs 2`` run as a user runs it (a fresh process; its record's times)
+    and of :func:`ncf_tf.train.training.train` in this process on a fresh model
+    (what :func:`run` times), turn about; ``{"script": [...], "in-process": [...]}``
+    seconds per epoch, epoch 0 (which traces the training step) included."""
+    import json
+    import subprocess
+    import tempfile
+
+    from ncf_tf.data.loader import load_dataset
+    from ncf_tf.data.sampling import NegativeSampler
+    from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+    from ncf_tf.models import neumf
+    from ncf_tf.train import training
+    from ncf_tf.train.optimizers import make_optimizer
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "bin", "train_neumf")
+    ds = load_dataset(path, "ml-1m")
+    sampler, evaluator = NegativeSampler(ds.train, 4), LeaveOneOutEvaluator.for_dataset(ds)
+    times = {"script": [], "in-process": []}
+    for _ in range(turns):
+        with tempfile.TemporaryDirectory() as folder:
+            subprocess.run([sys.executable, script, "--path", path, "--epochs", str(epochs),
+                            "--model_dir", folder, "--results_dir", folder, "--out", "0"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            record = next(f for f in os.listdir(folder) if f.endswith(".json"))
+            with open(os.path.join(folder, record)) as f:
+                times["script"] += [e["sample_s"] + e["train_s"] + e["eval_s"]
+                                    for e in json.load(f)["epochs"]]
+        model = neumf.build(ds.num_users, ds.num_items, 8, [64, 32, 16, 8])
+        training.compile_model(model, make_optimizer("adam", 0.001))
+        state = training.train(model, sampler, evaluator, epochs=epochs, batch_size=BATCH,
+                               rng=np.random.default_rng(0), log=lambda line: None)
+        times["in-process"] += [e.sample_s + e.train_s + e.eval_s for e in state.epochs]
+    return times
+
+
+def print_script_epochs(path: str) -> None:
+    times = script_epochs(path)
+    script, loop = np.median(times["script"]), np.median(times["in-process"])
+    print(f"\nthe user's command: bin/train_neumf --epochs {FULL_EPOCHS} (NeuMF-8, the authors' "
+          f"defaults) as a subprocess, beside the same epochs in this process, turn about; "
+          f"{_load()}")
+    for name, values in times.items():
+        print(f"  {name:<11} epochs " + ", ".join(f"{v:.1f}" for v in values)
+              + f" s; median {np.median(values):.1f} s")
+    print(f"  script / in-process: x{script / loop:.2f}  [target <= 1.2]")
 
 
 def run(path: str = "Data/") -> int:
@@ -273,5 +329,6 @@ def run(path: str = "Data/") -> int:
     for e in state.epochs:
         print(f"  epoch {e.epoch}: {e.sample_s + e.train_s + e.eval_s:5.1f} s = sampling "
               f"{e.sample_s:.2f} + training {e.train_s:.1f} + evaluation {e.eval_s:.2f}")
+    print_script_epochs(path)
     return 0
 

@@ -10,11 +10,34 @@ from ncf_tf.cli.command import run_command
 def main(argv: list[str]) -> int:
     fv = flags.FlagValues()
     flags.DEFINE_string("path", "Data/", "Folder with the authors' ml-1m files.", flag_values=fv)
+    flags.DEFINE_enum("section", "ml-1m", ["ml-1m", "script", "scale"], "ml-1m: every "
+                      "figure on ml-1m, the user's command (bin/train_neumf) among them; "
+                      "script: only that; scale: every stage at 1M..100M interactions on "
+                      "generated data, time and peak memory (results/scale.txt).",
+                      flag_values=fv)
+    flags.DEFINE_string("sizes", "1M,5M,20M,100M", "--section scale: the sizes to measure.",
+                        flag_values=fv)
+    flags.DEFINE_string("scratch", "/tmp/ncf_tf_scale", "--section scale: where the "
+                        "generated files go (kept and reused; 100M needs about 2.5 GB).",
+                        flag_values=fv)
+    flags.DEFINE_string("cache", "", "--section scale: a JSON file of measurements; sizes "
+                        "found there are not measured again (empty: measure all).",
+                        flag_values=fv)
 
     def body(fv: flags.FlagValues) -> None:
-        from ncf_tf.bench import benchmark  # imports Keras: after --help
-        benchmark.run(fv.path)
+        from ncf_tf.bench import benchmark, scale  # imports Keras: after --help
+        if fv.section == "scale":
+            known = {s.name: s for s in scale.SHAPES}
+            names = [n.strip() for n in fv.sizes.split(",") if n.strip()]
+            unknown = [n for n in names if n not in known]
+            if unknown or not names:
+                raise ValueError(f"--sizes must name some of {', '.join(known)}, got {fv.sizes!r}")
+            scale.run([known[n] for n in names], fv.scratch, fv.cache or None)
+        elif fv.section == "script":
+            benchmark.print_script_epochs(fv.path)
+        else:
+            benchmark.run(fv.path)
 
     return run_command(argv, "benchmark", "print this machine's speed figures (sampling, "
                        "evaluation, training steps against their floor).", fv, body,
-                       backend=True)
+                       outputs=(("scratch", "dir"), ("cache", "in")), backend=True)
