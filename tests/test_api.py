@@ -114,6 +114,12 @@ def test_validation_latest_is_the_scripts_selection_validation(wide_files, tmp_p
     assert per_epoch(rec.record) == per_epoch(script)   # validation HR, test as monitor
     assert rec.record["best_validation"] == script["best_validation"]
     assert rec.record["selection"] == "validation"
+    # without a test set: picked and reported on the validation split alone
+    alone = ncf_tf.Recommender("MLP", layers=[16, 8]).fit(
+        train, epochs=2, timestamp_col="time", validation="latest", log=None)
+    assert [e["monitor"] for e in alone.record["epochs"]] == [{}, {}]
+    assert alone.record["selection"] == "validation"
+    assert alone.record["best"]["hr"] == alone.record["best_validation"]["hr"]
 
 
 def test_pretrained_neumf_is_the_scripts(toy_files, tmp_path):

@@ -215,6 +215,7 @@ class Recommender:
                                                              NUM_TEST_NEGATIVES)
         dataset = frames.frame_dataset(name, train, timestamps, lines, test_users, test_items,
                                        negatives)
+        (log or (lambda line: None))(f"DataFrame {name}: {dataset.summary()}")
         about = {"dataframe": {
             "rows": len(df), "columns": {"user": user_col, "item": item_col,
                                           "timestamp": timestamp_col},
