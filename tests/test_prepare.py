@@ -15,8 +15,8 @@ import pytest
 
 from ncf_tf.cli import prepare as prepare_cli
 from ncf_tf.data.loader import load_dataset
-from ncf_tf.data.prepare import (PrepareError, leave_one_out, prepare, read_movielens, read_table,
-                            sample_test_negatives)
+from ncf_tf.data.prepare import (PrepareError, leave_one_out, prepare, prepare_movielens_csv,
+                                 read_movielens, read_table, sample_test_negatives)
 
 NUM_NEG = 99
 
@@ -346,3 +346,216 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(PrepareError, match=r"writing failed \(disk full\); nothing written"):
         prepare(source, str(tmp_path / "out"), "toy", np.random.default_rng(0))
     assert not (tmp_path / "out").exists()
+
+
+# MovieLens-20M/25M ratings.csv (--format movielens-csv), read in chunks.
+
+
+def ratings_csv_rows(seed: int = 0, num_users: int = 24, num_items: int = 120,
+                     low: int = 20, high: int = 30, small_users=(3, 8), cover: bool = False
+                     ) -> list[tuple[int, int, float, int]]:
+    """Lines of a ratings.csv like ml-20m's: sorted by userId, then movieId; half-star
+    ratings; few distinct timestamps (ties at the latest); users in ``small_users``
+    have 19 and 5 ratings (fewer than 20). Movie ids are sparse (1, 8, 15, ...).
+    ``cover``: users take their movies in turn from a shuffled list, so that
+    every movie is rated once before any is rated twice."""
+    rng = np.random.default_rng(seed)
+    movies = 1 + 7 * rng.permutation(num_items)
+    pool = np.tile(movies, 2 + num_users * high // num_items)
+    taken = 0
+    rows = []
+    for user in range(1, num_users + 1):
+        count = {small_users[0]: 19, small_users[1]: 5}.get(user, int(rng.integers(low, high)))
+        if cover:
+            chosen = np.sort(pool[taken:taken + count])
+            taken += count
+        else:
+            chosen = np.sort(rng.choice(movies, count, replace=False))
+        stamps = 1112486000 + rng.integers(0, 4, count) * 100
+        halves = rng.integers(1, 11, count)
+        rows += [(user, int(m), int(h) / 2, int(t)) for m, h, t in zip(chosen, halves, stamps)]
+    return rows
+
+
+def write_ratings_csv(path, rows) -> str:
+    with open(path, "w") as f:
+        f.write("userId,movieId,rating,timestamp\n")
+        f.writelines(f"{u},{m},{r},{t}\n" for u, m, r, t in rows)
+    return str(path)
+
+
+def test_movielens_csv_mlperf_protocol_by_hand(tmp_path):
+    rows = ratings_csv_rows()
+    source = write_ratings_csv(tmp_path / "ratings.csv", rows)
+    dest = tmp_path / "out"
+    data = prepare_movielens_csv(source, str(dest), "ml", np.random.default_rng(0),
+                                 min_interactions=20, num_test_neg=50, chunk_lines=64)
+    users = read_id_map(dest / "ml.user_ids.tsv")
+    items = read_id_map(dest / "ml.item_ids.tsv")
+    # Users 3 (19 ratings) and 8 (5) are dropped; the others keep their order.
+    assert users == [str(u) for u in range(1, 25) if u not in (3, 8)]
+    assert data.stats.users_dropped == 2 and data.stats.user_lines_dropped == 24
+    train, test = read_lines(dest / "ml.train.rating"), read_lines(dest / "ml.test.rating")
+    kept = [r for r in rows if r[0] not in (3, 8)]
+    # The test line: the latest timestamp, of tied lines the last in the file.
+    expected = latest_by_hand([(u, m, r, t) for u, m, r, t in kept], "last")
+    assert {users[int(u)]: items[int(i)] for u, i, *_ in test} == expected
+    assert [int(u) for u, *_ in test] == list(range(22))
+    # Lines keep their rating (half stars as written) and timestamp.
+    written = {(users[int(u)], items[int(i)]): (r, t) for u, i, r, t in train + test}
+    assert written == {(str(u), str(m)): (repr(r), str(t)) for u, m, r, t in kept}
+    assert len(train) + len(test) == len(kept)
+    negatives = read_lines(dest / "ml.test.negative")
+    interacted = {(str(u), str(m)) for u, m, _, _ in kept}
+    for (head, *negs), (user, item, *_) in zip(negatives, test):
+        assert head == f"({user},{item})" and len(set(negs)) == len(negs) == 50
+        assert not any((users[int(user)], items[int(n)]) in interacted for n in negs)
+    ds = load_dataset(str(dest), "ml")
+    assert ds.summary() == data.summary() == "#user=22, #item=120, #train=%d, #test=22" % (
+        len(kept) - 22)
+
+
+def test_movielens_csv_equals_the_general_reader_byte_for_byte(tmp_path):
+    # Duplicates, ties, users below the threshold: the chunked numpy path and the
+    # general table path write the same files (the id maps' header aside).
+    rows = ratings_csv_rows(seed=4, num_users=30, low=2, high=40)
+    fifth = next(r for r in rows if r[0] == 5)
+    last = rows[-1]
+    rows += [(5, fifth[1], 4.5, fifth[3] + 1), (last[0], last[1], 0.5, 1)]  # repeated pairs
+    source = write_ratings_csv(tmp_path / "ratings.csv", rows)
+    for rule in ("last", "first"):
+        general = prepare(source, str(tmp_path / f"a{rule}"), "x", np.random.default_rng(7),
+                          fmt="csv", user_col="userId", item_col="movieId", rating_col="rating",
+                          timestamp_col="timestamp", min_interactions=10, num_test_neg=20,
+                          tie_break=rule)
+        chunked = prepare_movielens_csv(source, str(tmp_path / f"b{rule}"), "x",
+                                        np.random.default_rng(7), min_interactions=10,
+                                        num_test_neg=20, tie_break=rule, chunk_lines=50)
+        assert general.stats == chunked.stats and chunked.stats.duplicates == 2
+        for suffix in ("train.rating", "test.rating", "test.negative"):
+            assert (tmp_path / f"a{rule}" / f"x.{suffix}").read_text() == \
+                (tmp_path / f"b{rule}" / f"x.{suffix}").read_text(), (rule, suffix)
+        for suffix in ("user_ids.tsv", "item_ids.tsv"):
+            assert read_id_map(tmp_path / f"a{rule}" / f"x.{suffix}") == \
+                read_id_map(tmp_path / f"b{rule}" / f"x.{suffix}")
+
+
+def test_cli_protocol_mlperf_writes_999_negatives(tmp_path, capsys):
+    # 1,100 movies, so that every user has 999 unrated ones.
+    rows = ratings_csv_rows(seed=2, num_users=40, num_items=1100, low=20, high=60,
+                            cover=True)
+    source = write_ratings_csv(tmp_path / "ratings.csv", rows)
+    dest = tmp_path / "out"
+    code, out, err = run_cli(["--input", source, "--format", "movielens-csv", "--protocol",
+                              "mlperf", "--dest", str(dest), "--name", "ml-20m"], capsys)
+    assert code == 0 and err == ""
+    assert "Dropped 2 users with fewer than 20 interactions" in out
+    ds = load_dataset(str(dest), "ml-20m")
+    assert out.splitlines()[-1] == ds.summary() and ds.num_users == 38
+    negatives = ds.test_negatives
+    assert negatives.shape == (38, 999)
+    assert all(len(set(row)) == 999 for row in negatives.tolist())
+    seen = ds.train.toarray().astype(bool)
+    seen[ds.test_users, ds.test_items] = True
+    assert not np.take_along_axis(seen, negatives, axis=1).any()
+    # A flag given explicitly wins over the protocol's.
+    code, out, _ = run_cli(["--input", source, "--format", "movielens-csv", "--protocol",
+                            "mlperf", "--num_test_neg", "7", "--dest", str(tmp_path / "b"),
+                            "--name", "x"], capsys)
+    assert code == 0 and load_dataset(str(tmp_path / "b"), "x").test_negatives.shape == (38, 7)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("user,item,rating,timestamp\n1,2,3,4\n",
+     r"ratings.csv, line 1: header is 'user,item,rating,timestamp', expected "
+     r"userId,movieId,rating,timestamp"),
+    ("", r"ratings.csv: file is empty"),
+    ("userId,movieId,rating,timestamp\n", r"no data lines after the header"),
+    ("userId,movieId,rating,timestamp\n" + "1,2,3.5,9\n" * 70 + "1,x,3,4\n",
+     r"ratings.csv, line 72: movieId is 'x', not an integer"),
+    ("userId,movieId,rating,timestamp\n1,2,3.5,9\n1,3,3.7,9\n",
+     r"ratings.csv, line 3: rating is '3.7', not a multiple of 0.5"),
+    ("userId,movieId,rating,timestamp\n1,2,3.5,9\n1,3,3.5\n",
+     r"ratings.csv, line 3: timestamp is empty \(expected an integer\)"),
+    ("userId,movieId,rating,timestamp\n1,2,3.5,9\n1,3,3.5,9,9\n",
+     r"ratings.csv, line 3: 5 fields, expected 4"),
+])
+def test_movielens_csv_bad_input_names_the_line(tmp_path, capsys, content, message):
+    source = tmp_path / "ratings.csv"
+    source.write_text(content)
+    with pytest.raises(PrepareError, match=message):
+        prepare_movielens_csv(str(source), str(tmp_path / "out"), "x",
+                              np.random.default_rng(0), chunk_lines=32)
+    code, out, err = run_cli(["--input", str(source), "--format", "movielens-csv",
+                              "--dest", str(tmp_path / "out"), "--name", "x"], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_movielens_csv_has_fixed_columns(tmp_path, capsys):
+    code, _, err = run_cli(["--input", "x", "--format", "movielens-csv", "--name", "t",
+                            "--item_col", "m"], capsys)
+    assert code == 2 and err.endswith("--item_col: only with --format csv (ratings.csv has "
+                                      "fixed columns)\n")
+
+
+# Test negatives: exact draws, and re-drawing them for existing files.
+
+
+def test_rejection_draws_are_uniform_in_every_slot():
+    # 20 items, 10 negatives, no positives: about a quarter of the first
+    # draws repeat within a row, so the rejection passes run many rounds.
+    num_users, num_items, k = 20000, 20, 10
+    negatives = sample_test_negatives(np.zeros(0, np.int64), np.zeros(0, np.int64), num_users,
+                                      num_items, k, np.random.default_rng(1))
+    assert all(len(set(row)) == k for row in negatives.tolist())
+    # Every slot, first and last included, is uniform over the items (a
+    # precedence bias would show here): 20000 / 20 = 1000 expected, sd ~31.
+    for slot in range(k):
+        counts = np.bincount(negatives[:, slot], minlength=num_items)
+        assert np.all(np.abs(counts - 1000) < 160), (slot, counts)
+    # Unordered pairs of slots 0 and 1 are uniform too: 20000 / 380 ordered pairs.
+    pairs = np.bincount(negatives[:, 0] * num_items + negatives[:, 1],
+                        minlength=num_items ** 2).reshape(num_items, num_items)
+    assert np.diag(pairs).sum() == 0 and abs(pairs.sum() / 380 - 52.6) < 0.1
+    assert pairs[~np.eye(num_items, dtype=bool)].max() < 100
+
+
+def test_heavy_users_draw_from_their_complement():
+    # User 0 has 14 of 20 items: 6 left for 5 negatives (the direct path);
+    # user 1 none (rejection). Both exact and distinct, the same for a seed.
+    users = np.zeros(14, np.int64)
+    items = np.arange(3, 17)
+    draw = [sample_test_negatives(users, items, 2, 20, 5, np.random.default_rng(s))
+            for s in (3, 3, 4)]
+    np.testing.assert_array_equal(draw[0], draw[1])
+    assert not np.array_equal(draw[0], draw[2])
+    assert set(draw[0][0]) <= {0, 1, 2, 17, 18, 19} and len(set(draw[0][0])) == 5
+    assert len(set(draw[0][1])) == 5
+
+
+def test_resample_negatives_keeps_train_and_test(tmp_path, capsys):
+    source = write_movielens(tmp_path / "ratings.dat", movielens_rows(num_items=400))
+    prepare(source, str(tmp_path), "toy", np.random.default_rng(0))
+    code, out, err = run_cli(["--resample_negatives", str(tmp_path / "toy"), "--num_test_neg",
+                              "200", "--name", "toy-neg200", "--dest", str(tmp_path / "new"),
+                              "--seed", "2"], capsys)
+    assert code == 0 and err == "", err
+    for suffix in ("train.rating", "test.rating"):
+        assert (tmp_path / "new" / f"toy-neg200.{suffix}").read_bytes() == \
+            (tmp_path / f"toy.{suffix}").read_bytes()
+    old, new = load_dataset(str(tmp_path), "toy"), load_dataset(str(tmp_path / "new"),
+                                                                "toy-neg200")
+    assert out.splitlines()[-1] == old.summary()
+    assert new.test_negatives.shape == (old.num_test, 200)
+    seen = new.train.toarray().astype(bool)
+    seen[new.test_users, new.test_items] = True
+    assert not np.take_along_axis(seen, new.test_negatives, axis=1).any()
+    assert all(len(set(row)) == 200 for row in new.test_negatives.tolist())
+    code, _, err = run_cli(["--resample_negatives", str(tmp_path / "toy"), "--input", source,
+                            "--name", "y", "--dest", str(tmp_path / "y")], capsys)
+    assert code == 2 and "--input: not with --resample_negatives" in err
+    code, _, err = run_cli(["--resample_negatives", str(tmp_path / "nope"), "--name", "y",
+                            "--dest", str(tmp_path / "y")], capsys)
+    assert code == 2 and "nope.train.rating: file not found" in err
+    assert not (tmp_path / "y").exists()

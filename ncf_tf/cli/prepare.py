@@ -7,6 +7,10 @@ repeatedly in one process.
 Examples::
 
     bin/prepare_data --input ml-1m/ratings.dat --name ml-1m --dest Data/
+    bin/prepare_data --input ml-20m/ratings.csv --format movielens-csv \\
+        --protocol mlperf --name ml-20m --dest Data/
+    bin/prepare_data --resample_negatives Data/ml-1m --num_test_neg 999 \\
+        --name ml-1m-neg999 --dest Data/
     bin/prepare_data --input clicks.tsv --format csv --sep '\\t' \\
         --user_col uid --item_col pin --timestamp_col time \\
         --min_interactions 20 --name pins --dest Data/
@@ -23,15 +27,31 @@ from ncf_tf.cli.command import run_command
 
 SEPARATORS = {"\\t": "\t", "tab": "\t", "TAB": "\t"}
 CSV_FLAGS = ("sep", "user_col", "item_col", "rating_col", "timestamp_col")
+FIXED_COLUMNS = {"movielens": "ratings.dat", "movielens-csv": "ratings.csv"}
+# Flags that only shape a split from raw interactions (not --resample_negatives).
+SPLIT_FLAGS = ("input", "format", "min_interactions", "tie_break", "drop_cold_items") + CSV_FLAGS
 
 
 def define_flags() -> flags.FlagValues:
     """The flags of ``bin/prepare_data``, in a new FlagValues."""
     fv = flags.FlagValues()
     flags.DEFINE_string("input", None, "Raw interaction file (plain or .gz).", flag_values=fv)
-    flags.DEFINE_enum("format", "movielens", list(prepare.FORMATS),
-                      "movielens: ratings.dat, user::item::rating::timestamp; csv: a "
-                      "separated file with a header naming the columns.", flag_values=fv)
+    flags.DEFINE_enum("format", "movielens", list(prepare.INPUT_FORMATS),
+                      "movielens: ratings.dat (ml-1m), user::item::rating::timestamp; "
+                      "movielens-csv: ratings.csv of MovieLens-20M/25M, header "
+                      "userId,movieId,rating,timestamp, read in chunks into integer arrays "
+                      "(ml-20m: about 2 GB peak memory); csv: a separated file with a header "
+                      "naming the columns.", flag_values=fv)
+    flags.DEFINE_enum("protocol", "paper", list(prepare.PROTOCOLS),
+                      "Named defaults of --min_interactions and --num_test_neg (given flags "
+                      "win): paper = 0 and 99, as He et al.'s ml-1m files; mlperf = 20 and "
+                      "999, the MLPerf v0.5 / TensorFlow Model Garden ml-20m protocol (each "
+                      "user's latest rating held out, ties as --tie_break).", flag_values=fv)
+    flags.DEFINE_string("resample_negatives", "", "Path prefix of an existing data set (e.g. "
+                        "Data/ml-1m): copy its .train.rating and .test.rating unchanged to "
+                        "<dest>/<name>.* and draw --num_test_neg new test negatives per line "
+                        "(items the user has in neither file), e.g. --num_test_neg 999 --name "
+                        "ml-1m-neg999. Instead of --input.", flag_values=fv)
     flags.DEFINE_string("sep", ",", "csv: field separator (\\t or tab for a tab).",
                         flag_values=fv)
     flags.DEFINE_string("user_col", "user", "csv: column of user ids.", flag_values=fv)
@@ -45,9 +65,11 @@ def define_flags() -> flags.FlagValues:
                         ".test.rating, .test.negative, .user_ids.tsv, .item_ids.tsv.",
                         flag_values=fv)
     flags.DEFINE_integer("min_interactions", 0, "Drop users with fewer interactions (the "
-                         "paper: 20); users with fewer than 2 are always dropped.",
+                         "paper: 20, which every ml-1m user meets); users with fewer than 2 "
+                         "are always dropped. Default: --protocol's.",
                          lower_bound=0, flag_values=fv)
-    flags.DEFINE_integer("num_test_neg", 99, "Negatives per test line.", lower_bound=1,
+    flags.DEFINE_integer("num_test_neg", 99, "Negatives per test line. Default: "
+                         "--protocol's.", lower_bound=1,
                          flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed of the test negatives.", flag_values=fv)
     flags.DEFINE_enum("tie_break", "last", list(prepare.TIE_BREAKS),
@@ -59,23 +81,49 @@ def define_flags() -> flags.FlagValues:
     return fv
 
 
+def _protocol_value(fv: flags.FlagValues, name: str) -> int:
+    """A flag given on the command line, else --protocol's value for it."""
+    return fv[name].value if fv[name].present else prepare.PROTOCOLS[fv.protocol][name]
+
+
+def _resample(fv: flags.FlagValues) -> None:
+    given = [f"--{name}" for name in SPLIT_FLAGS if fv[name].present]
+    if given:
+        raise prepare.PrepareError(f"{', '.join(given)}: not with --resample_negatives (it "
+                                   "keeps the train and test files as they are)")
+    counts = prepare.resample_negatives(
+        fv.resample_negatives, fv.dest, fv.name, _protocol_value(fv, "num_test_neg"),
+        np.random.default_rng(fv.seed), overwrite=fv.overwrite)
+    print(f"Wrote {', '.join(prepare.output_paths(fv.dest, fv.name, prepare.NEGATIVE_SUFFIXES))}")
+    print(f"#user={counts['users']}, #item={counts['items']}, #train={counts['train']}, "
+          f"#test={counts['test']}")
+
+
 def run(fv: flags.FlagValues) -> None:
     """Prepares the data as the parsed flags say, and reports what it wrote."""
-    for required in ("input", "name"):
-        if not fv[required].value:
-            raise prepare.PrepareError(f"--{required} is required")
-    if fv.format == "movielens":
+    if not fv.name:
+        raise prepare.PrepareError("--name is required")
+    if fv.resample_negatives:
+        return _resample(fv)
+    if not fv.input:
+        raise prepare.PrepareError("--input is required (or --resample_negatives)")
+    if fv.format != "csv":
         ignored = [f"--{name}" for name in CSV_FLAGS if fv[name].present]
         if ignored:
             raise prepare.PrepareError(f"{', '.join(ignored)}: only with --format csv "
-                                       "(ratings.dat has fixed columns)")
-    data = prepare.prepare(
-        fv.input, fv.dest, fv.name, np.random.default_rng(fv.seed), fmt=fv.format,
-        sep=SEPARATORS.get(fv.sep, fv.sep), user_col=fv.user_col, item_col=fv.item_col,
-        rating_col=fv.rating_col or None, timestamp_col=fv.timestamp_col or None,
-        min_interactions=fv.min_interactions, num_test_neg=fv.num_test_neg,
-        tie_break=fv.tie_break, drop_cold_items=fv.drop_cold_items,
-        overwrite=fv.overwrite)
+                                       f"({FIXED_COLUMNS[fv.format]} has fixed columns)")
+    options = dict(min_interactions=_protocol_value(fv, "min_interactions"),
+                   num_test_neg=_protocol_value(fv, "num_test_neg"), tie_break=fv.tie_break,
+                   drop_cold_items=fv.drop_cold_items, overwrite=fv.overwrite)
+    rng = np.random.default_rng(fv.seed)
+    if fv.format == prepare.MOVIELENS_CSV:
+        data = prepare.prepare_movielens_csv(fv.input, fv.dest, fv.name, rng, **options)
+    else:
+        data = prepare.prepare(
+            fv.input, fv.dest, fv.name, rng, fmt=fv.format,
+            sep=SEPARATORS.get(fv.sep, fv.sep), user_col=fv.user_col, item_col=fv.item_col,
+            rating_col=fv.rating_col or None, timestamp_col=fv.timestamp_col or None,
+            **options)
     for line in data.stats.describe():
         print(line)
     print(f"Wrote {', '.join(prepare.output_paths(fv.dest, fv.name))}")

@@ -1,4 +1,4 @@
-"""Raw interactions -> the authors' leave-one-out files (``bin/prepare_data``).
+"""Raw interactions, read whole -> the authors' leave-one-out files (``bin/prepare_data``).
 
 He et al. (2017), section 4.1: every rating is an implicit interaction; each
 user's latest interaction is held out for testing (leave-one-out) and ranked
@@ -30,7 +30,8 @@ Steps, in this order:
    authors' ml-1m file).
 7. Test negatives: ``num_test_neg`` (99) items per user, drawn uniformly
    without replacement from the items the user never interacted with, in
-   training or test. The authors excluded training items only, so 156 of
+   training or test (:func:`ncf_tf.data.prepare.negatives.sample_test_negatives`,
+   exact and vectorised). The authors excluded training items only, so 156 of
    their 6,040 ml-1m lines list the test item among its own negatives; this
    module does not reproduce that quirk.
 
@@ -70,26 +71,22 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
-import os
 import re
-import shutil
-import tempfile
 import zlib
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from ncf_tf.data.prepare.common import (PrepareError, check_outputs, id_map_text,
+                                        negative_chunks, output_paths,
+                                        write_staged)
+from ncf_tf.data.prepare.negatives import sample_test_negatives
+
 FORMATS = ("movielens", "csv")
 TIE_BREAKS = ("first", "last")
 TieBreak = Literal["first", "last"]
 MOVIELENS_FIELDS = ("user", "item", "rating", "timestamp")
-OUTPUT_SUFFIXES = ("train.rating", "test.rating", "test.negative", "user_ids.tsv",
-                   "item_ids.tsv")
-
-
-class PrepareError(ValueError):
-    """Bad input data or options; the message is one line."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -431,52 +428,6 @@ def _ids_by_first_appearance(in_file: pd.Series,
     return pd.Index(originals).get_indexer(kept).astype(np.int64), originals
 
 
-def sample_test_negatives(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int,
-                          num_test_neg: int, rng: np.random.Generator,
-                          user_names: np.ndarray | None = None) -> np.ndarray:
-    """Draws the test negatives of every user (step 7 of the module docstring).
-
-    Args:
-        users: ``(n,)`` internal user id of every interaction (train and test).
-        items: ``(n,)`` internal item id of every interaction.
-        num_users: number of users; row u of the result belongs to user u.
-        num_items: items are ``0..num_items-1``.
-        num_test_neg: negatives per user.
-        rng: the only source of randomness; users are drawn in id order.
-        user_names: original user ids, for the error message.
-
-    Returns:
-        ``(num_users, num_test_neg)`` int64: row u holds distinct items drawn
-        uniformly without replacement from those user u never interacted with.
-
-    Raises:
-        PrepareError: a user interacted with too many items to leave
-            ``num_test_neg``; the message names the first such user.
-    """
-    order = np.argsort(users, kind="stable")
-    bounds = np.searchsorted(users[order], np.arange(num_users + 1))
-    grouped = items[order]
-    pairs = np.unique(users.astype(np.int64) * num_items + items)
-    distinct = np.bincount(pairs // num_items, minlength=num_users)
-    short = num_items - distinct < num_test_neg
-    if short.any():
-        user = int(np.argmax(short))
-        name = f" ({user_names[user]!r} in the input)" if user_names is not None else ""
-        raise PrepareError(f"user {user}{name} interacted with {distinct[user]} of the "
-                           f"{num_items} items, leaving {num_items - distinct[user]} for "
-                           f"{num_test_neg} test negatives; lower num_test_neg")
-    negatives = np.empty((num_users, num_test_neg), np.int64)
-    seen = np.zeros(num_items, bool)
-    # The test item is excluded too; the authors excluded training items only
-    # (156 of their ml-1m lines list the test item among its own negatives).
-    for user in range(num_users):
-        mine = grouped[bounds[user]:bounds[user + 1]]
-        seen[mine] = True
-        negatives[user] = rng.choice(np.flatnonzero(~seen), size=num_test_neg, replace=False)
-        seen[mine] = False
-    return negatives
-
-
 def leave_one_out(raw: RawInteractions, rng: np.random.Generator, *, min_interactions: int = 0,
                   num_test_neg: int = 99, tie_break: TieBreak = "last",
                   drop_cold_items: bool = False) -> LeaveOneOut:
@@ -556,39 +507,9 @@ def leave_one_out(raw: RawInteractions, rng: np.random.Generator, *, min_interac
 # Writing
 
 
-def output_paths(dest: str, name: str) -> list[str]:
-    """The five files written for data set ``name`` in ``dest``."""
-    return [os.path.join(dest, f"{name}.{suffix}") for suffix in OUTPUT_SUFFIXES]
-
-
-def check_outputs(dest: str, name: str, overwrite: bool = False) -> None:
-    """Raises PrepareError unless ``name`` is a plain file name and, without
-    ``overwrite``, none of the outputs exists."""
-    if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
-        raise PrepareError(f"data set name {name!r} must be a plain file name")
-    if os.path.exists(dest) and not os.path.isdir(dest):
-        raise PrepareError(f"{dest}: exists and is not a folder")
-    if not overwrite:
-        existing = [p for p in output_paths(dest, name) if os.path.exists(p)]
-        if existing:
-            raise PrepareError(f"{existing[0]}: exists; refusing to replace it (use overwrite, "
-                               "--overwrite)")
-
-
 def _rating_lines(frame: pd.DataFrame) -> str:
     """``user\\titem\\trating\\ttimestamp`` lines."""
     return frame.to_csv(sep="\t", header=False, index=False, lineterminator="\n")
-
-
-def _negative_lines(test: pd.DataFrame, negatives: np.ndarray) -> str:
-    pairs = zip(test["user"].tolist(), test["item"].tolist(), negatives.tolist())
-    return "".join(f"({user},{item})\t" + "\t".join(map(str, row)) + "\n"
-                   for user, item, row in pairs)
-
-
-def _id_map(ids: np.ndarray, kind: str, header: str) -> str:
-    table = pd.DataFrame({f"ncf_{kind}_id": np.arange(len(ids)), header: ids})
-    return table.to_csv(sep="\t", index=False, lineterminator="\n")
 
 
 def write_leave_one_out(data: LeaveOneOut, dest: str, name: str,
@@ -604,33 +525,13 @@ def write_leave_one_out(data: LeaveOneOut, dest: str, name: str,
             ``name`` is unusable; a write failed.
     """
     check_outputs(dest, name, overwrite)
-    contents = [_rating_lines(data.train), _rating_lines(data.test),
-                _negative_lines(data.test, data.test_negatives),
-                _id_map(data.user_ids, "user", data.user_header),
-                _id_map(data.item_ids, "item", data.item_header)]
-    targets = output_paths(dest, name)
-    created = not os.path.isdir(dest)
-    try:
-        os.makedirs(dest, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=f".{name}.prepare-", dir=dest)
-    except OSError as e:
-        raise PrepareError(f"{dest}: cannot create ({e})") from None
-    try:
-        staged = []
-        for target, content in zip(targets, contents):
-            path = os.path.join(staging, os.path.basename(target))
-            with open(path, "w", encoding="utf-8", newline="\n") as f:
-                f.write(content)
-            staged.append(path)
-        for path, target in zip(staged, targets):
-            os.replace(path, target)
-    except OSError as e:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created:
-            shutil.rmtree(dest, ignore_errors=True)
-        raise PrepareError(f"{dest}: writing failed ({e}); nothing written") from None
-    shutil.rmtree(staging, ignore_errors=True)
-    return targets
+    test = data.test
+    contents = [_rating_lines(data.train), _rating_lines(test),
+                negative_chunks(test["user"].to_numpy(), test["item"].to_numpy(),
+                                data.test_negatives),
+                id_map_text(data.user_ids, "user", data.user_header),
+                id_map_text(data.item_ids, "item", data.item_header)]
+    return write_staged(dest, name, list(zip(output_paths(dest, name), contents)))
 
 
 def prepare(input_path: str, dest: str, name: str, rng: np.random.Generator, *,
