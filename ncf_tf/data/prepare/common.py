@@ -1,0 +1,203 @@
+"""What every way of preparing a data set shares: the error, the output files,
+their all-or-nothing writing, and fast text for large integer tables.
+
+Outputs, in ``dest``: ``<name>.train.rating`` and ``<name>.test.rating``
+(``user\\titem\\trating\\ttimestamp``), ``<name>.test.negative``
+(``(user,item)\\tneg_1\\t...``), and the id maps ``<name>.user_ids.tsv`` and
+``<name>.item_ids.tsv`` (header line, then ``ncf id\\toriginal id``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+OUTPUT_SUFFIXES = ("train.rating", "test.rating", "test.negative", "user_ids.tsv",
+                   "item_ids.tsv")
+# Named protocols: the values of min_interactions and num_test_neg they stand
+# for (explicit options win). "paper": He et al. (2017), section 4.1, as the
+# authors' ml-1m files were made (every ml-1m user already has 20 ratings);
+# "mlperf": MLPerf training v0.5's recommendation benchmark and the TensorFlow
+# Model Garden's NCF on ml-20m (users with >= 20 ratings, 999 test negatives).
+PROTOCOLS = {"paper": {"min_interactions": 0, "num_test_neg": 99},
+             "mlperf": {"min_interactions": 20, "num_test_neg": 999}}
+# Rows formatted at a time: bounds the temporary (rows, width) byte tables to
+# tens of MB whatever the data set's size.
+TEXT_CHUNK_ROWS = 1 << 18
+
+
+class PrepareError(ValueError):
+    """Bad input data or options; the message is one line."""
+
+
+def output_paths(dest: str, name: str, suffixes=OUTPUT_SUFFIXES) -> list[str]:
+    """The files written for data set ``name`` in ``dest``."""
+    return [os.path.join(dest, f"{name}.{suffix}") for suffix in suffixes]
+
+
+def check_outputs(dest: str, name: str, overwrite: bool = False,
+                  suffixes=OUTPUT_SUFFIXES) -> None:
+    """Raises PrepareError unless ``name`` is a plain file name and, without
+    ``overwrite``, none of the outputs exists."""
+    if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
+        raise PrepareError(f"data set name {name!r} must be a plain file name")
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise PrepareError(f"{dest}: exists and is not a folder")
+    if not overwrite:
+        existing = [p for p in output_paths(dest, name, suffixes) if os.path.exists(p)]
+        if existing:
+            raise PrepareError(f"{existing[0]}: exists; refusing to replace it (use overwrite, "
+                               "--overwrite)")
+
+
+def write_staged(dest: str, name: str, files: list[tuple[str, Iterable]]) -> list[str]:
+    """Writes every ``(target path, chunks)`` of ``files``, all or nothing.
+
+    ``chunks`` is an iterable of ``str`` or ``bytes`` (a ``str`` alone is one
+    chunk), so a large file is produced piece by piece, never held whole. Each
+    file is first written into a temporary folder inside ``dest`` (same file
+    system) and moved into place only after all were written; on any failure
+    nothing is left behind (not even ``dest`` if this created it).
+
+    Raises:
+        PrepareError: ``dest`` cannot be created, or a write failed.
+    """
+    created = not os.path.isdir(dest)
+    try:
+        os.makedirs(dest, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{name}.prepare-", dir=dest)
+    except OSError as e:
+        raise PrepareError(f"{dest}: cannot create ({e})") from None
+    try:
+        staged = []
+        for target, chunks in files:
+            path = os.path.join(staging, os.path.basename(target))
+            with open(path, "wb") as f:
+                for chunk in ([chunks] if isinstance(chunks, (str, bytes)) else chunks):
+                    f.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+            staged.append(path)
+        for path, (target, _) in zip(staged, files):
+            os.replace(path, target)
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        raise PrepareError(f"{dest}: writing failed ({e}); nothing written") from None
+    shutil.rmtree(staging, ignore_errors=True)
+    return [target for target, _ in files]
+
+
+def id_map_text(ids: np.ndarray, kind: str, header: str) -> str:
+    """An id map: header ``ncf_<kind>_id\\t<header>``, then ``k\\toriginal id of k``."""
+    table = pd.DataFrame({f"ncf_{kind}_id": np.arange(len(ids)), header: ids})
+    return table.to_csv(sep="\t", index=False, lineterminator="\n")
+
+
+# ----------------------------------------------------------------------------
+# Text of integer tables, vectorised. A line is assembled as a (rows, width)
+# uint8 table, every field right-aligned in a fixed width and padded on the
+# left with NUL bytes; dropping the NULs leaves the exact text, so Python never
+# formats a number one by one (20M rating lines or 138M negatives would take
+# minutes that way).
+
+
+def _digits(magnitude: np.ndarray, width: int) -> np.ndarray:
+    """``(n, width)`` uint8 decimal digits of non-negative ints, leading zeros as NUL."""
+    out = np.empty((len(magnitude), width), np.uint8)
+    rest = magnitude.copy()
+    for column in range(width - 1, -1, -1):
+        out[:, column] = rest % 10
+        rest //= 10
+    out += ord("0")
+    for place in range(1, width):  # the last digit always shows (0 is "0")
+        out[magnitude < 10 ** place, width - 1 - place] = 0
+    return out
+
+
+def int_fields(values: np.ndarray) -> np.ndarray:
+    """``(n, w)`` uint8: the decimal text of each integer, NUL-padded on the left.
+
+    ``w`` is the width of the widest value (with its ``-``); the text equals
+    ``str(int(v))``. Small values (ids) are looked up in a table of the text of
+    ``0..max``, large ones (timestamps) computed digit by digit.
+    """
+    values = np.asarray(values).astype(np.int64, copy=False)
+    magnitude = np.abs(values)
+    top = int(magnitude.max()) if len(values) else 0
+    digits = len(str(top))
+    negative = values < 0
+    signed = bool(negative.any())
+    out = np.zeros((len(values), digits + signed), np.uint8)
+    if top < max(1 << 16, len(values)) and top < 1 << 24:
+        out[:, signed:] = _digits(np.arange(top + 1), digits)[magnitude]
+    else:
+        out[:, signed:] = _digits(magnitude, digits)
+    if signed:  # the NULs between the sign and the first digit are dropped later
+        out[negative, 0] = ord("-")
+    return out
+
+
+def lookup_fields(codes: np.ndarray, texts: list[str]) -> np.ndarray:
+    """``(n, w)`` uint8: ``texts[codes[i]]`` (ASCII), NUL-padded on the left."""
+    width = max(len(t) for t in texts)
+    table = np.zeros((len(texts), width), np.uint8)
+    for row, text in enumerate(texts):
+        table[row, width - len(text):] = np.frombuffer(text.encode("ascii"), np.uint8)
+    return table[np.asarray(codes)]
+
+
+def constant_field(n: int, text: str) -> np.ndarray:
+    """``(n, len(text))`` uint8: ``text`` on every row."""
+    return np.tile(np.frombuffer(text.encode("ascii"), np.uint8), (n, 1))
+
+
+def join_fields(fields: list[np.ndarray]) -> bytes:
+    """The text of ``(n, w_k)`` uint8 field tables placed side by side, NULs dropped."""
+    table = np.concatenate(fields, axis=1).ravel()
+    return table[table != 0].tobytes()
+
+
+def rating_chunks(users: np.ndarray, items: np.ndarray, ratings: tuple[np.ndarray, list[str]],
+                  timestamps: np.ndarray) -> Iterable[bytes]:
+    """``user\\titem\\trating\\ttimestamp`` lines, a chunk of rows at a time.
+
+    ``ratings`` is ``(codes, texts)``: the rating of row i is ``texts[codes[i]]``
+    (ratings take few distinct values; the caller chooses their text).
+    """
+    codes, texts = ratings
+    for start in range(0, len(users), TEXT_CHUNK_ROWS):
+        rows = slice(start, start + TEXT_CHUNK_ROWS)
+        n = len(users[rows])
+        tab = constant_field(n, "\t")
+        yield join_fields([int_fields(users[rows]), tab, int_fields(items[rows]), tab,
+                           lookup_fields(codes[rows], texts), tab,
+                           int_fields(timestamps[rows]), constant_field(n, "\n")])
+
+
+def negative_chunks(users: np.ndarray, items: np.ndarray,
+                    negatives: np.ndarray) -> Iterable[bytes]:
+    """``(user,item)\\tneg_1\\t...\\tneg_k`` lines, a chunk of rows at a time.
+
+    Args:
+        users, items: ``(n,)`` the test line of each row.
+        negatives: ``(n, k)`` non-negative integers.
+    """
+    n_all, k = negatives.shape
+    top = int(negatives.max()) if negatives.size else 0
+    # "\t" then the number, for every value 0..top: one gather per chunk.
+    table = np.concatenate([constant_field(top + 1, "\t"), int_fields(np.arange(top + 1))],
+                           axis=1)
+    step = max(1, 4 * TEXT_CHUNK_ROWS // max(k, 1))
+    for start in range(0, n_all, step):
+        rows = slice(start, start + step)
+        block = negatives[rows]
+        n = len(block)
+        yield join_fields([constant_field(n, "("), int_fields(users[rows]),
+                           constant_field(n, ","), int_fields(items[rows]),
+                           constant_field(n, ")"), table[block].reshape(n, -1),
+                           constant_field(n, "\n")])
