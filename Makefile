@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make train   -- venv, data (downloaded and verified), GMF, MLP, then NeuMF from them
+#   make train   -- venv, data (downloaded and verified; ml-1m-neg999, ml-1m with 999 test
+#                   negatives, derived from it in seconds), GMF, MLP, then NeuMF from them
 #   make test    -- venv, tests
 # DATA_FROM=DIR copies the data from a local folder instead of downloading it.
 PYTHON ?= python3
@@ -19,7 +20,7 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 install: $(BIN)/.installed
 
 data: install
-	$(BIN)/python bin/download_data --dataset ml-1m --dataset ml-1m-pretrain $(if $(DATA_FROM),--from $(DATA_FROM))
+	$(BIN)/python bin/download_data --dataset ml-1m --dataset ml-1m-pretrain --dataset ml-1m-neg999 $(if $(DATA_FROM),--from $(DATA_FROM))
 
 train: data
 	$(BIN)/python bin/train_gmf --epochs $(EPOCHS)

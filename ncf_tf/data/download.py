@@ -1,11 +1,23 @@
-"""Fetch the authors' data files, verified, or copy them.
+"""Fetch the authors' data files, verified, or copy them; MovieLens-20M/25M; derived sets.
 
-The files come from the authors' repository at a pinned commit. Each file is
-accepted when its git blob id (``git hash-object``) is the authors', or its
+The authors' files come from their repository at a pinned commit. Each file
+is accepted when its git blob id (``git hash-object``) is the authors', or its
 SHA-256 is a known-good one (``Data/CHECKSUMS``): the ml-1m train file
 distributed with ncf_tf's CI is a faithful rebuild of the authors' (same
 training pairs, placeholder ratings and timestamps), identified by SHA-256.
 A file is written under its final name only after it verified.
+
+``ml-20m`` and ``ml-25m`` are GroupLens's zips, checked against their
+published MD5, then converted by
+:func:`ncf_tf.data.prepare.movielens_csv.prepare_movielens_csv` with the MLPerf
+protocol (users with >= 20 ratings, latest rating held out, 999 test
+negatives, seed 0) into ``<name>.train.rating`` etc.; the zip is kept in
+``dest`` so that a second run does not fetch it again.
+
+``ml-1m-neg999`` is derived, not downloaded: the authors' ml-1m train and
+test files unchanged, with 999 test negatives per user drawn (seed 0) from
+the items the user has in neither (:func:`ncf_tf.data.prepare.resample_negatives`);
+ml-1m is fetched first.
 """
 
 from __future__ import annotations
@@ -13,9 +25,16 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 import urllib.request
+import zipfile
+
+import numpy as np
 
 from ncf_tf.core.files import atomic_path
+from ncf_tf.data.prepare import (PROTOCOLS, PrepareError, output_paths, prepare_movielens_csv,
+                                 resample_negatives)
+from ncf_tf.data.prepare.negatives import NEGATIVE_SUFFIXES
 
 AUTHORS_COMMIT = "4aab159e81c44b062c091bdaed0ab54ac632371f"
 BASE_URL = ("https://raw.githubusercontent.com/hexiangnan/neural_collaborative_filtering/"
@@ -29,6 +48,23 @@ GROUPS = {
     "ml-1m-pretrain": ["authors_pretrain/ml-1m_GMF_8_1501651698.h5",
                        "authors_pretrain/ml-1m_MLP_[64,32,16,8]_1501652038.h5"],
 }
+
+
+# GroupLens's MovieLens zips: URL and MD5. GroupLens publishes the MD5 beside
+# each zip (<url>.md5, e.g. https://files.grouplens.org/datasets/movielens/ml-20m.zip.md5).
+# These values were not re-fetched from there (written without network); they
+# are the ones pinned in a public download configuration,
+# github.com/eli-osherovich/papers_with_code, datasets/movielens/dl_config.py
+# ("20m": cd245b17..., "25m": 6b51fb27...).
+MOVIELENS_BASE_URL = "https://files.grouplens.org/datasets/movielens/"
+MOVIELENS_ZIPS = {
+    "ml-20m": (MOVIELENS_BASE_URL + "ml-20m.zip", "cd245b17a1ae2cc31bb14903e1204af3"),
+    "ml-25m": (MOVIELENS_BASE_URL + "ml-25m.zip", "6b51fb2759a8657d3bfcbfc42b592ada"),
+}
+# Derived data sets: name -> (data set it is drawn from, test negatives, seed).
+DERIVED = {"ml-1m-neg999": ("ml-1m", 999, 0)}
+DATASETS = sorted(set(GROUPS) | set(MOVIELENS_ZIPS) | set(DERIVED))
+SEED = 0   # of the MovieLens-20M/25M test negatives
 
 
 class DownloadError(ValueError):
@@ -113,10 +149,116 @@ def fetch(name: str, dest: str, source: str | None, expected: tuple[str, str],
     return "copied" if source else "downloaded"
 
 
+def md5(path: str) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fetch_zip(dataset: str, dest: str, source: str | None, url: str, expected_md5: str,
+               log=print) -> str:
+    """The path of a verified ``<dataset>.zip``: in ``source`` (--from), or in
+    ``dest``, downloaded there unless a verified copy is present."""
+    name = f"{dataset}.zip"
+    if source:
+        path = os.path.join(source, name)
+        if not os.path.isfile(path):
+            raise DownloadError(f"{path}: not found (--from {source})")
+        found = md5(path)
+        if found != expected_md5:
+            raise DownloadError(f"{path}: MD5 {found}, expected {expected_md5} (GroupLens's "
+                                "published checksum)")
+        return path
+    path = os.path.join(dest, name)
+    if os.path.isfile(path) and md5(path) == expected_md5:
+        return path
+    try:
+        with atomic_path(path, suffix=".part") as tmp:
+            log(f"Downloading {url}")
+            try:
+                with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+                    shutil.copyfileobj(response, out, 1 << 20)
+            except OSError as e:
+                raise DownloadError(f"{url}: download failed ({e}); without network, put "
+                                    f"{name} in a folder and use --from DIR") from None
+            found = md5(tmp)
+            if found != expected_md5:
+                raise DownloadError(f"{url}: MD5 {found}, expected {expected_md5} (GroupLens's "
+                                    "published checksum)")
+    except OSError as e:
+        raise DownloadError(f"--dest {dest}: cannot write {path} ({e.strerror or e})") from None
+    return path
+
+
+def movielens(dataset: str, dest: str, source: str | None = None, log=print,
+              zips: dict | None = None) -> str:
+    """Fetches (or takes from ``source``) GroupLens's zip, checks its MD5 and
+    converts its ``ratings.csv`` into ``dest`` with the MLPerf protocol.
+
+    Args:
+        zips: name -> (URL, MD5); :data:`MOVIELENS_ZIPS` by default.
+
+    Returns:
+        "present" (all five files there already) or "prepared".
+    """
+    url, expected = (zips or MOVIELENS_ZIPS)[dataset]
+    if all(os.path.isfile(p) for p in output_paths(dest, dataset)):
+        return "present"
+    archive = _fetch_zip(dataset, dest, source, url, expected, log)
+    try:
+        with zipfile.ZipFile(archive) as z:
+            members = [m for m in z.namelist() if m.rsplit("/", 1)[-1] == "ratings.csv"]
+            if len(members) != 1:
+                raise DownloadError(f"{archive}: expected one ratings.csv in the zip, found "
+                                    f"{len(members)}")
+            os.makedirs(dest, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=f".{dataset}.unzip-", dir=dest) as tmp:
+                csv = os.path.join(tmp, "ratings.csv")
+                with z.open(members[0]) as f, open(csv, "wb") as out:
+                    shutil.copyfileobj(f, out, 1 << 20)
+                log(f"Converting {archive}:{members[0]} (MLPerf protocol: users with >= "
+                    f"{PROTOCOLS['mlperf']['min_interactions']} ratings, "
+                    f"{PROTOCOLS['mlperf']['num_test_neg']} test negatives, seed {SEED})")
+                data = prepare_movielens_csv(csv, dest, dataset, np.random.default_rng(SEED),
+                                             overwrite=True, **PROTOCOLS["mlperf"])
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DownloadError(f"{archive}: cannot unzip ({e})") from None
+    for line in data.stats.describe():
+        log(line)
+    log(data.summary())
+    return "prepared"
+
+
+def derived(dataset: str, dest: str, source: str | None = None, log=print) -> str:
+    """Makes a :data:`DERIVED` data set in ``dest`` from its parent (fetched first).
+
+    Returns "present" (its three files are there) or "prepared".
+    """
+    parent, num_test_neg, seed = DERIVED[dataset]
+    download([parent], dest, source, log)
+    if all(os.path.isfile(p) for p in output_paths(dest, dataset, NEGATIVE_SUFFIXES)):
+        return "present"
+    resample_negatives(os.path.join(dest, parent), dest, dataset, num_test_neg,
+                       np.random.default_rng(seed), overwrite=True)
+    return "prepared"
+
+
 def download(groups: list[str], dest: str, source: str | None = None, log=print) -> None:
     """Fetches every file of ``groups`` into ``dest`` (see module docstring)."""
     table = read_checksums()
     for group in groups:
+        if group in MOVIELENS_ZIPS:
+            status = movielens(group, dest, source, log)
+            log(f"{os.path.join(dest, group)}.*: {status}")
+            continue
+        if group in DERIVED:
+            status = derived(group, dest, source, log)
+            parent, count, seed = DERIVED[group]
+            log(f"{os.path.join(dest, group)}.*: {status} ({count} test negatives drawn "
+                f"for {parent}'s test lines, seed {seed})")
+            continue
         for name in GROUPS[group]:
             status = fetch(name, dest, source, table[name], log)
             log(f"{os.path.join(dest, name)}: {status}, verified")
