@@ -19,7 +19,10 @@ def gpus() -> list[str]:
     backend = keras.config.backend()
     if backend == "tensorflow":
         import tensorflow as tf
-        return [f"gpu:{i}" for i, _ in enumerate(tf.config.list_logical_devices("GPU"))]
+        # Physical, not logical, devices: listing logical ones starts TensorFlow's
+        # runtime, after which MultiWorkerMirroredStrategy (made after ``resolve``)
+        # fails with "Collective ops must be configured at program startup".
+        return [f"gpu:{i}" for i, _ in enumerate(tf.config.list_physical_devices("GPU"))]
     if backend == "jax":
         import jax
         return [f"gpu:{i}" for i, d in enumerate(d for d in jax.devices() if d.platform == "gpu")]
@@ -69,7 +72,7 @@ def distribution(kind: str):
                          f"(KERAS_BACKEND is {keras.config.backend()})")
     import tensorflow as tf
     if kind == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker_strategy()
     devices = [d.name for d in tf.config.list_logical_devices("GPU")]
     devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices)
@@ -80,3 +83,60 @@ def placement(device: str, strategy=None):
     if strategy is not None:
         return strategy.scope()
     return scope(device) if device else contextlib.nullcontext()
+
+
+def _multi_worker_strategy():
+    """``tf.distribute.MultiWorkerMirroredStrategy`` with a ``reduce`` that
+    Keras 3's ``fit`` can call when there are several workers.
+
+    With two or more workers in ``TF_CONFIG``, Keras 3 (3.15, TF 2.21;
+    keras-team/keras#20585) fails twice in ``fit`` before the first update:
+
+    - to build its metrics it reduces the whole first input batch, a nest
+      ``((users, items), labels)`` of per-replica tensors, with one
+      ``reduce("MEAN", ..., axis=None)``; TensorFlow reduces single values
+      only ("Attempt to convert a value (PerReplica...) to a Tensor"). Only
+      the batch's structure, shapes and dtypes are used, so a nest gets each
+      leaf's first local replica, with no collective (whose shapes would
+      differ between workers when the global batch does not split evenly);
+    - each step it reduces every scalar metric (the loss) with ``axis=0``
+      across workers ("Invalid reduction dimension 0 for input with 0
+      dimensions"); a scalar is reduced across replicas (``axis=None``), as
+      Keras's own one-worker path does.
+
+    Any other value is reduced as TensorFlow does. One worker (no
+    ``TF_CONFIG``) never reaches either path.
+    """
+    import tensorflow as tf
+
+    class Strategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            leaves = tf.nest.flatten(value)
+            if len(leaves) != 1 or leaves[0] is not value:
+                return tf.nest.map_structure(
+                    lambda v: (self.experimental_local_results(v)[0]
+                               if isinstance(v, tf.distribute.DistributedValues) else v),
+                    value)
+            if axis is not None and all(local.shape.rank == 0
+                                        for local in self.experimental_local_results(value)):
+                axis = None
+            return super().reduce(reduce_op, value, axis)
+
+    return Strategy()
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes a run's outputs (record, weights,
+    checkpoints, TensorBoard logs): always without ``tf.distribute`` or with
+    one machine; with ``multiworker``, only the chief (task ``chief``, or
+    worker 0 when ``TF_CONFIG`` names no chief). Every worker trains the same
+    replicated model, so the chief's outputs are the run's.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type in (None, "chief"):
+        return True
+    return (task_type == "worker" and task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
