@@ -56,8 +56,8 @@ def check_data(path: str, dataset: str, planning_only: bool) -> None:
     """Runs need the data set's files; a plan needs them only for a data set of
     one's own (the paper's are planned from their known sizes)."""
     from ncf_tf.data.loader import SUFFIXES, DataError, find_file
-    from ncf_tf.results.reproduce import DATASETS
-    if planning_only and dataset in DATASETS:
+    from ncf_tf.results.reproduce import DATASETS, MLPERF
+    if planning_only and (dataset in DATASETS or dataset in MLPERF):
         return
     for suffix in SUFFIXES:
         try:

@@ -20,7 +20,8 @@ import numpy as np
 
 from ncf_tf.results import reproduce
 from ncf_tf.results.beyond import (beyond, commit_of, fast_mode, learning_rates,
-                                   longer_training, machine_of, same_seed_across_commits)
+                                   longer_training, machine_of, mlperf,
+                                   same_seed_across_commits)
 from ncf_tf.results.cells import (BASELINE_ORDER, DATASETS, DIFF, HERE, NCF_ORDER, Cells, delta,
                                   factors_of, grid_edges, is_pretrained_adam, load_records,
                                   mean_sd, metric, published)
@@ -337,6 +338,7 @@ def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, di
                          f"`bin/reproduce --only {experiment} --dataset {dataset}`"])
         rep.table(f"missing_{dataset}", ["experiment", "missing runs", "estimated hours",
                                          "command"], rows)
+    mlperf(rep, records)
     rep.add("## Cells more than 0.01 from the paper", "")
     rep.add(*([f"- {line}" for line in rep.differences] or ["- none"]))
     rep.add("", "## Runs", "",
