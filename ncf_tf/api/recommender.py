@@ -294,8 +294,11 @@ class Recommender:
         """Leave-one-out metrics of held-out rows (one item per row).
 
         Args:
-            test_df: rows of (user, item) in the fit's column names; a user may
-                have several rows (each is ranked on its own).
+            test_df: rows of (user, item) in the fit's column names. A user may
+                have several rows: against sampled negatives each row is ranked
+                on its own; with ``negatives="all"`` a user's rows are their
+                held-out items together (:mod:`ncf_tf.eval.full_ranking`: HR
+                is whether any is in the top K, recall the share that is).
             k: the cut-off of hr, ndcg, map, precision and recall.
             metrics: names of :data:`ncf_tf.eval.metrics.METRICS`: hr, ndcg,
                 map, precision, recall, mrr, auc.
