@@ -503,7 +503,7 @@ def test_movielens_csv_has_fixed_columns(tmp_path, capsys):
 
 
 def test_rejection_draws_are_uniform_in_every_slot():
-    # 20 items, 10 negatives, no positives: about a quarter of the first
+    # 20 items, 10 negatives, no positives: about a fifth of the first
     # draws repeat within a row, so the rejection passes run many rounds.
     num_users, num_items, k = 20000, 20, 10
     negatives = sample_test_negatives(np.zeros(0, np.int64), np.zeros(0, np.int64), num_users,
