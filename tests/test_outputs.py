@@ -142,6 +142,8 @@ def test_the_start_up_filter_keeps_real_errors():
     text = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
             "I0000 00:00:1796486603.246930    2861 port.cc:153] oneDNN custom operations are on.\n"
             "W0000 00:00:1796486603.300001    2861 cuda_executor.cc:1309] could not find cuda drivers\n"
+            "I0000 00:00:1796506097.002395    5146 cpu_feature_guard.cc:227] This TensorFlow binary is optimized.\n"
+            "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the appropriate compiler flags.\n"
             "E0000 00:00:1796486603.400002    2861 cuda_dnn.cc:8310] Unable to register cuDNN factory\n"
             "Traceback (most recent call last):\n"
             "ImportError: libcudart.so.12: cannot open shared object file\n"

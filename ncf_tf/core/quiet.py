@@ -20,7 +20,9 @@ from typing import Iterator
 # absl's C++ prefix of INFO and WARNING lines ("I0000 00:00:1796486603.246930 2861 port.cc:153]"),
 # and the line it prints before its logging is set up.
 NOISE = re.compile(r"^([IW]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\]"
-                   r"|WARNING: All log messages before absl::InitializeLog\(\) is called)")
+                   r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+                   # the second line of cpu_feature_guard's INFO notice
+                   r"|To enable the following instructions: .*rebuild TensorFlow with)")
 
 
 def filter_lines(text: str) -> str:
