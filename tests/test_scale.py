@@ -35,3 +35,10 @@ def test_growth_exponents():
     fitted = scale.exponents(results)
     assert abs(fitted["load"] - 1) < 1e-9 and abs(fitted["epoch"] - 1.5) < 1e-9
     assert "step" not in fitted
+
+
+def test_the_gpu_figures_run_small_on_any_device(tmp_path, capsys):
+    from ncf_tf.bench import gpu
+    gpu.run(str(tmp_path), batch=512, steps=1, users=300, items=100)
+    out = capsys.readouterr().out
+    assert "M samples/s" in out and "999 negatives" in out and "no ml-1m files" in out

@@ -1,0 +1,105 @@
+"""The accelerator's figures: training throughput at MLPerf's batch, and the
+benchmark's evaluation and training rows, on whatever device Keras sees.
+
+Run by ``.ci/gpu_check`` (``KERAS_BACKEND=jax`` where TensorFlow is absent):
+
+* NeuMF-64 ``[256, 256, 128, 64]`` (``--preset mlperf``) at ml-20m's table
+  sizes (138,493 users x 26,744 items), batch 2^20, Adam (betas 0.25, 0.5):
+  samples per second over :data:`STEPS` steps after one that compiles;
+* leave-one-out evaluation of that model with 999 negatives at ml-20m's
+  size (138M pairs), and of NeuMF-8 and NeuMF-64 on ml-1m's files when
+  ``path`` has them;
+* NeuMF-8 training steps at the authors' batch 256.
+
+Timings are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+USERS, ITEMS = 138_493, 26_744
+BATCH = 1 << 20
+STEPS = 20
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run(path: str = "Data/", batch: int = BATCH, steps: int = STEPS, users: int = USERS,
+        items: int = ITEMS) -> None:
+    """Prints the figures of the module docstring (smaller sizes: a smoke test)."""
+    import keras
+
+    from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+    from ncf_tf.models import neumf
+    from ncf_tf.train import training
+    from ncf_tf.train.config import PRESETS
+    from ncf_tf.train.optimizers import make_optimizer
+
+    preset = PRESETS["mlperf"]
+    backend = keras.config.backend()
+    devices = ""
+    if backend == "jax":
+        import jax
+        devices = ", ".join(str(d) for d in jax.devices())
+    print(f"machine: {platform.node()}, {os.cpu_count()} CPU; keras {keras.__version__} "
+          f"({backend}); devices: {devices or 'as the backend places them'}", flush=True)
+    rng = np.random.default_rng(0)
+    model = neumf.build(users, items, preset["num_factors"], preset["layers"])
+    training.compile_model(model, make_optimizer("adam", preset["lr"],
+                                                 betas=tuple(preset["adam_betas"])))
+    x = [rng.integers(0, users, (batch, 1), dtype=np.int32),
+         rng.integers(0, items, (batch, 1), dtype=np.int32)]
+    y = rng.integers(0, 2, (batch, 1)).astype(np.float32)
+    compile_s = _timed(lambda: model.train_on_batch(x, y))
+    seconds = _timed(lambda: [model.train_on_batch(x, y) for _ in range(steps)])
+    print(f"NeuMF-64 {preset['layers']}, {users:,} x {items:,} tables, batch {batch:,}, Adam: "
+          f"{steps * batch / seconds / 1e6:.1f} M samples/s ({seconds / steps * 1e3:.1f} ms a "
+          f"step; the first, compiling, {compile_s:.1f} s)  [target >= 20 M samples/s on one "
+          "H100]", flush=True)
+    score_fn = training.make_score_fn(model)
+    evaluator = LeaveOneOutEvaluator(np.arange(users), rng.integers(0, items, users),
+                                     rng.integers(0, items, (users, 999)))
+    evaluator.evaluate(score_fn)
+    t = _timed(lambda: evaluator.evaluate(score_fn))
+    print(f"evaluation, {users:,} users, 999 negatives, NeuMF-64 ({evaluator.num_pairs:,} pairs): "
+          f"{t:.2f} s", flush=True)
+    if os.path.exists(os.path.join(path, "ml-1m.train.rating")):
+        from ncf_tf.data.loader import load_dataset
+        from ncf_tf.data.sampling import Instances, NegativeSampler
+        ds = load_dataset(path, "ml-1m")
+        ml1m = LeaveOneOutEvaluator.for_dataset(ds)
+        for f in (8, 64):
+            m = neumf.build(ds.num_users, ds.num_items, f, [8 * f, 4 * f, 2 * f, f])
+            fn = training.make_score_fn(m)
+            ml1m.evaluate(fn)
+            print(f"evaluation ml-1m, NeuMF-{f} ({ml1m.num_pairs:,} pairs): "
+                  f"{np.median([_timed(lambda: ml1m.evaluate(fn)) for _ in range(3)]):.3f} s",
+                  flush=True)
+        instances = NegativeSampler(ds.train, 4).epoch(rng)
+        n = 320 * 256
+        part = Instances(instances.users[:n], instances.items[:n], instances.labels[:n])
+        m = neumf.build(ds.num_users, ds.num_items, 8)
+        training.compile_model(m, make_optimizer("adam", 0.001))
+        training.fit_epoch(m, part, 256)
+        t = np.median([_timed(lambda: training.fit_epoch(m, part, 256)) for _ in range(3)])
+        print(f"training NeuMF-8, ml-1m, batch 256: {t / 320 * 1e3:.2f} ms a step, "
+              f"{t / n * len(instances):.1f} s an epoch", flush=True)
+    else:
+        print(f"(no ml-1m files in {path}: its rows are left out)")
+
+
+if __name__ == "__main__":
+    # python -m ncf_tf.bench.gpu [DATA_PATH] [smoke]: "smoke" runs small sizes (on a CPU).
+    args = sys.argv[1:]
+    smoke = dict(batch=1 << 12, steps=2, users=2_000, items=500) if "smoke" in args else {}
+    run(next((a for a in args if a != "smoke"), "Data/"), **smoke)
