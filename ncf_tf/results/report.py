@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from ncf_tf.results import reproduce
-from ncf_tf.results.beyond import (beyond, commit_of, fast_mode, learning_rates,
+from ncf_tf.results.beyond import (beyond, commit_of, fast_mode, fold_in, learning_rates,
                                    longer_training, machine_of, mlperf,
                                    same_seed_across_commits)
 from ncf_tf.results.cells import (BASELINE_ORDER, DATASETS, DIFF, HERE, NCF_ORDER, Cells, delta,
@@ -339,6 +339,7 @@ def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, di
         rep.table(f"missing_{dataset}", ["experiment", "missing runs", "estimated hours",
                                          "command"], rows)
     mlperf(rep, records)
+    fold_in(rep, folder)
     rep.add("## Cells more than 0.01 from the paper", "")
     rep.add(*([f"- {line}" for line in rep.differences] or ["- none"]))
     rep.add("", "## Runs", "",
