@@ -159,11 +159,12 @@ def script_epochs(path: str, turns: int = 2, epochs: int = FULL_EPOCHS) -> dict:
 
 
 def print_script_epochs(path: str) -> None:
+    from ncf_tf.core.records import cpu_model
     times = script_epochs(path)
     script, loop = np.median(times["script"]), np.median(times["in-process"])
     print(f"\nthe user's command: bin/train_neumf --epochs {FULL_EPOCHS} (NeuMF-8, the authors' "
           f"defaults) as a subprocess, beside the same epochs in this process, turn about; "
-          f"{_load()}")
+          f"{cpu_model() or platform.machine()}, {os.cpu_count()} CPU; {_load()}")
     for name, values in times.items():
         print(f"  {name:<11} epochs " + ", ".join(f"{v:.1f}" for v in values)
               + f" s; median {np.median(values):.1f} s")
