@@ -142,7 +142,13 @@ BLOCK_PAIRS = 1 << 24
 
 
 def repeats(rows: np.ndarray) -> np.ndarray:
-    """``(n, m)`` bool: True where an entry equals an earlier one of its row."""
+    """``(n, m)`` bool: True where an entry equals an earlier one of its row
+    (in blocks of rows, so that the int64 sort order of 1M rows of 999 is
+    never held whole: 8 GB)."""
+    lines = max(1, BLOCK_PAIRS // max(1, rows.shape[1]))
+    if rows.shape[0] > lines:
+        return np.concatenate([repeats(rows[lo:lo + lines])
+                               for lo in range(0, rows.shape[0], lines)])
     order = np.argsort(rows, axis=1, kind="stable")
     ordered = np.take_along_axis(rows, order, axis=1)
     repeated = np.zeros(rows.shape, dtype=bool)
