@@ -173,9 +173,6 @@ def test_two_workers_end_with_the_one_process_weights(job):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="ncf_tf.train.experiment.run writes its record, "
-                   "weights and checkpoints on every worker; it should write only where "
-                   "ncf_tf.train.device.is_chief(strategy)")
 def test_only_the_chief_writes(job):
     assert files_under(job["worker0"]["results"]) and files_under(job["worker0"]["models"])
     assert files_under(job["worker1"]["results"]) == []

@@ -189,8 +189,9 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             written then.
     """
     config.validate()
-    device = devices.resolve(config.device)
+    # The strategy first: a multi-worker one must exist before TensorFlow's runtime starts.
     strategy = devices.distribution(config.distribute)
+    device = devices.resolve(config.device)
     dataset = load_dataset_verbose(config.path, config.dataset, log)
     return run_dataset(dataset, config, log, device=device, strategy=strategy).record
 
@@ -254,8 +255,8 @@ def run_dataset(dataset: Dataset, config: TrainConfig, log: Callable[[str], None
     """
     config.validate()
     if device is None:
-        device = devices.resolve(config.device)
         strategy = devices.distribution(config.distribute)
+        device = devices.resolve(config.device)
     held_out = config.selection == "validation" or dataset.num_test > 0
     test = LeaveOneOutEvaluator.for_dataset(dataset, config.topk) if dataset.num_test else None
     if config.selection == "validation":
@@ -276,6 +277,14 @@ def run_dataset(dataset: Dataset, config: TrainConfig, log: Callable[[str], None
         fit_data, evaluator, monitors = dataset, NoHeldOut(config.topk), {}
     sampler = NegativeSampler(fit_data.train, config.num_neg)
     paths = run_paths(config) if write_files else {"name": config.run_name or config.run_key()}
+    # With several workers only the chief writes the record, weights and logs; every
+    # worker keeps a checkpoint of its own (restored values are not shared), which
+    # on a shared folder must not be the chief's.
+    chief = devices.is_chief(strategy)
+    if write_files and not chief:
+        task = strategy.cluster_resolver.task_id
+        paths = {**paths, "checkpoint": paths["checkpoint"].replace(
+            ".ckpt.npz", f".worker{task}.ckpt.npz")}
     resume_from = None
     if write_files and os.path.exists(paths["checkpoint"]):
         stored = checkpoint.read_extra(paths["checkpoint"])
@@ -343,7 +352,7 @@ def run_dataset(dataset: Dataset, config: TrainConfig, log: Callable[[str], None
                  "commit": record["git"]["commit"]}]
             record["epochs"] = [dataclasses.asdict(e) for e in state.epochs]
         run_start = time.time()
-        summaries = tensorboard_writer(config.tensorboard, paths["name"])
+        summaries = tensorboard_writer(config.tensorboard, paths["name"]) if chief else None
 
         def on_epoch(entry: training.EpochLog, now: training.TrainState) -> None:
             if not held_out:   # nothing was evaluated
@@ -354,7 +363,8 @@ def run_dataset(dataset: Dataset, config: TrainConfig, log: Callable[[str], None
                     "config": resumable_config(config), "training_stream": stream,
                     "elapsed_s": elapsed + time.time() - run_start,
                     "resumed": record.get("resumed", [])})
-                records.write_json(paths["record"], record)
+                if chief:
+                    records.write_json(paths["record"], record)
             if summaries is not None:
                 summaries(entry)
 
@@ -387,6 +397,11 @@ def run_dataset(dataset: Dataset, config: TrainConfig, log: Callable[[str], None
         record["best_validation"] = {"hr": result.best.hr, "ndcg": result.best.ndcg}
         record["test_picked"] = ({"epoch": top.epoch, **top.monitor["test"]} if top else None)
     if not write_files:
+        return Outcome(record, model, result)
+    if not chief:
+        if os.path.exists(paths["checkpoint"]):
+            os.remove(paths["checkpoint"])
+        log("Run record and weights: written by the chief (worker 0)")
         return Outcome(record, model, result)
     if config.out:
         weights.save_weights(model, paths["weights"])
