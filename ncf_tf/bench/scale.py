@@ -235,12 +235,19 @@ def measure(shape: Shape, folder: str) -> dict:
                                            ds.train.shape, exclude=ds.train)
     stage("full", lambda: full.evaluate(score_fn))
     out["full"]["s"] *= 1_000 / len(picked)   # per 1,000 users
-    batch = sampler.epoch(rng)
-    size = min(STEP_BATCH, len(batch))
-    x = {"user_input": batch.users[:size, None].copy(),
-         "item_input": batch.items[:size, None].copy()}
-    y = batch.labels[:size, None].copy()
-    del batch, sampler, full
+    # One batch as an epoch's would be (1 positive : 4 negatives, shuffled), drawn on
+    # its own: a whole epoch at the 100M shape is 22 GB.
+    size = min(STEP_BATCH, 5 * len(sampler.pos_users))
+    picked = rng.choice(len(sampler.pos_users), size // 5, replace=False)
+    neg_users = np.repeat(sampler.pos_users[picked], 4)
+    users = np.concatenate([sampler.pos_users[picked], neg_users])
+    items = np.concatenate([sampler.pos_items[picked], sampler.negatives(neg_users, rng)])
+    labels = np.r_[np.ones(len(picked), np.float32), np.zeros(len(neg_users), np.float32)]
+    order = rng.permutation(len(users))
+    x = {"user_input": users[order, None], "item_input": items[order, None]}
+    y = labels[order, None]
+    size = len(order)
+    del sampler, full
     for label, lazy in (("step", False), ("lazy", True)):
         model = neumf.build(ds.num_users, ds.num_items, FACTORS, LAYERS)
         training.compile_model(model, make_optimizer("adam", 0.0045, lazy=lazy),
