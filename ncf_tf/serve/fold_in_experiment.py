@@ -85,6 +85,15 @@ class FoldInExperiment:
         return os.path.join(self.model_dir, f"{self.name}_{stage}.weights.h5")
 
 
+
+def held_items(dataset, held: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(row_of, item_lists)``: each user's row among ``held`` (-1 for the
+    others) and the training items of each held-out user, in ``held``'s order."""
+    row_of = np.full(dataset.num_users, -1)
+    row_of[held] = np.arange(len(held))
+    train = dataset.train
+    return row_of, [train.indices[train.indptr[u]:train.indptr[u + 1]] for u in held]
+
 def held_out_users(num_users: int, count: int, seed: int) -> np.ndarray:
     """``(count,)`` sorted users drawn without replacement by the stream ``(seed, 3)``."""
     if not 0 < count < num_users:
@@ -182,10 +191,7 @@ def fold_in_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray
     model = build(settings, dataset.num_users, dataset.num_items)
     weights.load_weights(model, settings.weights_path("without"))
     evaluator = subset_evaluator(dataset, held, settings.topk)
-    row_of = np.full(dataset.num_users, -1)
-    row_of[held] = np.arange(len(held))
-    item_lists = [dataset.train.indices[dataset.train.indptr[u]:dataset.train.indptr[u + 1]]
-                  for u in held]
+    row_of, item_lists = held_items(dataset, held)
     start = time.time()
     folded = fold_in_users(model, item_lists, dataset.num_items,
                            np.random.default_rng([settings.seed, 4]),
@@ -229,10 +235,7 @@ def ials_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray,
         log(f"iALS fold_in: already recorded in {path}")
         return records.read_json(path)
     evaluator = subset_evaluator(dataset, held, settings.topk)
-    row_of = np.full(dataset.num_users, -1)
-    row_of[held] = np.arange(len(held))
-    item_lists = [dataset.train.indices[dataset.train.indptr[u]:dataset.train.indptr[u + 1]]
-                  for u in held]
+    row_of, item_lists = held_items(dataset, held)
     start = time.time()
     without = IALS().fit(without_users(dataset.train, held),
                          np.random.default_rng(settings.seed), log)
