@@ -85,7 +85,6 @@ class FoldInExperiment:
         return os.path.join(self.model_dir, f"{self.name}_{stage}.weights.h5")
 
 
-
 def held_items(dataset, held: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """``(row_of, item_lists)``: each user's row among ``held`` (-1 for the
     others) and the training items of each held-out user, in ``held``'s order."""
