@@ -89,3 +89,13 @@ def _check_writable(folder: str, path: str, flag: str) -> None:
         what = "is not writable" if probe == os.path.abspath(path) else \
             f"cannot be created in {probe}"
         raise OutputError(f"--{flag} {path} {what}: {e.strerror or e}") from None
+
+
+def hash_file(path: str, *hashes) -> list[str]:
+    """Feeds the file to each ``hashlib`` object (in one read, 1 MiB at a time)
+    and returns their hex digests, in order."""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            for digest in hashes:
+                digest.update(block)
+    return [digest.hexdigest() for digest in hashes]

@@ -31,7 +31,7 @@ import zipfile
 
 import numpy as np
 
-from ncf_tf.core.files import atomic_path
+from ncf_tf.core.files import atomic_path, hash_file
 from ncf_tf.data.prepare import (PROTOCOLS, PrepareError, output_paths, prepare_movielens_csv,
                                  resample_negatives)
 from ncf_tf.data.prepare.negatives import NEGATIVE_SUFFIXES
@@ -84,14 +84,8 @@ def read_checksums(path: str = CHECKSUMS) -> dict[str, tuple[str, str]]:
 
 def digests(path: str) -> tuple[str, str]:
     """(git blob id, SHA-256) of a file."""
-    size = os.path.getsize(path)
-    blob = hashlib.sha1(f"blob {size}\0".encode())
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            blob.update(block)
-            sha.update(block)
-    return blob.hexdigest(), sha.hexdigest()
+    blob = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode())
+    return tuple(hash_file(path, blob, hashlib.sha256()))
 
 
 def verified(path: str, expected: tuple[str, str]) -> bool:
@@ -150,11 +144,7 @@ def fetch(name: str, dest: str, source: str | None, expected: tuple[str, str],
 
 
 def md5(path: str) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return hash_file(path, hashlib.md5())[0]
 
 
 def _fetch_zip(dataset: str, dest: str, source: str | None, url: str, expected_md5: str,

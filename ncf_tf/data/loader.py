@@ -30,6 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ncf_tf.core.arrays import count_distinct
+from ncf_tf.core.files import hash_file
 
 SUFFIXES = ("train.rating", "test.rating", "test.negative")
 
@@ -272,11 +273,7 @@ def _read_negatives_lines(filename: str) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def sha256(filename: str) -> str:
-    digest = hashlib.sha256()
-    with open(filename, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return hash_file(filename, hashlib.sha256())[0]
 
 
 def load_dataset(path: str, name: str) -> Dataset:
