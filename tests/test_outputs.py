@@ -78,7 +78,7 @@ def test_every_command_checks_its_outputs_first(tmp_path, capsys):
     cases = unusable(tmp_path, data)
     assert {name for name, _ in cases} == set(COMMANDS) - {"benchmark"}
     for name, argv in cases:
-        module, args, _ = COMMANDS[name]
+        module, args = COMMANDS[name]
         main = __import__(f"ncf_tf.cli.{module}", fromlist=["main"]).main
         code = main(*args, [name, *argv])
         err = capsys.readouterr().err.strip().splitlines()

@@ -9,29 +9,26 @@ from __future__ import annotations
 import importlib
 import sys
 
-# bin/<name> -> (module of ncf_tf.cli, the arguments before argv of its main, whether
-# it needs Keras: imported first, with TensorFlow's C++ start-up lines filtered out)
+# bin/<name> -> (module of ncf_tf.cli, the arguments before argv of its main). The
+# modules import no Keras at import; those that need it say so to run_command, which
+# imports it with TensorFlow's C++ start-up lines filtered out.
 COMMANDS = {
-    "train_gmf": ("train", ("GMF",), True),
-    "train_mlp": ("train", ("MLP",), True),
-    "train_neumf": ("train", ("NeuMF",), True),
-    "train_baseline": ("baseline", (), False),
-    "download_data": ("download", (), False),
-    "prepare_data": ("prepare", (), False),
-    "reproduce": ("reproduce", (), True),
-    "recommend": ("recommend", (), True),
-    "export": ("export", (), True),
-    "plot_run": ("plot", (), False),
-    "benchmark": ("benchmark", (), True),
+    "train_gmf": ("train", ("GMF",)),
+    "train_mlp": ("train", ("MLP",)),
+    "train_neumf": ("train", ("NeuMF",)),
+    "train_baseline": ("baseline", ()),
+    "download_data": ("download", ()),
+    "prepare_data": ("prepare", ()),
+    "reproduce": ("reproduce", ()),
+    "recommend": ("recommend", ()),
+    "export": ("export", ()),
+    "plot_run": ("plot", ()),
+    "benchmark": ("benchmark", ()),
 }
 
 
 def run(command: str) -> None:
     """Runs ``bin/<command>`` on ``sys.argv`` and exits with its code."""
-    module, args, backend = COMMANDS[command]
-    if backend:
-        from ncf_tf.core import quiet
-        quiet.import_backend(verbose=any(a in ("--tf_verbose", "--tf_verbose=true")
-                                         for a in sys.argv[1:]))
+    module, args = COMMANDS[command]
     main = importlib.import_module(f"ncf_tf.cli.{module}").main
     sys.exit(main(*args, sys.argv))

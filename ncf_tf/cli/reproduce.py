@@ -129,4 +129,4 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_command(argv, "reproduce", "plan, run (resumably) and report the paper's "
                        "experiments.", define_flags(), body, (ValueError, RuntimeError),
-                       outputs=(("results", "dir"), ("model_dir", "dir")), backend=True)
+                       outputs=(("results", "dir"), ("model_dir", "dir")))

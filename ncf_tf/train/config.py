@@ -10,9 +10,13 @@ import dataclasses
 import os
 import re
 
-from ncf_tf.train.optimizers import ADAM_BETAS, LEARNERS
 
 MODELS = ("GMF", "MLP", "NeuMF")
+LEARNERS = ("adagrad", "adam", "rmsprop", "sgd")
+"""The authors' learners (``ncf_tf.train.optimizers.make_optimizer``): here, not
+there, so that the configuration, and the flags made from it, need no Keras."""
+ADAM_BETAS = (0.9, 0.999)
+"""Adam's betas in Keras 1, the authors'."""
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PAPER_BATCH_SIZES = (128, 256, 512, 1024)
 """The batch sizes the paper searched (sec. 4.1); larger ones are fast mode."""

@@ -35,9 +35,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-LEARNERS = ("adagrad", "adam", "rmsprop", "sgd")
+from ncf_tf.train.config import ADAM_BETAS, LEARNERS
+
 EPSILON = 1e-8
-ADAM_BETAS = (0.9, 0.999)   # Keras 1's, the authors'
 
 
 def _on_tensorflow() -> bool:
