@@ -222,3 +222,35 @@ def test_a_record_takes_its_threads_from_the_environment_else_all_cores(
         monkeypatch, value, threads):
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", value)
     assert intra_op_threads() == (threads or os.cpu_count())
+
+
+def test_headline_shows_mean_sd_beside_the_paper_and_updates_only_between_markers(tmp_path):
+    results = tmp_path / "results"
+    for seed, hr in ((0, 0.68), (1, 0.69), (2, 0.70)):
+        write_json(str(results / "runs" / f"r{seed}.json"), record(seed, hr, 0.40))
+    readme = tmp_path / "README.md"
+    start, end = report.HEADLINE_MARKERS
+    readme.write_text(f"# mine\n\nprose\n{start}\nstale\n{end}\nmore prose\n")
+    written(results, "paper Table 2,ml-1m,NeuMF,pretrained,8,,0.684,0.403")
+    text = readme.read_text()
+    assert text.startswith(f"# mine\n\nprose\n{start}\n| ml-1m, HR@10 | F = 8 |")
+    assert text.endswith(f"|\n{end}\nmore prose\n")
+    assert "stale" not in text
+    assert "| NeuMF (pretrained) | 0.6900 ± 0.0100 (3) vs 0.684 | – |" in text
+    assert "| NeuMF (pretrained) | 0.4000 ± 0.0000 (3) vs 0.403 | – |" in text
+    assert "| NeuMF (from scratch) | – | – | – | – |" in text
+    readme.write_text("# no markers\n")
+    assert not report.write_headline(str(readme), "table")
+    assert readme.read_text() == "# no markers\n"
+
+
+def test_the_committed_readme_headline_is_the_committed_records():
+    """README.md's headline table is what `bin/reproduce --report` makes from
+    results/runs/ now (run it after adding records)."""
+    with open(os.path.join(cells.HERE, "README.md")) as f:
+        text = f.read()
+    start, end = report.HEADLINE_MARKERS
+    committed = text[text.index(start) + len(start):text.index(end)].strip("\n")
+    records = cells.load_records(os.path.join(cells.HERE, "results", "runs"))
+    paper = cells.published(os.path.join(cells.HERE, "results", "published_results.csv"))
+    assert committed == report.headline(records, paper)

@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from ncf_tf.core.files import atomic_path
 from ncf_tf.results import reproduce
 from ncf_tf.results.beyond import (beyond, commit_of, fast_mode, fold_in, learning_rates,
                                    longer_training, machine_of, mlperf,
@@ -417,8 +418,66 @@ def draw(plots: dict, folder: str) -> list[str]:
     return written
 
 
+HEADLINE_MARKERS = ("<!-- headline:start -->", "<!-- headline:end -->")
+"""The project README's generated headline table lies between these lines."""
+HEADLINE_ROWS = (("NeuMF", "pretrained", "NeuMF (pretrained)"),
+                 ("NeuMF", "from scratch", "NeuMF (from scratch)"),
+                 ("GMF", "from scratch", "GMF"), ("MLP", "from scratch", "MLP-3"),
+                 ("ItemPop", None, "ItemPop"), ("ItemKNN", None, "ItemKNN"),
+                 ("BPR", None, "BPR"), ("eALS", None, "eALS"))
+"""(model, setting, label): Table 2's two NeuMF and the other models of Figure 4."""
+
+
+def headline(records: list[dict], paper: dict, dataset: str = "ml-1m") -> str:
+    """The README's headline: HR@10 and NDCG@10 of Table 2 and Figure 4's models
+    per predictive factors F, ours as mean +- sd (n seeds) "vs" the paper's
+    number where the paper gives one (Table 2; MLP-3 of Tables 3-4); a
+    baseline's cell is the best point of its grid on test HR, as in Figure 4's
+    table of results/README.md."""
+    cells = Cells(records)
+    lines = []
+    for i, key in enumerate(("hr", "ndcg")):
+        lines += [f"| {dataset}, {key.upper()}@10 | "
+                  + " | ".join(f"F = {f}" for f in reproduce.FACTORS) + " |",
+                  "|---|" + "---|" * len(reproduce.FACTORS)]
+        for model, setting, label in HEADLINE_ROWS:
+            row = [label]
+            for f in reproduce.FACTORS:
+                if setting is None:
+                    best = cells.best_baseline(dataset, model,
+                                               f if model in ("BPR", "eALS") else None)
+                    runs, ref = [best] if best else [], None
+                else:
+                    runs = cells.ncf_runs(dataset, model, f, setting)
+                    ref = paper.get((dataset, "MLP-3" if model == "MLP" else model, f, setting))
+                cell = mean_sd(metric(runs, key))
+                row.append(cell + (f" vs {ref[i]:.3f}" if ref else ""))
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines[:-1])
+
+
+def write_headline(readme: str, text: str) -> bool:
+    """Puts ``text`` between ``readme``'s :data:`HEADLINE_MARKERS` (atomically);
+    False, and nothing written, where the file or its markers are missing."""
+    if not os.path.exists(readme):
+        return False
+    with open(readme) as f:
+        old = f.read()
+    start, end = HEADLINE_MARKERS
+    if old.count(start) != 1 or old.count(end) != 1 or old.index(start) > old.index(end):
+        return False
+    new = old[:old.index(start) + len(start)] + "\n" + text + "\n" + old[old.index(end):]
+    if new != old:
+        with atomic_path(readme) as tmp, open(tmp, "w") as f:
+            f.write(new)
+    return True
+
+
 def write(folder: str) -> str:
-    """Regenerates ``<folder>/README.md``, ``tables/*.csv`` and ``plots/*.png``."""
+    """Regenerates ``<folder>/README.md``, ``tables/*.csv`` and ``plots/*.png``,
+    and the headline table of the README beside ``folder`` (the project's
+    README.md for results/) where that README holds :data:`HEADLINE_MARKERS`."""
     records = load_records(os.path.join(folder, "runs"))
     reference = os.path.join(folder, "published_results.csv")
     if not os.path.exists(reference):   # a results folder of one's own: the project's copy
@@ -426,7 +485,8 @@ def write(folder: str) -> str:
     if not os.path.exists(reference):
         raise ValueError(f"{reference}: file not found; the paper's numbers are needed "
                          "to compare with")
-    text, tables, plots = render(records, published(reference), folder)
+    paper = published(reference)
+    text, tables, plots = render(records, paper, folder)
     os.makedirs(os.path.join(folder, "tables"), exist_ok=True)
     for name, rows in tables.items():
         with open(os.path.join(folder, "tables", f"{name}.csv"), "w", newline="") as f:
@@ -436,4 +496,7 @@ def write(folder: str) -> str:
     with open(path, "w") as f:
         f.write(text)
     print(f"wrote {path}, {len(tables)} tables, plots in {os.path.join(folder, 'plots')}")
+    readme = os.path.join(os.path.dirname(os.path.abspath(folder)), "README.md")
+    if write_headline(readme, headline(records, paper)):
+        print(f"wrote the headline table of {os.path.relpath(readme)}")
     return path
