@@ -162,9 +162,9 @@ class IALS:
                      rhs: np.ndarray, reg: np.ndarray) -> np.ndarray:
         solution = np.empty_like(rhs)
         indptr, indices = r.indptr, r.indices
-        # Thousands of small products: one BLAS thread each is ~7x faster than
-        # numpy's einsum, while a multithreaded BLAS is ~5x slower than einsum
-        # when other processes hold the cores.
+        # Thousands of small products: one BLAS thread each beats numpy's einsum,
+        # while a multithreaded BLAS falls behind einsum when other processes
+        # hold the cores.
         with threadpoolctl.threadpool_limits(1, user_api="blas"):
             for row in range(r.shape[0]):
                 observed = fixed[indices[indptr[row]:indptr[row + 1]]]

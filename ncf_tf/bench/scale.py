@@ -14,7 +14,7 @@ process's peak resident memory (RSS) during it:
   their evaluator is built before the stage, the 99's within it);
 * ``full``: full-ranking evaluation of the same model (every item but the
   user's training items) for :data:`FULL_USERS` users, the time per 1,000
-  users (all of them would take hours on a CPU: the cost is users x items);
+  users (the cost of all of them is users x items);
 * ``step`` and ``lazy``: one training step of that NeuMF-64 at batch
   :data:`STEP_BATCH` with dense Adam (every row of both embedding tables
   updated) and with lazy Adam (only the rows in the batch).

@@ -209,8 +209,8 @@ def read_ratings_with_timestamps(
 def read_negatives(filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reads a ``.test.negative`` file into (users, items, negatives[n, k]).
 
-    pandas parses a well-formed file in one pass (1M lines of 999 negatives
-    in seconds); anything else goes through the line-by-line reader, which
+    pandas parses a well-formed file in one pass; anything else goes
+    through the line-by-line reader, which
     names the first bad line.
     """
     fast = _read_negatives_fast(filename)

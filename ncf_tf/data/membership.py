@@ -10,8 +10,8 @@ answer it, and :func:`membership` takes the smaller:
 * :class:`HashMembership`: an open-addressing hash set of the keys
   ``user * num_items + item`` with linear probing, 8 bytes a slot and at
   least two slots a positive: memory linear in the positives, not in the
-  cells (2 GiB at 100M positives), about 1.3 probes a question, and about
-  five times slower than the bitset's single lookup.
+  cells (2 GiB at 100M positives), about 1.3 probes a question, and slower
+  than the bitset's single lookup.
 
 :func:`membership` takes the bitset up to 1 GiB (or where it is no larger),
 else the hash set. Both give the same answers, so a sampler's draws are the
@@ -130,8 +130,8 @@ def hash_bytes(num_keys: int) -> int:
 def membership(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int):
     """An exact structure for the pairs ``(users[k], items[k])``, the same answers
     either way: :class:`BitsetMembership` while it needs at most
-    :data:`BITSET_MAX_BYTES` or no more than the hash set (its lookups are about
-    five times faster), else :class:`HashMembership`."""
+    :data:`BITSET_MAX_BYTES` or no more than the hash set (its lookups are
+    faster), else :class:`HashMembership`."""
     bitset = bitset_bytes(num_users, num_items)
     if bitset <= BITSET_MAX_BYTES or bitset <= hash_bytes(len(users)):
         return BitsetMembership(users, items, num_users, num_items)

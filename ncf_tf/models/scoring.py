@@ -46,8 +46,8 @@ from ncf_tf.models import trained
 
 MAX_FLOATS = 1 << 22
 """Largest intermediate of one chunk of :func:`all_item_logits` calls, in
-floats (16 MB of float32); larger chunks ran slower on a 2-core machine
-(cache), smaller ones pay per-call overhead."""
+floats (16 MB of float32); larger chunks fall out of the cache, smaller
+ones pay per-call overhead."""
 
 PAIR_CHUNK_FLOATS = 1 << 20
 """Largest intermediate of one chunk of :class:`PairScorer`, in floats (4 MB

@@ -149,13 +149,11 @@ def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
                      num_neg: int = 4, learner: str = "adam") -> float:
     """Seconds per epoch on a 2-core CPU, from the parameter count.
 
-    A fit to ml-1m's measured steps at batch 256 with ``FusedAdam`` and
-    ready-cut batches of static shape (``results/benchmark.txt``: GMF-8 0.27
-    to 0.30, NeuMF-8 0.68 to 0.96, NeuMF-64 5.7 to 8.0 ms; whole NeuMF-8
-    epochs 13 to 14 s): 0.15 ms plus 1.7 ms per million parameters, the
-    dense update being memory-bound; SGD (pretrained NeuMF) about 0.4 of the
-    parameter-dependent part, from the recorded runs. A planning figure,
-    not a measurement.
+    A linear fit to ml-1m's steps at batch 256 as ``bin/benchmark`` measures
+    them (``results/benchmark.txt``): a fixed cost per step plus a cost per
+    million parameters, the dense update being memory-bound; SGD (pretrained
+    NeuMF) a fraction of the parameter-dependent part, from the recorded
+    runs. A planning figure, not a measurement.
     """
     users, items, train = DATASETS.get(dataset, DATASETS["ml-1m"])
     width = {"GMF": factors, "MLP": layers[0], "NeuMF": factors + layers[0]}[model]
@@ -218,9 +216,9 @@ def mlperf_job(dataset: str, seed: int, epochs: int = MLPERF_EPOCHS) -> Job:
     flags = ["--preset", "mlperf", "--dataset", dataset, "--epochs", str(epochs),
              "--seed", str(seed)]
     users, items, train = MLPERF.get(dataset, MLPERF["ml-1m-neg999"])
-    # About 5 s a 2^20 step of NeuMF-64 [256,256,128,64] on 2 cores (bin/benchmark
-    # --section scale), 5 instances a training interaction; the evaluation of 999
-    # negatives about 10 us a user.
+    # A 2^20 step of NeuMF-64 [256,256,128,64] as bin/benchmark --section scale
+    # measures it (results/scale.txt), 5 instances a training interaction, plus
+    # the evaluation of 999 negatives per user.
     epoch_s = -(-train * 5 // config.batch_size) * 5.0 + users * 1e-2
     return Job(config.run_key(), "train_neumf", flags, (), epochs * epoch_s)
 

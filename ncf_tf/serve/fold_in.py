@@ -54,8 +54,7 @@ from ncf_tf.baselines.ials import IALS
 # NeuMF-8 trained without them, folded in from their training items less the
 # latest one, which was ranked against 99 negatives (ncf_tf.data.validation);
 # 200 steps at 0.01 were as good as 100 at 0.03 or 400 at 0.01 (within
-# 0.01 HR@10) and better than 50 steps or lr 0.003. ~25 s for the 600 on
-# 2 CPU cores.
+# 0.01 HR@10) and better than 50 steps or lr 0.003.
 DEFAULT_STEPS = 200
 DEFAULT_LR = 0.01
 DEFAULT_NUM_NEG = 4

@@ -155,10 +155,8 @@ def top_k(scorer: Scorer, users, num_items: int, exclude: sp.csr_matrix | None =
             return rank_items(all_item_logits(scorer, chunk), excluded, k)
         if len(users) > max_floats // (num_items * per_pair):
             # Compiled with XLA, which fuses the broadcast add, ReLU and masking
-            # of a chunk around the matrix products: for NeuMF-8 on all of ml-1m
-            # (6,040 users x 3,706 items) the compiled pass took 2.3 s of CPU
-            # time after 1.7 s of compilation, against 6.4 s for the ops run one
-            # by one (2-core machine); compiling pays off only over several chunks.
+            # of a chunk around the matrix products; compiling pays off only over
+            # several chunks.
             best = compiled(best, xla=True)
     else:
         per_pair = 1

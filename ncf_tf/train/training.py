@@ -34,7 +34,7 @@ def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer,
 
     ``steps_per_execution`` runs that many mini-batch steps per call into the
     compiled function; each step is still one ordinary update, so the math
-    is unchanged while Python overhead drops (about 4x faster for GMF). It
+    is unchanged while Python overhead drops. It
     defaults to 64, and to 1 inside a ``tf.distribute`` scope, where Keras's
     multi-step loop does not run.
     """
@@ -70,7 +70,7 @@ def make_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
     Logits rank exactly as the sigmoid outputs do, without float32 saturation
     ties near 1. GMF, MLP and NeuMF are scored from their variables with the
     first tower layer factored (:class:`ncf_tf.models.scoring.PairScorer`: the same
-    logits to float32 rounding, about 6x faster for NeuMF-64 in bin/benchmark); any other
+    logits to float32 rounding, and faster: bin/benchmark times both); any other
     model through :func:`keras_score_fn`.
     """
     if trained.model_kind(model) is not None:
@@ -105,25 +105,23 @@ def batches(instances: Instances, batch_size: int) -> list:
 
     The arrays are cut into batches once, up front, so that each training
     step takes one ready element. Given NumPy arrays, Keras gathers every
-    batch inside its input pipeline, which costs about 0.4 ms a step on 2 CPU
-    cores: as much as a whole GMF-8 step. The batches, their order and so the
+    batch inside its input pipeline, which can cost as much as a whole small
+    training step (bin/benchmark times both). The batches, their order and so the
     updates are the same either way.
 
     Returns:
         ``(dataset, instances in it)`` pairs, in order: the whole batches,
         then the remainder batch if there is one. Each set has one static
         batch shape; a single set holding both would have an unknown batch
-        dimension, and the training step compiled for it ran about 1.6x
-        slower (NeuMF-8, ml-1m: 21 s per epoch instead of 13).
+        dimension, and the training step compiled for it ran slower.
     """
     import tensorflow as tf
 
     arrays = (instances.users, instances.items, instances.labels)
     full = len(instances) // batch_size * batch_size
-    # Without tf.data's autotuning (nothing here to tune): with it, in about one
-    # epoch of three ``fit`` returned some 8 s after its last step, the CPUs
-    # idle, while the iterator was torn down (NeuMF-8, ml-1m: 21 s epochs
-    # instead of 13).
+    # Without tf.data's autotuning (nothing here to tune): with it, ``fit`` at
+    # times returned long after its last step, the CPUs idle, while the
+    # iterator was torn down.
     options = tf.data.Options()
     options.autotune.enabled = False
 
