@@ -29,6 +29,7 @@ column or the id.
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 import pandas as pd
@@ -61,11 +62,60 @@ def check_frame(frame, columns: dict[str, str], what: str) -> None:
     for column, role in columns.items():
         if role == "negatives":
             continue
-        missing = frame[column].isna().to_numpy()
+        values = frame[column]
+        if values.dtype == object:
+            listed = values.map(_not_scalar).to_numpy(bool)
+            if listed.any():
+                row = frame.index[int(np.argmax(listed))]
+                raise FrameError(f"{what}: column {column!r} holds a "
+                                 f"{type(values[row]).__name__} at row {row!r}; each {role} "
+                                 "id must be one value (an integer or a string)")
+        missing = values.isna().to_numpy()
         if missing.any():
             row = frame.index[int(np.argmax(missing))]
             raise FrameError(f"{what}: column {column!r} has a missing {role} id (NaN) "
                              f"at row {row!r}")
+
+
+def _not_scalar(value) -> bool:
+    return isinstance(value, (list, tuple, set, frozenset, dict, np.ndarray, pd.Series))
+
+
+def parse_times(values: pd.Series, what: str) -> np.ndarray:
+    """float64 times of a timestamp column: numbers as they are, dates and
+    date-like strings as seconds since 1970 (UTC); a missing value is NaN
+    (no time).
+
+    Raises:
+        FrameError: a value that is neither a number nor a date, naming
+            ``what`` and the row.
+    """
+    if pd.api.types.is_bool_dtype(values):
+        raise FrameError(f"{what}: holds booleans; expected numbers or dates")
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(np.float64)
+    if not pd.api.types.is_datetime64_any_dtype(values):
+        present = values.notna().to_numpy()
+        numbers = pd.to_numeric(values, errors="coerce")
+        if numbers.notna().to_numpy().sum() == present.sum():
+            return numbers.to_numpy(np.float64)
+        try:
+            values = pd.to_datetime(values, utc=True, format="mixed")
+        except (ValueError, TypeError, OverflowError):
+            parsed = [_date_or_none(v) for v in values]
+            bad = next(n for n, (v, ok) in enumerate(zip(values, present))
+                       if ok and parsed[n] is None)
+            raise FrameError(f"{what}: {values.iloc[bad]!r} at row {values.index[bad]!r} is "
+                             "neither a number nor a date") from None
+    values = pd.to_datetime(values, utc=True)
+    return ((values - pd.Timestamp(0, tz="UTC")).dt.total_seconds()).to_numpy(np.float64)
+
+
+def _date_or_none(value):
+    try:
+        return pd.to_datetime(value, utc=True)
+    except (ValueError, TypeError, OverflowError):
+        return None
 
 
 def column_values(values, what: str) -> np.ndarray:
@@ -77,6 +127,11 @@ def column_values(values, what: str) -> np.ndarray:
     else:
         array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values)
     array = array.reshape(-1)
+    if array.dtype == object:
+        listed = [n for n, value in enumerate(array) if _not_scalar(value)]
+        if listed:
+            raise FrameError(f"{what}: a {type(array[listed[0]]).__name__} at position "
+                             f"{listed[0]}; each id must be one value")
     missing = pd.isna(array)
     if missing.any():
         raise FrameError(f"{what}: missing id (NaN) at position {int(np.argmax(missing))}")
@@ -178,7 +233,7 @@ def interactions(frame: pd.DataFrame, user_col: str, item_col: str, users: Ids, 
     i = items.encode(frame[item_col], f"column {item_col!r}")
     times = None
     if timestamp_col is not None:
-        times = pd.to_numeric(frame[timestamp_col], errors="coerce").to_numpy(np.float64)
+        times = parse_times(frame[timestamp_col], f"column {timestamp_col!r} (timestamp_col)")
     train = sp.csr_matrix((np.ones(len(u), np.float32), (u, i)),
                           shape=(users.count, items.count))
     train.sum_duplicates()
@@ -239,3 +294,86 @@ def fingerprint(dataset: Dataset) -> str:
                   dataset.test_items, dataset.test_negatives):
         digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
     return digest.hexdigest()
+
+
+def leave_latest_out(df: pd.DataFrame, user_col: str = "user", item_col: str = "item",
+                     timestamp_col: str = "timestamp", num_negatives: int = 99,
+                     seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's protocol on a DataFrame: each user's latest interaction is
+    held out and ranked against ``num_negatives`` items the user never
+    interacted with.
+
+    The split is the library's leave-one-out split
+    (:func:`ncf_tf.data.validation.validation_split`, ``how="latest"``): latest
+    by ``timestamp_col`` (numbers, datetimes or date-like strings), among
+    equal times the earlier row, as in the authors' files (which list each
+    user's interactions latest first). A user with a single interaction keeps
+    it for training and has no test row.
+
+    Args:
+        df: the interactions, one per row, raw ids of any type that sorts.
+        user_col, item_col, timestamp_col: its columns.
+        num_negatives: items per test row (the paper's 99).
+        seed: the negatives' random stream.
+
+    Returns:
+        ``(train, test)``: the rows of ``df`` not held out (every row of a
+        held-out user-item pair leaves), and one row of ``df`` per held-out
+        pair (users in sorted order) with a ``negatives`` column listing the
+        raw ids of its negatives: what ``Recommender.fit(train, test_df=test)``
+        and ``evaluate(test)`` take.
+
+    Raises:
+        ValueError: a bad DataFrame, column or argument (one line naming it),
+            or a user with fewer than ``num_negatives`` items left.
+    """
+    if timestamp_col is None:
+        raise FrameError("timestamp_col is required for the latest interaction; without "
+                         "times use leave_random_out")
+    return _leave_one_out(df, user_col, item_col, timestamp_col, "latest", num_negatives, seed)
+
+
+def leave_random_out(df: pd.DataFrame, user_col: str = "user", item_col: str = "item",
+                     num_negatives: int = 99, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`leave_latest_out` holding out one interaction per user drawn
+    uniformly at random (stream ``seed``) instead of the latest."""
+    return _leave_one_out(df, user_col, item_col, None, "random", num_negatives, seed)
+
+
+def _leave_one_out(df, user_col, item_col, timestamp_col, how, num_negatives, seed):
+    from ncf_tf.data.validation import validation_split
+
+    for name, value, minimum in (("num_negatives", num_negatives, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if user_col == item_col:
+        raise FrameError(f"user_col and item_col are both {user_col!r}; users and items need "
+                         "a column each")
+    check_frame(df, {user_col: "user", item_col: "item"}, "df")
+    if timestamp_col is not None and timestamp_col not in df.columns:
+        raise FrameError(f"df: no column {timestamp_col!r} (timestamp_col); its columns are "
+                         f"{', '.join(map(repr, df.columns))}")
+    users = Ids.of("user", [column_values(df[user_col], f"df: column {user_col!r}")], user_col)
+    items = Ids.of("item", [column_values(df[item_col], f"df: column {item_col!r}")], item_col)
+    train, times, lines = interactions(df, user_col, item_col, users, items, timestamp_col)
+    empty = np.empty(0, np.int64)
+    dataset = frame_dataset("df", train, times, lines, empty, empty, np.empty((0, 1), np.int64))
+    try:
+        split = validation_split(dataset, np.random.default_rng(int(seed)), how,
+                                 int(num_negatives))
+    except ValueError as e:   # name the user by its raw id
+        text = re.sub(r"user (\d+) has", lambda m: f"user {_show(users.originals[int(m.group(1))])}"
+                      " has", str(e))
+        raise FrameError(f"num_negatives={num_negatives}: {text.split(': ', 1)[-1]}") from None
+    keys = (users.encode(df[user_col], "df").astype(np.int64) * items.count
+            + items.encode(df[item_col], "df"))
+    held = split.test_users.astype(np.int64) * items.count + split.test_items
+    out = np.isin(keys, held)
+    rows = np.flatnonzero(out)
+    # One row per held-out pair, its first; sorted keys put the users in order.
+    _, first = np.unique(keys[rows], return_index=True)
+    test = df.iloc[rows[first]].copy()
+    test["negatives"] = [items.originals[row].tolist() for row in split.test_negatives]
+    return df.loc[~out].copy(), test

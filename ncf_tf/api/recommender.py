@@ -33,9 +33,14 @@ column; ``(seed, 4)`` is fold-in's.
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
+import math
 import os
+import re
+import shutil
+import tempfile
 import time
+import zipfile
 from typing import Callable, Sequence
 
 import numpy as np
@@ -44,14 +49,16 @@ import scipy.sparse as sp
 
 from ncf_tf.api import frames
 from ncf_tf.api.frames import FrameError, Ids
-from ncf_tf.core import records
-from ncf_tf.core.files import atomic_path
+from ncf_tf.core import quiet, records
+from ncf_tf.core.files import atomic_path, check_output_dir
 from ncf_tf.eval import metrics as M
 from ncf_tf.eval.full_ranking import FullRankingEvaluator
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+from ncf_tf.models import layers as model_layers
 from ncf_tf.models import weights
 from ncf_tf.serve import fold_in as folding
 from ncf_tf.serve import recommend as serving
+from ncf_tf.train import device as devices
 from ncf_tf.train import experiment, training
 from ncf_tf.train.config import MODELS, TrainConfig
 
@@ -70,8 +77,26 @@ FORMAT = 1
 # what the API decides itself (files, pretraining, selection).
 NOT_SETTINGS = {"model", "path", "dataset", "epochs", "selection", "validation_split",
                 "pretrain", "mf_pretrain", "mlp_pretrain", "weights", "results_dir",
-                "run_name", "tensorboard", "progress", "distribute"}
+                "run_name", "tensorboard", "progress", "distribute", "num_factors", "layers",
+                "seed"}
 SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in NOT_SETTINGS)
+_DEFAULTS = TrainConfig(model="GMF")
+
+# The embedding layers of each model, as (column prefix, user layer, item layer).
+EMBEDDINGS = {"GMF": (("gmf", "user_embedding", "item_embedding"),),
+              "MLP": (("mlp", "user_embedding", "item_embedding"),),
+              "NeuMF": (("gmf", "mf_embedding_user", "mf_embedding_item"),
+                        ("mlp", "mlp_embedding_user", "mlp_embedding_item"))}
+
+
+def _quiet(method):
+    """Runs ``method`` without TensorFlow's retracing warnings unless the
+    Recommender was made with ``tf_verbose=True``."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with quiet.retracing_hidden(not getattr(self, "tf_verbose", False)):
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class Recommender:
@@ -98,13 +123,24 @@ class Recommender:
 
     def __init__(self, model: str = "NeuMF", num_factors: int = 8,
                  layers: Sequence[int] = (64, 32, 16, 8), seed: int = 0,
-                 pretrain: tuple["Recommender", "Recommender"] | None = None, **settings):
-        if model not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+                 pretrain: tuple["Recommender", "Recommender"] | None = None, *,
+                 epochs: int = 20, tf_verbose: bool = False, **settings):
+        model = _model_name(model)
+        check_integer("num_factors", num_factors, 1)
+        check_integer("seed", seed, 0)
+        check_integer("epochs", epochs, 0)
+        if not isinstance(tf_verbose, bool):
+            raise TypeError(f"tf_verbose must be True or False, got {tf_verbose!r}")
+        if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
+            raise TypeError(f"layers must be a list of integers, got {layers!r}")
+        for size in layers:
+            if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+                raise TypeError(f"layers must be a list of integers, got {list(layers)!r}")
         unknown = sorted(set(settings) - set(SETTINGS))
         if unknown:
             raise ValueError(f"Recommender: unknown setting {unknown[0]!r}; expected one of "
                              f"{', '.join(SETTINGS)}")
+        settings = {name: check_setting(name, value) for name, value in settings.items()}
         if pretrain is not None:
             if model != "NeuMF":
                 raise ValueError(f"pretrain is for NeuMF (from a GMF and an MLP), not {model}")
@@ -115,9 +151,17 @@ class Recommender:
         if "reg_layers" not in settings:   # no regularisation, any tower
             self._settings["reg_layers"] = [0.0] * len(layers)
         self.pretrain = tuple(pretrain) if pretrain is not None else None
-        self.config = TrainConfig(model=model, num_factors=num_factors, layers=list(layers),
-                                  seed=seed, pretrain=pretrain is not None, **self._settings)
-        self.config.validate()
+        self.tf_verbose = tf_verbose
+        self.config = TrainConfig(model=model, num_factors=int(num_factors),
+                                  layers=[int(size) for size in layers], seed=int(seed),
+                                  epochs=int(epochs), pretrain=pretrain is not None,
+                                  **self._settings)
+        _validated(self.config)
+        if model != "GMF":
+            with _as_arguments():
+                model_layers.check_layers(self.config.layers, self.config.reg_layers)
+        with _as_arguments():
+            devices.resolve(self.config.device)
         self.model = None
         self.record: dict | None = None
         self.users: Ids | None = None
@@ -135,20 +179,25 @@ class Recommender:
 
     # ------------------------------------------------------------------ fit
 
+    @_quiet
     def fit(self, df: pd.DataFrame, user_col: str = "user", item_col: str = "item",
-            epochs: int = 20, *, timestamp_col: str | None = None,
+            epochs: int | None = None, *, timestamp_col: str | None = None,
             validation: str | None = None, test_df: pd.DataFrame | None = None,
             negatives_col: str = "negatives", name: str = "dataframe",
-            results_dir: str | None = None,
+            results_dir: str | None = None, progress: bool = False,
+            warm_start: bool = False,
             log: Callable[[str], None] | None = print) -> "Recommender":
         """Trains on the interactions of ``df`` (one row each, raw ids of any type).
 
         Args:
             df: the training interactions.
             user_col, item_col: their columns (``test_df`` uses the same names).
-            epochs: training epochs (the authors' loop: fresh negatives each).
-            timestamp_col: optional column of times (numbers; what is not a
-                number counts as no time), for ``validation="latest"``.
+            epochs: training epochs (the authors' loop: fresh negatives each);
+                None: the constructor's ``epochs``.
+            timestamp_col: optional column of times for ``validation="latest"``:
+                numbers, datetimes or date-like strings (parsed; a value that
+                is neither a number nor a date is refused); a missing value
+                counts as no time.
             validation: None, ``"latest"`` or ``"random"``: hold one more
                 interaction per user out of ``df`` and pick the epoch on it.
             test_df: optional held-out rows (user, item, optionally
@@ -163,25 +212,51 @@ class Recommender:
                 scripts write it (every epoch; ``<run name>.json``), with the
                 per-epoch checkpoint (an interrupted fit resumes) and the
                 kept weights in ``model_dir`` (default: the same folder).
+                Both folders are checked before the first epoch.
+            progress: a progress bar during each epoch, as the scripts'
+                ``--progress``.
+            warm_start: continue from the current weights (the same users and
+                items as the last fit; a fresh optimizer, the same learner)
+                instead of new initial weights.
             log: receives the scripts' progress lines; None: silent.
 
         Returns:
-            ``self``, fitted: :attr:`model`, :attr:`record`.
+            ``self``, fitted: :attr:`model`, :attr:`record`, :attr:`history`.
 
         Raises:
-            ValueError: a bad DataFrame (empty, a missing column, a NaN id, an
-                unknown test user), validation or setting (one line naming it).
+            TypeError: an argument of the wrong type (naming it).
+            ValueError: a bad DataFrame (empty, a missing column, a NaN or
+                list-valued id, an unknown test user), validation, setting
+                or folder (one line naming it).
         """
-        what = "df"
+        epochs = self.config.epochs if epochs is None else check_integer("epochs", epochs, 0)
+        for argument, value in (("progress", progress), ("warm_start", warm_start)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{argument} must be True or False, got {value!r}")
+        for argument, value in (("user_col", user_col), ("item_col", item_col),
+                                ("name", name)):
+            if not isinstance(value, str):
+                raise TypeError(f"{argument} must be a column name (str), got {value!r}")
+        if user_col == item_col:
+            raise ValueError(f"user_col and item_col are both {user_col!r}; users and items "
+                             "need a column each")
+        if warm_start:
+            self._check_fitted("fit(warm_start=True)")
         columns = {user_col: "user", item_col: "item"}
-        if timestamp_col is not None:
-            columns[timestamp_col] = "timestamp"
-        frames.check_frame(df, {c: r for c, r in columns.items() if r != "timestamp"}, what)
+        frames.check_frame(df, columns, "df")
         if timestamp_col is not None and timestamp_col not in df.columns:
             raise FrameError(f"df: no column {timestamp_col!r} (timestamp_col); its columns "
                              f"are {', '.join(map(repr, df.columns))}")
         if validation not in (None, "latest", "random"):
             raise ValueError(f"validation must be None, 'latest' or 'random', got {validation!r}")
+        if results_dir is not None:
+            if not isinstance(results_dir, (str, os.PathLike)):
+                raise TypeError(f"results_dir must be a folder name, got {results_dir!r}")
+            results_dir = os.fspath(results_dir)
+            with _as_arguments():
+                check_output_dir(results_dir, "results_dir")
+                if self._settings.get("model_dir"):
+                    check_output_dir(self._settings["model_dir"], "model_dir")
         has_negatives = False
         if test_df is not None:
             frames.check_frame(test_df, {user_col: "user", item_col: "item"}, "test_df")
@@ -195,29 +270,54 @@ class Recommender:
             if has_negatives:
                 item_arrays.append(_flat_ids(test_df[negatives_col], "test_df", negatives_col))
         items = Ids.of("item", item_arrays, item_col)
-        if self.pretrain is not None:
+        if warm_start and not (users.same_as(self.users) and items.same_as(self.items)):
+            raise ValueError(f"warm_start: df (with test_df) has {users.count} users x "
+                             f"{items.count} items, not the fitted model's {self.users.count} x "
+                             f"{self.items.count} (or other ids); fit without warm_start")
+        if self.pretrain is not None and not warm_start:
             _check_pretrain(self.pretrain, self.config, users, items)
         train, timestamps, lines = frames.interactions(df, user_col, item_col, users, items,
                                                        timestamp_col)
         config = dataclasses.replace(
-            self.config, epochs=epochs, dataset=name, path="",
+            self.config, epochs=epochs, dataset=name, path="", progress=progress,
             selection="validation" if validation else "test",
             validation_split=validation or "latest",
             # Files only in results_dir (and model_dir, default the same folder).
             results_dir=results_dir or "",
             model_dir=self._settings.get("model_dir", results_dir) if results_dir else "",
             out=self._settings.get("out", 1) if results_dir else 0)
-        config.validate()
+        _validated(config)
+        warm = None
+        if warm_start:
+            # The current weights, as a weight file the run starts from.
+            warm = tempfile.mkdtemp(prefix="ncf_tf_warm_start.")
+            config = dataclasses.replace(
+                config, weights=os.path.join(warm, "warm-start.weights.h5"), pretrain=False,
+                learner=self.config.learner or self.fit_config.resolved_learner)
+            weights.save_weights(self.model, config.weights)
+            previous = self.run_name
+        try:
+            self._fit(df, config, users, items, train, timestamps, lines, test_df,
+                      negatives_col, has_negatives, timestamp_col, warm_start, log)
+        finally:
+            if warm is not None:
+                shutil.rmtree(warm, ignore_errors=True)
+        if warm_start:
+            self._mark_warm_start(previous)
+        return self
+
+    def _fit(self, df, config, users, items, train, timestamps, lines, test_df, negatives_col,
+             has_negatives, timestamp_col, warm_start, log) -> None:
         self.model = None   # a fit that fails leaves the Recommender unfitted
         self.users, self.items, self.train = users, items, train
-        self.columns = {"user": user_col, "item": item_col}
+        self.columns = {"user": users.column, "item": items.column}
         test_users, test_items, negatives = self._test_lines(test_df, negatives_col, "test_df",
                                                              NUM_TEST_NEGATIVES)
-        dataset = frames.frame_dataset(name, train, timestamps, lines, test_users, test_items,
-                                       negatives)
-        (log or (lambda line: None))(f"DataFrame {name}: {dataset.summary()}")
+        dataset = frames.frame_dataset(config.dataset, train, timestamps, lines, test_users,
+                                       test_items, negatives)
+        (log or (lambda line: None))(f"DataFrame {config.dataset}: {dataset.summary()}")
         about = {"dataframe": {
-            "rows": len(df), "columns": {"user": user_col, "item": item_col,
+            "rows": len(df), "columns": {"user": users.column, "item": items.column,
                                           "timestamp": timestamp_col},
             "test_rows": 0 if test_df is None else len(test_df),
             "test_negatives": (f"column {negatives_col!r}" if has_negatives else
@@ -225,16 +325,53 @@ class Recommender:
                                f"{TEST_NEGATIVES_STREAM})") if test_df is not None else None,
             "sha256": frames.fingerprint(dataset)}}
         pretrained = None
-        if self.pretrain is not None:
+        if self.pretrain is not None and not warm_start:
             gmf_rec, mlp_rec = self.pretrain
             pretrained = experiment.Pretrained(gmf_rec.model, mlp_rec.model, {
                 "mf_pretrain": f"Recommender: {gmf_rec.run_name}",
                 "mlp_pretrain": f"Recommender: {mlp_rec.run_name}"})
         outcome = experiment.run_dataset(dataset, config, log or (lambda line: None),
-                                         write_files=bool(results_dir), pretrained=pretrained,
-                                         about_data=about)
+                                         write_files=bool(config.results_dir),
+                                         pretrained=pretrained, about_data=about)
         self.model, self.record, self.fit_config = outcome.model, outcome.record, config
-        return self
+
+    def _mark_warm_start(self, previous: str) -> None:
+        """The record and settings of a warm-started fit name the fit it
+        continued, not the temporary weight file it was handed as."""
+        said = f"warm start from {previous}"
+        self.record["start_from"] = {"warm_start": previous,
+                                     "weights_sha256": self.record["start_from"].get(
+                                         "weights_sha256")}
+        self.record["config"]["weights"] = said
+        self.fit_config = dataclasses.replace(self.fit_config, weights=said)
+        if self.record.get("record_file"):
+            stored = {k: v for k, v in self.record.items() if k != "record_file"}
+            records.write_json(self.record["record_file"], stored)
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per epoch of the last fit, indexed by epoch: ``loss``, the
+        HR and NDCG of the set epochs were selected on (``test_hr``,
+        ``test_ndcg``; or ``validation_hr``, ``validation_ndcg`` and the
+        monitored ``test_*``; none when nothing was held out) and
+        ``seconds`` (sampling, training and evaluation)."""
+        self._check_fitted("history")
+        selection = self.record["selection"]
+        rows = []
+        for entry in self.record["epochs"]:
+            row = {"epoch": entry["epoch"], "loss": entry["loss"]}
+            if selection != "last":
+                row[f"{selection}_hr"] = _number(entry["hr"])
+                row[f"{selection}_ndcg"] = _number(entry["ndcg"])
+            for watched, values in sorted((entry.get("monitor") or {}).items()):
+                row[f"{watched}_hr"] = _number(values.get("hr"))
+                row[f"{watched}_ndcg"] = _number(values.get("ndcg"))
+            row["seconds"] = entry["sample_s"] + entry["train_s"] + (entry["eval_s"] or 0.0)
+            rows.append(row)
+        frame = pd.DataFrame(rows, columns=None if rows else ["epoch", "loss", "seconds"])
+        seconds = frame.pop("seconds")
+        frame["seconds"] = seconds
+        return frame.set_index("epoch")
 
     @property
     def run_name(self) -> str:
@@ -247,17 +384,21 @@ class Recommender:
 
     # ---------------------------------------------------------------- use
 
-    def score(self, users, items) -> np.ndarray:
+    @_quiet
+    def score(self, users, items, probability: bool = False) -> np.ndarray:
         """Logits (the ``prediction`` layer before the sigmoid) of raw (user, item) pairs.
 
         Args:
             users, items: raw ids, equal lengths (or one of them a single id).
+            probability: the sigmoid of the logit (the predicted probability)
+                instead.
 
         Returns:
-            ``(n,)`` float32; ``1 / (1 + exp(-score))`` is the predicted
-            probability.
+            ``(n,)`` float32.
         """
         self._check_fitted("score")
+        if not isinstance(probability, bool):
+            raise TypeError(f"probability must be True or False, got {probability!r}")
         u = self.users.encode(users, "users")
         i = self.items.encode(items, "items")
         if len(u) != len(i) and 1 not in (len(u), len(i)):
@@ -266,15 +407,21 @@ class Recommender:
         u, i = np.broadcast_arrays(u, i)
         if not len(u):
             return np.empty(0, np.float32)
-        return np.asarray(self._score_fn()(u, i), np.float32).reshape(-1)
+        logits = np.asarray(self._score_fn()(u, i), np.float32).reshape(-1)
+        return (1 / (1 + np.exp(-logits.astype(np.float64)))).astype(np.float32) \
+            if probability else logits
 
-    def recommend(self, users, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
-        """The ``k`` best items of each user among all items.
+    @_quiet
+    def recommend(self, users, k: int = 10, exclude_seen: bool = True,
+                  items=None) -> pd.DataFrame:
+        """The ``k`` best items of each user among all items (or ``items``).
 
         Args:
             users: raw user ids (or one id).
             k: items per user, 1..#items.
             exclude_seen: leave out each user's training items.
+            items: None: every item is a candidate; raw item ids: only these
+                are ranked (a repeated one counts once).
 
         Returns:
             DataFrame ``user, rank, item, score`` (raw ids, rank from 1, the
@@ -284,10 +431,71 @@ class Recommender:
         self._check_fitted("recommend")
         u = self.users.encode(users, "users")
         _check_k(k, self.items.count)
-        top = serving.top_k(self.model, u, self.items.count,
-                            self.train if exclude_seen else None, k)
+        exclude = self.train if exclude_seen else None
+        if items is not None:
+            candidates = np.unique(self.items.encode(items, "items"))
+            if not len(candidates):
+                raise ValueError("items: no item ids; give the candidates to rank, or None "
+                                 "for all items")
+            others = np.setdiff1d(np.arange(self.items.count), candidates)
+            asked = np.unique(u)
+            outside = sp.csr_matrix((np.ones(len(asked) * len(others), np.float32),
+                                     (np.repeat(asked, len(others)),
+                                      np.tile(others, len(asked)))), shape=self.train.shape)
+            exclude = outside if exclude is None else (outside + exclude).tocsr()
+            exclude.data[:] = 1.0
+        top = serving.top_k(self.model, u, self.items.count, exclude, k)
         return serving.table(top, self.users.map, self.items.map)
 
+    @property
+    def user_factors(self) -> pd.DataFrame:
+        """The user embeddings, one row per user, indexed by raw id: columns
+        ``gmf_0..`` (GMF), ``mlp_0..`` (MLP), both for NeuMF."""
+        return self._factors("user")
+
+    @property
+    def item_factors(self) -> pd.DataFrame:
+        """The item embeddings, as :attr:`user_factors`."""
+        return self._factors("item")
+
+    def similar_items(self, items, k: int = 10) -> pd.DataFrame:
+        """The ``k`` items most similar to each of ``items``: cosine similarity
+        of the embedding rows (:attr:`item_factors`, all columns), the item
+        itself left out.
+
+        Returns:
+            DataFrame ``item, rank, similar_item, similarity`` (raw ids, rank
+            from 1), most similar first, ties to the lower item number.
+        """
+        return self._similar("item", items, k)
+
+    def similar_users(self, users, k: int = 10) -> pd.DataFrame:
+        """The ``k`` users most similar to each of ``users``, as :meth:`similar_items`
+        (columns ``user, rank, similar_user, similarity``)."""
+        return self._similar("user", users, k)
+
+    @_quiet
+    def export(self, path: str, k: int = 10, exclude_seen: bool = True,
+               overwrite: bool = False) -> dict:
+        """Writes the folder ``bin/export`` writes (``model.keras``,
+        ``saved_model/``, ``config.json``; :mod:`ncf_tf.serve.export`), whose
+        SavedModel takes this Recommender's raw ids: ``score(user, item)``
+        and ``top_k(user)`` (the ``k`` best items, the training items left
+        out unless ``exclude_seen=False``). Returns the config.
+
+        Raises:
+            ValueError: not fitted; ``path`` exists (without ``overwrite``);
+                ids that are neither integers nor strings.
+        """
+        self._check_fitted("export")
+        from ncf_tf.serve import export as exporting
+        return exporting.export(
+            self.model, os.fspath(path), exclude=self.train if exclude_seen else None, k=k,
+            user_ids=self.users.originals, item_ids=self.items.originals,
+            about={"source": {"recommender": self.run_name, "columns": self.columns}},
+            overwrite=overwrite)
+
+    @_quiet
     def evaluate(self, test_df: pd.DataFrame, k: int = 10,
                  metrics: Sequence[str] = ("hr", "ndcg"), negatives: int | str | None = None,
                  negatives_col: str = "negatives") -> dict[str, float]:
@@ -333,6 +541,7 @@ class Recommender:
         evaluation = LeaveOneOutEvaluator(users, items, negs, k).evaluate(self._score_fn())
         return evaluation.metrics(names, k)
 
+    @_quiet
     def fold_in(self, items, k: int = 10, exclude_seen: bool = True, *,
                 steps: int = folding.DEFAULT_STEPS, lr: float = folding.DEFAULT_LR,
                 num_neg: int = folding.DEFAULT_NUM_NEG) -> pd.DataFrame:
@@ -406,36 +615,81 @@ class Recommender:
         """A Recommender written by :meth:`save`: the same scores and recommendations.
 
         Raises:
-            ValueError: no saved Recommender in ``path``, or its files disagree.
+            ValueError: no saved Recommender in ``path``; a file of it missing,
+                empty or damaged (one line naming the file), or its files
+                disagree.
         """
+        path = os.fspath(path)
         saved = os.path.join(path, SAVED)
         if not os.path.isfile(saved):
             raise ValueError(f"load: {saved} not found; expected a folder written by "
                              "Recommender.save")
-        about = records.read_json(saved)
-        if about.get("kind") != "ncf_tf.Recommender" or about.get("format") != FORMAT:
+        about = _read_part(saved, path, records.read_json)
+        if not isinstance(about, dict) or about.get("kind") != "ncf_tf.Recommender" \
+                or about.get("format") != FORMAT:
             raise ValueError(f"load: {saved} is not a saved Recommender of format {FORMAT}")
-        config = TrainConfig(**_known_fields(about["config"]))
+        try:
+            config = TrainConfig(**_known_fields(about["config"]))
+            columns = about["columns"]
+            users = Ids.from_json("user", about["users"])
+            items = Ids.from_json("item", about["items"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"load: {saved} is damaged ({_first_line(e)}); save the "
+                             f"Recommender again, or remove {path}") from None
         rec = cls.__new__(cls)
         rec._settings = {}
         rec.pretrain = None
+        rec.tf_verbose = False
         rec.config = rec.fit_config = config
-        rec.columns = about["columns"]
-        rec.users = Ids.from_json("user", about["users"])
-        rec.items = Ids.from_json("item", about["items"])
-        with np.load(os.path.join(path, TRAIN)) as stored:
-            shape = tuple(int(n) for n in stored["shape"])
-            rec.train = sp.csr_matrix((np.ones(len(stored["indices"]), np.float32),
-                                       stored["indices"], stored["indptr"]), shape=shape)
+        rec.columns = columns
+        rec.users, rec.items = users, items
+
+        def read_train(name):
+            with np.load(name) as stored:
+                shape = tuple(int(n) for n in stored["shape"])
+                return sp.csr_matrix((np.ones(len(stored["indices"]), np.float32),
+                                      stored["indices"], stored["indptr"]), shape=shape)
+        rec.train = _read_part(os.path.join(path, TRAIN), path, read_train)
+        shape = rec.train.shape
         if shape != (rec.users.count, rec.items.count):
             raise ValueError(f"load: {path}: the training matrix is {shape}, the id maps "
                              f"{rec.users.count} users x {rec.items.count} items")
         rec.model = experiment.build_model(config, rec.users.count, rec.items.count)
-        weights.load_weights(rec.model, os.path.join(path, WEIGHTS))
-        rec.record = records.read_json(os.path.join(path, RECORD))
+        _read_part(os.path.join(path, WEIGHTS), path,
+                   lambda name: weights.load_weights(rec.model, name))
+        rec.record = _read_part(os.path.join(path, RECORD), path, records.read_json)
         return rec
 
     # ---------------------------------------------------------- helpers
+
+    def _factors(self, kind: str) -> pd.DataFrame:
+        self._check_fitted(f"{kind}_factors")
+        ids = self.users if kind == "user" else self.items
+        parts, columns = [], []
+        for prefix, user_layer, item_layer in EMBEDDINGS[self.config.model]:
+            layer = self.model.get_layer(user_layer if kind == "user" else item_layer)
+            table = np.asarray(layer.get_weights()[0], np.float32)
+            parts.append(table)
+            columns += [f"{prefix}_{n}" for n in range(table.shape[1])]
+        return pd.DataFrame(np.concatenate(parts, axis=1), columns=columns,
+                            index=pd.Index(ids.originals, name=self.columns[kind]))
+
+    def _similar(self, kind: str, query, k: int) -> pd.DataFrame:
+        self._check_fitted(f"similar_{kind}s")
+        ids = self.users if kind == "user" else self.items
+        rows = ids.encode(query, f"{kind}s")
+        _check_k(k, ids.count - 1, f"the number of other {kind}s")
+        vectors = self._factors(kind).to_numpy(np.float64)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        unit = vectors / np.where(norms > 0, norms, 1.0)
+        similarity = unit[rows] @ unit.T
+        similarity[np.arange(len(rows)), rows] = -np.inf
+        order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+        return pd.DataFrame({
+            kind: np.repeat(ids.originals[rows], k),
+            "rank": np.tile(np.arange(1, k + 1), len(rows)),
+            f"similar_{kind}": ids.originals[order.reshape(-1)],
+            "similarity": np.take_along_axis(similarity, order, axis=1).reshape(-1).round(6)})
 
     def _score_fn(self):
         """The model's pair scorer, made once per model (it reads the current
@@ -464,6 +718,109 @@ class Recommender:
         return users, items, negatives
 
 
+def _read_part(name: str, folder: str, read):
+    """``read(name)`` for a file of a saved Recommender; ValueError naming the
+    file and what to do when it is missing, empty or damaged."""
+    if not os.path.isfile(name):
+        raise ValueError(f"load: {name} is missing; the folder {folder} is incomplete: save "
+                         "the Recommender again")
+    if os.path.getsize(name) == 0:
+        raise ValueError(f"load: {name} is empty (an interrupted save?); save the "
+                         f"Recommender again, or remove {folder}")
+    try:
+        return read(name)
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as e:
+        raise ValueError(f"load: {name} is damaged ({_first_line(e)}); save the Recommender "
+                         f"again, or remove {folder}") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    # numpy's advice to unpickle is never the fix for a damaged file
+    return re.sub(r"\s*allow_pickle.*$", "", line) or type(error).__name__
+
+
+def _model_name(model) -> str:
+    """``"GMF"``, ``"MLP"`` or ``"NeuMF"`` of ``model``, in any case."""
+    if not isinstance(model, str):
+        raise TypeError(f"model must be a str ({', '.join(MODELS)}), got {model!r}")
+    for name in MODELS:
+        if model.strip().lower() == name.lower():
+            return name
+    raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+
+
+def check_integer(name: str, value, minimum: int) -> int:
+    """``value`` if it is an integer >= ``minimum``; TypeError/ValueError
+    naming the argument and the value otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_number(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_setting(name: str, value):
+    """A setting of :data:`SETTINGS` checked for its type (the type of its
+    default in :class:`~ncf_tf.train.config.TrainConfig`) and normalised;
+    ranges are :func:`_validated`'s."""
+    default = getattr(_DEFAULTS, name)
+    if name == "learner":
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise TypeError(f"learner must be a str, got {value!r}")
+        return value.strip().lower()
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+        return value
+    if isinstance(default, int):
+        return check_integer(name, value, -2 ** 63)
+    if isinstance(default, float):
+        return _check_number(name, value)
+    if isinstance(default, list):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+            raise TypeError(f"{name} must be a list of numbers, got {value!r}")
+        return [_check_number(f"{name}[{n}]", v) for n, v in enumerate(value)]
+    if isinstance(default, str):
+        if not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a str, got {value!r}")
+        return os.fspath(value)
+    return value
+
+
+class _as_arguments:
+    """Turns the ``--flag`` of the library's ValueErrors into the Python
+    argument of the same name."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if error is not None and isinstance(error, ValueError):
+            raise ValueError(re.sub(r"--(\w+)", r"\1", str(error))) from None
+        return False
+
+
+def _validated(config: TrainConfig) -> None:
+    with _as_arguments():
+        config.validate()
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def _flat_ids(column: pd.Series, what: str, name: str) -> np.ndarray:
     """Every id listed in a column of lists (for the catalogue)."""
     rows = column.tolist()
@@ -481,10 +838,11 @@ def _flat_ids(column: pd.Series, what: str, name: str) -> np.ndarray:
     return flat
 
 
-def _check_k(k, num_items: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= num_items:
-        raise ValueError(f"k must be an integer in 1..{num_items} (the number of items), "
-                         f"got {k!r}")
+def _check_k(k, maximum: int, what: str = "the number of items") -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an integer, got {k!r}")
+    if not 1 <= k <= maximum:
+        raise ValueError(f"k must be an integer in 1..{maximum} ({what}), got {k!r}")
 
 
 def _check_pretrain(pretrain, config: TrainConfig, users: Ids, items: Ids) -> None:

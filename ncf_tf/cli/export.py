@@ -1,7 +1,7 @@
 """Command-line layer of bin/export: a trained model -> a servable folder.
 
 The model is named as for bin/recommend (``--record``, ``--weights`` with
-``--model``, or ``--keras``); see :mod:`ncf_tf.serve.export` for what the folder
+``--model``, ``--keras``, or ``--saved`` for a ``Recommender.save`` folder); see :mod:`ncf_tf.serve.export` for what the folder
 holds.
 
 Example::
@@ -22,8 +22,8 @@ def define_flags() -> flags.FlagValues:
     """The flags of ``bin/export``, in a new FlagValues."""
     fv = flags.FlagValues()
     define_model_flags(fv)
-    flags.DEFINE_string("dest", None, "Folder to create: model.keras, saved_model/, "
-                        "config.json and the id maps.", flag_values=fv)
+    flags.DEFINE_string("dest", None, "Folder to create: model.keras, saved_model/ "
+                        "(signatures on the raw ids) and config.json.", flag_values=fv)
     flags.DEFINE_integer("topk", 10, "Items returned by the SavedModel's top_k signature.",
                          flag_values=fv)
     flags.DEFINE_boolean("include_seen", False, "Let top_k return the user's training items "
@@ -41,11 +41,10 @@ def run(fv: flags.FlagValues) -> None:
     if fv.topk <= 0:
         raise export.ExportError(f"--topk must be a positive integer, got {fv.topk}")
     loaded = load(fv)
-    maps = {kind: m.source for kind, m in (("user", loaded.user_map), ("item", loaded.item_map))
-            if m.has_originals}
     config = export.export(loaded.model, fv.dest,
                            exclude=None if fv.include_seen else loaded.dataset.train,
-                           k=fv.topk, id_maps=maps, about={"source": loaded.source},
+                           k=fv.topk, user_ids=loaded.user_ids,
+                           item_ids=loaded.item_ids, about={"source": loaded.source},
                            overwrite=fv.overwrite)
     print(f"Exported {config['model']} ({loaded.dataset.summary()}) to {fv.dest}: "
           f"{', '.join(config['files'].values())}, {export.CONFIG_FILE}")

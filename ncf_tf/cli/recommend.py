@@ -6,7 +6,10 @@ A trained model is given as one of:
   configuration, the weights from its ``weights_file`` (or ``--weights``),
   the data from its ``--path``/``--dataset`` (unless given);
 * ``--weights FILE.weights.h5 --model NeuMF [--num_factors 8 --layers ...]``;
-* ``--keras FILE.keras``: a whole model, as ``bin/export`` writes it.
+* ``--keras FILE.keras``: a whole model, as ``bin/export`` writes it;
+* ``--saved FOLDER``: a folder written by ``ncf_tf.Recommender.save`` (its
+  weights, its raw ids and its training items; no data files are read). A
+  ``--record`` naming that folder's ``record.json`` means the same.
 
 bin/export shares these flags (:func:`define_model_flags`, :func:`load`).
 
@@ -45,6 +48,9 @@ def define_model_flags(fv: flags.FlagValues) -> None:
                         ".h5); default: the record's weights_file.", flag_values=fv)
     flags.DEFINE_string("keras", None, "A whole .keras model (e.g. from bin/export), instead "
                         "of --record/--weights.", flag_values=fv)
+    flags.DEFINE_string("saved", None, "A folder written by ncf_tf.Recommender.save, instead "
+                        "of --record/--weights/--keras (no --path or --dataset).",
+                        flag_values=fv)
     flags.DEFINE_enum("model", None, ["GMF", "MLP", "NeuMF"], "Model of --weights, when no "
                       "--record is given.", flag_values=fv)
     flags.DEFINE_integer("num_factors", None, "GMF/NeuMF predictive factors, when no --record "
@@ -70,6 +76,69 @@ class Loaded:
     item_map: object
     source: dict
     device: str
+    user_ids: object = None
+    item_ids: object = None
+    """The raw ids of the model's rows, typed (integers or strings); None: the
+    rows themselves."""
+
+
+def saved_folder(fv: flags.FlagValues) -> str | None:
+    """The ``Recommender.save`` folder that ``--saved`` (or a ``--record`` of
+    its ``record.json``) names, else None."""
+    import os
+    from ncf_tf.api.recommender import RECORD, SAVED
+    from ncf_tf.models import trained
+    if fv.record and os.path.basename(fv.record) == RECORD and os.path.isfile(
+            os.path.join(os.path.dirname(os.path.abspath(fv.record)), SAVED)):
+        if fv.saved:
+            raise trained.TrainedModelError("give --saved or --record, not both")
+        return os.path.dirname(os.path.abspath(fv.record))
+    if not fv.saved:
+        return None
+    other = [f"--{name}" for name in ("record", "weights", "keras", "path", "dataset",
+                                      *SIZE_FLAGS) if fv[name].value is not None]
+    if other:
+        raise trained.TrainedModelError(f"--saved {fv.saved} holds the model, its sizes and "
+                                        f"its data; drop {', '.join(other)}")
+    return fv.saved
+
+
+def typed_ids(originals):
+    """Original ids read from an id map (strings) as int64 when every one is
+    a whole number that int64 holds, else as they are; None stays None."""
+    import numpy as np
+    if originals is None or np.asarray(originals).dtype.kind in "iu":
+        return originals
+    text = [str(v) for v in originals]
+    try:
+        numbers = [int(v) for v in text]
+    except ValueError:
+        return originals
+    if [str(n) for n in numbers] != text or not all(-2**63 <= n < 2**63 for n in numbers):
+        return originals
+    return np.array(numbers, np.int64)
+
+
+def _load_saved(folder: str, device: str, log) -> Loaded:
+    """A ``Recommender.save`` folder as a :class:`Loaded` (ids compared as text)."""
+    import numpy as np
+    from ncf_tf.api import frames
+    from ncf_tf.api.recommender import Recommender
+    from ncf_tf.data.idmap import IdMap
+    from ncf_tf.models import trained
+    from ncf_tf.train import device as devices
+    with devices.scope(device):
+        rec = Recommender.load(folder)
+    empty = np.empty(0, np.int64)
+    dataset = frames.frame_dataset(rec.fit_config.dataset, rec.train, None, None, empty, empty,
+                                   np.empty((0, 1), np.int64))
+    log(f"Saved Recommender {folder}: {dataset.summary()}")
+    maps = [IdMap(kind, np.array([str(v) for v in ids.originals], dtype=object), ids.count,
+                  f"the {kind}s of {folder}") for kind, ids in (("user", rec.users),
+                                                                ("item", rec.items))]
+    return Loaded(rec.model, trained.spec_of(rec.model), dataset, *maps,
+                  {"saved": folder, "run_name": rec.run_name}, device,
+                  rec.users.originals, rec.items.originals)
 
 
 def _model_source(fv: flags.FlagValues):
@@ -79,7 +148,7 @@ def _model_source(fv: flags.FlagValues):
     if not given:
         raise trained.TrainedModelError(
             "no model given: pass --record RUN.json, --weights FILE.weights.h5 with --model, "
-            "or --keras FILE.keras")
+            "--keras FILE.keras, or --saved FOLDER (from Recommender.save)")
     sizes = [f"--{name}" for name in SIZE_FLAGS if fv[name].value is not None]
     record = None
     if fv.keras:
@@ -113,6 +182,10 @@ def _model_source(fv: flags.FlagValues):
 
 def load(fv: flags.FlagValues, log=print) -> Loaded:
     """Reads the data and the trained model the flags name, checked against each other."""
+    saved = saved_folder(fv)
+    if saved is not None:
+        from ncf_tf.train import device as devices
+        return _load_saved(saved, devices.resolve(fv.device), log)
     spec, weights_file, keras_file, record, path, name = _model_source(fv)
     path, name = path or DEFAULT_PATH, name or DEFAULT_DATASET
     from ncf_tf.train import device as devices
@@ -136,7 +209,8 @@ def load(fv: flags.FlagValues, log=print) -> Loaded:
             if record is not None:
                 source["record"] = fv.record
     source.update({"path": path, "dataset": name})
-    return Loaded(model, spec, dataset, user_map, item_map, source, device)
+    return Loaded(model, spec, dataset, user_map, item_map, source, device,
+                  typed_ids(user_map.originals), typed_ids(item_map.originals))
 
 
 def define_flags() -> flags.FlagValues:

@@ -11,6 +11,7 @@ those notices, so real errors still show.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -61,3 +62,24 @@ def import_backend(verbose: bool = False) -> None:
         return
     with filtered_stderr():
         import keras  # noqa: F401
+
+
+class _NoRetracing(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def retracing_hidden(hidden: bool = True) -> Iterator[None]:
+    """Within the block (if ``hidden``), TensorFlow's warnings that a function
+    was traced again are dropped: a second model in one process traces its own
+    functions, which is expected, not a problem to report."""
+    if not hidden:
+        yield
+        return
+    logger, quiet = logging.getLogger("tensorflow"), _NoRetracing()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)

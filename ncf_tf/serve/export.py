@@ -5,20 +5,25 @@ The export is one folder:
 * ``model.keras``: the Keras model (``keras.saving.load_model``), whose
   output is the probability ``sigmoid(s(u, i))`` of a ``(user, item)`` pair;
 * ``saved_model/``: a TensorFlow SavedModel (``tf.saved_model.load``) with two
-  serving signatures, on 0-based int32 ids:
+  serving signatures on the RAW ids (the data's original ids, or the
+  Recommender's), looked up inside the SavedModel (a ``tf.lookup``
+  hash table), so no id map is needed beside it:
 
   - ``score(user[n], item[n]) -> {score[n], probability[n]}``: the logit
     ``s(u, i)`` of the ``prediction`` layer and its sigmoid;
-  - ``top_k(user[n]) -> {items[n, k], scores[n, k]}``: the k items of highest
-    logit over the whole catalogue, best first, ties to the lower item id,
-    the user's training items excluded (the training matrix is baked into
-    the graph as constant CSR indices, and its entries are masked to -inf);
-    -1 / -inf where a user has fewer than k items left;
+  - ``top_k(user[n]) -> {items[n, k], scores[n, k]}``: the raw ids of the k
+    items of highest logit over the whole catalogue, best first, ties to
+    the lower item number, the user's training items excluded (the
+    training matrix is baked into the graph as constant CSR indices, and
+    its entries are masked to -inf); -inf (and the item id -1, or "" for
+    string ids) where a user has fewer than k items left;
 
-* ``user_ids.tsv`` and ``item_ids.tsv``: the id maps of the data set, when it
-  has them (``ncf id<TAB>original id``), to translate ids both ways;
-* ``config.json``: the model and its sizes, the counts, k, the source files
-  and their SHA-256, and the signatures described.
+  Integer ids are int64 in the signatures; the functions
+  (``loaded.score``, ``loaded.top_k``) take int32 as well. String ids are
+  strings. An id the model does not know fails the call with
+  ``unknown user id`` (or item) and the ids.
+* ``config.json``: the model and its sizes, the counts, k, the id types,
+  the source and, for files, their SHA-256, and the signatures described.
 
 ``top_k`` runs the same code as :func:`ncf_tf.serve.recommend.top_k`
 (:func:`~ncf_tf.models.scoring.all_item_logits` and
@@ -45,7 +50,6 @@ from ncf_tf.core.files import current_umask
 KERAS_FILE = "model.keras"
 SAVED_MODEL = "saved_model"
 CONFIG_FILE = "config.json"
-ID_MAP_FILES = {"user": "user_ids.tsv", "item": "item_ids.tsv"}
 
 
 class ExportError(ValueError):
@@ -61,7 +65,64 @@ def check_destination(dest: str, overwrite: bool = False) -> None:
             raise ExportError(f"--dest {dest}: exists; refusing to replace it (--overwrite)")
 
 
-def serving_functions(model: keras.Model, exclude: sp.csr_matrix | None, k: int):
+def id_kind(ids: np.ndarray, kind: str) -> str:
+    """``"int64"`` or ``"string"``: how the SavedModel takes these raw ids.
+
+    Raises:
+        ExportError: ids that are neither all integers nor all strings.
+    """
+    ids = np.asarray(ids)
+    if ids.dtype.kind in "iu":
+        return "int64"
+    if ids.dtype.kind in "OUS" and all(isinstance(v, str) for v in ids.tolist()):
+        return "string"
+    types = sorted({type(v).__name__ for v in ids.tolist()})
+    raise ExportError(f"{kind} ids of type {', '.join(types)} cannot be looked up in a "
+                      "SavedModel; use integer or string ids")
+
+
+class _Lookup:
+    """Raw id -> model row, inside the graph: a ``tf.lookup.StaticHashTable``."""
+
+    def __init__(self, ids: np.ndarray, kind: str):
+        import tensorflow as tf
+
+        self.kind, self.dtype = kind, id_kind(ids, kind)
+        keys = (np.asarray(ids, np.int64) if self.dtype == "int64"
+                else np.array([str(v) for v in ids], dtype=object))
+        self.originals = tf.constant(keys, tf.int64 if self.dtype == "int64" else tf.string)
+        self.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            self.originals, tf.range(len(keys), dtype=tf.int64)), default_value=-1)
+        self.padding = tf.constant(-1, tf.int64) if self.dtype == "int64" else tf.constant("")
+
+    def input_dtypes(self):
+        import tensorflow as tf
+        return [tf.int64, tf.int32] if self.dtype == "int64" else [tf.string]
+
+    def rows(self, ids):
+        """int32 rows of raw ``ids``; the call fails naming the unknown ones."""
+        import tensorflow as tf
+
+        if ids.dtype != tf.string:
+            ids = tf.cast(ids, tf.int64)
+        rows = self.table.lookup(ids)
+        unknown = rows < 0
+        check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(unknown)), [
+            f"unknown {self.kind} id(s), not among the model's {self.kind}s:",
+            tf.boolean_mask(ids, unknown)], summarize=10)
+        with tf.control_dependencies([check]):
+            return tf.cast(tf.identity(rows), tf.int32)
+
+    def raw(self, rows):
+        """Raw ids of int ``rows``; the padding id where a row is -1."""
+        import tensorflow as tf
+
+        found = tf.gather(self.originals, tf.maximum(tf.cast(rows, tf.int64), 0))
+        return tf.where(rows >= 0, found, self.padding)
+
+
+def serving_functions(model: keras.Model, exclude: sp.csr_matrix | None, k: int,
+                      users: "_Lookup", items: "_Lookup"):
     """The ``score`` and ``top_k`` functions of the SavedModel (module docstring).
 
     Args:
@@ -69,6 +130,7 @@ def serving_functions(model: keras.Model, exclude: sp.csr_matrix | None, k: int)
         exclude: ``(num_users, num_items)`` CSR of the items never to
             recommend (the training items), baked in as constants; or None.
         k: the number of items ``top_k`` returns.
+        users, items: the raw ids' lookups.
     """
     import tensorflow as tf
 
@@ -80,10 +142,12 @@ def serving_functions(model: keras.Model, exclude: sp.csr_matrix | None, k: int)
         indices = tf.constant(exclude.indices.astype(np.int64))
 
     def score(user, item):
-        logit = logits([tf.expand_dims(user, 1), tf.expand_dims(item, 1)])[:, 0]
+        u, i = users.rows(user), items.rows(item)
+        logit = logits([tf.expand_dims(u, 1), tf.expand_dims(i, 1)])[:, 0]
         return {"score": logit, "probability": tf.sigmoid(logit)}
 
     def top_k(user):
+        user = users.rows(user)
         if exclude is None:
             excluded = tf.zeros([tf.shape(user)[0], num_items], tf.bool)
         else:
@@ -91,31 +155,39 @@ def serving_functions(model: keras.Model, exclude: sp.csr_matrix | None, k: int)
             where = tf.stack([seen.value_rowids(), seen.flat_values], axis=1)
             excluded = tf.scatter_nd(where, tf.ones_like(seen.flat_values, tf.int32),
                                      tf.cast([tf.shape(user)[0], num_items], tf.int64)) > 0
-        items, scores = recommend.rank_items(scoring.all_item_logits(model, user),
-                                             excluded, k)
-        return {"items": items, "scores": scores}
+        best, scores = recommend.rank_items(scoring.all_item_logits(model, user), excluded, k)
+        return {"items": items.raw(best), "scores": scores}
 
     return score, top_k
 
 
-def write_saved_model(model: keras.Model, path: str, exclude: sp.csr_matrix | None,
-                      k: int) -> None:
-    """Writes the SavedModel with the ``score`` and ``top_k`` signatures."""
+def write_saved_model(model: keras.Model, path: str, exclude: sp.csr_matrix | None, k: int,
+                      user_ids: np.ndarray, item_ids: np.ndarray) -> None:
+    """Writes the SavedModel with the ``score`` and ``top_k`` signatures on raw ids."""
     import tensorflow as tf
 
-    score, top_k = serving_functions(model, exclude, k)
+    users, items = _Lookup(user_ids, "user"), _Lookup(item_ids, "item")
+    score, top_k = serving_functions(model, exclude, k, users, items)
+    score, top_k = tf.function(score), tf.function(top_k)
+    # Traced once per id type; the first trace (int64 for integer ids) is
+    # the signature, the others stay callable as loaded.score / loaded.top_k.
+    for user_type in users.input_dtypes():
+        top_k.get_concrete_function(tf.TensorSpec([None], user_type, name="user"))
+        for item_type in items.input_dtypes():
+            score.get_concrete_function(tf.TensorSpec([None], user_type, name="user"),
+                                        tf.TensorSpec([None], item_type, name="item"))
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("score", score, input_signature=[
-        tf.TensorSpec([None], tf.int32, name="user"), tf.TensorSpec([None], tf.int32, name="item")])
-    archive.add_endpoint("top_k", top_k, input_signature=[
-        tf.TensorSpec([None], tf.int32, name="user")])
+    archive.track(users.table)
+    archive.track(items.table)
+    archive.add_endpoint("score", score)
+    archive.add_endpoint("top_k", top_k)
     archive.write_out(path, verbose=False)
 
 
 def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: int = 10,
-           id_maps: dict[str, str] | None = None, about: dict | None = None,
-           overwrite: bool = False) -> dict:
+           user_ids: np.ndarray | None = None, item_ids: np.ndarray | None = None,
+           about: dict | None = None, overwrite: bool = False) -> dict:
     """Writes the export folder (module docstring) to ``dest``; returns its config.
 
     Args:
@@ -124,14 +196,15 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
         exclude: the training matrix whose items ``top_k`` never returns to
             their user, or None to rank every item.
         k: items returned by ``top_k``, ``1 <= k <= num_items``.
-        id_maps: ``{"user": path, "item": path}`` of the data's id maps, copied
-            into the folder; None or empty when the data has none.
+        user_ids, item_ids: the raw id of each model row (integers or
+            strings); None: the row numbers themselves.
         about: more fields for ``config.json`` (source files, data set).
         overwrite: replace an existing ``dest``.
 
     Raises:
         ExportError: ``dest`` exists (without ``overwrite``), ``k`` out of
-            range, or a backend other than TensorFlow.
+            range, ids that are not one per row or of another type, or a
+            backend other than TensorFlow.
     """
     if keras.config.backend() != "tensorflow":
         raise ExportError(f"exporting a SavedModel needs the TensorFlow backend, not "
@@ -147,20 +220,30 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
     if exclude is not None and exclude.shape != (num_users, num_items):
         raise ExportError(f"the training matrix is {exclude.shape[0]} x {exclude.shape[1]}, "
                           f"the model {num_users} users x {num_items} items")
+    user_ids = np.arange(num_users) if user_ids is None else np.asarray(user_ids)
+    item_ids = np.arange(num_items) if item_ids is None else np.asarray(item_ids)
+    for kind, ids, count in (("user", user_ids, num_users), ("item", item_ids, num_items)):
+        if len(ids) != count:
+            raise ExportError(f"{len(ids)} {kind} ids for the model's {count} {kind}s")
+    types = {"user": id_kind(user_ids, "user"), "item": id_kind(item_ids, "item")}
     config = {
         **spec.as_dict(), "num_users": num_users, "num_items": num_items, "k": k,
         "seen_excluded": exclude is not None,
-        "ids": "0-based ncf ids (int32); user_ids.tsv / item_ids.tsv map them to the "
-               "original ids" if id_maps else "0-based ids of the data files (int32)",
-        "files": {"keras": KERAS_FILE, "saved_model": SAVED_MODEL,
-                  **{f"{kind}_ids": ID_MAP_FILES[kind] for kind in (id_maps or {})}},
+        "ids": {kind: f"raw {kind} ids: " + ("integers (int64; int32 also accepted by the "
+                                             "functions)" if kind_type == "int64"
+                                             else "strings")
+                for kind, kind_type in types.items()},
+        "files": {"keras": KERAS_FILE, "saved_model": SAVED_MODEL},
         "signatures": {
             "score": "score(user[n], item[n]) -> {score[n]: logit of the prediction layer, "
                      "probability[n]: its sigmoid}",
-            "top_k": f"top_k(user[n]) -> {{items[n, {k}], scores[n, {k}]}}: the items of "
-                     "highest score, best first, ties to the lower item id"
+            "top_k": f"top_k(user[n]) -> {{items[n, {k}], scores[n, {k}]}}: the raw ids of "
+                     "the items of highest score, best first, ties to the lower item number"
                      + (", training items excluded" if exclude is not None else "")
-                     + "; -1 / -inf where a user has fewer items left"},
+                     + "; score -inf (item " + ("-1" if types["item"] == "int64" else '""')
+                     + ") where a user has fewer items left; an unknown id fails the call"},
+        "keras_model": "model.keras takes the 0-based model rows (user[n, 1], item[n, 1]), "
+                       "not raw ids; it outputs the probability",
         **(about or {}),
         "versions": records.environment()["versions"],
     }
@@ -170,9 +253,8 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
                                dir=parent)
     try:
         model.save(os.path.join(staging, KERAS_FILE))
-        write_saved_model(model, os.path.join(staging, SAVED_MODEL), exclude, k)
-        for kind, source in (id_maps or {}).items():
-            shutil.copyfile(source, os.path.join(staging, ID_MAP_FILES[kind]))
+        write_saved_model(model, os.path.join(staging, SAVED_MODEL), exclude, k, user_ids,
+                          item_ids)
         records.write_json(os.path.join(staging, CONFIG_FILE), config)
         # mkdtemp and mkstemp make private files; an export is meant to be shared.
         mask = current_umask()

@@ -20,9 +20,11 @@ a real score.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import re
 from typing import Callable, Union
 
 import keras
@@ -32,7 +34,7 @@ import scipy.sparse as sp
 
 from ncf_tf.models import layers as L
 from ncf_tf.models import trained
-from ncf_tf.core.files import atomic_path
+from ncf_tf.core.files import current_umask
 from ncf_tf.models.scoring import MAX_FLOATS, all_item_logits, compiled, width
 from ncf_tf.data.idmap import IdMap
 
@@ -256,10 +258,57 @@ def check_output(path: str, overwrite: bool = False) -> str:
     return extension
 
 
+def temporary_name(path: str, pid: int | None = None) -> str:
+    """Where :func:`write_text` writes ``path`` before renaming it: beside it,
+    hidden, named after the writing process."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.{os.getpid() if pid is None else pid}.tmp")
+
+
+def remove_stale_temporaries(path: str) -> list[str]:
+    """Removes the temporary files of ``path`` left by writers that died
+    (``kill -9``) before renaming them; those of live processes stay.
+    Returns the removed paths."""
+    folder, name = os.path.split(os.path.abspath(path))
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)\.tmp")
+    removed = []
+    for entry in os.listdir(folder) if os.path.isdir(folder) else []:
+        match = pattern.fullmatch(entry)
+        if match and not _alive(int(match.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, entry))
+                removed.append(os.path.join(folder, entry))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False   # our own leftover (a pid reused after a crash)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_text(path: str, text: str) -> None:
-    """Writes ``text`` beside ``path`` and renames it into place (atomic)."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
+    """Writes ``path`` all or nothing: ``text`` goes to a temporary file beside
+    it (a killed writer's are removed first), flushed to disk, then renamed
+    into place; an error removes the temporary file."""
+    remove_stale_temporaries(path)
+    tmp = temporary_name(path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def write(frame: pd.DataFrame, path: str, about: dict, overwrite: bool = False) -> None:
