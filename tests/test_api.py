@@ -285,7 +285,7 @@ def test_bad_arguments(fitted, toy_files):
         fitted.evaluate(test.drop(columns="item"))
     with pytest.raises(ValueError, match="unknown setting 'learning_rate'"):
         ncf_tf.Recommender("GMF", learning_rate=0.1)
-    with pytest.raises(ValueError, match="--lr must be a positive number"):
+    with pytest.raises(ValueError, match="^lr must be a positive number"):
         ncf_tf.Recommender("GMF", lr=-1)
     with pytest.raises(ValueError, match="model must be one of"):
         ncf_tf.Recommender("SVD")
@@ -324,3 +324,313 @@ def test_readme_in_python_runs(toy_files, tmp_path, monkeypatch):
     monkeypatch.setenv("NCF_TF_DATA", os.path.join(toy_files["folder"], toy_files["name"]))
     monkeypatch.setenv("NCF_TF_EPOCHS", "1")
     exec(compile(snippet, "README.md (In Python)", "exec"), {"__name__": "readme"})
+
+
+# ------------------------------------------------- arguments, when given
+
+
+@pytest.mark.parametrize("arguments,error,message", [
+    ({"epochs": "2"}, TypeError, "epochs must be an integer, got '2'"),
+    ({"epochs": 1.5}, TypeError, "epochs must be an integer, got 1.5"),
+    ({"lr": "0.01"}, TypeError, "lr must be a number, got '0.01'"),
+    ({"lr": float("inf")}, ValueError, "lr must be a finite number, got inf"),
+    ({"lr": 0.0}, ValueError, "^lr must be a positive number, got 0.0"),
+    ({"seed": -1}, ValueError, "seed must be an integer >= 0, got -1"),
+    ({"seed": 1.0}, TypeError, "seed must be an integer, got 1.0"),
+    ({"layers": [63, 32]}, ValueError, "layers\\[0\\] = 63 must be even"),
+    ({"layers": "64,32"}, TypeError, "layers must be a list of integers, got '64,32'"),
+    ({"device": "cuda"}, ValueError, "device must be auto, cpu or gpu:N, got 'cuda'"),
+    ({"num_neg": True}, TypeError, "num_neg must be an integer, got True"),
+    ({"reg_layers": [0, "x"]}, TypeError, "reg_layers\\[1\\] must be a number, got 'x'"),
+    ({"learner": "adamw"}, ValueError, "learner must be one of"),
+    ({"model": "SVD"}, ValueError, "model must be one of GMF, MLP, NeuMF, got 'SVD'"),
+])
+def test_constructor_arguments_are_checked_when_given(arguments, error, message):
+    with pytest.raises(error, match=message):
+        ncf_tf.Recommender(**{"model": "NeuMF", **arguments})
+
+
+def test_names_in_any_case():
+    rec = ncf_tf.Recommender("neumf", learner="Adam")
+    assert rec.config.model == "NeuMF" and rec.config.learner == "adam"
+    assert ncf_tf.Recommender("gmf", epochs=3).config.epochs == 3
+
+
+def test_fit_arguments_are_checked_before_training(toy_files, tmp_path):
+    train, test = toy_files["frames"]
+    lines = []
+    rec = ncf_tf.Recommender("GMF", num_factors=4)
+    (tmp_path / "file").write_text("mine\n")
+    cases = [
+        (dict(epochs="2"), TypeError, "epochs must be an integer, got '2'"),
+        (dict(epochs=-1), ValueError, "epochs must be an integer >= 0, got -1"),
+        (dict(progress="yes"), TypeError, "progress must be True or False"),
+        (dict(item_col="user"), ValueError, "user_col and item_col are both 'user'"),
+        (dict(results_dir=str(tmp_path / "file")), ValueError,
+         f"results_dir {tmp_path / 'file'} is a file, not a folder"),
+        (dict(results_dir=str(tmp_path / "file" / "runs")), ValueError,
+         "results_dir .* is inside .*file, which is a file"),
+        (dict(timestamp_col="nope"), ValueError, "df: no column 'nope' \\(timestamp_col\\)"),
+        (dict(warm_start=True), ValueError, "fit\\(warm_start=True\\): the Recommender is "
+                                            "not fitted"),
+    ]
+    for arguments, error, message in cases:
+        with pytest.raises(error, match=message):
+            rec.fit(train, test_df=test, log=lines.append, **arguments)
+    with pytest.raises(ValueError, match="model_dir .*file is a file"):
+        ncf_tf.Recommender("GMF", model_dir=str(tmp_path / "file")).fit(
+            train, results_dir=str(tmp_path / "runs"), log=lines.append)
+    assert lines == [] and rec.model is None
+    assert (tmp_path / "file").read_text() == "mine\n" and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda df: df.assign(user=df["user"].astype(object).where(df.index != 3, None)),
+     "df: column 'user' has a missing user id \\(NaN\\) at row 3"),
+    (lambda df: df.assign(item=[[i] if n == 5 else i for n, i in enumerate(df["item"])]),
+     "df: column 'item' holds a list at row 5; each item id must be one value"),
+])
+def test_missing_and_list_valued_ids_are_refused(toy_files, change, message):
+    train, _ = toy_files["frames"]
+    with pytest.raises(ValueError, match=message):
+        ncf_tf.Recommender("GMF").fit(change(train), epochs=1, log=None)
+
+
+def test_date_strings_in_timestamp_col_are_times(wide_files):
+    train, test = wide_files["frames"]
+    base = pd.Timestamp("2020-01-01")
+    dated = train.assign(time=(base + pd.to_timedelta(train["time"], unit="s")))
+    as_text = dated.assign(time=dated["time"].dt.strftime("%Y-%m-%d %H:%M:%S"))
+    fits = [ncf_tf.Recommender("GMF", num_factors=4).fit(
+        frame, epochs=1, timestamp_col="time", validation="latest", log=None).record
+        for frame in (train, dated, as_text)]
+    assert per_epoch(fits[0]) == per_epoch(fits[1]) == per_epoch(fits[2])
+    # the latest by time, not the first row: shuffled rows split the same
+    shuffled = as_text.sample(frac=1, random_state=0)
+    again = ncf_tf.Recommender("GMF", num_factors=4).fit(
+        shuffled, epochs=1, timestamp_col="time", validation="latest", log=None).record
+    assert again["epochs"][0]["hr"] == fits[0]["epochs"][0]["hr"]
+    bad = as_text.assign(time=as_text["time"].where(as_text.index != 7, "soon"))
+    with pytest.raises(ValueError, match="column 'time' \\(timestamp_col\\): 'soon' at row 7 "
+                                         "is neither a number nor a date"):
+        ncf_tf.Recommender("GMF").fit(bad, timestamp_col="time", validation="latest", log=None)
+
+
+def test_no_tensorflow_start_up_lines():
+    code = ("import ncf_tf, pandas as pd\n"
+            "df = pd.DataFrame({'user': [0, 0, 1, 1], 'item': [0, 1, 1, 2]})\n"
+            "for seed in (0, 1):   # a second model traces its functions again\n"
+            "    rec = ncf_tf.Recommender('GMF', num_factors=2, num_neg=1, seed=seed)\n"
+            "    rec.fit(df, epochs=1, log=None).recommend([0, 1], k=1)\n")
+    env = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stderr == "" and out.stdout == ""
+
+
+# ------------------------------------------------------- the methods
+
+
+@pytest.fixture(scope="module")
+def string_ids(wide_files):
+    """The wide frames with string ids, split by leave_latest_out, and a NeuMF on them."""
+    train, _ = wide_files["frames"]
+    frame = train.assign(user="u" + train["user"].astype(str),
+                         item="i" + train["item"].astype(str))
+    fit_on, test = ncf_tf.leave_latest_out(frame, "user", "item", "time", num_negatives=50,
+                                           seed=0)
+    rec = ncf_tf.Recommender("NeuMF", num_factors=4, layers=[8, 4], epochs=2, seed=0)
+    rec.fit(fit_on, test_df=test, log=None)
+    return {"frame": frame, "train": fit_on, "test": test, "rec": rec}
+
+
+def test_leave_latest_out_holds_out_each_users_latest(string_ids):
+    frame, train, test = string_ids["frame"], string_ids["train"], string_ids["test"]
+    latest = frame.loc[frame.groupby("user")["time"].idxmax()]
+    assert sorted(test["user"]) == sorted(frame["user"].unique()) == test["user"].tolist()
+    # ties are broken by the earlier row; the generated times have none at the top
+    assert (test.set_index("user")["time"] == latest.set_index("user")["time"]).all()
+    assert len(train) + len(test) == len(frame)
+    assert not set(zip(train["user"], train["item"])) & set(zip(test["user"], test["item"]))
+    seen = frame.groupby("user")["item"].apply(set)
+    for user, negatives in zip(test["user"], test["negatives"]):
+        assert len(set(negatives)) == 50 and not set(negatives) & seen[user]
+    again = ncf_tf.leave_latest_out(frame, "user", "item", "time", num_negatives=50, seed=0)
+    pd.testing.assert_frame_equal(again[1], test)
+    random_train, random_test = ncf_tf.leave_random_out(frame, "user", "item",
+                                                         num_negatives=50, seed=1)
+    assert len(random_test) == len(test) and len(random_train) == len(train)
+    assert random_test["item"].tolist() != test["item"].tolist()
+    with pytest.raises(ValueError, match="num_negatives=500: user 'u.*' has only"):
+        ncf_tf.leave_latest_out(frame, "user", "item", "time", num_negatives=500)
+    with pytest.raises(TypeError, match="seed must be an integer, got '0'"):
+        ncf_tf.leave_random_out(frame, "user", "item", seed="0")
+
+
+def test_history_one_row_per_epoch(string_ids, wide_files):
+    rec = string_ids["rec"]
+    history = rec.history
+    assert list(history.columns) == ["loss", "test_hr", "test_ndcg", "seconds"]
+    assert history.index.tolist() == [0, 1] and history.index.name == "epoch"
+    assert history["test_hr"].tolist() == [e["hr"] for e in rec.record["epochs"]]
+    assert (history["seconds"] > 0).all()
+    train, test = wide_files["frames"]
+    picked = ncf_tf.Recommender("GMF", num_factors=4).fit(
+        train, epochs=2, timestamp_col="time", validation="latest", test_df=test, log=None)
+    assert list(picked.history.columns) == ["loss", "validation_hr", "validation_ndcg",
+                                            "test_hr", "test_ndcg", "seconds"]
+    alone = ncf_tf.Recommender("GMF", num_factors=4).fit(train, epochs=2, progress=True,
+                                                          log=None)
+    assert alone.record["config"]["progress"] is True
+    assert list(alone.history.columns) == ["loss", "seconds"]
+    assert alone.history["loss"].tolist() == [e["loss"] for e in alone.record["epochs"]]
+
+
+def test_factors_by_raw_id(string_ids):
+    rec = string_ids["rec"]
+    users, items = rec.user_factors, rec.item_factors
+    assert users.index.name == "user" and items.index.name == "item"
+    assert list(users.columns) == ["gmf_0", "gmf_1", "gmf_2", "gmf_3",
+                                   "mlp_0", "mlp_1", "mlp_2", "mlp_3"]
+    assert users.index.tolist() == sorted(string_ids["train"]["user"].unique())
+    gmf = rec.model.get_layer("mf_embedding_item").get_weights()[0]
+    row = rec.items.encode(["i7"], "items")[0]
+    np.testing.assert_array_equal(items.loc["i7", ["gmf_0", "gmf_1", "gmf_2", "gmf_3"]],
+                                  gmf[row])
+
+
+def test_similar_items_and_users_are_cosine_without_the_query(string_ids):
+    rec = string_ids["rec"]
+    items = rec.item_factors
+    similar = rec.similar_items(["i3", "i7"], k=4)
+    assert list(similar.columns) == ["item", "rank", "similar_item", "similarity"]
+    assert similar["item"].tolist() == ["i3"] * 4 + ["i7"] * 4
+    vectors = items.to_numpy(np.float64)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    cosine = pd.Series(unit @ unit[items.index.get_loc("i3")], index=items.index).drop("i3")
+    best = cosine.sort_values(ascending=False, kind="stable")[:4]
+    first = similar[similar["item"] == "i3"]
+    assert first["similar_item"].tolist() == best.index.tolist()
+    np.testing.assert_allclose(first["similarity"], best, atol=1e-6)
+    assert "i7" not in similar.loc[similar["item"] == "i7", "similar_item"].tolist()
+    users = rec.similar_users("u0", k=3)
+    assert list(users.columns) == ["user", "rank", "similar_user", "similarity"]
+    assert "u0" not in users["similar_user"].tolist() and len(users) == 3
+    with pytest.raises(ValueError, match="k must be an integer in 1..39 \\(the number of "
+                                         "other users\\), got 40"):
+        rec.similar_users("u0", k=40)
+    with pytest.raises(ValueError, match="items: unknown item id 'nope'"):
+        rec.similar_items(["nope"])
+
+
+def test_recommend_among_candidates_and_probabilities(string_ids):
+    rec, train = string_ids["rec"], string_ids["train"]
+    seen = set(train.loc[train["user"] == "u0", "item"])
+    candidates = ["i1", "i2", "i3", "i4", "i5", "i6"]
+    top = rec.recommend(["u0", "u1"], k=3, items=candidates)
+    assert set(top["item"]) <= set(candidates)
+    assert not set(top.loc[top["user"] == "u0", "item"]) & seen
+    allowed = [i for i in candidates if i not in seen]
+    scores = rec.score("u0", allowed)
+    want = [allowed[n] for n in np.argsort(-scores, kind="stable")[:3]]
+    assert top.loc[top["user"] == "u0", "item"].tolist() == want
+    everything = rec.recommend("u0", k=6, items=candidates, exclude_seen=False)
+    assert sorted(everything["item"]) == sorted(candidates)
+    logits = rec.score(["u0", "u1"], ["i1", "i2"])
+    np.testing.assert_allclose(rec.score(["u0", "u1"], ["i1", "i2"], probability=True),
+                               1 / (1 + np.exp(-logits.astype(np.float64))), rtol=1e-6)
+
+
+def test_warm_start_continues_from_the_current_weights(string_ids):
+    train, test = string_ids["train"], string_ids["test"]
+    rec = ncf_tf.Recommender("GMF", num_factors=4, epochs=1).fit(train, test_df=test, log=None)
+    before = rec.score(["u0", "u1", "u2"], ["i1", "i2", "i3"])
+    hr_before, first = rec.evaluate(test), rec.run_name
+    rec.fit(train, test_df=test, warm_start=True, epochs=0, log=None)   # nothing trained
+    np.testing.assert_array_equal(rec.score(["u0", "u1", "u2"], ["i1", "i2", "i3"]), before)
+    assert rec.record["start_from"]["warm_start"] == first
+    assert rec.record["config"]["weights"] == f"warm start from {first}"
+    rec.fit(train, test_df=test, warm_start=True, log=None)
+    assert rec.record["init"] == {**rec.record["init"], **hr_before}
+    fresh = ncf_tf.Recommender("GMF", num_factors=4, epochs=0).fit(train, test_df=test,
+                                                                   log=None)
+    assert not np.array_equal(fresh.score(["u0", "u1", "u2"], ["i1", "i2", "i3"]), before)
+    with pytest.raises(ValueError, match="warm_start: df .* has 39 users"):
+        rec.fit(train[train["user"] != "u0"], warm_start=True, log=None)
+
+
+RELOAD_EXPORT = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+served = tf.saved_model.load(sys.argv[1] + "/saved_model")
+users = json.loads(sys.argv[2])
+kind = tf.string if isinstance(users[0], str) else tf.int64
+top = served.signatures["top_k"](user=tf.constant(users, kind))
+out = {"items": [[v.decode() if isinstance(v, bytes) else int(v) for v in row]
+                 for row in top["items"].numpy().tolist()],
+       "scores": top["scores"].numpy().tolist()}
+if kind == tf.int64:
+    out["int32"] = served.top_k(tf.constant(users, tf.int32))["items"].numpy().tolist()
+    out["numpy"] = served.top_k(np.array(users))["items"].numpy().tolist()
+try:
+    served.top_k(tf.constant(["nobody"] if kind == tf.string else [10 ** 12], kind))
+except tf.errors.InvalidArgumentError as e:
+    out["unknown"] = e.message
+assert not any(m.startswith("ncf_tf") for m in sys.modules), "ncf_tf was imported"
+print(json.dumps(out))
+"""
+
+
+def reload_export(folder, users) -> dict:
+    done = subprocess.run([sys.executable, "-c", RELOAD_EXPORT, str(folder), json.dumps(users)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_export_answers_raw_ids_in_plain_tensorflow(string_ids, fitted, tmp_path):
+    rec = string_ids["rec"]
+    config = rec.export(tmp_path / "strings", k=4)
+    assert config["ids"]["user"] == "raw user ids: strings"
+    assert sorted(os.listdir(tmp_path / "strings")) == ["config.json", "model.keras",
+                                                        "saved_model"]
+    got = reload_export(tmp_path / "strings", ["u3", "u0"])
+    want = rec.recommend(["u3", "u0"], k=4)
+    assert [i for row in got["items"] for i in row] == want["item"].tolist()
+    np.testing.assert_allclose(np.ravel(got["scores"]), want["score"], atol=1e-5)
+    assert "unknown user id(s)" in got["unknown"] and "nobody" in got["unknown"]
+    # integer ids: int64 in the signature, int32 and numpy through the function
+    fitted.export(tmp_path / "integers", k=3)
+    got = reload_export(tmp_path / "integers", [5, 0])
+    want = fitted.recommend([5, 0], k=3)
+    assert [i for row in got["items"] for i in row] == want["item"].tolist()
+    assert got["int32"] == got["numpy"] == got["items"]
+    assert "1000000000000" in got["unknown"]
+    with pytest.raises(ValueError, match="exists; refusing to replace it"):
+        fitted.export(tmp_path / "integers")
+
+
+def test_damaged_saved_folder_names_the_file(fitted, tmp_path):
+    folder = tmp_path / "saved"
+    fitted.save(str(folder))
+    for name, damage, message in [
+        ("model.weights.h5", b"", "model.weights.h5 is empty \\(an interrupted save\\?\\); "
+                                  "save the Recommender again, or remove"),
+        ("train.npz", b"PK\x03\x04 truncated", "train.npz is damaged \\(.*\\); save the "
+                                               "Recommender again"),
+        ("record.json", b'{"kind": ', "record.json is damaged"),
+        ("recommender.json", b'{"kind": "ncf_tf.Recommender", "format": 1}',
+         "recommender.json is damaged"),
+    ]:
+        fitted.save(str(folder), overwrite=True)
+        (folder / name).write_bytes(damage)
+        with pytest.raises(ValueError, match=f"^load: .*{message}") as caught:
+            ncf_tf.Recommender.load(str(folder))
+        assert "\n" not in str(caught.value) and "allow_pickle" not in str(caught.value)
+    fitted.save(str(folder), overwrite=True)
+    os.remove(folder / "train.npz")
+    with pytest.raises(ValueError, match="train.npz is missing; the folder .* is incomplete"):
+        ncf_tf.Recommender.load(str(folder))

@@ -29,13 +29,16 @@ folders, users, items = json.loads(sys.argv[1])
 out = {}
 for name, folder in folders.items():
     served = tf.saved_model.load(folder + "/saved_model")
-    score = served.signatures["score"](user=tf.constant(users, tf.int32),
-                                       item=tf.constant(items, tf.int32))
-    best = served.signatures["top_k"](user=tf.constant(sorted(set(users)), tf.int32))
+    # raw ids: the id maps' strings
+    raw_users = [f"u{3 * u + 7}" for u in users]
+    raw_items = [f"m{5 * i}" for i in items]
+    score = served.signatures["score"](user=tf.constant(raw_users), item=tf.constant(raw_items))
+    best = served.signatures["top_k"](user=tf.constant([f"u{3 * u + 7}"
+                                                        for u in sorted(set(users))]))
     model = keras.saving.load_model(folder + "/model.keras")
     out[name + "/score"] = score["score"].numpy()
     out[name + "/probability"] = score["probability"].numpy()
-    out[name + "/top_items"] = best["items"].numpy()
+    out[name + "/top_items"] = [int(i.decode()[1:]) // 5 for i in best["items"].numpy().ravel()]
     out[name + "/top_scores"] = best["scores"].numpy()
     out[name + "/keras"] = np.asarray(model.predict_on_batch(
         [np.array(users)[:, None], np.array(items)[:, None]]))[:, 0]
@@ -61,7 +64,7 @@ def run_export(argv, capsys):
 @tensorflow_only
 def test_export_reloads_in_a_fresh_python_with_the_same_scores(toy, tmp_path, capsys):
     data = toy["dataset"]
-    _, items_map = write_id_maps(toy["folder"], "toy", data.num_users, data.num_items)
+    write_id_maps(toy["folder"], "toy", data.num_users, data.num_items)
     models, folders = {}, {}
     for seed, kind in enumerate(("GMF", "MLP", "NeuMF")):
         models[kind] = spread_model(kind, data.num_users, data.num_items, seed=seed)
@@ -92,17 +95,16 @@ def test_export_reloads_in_a_fresh_python_with_the_same_scores(toy, tmp_path, ca
                                        [users[:, None], items[:, None]]))[:, 0],
                                    rtol=1e-6, atol=1e-7)
         best = recommend.top_k(model, asked, data.num_items, data.train, 7)
-        np.testing.assert_array_equal(reloaded[f"{kind}/top_items"], best.items)
+        np.testing.assert_array_equal(reloaded[f"{kind}/top_items"].reshape(best.items.shape),
+                                      best.items)
         np.testing.assert_allclose(reloaded[f"{kind}/top_scores"], best.scores, rtol=1e-5,
                                    atol=1e-5)
         seen = data.train.toarray() > 0
-        assert not seen[asked[:, None], reloaded[f"{kind}/top_items"]].any()
-    # The folder: id maps copied, configuration complete.
+        assert not seen[asked[:, None], reloaded[f"{kind}/top_items"].reshape(
+            best.items.shape)].any()
+    # The folder: the ids are looked up inside the SavedModel; configuration complete.
     folder = folders["NeuMF"]
-    assert sorted(os.listdir(folder)) == ["config.json", "item_ids.tsv", "model.keras",
-                                          "saved_model", "user_ids.tsv"]
-    with open(os.path.join(folder, "item_ids.tsv")) as f:
-        assert f.read().splitlines()[1:3] == [f"0\t{items_map[0]}", f"1\t{items_map[1]}"]
+    assert sorted(os.listdir(folder)) == ["config.json", "model.keras", "saved_model"]
     config = json.load(open(os.path.join(folder, "config.json")))
     assert {k: config[k] for k in ("model", "num_factors", "layers", "num_users", "num_items",
                                    "k", "seen_excluded")} == {
@@ -121,7 +123,8 @@ def test_exported_keras_file_is_accepted_by_recommend(toy, tmp_path, capsys):
     dest = tmp_path / "exported"
     assert run_export(["--record", record, "--dest", str(dest), "--include_seen"], capsys)[0] == 0
     config = json.load(open(dest / "config.json"))
-    assert config["seen_excluded"] is False and "user_ids" not in config["files"]
+    assert config["seen_excluded"] is False
+    assert config["ids"]["user"].startswith("raw user ids: integers (int64")
     reloaded = trained.load_keras_model(str(dest / "model.keras"), 40, 60)
     assert trained.spec_of(reloaded) == trained.ModelSpec("MLP", 8, (16, 8, 4))
     np.testing.assert_allclose(
@@ -180,3 +183,28 @@ def test_export_refuses_a_file_as_destination(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(export.ExportError, match=r"--dest .*file: exists and is not a folder"):
         export.check_destination(str(tmp_path / "file"), overwrite=True)
+
+
+@tensorflow_only
+def test_a_saved_recommender_folder_is_exported(toy, tmp_path, capsys):
+    import ncf_tf
+    import pandas as pd
+    from ncf_tf.api.recommender import RECORD
+    train = pd.read_csv(os.path.join(toy["folder"], "toy.train.rating"), sep="\t",
+                        names=["user", "item", "rating", "time"])
+    rec = ncf_tf.Recommender("GMF", num_factors=4, epochs=1).fit(
+        train.assign(item="m" + train["item"].astype(str)), log=None)
+    rec.save(str(tmp_path / "model"))
+    for flag, value, dest in (("--saved", tmp_path / "model", tmp_path / "a"),
+                              ("--record", tmp_path / "model" / RECORD, tmp_path / "b")):
+        code, out, err = run_export([flag, str(value), "--dest", str(dest), "--topk", "3"],
+                                    capsys)
+        assert code == 0, err
+        assert "Exported GMF (#user=40, #item=60" in out
+        config = json.load(open(dest / "config.json"))
+        assert config["source"]["saved"] == str(value if flag == "--saved" else value.parent)
+        assert config["ids"] == {"user": "raw user ids: integers (int64; int32 also accepted "
+                                         "by the functions)", "item": "raw item ids: strings"}
+    code, _, err = run_export(["--saved", str(tmp_path / "model"), "--path", "x", "--dest",
+                               str(tmp_path / "c")], capsys)
+    assert code == 2 and "drop --path" in err and not os.path.exists(tmp_path / "c")

@@ -294,3 +294,83 @@ def test_script_help():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0
     assert "--users" in done.stdout and "all_users" in done.stdout and "--record" in done.stdout
+
+
+def test_a_saved_recommender_folder(toy, tmp_path, capsys):
+    import ncf_tf
+    train = pd.read_csv(os.path.join(toy["folder"], "toy.train.rating"), sep="\t",
+                        names=["user", "item", "rating", "time"])
+    frame = train.assign(user="u" + train["user"].astype(str))
+    rec = ncf_tf.Recommender("GMF", num_factors=4, epochs=1).fit(frame, log=None)
+    rec.save(str(tmp_path / "model"))
+    code, out, err = run_main(["--saved", str(tmp_path / "model"), "--users", "u3,u0",
+                               "--topk", "4"], capsys)
+    assert code == 0, err
+    table = read_csv_output(out)
+    want = rec.recommend(["u3", "u0"], k=4)
+    assert table["user"].tolist() == want["user"].tolist()
+    assert table["item"].astype(int).tolist() == want["item"].tolist()
+    code, _, err = run_main(["--saved", str(tmp_path / "model"), "--users", "u999"], capsys)
+    assert code == 2 and "--users: unknown user id 'u999'" in err
+    (tmp_path / "model" / "train.npz").write_bytes(b"")
+    code, _, err = run_main(["--saved", str(tmp_path / "model"), "--users", "u3"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "train.npz is empty (an interrupted save?); save the Recommender again" in err
+
+
+KILLED_WRITE = r"""
+import os, signal, sys
+from ncf_tf.serve import recommend
+from ncf_tf.cli import recommend as cli
+point = sys.argv[1]
+if point == "before_rename":        # the temporary file complete, not yet renamed
+    def replace(src, dst):
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.replace = replace
+elif point == "while_writing":      # half the text written
+    real_open = open
+    class Half:
+        def __init__(self, f): self.f = f
+        def write(self, text):
+            self.f.write(text[:len(text) // 2]); self.f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        def __getattr__(self, name): return getattr(self.f, name)
+        def __enter__(self): return self
+        def __exit__(self, *a): return self.f.__exit__(*a)
+    recommend.open = lambda *a, **k: Half(real_open(*a, **k))   # shadows the builtin
+sys.exit(cli.main(["recommend", *sys.argv[2:]]))
+"""
+
+
+@pytest.mark.parametrize("point", ["while_writing", "before_rename"])
+def test_output_is_all_or_nothing_when_killed(toy, tmp_path, point):
+    _, _, record = saved(toy, tmp_path, "GMF")
+    target = tmp_path / "out" / "top.csv"
+    target.parent.mkdir()
+    argv = ["--record", record, "--all_users", "--topk", "5", "--output", str(target)]
+    env = {**os.environ, "PYTHONPATH": REPO}
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITE, point, *argv],
+                            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    left = os.listdir(target.parent)
+    assert len(left) == 1 and left[0].startswith(".top.csv.") and left[0].endswith(".tmp")
+    assert not target.exists()
+    again = subprocess.run([sys.executable, os.path.join(REPO, "bin", "recommend"), *argv],
+                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert os.listdir(target.parent) == ["top.csv"]   # the killed run's temporary file is gone
+    whole = subprocess.run([sys.executable, os.path.join(REPO, "bin", "recommend"),
+                            *argv[:-1], str(tmp_path / "whole.csv")],
+                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert target.read_bytes() == (tmp_path / "whole.csv").read_bytes()
+
+
+def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
+    target = tmp_path / "top.csv"
+    live = recommend.temporary_name(str(target), os.getppid())
+    open(live, "w").close()
+    dead = recommend.temporary_name(str(target), 2 ** 22 + 12345)
+    open(dead, "w").close()
+    recommend.write_text(str(target), "x\n")
+    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(live), "top.csv"])

@@ -1,9 +1,16 @@
 """``ncf_tf.Recommender``: GMF, MLP and NeuMF on pandas DataFrames, in a notebook.
 
+    train_df, test_df = ncf_tf.leave_latest_out(df, "user", "item", "timestamp")
     rec = ncf_tf.Recommender("NeuMF", num_factors=8, layers=[64, 32, 16, 8], seed=0)
     rec.fit(train_df, user_col="user", item_col="item", epochs=20, test_df=test_df)
-    rec.score(users, items); rec.recommend(users, k=10); rec.evaluate(test_df)
-    rec.save(path); ncf_tf.Recommender.load(path); rec.fold_in(items)
+    rec.history; rec.user_factors; rec.item_factors
+    rec.score(users, items); rec.recommend(users, k=10, items=None); rec.evaluate(test_df)
+    rec.similar_items(items, k=10); rec.similar_users(users, k=10)
+    rec.save(path); ncf_tf.Recommender.load(path); rec.fold_in(items); rec.export(path)
+
+Arguments are checked when they are given (TypeError or ValueError naming
+the argument and the value), before any data is read or any epoch trained;
+TensorFlow's retracing warnings are not shown unless ``tf_verbose=True``.
 
 One code path with the scripts: ``fit`` turns the DataFrames into the
 :class:`~ncf_tf.data.loader.Dataset` that ``bin/train_*`` would read from the
@@ -103,7 +110,7 @@ class Recommender:
     """GMF, MLP or NeuMF (He et al., WWW 2017) trained on a DataFrame of raw ids.
 
     Args:
-        model: ``"GMF"``, ``"MLP"`` or ``"NeuMF"``.
+        model: ``"GMF"``, ``"MLP"`` or ``"NeuMF"`` (any case).
         num_factors: predictive factors of GMF (and NeuMF's GMF part).
         layers: the MLP tower; the first is the concatenated embedding size.
         seed: the run's only seed (see the module docstring).
@@ -111,6 +118,8 @@ class Recommender:
             same users and items) that NeuMF starts from (equation 13); then
             the learner is vanilla SGD unless ``learner`` is given (paper,
             sec. 3.4.1), as ``bin/train_neumf --pretrain``.
+        epochs: training epochs of :meth:`fit` when it is not given them.
+        tf_verbose: show TensorFlow's retracing warnings.
         **settings: any other field of :class:`~ncf_tf.train.config.TrainConfig`
             (:data:`SETTINGS`: ``lr``, ``num_neg``, ``batch_size``,
             ``learner``, ``regs``, ``reg_layers``, ``reg_mf``, ``alpha``,
@@ -118,7 +127,9 @@ class Recommender:
             defaults (the authors').
 
     Raises:
-        ValueError: an unknown model or setting, or a setting out of range.
+        TypeError: an argument of the wrong type (naming it and the value).
+        ValueError: an unknown model or setting, a setting out of range, or
+            a device that does not exist.
     """
 
     def __init__(self, model: str = "NeuMF", num_factors: int = 8,
