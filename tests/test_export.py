@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import tensorflow_only, write_dataset
+from conftest import REPO, tensorflow_only, write_dataset
 from ncf_tf.serve import export, recommend
 from ncf_tf.cli import export as export_cli
 from ncf_tf.models import scoring, trained
@@ -208,3 +208,37 @@ def test_a_saved_recommender_folder_is_exported(toy, tmp_path, capsys):
     code, _, err = run_export(["--saved", str(tmp_path / "model"), "--path", "x", "--dest",
                                str(tmp_path / "c")], capsys)
     assert code == 2 and "drop --path" in err and not os.path.exists(tmp_path / "c")
+
+
+KILLED_EXPORT = r"""
+import os, signal, sys
+from ncf_tf.serve import export
+from ncf_tf.cli import export as cli
+
+def killed(*args, **kwargs):   # model.keras written, the SavedModel not yet
+    os.kill(os.getpid(), signal.SIGKILL)
+export.write_saved_model = killed
+sys.exit(cli.main(["export", *sys.argv[1:]]))
+"""
+
+
+@tensorflow_only
+def test_a_killed_exports_staging_folder_is_removed_by_the_next(toy, tmp_path):
+    data = toy["dataset"]
+    _, record = save_model(spread_model("GMF", data.num_users, data.num_items),
+                           tmp_path / "runs", "GMF", toy)
+    (tmp_path / "out").mkdir()
+    argv = ["--record", record, "--dest", str(tmp_path / "out" / "model")]
+    env = {**os.environ, "PYTHONPATH": REPO}
+    killed = subprocess.run([sys.executable, "-c", KILLED_EXPORT, *argv], capture_output=True,
+                            text=True, timeout=300, env=env, cwd=tmp_path)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    [left] = os.listdir(tmp_path / "out")
+    assert re.fullmatch(r"\.model\.\d+\.export", left)
+    assert os.listdir(tmp_path / "out" / left) == ["model.keras"]
+    again = subprocess.run([sys.executable, os.path.join(REPO, "bin", "export"), *argv],
+                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert os.listdir(tmp_path / "out") == ["model"]
+    assert sorted(os.listdir(tmp_path / "out" / "model")) == ["config.json", "model.keras",
+                                                              "saved_model"]

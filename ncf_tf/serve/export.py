@@ -29,14 +29,14 @@ The export is one folder:
 (:func:`~ncf_tf.models.scoring.all_item_logits` and
 :func:`~ncf_tf.serve.recommend.rank_items`), so both recommend the same items.
 The folder is assembled beside its destination and renamed into place, so
-an interrupted export leaves nothing under the destination's name.
+an interrupted export leaves nothing under the destination's name; the
+staging folder of a killed export is removed by the next one.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 
 import keras
 import numpy as np
@@ -50,6 +50,8 @@ from ncf_tf.core.files import current_umask
 KERAS_FILE = "model.keras"
 SAVED_MODEL = "saved_model"
 CONFIG_FILE = "config.json"
+STAGING, OLD = ".export", ".old"
+"""Suffixes of the hidden folders beside ``dest`` while it is written."""
 
 
 class ExportError(ValueError):
@@ -249,21 +251,22 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
     }
     parent = os.path.dirname(os.path.abspath(dest))
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(dest))}.export-",
-                               dir=parent)
+    # A killed export's staging folders go first; then this one's, named after
+    # this process, so that the next export can tell a dead writer's from a live one's.
+    for suffix in (STAGING, OLD):
+        recommend.remove_stale_temporaries(dest, suffix)
+    staging, old = (recommend.temporary_name(dest, suffix=suffix) for suffix in (STAGING, OLD))
+    os.mkdir(staging)
     try:
         model.save(os.path.join(staging, KERAS_FILE))
         write_saved_model(model, os.path.join(staging, SAVED_MODEL), exclude, k, user_ids,
                           item_ids)
         records.write_json(os.path.join(staging, CONFIG_FILE), config)
-        # mkdtemp and mkstemp make private files; an export is meant to be shared.
         mask = current_umask()
         os.chmod(staging, 0o777 & ~mask)
         os.chmod(os.path.join(staging, CONFIG_FILE), 0o666 & ~mask)
         if os.path.exists(dest):   # overwrite: move the old folder away first
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(dest))}.old-",
-                                   dir=parent)
-            os.replace(dest, os.path.join(old, "export"))
+            os.replace(dest, old)
             os.replace(staging, dest)
             shutil.rmtree(old, ignore_errors=True)
         else:

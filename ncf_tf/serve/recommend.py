@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 from typing import Callable, Union
 
 import keras
@@ -258,26 +259,31 @@ def check_output(path: str, overwrite: bool = False) -> str:
     return extension
 
 
-def temporary_name(path: str, pid: int | None = None) -> str:
-    """Where :func:`write_text` writes ``path`` before renaming it: beside it,
-    hidden, named after the writing process."""
+def temporary_name(path: str, pid: int | None = None, suffix: str = ".tmp") -> str:
+    """Where ``path`` is written before it is renamed into place: beside it,
+    hidden, named after the writing process (:func:`write_text`, and
+    ``bin/export``'s staging folder)."""
     folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".{name}.{os.getpid() if pid is None else pid}.tmp")
+    return os.path.join(folder, f".{name}.{os.getpid() if pid is None else pid}{suffix}")
 
 
-def remove_stale_temporaries(path: str) -> list[str]:
-    """Removes the temporary files of ``path`` left by writers that died
-    (``kill -9``) before renaming them; those of live processes stay.
-    Returns the removed paths."""
+def remove_stale_temporaries(path: str, suffix: str = ".tmp") -> list[str]:
+    """Removes the temporary files (or folders) of ``path`` left by writers
+    that died (``kill -9``) before renaming them; those of live processes
+    stay. Returns the removed paths."""
     folder, name = os.path.split(os.path.abspath(path))
-    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)\.tmp")
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+){re.escape(suffix)}")
     removed = []
     for entry in os.listdir(folder) if os.path.isdir(folder) else []:
         match = pattern.fullmatch(entry)
         if match and not _alive(int(match.group(1))):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(folder, entry))
-                removed.append(os.path.join(folder, entry))
+            stale = os.path.join(folder, entry)
+            if os.path.isdir(stale) and not os.path.islink(stale):
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(stale)
+            removed.append(stale)
     return removed
 
 
