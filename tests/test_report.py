@@ -5,7 +5,7 @@ import os
 import pytest
 
 from ncf_tf.results import beyond, cells, report, reproduce
-from ncf_tf.core.records import intra_op_threads, write_json
+from ncf_tf.core.records import RunRecord, intra_op_threads, write_json
 
 
 def record(seed, hr, ndcg, pretrain=True, factors=8):
@@ -185,17 +185,17 @@ def test_estimates_use_the_newest_run_of_the_same_settings():
     """Earlier runs of a model may predate speed-ups: the newest one counts."""
     jobs = [reproduce.Job("ml-1m_GMF_8_e20_s2", "train_gmf", [], (), 7200.0),
             reproduce.Job("ml-1m_MLP_64-32-16-8_e20_s1", "train_mlp", [], (), 3600.0)]
-    runs = [{"kind": "train", "_name": "ml-1m_GMF_8_e20_s1", "started": "2026-11-20T00:00:00",
-             "wall_s": 900.0},
-            {"kind": "train", "_name": "ml-1m_GMF_8_e20_s0", "started": "2026-11-01T00:00:00",
-             "wall_s": 1800.0},
-            {"kind": "baseline", "_name": "ml-1m_MLP_64-32-16-8_e20_s0", "wall_s": 1.0}]
+    runs = [RunRecord("train", path="runs/ml-1m_GMF_8_e20_s1.json",
+                      started="2026-11-20T00:00:00", wall_s=900.0),
+            RunRecord("train", path="runs/ml-1m_GMF_8_e20_s0.json",
+                      started="2026-11-01T00:00:00", wall_s=1800.0),
+            RunRecord("baseline", path="runs/ml-1m_MLP_64-32-16-8_e20_s0.json", wall_s=1.0)]
     assert report.estimated_hours(jobs, runs) == (900.0 + 3600.0) / 3600
 
 
 def test_grid_edges_name_a_best_point_at_either_end_of_its_grid():
     def point(hr, **params):
-        return {"params": params, "best": {"hr": hr}}
+        return RunRecord("baseline", params=params, best={"hr": hr})
     inside = [point(0.60, k_neighbors=10), point(0.66, k_neighbors=50),
               point(0.64, k_neighbors=200)]
     assert cells.grid_edges(inside) == []
@@ -209,11 +209,11 @@ def test_grid_edges_name_a_best_point_at_either_end_of_its_grid():
 
 
 def test_machine_names_the_cpu_and_threads_where_recorded():
-    run = record(0, 0.68, 0.40)
+    run = RunRecord.from_dict(record(0, 0.68, 0.40))
     assert beyond.machine_of(run) == "2 CPU, cpu:0"
-    run["machine"] = {"cpu_count": 2, "cpu_model": "AMD EPYC", "intra_op_threads": 1}
+    run.machine = {"cpu_count": 2, "cpu_model": "AMD EPYC", "intra_op_threads": 1}
     assert beyond.machine_of(run) == "2 CPU (AMD EPYC), 1 thread, cpu:0"
-    run["machine"]["intra_op_threads"] = 2
+    run.machine["intra_op_threads"] = 2
     assert beyond.machine_of(run) == "2 CPU (AMD EPYC), 2 threads, cpu:0"
 
 

@@ -30,7 +30,7 @@ def command(data, out, epochs):
 
 
 def only_record(folder):
-    (path,) = list(folder.iterdir())
+    (path,) = list(folder.glob("*.json"))
     return json.loads(path.read_text())
 
 
@@ -55,11 +55,14 @@ def test_kill_9_and_resume_ends_as_the_uninterrupted_run(tmp_path):
     process.wait()
     interrupted = only_record(cut / "runs")
     assert interrupted["status"] == "running" and len(interrupted["epochs"]) < epochs
+    # its lock file stays, naming the dead owner; the lock itself died with it
+    (lock,) = (cut / "runs").glob("*.lock")
+    assert lock.read_text() == str(process.pid)
 
     again = subprocess.run(command(data, cut, epochs), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert "Resuming at iteration" in again.stdout
-    assert not any(checkpoints.glob("*.ckpt.npz"))
+    assert not any(checkpoints.glob("*.ckpt.npz")) and not any((cut / "runs").glob("*.lock"))
 
     expected, got = only_record(tmp_path / "whole" / "runs"), only_record(cut / "runs")
     assert got["status"] == "finished" and got["resumed"][0]["at_epoch"] >= 1

@@ -344,7 +344,9 @@ class Recommender:
         outcome = experiment.run_dataset(dataset, config, log or (lambda line: None),
                                          write_files=bool(config.results_dir),
                                          pretrained=pretrained, about_data=about)
-        self.model, self.record, self.fit_config = outcome.model, outcome.record, config
+        self.model, self.record, self.fit_config = outcome.model, outcome.record.to_dict(), config
+        if outcome.record.path:
+            self.record["record_file"] = outcome.record.path
 
     def _mark_warm_start(self, previous: str) -> None:
         """The record and settings of a warm-started fit name the fit it

@@ -16,7 +16,7 @@ import numpy as np
 
 from ncf_tf.core import records
 from ncf_tf.baselines import BASELINES
-from ncf_tf.data.loader import load_dataset_verbose
+from ncf_tf.data.loader import Dataset, load_dataset_verbose
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
 from ncf_tf.eval.full_ranking import FullRankingEvaluator
 from ncf_tf.data.validation import validation_split
@@ -59,7 +59,7 @@ def run_key(name: str, params: dict, dataset: str, seed: int, selection: str = "
 def run_baseline(name: str, params: dict, *, path: str, dataset: str, seed: int = 0,
                  topk: int = 10, results_dir: str = "results/runs/", run_name: str = "",
                  selection: str = "none", full: bool = False,
-                 log: Callable[[str], None] = print) -> dict:
+                 log: Callable[[str], None] = print) -> records.RunRecord:
     """Fits and evaluates baseline ``name`` with ``params``; returns its record.
 
     With ``selection="validation"`` the model is fitted on the training file
@@ -70,7 +70,9 @@ def run_baseline(name: str, params: dict, *, path: str, dataset: str, seed: int 
 
     Raises:
         ValueError: unknown baseline or hyper-parameter, bad data files;
-            nothing is written then.
+            nothing is written then. RunBusyError (a ValueError): another
+            process owns the run's name. A finished record of the name is
+            never replaced: the run then takes a time-stamped name.
     """
     if name not in BASELINES:
         raise ValueError(f"--baseline must be one of {', '.join(BASELINES)}, got {name!r}")
@@ -83,43 +85,51 @@ def run_baseline(name: str, params: dict, *, path: str, dataset: str, seed: int 
     if selection not in ("none", "validation"):
         raise ValueError(f"--selection must be none or validation, got {selection!r}")
     data = load_dataset_verbose(path, dataset, log)
-    evaluator = LeaveOneOutEvaluator.for_dataset(data, topk)
     fit_data = data
     if selection == "validation":
         fit_data = validation_split(data, np.random.default_rng([seed, 1]), "latest")
-    run_name = run_name or run_key(name, params, dataset, seed, selection)
-    record_path = os.path.join(results_dir, f"{run_name}.json")
+    owner = records.own_run(results_dir, run_name or run_key(name, params, dataset, seed,
+                                                             selection))
+    try:
+        record = fit_and_evaluate(model, name, data, fit_data, seed, topk, full, log)
+        record.params, record.dataset = params, dataset
+        record.selection = "validation" if selection == "validation" else "test"
+        record.config = {**model.config(), "path": path, "dataset": dataset, "seed": seed,
+                         "topk": topk}
+        record.write(os.path.join(results_dir, f"{owner.name}.json"))
+    finally:
+        owner.release()
+    log(f"Run record: {record.path}")
+    return record
+
+
+def fit_and_evaluate(model, name: str, data: Dataset, fit_data: Dataset, seed: int, topk: int,
+                     full: bool, log: Callable[[str], None]) -> records.RunRecord:
+    """Fits ``model`` (baseline ``name``) on ``fit_data`` with ``seed`` and
+    tests it on ``data``'s test set (and on the validation set when
+    ``fit_data`` is a split of ``data``); the run's record, less its settings."""
     start = time.time()
     model.fit(fit_data.train, np.random.default_rng(seed), log)
     fit_s = time.time() - start
-    result = evaluator.evaluate(model.score)
-    extra = {}
-    if selection == "validation":
+    result = LeaveOneOutEvaluator.for_dataset(data, topk).evaluate(model.score)
+    record = records.RunRecord(kind="baseline", model=name, seed=seed,
+                               data={"summary": data.summary(), "files": data.files},
+                               **records.environment(), status="finished")
+    if fit_data is not data:
         checked = LeaveOneOutEvaluator.for_dataset(fit_data, topk).evaluate(model.score)
-        extra["best_validation"] = {"hr": checked.hr, "ndcg": checked.ndcg}
+        record.best_validation = {"hr": checked.hr, "ndcg": checked.ndcg}
         log(f"{name} on validation: HR = {checked.hr:.4f}, NDCG = {checked.ndcg:.4f}")
     if full:
         ranking = FullRankingEvaluator.for_dataset(data, topk)
         scored = (ranking.evaluate_all(model.score_all) if hasattr(model, "score_all")
                   else ranking.evaluate(model.score))
-        extra["full_ranking"] = {"k": topk, "hr": scored.hr, "ndcg": scored.ndcg,
-                                 "recall": scored.recall, "excluded": "training items"}
-    eval_s = time.time() - start - fit_s
+        record.full_ranking = {"k": topk, "hr": scored.hr, "ndcg": scored.ndcg,
+                               "recall": scored.recall, "excluded": "training items"}
+    record.eval_s = time.time() - start - fit_s
     log(f"{name}: HR = {result.hr:.4f}, NDCG = {result.ndcg:.4f} "
-        f"[fit {fit_s:.1f} s, evaluation {eval_s:.1f} s]")
-    record = {
-        "kind": "baseline", "model": name, "dataset": dataset, "params": params,
-        "config": {**model.config(), "path": path, "dataset": dataset, "seed": seed,
-                   "topk": topk},
-        "seed": seed, "selection": selection,
-        "data": {"summary": data.summary(), "files": data.files}, **records.environment(),
-        "status": "finished", "fit_s": fit_s, "eval_s": eval_s,
-        "best": {"hr": result.hr, "ndcg": result.ndcg,
-                 "topk": {str(k): dict(zip(("hr", "ndcg"), result.at(k)))
-                          for k in range(1, topk + 1)}},
-        "wall_s": time.time() - start, **extra,
-    }
-    records.write_json(record_path, record)
-    log(f"Run record: {record_path}")
-    record["record_file"] = record_path
+        f"[fit {fit_s:.1f} s, evaluation {record.eval_s:.1f} s]")
+    record.fit_s, record.wall_s = fit_s, time.time() - start
+    record.best = {"hr": result.hr, "ndcg": result.ndcg,
+                   "topk": {str(k): dict(zip(("hr", "ndcg"), result.at(k)))
+                            for k in range(1, topk + 1)}}
     return record

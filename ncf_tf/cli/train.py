@@ -94,6 +94,9 @@ def define_flags(model: str) -> flags.FlagValues:
                              "runs in --results_dir of this data set, factors, layers, "
                              "--num_neg, --seed and --selection.",
                              flag_values=fv)
+        flags.DEFINE_boolean("pretrain_mismatch_ok", False, "With --pretrain: blend GMF and "
+                             "MLP runs trained with different epochs, batch size, lr or "
+                             "learner (with a warning) instead of refusing.", flag_values=fv)
         string("mf_pretrain", "", "Pretrained GMF weight file (ours or the authors').")
         string("mlp_pretrain", "", "Pretrained MLP weight file (ours or the authors').")
         number("alpha", d.alpha, "Share of GMF in the pretrained output layer (equation 13).")

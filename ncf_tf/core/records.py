@@ -8,7 +8,9 @@ and the machine. Tables and plots in results/ are generated from these files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import platform
 import socket
@@ -20,26 +22,260 @@ import numpy as np
 from ncf_tf.core.files import atomic_path
 
 
+SELECTIONS = ("test", "validation", "last")
+"""What picked the kept model: ``test`` (the test HR, the authors' protocol;
+for baselines, whose grid point is picked on it), ``validation`` (a
+validation split held out of training) or ``last`` (nothing held out: the
+last epoch)."""
+OLD_SELECTIONS = {"none": "test", "test HR of the users not held out": "test"}
+"""Values older records used, read as their :data:`SELECTIONS` name."""
+STATUSES = ("running", "finished", "diverged")
+
+
+class RecordError(ValueError):
+    """A run record that cannot be read (empty, truncated, not a record)."""
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """One run's record: every producer (NCF runs, baselines, the fold-in
+    experiment) writes one, every table of results/ reads them.
+
+    ``kind`` is ``train`` (GMF, MLP, NeuMF), ``baseline``, ``fold_in_train`` or
+    ``fold_in``. Fields a kind does not have stay None and are not written;
+    anything else a producer records goes in ``extra``, written at the top
+    level beside the fields. ``path`` is where the record was read from or
+    written to (not part of the file).
+    """
+
+    kind: str
+    model: str | None = None
+    dataset: str | None = None
+    stage: str | None = None
+    beyond_paper: bool | None = None
+    params: dict | None = None
+    config: dict = dataclasses.field(default_factory=dict)
+    learner: str | None = None
+    optimizer: str | None = None
+    seed: int | None = None
+    training_stream: list | None = None
+    selection: str | None = None
+    mode: str | None = None
+    fast_mode: list | None = None
+    beyond_authors: list | None = None
+    device: str | None = None
+    start_from: dict | None = None
+    held_out_users: list | None = None
+    num_train: int | None = None
+    fold_in: dict | None = None
+    folded_in: dict | None = None
+    trained_with: dict | None = None
+    untouched_rows: dict | None = None
+    records: dict | None = None
+    fit_without_s: float | None = None
+    data: dict | None = None
+    num_params: int | None = None
+    versions: dict | None = None
+    machine: dict | None = None
+    git: dict | None = None
+    started: str | None = None
+    load_average: list | None = None
+    status: str = "running"
+    fit_s: float | None = None
+    eval_s: float | None = None
+    epochs: list | None = None
+    resumed: list | None = None
+    init: dict | None = None
+    best_epoch: int | None = None
+    best: dict | None = None
+    best_validation: dict | None = None
+    test_picked: dict | None = None
+    held_out_at_best: dict | None = None
+    full_ranking: dict | None = None
+    diverged: dict | None = None
+    wall_s: float | None = None
+    weights_file: str | None = None
+    not_finite: list | None = None
+    extra: dict = dataclasses.field(default_factory=dict)
+    path: str = dataclasses.field(default="", compare=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def name(self) -> str:
+        """The run's name: the record file's name without ``.json``."""
+        return os.path.splitext(os.path.basename(self.path))[0]
+
+    def to_dict(self) -> dict:
+        """The record as written: its fields in order (None left out, except
+        ``best``, which a run that kept its last epoch writes as null), then
+        ``extra``; values as they are (see :meth:`write` for the strict form)."""
+        out = {}
+        for field in dataclasses.fields(self):
+            if field.name in ("extra", "path"):
+                continue
+            value = getattr(self, field.name)
+            if value is not None or (field.name == "best" and self.selection == "last"):
+                out[field.name] = value
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict, path: str = "") -> "RunRecord":
+        """A record from its dict (an old one's ``selection`` mapped to :data:`SELECTIONS`)."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra", "path"}
+        known = {k: v for k, v in values.items() if k in names}
+        extra = {k: v for k, v in values.items() if k not in names}
+        if "kind" not in known:
+            raise RecordError(f"{path or 'record'}: not a run record (no 'kind')")
+        selection = known.get("selection")
+        if selection is None and known["kind"] == "train":
+            selection = "test"    # records before the field was written
+        known["selection"] = OLD_SELECTIONS.get(selection, selection)
+        return cls(**known, extra=extra, path=path)
+
+    def write(self, path: str | None = None) -> None:
+        """Writes the record to ``path`` (default: :attr:`path`) atomically, as
+        strict JSON: a value that is not a finite number is written as null and
+        where it was is listed in ``not_finite``."""
+        self.path = path or self.path
+        values = _jsonable_tree(self.to_dict())
+        missing = sorted(set(_non_finite(values)) - set(self.not_finite or []))
+        if missing:
+            self.not_finite = (self.not_finite or []) + missing
+            values = _jsonable_tree(self.to_dict())
+        write_json(self.path, _nulled(values))
+
+    @classmethod
+    def load(cls, path: str) -> "RunRecord":
+        """Reads the record at ``path``.
+
+        Raises:
+            RecordError: the file is empty, truncated or no run record
+                (naming it and what to do).
+        """
+        return cls.from_dict(read_json(path), path)
+
+
 def write_json(path: str, payload: dict) -> None:
-    """Writes ``payload`` to ``path`` atomically (temp file, then rename)."""
+    """Writes ``payload`` to ``path`` atomically (temp file, then rename), as strict JSON."""
     with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(payload, f, indent=1, default=_jsonable)
+        json.dump(payload, f, indent=1, default=_jsonable, allow_nan=False)
         f.write("\n")
 
 
 def read_json(path: str) -> dict:
+    """The JSON object in ``path``.
+
+    Raises:
+        RecordError: empty, truncated or not an object, naming the file.
+    """
     with open(path) as f:
-        return json.load(f)
+        text = f.read()
+    try:
+        values = json.loads(text)
+    except ValueError as e:
+        raise RecordError(f"{path}: {'empty' if not text.strip() else 'damaged'} JSON file "
+                          f"({e}); remove it (a run starts again without it)") from None
+    if not isinstance(values, dict):
+        raise RecordError(f"{path}: not a run record (a JSON {type(values).__name__}); "
+                          "remove it")
+    return values
 
 
 def is_finished(path: str) -> bool:
-    """Whether ``path`` is a run record of a finished run."""
+    """Whether ``path`` is a run record of a finished (or diverged) run:
+    one that is never to be replaced."""
     if not os.path.exists(path):
         return False
     try:
-        return read_json(path).get("status") == "finished"
+        return read_json(path).get("status") in ("finished", "diverged")
     except (OSError, ValueError):
         return False
+
+
+class RunBusyError(ValueError):
+    """A run name another living process is writing."""
+
+
+@dataclasses.dataclass
+class RunOwner:
+    """This process's hold on a run name: an exclusive ``flock`` on
+    ``<folder>/<name><suffix>.lock``, kept while the file is open. The
+    operating system releases it when the process ends, however it ends
+    (``kill -9`` included), so a rerun can resume."""
+
+    name: str
+    lock_path: str
+    handle: object
+
+    def release(self) -> None:
+        """Gives the name up and removes the lock file."""
+        if self.handle is None:
+            return
+        # Removed while still held: a process that opened the old file meanwhile
+        # sees it is gone once it holds it, and tries again (own_run).
+        if os.path.exists(self.lock_path):
+            os.remove(self.lock_path)
+        self.handle.close()
+        self.handle = None
+
+
+def _lock(path: str, name: str):
+    """The open, exclusively locked file ``path`` (RunBusyError naming the owner's pid)."""
+    import fcntl
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    while True:
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip() or "unknown"
+            handle.close()
+            raise RunBusyError(f"run {name} is being written by process {pid} (lock {path}); "
+                               "wait for it to end or choose another run_name") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            return handle
+        handle.close()   # its owner released it under us: lock the new file
+
+
+def own_run(folder: str, name: str, suffix: str = "") -> RunOwner:
+    """Takes run ``name`` in ``folder`` for this process until :meth:`RunOwner.release`.
+
+    A finished (or diverged) record is never replaced: when ``<name>.json`` is
+    one, the run takes ``<name>_<time stamp>`` instead. ``suffix`` names a
+    part of a run (a worker's checkpoint) owned apart from its record.
+
+    Raises:
+        RunBusyError: another living process owns the name (naming its pid).
+    """
+    owner = RunOwner(name, os.path.join(folder, f"{name}{suffix}.lock"),
+                     _lock(os.path.join(folder, f"{name}{suffix}.lock"), name))
+    record = os.path.join(folder, f"{name}.json")
+    try:
+        done = os.path.exists(record) and RunRecord.load(record).status in ("finished",
+                                                                            "diverged")
+    except (RecordError, TypeError):
+        owner.release()
+        raise RecordError(f"{record}: damaged run record; remove it (a run of this name "
+                          "then starts again, or resumes from its checkpoint)") from None
+    if done:
+        owner.release()
+        name = f"{name}_{time.strftime('%Y%m%d-%H%M%S')}"
+        owner = RunOwner(name, os.path.join(folder, f"{name}{suffix}.lock"),
+                         _lock(os.path.join(folder, f"{name}{suffix}.lock"), name))
+    return owner
 
 
 def _jsonable(value):
@@ -48,6 +284,39 @@ def _jsonable(value):
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _jsonable_tree(value):
+    """``value`` with numpy scalars and arrays as Python values, tuples as lists."""
+    if isinstance(value, dict):
+        return {k: _jsonable_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable_tree(v) for v in value]
+    if isinstance(value, (np.generic, np.ndarray)):
+        return _jsonable_tree(_jsonable(value))
+    return value
+
+
+def _non_finite(value, where: str = ""):
+    """The places (``epochs[3].loss``) of the floats in ``value`` that are NaN or infinite."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _non_finite(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _non_finite(v, f"{where}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield f"{where}: {value} (not a finite number: written as null)"
+
+
+def _nulled(value):
+    if isinstance(value, dict):
+        return {k: _nulled(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nulled(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def git_commit() -> dict:

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from ncf_tf.core.records import RunRecord
 from ncf_tf.results import reproduce
 from ncf_tf.results.cells import (delta, factors_of, hidden_of, is_standard, mean_sd, metric,
                                   setting_of)
@@ -20,7 +21,7 @@ GOAL = {"ml-1m": (0.731, 0.452), "pinterest-20": (0.8895, 0.5794)}
 """The best published validation-selected numbers on these files (issue goal)."""
 
 
-def beyond(rep: "Report", records: list[dict], dataset: str) -> None:
+def beyond(rep: "Report", records: list[RunRecord], dataset: str) -> None:
     """Validation-selected models: test at the picked point, full ranking, the gap."""
     rep.add(f"### Beyond the paper: selection on validation only ({dataset})", "",
             "Selection uses a validation set only: each user's latest training interaction "
@@ -34,26 +35,26 @@ def beyond(rep: "Report", records: list[dict], dataset: str) -> None:
     rows, summary = [], []
     ncf = collections.defaultdict(list)
     for r in records:
-        if (r["dataset"] == dataset and r["kind"] == "train" and r.get("selection") == "validation"
-                and not r.get("fast_mode")):
-            ncf[f"{r['model']}-{factors_of(r)}"].append(r)
+        if (r.dataset == dataset and r.kind == "train" and r.selection == "validation"
+                and not r.fast_mode):
+            ncf[f"{r.model}-{factors_of(r)}"].append(r)
     groups = dict(ncf)
-    validation_hr = {label: [r["best_validation"]["hr"] for r in runs]
+    validation_hr = {label: [r.best_validation["hr"] for r in runs]
                      for label, runs in ncf.items()}
     for name in reproduce.TUNING_GRID:
-        runs = [r for r in records if r["dataset"] == dataset and r["kind"] == "baseline"
-                and r["model"] == name and r.get("selection") == "validation"]
-        seed0 = [r for r in runs if r["seed"] == 0]
+        runs = [r for r in records if r.dataset == dataset and r.kind == "baseline"
+                and r.model == name and r.selection == "validation"]
+        seed0 = [r for r in runs if r.seed == 0]
         if not seed0:
             continue
-        best = max(seed0, key=lambda r: r["best_validation"]["hr"])
-        refits = [r for r in records if r["dataset"] == dataset and r["kind"] == "baseline"
-                  and r["model"] == name and r.get("selection") == "none"
-                  and r["params"] == best["params"] and r.get("full_ranking")]
-        label = f"{name} ({', '.join(f'{k}={v}' for k, v in sorted(best['params'].items()))})"
+        best = max(seed0, key=lambda r: r.best_validation["hr"])
+        refits = [r for r in records if r.dataset == dataset and r.kind == "baseline"
+                  and r.model == name and r.selection == "test"
+                  and r.params == best.params and r.full_ranking]
+        label = f"{name} ({', '.join(f'{k}={v}' for k, v in sorted(best.params.items()))})"
         if len(seed0) < len(reproduce.TUNING_GRID[name]):
             label += f" [grid {len(seed0)}/{len(reproduce.TUNING_GRID[name])} so far]"
-        validation_hr[label] = best["best_validation"]["hr"]
+        validation_hr[label] = best.best_validation["hr"]
         groups[label] = refits
     for label, runs in groups.items():
         if not runs:
@@ -61,8 +62,8 @@ def beyond(rep: "Report", records: list[dict], dataset: str) -> None:
                          *["–"] * 5])
             continue
         hr, ndcg = metric(runs, "hr"), metric(runs, "ndcg")
-        picked = [r["test_picked"]["hr"] for r in runs if r.get("test_picked")]
-        full = [r["full_ranking"] for r in runs if r.get("full_ranking")]
+        picked = [r.test_picked["hr"] for r in runs if r.test_picked]
+        full = [r.full_ranking for r in runs if r.full_ranking]
         chosen_on = validation_hr[label]
         rows.append([label, mean_sd(chosen_on) if isinstance(chosen_on, list)
                      else f"{chosen_on:.4f} (grid, seed 0)", mean_sd(hr),
@@ -97,20 +98,20 @@ def beyond(rep: "Report", records: list[dict], dataset: str) -> None:
                     "")
 
 
-def epoch_s(record: dict) -> float:
+def epoch_s(record: RunRecord) -> float:
     """Median seconds of sampling + training per epoch of a run record."""
-    return float(np.median([e["sample_s"] + e["train_s"] for e in record["epochs"]]))
+    return float(np.median([e["sample_s"] + e["train_s"] for e in record.epochs]))
 
 
-def fast_mode(rep: "Report", records: list[dict], dataset: str) -> None:
+def fast_mode(rep: "Report", records: list[RunRecord], dataset: str) -> None:
     """Fast-mode NeuMF-8 runs beside the faithful ones: speed and HR/NDCG."""
     fast = collections.defaultdict(list)
     for r in records:
-        if (r["dataset"] == dataset and r["kind"] == "train" and r.get("fast_mode")
-                and r["model"] == "NeuMF" and factors_of(r) == 8 and setting_of(r) == "from scratch"
-                and r.get("selection", "test") == "test"
-                and r["config"]["epochs"] == reproduce.EPOCHS):
-            fast[r["_name"].rsplit("_s", 1)[0]].append(r)
+        if (r.dataset == dataset and r.kind == "train" and r.fast_mode
+                and r.model == "NeuMF" and factors_of(r) == 8 and setting_of(r) == "from scratch"
+                and r.selection == "test"
+                and r.config["epochs"] == reproduce.EPOCHS):
+            fast[r.name.rsplit("_s", 1)[0]].append(r)
     if not fast:
         return
     rep.add(f"### Fast mode: speed against HR/NDCG ({dataset})", "",
@@ -126,20 +127,20 @@ def fast_mode(rep: "Report", records: list[dict], dataset: str) -> None:
              mean_sd(metric(faithful, "ndcg")), "–", f"{base_s:.1f}" if faithful else "–", "–"]]
     for name, runs in sorted(fast.items()):
         hr, seconds = metric(runs, "hr"), np.median([epoch_s(r) for r in runs])
-        rows.append([f"`{name}`: " + "; ".join(runs[0]["fast_mode"]), mean_sd(hr),
+        rows.append([f"`{name}`: " + "; ".join(runs[0].fast_mode), mean_sd(hr),
                      mean_sd(metric(runs, "ndcg")), delta(hr, base_hr), f"{seconds:.1f}",
                      f"x{base_s / seconds:.1f}" if base_s else "–"])
     rep.table(f"fast_{dataset}", ["run", "HR@10 (n)", "NDCG@10 (n)", "ΔHR vs faithful",
                                   "s/epoch", "speed-up"], rows)
 
 
-def longer_training(rep: "Report", records: list[dict], dataset: str) -> None:
+def longer_training(rep: "Report", records: list[RunRecord], dataset: str) -> None:
     """MLP-1 and MLP-2 (F = 8) over the authors' default 100 epochs, beside
     their best within the tables' 20 epochs of the same run and the paper."""
     runs = sorted((r for r in records
-                   if r["dataset"] == dataset and r["kind"] == "train" and r["model"] == "MLP"
+                   if r.dataset == dataset and r.kind == "train" and r.model == "MLP"
                    and is_standard(r, reproduce.LONG_EPOCHS)),
-                  key=lambda r: (hidden_of(r), r["_name"]))
+                  key=lambda r: (hidden_of(r), r.name))
     if not runs:
         return
     rep.add(f"### Longer training: MLP over {reproduce.LONG_EPOCHS} epochs ({dataset})", "",
@@ -148,18 +149,18 @@ def longer_training(rep: "Report", records: list[dict], dataset: str) -> None:
     rows = []
     for r in runs:
         hidden, factors = hidden_of(r), factors_of(r)
-        early = [e for e in r["epochs"][:reproduce.EPOCHS] if e["hr"] is not None]
+        early = [e for e in r.epochs[:reproduce.EPOCHS] if e["hr"] is not None]
         first = max(early, key=lambda e: e["hr"]) if early else None
         ref = rep.paper.get((dataset, f"MLP-{hidden}", factors, "from scratch"))
-        rows.append([f"MLP-{hidden}, F = {factors}, seed {r['seed']}",
+        rows.append([f"MLP-{hidden}, F = {factors}, seed {r.seed}",
                      f"{first['hr']:.4f} / {first['ndcg']:.4f} ({first['epoch']})" if first else "–",
-                     f"{r['best']['hr']:.4f} / {r['best']['ndcg']:.4f} ({r['best_epoch']})",
+                     f"{r.best['hr']:.4f} / {r.best['ndcg']:.4f} ({r.best_epoch})",
                      f"{ref[0]:.3f} / {ref[1]:.3f}" if ref else "–"])
     rep.table(f"long_{dataset}", ["run", f"best in epochs 0-{reproduce.EPOCHS - 1} (epoch)",
                                   f"best in {reproduce.LONG_EPOCHS} epochs (epoch)", "paper"], rows)
 
 
-def learning_rates(rep: "Report", records: list[dict], dataset: str) -> None:
+def learning_rates(rep: "Report", records: list[RunRecord], dataset: str) -> None:
     """The cells far from the paper at the learning rates either side of the
     tables' 0.001 (``bin/reproduce --only lr``), beside the tables' own."""
     rates = sorted({*reproduce.LR_SEARCH, TrainConfig.lr})
@@ -184,8 +185,8 @@ def learning_rates(rep: "Report", records: list[dict], dataset: str) -> None:
         row = [name]
         for lr in rates:
             found = runs(model, factors, hidden, lr)
-            row.append(f"{np.mean([r['best']['hr'] for r in found]):.4f} / "
-                       f"{np.mean([r['best']['ndcg'] for r in found]):.4f} ({len(found)})"
+            row.append(f"{np.mean([r.best['hr'] for r in found]):.4f} / "
+                       f"{np.mean([r.best['ndcg'] for r in found]):.4f} ({len(found)})"
                        if found else "–")
         rows.append(row + [f"{ref[0]:.3f} / {ref[1]:.3f}" if ref else "–"])
     rep.table(f"lr_{dataset}", ["cell", *(f"lr {lr:g}" for lr in rates), "paper"], rows)
@@ -197,43 +198,43 @@ RUN_ONLY = ("epochs", "path", "model_dir", "results_dir", "run_name", "tensorboa
 long the run is, what it prints)."""
 
 
-def machine_of(record: dict) -> str:
+def machine_of(record: RunRecord) -> str:
     """"2 CPU (AMD EPYC), 1 thread, cpu": cores, model, threads the run used, device."""
-    machine = record["machine"]
+    machine = record.machine
     words = f"{machine.get('cpu_count')} CPU"
     if machine.get("cpu_model"):
         words += f" ({machine['cpu_model']})"
     if machine.get("intra_op_threads"):
         threads = machine["intra_op_threads"]
         words += f", {threads} thread{'s' if threads != 1 else ''}"
-    return f"{words}, {record.get('device', 'cpu')}"
+    return f"{words}, {record.device or 'cpu'}"
 
 
-def commit_of(record: dict) -> str:
-    return str(record["git"]["commit"])
+def commit_of(record: RunRecord) -> str:
+    return str(record.git["commit"])
 
 
-def same_seed_across_commits(rep: "Report", records: list[dict], dataset: str) -> None:
+def same_seed_across_commits(rep: "Report", records: list[RunRecord], dataset: str) -> None:
     """Runs of one configuration and seed recorded at different commits,
     compared epoch by epoch over the epochs both ran."""
     groups = collections.defaultdict(list)
     for r in records:
-        if r["dataset"] == dataset and r["kind"] == "train":
-            key = json.dumps([r["seed"], {k: v for k, v in r["config"].items()
+        if r.dataset == dataset and r.kind == "train":
+            key = json.dumps([r.seed, {k: v for k, v in r.config.items()
                                           if k not in RUN_ONLY}], sort_keys=True)
             groups[key].append(r)
     rows = []
     for runs in groups.values():
-        runs.sort(key=lambda r: r["_name"])
+        runs.sort(key=lambda r: r.name)
         for a, b in itertools.combinations(runs, 2):
             if commit_of(a) == commit_of(b):
                 continue
-            pairs = list(zip(a["epochs"], b["epochs"]))
+            pairs = list(zip(a.epochs, b.epochs))
             diff = {key: max((abs(x[key] - y[key]) for x, y in pairs
                               if x[key] is not None and y[key] is not None), default=0.0)
                     for key in ("loss", "hr", "ndcg")}
-            rows.append([f"`{a['_name']}` ({commit_of(a)[:7]})",
-                         f"`{b['_name']}` ({commit_of(b)[:7]})", len(pairs),
+            rows.append([f"`{a.name}` ({commit_of(a)[:7]})",
+                         f"`{b.name}` ({commit_of(b)[:7]})", len(pairs),
                          *(f"{diff[key]:.2g}" for key in ("loss", "hr", "ndcg"))])
     if not rows:
         return
@@ -246,7 +247,7 @@ def same_seed_across_commits(rep: "Report", records: list[dict], dataset: str) -
                                        "max ΔNDCG@10"], rows)
 
 
-def mlperf(rep: "Report", records: list[dict]) -> None:
+def mlperf(rep: "Report", records: list[RunRecord]) -> None:
     """NeuMF in the MLPerf v0.5 configuration (``--preset mlperf``) on each of
     :data:`ncf_tf.results.reproduce.MLPERF`'s data sets, or why it is absent."""
     from ncf_tf.train.config import PRESET_TARGETS, PRESETS
@@ -264,8 +265,8 @@ def mlperf(rep: "Report", records: list[dict]) -> None:
             "authors' protocol; the epoch reaching the target is the MLPerf measure.", "")
     rows = []
     for dataset in reproduce.MLPERF:
-        runs = [r for r in records if r["kind"] == "train" and r["dataset"] == dataset
-                and r["config"].get("preset") == "mlperf"]
+        runs = [r for r in records if r.kind == "train" and r.dataset == dataset
+                and r.config.get("preset") == "mlperf"]
         if not runs:
             absent = dataset == "ml-20m"
             rows.append([dataset, "not run here" if absent else "no finished run yet", "–", "–",
@@ -273,14 +274,14 @@ def mlperf(rep: "Report", records: list[dict]) -> None:
                          + (" after `bin/download_data --dataset ml-20m` (the files are not "
                             "on this machine)" if absent else "")])
             continue
-        for r in sorted(runs, key=lambda r: r["seed"]):
-            reached = next((e["epoch"] for e in r["epochs"]
+        for r in sorted(runs, key=lambda r: r.seed):
+            reached = next((e["epoch"] for e in r.epochs
                             if e.get("hr") is not None and e["hr"] >= target), None)
-            rows.append([dataset, r["seed"], f"{r['best']['hr']:.4f} (epoch {r['best_epoch']})",
-                         f"{r['best']['ndcg']:.4f}",
+            rows.append([dataset, r.seed, f"{r.best['hr']:.4f} (epoch {r.best_epoch})",
+                         f"{r.best['ndcg']:.4f}",
                          "not reached" if reached is None else f"epoch {reached}",
                          f"{epoch_s(r):.0f}",
-                         f"{len(r['epochs'])} epochs, {machine_of(r)}"])
+                         f"{len(r.epochs)} epochs, {machine_of(r)}"])
     rep.table("mlperf", ["data", "seed", "HR@10", "NDCG@10", f"HR@10 >= {target}", "s/epoch",
                          "run"], rows)
 
@@ -289,11 +290,9 @@ def fold_in(rep: "Report", folder: str) -> None:
     """New users folded into a model trained without them (``runs/fold_in/``,
     :mod:`ncf_tf.serve.fold_in_experiment`) beside the same users in a model
     trained with them."""
-    from ncf_tf.core.records import read_json
-
-    found = [read_json(path) for path in sorted(glob.glob(os.path.join(folder, "runs",
+    found = [RunRecord.load(path) for path in sorted(glob.glob(os.path.join(folder, "runs",
                                                                        "fold_in", "*.json")))]
-    found = [r for r in found if r.get("kind") == "fold_in" and r.get("status") == "finished"]
+    found = [r for r in found if r.kind == "fold_in" and r.status == "finished"]
     if not found:
         return
     rep.add("## New users: fold-in (ml-1m)", "",
@@ -308,23 +307,23 @@ def fold_in(rep: "Report", folder: str) -> None:
             "`bin/recommend --fold_in FILE` does it for one user.", "")
     by_model = collections.defaultdict(list)
     for r in found:
-        name = r.get("model") or r["config"].get("model")
+        name = r.model or r.config.get("model")
         if name != "iALS":
-            c = r["config"]
+            c = r.config
             name = (f"NeuMF-{c['num_factors']} {c['layers']}" if name == "NeuMF"
                     else f"{name}-{c.get('num_factors')}")
         by_model[name].append(r)
     rows = []
     for name, runs in sorted(by_model.items()):
         def values(part, key):
-            return [r[part][key] for r in runs if part in r]
-        steps = runs[0]["fold_in"].get("steps")
+            return [getattr(r, part)[key] for r in runs if getattr(r, part) is not None]
+        steps = runs[0].fold_in.get("steps")
         rows.append([name, len(runs), mean_sd(values("folded_in", "hr")),
                      mean_sd(values("folded_in", "ndcg")), mean_sd(values("trained_with", "hr")),
                      mean_sd(values("trained_with", "ndcg")),
-                     mean_sd(values("untouched_rows", "hr")) if "untouched_rows" in runs[0]
+                     mean_sd(values("untouched_rows", "hr")) if runs[0].untouched_rows is not None
                      else "–",
-                     f"{steps} Adam steps, lr {runs[0]['fold_in']['lr']}" if steps
-                     else runs[0]["fold_in"].get("optimizer", "–")])
+                     f"{steps} Adam steps, lr {runs[0].fold_in['lr']}" if steps
+                     else runs[0].fold_in.get("optimizer", "–")])
     rep.table("fold_in", ["model", "seeds", "folded in: HR@10", "NDCG@10", "trained with: HR@10",
                           "NDCG@10", "before fold-in: HR@10", "fold-in"], rows)

@@ -5,13 +5,14 @@ from the paper)."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import csv
 import glob
 import os
 
 import numpy as np
 
-from ncf_tf.core.records import read_json
+from ncf_tf.core.records import RunRecord
 from ncf_tf.results import reproduce
 from ncf_tf.train.config import TrainConfig
 
@@ -23,31 +24,29 @@ DIFF = 0.01
 """Cells further than this from the paper are listed."""
 
 
-def load_records(folder: str) -> list[dict]:
-    """Finished records of ``folder``, each with ``_file`` (path from results/)."""
+def load_records(folder: str) -> list[RunRecord]:
+    """The finished NCF and baseline records of ``folder`` (training runs of 0 epochs left out)."""
     found = []
     for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
-        record = read_json(path)
-        if record.get("status") != "finished" or record.get("kind") not in ("train", "baseline"):
+        record = RunRecord.load(path)
+        if record.status != "finished" or record.kind not in ("train", "baseline"):
             continue
-        if record["kind"] == "train" and record["config"]["epochs"] == 0:
+        if record.kind == "train" and record.config["epochs"] == 0:
             continue
-        record["_file"] = os.path.relpath(path, os.path.dirname(folder))
-        record["_name"] = os.path.splitext(os.path.basename(path))[0]
         found.append(record)
     return found
 
 
-def factors_of(record: dict) -> int | None:
-    config = record["config"]
-    if record["kind"] == "baseline":
+def factors_of(record: RunRecord) -> int | None:
+    config = record.config
+    if record.kind == "baseline":
         return config.get("num_factors")
-    return config["num_factors"] if record["model"] == "GMF" else config["layers"][-1]
+    return config["num_factors"] if record.model == "GMF" else config["layers"][-1]
 
 
-def setting_of(record: dict) -> str:
-    config = record["config"]
-    if record["model"] != "NeuMF":
+def setting_of(record: RunRecord) -> str:
+    config = record.config
+    if record.model != "NeuMF":
         return "from scratch"
     if config.get("pretrain") or config.get("mf_pretrain"):
         if "authors_pretrain" in config.get("mf_pretrain", ""):
@@ -56,30 +55,30 @@ def setting_of(record: dict) -> str:
     return "from scratch"
 
 
-def is_standard(record: dict, epochs: int = reproduce.EPOCHS,
+def is_standard(record: RunRecord, epochs: int = reproduce.EPOCHS,
                 lr: float | None = TrainConfig.lr) -> bool:
     """An NCF run with the planned settings (``epochs``, ``lr``, batch, no
     regularisation); ``lr`` None: at any learning rate."""
-    config = record["config"]
-    return (record.get("selection", "test") == "test" and config["epochs"] == epochs
+    config = record.config
+    return (record.selection == "test" and config["epochs"] == epochs
             and config["batch_size"] == 256
             and lr in (None, config["lr"]) and not config.get("learner")
             and not any(config.get("reg_layers", [])) and not any(config.get("regs", []))
-            and config.get("alpha", 0.5) == 0.5 and not record.get("fast_mode")
-            and not record.get("beyond_authors"))
+            and config.get("alpha", 0.5) == 0.5 and not record.fast_mode
+            and not record.beyond_authors)
 
 
-def is_pretrained_adam(record: dict, dataset: str) -> bool:
+def is_pretrained_adam(record: RunRecord, dataset: str) -> bool:
     """A Table 2 pretrained NeuMF run, but trained on with Adam (``pretrain_adam``)."""
-    return (record["kind"] != "baseline" and record["dataset"] == dataset
-            and record["model"] == "NeuMF" and setting_of(record) == "pretrained"
-            and record["config"].get("learner") == "adam" and record["config"]["num_neg"] == 4
+    return (record.kind != "baseline" and record.dataset == dataset
+            and record.model == "NeuMF" and setting_of(record) == "pretrained"
+            and record.config.get("learner") == "adam" and record.config["num_neg"] == 4
             and hidden_of(record) == 3
-            and is_standard({**record, "config": {**record["config"], "learner": None}}))
+            and is_standard(dataclasses.replace(record, config={**record.config, "learner": None})))
 
 
-def hidden_of(record: dict) -> int:
-    return len(record["config"]["layers"]) - 1
+def hidden_of(record: RunRecord) -> int:
+    return len(record.config["layers"]) - 1
 
 
 def published(path: str) -> dict:
@@ -119,18 +118,18 @@ class Cells:
     and the others appear under "Same seed, different commits".
     """
 
-    def __init__(self, records: list[dict]):
+    def __init__(self, records: list[RunRecord]):
         self.records = records
         self.ncf = collections.defaultdict(list)  # (ds, model, F, setting, neg, hidden, lr)
         self.baselines = collections.defaultdict(list)  # (ds, name, F)
-        for r in sorted(records, key=lambda r: str(r.get("started", ""))):
-            if r["kind"] == "baseline":
-                self.baselines[(r["dataset"], r["model"], factors_of(r))].append(r)
+        for r in sorted(records, key=lambda r: str(r.started or "")):
+            if r.kind == "baseline":
+                self.baselines[(r.dataset, r.model, factors_of(r))].append(r)
             elif is_standard(r, lr=None):
-                key = (r["dataset"], r["model"], factors_of(r), setting_of(r),
-                       r["config"]["num_neg"], hidden_of(r) if r["model"] != "GMF" else 0,
-                       r["config"]["lr"])
-                if all(other["seed"] != r["seed"] for other in self.ncf[key]):
+                key = (r.dataset, r.model, factors_of(r), setting_of(r),
+                       r.config["num_neg"], hidden_of(r) if r.model != "GMF" else 0,
+                       r.config["lr"])
+                if all(other.seed != r.seed for other in self.ncf[key]):
                     self.ncf[key].append(r)
 
     def ncf_runs(self, dataset, model, factors, setting="from scratch", neg=4, hidden=3,
@@ -138,19 +137,19 @@ class Cells:
         return self.ncf.get((dataset, model, factors, setting, neg,
                              0 if model == "GMF" else hidden, lr), [])
 
-    def best_baseline(self, dataset, name, factors=None) -> dict | None:
+    def best_baseline(self, dataset, name, factors=None) -> RunRecord | None:
         return best_on_test(self.baselines.get((dataset, name, factors), []))
 
-    def baseline_grid(self, dataset, name, factors=None) -> list[dict]:
+    def baseline_grid(self, dataset, name, factors=None) -> list[RunRecord]:
         return self.baselines.get((dataset, name, factors), [])
 
 
-def best_on_test(runs: list[dict]) -> dict | None:
+def best_on_test(runs: list[RunRecord]) -> RunRecord | None:
     """The grid point with the best test HR (the authors' selection rule)."""
-    return max(runs, key=lambda r: r["best"]["hr"]) if runs else None
+    return max(runs, key=lambda r: r.best["hr"]) if runs else None
 
 
-def grid_edges(runs: list[dict]) -> list[str]:
+def grid_edges(runs: list[RunRecord]) -> list[str]:
     """The settings in which the best run of a grid (on test HR) takes the
     smallest or largest value tried, among the runs that differ from it in
     that setting only, e.g. ``["reg=10.0, the largest of 4 tried"]``."""
@@ -158,18 +157,18 @@ def grid_edges(runs: list[dict]) -> list[str]:
     if best is None:
         return []
     edges = []
-    for key, value in sorted(best["params"].items()):
+    for key, value in sorted(best.params.items()):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        tried = {r["params"][key] for r in runs if key in r["params"]
-                 and all(r["params"].get(k) == v for k, v in best["params"].items() if k != key)}
+        tried = {r.params[key] for r in runs if key in r.params
+                 and all(r.params.get(k) == v for k, v in best.params.items() if k != key)}
         if len(tried) > 1 and value in (min(tried), max(tried)):
             end = "smallest" if value == min(tried) else "largest"
             edges.append(f"{key}={value}, the {end} of {len(tried)} tried")
     return edges
 
 
-def metric(runs: list[dict], key: str, k: int = 10) -> list[float]:
+def metric(runs: list[RunRecord], key: str, k: int = 10) -> list[float]:
     if k == 10:
-        return [r["best"][key] for r in runs]
-    return [r["best"]["topk"][str(k)][key] for r in runs]
+        return [r.best[key] for r in runs]
+    return [r.best["topk"][str(k)][key] for r in runs]

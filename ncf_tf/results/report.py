@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from ncf_tf.core.files import atomic_path
+from ncf_tf.core.records import RunRecord
 from ncf_tf.results import reproduce
 from ncf_tf.results.beyond import (beyond, commit_of, fast_mode, fold_in, learning_rates,
                                    longer_training, machine_of, mlperf,
@@ -83,9 +84,9 @@ class Report:
         sgd = [r for f in reproduce.FACTORS
                for r in self.cells.ncf_runs(dataset, "NeuMF", f, "pretrained")]
         if sgd:
-            at_blend = sum(r["best_epoch"] == -1 for r in sgd)
-            change = [r["epochs"][-1]["hr"] - r["init"]["hr"] for r in sgd
-                      if r["epochs"] and r["epochs"][-1]["hr"] is not None]
+            at_blend = sum(r.best_epoch == -1 for r in sgd)
+            change = [r.epochs[-1]["hr"] - r.init["hr"] for r in sgd
+                      if r.epochs and r.epochs[-1]["hr"] is not None]
             self.add(f"Training after pretraining: in {at_blend} of the {len(sgd)} pretrained "
                      "runs above the best epoch is -1, the alpha = 0.5 blend of GMF and MLP "
                      "before any update; 20 epochs of vanilla SGD at lr 0.001 change test HR by "
@@ -102,7 +103,7 @@ class Report:
             for i, key in enumerate(("hr", "ndcg")):
                 row += [mean_sd(metric(runs, key)), mean_sd(metric(sgd_f, key)),
                         f"{ref[i]:.3f}" if ref else "–", delta(metric(runs, key), ref[i] if ref else None)]
-            row.append(", ".join(str(r["best_epoch"]) for r in runs))
+            row.append(", ".join(str(r.best_epoch) for r in runs))
             rows.append(row)
         self.add("Pretrained NeuMF trained on with Adam (lr 0.001, fresh moments), as the "
                  "authors' README runs it, beside Table 2's vanilla SGD "
@@ -143,10 +144,10 @@ class Report:
         for name in BASELINE_ORDER:
             for f in (None, *reproduce.FACTORS):
                 grid = self.cells.baseline_grid(dataset, name, f)
-                for r in sorted(grid, key=lambda r: sorted(r["params"].items())):
-                    rows.append([name, ", ".join(f"{k}={v}" for k, v in sorted(r["params"].items()))
-                                 or "–", f"{r['best']['hr']:.4f}", f"{r['best']['ndcg']:.4f}",
-                                 f"{r['fit_s']:.1f}"])
+                for r in sorted(grid, key=lambda r: sorted(r.params.items())):
+                    rows.append([name, ", ".join(f"{k}={v}" for k, v in sorted(r.params.items()))
+                                 or "–", f"{r.best['hr']:.4f}", f"{r.best['ndcg']:.4f}",
+                                 f"{r.fit_s:.1f}"])
                 edges += [f"{name}{'' if f is None else f' (F = {f})'}: {edge}"
                           for edge in grid_edges(grid)]
         if rows:
@@ -167,7 +168,7 @@ class Report:
             else:
                 best = self.cells.best_baseline(dataset, name, 8 if name in ("BPR", "eALS") else None)
                 runs = [best] if best else []
-            if not runs or "topk" not in runs[0]["best"]:
+            if not runs or "topk" not in runs[0].best:
                 continue
             hr = [np.mean(metric(runs, "hr", k)) for k in range(1, 11)]
             ndcg = [np.mean(metric(runs, "ndcg", k)) for k in range(1, 11)]
@@ -205,13 +206,13 @@ class Report:
         curves, rows = {}, []
         for name, setting in (("GMF", "from scratch"), ("MLP", "from scratch"),
                               ("NeuMF", "from scratch"), ("NeuMF", "pretrained")):
-            runs = [r for r in self.cells.ncf_runs(dataset, name, 8, setting) if r["seed"] == 0]
+            runs = [r for r in self.cells.ncf_runs(dataset, name, 8, setting) if r.seed == 0]
             if not runs:
                 continue
-            epochs = runs[0]["epochs"]
+            epochs = runs[0].epochs
             label = name if setting == "from scratch" else f"{name} (pretrained)"
             curves[label] = ([e["loss"] for e in epochs], [e["hr"] for e in epochs],
-                             [e["ndcg"] for e in epochs], runs[0]["init"])
+                             [e["ndcg"] for e in epochs], runs[0].init)
             for e in epochs:
                 rows.append([label, e["epoch"], f"{e['loss']:.4f}",
                              f"{e['hr']:.4f}" if e["hr"] is not None else "–",
@@ -243,15 +244,15 @@ class Report:
         bpr = self.cells.best_baseline(dataset, "BPR", 16)
         self.table(f"fig7_{dataset}", ["negatives", *(f"{n} HR / NDCG" for n in NCF_ORDER)], rows)
         if bpr:
-            self.add(f"BPR (F = 16, reference line): HR@10 {bpr['best']['hr']:.4f}, NDCG@10 "
-                     f"{bpr['best']['ndcg']:.4f}.", "")
-            series["BPR"] = {n: (bpr["best"]["hr"], bpr["best"]["ndcg"]) for n in range(1, 11)}
+            self.add(f"BPR (F = 16, reference line): HR@10 {bpr.best['hr']:.4f}, NDCG@10 "
+                     f"{bpr.best['ndcg']:.4f}.", "")
+            series["BPR"] = {n: (bpr.best["hr"], bpr.best["ndcg"]) for n in range(1, 11)}
         return series
 
 
-def missing_runs(records: list[dict], dataset: str,
+def missing_runs(records: list[RunRecord], dataset: str,
                  runs_dir: str) -> list[tuple[str, list[reproduce.Job]]]:
-    names = {r["_name"] for r in records}
+    names = {r.name for r in records}
     out = []
     for experiment in reproduce.EXPERIMENTS:
         if experiment in reproduce.OUTSIDE_ALL:
@@ -262,17 +263,17 @@ def missing_runs(records: list[dict], dataset: str,
     return out
 
 
-def estimated_hours(jobs: list[reproduce.Job], records: list[dict]) -> float:
+def estimated_hours(jobs: list[reproduce.Job], records: list[RunRecord]) -> float:
     """Planned cost: the wall time of the newest recorded run of the same
     model and settings (another seed), else the job's own estimate."""
     measured = {}
-    for r in sorted((r for r in records if r["kind"] == "train"), key=lambda r: r.get("started", "")):
-        measured[r["_name"].rsplit("_s", 1)[0]] = r["wall_s"]
+    for r in sorted((r for r in records if r.kind == "train"), key=lambda r: r.started or ""):
+        measured[r.name.rsplit("_s", 1)[0]] = r.wall_s
     total = sum(measured.get(job.name.rsplit("_s", 1)[0], job.estimate_s) for job in jobs)
     return total / 3600
 
 
-def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, dict]:
+def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dict, dict]:
     cells = Cells(records)
     rep = Report(cells, paper, folder)
     rep.add("# Results (generated by `bin/reproduce --report` from `runs/*.json`; do not edit)",
@@ -291,7 +292,7 @@ def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, di
             "point on test HR.", "")
     plots = {}
     for dataset in DATASETS:
-        ours = [r for r in records if r["dataset"] == dataset]
+        ours = [r for r in records if r.dataset == dataset]
         rep.add(f"## {dataset}", "")
         if not ours:
             rep.add(f"**Not run here**: {dataset}'s training and negative files are not "
@@ -355,15 +356,14 @@ def render(records: list[dict], paper: dict, folder: str) -> tuple[str, dict, di
                 "README says why); their cells are run again.", "")
     rep.add("| record | model | seed | optimizer | mode | wall | machine | commit | backend |",
             "|---|---|---|---|---|---|---|---|---|")
-    for r in sorted(records, key=lambda r: r["_file"]):
+    for r in sorted(records, key=lambda r: r.path):
         machine = machine_of(r)
-        optimizer = r.get("optimizer") or {"adam": "Adam", "sgd": "SGD"}.get(
-            r.get("learner"), r.get("learner", "–"))
-        mode = r.get("mode", "faithful") if r["kind"] == "train" else "–"
-        rep.add(f"| `{r['_file']}` | {r['model']} | {r['seed']} | {optimizer} | {mode} | "
-                f"{r['wall_s'] / 60:.1f} min | "
-                f"{machine} | {commit_of(r)[:10]}{' (dirty)' if r['git']['dirty'] else ''} | "
-                f"keras {r['versions']['keras']} / {r['versions']['backend']} |")
+        optimizer = r.optimizer or {"adam": "Adam", "sgd": "SGD"}.get(r.learner, r.learner or "–")
+        mode = (r.mode or "faithful") if r.kind == "train" else "–"
+        rep.add(f"| `{os.path.relpath(r.path, folder)}` | {r.model} | {r.seed} | {optimizer} | {mode} | "
+                f"{r.wall_s / 60:.1f} min | "
+                f"{machine} | {commit_of(r)[:10]}{' (dirty)' if r.git['dirty'] else ''} | "
+                f"keras {r.versions['keras']} / {r.versions['backend']} |")
     rep.add("")
     return "\n".join(rep.lines), rep.tables, plots
 
@@ -428,7 +428,7 @@ HEADLINE_ROWS = (("NeuMF", "pretrained", "NeuMF (pretrained)"),
 """(model, setting, label): Table 2's two NeuMF and the other models of Figure 4."""
 
 
-def headline(records: list[dict], paper: dict, dataset: str = "ml-1m") -> str:
+def headline(records: list[RunRecord], paper: dict, dataset: str = "ml-1m") -> str:
     """The README's headline: HR@10 and NDCG@10 of Table 2 and Figure 4's models
     per predictive factors F, ours as mean +- sd (n seeds) "vs" the paper's
     number where the paper gives one (Table 2; MLP-3 of Tables 3-4); a

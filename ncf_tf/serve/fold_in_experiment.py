@@ -130,7 +130,7 @@ def _evaluation_dict(evaluation, k: int) -> dict:
 
 
 def train_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray, stage: str,
-                log=print) -> dict:
+                log=print) -> records.RunRecord:
     """Trains the ``with`` or ``without`` model; returns its (finished) record."""
     from ncf_tf.train import training
     from ncf_tf.train.optimizers import make_optimizer
@@ -138,26 +138,25 @@ def train_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray, 
     path = settings.record_path(stage)
     if records.is_finished(path):
         log(f"{stage}: already recorded in {path}")
-        return records.read_json(path)
+        return records.RunRecord.load(path)
     train = dataset.train if stage == "with" else without_users(dataset.train, held)
     shared = np.setdiff1d(np.arange(dataset.num_users), held)
     selection = subset_evaluator(dataset, shared, settings.topk)
     monitors = {"held_out": subset_evaluator(dataset, held, settings.topk)}
     model = build(settings, dataset.num_users, dataset.num_items)
     training.compile_model(model, make_optimizer(settings.learner, settings.lr))
-    record = {
-        "kind": "fold_in_train", "stage": stage, "beyond_paper": True,
-        "config": dataclasses.asdict(settings), "seed": settings.seed,
-        "held_out_users": held.tolist(), "num_train": int(train.nnz),
-        "selection": "test HR of the users not held out",
-        "data": {"summary": dataset.summary(), "files": dataset.files},
-        **records.environment(), "load_average": os.getloadavg(), "status": "running", "epochs": [],
-    }
+    # Epochs picked on the test HR of the users not held out.
+    record = records.RunRecord(
+        kind="fold_in_train", stage=stage, beyond_paper=True,
+        config=dataclasses.asdict(settings), seed=settings.seed,
+        held_out_users=held.tolist(), num_train=int(train.nnz), selection="test",
+        data={"summary": dataset.summary(), "files": dataset.files},
+        **records.environment(), load_average=list(os.getloadavg()), status="running", epochs=[])
     start = time.time()
 
     def on_epoch(entry, state):
-        record["epochs"].append(dataclasses.asdict(entry))
-        records.write_json(path, record)
+        record.epochs.append(dataclasses.asdict(entry))
+        record.write(path)
 
     result = training.train(model, NegativeSampler(train, settings.num_neg), selection,
                             epochs=settings.epochs, batch_size=settings.batch_size,
@@ -166,27 +165,25 @@ def train_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray, 
     model.set_weights(result.best_weights)
     os.makedirs(settings.model_dir, exist_ok=True)
     weights.save_weights(model, settings.weights_path(stage))
-    record.update({
-        "best_epoch": result.best_epoch,
-        "best": {"hr": result.best.hr, "ndcg": result.best.ndcg},
-        "held_out_at_best": _evaluation_dict(result.best_monitor["held_out"], settings.topk),
-        "weights_file": settings.weights_path(stage),
-        "wall_s": time.time() - start, "status": "finished",
-    })
-    records.write_json(path, record)
+    record.best_epoch = result.best_epoch
+    record.best = {"hr": result.best.hr, "ndcg": result.best.ndcg}
+    record.held_out_at_best = _evaluation_dict(result.best_monitor["held_out"], settings.topk)
+    record.weights_file = settings.weights_path(stage)
+    record.wall_s, record.status = time.time() - start, "finished"
+    record.write(path)
     log(f"{stage}: record {path}")
     return record
 
 
 def fold_in_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray,
-                  trained_with: dict, log=print) -> dict:
+                  trained_with: records.RunRecord, log=print) -> records.RunRecord:
     """Folds the held-out users into the ``without`` model; returns the record."""
     from ncf_tf.models import weights
     from ncf_tf.serve.fold_in import fold_in_users
     path = settings.record_path("fold_in")
     if records.is_finished(path):
         log(f"fold_in: already recorded in {path}")
-        return records.read_json(path)
+        return records.RunRecord.load(path)
     model = build(settings, dataset.num_users, dataset.num_items)
     weights.load_weights(model, settings.weights_path("without"))
     evaluator = subset_evaluator(dataset, held, settings.topk)
@@ -200,29 +197,29 @@ def fold_in_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray
     result = evaluator.evaluate(lambda u, i: folded.scores[row_of[u], i])
     from ncf_tf.train.training import make_score_fn
     untouched = evaluator.evaluate(make_score_fn(model))
-    record = {
-        "kind": "fold_in", "beyond_paper": True, "config": dataclasses.asdict(settings),
-        "seed": settings.seed, "held_out_users": held.tolist(),
-        "fold_in": {"steps": settings.fold_in_steps, "lr": settings.fold_in_lr,
-                    "num_neg": settings.fold_in_num_neg, "optimizer": folded.optimizer,
-                    "rng": [settings.seed, 4], "seconds": fold_s,
-                    "loss_first": float(folded.losses[0].mean()),
-                    "loss_last": float(folded.losses[-1].mean())},
-        "folded_in": _evaluation_dict(result, settings.topk),
-        "trained_with": trained_with["held_out_at_best"],
-        "untouched_rows": _evaluation_dict(untouched, settings.topk),
-        "records": {"with": settings.record_path("with"),
-                    "without": settings.record_path("without")},
-        "data": {"summary": dataset.summary(), "files": dataset.files},
-        **records.environment(), "load_average": os.getloadavg(), "wall_s": time.time() - start, "status": "finished",
-    }
-    records.write_json(path, record)
+    record = records.RunRecord(
+        kind="fold_in", beyond_paper=True, config=dataclasses.asdict(settings),
+        seed=settings.seed, held_out_users=held.tolist(),
+        fold_in={"steps": settings.fold_in_steps, "lr": settings.fold_in_lr,
+                 "num_neg": settings.fold_in_num_neg, "optimizer": folded.optimizer,
+                 "rng": [settings.seed, 4], "seconds": fold_s,
+                 "loss_first": float(folded.losses[0].mean()),
+                 "loss_last": float(folded.losses[-1].mean())},
+        folded_in=_evaluation_dict(result, settings.topk),
+        trained_with=trained_with.held_out_at_best,
+        untouched_rows=_evaluation_dict(untouched, settings.topk),
+        records={"with": settings.record_path("with"),
+                 "without": settings.record_path("without")},
+        data={"summary": dataset.summary(), "files": dataset.files},
+        **records.environment(), load_average=list(os.getloadavg()),
+        wall_s=time.time() - start, status="finished")
+    record.write(path)
     log(f"fold_in: record {path}")
     return record
 
 
 def ials_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray,
-               log=print) -> dict:
+               log=print) -> records.RunRecord:
     """iALS (its defaults) fitted without and with the held-out users; the
     held-out users folded into the first in closed form; returns the record."""
     from ncf_tf.baselines.ials import IALS
@@ -232,7 +229,7 @@ def ials_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray,
                         "_fold_in.json")
     if records.is_finished(path):
         log(f"iALS fold_in: already recorded in {path}")
-        return records.read_json(path)
+        return records.RunRecord.load(path)
     evaluator = subset_evaluator(dataset, held, settings.topk)
     row_of, item_lists = held_items(dataset, held)
     start = time.time()
@@ -244,19 +241,18 @@ def ials_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray,
     folded_in = evaluator.evaluate(lambda u, i: folded.scores[row_of[u], i])
     trained_with = evaluator.evaluate(
         IALS().fit(dataset.train, np.random.default_rng(settings.seed), log).score)
-    record = {
-        "kind": "fold_in", "beyond_paper": True, "model": "iALS",
-        "config": {**IALS().config(), "held_out": settings.held_out, "topk": settings.topk,
-                   "dataset": settings.dataset, "path": settings.path},
-        "seed": settings.seed, "held_out_users": held.tolist(),
-        "fold_in": {"optimizer": folded.optimizer, "seconds": fold_s},
-        "fit_without_s": fit_s,
-        "folded_in": _evaluation_dict(folded_in, settings.topk),
-        "trained_with": _evaluation_dict(trained_with, settings.topk),
-        "data": {"summary": dataset.summary(), "files": dataset.files},
-        **records.environment(), "load_average": os.getloadavg(), "wall_s": time.time() - start, "status": "finished",
-    }
-    records.write_json(path, record)
+    record = records.RunRecord(
+        kind="fold_in", beyond_paper=True, model="iALS",
+        config={**IALS().config(), "held_out": settings.held_out, "topk": settings.topk,
+                "dataset": settings.dataset, "path": settings.path},
+        seed=settings.seed, held_out_users=held.tolist(),
+        fold_in={"optimizer": folded.optimizer, "seconds": fold_s}, fit_without_s=fit_s,
+        folded_in=_evaluation_dict(folded_in, settings.topk),
+        trained_with=_evaluation_dict(trained_with, settings.topk),
+        data={"summary": dataset.summary(), "files": dataset.files},
+        **records.environment(), load_average=list(os.getloadavg()),
+        wall_s=time.time() - start, status="finished")
+    record.write(path)
     log(f"iALS fold_in: record {path}")
     return record
 
@@ -275,8 +271,8 @@ def run(settings: FoldInExperiment = FoldInExperiment(), log=print,
     k = settings.topk
     for model, record in results.items():
         for name in ("folded_in", "trained_with", "untouched_rows"):
-            if name in record:
-                r = record[name]
+            r = getattr(record, name)
+            if r is not None:
                 log(f"{model} {name}: HR@{k} = {r['hr']:.4f}, NDCG@{k} = {r['ndcg']:.4f} "
                     f"({r['n_users']} users)")
     return results

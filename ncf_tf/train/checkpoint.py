@@ -11,9 +11,11 @@ new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -52,10 +54,30 @@ def save(path: str, model: keras.Model, state: TrainState, extra: dict) -> None:
         os.fsync(f.fileno())
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read (empty, truncated, not a checkpoint)."""
+
+
+@contextlib.contextmanager
+def _opened(path: str):
+    """The checkpoint's arrays and its decoded ``meta``; CheckpointError
+    naming the file, and what to do, when it cannot be read whole."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            yield data, meta
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        why = "empty" if os.path.getsize(path) == 0 else "damaged or not a checkpoint"
+        raise CheckpointError(f"checkpoint {path} is {why} ({type(e).__name__}); remove it "
+                              "to start the run again from its first epoch") from None
+
+
 def read_extra(path: str) -> dict:
     """The ``extra`` metadata of a checkpoint (to check it belongs to a run)."""
-    with np.load(path) as data:
-        return json.loads(str(data["meta"]))["extra"]
+    with _opened(path) as (_, meta):
+        return meta["extra"]
 
 
 def load(path: str, model: keras.Model) -> TrainState:
@@ -64,10 +86,10 @@ def load(path: str, model: keras.Model) -> TrainState:
     The model must be built and compiled as when the checkpoint was written.
 
     Raises:
-        ValueError: the file does not match the model (naming the file).
+        ValueError: the file does not match the model, CheckpointError: it
+            is damaged (naming the file either way).
     """
-    with np.load(path) as data:
-        meta = json.loads(str(data["meta"]))
+    with _opened(path) as (data, meta):
         model_weights = _numbered(data, "model.")
         best_weights = _numbered(data, "best.")
         opt_values = _numbered(data, "opt.")

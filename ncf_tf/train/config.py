@@ -7,6 +7,7 @@ are parsed as plain lists of numbers, accepted with or without brackets.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 
@@ -101,6 +102,7 @@ class TrainConfig:
     mf_pretrain: str = ""
     mlp_pretrain: str = ""
     alpha: float = 0.5
+    pretrain_mismatch_ok: bool = False
     seed: int = 0
     topk: int = 10
     device: str = "auto"
@@ -221,11 +223,15 @@ class TrainConfig:
             ("num_neg", self.num_neg >= 1, "an integer >= 1"),
             ("verbose", self.verbose >= 1, "an integer >= 1"),
             ("topk", self.topk >= 1, "an integer >= 1"),
-            ("lr", self.lr > 0, "a positive number"),
+            ("lr", math.isfinite(self.lr) and self.lr > 0, "a positive finite number"),
+            ("seed", self.seed >= 0, "an integer >= 0"),
             ("alpha", 0.0 <= self.alpha <= 1.0, "a number in [0, 1]"),
             ("num_factors", self.num_factors >= 1, "an integer >= 1"),
-            ("reg_mf", self.reg_mf >= 0, "a number >= 0"),
-            ("regs", len(self.regs) == 2 and min(self.regs) >= 0, "two numbers >= 0"),
+            ("reg_mf", math.isfinite(self.reg_mf) and self.reg_mf >= 0, "a finite number >= 0"),
+            ("regs", len(self.regs) == 2 and all(math.isfinite(r) and r >= 0 for r in self.regs),
+             "two finite numbers >= 0"),
+            ("reg_layers", all(math.isfinite(r) and r >= 0 for r in self.reg_layers),
+             "finite numbers >= 0"),
             ("adam_betas", len(self.adam_betas) == 2
              and all(0 <= b < 1 for b in self.adam_betas), "two numbers in [0, 1)"),
             ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),

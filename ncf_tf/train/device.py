@@ -9,6 +9,8 @@ placement under ``KERAS_BACKEND=jax``).
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import re
 
 import keras
@@ -72,10 +74,58 @@ def distribution(kind: str):
                          f"(KERAS_BACKEND is {keras.config.backend()})")
     import tensorflow as tf
     if kind == "multiworker":
+        check_tf_config(os.environ.get("TF_CONFIG", ""))
         return _multi_worker_strategy()
     devices = [d.name for d in tf.config.list_logical_devices("GPU")]
     devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices)
+
+
+def check_tf_config(text: str) -> None:
+    """ValueError naming ``TF_CONFIG`` unless ``text`` is empty (one machine)
+    or a JSON object with a ``cluster`` of host lists and this ``task``'s
+    ``type`` and ``index`` in it."""
+    if not text.strip():
+        return
+    try:
+        config = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({e}): {text[:80]!r}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if (not isinstance(cluster, dict) or not cluster
+            or not all(isinstance(hosts, list) and hosts for hosts in cluster.values())):
+        raise ValueError('TF_CONFIG must hold a "cluster" such as {"worker": ["host:port", '
+                         f'...]}}, got {text[:80]!r}')
+    if (not isinstance(task, dict) or task.get("type") not in cluster
+            or not isinstance(task.get("index"), int) or isinstance(task.get("index"), bool)
+            or not 0 <= task["index"] < len(cluster[task["type"]])):
+        raise ValueError('TF_CONFIG must hold a "task" such as {"type": "worker", "index": 0} '
+                         f"naming one of its cluster's hosts, got {text[:80]!r}")
+
+
+def check_split(strategy, batch_size: int, instances: int) -> None:
+    """ValueError unless every batch of an epoch of ``instances`` splits evenly
+    over ``strategy``'s replicas: each replica's loss is the mean over its
+    share, so unequal shares would weigh instances unequally and the updates
+    would not be one device's.
+
+    The message says which batch does not split and a ``batch_size`` that
+    would (or, when no batch size can, that the epoch's size must change).
+    """
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    last = instances % batch_size
+    if batch_size % replicas == 0 and last % replicas == 0:
+        return
+    which = (f"batch_size {batch_size}" if batch_size % replicas
+             else f"the last batch of each epoch ({last} of its {instances} instances)")
+    if instances % replicas:
+        would = (f"no batch_size would, as the epoch's {instances} instances (positives times "
+                 f"1 + num_neg) are not a multiple of {replicas}: another num_neg would")
+    else:
+        would = f"batch_size {-(-batch_size // replicas) * replicas} would"
+    raise ValueError(f"{which} does not split evenly over the {replicas} replicas, so the "
+                     f"updates would not be one device's; {would}")
 
 
 def placement(device: str, strategy=None):

@@ -61,14 +61,16 @@ def training_stream(config: TrainConfig) -> list[int]:
     return [config.seed, PRETRAINED_STREAM] if config.pretrained else [config.seed]
 
 
-def pretrained_run(config: TrainConfig, model: str) -> str:
-    """The weight file of the newest finished ``model`` ("GMF" or "MLP") run
-    in ``config.results_dir`` that a pretrained NeuMF of ``config`` starts from.
+def pretrained_run(config: TrainConfig, model: str) -> records.RunRecord:
+    """The newest finished ``model`` ("GMF" or "MLP") run in
+    ``config.results_dir``, with its weight file, that a pretrained NeuMF of
+    ``config`` starts from.
 
     The run must match NeuMF's data and protocol (dataset, negatives, seed,
     model selection) and its half of the model (``num_factors`` for GMF, the
     tower for MLP); a faithful NeuMF takes only faithful runs. Epochs,
-    batch size and learning rate may differ.
+    batch size and learning rate may differ from NeuMF's (see
+    :func:`pretrained_files` for the GMF and MLP runs between them).
     """
     want = {"dataset": config.dataset, "num_neg": config.num_neg, "seed": config.seed,
             "selection": config.selection}
@@ -81,35 +83,57 @@ def pretrained_run(config: TrainConfig, model: str) -> str:
     found = []
     for path in glob.glob(os.path.join(config.results_dir, "*.json")):
         try:
-            record = records.read_json(path)
+            record = records.RunRecord.load(path)
         except (OSError, ValueError):
             continue
-        settings = record.get("config") or {}
-        weights_file = record.get("weights_file") or ""
-        if (record.get("status") == "finished" and record.get("model") == model
-                and all(settings.get(name) == value for name, value in want.items())
-                and (config.fast_mode() or config.beyond_authors()
-                     or record.get("mode") == "faithful")
-                and os.path.isfile(weights_file)):
-            found.append((record.get("started", ""), weights_file))
+        if (record.status == "finished" and record.model == model
+                and all(record.config.get(name) == value for name, value in want.items())
+                and (config.fast_mode() or config.beyond_authors() or record.mode == "faithful")
+                and os.path.isfile(record.weights_file or "")):
+            found.append((record.started or "", path, record))
     if not found:
         described = ", ".join(f"{name} {value}" for name, value in want.items())
-        raise ValueError(f"--pretrain: no finished {model} run with {described} and its "
+        raise ValueError(f"pretrain: no finished {model} run with {described} and its "
                          f"weights file in {config.results_dir}; train it first "
-                         f"(bin/train_{model.lower()}) or pass --mf_pretrain and --mlp_pretrain")
-    return max(found)[1]
+                         f"(bin/train_{model.lower()}) or pass mf_pretrain and mlp_pretrain")
+    return max(found, key=lambda entry: entry[:2])[2]
 
 
-def pretrained_files(config: TrainConfig) -> tuple[str, str]:
-    """The GMF and MLP weight files a pretrained NeuMF starts from."""
+PAIRED_SETTINGS = ("epochs", "batch_size", "lr", "learner", "adam_betas", "lazy_adam",
+                   "precision", "early_stop", "verbose")
+"""What the GMF and MLP runs a pretrained NeuMF blends must share (beyond
+what :func:`pretrained_run` matches): they are trained alike."""
+
+
+def pretrained_files(config: TrainConfig, log: Callable[[str], None] = print) -> tuple[str, str]:
+    """The GMF and MLP weight files a pretrained NeuMF starts from.
+
+    Found by ``pretrain``, the GMF and MLP runs must agree on
+    :data:`PAIRED_SETTINGS`; ValueError naming the difference, or with
+    ``config.pretrain_mismatch_ok`` a warning line.
+    """
     if config.mf_pretrain:
         return config.mf_pretrain, config.mlp_pretrain
-    return pretrained_run(config, "GMF"), pretrained_run(config, "MLP")
+    gmf_run, mlp_run = pretrained_run(config, "GMF"), pretrained_run(config, "MLP")
+    differ = [f"{name} {gmf_run.config.get(name)} and {mlp_run.config.get(name)}"
+              for name in PAIRED_SETTINGS
+              if gmf_run.config.get(name) != mlp_run.config.get(name)]
+    if differ:
+        what = (f"the GMF run {gmf_run.name} and the MLP run {mlp_run.name} differ in "
+                f"{', '.join(differ)}")
+        if not config.pretrain_mismatch_ok:
+            raise ValueError(f"pretrain: {what}; train them alike, or set "
+                             "pretrain_mismatch_ok to blend them anyway")
+        log(f"Warning: {what}; blended as pretrain_mismatch_ok asks")
+    return gmf_run.weights_file, mlp_run.weights_file
 
 
-def load_pretrained(model: keras.Model, config: TrainConfig, dataset: Dataset) -> dict:
+def load_pretrained(model: keras.Model, config: TrainConfig, dataset: Dataset,
+                    log: Callable[[str], None] = print) -> dict:
     """Initialises NeuMF from GMF and MLP weight files (equation 13)."""
-    gmf_file, mlp_file = pretrained_files(config)
+    gmf_file, mlp_file = pretrained_files(config, log)
+    log(f"Pretrained GMF: {gmf_file}")
+    log(f"Pretrained MLP: {mlp_file}")
     gmf_model = gmf.build(dataset.num_users, dataset.num_items, config.num_factors)
     weights.load_weights(gmf_model, gmf_file)
     mlp_model = mlp.build(dataset.num_users, dataset.num_items, config.layers, config.reg_layers)
@@ -142,23 +166,62 @@ class Pretrained:
     about: dict
 
 
-def run_paths(config: TrainConfig) -> dict:
-    """File paths of a run: its record, best weights and checkpoint.
+@dataclasses.dataclass
+class RunFiles:
+    """The files of a run, owned by this process for the run's life.
 
-    The run name is ``config.run_name`` or the stable :meth:`TrainConfig.run_key`;
-    a finished record of that name is never overwritten: the new run's name
-    then gets a time stamp.
+    Attributes:
+        name: the run's name (``config.run_name`` or :meth:`TrainConfig.run_key`,
+            with a time stamp when a finished record has it already).
+        record, weights, checkpoint: their paths.
+        owner: the lock on the name (:func:`ncf_tf.core.records.own_run`).
+        chief: whether this process writes the record and weights (with
+            several workers, only worker 0 does).
     """
-    name = config.run_name or config.run_key()
-    if records.is_finished(os.path.join(config.results_dir, f"{name}.json")):
-        name = f"{name}_{time.strftime('%Y%m%d-%H%M%S')}"
-    return {"name": name,
-            "record": os.path.join(config.results_dir, f"{name}.json"),
-            "weights": os.path.join(config.model_dir, f"{name}.weights.h5"),
-            "checkpoint": os.path.join(config.model_dir, "checkpoints", f"{name}.ckpt.npz")}
+
+    name: str
+    record: str
+    weights: str
+    checkpoint: str
+    owner: records.RunOwner
+    chief: bool = True
+
+    @classmethod
+    def own(cls, config: TrainConfig, strategy=None) -> "RunFiles":
+        """Takes the run's name for this process (RunBusyError if another has it).
+
+        With several workers only the chief writes the record, weights and
+        logs; every worker keeps a checkpoint of its own (restored values are
+        not shared), which on a shared folder must not be the chief's, and
+        owns that one's name.
+        """
+        chief = devices.is_chief(strategy)
+        suffix = "" if chief else f".worker{strategy.cluster_resolver.task_id}"
+        owner = records.own_run(config.results_dir, config.run_name or config.run_key(), suffix)
+        name = owner.name
+        return cls(name, os.path.join(config.results_dir, f"{name}.json"),
+                   os.path.join(config.model_dir, f"{name}.weights.h5"),
+                   os.path.join(config.model_dir, "checkpoints", f"{name}{suffix}.ckpt.npz"),
+                   owner, chief)
+
+    def resumable(self, config: TrainConfig) -> dict | None:
+        """The checkpoint's metadata when there is one to resume from; ValueError
+        when it belongs to another configuration or sampling stream."""
+        if not os.path.exists(self.checkpoint):
+            return None
+        stored = checkpoint.read_extra(self.checkpoint)
+        if stored.get("config") != resumable_config(config):
+            raise ValueError(f"checkpoint {self.checkpoint} belongs to a run with another "
+                             f"configuration; remove it or choose another run_name")
+        written_with, stream = stored.get("training_stream", [config.seed]), training_stream(config)
+        if written_with != stream:
+            raise ValueError(f"checkpoint {self.checkpoint} was written with the sampling "
+                             f"stream {written_with}, this version uses {stream}; remove it to "
+                             "start the run again")
+        return stored
 
 
-LATER_FIELDS = {"lazy_adam": False, "precision": "float32"}
+LATER_FIELDS = {"lazy_adam": False, "precision": "float32", "pretrain_mismatch_ok": False}
 """Fields added after checkpoints were first written: left out at their
 defaults, so that those checkpoints still resume."""
 
@@ -174,7 +237,16 @@ def resumable_config(config: TrainConfig) -> dict:
     return values
 
 
-def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
+class DivergedError(RuntimeError):
+    """A run whose loss or weights stopped being finite numbers; its record
+    (``record``) is kept with ``status: "diverged"``."""
+
+    def __init__(self, message: str, record: records.RunRecord):
+        super().__init__(message)
+        self.record = record
+
+
+def run(config: TrainConfig, log: Callable[[str], None] = print) -> records.RunRecord:
     """Trains and evaluates as configured; returns the run record.
 
     Reads ``config.dataset`` from ``config.path`` and runs :func:`run_dataset`
@@ -186,7 +258,10 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     Raises:
         ValueError: bad configuration, data, weight or checkpoint files (the
             subclasses DataError and WeightsError among them); nothing is
-            written then.
+            written then. RunBusyError (a ValueError) when another process
+            owns the run's name.
+        DivergedError: the loss or weights stopped being finite (the record
+            is written, ``status: "diverged"``).
     """
     config.validate()
     # The strategy first: a multi-worker one must exist before TensorFlow's runtime starts.
@@ -201,26 +276,50 @@ class Outcome:
     """What :func:`run_dataset` returns.
 
     Attributes:
-        record: the run record (as written, plus ``record_file`` when written).
+        record: the run record (its ``path`` set when written).
         model: the trained model, holding the kept epoch's weights.
         state: the training loop's final :class:`~ncf_tf.train.training.TrainState`.
     """
 
-    record: dict
+    record: records.RunRecord
     model: keras.Model
     state: training.TrainState
 
 
-class NoHeldOut:
-    """The evaluator of a run with no held-out data (no test lines, no
-    validation split): every evaluation is NaN without scoring anything, so no
-    epoch is ever "best"; :func:`run_dataset` keeps the last epoch instead."""
+@dataclasses.dataclass
+class HeldOut:
+    """What a run trains on and picks its epoch on.
 
-    def __init__(self, k: int):
-        self.k = k
+    Attributes:
+        fit_data: the data trained on (less a validation split, if any).
+        evaluator: the selection set; None when nothing is held out.
+        monitors: further sets evaluated beside it (the test set when
+            selecting on validation).
+        selection: ``test``, ``validation`` or ``last`` (nothing held out).
+    """
 
-    def evaluate(self, score_fn) -> Evaluation:
-        return Evaluation(self.k, float("nan"), float("nan"), np.empty(0, np.int64))
+    fit_data: Dataset
+    evaluator: LeaveOneOutEvaluator | None
+    monitors: dict
+    selection: str
+
+    @classmethod
+    def plan(cls, dataset: Dataset, config: TrainConfig, log) -> "HeldOut":
+        test = LeaveOneOutEvaluator.for_dataset(dataset, config.topk) if dataset.num_test else None
+        if config.selection == "validation":
+            # Its own stream (not the training one), so the split depends on the seed only.
+            fit_data = validation_split(dataset, np.random.default_rng([config.seed, 1]),
+                                        config.validation_split)
+            log(f"Validation split ({config.validation_split}): {fit_data.summary()}")
+            return cls(fit_data, LeaveOneOutEvaluator.for_dataset(fit_data, config.topk),
+                       {"test": test} if test is not None else {}, "validation")
+        if test is not None:
+            return cls(dataset, test, {}, "test")
+        if config.early_stop:
+            raise ValueError("early_stop needs held-out data to stop on (a test set or "
+                             "selection='validation')")
+        log("No held-out data: every epoch is trained and the last one kept")
+        return cls(dataset, None, {}, "last")
 
 
 def run_dataset(dataset: Dataset, config: TrainConfig, log: Callable[[str], None] = print, *,
@@ -251,168 +350,190 @@ def run_dataset(dataset: Dataset, config: TrainConfig, log: Callable[[str], None
             in-memory data set came from).
 
     Raises:
-        ValueError: as :func:`run`; nothing is written then.
+        ValueError, DivergedError: as :func:`run`; nothing is written on a ValueError.
     """
     config.validate()
     if device is None:
         strategy = devices.distribution(config.distribute)
         device = devices.resolve(config.device)
-    held_out = config.selection == "validation" or dataset.num_test > 0
-    test = LeaveOneOutEvaluator.for_dataset(dataset, config.topk) if dataset.num_test else None
-    if config.selection == "validation":
-        # Its own stream (not the training one), so the split depends on the seed only.
-        fit_data = validation_split(dataset, np.random.default_rng([config.seed, 1]),
-                                    config.validation_split)
-        log(f"Validation split ({config.validation_split}): {fit_data.summary()}")
-        evaluator = LeaveOneOutEvaluator.for_dataset(fit_data, config.topk)
-        monitors = {"test": test} if test is not None else {}
-    elif held_out:
-        fit_data, evaluator, monitors = dataset, test, {}
-    else:
-        if config.early_stop:
-            raise ValueError("--early_stop needs held-out data to stop on (a test set or "
-                             "--selection validation)")
-        log("No held-out data: every epoch is trained and the last one kept "
-            "(HR and NDCG below are nan)")
-        fit_data, evaluator, monitors = dataset, NoHeldOut(config.topk), {}
-    sampler = NegativeSampler(fit_data.train, config.num_neg)
-    paths = run_paths(config) if write_files else {"name": config.run_name or config.run_key()}
-    # With several workers only the chief writes the record, weights and logs; every
-    # worker keeps a checkpoint of its own (restored values are not shared), which
-    # on a shared folder must not be the chief's.
-    chief = devices.is_chief(strategy)
-    if write_files and not chief:
-        task = strategy.cluster_resolver.task_id
-        paths = {**paths, "checkpoint": paths["checkpoint"].replace(
-            ".ckpt.npz", f".worker{task}.ckpt.npz")}
-    resume_from = None
-    if write_files and os.path.exists(paths["checkpoint"]):
-        stored = checkpoint.read_extra(paths["checkpoint"])
-        if stored.get("config") != resumable_config(config):
-            raise ValueError(f"checkpoint {paths['checkpoint']} belongs to a run with another "
-                             f"configuration; remove it or choose another --run_name")
-        resume_from = stored
-    stream = training_stream(config)
-    if resume_from is not None:
-        written_with = resume_from.get("training_stream", [config.seed])
-        if written_with != stream:
-            raise ValueError(f"checkpoint {paths['checkpoint']} was written with the sampling "
-                             f"stream {written_with}, this version uses {stream}; remove it to "
-                             "start the run again")
+    held_out = HeldOut.plan(dataset, config, log)
+    sampler = NegativeSampler(held_out.fit_data.train, config.num_neg)
+    if strategy is not None:
+        devices.check_split(strategy, config.batch_size,
+                            len(sampler.pos_users) * (1 + config.num_neg))
+    files = RunFiles.own(config, strategy) if write_files else None
+    try:
+        resume_from = files.resumable(config) if files else None
+        device = announce(config, device, strategy, log)
+        with devices.placement(device, strategy), training.precision(config.precision):
+            model, start_from = build_and_load(config, dataset, pretrained, log)
+            recorder = Recorder(config, files, new_record(config, model, held_out, device,
+                                                          start_from, dataset, about_data),
+                                model, resume_from)
+            result = training.train(
+                model, sampler, held_out.evaluator, epochs=config.epochs,
+                batch_size=config.batch_size, rng=np.random.default_rng(training_stream(config)),
+                verbose=config.verbose, log=log, on_epoch=recorder.on_epoch,
+                resume=recorder.resumed, progress=config.progress, monitors=held_out.monitors,
+                early_stop=config.early_stop)
+            if held_out.evaluator is not None and result.diverged is None:
+                model.set_weights(result.best_weights)
+            if config.full_ranking and dataset.num_test and result.diverged is None:
+                recorder.record.full_ranking = full_ranking(model, dataset, config.topk, log)
+        recorder.finish(result, held_out, log)
+    finally:
+        if files is not None:
+            files.owner.release()
+    return Outcome(recorder.record, model, result)
 
+
+def announce(config: TrainConfig, device: str, strategy, log) -> str:
+    """Logs the device and the run's mode; returns the device as the record names it."""
     if strategy is not None:
         device = f"{config.distribute}: {strategy.num_replicas_in_sync} replicas"
     log(f"Device: {device} (Keras backend: {keras.config.backend()})")
+    if config.fast_mode():
+        log(f"Fast mode, results differ from the authors' code: {'; '.join(config.fast_mode())}")
+    if config.beyond_authors():
+        log(f"Beyond the authors' code: {'; '.join(config.beyond_authors())}")
+    return device
+
+
+def build_and_load(config: TrainConfig, dataset: Dataset, pretrained: Pretrained | None,
+                   log) -> tuple[keras.Model, dict]:
+    """The compiled model, from ``config.weights``, the pretrained GMF + MLP or
+    fresh; and what the record's ``start_from`` says of its start."""
+    model = build_model(config, dataset.num_users, dataset.num_items)
+    start_from = {}
+    if config.weights:
+        weights.load_weights(model, config.weights)
+        start_from = {"weights": config.weights, "weights_sha256": sha256(config.weights)}
+    elif config.pretrained and pretrained is not None:
+        blend_into(model, pretrained.gmf_model, pretrained.mlp_model, config.alpha,
+                   "the pretrained GMF + MLP")
+        start_from = dict(pretrained.about)
+    elif config.pretrained:
+        start_from = load_pretrained(model, config, dataset, log)
+    why = (" (vanilla SGD after pretraining, as in the paper, sec. 3.4.1)"
+           if config.pretrained and not config.learner else "")
+    log(f"Optimizer: {config.resolved_learner}, lr = {config.lr}{why}")
+    training.compile_model(model, make_optimizer(config.resolved_learner, config.lr,
+                                                 config.lazy_adam, tuple(config.adam_betas)),
+                           jit_compile=lazy_jit_compile(config.lazy_adam))
+    return model, start_from
+
+
+def new_record(config: TrainConfig, model: keras.Model, held_out: HeldOut, device: str,
+               start_from: dict, dataset: Dataset, about_data: dict | None) -> records.RunRecord:
+    """The record of a run about to start (``status: "running"``)."""
     fast, beyond = config.fast_mode(), config.beyond_authors()
-    if fast:
-        log(f"Fast mode, results differ from the authors' code: {'; '.join(fast)}")
-    if beyond:
-        log(f"Beyond the authors' code: {'; '.join(beyond)}")
-    with devices.placement(device, strategy), training.precision(config.precision):
-        model = build_model(config, dataset.num_users, dataset.num_items)
-        start_from = {}
-        if config.weights:
-            weights.load_weights(model, config.weights)
-            start_from = {"weights": config.weights, "weights_sha256": sha256(config.weights)}
-        elif config.pretrained and pretrained is not None:
-            blend_into(model, pretrained.gmf_model, pretrained.mlp_model, config.alpha,
-                       "the pretrained GMF + MLP")
-            start_from = dict(pretrained.about)
-        elif config.pretrained:
-            start_from = load_pretrained(model, config, dataset)
-        learner = config.resolved_learner
-        why = (" (vanilla SGD after pretraining, as in the paper, sec. 3.4.1)"
-               if config.pretrained and not config.learner else "")
-        log(f"Optimizer: {learner}, lr = {config.lr}{why}")
-        training.compile_model(model, make_optimizer(learner, config.lr, config.lazy_adam,
-                                                     tuple(config.adam_betas)),
-                               jit_compile=lazy_jit_compile(config.lazy_adam))
-        state = None
+    return records.RunRecord(
+        kind="train", model=config.model, dataset=config.dataset,
+        config=dataclasses.asdict(config), learner=config.resolved_learner,
+        # The learner itself, not the loss-scaling wrapper of mixed_float16.
+        optimizer=type(getattr(model.optimizer, "inner_optimizer", model.optimizer)).__name__,
+        seed=config.seed, training_stream=training_stream(config), selection=held_out.selection,
+        mode="fast" if fast else "beyond" if beyond else "faithful", fast_mode=fast,
+        beyond_authors=beyond, device=device, start_from=start_from,
+        data={"summary": dataset.summary(), "files": dataset.files, **(about_data or {})},
+        num_params=int(model.count_params()), **records.environment(), status="running",
+        epochs=[])
+
+
+class Recorder:
+    """Keeps a run's record, checkpoint and TensorBoard logs as its epochs end.
+
+    Attributes:
+        record: the run record.
+        resumed: the checkpoint's training state when the run continues one
+            (the model and optimiser restored from it), else None.
+    """
+
+    def __init__(self, config: TrainConfig, files: RunFiles | None,
+                 record: records.RunRecord, model: keras.Model, resume_from: dict | None):
+        self.config, self.files, self.record, self.model = config, files, record, model
+        self.name = files.name if files else config.run_name or config.run_key()
+        self.resumed = None
+        self.elapsed = resume_from["elapsed_s"] if resume_from else 0.0
         if resume_from is not None:
-            state = checkpoint.load(paths["checkpoint"], model)
+            self.resumed = checkpoint.load(files.checkpoint, model)
+            record.resumed = resume_from.get("resumed", []) + [
+                {"at_epoch": self.resumed.next_epoch,
+                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": record.git["commit"]}]
+            record.epochs = [dataclasses.asdict(e) for e in self.resumed.epochs]
+        self.start = time.time()
+        chief = files is None or files.chief
+        self.summaries = tensorboard_writer(config.tensorboard, self.name) if chief else None
 
-        record = {
-            "kind": "train", "model": config.model, "dataset": config.dataset,
-            "config": dataclasses.asdict(config), "learner": learner,
-            # The learner itself, not the loss-scaling wrapper of mixed_float16.
-            "optimizer": type(getattr(model.optimizer, "inner_optimizer",
-                                      model.optimizer)).__name__,
-            "seed": config.seed, "training_stream": stream,
-            "selection": config.selection if held_out else "last",
-            "mode": "fast" if fast else "beyond" if beyond else "faithful",
-            "fast_mode": fast, "beyond_authors": beyond, "device": device, "start_from": start_from,
-            "data": {"summary": dataset.summary(), "files": dataset.files, **(about_data or {})},
-            "num_params": int(model.count_params()),
-            **records.environment(), "status": "running", "epochs": [],
-        }
-        elapsed = resume_from["elapsed_s"] if resume_from else 0.0
-        if resume_from:
-            record["resumed"] = resume_from.get("resumed", []) + [
-                {"at_epoch": state.next_epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                 "commit": record["git"]["commit"]}]
-            record["epochs"] = [dataclasses.asdict(e) for e in state.epochs]
-        run_start = time.time()
-        summaries = tensorboard_writer(config.tensorboard, paths["name"]) if chief else None
+    def on_epoch(self, entry: training.EpochLog, state: training.TrainState) -> None:
+        if self.record.selection == "last":   # nothing was evaluated
+            entry.hr = entry.ndcg = entry.eval_s = None
+        self.record.epochs.append(dataclasses.asdict(entry))
+        if self.files is not None:
+            checkpoint.save(self.files.checkpoint, self.model, state, {
+                "config": resumable_config(self.config),
+                "training_stream": training_stream(self.config),
+                "elapsed_s": self.elapsed + time.time() - self.start,
+                "resumed": self.record.resumed or []})
+            if self.files.chief:
+                self.record.write(self.files.record)
+        if self.summaries is not None:
+            self.summaries(entry)
 
-        def on_epoch(entry: training.EpochLog, now: training.TrainState) -> None:
-            if not held_out:   # nothing was evaluated
-                entry.hr = entry.ndcg = entry.eval_s = None
-            record["epochs"].append(dataclasses.asdict(entry))
-            if write_files:
-                checkpoint.save(paths["checkpoint"], model, now, {
-                    "config": resumable_config(config), "training_stream": stream,
-                    "elapsed_s": elapsed + time.time() - run_start,
-                    "resumed": record.get("resumed", [])})
-                if chief:
-                    records.write_json(paths["record"], record)
-            if summaries is not None:
-                summaries(entry)
+    def finish(self, result: training.TrainState, held_out: HeldOut, log) -> None:
+        """Completes the record from ``result``, writes it and the weights,
+        removes the checkpoint; DivergedError when training diverged."""
+        record, files = self.record, self.files
+        record.wall_s = self.elapsed + time.time() - self.start
+        if result.diverged is None:
+            self.complete(result, held_out)
+        else:
+            record.epochs.append(dataclasses.asdict(result.diverged))
+            record.status = "diverged"
+            record.diverged = {"epoch": result.diverged.epoch, "loss": result.diverged.loss,
+                               "why": "the loss or a weight was not a finite number after "
+                                      "this epoch; training stopped there"}
+        if files is not None and not files.chief:
+            remove(files.checkpoint)
+            log("Run record and weights: written by the chief (worker 0)")
+        elif files is not None:
+            if self.config.out and result.diverged is None:
+                weights.save_weights(self.model, files.weights)
+                record.weights_file = files.weights
+                log(f"The best {self.config.model} model is saved to {files.weights}")
+            record.write(files.record)
+            remove(files.checkpoint)
+            log(f"Run record: {files.record}")
+        if result.diverged is not None:
+            kept = f"; its record says so: {files.record}" if files and files.chief else ""
+            raise DivergedError(f"run {self.name} diverged at epoch {result.diverged.epoch} "
+                                f"(loss = {result.diverged.loss}){kept}", record)
 
-        result = training.train(
-            model, sampler, evaluator, epochs=config.epochs, batch_size=config.batch_size,
-            rng=np.random.default_rng(stream), verbose=config.verbose, log=log,
-            on_epoch=on_epoch, resume=state, progress=config.progress, monitors=monitors,
-            early_stop=config.early_stop)
-        if held_out:
-            model.set_weights(result.best_weights)
-        if config.full_ranking and dataset.num_test:
-            record["full_ranking"] = full_ranking(model, dataset, config.topk, log)
-
-    if held_out:
+    def complete(self, result: training.TrainState, held_out: HeldOut) -> None:
+        """The finished record's results: the kept epoch and its HR/NDCG."""
+        record, topk = self.record, self.config.topk
+        record.status = "finished"
+        if held_out.evaluator is None:   # the last epoch is kept
+            record.init = {"hr": None, "ndcg": None, "eval_s": None}
+            record.best_epoch, record.best = result.next_epoch - 1, None
+            return
         reported = result.best_monitor.get("test", result.best)
-        record.update({
-            "init": {"hr": result.init.hr, "ndcg": result.init.ndcg,
-                     "eval_s": result.init_eval_s},
-            "best_epoch": result.best_epoch,
-            "best": {"hr": reported.hr, "ndcg": reported.ndcg,
-                     "topk": {str(k): dict(zip(("hr", "ndcg"), reported.at(k)))
-                              for k in range(1, config.topk + 1)}}})
-    else:   # the last epoch is kept
-        record.update({"init": {"hr": None, "ndcg": None, "eval_s": None},
-                       "best_epoch": result.next_epoch - 1, "best": None})
-    record.update({"wall_s": elapsed + time.time() - run_start, "status": "finished"})
-    if config.selection == "validation":
-        tested = [e for e in result.epochs if e.monitor]
-        top = max(tested, key=lambda e: e.monitor["test"]["hr"], default=None)
-        record["best_validation"] = {"hr": result.best.hr, "ndcg": result.best.ndcg}
-        record["test_picked"] = ({"epoch": top.epoch, **top.monitor["test"]} if top else None)
-    if not write_files:
-        return Outcome(record, model, result)
-    if not chief:
-        if os.path.exists(paths["checkpoint"]):
-            os.remove(paths["checkpoint"])
-        log("Run record and weights: written by the chief (worker 0)")
-        return Outcome(record, model, result)
-    if config.out:
-        weights.save_weights(model, paths["weights"])
-        record["weights_file"] = paths["weights"]
-        log(f"The best {config.model} model is saved to {paths['weights']}")
-    records.write_json(paths["record"], record)
-    if os.path.exists(paths["checkpoint"]):
-        os.remove(paths["checkpoint"])
-    record["record_file"] = paths["record"]
-    log(f"Run record: {paths['record']}")
-    return Outcome(record, model, result)
+        record.init = {"hr": result.init.hr, "ndcg": result.init.ndcg,
+                       "eval_s": result.init_eval_s}
+        record.best_epoch = result.best_epoch
+        record.best = {"hr": reported.hr, "ndcg": reported.ndcg,
+                       "topk": {str(k): dict(zip(("hr", "ndcg"), reported.at(k)))
+                                for k in range(1, topk + 1)}}
+        if held_out.selection == "validation":
+            tested = [e for e in result.epochs if e.monitor]
+            top = max(tested, key=lambda e: e.monitor["test"]["hr"], default=None)
+            record.best_validation = {"hr": result.best.hr, "ndcg": result.best.ndcg}
+            record.test_picked = {"epoch": top.epoch, **top.monitor["test"]} if top else None
+
+
+def remove(path: str) -> None:
+    if os.path.exists(path):
+        os.remove(path)
 
 
 def full_ranking(model: keras.Model, dataset: Dataset, k: int, log) -> dict:

@@ -208,6 +208,17 @@ class TrainState:
     rng_state: dict
     best_monitor: dict = dataclasses.field(default_factory=dict)
     """Each monitored set's Evaluation at the best epoch."""
+    diverged: EpochLog | None = None
+    """The epoch whose loss or weights were not finite, where training stopped."""
+
+
+NOT_EVALUATED = Evaluation(0, float("nan"), float("nan"), np.empty(0, np.int64))
+"""The evaluations of a run with nothing held out (``evaluator=None``)."""
+
+
+def finite(loss: float, model: keras.Model) -> bool:
+    """Whether ``loss`` and every weight of ``model`` are finite numbers."""
+    return np.isfinite(loss) and all(np.isfinite(w).all() for w in model.get_weights())
 
 
 def stale_evaluations(state: TrainState) -> int:
@@ -217,7 +228,7 @@ def stale_evaluations(state: TrainState) -> int:
     return sum(1 for e in state.epochs if e.hr is not None and e.epoch > state.best_epoch)
 
 
-def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEvaluator,
+def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEvaluator | None,
           *, epochs: int, batch_size: int, rng: np.random.Generator, verbose: int = 1,
           log: Callable[[str], None] = print,
           on_epoch: Callable[[EpochLog, TrainState], None] | None = None,
@@ -229,7 +240,8 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
     Args:
         model: a compiled GMF, MLP or NeuMF.
         sampler: draws each epoch's instances.
-        evaluator: the leave-one-out test set.
+        evaluator: the leave-one-out test set; None: nothing is held out,
+            nothing evaluated, every epoch trained (the caller keeps the last).
         epochs: number of passes; 0 only evaluates.
         batch_size: mini-batch size.
         rng: the only source of randomness of sampling and shuffling.
@@ -248,6 +260,9 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
         early_stop: beyond the authors' loop, which always runs ``epochs``: if
             positive, stop once this many evaluations in a row have not beaten
             the best HR on ``evaluator`` (the selection set). 0: never.
+
+    A loss or weight that is not a finite number stops training after that
+    epoch (the state's ``diverged``; ``on_epoch`` is not called for it).
     """
     monitors = monitors or {}
 
@@ -259,7 +274,10 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
                        for name, r in results.items())
 
     score_fn = make_score_fn(model)
-    if resume is None:
+    if resume is None and evaluator is None:
+        state = TrainState(0, NOT_EVALUATED, 0.0, [], -1, NOT_EVALUATED, [],
+                           rng.bit_generator.state)
+    elif resume is None:
         start = time.time()
         init = evaluator.evaluate(score_fn)
         watched = watch()
@@ -271,6 +289,9 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
     else:
         state = resume
         rng.bit_generator.state = state.rng_state
+    if resume is not None and evaluator is None:
+        log(f"Resuming at iteration {state.next_epoch}")
+    elif resume is not None:
         log(f"Resuming at iteration {state.next_epoch} (best so far: iteration "
             f"{state.best_epoch}, HR = {state.best.hr:.4f}, NDCG = {state.best.ndcg:.4f})")
     for epoch in range(state.next_epoch, epochs):
@@ -280,7 +301,14 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
         loss = fit_epoch(model, instances, batch_size, progress)
         t2 = time.time()
         entry = EpochLog(epoch, loss, None, None, t1 - t0, t2 - t1, None)
-        if epoch % verbose == 0:   # the authors' condition: epochs 0, verbose, 2 verbose...
+        if not finite(loss, model):
+            log(f"Diverged at iteration {epoch}: loss = {loss:.4f}; training stops here")
+            state.epochs.append(entry)
+            state.diverged = entry
+            return state
+        if evaluator is None:
+            log(f"Iteration {epoch} [{t2 - t0:.1f} s]: loss = {loss:.4f}")
+        elif epoch % verbose == 0:   # the authors' condition: epochs 0, verbose, 2 verbose...
             result = evaluator.evaluate(score_fn)
             watched = watch()
             entry.hr, entry.ndcg, entry.eval_s = result.hr, result.ndcg, time.time() - t2
@@ -302,6 +330,9 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
             log(f"Early stop after iteration {epoch}: {stale} evaluations without a better "
                 f"HR than iteration {state.best_epoch}'s")
             break
-    log(f"End. Best Iteration {state.best_epoch}:  HR = {state.best.hr:.4f}, "
-        f"NDCG = {state.best.ndcg:.4f}. ")
+    if evaluator is None:
+        log(f"End. Kept iteration {state.next_epoch - 1}, the last.")
+    else:
+        log(f"End. Best Iteration {state.best_epoch}:  HR = {state.best.hr:.4f}, "
+            f"NDCG = {state.best.ndcg:.4f}. ")
     return state
