@@ -280,8 +280,9 @@ def test_fold_in_experiment_records_every_stage_once(tmp_path):
                                              _rows(info, held))
     record = results["GMF"]
     for name in ("folded_in", "trained_with", "untouched_rows"):
-        assert record[name]["n_users"] == 6 and set(record[name]) >= {"hr", "ndcg", "auc"}
-    assert results["iALS"]["fold_in"]["optimizer"] == "closed form"
+        part = getattr(record, name)
+        assert part["n_users"] == 6 and set(part) >= {"hr", "ndcg", "auc"}
+    assert results["iALS"].fold_in["optimizer"] == "closed form"
     again = []
     X.run(settings, log=again.append)
     assert sum("already recorded" in line for line in again) == 4

@@ -243,3 +243,50 @@ def test_a_malformed_tf_config_is_named(text, what):
     device.check_tf_config("")
     device.check_tf_config('{"cluster": {"worker": ["a:1", "b:2"]}, '
                            '"task": {"type": "worker", "index": 1}}')
+
+
+# ---------------------------------------------------------------- what a run prints
+
+def test_with_nothing_held_out_every_epoch_prints_its_loss_and_the_last_is_kept(tmp_path):
+    from ncf_tf.data.loader import load_dataset
+    from ncf_tf.data.sampling import NegativeSampler
+    from ncf_tf.models import gmf
+    from ncf_tf.train import training
+    from ncf_tf.train.optimizers import make_optimizer
+    data = write_dataset(tmp_path / "data")
+    dataset = load_dataset(data["folder"], "toy")
+    model = gmf.build(dataset.num_users, dataset.num_items, 4, seed=1)
+    training.compile_model(model, make_optimizer("adam", 0.01))
+    lines = []
+    state = training.train(model, NegativeSampler(dataset.train, 2), None, epochs=3,
+                           batch_size=32, rng=np.random.default_rng(0), log=lines.append)
+    assert [line.split(" [")[0] for line in lines[:3]] == [
+        f"Iteration {e}" for e in range(3)]
+    assert [float(line.rsplit("loss = ", 1)[1]) for line in lines[:3]] == pytest.approx(
+        [e.loss for e in state.epochs], abs=1e-4)
+    assert lines[3] == "End. Kept iteration 2, the last."
+    assert not any("nan" in line for line in lines)
+
+
+def test_pretrain_pairs_only_gmf_and_mlp_runs_trained_alike(tmp_path):
+    def finished(model, name, **settings):
+        weights = tmp_path / f"{name}.weights.h5"
+        weights.write_bytes(b"weights")
+        config = {**TrainConfig(model, dataset="toy").__dict__, **settings}
+        RunRecord("train", model=model, config=config, mode="faithful", status="finished",
+                  started="2026-01-01", weights_file=str(weights)).write(
+            str(tmp_path / f"{name}.json"))
+        return str(weights)
+    gmf_file = finished("GMF", "gmf")
+    mlp_file = finished("MLP", "mlp", epochs=20, lr=0.01)
+    config = TrainConfig("NeuMF", dataset="toy", pretrain=True, results_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"^pretrain: the GMF run gmf and the MLP run mlp differ "
+                                         r"in epochs 100 and 20, lr 0.001 and 0.01; train them "
+                                         r"alike, or set pretrain_mismatch_ok"):
+        experiment.pretrained_files(config)
+    lines = []
+    accepted = TrainConfig("NeuMF", dataset="toy", pretrain=True, results_dir=str(tmp_path),
+                           pretrain_mismatch_ok=True)
+    assert experiment.pretrained_files(accepted, lines.append) == (gmf_file, mlp_file)
+    assert lines == ["Warning: the GMF run gmf and the MLP run mlp differ in epochs 100 and 20, "
+                     "lr 0.001 and 0.01; blended as pretrain_mismatch_ok asks"]

@@ -127,11 +127,12 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path):
     base = dict(path=data["folder"], dataset="toy", epochs=2, num_factors=4, batch_size=32,
                 model_dir=str(tmp_path / "m"), results_dir=str(tmp_path / "r"), out=0)
     config = TrainConfig("GMF", **base)
-    paths = experiment.run_paths(config)
+    paths = experiment.RunFiles.own(config)
+    paths.owner.release()
     other = TrainConfig("GMF", **{**base, "lr": 0.5})
-    os.makedirs(os.path.dirname(paths["checkpoint"]))
-    np.savez(paths["checkpoint"], meta=np.array(json.dumps(
+    os.makedirs(os.path.dirname(paths.checkpoint))
+    np.savez(paths.checkpoint, meta=np.array(json.dumps(
         {"extra": {"config": experiment.resumable_config(other)}})))
     with pytest.raises(ValueError, match="another configuration"):
         experiment.run(config, log=lambda _: None)
-    assert not os.path.exists(paths["record"])
+    assert not os.path.exists(paths.record)

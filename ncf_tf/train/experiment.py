@@ -93,9 +93,9 @@ def pretrained_run(config: TrainConfig, model: str) -> records.RunRecord:
             found.append((record.started or "", path, record))
     if not found:
         described = ", ".join(f"{name} {value}" for name, value in want.items())
-        raise ValueError(f"pretrain: no finished {model} run with {described} and its "
+        raise ValueError(f"--pretrain: no finished {model} run with {described} and its "
                          f"weights file in {config.results_dir}; train it first "
-                         f"(bin/train_{model.lower()}) or pass mf_pretrain and mlp_pretrain")
+                         f"(bin/train_{model.lower()}) or pass --mf_pretrain and --mlp_pretrain")
     return max(found, key=lambda entry: entry[:2])[2]
 
 
