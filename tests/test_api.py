@@ -285,7 +285,7 @@ def test_bad_arguments(fitted, toy_files):
         fitted.evaluate(test.drop(columns="item"))
     with pytest.raises(ValueError, match="unknown setting 'learning_rate'"):
         ncf_tf.Recommender("GMF", learning_rate=0.1)
-    with pytest.raises(ValueError, match="^lr must be a positive number"):
+    with pytest.raises(ValueError, match="^lr must be a positive finite number"):
         ncf_tf.Recommender("GMF", lr=-1)
     with pytest.raises(ValueError, match="model must be one of"):
         ncf_tf.Recommender("SVD")

@@ -24,7 +24,7 @@ def test_learns_checkerboard(tmp_path, model, extra):
                          batch_size=64, topk=3, seed=0, out=0,
                          results_dir=str(tmp_path / "runs"), **extra)
     record = run(config, log=lambda line: None)
-    assert record["init"]["hr"] < 0.4
-    assert record["best"]["hr"] > 0.4 > 2.5 * RANDOM_HR3
-    losses = [epoch["loss"] for epoch in record["epochs"]]
+    assert record.init["hr"] < 0.4
+    assert record.best["hr"] > 0.4 > 2.5 * RANDOM_HR3
+    losses = [epoch["loss"] for epoch in record.epochs]
     assert losses[-1] < losses[0]

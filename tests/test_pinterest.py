@@ -97,10 +97,10 @@ def test_one_epoch_of_gmf_and_the_run_record(folder, tmp_path):
     record = run(TrainConfig(model="GMF", path=folder, dataset="pinterest-20", epochs=1,
                              batch_size=4096, model_dir=str(tmp_path / "m"),
                              results_dir=str(tmp_path / "runs")), log=lambda line: None)
-    assert record["status"] == "finished" and record["dataset"] == "pinterest-20"
-    assert record["data"]["summary"].startswith(f"#user={USERS}, #item={ITEMS}")
-    assert 0.0 <= record["best"]["hr"] <= 1.0 and len(record["epochs"]) == 1
-    assert os.path.isfile(record["weights_file"])
+    assert record.status == "finished" and record.dataset == "pinterest-20"
+    assert record.data["summary"].startswith(f"#user={USERS}, #item={ITEMS}")
+    assert 0.0 <= record.best["hr"] <= 1.0 and len(record.epochs) == 1
+    assert os.path.isfile(record.weights_file)
 
 
 def test_every_experiment_plans_for_pinterest(capsys, tmp_path):

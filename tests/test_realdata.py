@@ -78,6 +78,6 @@ def test_factored_scoring_ranks_as_the_forward_pass(ml1m):
 def test_one_epoch_of_gmf(tmp_path):
     record = run(TrainConfig(model="GMF", path=DATA, epochs=1, out=0, results_dir=str(tmp_path)),
                  log=lambda line: None)
-    assert record["init"]["hr"] < 0.15          # random: about 0.10
-    assert record["epochs"][0]["hr"] > 0.45     # one epoch of GMF-8: about 0.50
-    assert json.load(open(record["record_file"]))["status"] == "finished"
+    assert record.init["hr"] < 0.15          # random: about 0.10
+    assert record.epochs[0]["hr"] > 0.45     # one epoch of GMF-8: about 0.50
+    assert json.load(open(record.path))["status"] == "finished"

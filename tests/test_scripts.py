@@ -42,12 +42,12 @@ def test_pretrain_finds_the_runs_of_the_same_seed_and_protocol(tmp_path):
         values = {"dataset": "toy", "num_neg": 4, "seed": 1, "selection": "test",
                   "validation_split": "latest", "num_factors": 4, "layers": [16, 8, 4]}
         write_json(str(tmp_path / f"{name}.json"), {
-            "model": model, "status": status, "mode": mode, "started": started,
+            "kind": "train", "model": model, "status": status, "mode": mode, "started": started,
             "config": {**values, **settings}, "weights_file": weights_file})
         return weights_file
 
     gmf_file = run("gmf", "GMF", "2026-01-01T00:00:00", epochs=20)
-    mlp_file = run("mlp", "MLP", "2026-01-01T00:00:00")
+    mlp_file = run("mlp", "MLP", "2026-01-01T00:00:00", epochs=20)
     # Newer, but not what a seed-1, test-selected, faithful NeuMF-4 starts from.
     run("gmf_seed2", "GMF", "2026-02-01", seed=2)
     run("gmf_val", "GMF", "2026-02-01", selection="validation")
@@ -57,8 +57,8 @@ def test_pretrain_finds_the_runs_of_the_same_seed_and_protocol(tmp_path):
     run("gmf_running", "GMF", "2026-02-01", status="running")
     run("mlp_tower", "MLP", "2026-02-01", layers=[32, 16, 8])
     assert pretrained_files(config) == (gmf_file, mlp_file)
-    # A newer finished run of the same settings (say, more epochs) is taken.
-    newer = run("gmf_e30", "GMF", "2026-03-01", epochs=30)
+    # A newer finished run of the same settings is taken.
+    newer = run("gmf_again", "GMF", "2026-03-01", epochs=20)
     assert pretrained_files(config) == (newer, mlp_file)
     os.remove(newer)  # ...while its weights file exists.
     assert pretrained_files(config) == (gmf_file, mlp_file)

@@ -26,7 +26,7 @@ from ncf_tf.models import gmf, mlp, neumf, weights
 from ncf_tf.core import records
 from ncf_tf.train.config import TrainConfig
 from ncf_tf.data.loader import Dataset, load_dataset_verbose, sha256
-from ncf_tf.eval.leave_one_out import Evaluation, LeaveOneOutEvaluator
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
 from ncf_tf.eval.full_ranking import FullRankingEvaluator
 from ncf_tf.train.optimizers import lazy_jit_compile, make_optimizer
 from ncf_tf.data.sampling import NegativeSampler
@@ -239,7 +239,8 @@ def resumable_config(config: TrainConfig) -> dict:
 
 class DivergedError(RuntimeError):
     """A run whose loss or weights stopped being finite numbers; its record
-    (``record``) is kept with ``status: "diverged"``."""
+    (``record``) is kept with ``status: "diverged"``. Not bad input, so the
+    scripts print its one line and exit with 1, not 2."""
 
     def __init__(self, message: str, record: records.RunRecord):
         super().__init__(message)
