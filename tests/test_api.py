@@ -334,7 +334,7 @@ def test_readme_in_python_runs(toy_files, tmp_path, monkeypatch):
     ({"epochs": 1.5}, TypeError, "epochs must be an integer, got 1.5"),
     ({"lr": "0.01"}, TypeError, "lr must be a number, got '0.01'"),
     ({"lr": float("inf")}, ValueError, "lr must be a finite number, got inf"),
-    ({"lr": 0.0}, ValueError, "^lr must be a positive number, got 0.0"),
+    ({"lr": 0.0}, ValueError, "^lr must be a positive finite number, got 0.0"),
     ({"seed": -1}, ValueError, "seed must be an integer >= 0, got -1"),
     ({"seed": 1.0}, TypeError, "seed must be an integer, got 1.0"),
     ({"layers": [63, 32]}, ValueError, "layers\\[0\\] = 63 must be even"),
