@@ -7,7 +7,8 @@ import pytest
 from conftest import tensorflow_only
 from ncf_tf.models import neumf
 from ncf_tf.train import training
-from ncf_tf.train.optimizers import EPSILON, FusedAdam, LazyAdam, dense_gradient, make_optimizer
+from ncf_tf.train.optimizers import (EPSILON, DeferredAdam, FusedAdam, LazyAdam, dense_gradient,
+                                    deferral_series, make_optimizer, settle)
 
 LEARNER_NAMES = ["sgd", "adagrad", "rmsprop", "adam"]
 
@@ -216,6 +217,121 @@ def test_lazy_adam_is_dense_adam_when_every_row_is_in_every_batch():
     got, got_state = train_small_neumf(LazyAdam, 0.001, steps=10, batch=4000)
     assert max_difference(got, want) < 1e-6
     assert max_difference(got_state, want_state) < 1e-6
+
+
+SKEWED_USERS, SKEWED_ITEMS = 40, 400
+
+
+def skewed_batches(steps, batch):
+    """Ids drawn with probability falling as 1 / rank^2: a few rows in most
+    batches, many idle for hundreds or thousands of steps; odd items never
+    drawn. Labels follow the ids."""
+    rng = np.random.default_rng(0)
+
+    def draw(count):
+        p = 1.0 / np.arange(1, count + 1) ** 2
+        return rng.choice(count, (steps * batch, 1), p=p / p.sum()).astype("int32")
+
+    users, items = draw(SKEWED_USERS), 2 * draw(SKEWED_ITEMS // 2)
+    return users, items, ((users * 7 + items * 3) % 5 < 2).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def skewed_runs():
+    """NeuMF trained 1,000 steps of batch 32 on :func:`skewed_batches` from the
+    same weights: dense Adam in float64 (the reference), dense and deferred in
+    float32 and, where the backend computes float64, deferred in float64.
+    Each: (weights, Adam's moments, whether rows were deferred at the end)."""
+    steps, batch = 1000, 32
+    users, items, labels = skewed_batches(steps, batch)
+    init = neumf.build(SKEWED_USERS, SKEWED_ITEMS, 4, [16, 8, 4], [0, 0, 0], seed=1).get_weights()
+
+    def train(adam, policy):
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(policy)
+        try:
+            model = neumf.build(SKEWED_USERS, SKEWED_ITEMS, 4, [16, 8, 4], [0, 0, 0], seed=1)
+            model.set_weights(init)
+            optimizer = make_optimizer("adam", 0.001, adam=adam)
+            training.compile_model(model, optimizer, steps_per_execution=50)
+            model.fit([users, items], labels, batch_size=batch, shuffle=False, verbose=0)
+            deferred = isinstance(optimizer, DeferredAdam) and any(
+                int(np.min(np.asarray(last))) < int(optimizer.iterations)
+                for last in optimizer._last_steps if last is not None)
+            settle(optimizer)
+            moments = [np.asarray(v, np.float64) for v in optimizer.variables
+                       if "momentum" in v.name or "velocity" in v.name]
+            return [np.asarray(w, np.float64) for w in model.get_weights()], moments, deferred
+        finally:
+            keras.config.set_dtype_policy(previous)
+
+    runs = {"reference": train("dense", "float64"), "dense": train("dense", "float32"),
+            "deferred": train("deferred", "float32"), "init": (init, None, None),
+            "items": np.bincount(items[:, 0], minlength=SKEWED_ITEMS)}
+    if keras.config.backend() != "jax":   # JAX computes in float32 unless x64 is on
+        runs["deferred64"] = train("deferred", "float64")
+    return runs
+
+
+def distance(got, want):
+    """The root of the summed squared differences over all arrays."""
+    return float(np.sqrt(sum(np.sum((g - w) ** 2) for g, w in zip(got, want))))
+
+
+def test_deferred_adam_is_as_close_to_dense_adam_as_float32_allows(skewed_runs):
+    """Keras 1's dense Adam, float32: the deferred weights and moments are as
+    close to the float64 reference as the dense optimizer's (both drift by
+    rounding, amplified over 1,000 steps)."""
+    reference = skewed_runs["reference"]
+    for part in (0, 1):
+        dense = distance(skewed_runs["dense"][part], reference[part])
+        deferred = distance(skewed_runs["deferred"][part], reference[part])
+        assert 0 < deferred < 2 * dense
+    idle = skewed_runs["items"] == 0                    # items never drawn keep their weights
+    assert idle.any() and 0 < skewed_runs["items"][SKEWED_ITEMS - 2] < 5
+    for run in ("dense", "deferred"):
+        np.testing.assert_array_equal(skewed_runs[run][0][1][idle], skewed_runs["init"][0][1][idle])
+
+
+@tensorflow_only   # rows are deferred on TensorFlow only
+def test_deferred_adam_defers_rows_on_tensorflow(skewed_runs):
+    assert skewed_runs["deferred"][2]
+
+
+@pytest.mark.skipif(keras.config.backend() == "jax", reason="JAX computes in float32 unless x64 is on")
+def test_deferred_adam_is_dense_adam_in_float64(skewed_runs):
+    """Without float32 rounding the closed form is the dense steps it replaces,
+    to its series' tolerance (1e-9 of a move; 1,000 steps amplify it a little)."""
+    reference = skewed_runs["reference"]
+    for got, want in zip(skewed_runs["deferred64"][0] + skewed_runs["deferred64"][1],
+                         reference[0] + reference[1]):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-8 * max(1.0, np.abs(want).max()))
+
+
+def test_deferral_series_for_keras1_betas():
+    """The tails T_l(t) = sum_(j>=1) f(t + j) c_l^j, summed directly."""
+    tails, ratios, binomials = deferral_series(0.9, 0.999)
+    assert len(ratios) == 5 and ratios[1] == pytest.approx(0.9 * np.sqrt(0.999))
+    b1, b2 = (float(np.float32(b)) for b in (0.9, 0.999))
+    j = np.arange(1, 400)
+    for t in (0, 1, 100, 5000):
+        f = np.sqrt(1 - b2 ** (t + j)) / (1 - b1 ** (t + j))
+        for l in (0, 4):
+            assert tails[t, l] == pytest.approx(np.sum(f * ratios[l] ** j), rel=1e-12)
+    assert tails[-1, 0] == pytest.approx(ratios[0] / (1 - ratios[0]), rel=1e-15)
+    shrink = 1 - np.sqrt(0.999) ** j     # sum_l binomials[n, l] c_l^j, to float64 cancellation
+    np.testing.assert_allclose(binomials[3] @ ratios[:, None] ** j, 0.9 ** j * shrink ** 3,
+                               rtol=0, atol=1e-14)
+    assert deferral_series(0.25, 0.5) is None           # MLPerf's betas: no short series
+
+
+def test_make_optimizer_adam_kinds():
+    assert type(make_optimizer("adam", 0.001)) is FusedAdam
+    assert type(make_optimizer("adam", 0.001, adam="deferred")) is DeferredAdam
+    assert type(make_optimizer("adam", 0.001, betas=(0.25, 0.5), adam="deferred")) is FusedAdam
+    assert type(make_optimizer("adam", 0.001, lazy=True)) is LazyAdam
+    with pytest.raises(ValueError, match="--adam must be one of dense, deferred; got 'sparse'"):
+        make_optimizer("adam", 0.001, adam="sparse")
 
 
 def test_lazy_needs_adam():

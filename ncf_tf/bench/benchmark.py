@@ -179,7 +179,7 @@ def run(path: str = "Data/") -> int:
     from ncf_tf.train import training
     from ncf_tf.data.loader import load_dataset
     from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
-    from ncf_tf.train.optimizers import EPSILON, lazy_jit_compile, make_optimizer
+    from ncf_tf.train.optimizers import EPSILON, jit_compile, make_optimizer
     from ncf_tf.core.records import cpu_model
     from ncf_tf.data.sampling import Instances, NegativeSampler
 
@@ -288,8 +288,9 @@ def run(path: str = "Data/") -> int:
     variants = {
         "keras Adam, NumPy input (first)": (keras.optimizers.Adam(
             0.001, beta_1=0.9, beta_2=0.999, epsilon=EPSILON), numpy_fit),
-        "FusedAdam, NumPy input": (make_optimizer("adam", 0.001), numpy_fit),
-        "FusedAdam, ready batches (now)": (make_optimizer("adam", 0.001), epoch_part),
+        "FusedAdam, NumPy input": (make_optimizer("adam", 0.001, adam="dense"), numpy_fit),
+        "FusedAdam, ready batches (now)": (make_optimizer("adam", 0.001, adam="dense"),
+                                           epoch_part),
     }
     fns = {label: fit(compiled(builders["NeuMF"], 8, opt)) for label, (opt, fit) in variants.items()}
     for fn in fns.values():
@@ -312,8 +313,8 @@ def run(path: str = "Data/") -> int:
         fns = {}
         for label, (lazy, batch) in variants.items():
             model = builders["NeuMF"](factors)
-            training.compile_model(model, make_optimizer("adam", 0.001, lazy=lazy),
-                                   jit_compile=lazy_jit_compile(lazy))
+            optimizer = make_optimizer("adam", 0.001, lazy=lazy)
+            training.compile_model(model, optimizer, jit_compile=jit_compile(optimizer))
             training.fit_epoch(model, warm, batch)
             fns[label] = (lambda m, b: lambda: training.fit_epoch(m, part, b))(model, batch)
         times = _turns(fns, AB_RUNS)

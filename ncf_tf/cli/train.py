@@ -56,6 +56,10 @@ def define_flags(model: str) -> flags.FlagValues:
     flags.DEFINE_boolean("lazy_adam", d.lazy_adam, "Fast mode, changes results: Adam "
                          "updates an embedding row (and its moments) only when the row is "
                          "in the batch. Labelled in the run record.", flag_values=fv)
+    string("adam", d.adam, "How Adam's dense update is computed, the same updates to "
+           "float32 rounding: dense (every row at every step) or deferred (an embedding "
+           "row's zero-gradient steps are applied in closed form when it is next in a "
+           "batch, and at the end of each epoch; TensorFlow).")
     string("precision", d.precision, "float32 (faithful); fast mode, changes results: "
            "mixed_float16 (GPU) or mixed_bfloat16. Labelled in the run record.")
     string("distribute", d.distribute, "none; mirrored (tf.distribute over all local GPUs); "

@@ -18,6 +18,10 @@ LEARNERS = ("adagrad", "adam", "rmsprop", "sgd")
 there, so that the configuration, and the flags made from it, need no Keras."""
 ADAM_BETAS = (0.9, 0.999)
 """Adam's betas in Keras 1, the authors'."""
+ADAM_KINDS = ("dense", "deferred")
+"""How the authors' dense Adam is computed (``make_optimizer``'s ``adam``):
+updating every row at every step, or deferring embedding rows'
+zero-gradient steps. The same updates to float32 rounding."""
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PAPER_BATCH_SIZES = (128, 256, 512, 1024)
 """The batch sizes the paper searched (sec. 4.1); larger ones are fast mode."""
@@ -117,6 +121,7 @@ class TrainConfig:
     validation_split: str = "latest"
     full_ranking: bool = False
     lazy_adam: bool = False
+    adam: str = "dense"
     precision: str = "float32"
     adam_betas: list = dataclasses.field(default_factory=lambda: list(ADAM_BETAS))
     dropout: float = 0.0
@@ -247,6 +252,8 @@ class TrainConfig:
                              f"got {self.validation_split!r}")
         if self.learner is not None and self.learner not in LEARNERS:
             raise ValueError(f"--learner must be one of {', '.join(LEARNERS)}; got {self.learner!r}")
+        if self.adam not in ADAM_KINDS:
+            raise ValueError(f"--adam must be one of {', '.join(ADAM_KINDS)}; got {self.adam!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}; "
                              f"got {self.precision!r}")

@@ -28,7 +28,7 @@ from ncf_tf.train.config import TrainConfig
 from ncf_tf.data.loader import Dataset, load_dataset_verbose, sha256
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
 from ncf_tf.eval.full_ranking import FullRankingEvaluator
-from ncf_tf.train.optimizers import lazy_jit_compile, make_optimizer
+from ncf_tf.train.optimizers import make_optimizer
 from ncf_tf.data.sampling import NegativeSampler
 from ncf_tf.data.validation import validation_split
 
@@ -221,7 +221,8 @@ class RunFiles:
         return stored
 
 
-LATER_FIELDS = {"lazy_adam": False, "precision": "float32", "pretrain_mismatch_ok": False}
+LATER_FIELDS = {"lazy_adam": False, "precision": "float32", "pretrain_mismatch_ok": False,
+                "adam": "dense"}
 """Fields added after checkpoints were first written: left out at their
 defaults, so that those checkpoints still resume."""
 
@@ -419,8 +420,8 @@ def build_and_load(config: TrainConfig, dataset: Dataset, pretrained: Pretrained
            if config.pretrained and not config.learner else "")
     log(f"Optimizer: {config.resolved_learner}, lr = {config.lr}{why}")
     training.compile_model(model, make_optimizer(config.resolved_learner, config.lr,
-                                                 config.lazy_adam, tuple(config.adam_betas)),
-                           jit_compile=lazy_jit_compile(config.lazy_adam))
+                                                 config.lazy_adam, tuple(config.adam_betas),
+                                                 config.adam))
     return model, start_from
 
 

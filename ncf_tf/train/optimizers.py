@@ -24,18 +24,25 @@ Keras 3 differs in two places, both handled here:
   repeat often (popular items, active users). Every learner here first
   densifies the gradient, which sums the occurrences, as Keras 1 did.
 
-:class:`FusedAdam` is the Adam of this module and the one ``make_optimizer``
-returns: Keras 3's Adam on the dense gradient, done in one TensorFlow kernel
-per variable instead of about twenty small ops (one epoch of NeuMF-8 is
-about 19,400 updates of 12 variables).
+:class:`FusedAdam`, the Adam ``make_optimizer`` returns, is Keras 3's Adam
+on the dense gradient, done in one TensorFlow kernel per variable instead of
+about twenty small ops (one epoch of NeuMF-8 is about 19,400 updates of 12
+variables). :class:`DeferredAdam` (``adam="deferred"``) computes the same
+dense Adam to float32 rounding but defers the zero-gradient steps of
+embedding rows, so that a step costs the batch's rows instead of the whole
+tables.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+
 import keras
+import numpy as np
 from keras import ops
 
-from ncf_tf.train.config import ADAM_BETAS, LEARNERS
+from ncf_tf.train.config import ADAM_BETAS, ADAM_KINDS, LEARNERS
 
 EPSILON = 1e-8
 
@@ -73,6 +80,13 @@ def _resource(variable):
     copy, and an update applied to a copy would be lost.
     """
     return getattr(variable, "_value", variable)
+
+
+def is_table(variable) -> bool:
+    """Whether ``variable`` is a ``keras.layers.Embedding`` table (under
+    ``tf.distribute`` a ``tf.Variable`` may arrive instead of a Keras one)."""
+    name = getattr(variable, "path", None) or variable.name
+    return name.split(":")[0].endswith("embeddings")
 
 
 @keras.saving.register_keras_serializable(package="ncf_tf")
@@ -136,6 +150,13 @@ class FusedAdam(keras.optimizers.Adam):
 
     def update_step(self, gradient, variable, learning_rate):
         super().update_step(dense_gradient(gradient), variable, learning_rate)
+
+    def _corrected_lr(self, learning_rate, dtype):
+        """Keras 1's step size at this update, lr sqrt(1 - b2^t) / (1 - b1^t)."""
+        step = ops.cast(self.iterations + 1, dtype)
+        b1_power = ops.power(ops.cast(self.beta_1, dtype), step)
+        b2_power = ops.power(ops.cast(self.beta_2, dtype), step)
+        return ops.cast(learning_rate, dtype) * ops.sqrt(1 - b2_power) / (1 - b1_power)
 
 
 class Keras1Adagrad(keras.optimizers.Optimizer):
@@ -212,12 +233,6 @@ class LazyAdam(FusedAdam):
     absent too).
     """
 
-    @staticmethod
-    def _is_table(variable) -> bool:
-        # keras.layers.Embedding's table; under tf.distribute a tf.Variable arrives here
-        name = getattr(variable, "path", None) or variable.name
-        return name.split(":")[0].endswith("embeddings")
-
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if not self._fused():
             super()._backend_update_step(grads, trainable_variables, learning_rate)
@@ -232,12 +247,6 @@ class LazyAdam(FusedAdam):
         for gradient, variable in zip(grads, trainable_variables):
             if isinstance(gradient, tf.IndexedSlices):
                 self._sparse_step(gradient, variable, learning_rate)
-
-    def _corrected_lr(self, learning_rate, dtype):
-        step = ops.cast(self.iterations + 1, dtype)
-        b1_power = ops.power(ops.cast(self.beta_1, dtype), step)
-        b2_power = ops.power(ops.cast(self.beta_2, dtype), step)
-        return ops.cast(learning_rate, dtype) * ops.sqrt(1 - b2_power) / (1 - b1_power)
 
     def _sparse_step(self, gradient, variable, learning_rate):
         import tensorflow as tf
@@ -257,7 +266,7 @@ class LazyAdam(FusedAdam):
         p.scatter_sub(tf.IndexedSlices(step, rows))
 
     def update_step(self, gradient, variable, learning_rate):
-        if not self._is_table(variable):
+        if not is_table(variable):
             super().update_step(gradient, variable, learning_rate)
             return
         dtype = variable.dtype
@@ -274,27 +283,320 @@ class LazyAdam(FusedAdam):
         self.assign_sub(variable, ops.where(present, step, ops.zeros_like(step)))
 
 
-def lazy_jit_compile(lazy: bool):
-    """``compile``'s ``jit_compile`` for a model trained with or without lazy
-    Adam: TensorFlow leaves XLA off for lazy Adam (``tf.unique`` has a
+SERIES_TOLERANCE = 1e-9
+"""How far :class:`DeferredAdam`'s closed form may be from the steps it
+replaces, relative to their sum: well under float32's rounding (6e-8)."""
+
+SERIES_TERMS = 12
+"""The most terms :class:`DeferredAdam`'s series may take (Keras 1's betas
+need 5)."""
+
+
+@functools.lru_cache(maxsize=8)
+def deferral_series(beta_1: float, beta_2: float):
+    """The constants of :class:`DeferredAdam`'s closed form for these betas.
+
+    With c_l = b1 b2^(l/2) and f(i) = sqrt(1 - b2^i) / (1 - b1^i) (Keras 1's
+    step size over lr at step i; its betas rounded to float32, as Keras's
+    Adam and :class:`FusedAdam` round them for these powers), the tails
+
+        T_l(t) = sum_(j>=1) f(t + j) c_l^j
+
+    give the sums over a row's idle steps s + 1..s + k without a loop:
+    sum_(j=1..k) f(s + j) c_l^j = T_l(s) - c_l^k T_l(s + k).
+
+    Returns ``(tails, ratios, binomials)``, all float64: ``tails[t, l] =
+    T_l(t)`` for t up to the step from which f is 1 to float64 rounding
+    (T_l is constant from there), ``ratios[l] = c_l``, and ``binomials[n, l]
+    = (-1)^l C(n, l)``, so that sum_l binomials[n, l] c_l^j = b1^j (1 -
+    b2^(j/2))^n; or None where the series in n would need more than
+    :data:`SERIES_TERMS` terms to reach :data:`SERIES_TOLERANCE` (e.g.
+    MLPerf's betas 0.25 and 0.5).
+    """
+    if not (0 < beta_1 < 1 and 0 < beta_2 < 1):
+        return None
+    j = np.arange(1, math.ceil(math.log(1e-20) / math.log(beta_1)) + 1, dtype=np.float64)
+    decay, shrink = beta_1 ** j, -np.expm1(j * math.log(beta_2) / 2)
+    terms = next((n for n in range(1, SERIES_TERMS + 1)
+                  if (decay * shrink ** n).sum() <= SERIES_TOLERANCE * decay.sum()), None)
+    if terms is None:
+        return None
+    rounded = [float(np.float32(beta)) for beta in (beta_1, beta_2)]
+    last = math.ceil(math.log(1e-17) / math.log(max(rounded)))
+    i = np.arange(1, last + 1, dtype=np.float64)
+    factors = np.sqrt(-np.expm1(i * math.log(rounded[1]))) / -np.expm1(i * math.log(rounded[0]))
+    ratios = beta_1 * math.sqrt(beta_2) ** np.arange(terms)
+    tails = np.empty((last + 1, terms))
+    tails[last] = ratios / (1 - ratios)
+    for t in range(last - 1, -1, -1):     # T(t) = c (f(t + 1) + T(t + 1))
+        tails[t] = ratios * (factors[t] + tails[t + 1])
+    binomials = np.array([[(-1) ** l * math.comb(n, l) for l in range(terms)]
+                          for n in range(terms)], np.float64)
+    return tails, ratios, binomials
+
+
+@keras.saving.register_keras_serializable(package="ncf_tf")
+class DeferredAdam(FusedAdam):
+    """Keras 1's dense Adam (module docstring) at the cost of the batch's rows.
+
+    An embedding row whose gradient is zero for k steps after step s follows
+    a known path: m_(s+j) = b1^j m_s, v_(s+j) = b2^j v_s, and the weights move by
+
+        lr sum_(j=1..k) f(s + j) b1^j m_s / (b2^(j/2) a + eps),   a = sqrt(v_s),
+
+    with f(t) = sqrt(1 - b2^t) / (1 - b1^t). Writing the denominator as
+    D - a d_j, with D = a + eps and d_j = 1 - b2^(j/2), the sum is
+
+        lr m_s / D  sum_n (a / D)^n  sum_(j=1..k) f(s + j) b1^j d_j^n,
+
+    a series whose ratio a d_j / D is below d_j whatever a is (also where
+    sqrt(v) is near or below eps), so a few terms reach float32 rounding
+    (:func:`deferral_series`). The inner sums are per-row scalars, each a
+    few differences of precomputed tails (computed in float64: the binomial
+    expansion of d_j^n cancels).
+
+    So each embedding table keeps, per row, the last step applied to it.
+    Before a training step's forward pass reads a batch's rows, their
+    deferred steps are applied in that closed form (:func:`defer_rows`
+    wraps the model's training step); the update then takes Adam's step on
+    those rows only. :meth:`settle` applies every row's deferred steps: the
+    training loop calls it at the end of each epoch, so that evaluations,
+    checkpoints and saved weights see dense Adam's values. Between two
+    settles the weights and moments of the absent rows are stale.
+
+    Other variables (dense layers), tables :func:`defer_rows` does not
+    defer, other backends and ``tf.distribute`` strategies get
+    :class:`FusedAdam`'s dense update. The learning rate must stay constant
+    (a deferred step uses the current one). The batch's rows are found with
+    ``tf.unique``, which keeps XLA out.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if isinstance(self._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            raise ValueError("DeferredAdam needs a constant learning rate, got a schedule")
+        series = deferral_series(self.beta_1, self.beta_2)
+        if series is None or self.amsgrad:
+            raise ValueError(f"DeferredAdam has no short series for betas {self.beta_1} and "
+                             f"{self.beta_2}{' with amsgrad' if self.amsgrad else ''}; "
+                             "use FusedAdam")
+        self._series = series
+        self._deferred = set()   # indices of the tables whose rows are deferred
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self._last_steps = [
+            self.add_variable((variable.shape[0],), "zeros", "int32",
+                              name=f"{variable.name}_last_step") if is_table(variable) else None
+            for variable in variables]
+
+    def defer(self, tables) -> None:
+        """Defers the zero-gradient steps of these embedding tables' rows.
+
+        The caller must apply :meth:`catch_up` to a batch's rows of each
+        table before the forward pass that reads them (:func:`defer_rows`
+        does); the other tables keep the dense update.
+        """
+        self._deferred = {self._get_variable_index(table) for table in tables}
+
+    def _catch_up(self, m, v, last, now, learning_rate, dtype):
+        """Rows' moments ``m``, ``v`` as of their step ``last``: the moments
+        after the zero-gradient steps last + 1..``now``, and the weights' move."""
+        tails, ratios, binomials = self._series
+        gap = ops.cast(now, "int32") - last                                   # [rows]
+        end = ops.minimum(ops.cast(now, "int32"), len(tails) - 1)
+        table = ops.convert_to_tensor(tails, "float64")
+        k = ops.cast(gap, "float64")[:, None]
+        # sum_(j=1..k) f(s + j) c_l^j, then b1^j (1 - b2^(j/2))^n in place of c_l^j
+        idle = (ops.take(table, ops.minimum(last, len(tails) - 1), axis=0)
+                - ops.exp(k * np.log(ratios)) * ops.take(table, end, axis=0)[None, :])
+        sums = ops.cast(ops.matmul(idle, ops.convert_to_tensor(binomials.T, "float64")), dtype)
+        a = ops.sqrt(v)
+        denominator = a + _constant(self.epsilon, dtype)
+        ratio = a / denominator
+        terms = len(ratios)
+        series = sums[:, terms - 1:terms]
+        for n in range(terms - 2, -1, -1):
+            series = sums[:, n:n + 1] + ratio * series
+        move = ops.cast(learning_rate, dtype) * m / denominator * series
+        k = ops.cast(gap, dtype)[:, None]
+        return (m * ops.exp(k * math.log(self.beta_1)),
+                v * ops.exp(k * math.log(self.beta_2)), move)
+
+    def _state(self, variable):
+        index = self._get_variable_index(variable)
+        return (_resource(self._momentums[index]), _resource(self._velocities[index]),
+                _resource(variable), _resource(self._last_steps[index]))
+
+    def catch_up(self, table, ids) -> None:
+        """Applies the deferred steps of ``table``'s rows ``ids`` (TensorFlow)."""
+        import tensorflow as tf
+
+        rows, _ = tf.unique(tf.reshape(ids, [-1]))
+        m, v, p, last = self._state(table)
+        now = tf.cast(self.iterations, tf.int32)
+        m_rows, v_rows, move = self._catch_up(tf.gather(m, rows), tf.gather(v, rows),
+                                              tf.gather(last, rows), now, self.learning_rate,
+                                              table.dtype)
+        m.scatter_update(tf.IndexedSlices(m_rows, rows))
+        v.scatter_update(tf.IndexedSlices(v_rows, rows))
+        p.scatter_sub(tf.IndexedSlices(move, rows))
+        last.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), now), rows))
+
+    def _adam_step(self, m, v, g, learning_rate, dtype):
+        """The moments after a step with gradient ``g`` and the weights' move,
+        rounded as :class:`FusedAdam`'s kernel rounds them (1 - b from b)."""
+        m = m + (g - m) * (1 - _constant(self.beta_1, dtype))
+        v = v + (ops.square(g) - v) * (1 - _constant(self.beta_2, dtype))
+        step = self._corrected_lr(learning_rate, dtype) * m / (
+            ops.sqrt(v) + _constant(self.epsilon, dtype))
+        return m, v, step
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if not self._deferred:
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+            return
+        import tensorflow as tf
+
+        deferred = [self._get_variable_index(v) in self._deferred for v in trainable_variables]
+        dense = [(g, v) for g, v, rows in zip(grads, trainable_variables, deferred) if not rows]
+        if dense:
+            super()._backend_update_step([g for g, _ in dense], [v for _, v in dense],
+                                         learning_rate)
+        for gradient, variable, rows in zip(grads, trainable_variables, deferred):
+            if rows and isinstance(gradient, tf.IndexedSlices):
+                self._sparse_step(gradient, variable, learning_rate)
+            elif rows:
+                self._present_step(gradient, variable, learning_rate)
+
+    def _sparse_step(self, gradient, variable, learning_rate):
+        """Adam's step on the batch's rows (caught up before the forward pass)."""
+        import tensorflow as tf
+
+        dtype = variable.dtype
+        rows, position = tf.unique(gradient.indices)
+        g = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), position,
+                                         tf.shape(rows)[0])
+        m, v, p, last = self._state(variable)
+        m_rows, v_rows, step = self._adam_step(tf.gather(m, rows), tf.gather(v, rows), g,
+                                               learning_rate, dtype)
+        m.scatter_update(tf.IndexedSlices(m_rows, rows))
+        v.scatter_update(tf.IndexedSlices(v_rows, rows))
+        p.scatter_sub(tf.IndexedSlices(step, rows))
+        now = tf.cast(self.iterations, tf.int32) + 1
+        last.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), now), rows))
+
+    def _present_step(self, gradient, variable, learning_rate):
+        """:meth:`_sparse_step` for a dense gradient: the rows whose gradient
+        is not zero (a zero-gradient step is a deferred one)."""
+        dtype = variable.dtype
+        g = ops.cast(dense_gradient(gradient), dtype)
+        present = ops.any(ops.not_equal(g, 0), axis=-1)
+        m, v, p, last = self._state(variable)
+        m_old, v_old = ops.convert_to_tensor(m), ops.convert_to_tensor(v)
+        m_new, v_new, step = self._adam_step(m_old, v_old, g, learning_rate, dtype)
+        rows = present[:, None]
+        m.assign(ops.where(rows, m_new, m_old))
+        v.assign(ops.where(rows, v_new, v_old))
+        p.assign_sub(ops.where(rows, step, ops.zeros((), dtype)))
+        last.assign(ops.where(present, ops.cast(self.iterations + 1, "int32"), last))
+
+    def settle(self) -> None:
+        """Applies every row's deferred steps, up to the last update: the
+        weights and moments are then dense Adam's."""
+        for index in sorted(self._deferred):
+            variable = self._trainable_variables[index]
+            m, v, p, last = self._state(variable)
+            m_new, v_new, move = self._catch_up(
+                ops.convert_to_tensor(m), ops.convert_to_tensor(v), ops.convert_to_tensor(last),
+                self.iterations, self.learning_rate, variable.dtype)
+            m.assign(m_new)
+            v.assign(v_new)
+            p.assign_sub(move)
+            last.assign(ops.full(last.shape, ops.cast(self.iterations, "int32"), "int32"))
+
+
+def defer_rows(model: keras.Model) -> None:
+    """Lets ``model``'s :class:`DeferredAdam`, if it has one, defer rows.
+
+    Every embedding table looked up directly from one of the model's inputs,
+    without a regularizer (which would read every row), gets its batch's
+    rows caught up (:meth:`DeferredAdam.catch_up`) at the start of each
+    training step, before the forward pass reads them. TensorFlow only,
+    outside ``tf.distribute``: elsewhere every row keeps the dense update.
+    """
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    if not isinstance(optimizer, DeferredAdam) or not optimizer._fused():
+        return
+    feeds = []
+    for layer in model.layers:
+        if (not isinstance(layer, keras.layers.Embedding) or not layer.trainable
+                or layer.embeddings_regularizer is not None or len(layer._inbound_nodes) != 1):
+            continue
+        sources = layer._inbound_nodes[0].input_tensors
+        position = [i for i, tensor in enumerate(model.inputs)
+                    if len(sources) == 1 and tensor is sources[0]]
+        if position:
+            feeds.append((layer.embeddings, position[0]))
+    if not feeds:
+        return
+    optimizer.build(model.trainable_variables)
+    optimizer.defer([table for table, _ in feeds])
+    step = model.train_step
+
+    def train_step(data):
+        inputs = keras.tree.flatten(keras.utils.unpack_x_y_sample_weight(data)[0])
+        for table, position in feeds:
+            optimizer.catch_up(table, inputs[position])
+        return step(data)
+
+    model.train_step = train_step
+
+
+def settle(optimizer) -> None:
+    """Applies the steps ``optimizer`` (or the one a loss-scale optimizer
+    wraps) has deferred (:meth:`DeferredAdam.settle`); nothing for the other
+    optimizers, which defer none."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    if isinstance(optimizer, DeferredAdam) and optimizer.built:
+        optimizer.settle()
+
+
+def jit_compile(optimizer):
+    """``compile``'s ``jit_compile`` for a model trained with ``optimizer``:
+    TensorFlow leaves XLA off for lazy and deferred Adam (``tf.unique`` has a
     dynamic shape); other backends keep their default."""
-    return False if lazy and _on_tensorflow() else "auto"
+    return False if isinstance(optimizer, (LazyAdam, DeferredAdam)) and _on_tensorflow() else "auto"
 
 
 def make_optimizer(learner: str, learning_rate: float, lazy: bool = False,
-                   betas: tuple[float, float] = ADAM_BETAS) -> keras.optimizers.Optimizer:
-    """One of :data:`LEARNERS` with Keras 1's constants; ``lazy`` (Adam
-    only) gives the fast mode's :class:`LazyAdam`; ``betas`` are Adam's
-    (Keras 1's 0.9 and 0.999 by default; MLPerf's NCF uses 0.25 and 0.5)."""
+                   betas: tuple[float, float] = ADAM_BETAS,
+                   adam: str = "dense") -> keras.optimizers.Optimizer:
+    """One of :data:`LEARNERS` with Keras 1's constants.
+
+    For Adam: ``lazy`` gives the fast mode's :class:`LazyAdam`; otherwise
+    ``adam`` picks how the authors' dense Adam is computed, ``"dense"``
+    (:class:`FusedAdam`) or ``"deferred"`` (:class:`DeferredAdam`;
+    :class:`FusedAdam` for betas it has no short series for). ``betas`` are Adam's
+    (Keras 1's 0.9 and 0.999 by default; MLPerf's NCF uses 0.25 and 0.5).
+    """
     if learning_rate <= 0:
         raise ValueError(f"--lr must be positive, got {learning_rate}")
     if lazy and learner != "adam":
         raise ValueError(f"--lazy_adam needs --learner adam, got {learner!r}")
+    if adam not in ADAM_KINDS:
+        raise ValueError(f"--adam must be one of {', '.join(ADAM_KINDS)}; got {adam!r}")
     if learner == "adam":
-        kind = LazyAdam if lazy else FusedAdam
         beta_1, beta_2 = betas
         if not (0.0 <= beta_1 < 1.0 and 0.0 <= beta_2 < 1.0):
             raise ValueError(f"Adam's betas must be in [0, 1), got {beta_1} and {beta_2}")
+        kind = FusedAdam
+        if lazy:
+            kind = LazyAdam
+        elif adam == "deferred" and deferral_series(beta_1, beta_2) is not None:
+            kind = DeferredAdam
         return kind(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=EPSILON)
     if learner == "adagrad":
         return Keras1Adagrad(learning_rate)

@@ -24,6 +24,7 @@ import numpy as np
 from ncf_tf.models import scoring, trained
 from ncf_tf.eval.leave_one_out import Evaluation, LeaveOneOutEvaluator
 from ncf_tf.data.sampling import Instances, NegativeSampler
+from ncf_tf.train import optimizers
 
 SCORE_BATCH = 1 << 16
 
@@ -36,12 +37,16 @@ def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     compiled function; each step is still one ordinary update, so the math
     is unchanged while Python overhead drops. It
     defaults to 64, and to 1 inside a ``tf.distribute`` scope, where Keras's
-    multi-step loop does not run.
+    multi-step loop does not run. A :class:`~ncf_tf.train.optimizers.DeferredAdam`
+    gets its rows caught up before each forward pass (``optimizers.defer_rows``).
     """
     if steps_per_execution is None:
         steps_per_execution = 1 if in_distribution() else 64
+    if jit_compile == "auto":
+        jit_compile = optimizers.jit_compile(optimizer)
     model.compile(optimizer=optimizer, loss="binary_crossentropy",
                   steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+    optimizers.defer_rows(model)
 
 
 @contextlib.contextmanager
@@ -141,6 +146,7 @@ def batches(instances: Instances, batch_size: int) -> list:
 def fit_epoch(model: keras.Model, instances: Instances, batch_size: int,
               progress: bool = False) -> float:
     """One pass over ``instances`` in their order; returns the mean loss.
+    Ends with every update applied (``optimizers.settle``).
 
     On TensorFlow (outside a ``tf.distribute`` scope, which splits NumPy
     batches across replicas itself) the batches come from :func:`batches`,
@@ -157,6 +163,7 @@ def fit_epoch(model: keras.Model, instances: Instances, batch_size: int,
         # one progress bar: the whole batches' (the remainder is one step)
         history = model.fit(data, epochs=1, shuffle=False, verbose=verbose if index == 0 else 0)
         total += float(history.history["loss"][0]) * count
+    optimizers.settle(model.optimizer)
     return total / len(instances)
 
 
@@ -166,6 +173,7 @@ def fit_numpy(model: keras.Model, instances: Instances, batch_size: int,
     history = model.fit([instances.users[:, None], instances.items[:, None]],
                         instances.labels[:, None], batch_size=batch_size, epochs=1,
                         shuffle=False, verbose=verbose)
+    optimizers.settle(model.optimizer)
     return float(history.history["loss"][0])
 
 
