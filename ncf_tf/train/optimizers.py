@@ -519,28 +519,39 @@ class DeferredAdam(FusedAdam):
 
 
 def defer_rows(model: keras.Model) -> None:
-    """Lets ``model``'s :class:`DeferredAdam`, if it has one, defer rows.
+    """Prepares ``model`` for its optimizer's row-sparse updates, if it has
+    lazy or deferred Adam (TensorFlow, outside ``tf.distribute``).
 
-    Every embedding table looked up directly from one of the model's inputs,
-    without a regularizer (which would read every row), gets its batch's
-    rows caught up (:meth:`DeferredAdam.catch_up`) at the start of each
-    training step, before the forward pass reads them. TensorFlow only,
-    outside ``tf.distribute``: elsewhere every row keeps the dense update.
+    Its embedding layers gather the batch's rows from the table variable
+    itself (``ResourceGather``): Keras's own read the whole table into a
+    tensor that the training step keeps for the gradient, so that writing
+    the rows back first copied the whole table. With :class:`DeferredAdam`,
+    every table looked up directly from one of the model's inputs, without a
+    regularizer (which would read every row), also gets its batch's rows
+    caught up (:meth:`DeferredAdam.catch_up`) at the start of each training
+    step, before the forward pass reads them. Compiling again first undoes
+    both.
     """
+    for layer in model.layers:
+        layer.__dict__.pop("call", None)
+    model.__dict__.pop("train_step", None)
     optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
-    if not isinstance(optimizer, DeferredAdam) or not optimizer._fused():
+    if not isinstance(optimizer, (LazyAdam, DeferredAdam)) or not optimizer._fused():
         return
     feeds = []
     for layer in model.layers:
-        if (not isinstance(layer, keras.layers.Embedding) or not layer.trainable
-                or layer.embeddings_regularizer is not None or len(layer._inbound_nodes) != 1):
+        if not isinstance(layer, keras.layers.Embedding):
+            continue
+        layer.call = _variable_gather(layer)
+        if (not layer.trainable or layer.embeddings_regularizer is not None
+                or len(layer._inbound_nodes) != 1):
             continue
         sources = layer._inbound_nodes[0].input_tensors
         position = [i for i, tensor in enumerate(model.inputs)
                     if len(sources) == 1 and tensor is sources[0]]
         if position:
             feeds.append((layer.embeddings, position[0]))
-    if not feeds:
+    if not feeds or not isinstance(optimizer, DeferredAdam):
         return
     optimizer.build(model.trainable_variables)
     optimizer.defer([table for table, _ in feeds])
@@ -553,6 +564,23 @@ def defer_rows(model: keras.Model) -> None:
         return step(data)
 
     model.train_step = train_step
+
+
+def _variable_gather(layer):
+    """``layer.call`` (a ``keras.layers.Embedding``) gathering from the variable."""
+    import tensorflow as tf
+
+    keras_call = layer.call
+
+    def call(inputs):
+        table = layer.embeddings
+        if not isinstance(table, keras.Variable):     # LoRA or quantized
+            return keras_call(inputs)
+        if inputs.dtype not in ("int32", "int64"):
+            inputs = ops.cast(inputs, "int32")
+        return ops.cast(tf.gather(_resource(table), inputs), layer.compute_dtype)
+
+    return call
 
 
 def settle(optimizer) -> None:

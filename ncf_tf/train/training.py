@@ -37,8 +37,8 @@ def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     compiled function; each step is still one ordinary update, so the math
     is unchanged while Python overhead drops. It
     defaults to 64, and to 1 inside a ``tf.distribute`` scope, where Keras's
-    multi-step loop does not run. A :class:`~ncf_tf.train.optimizers.DeferredAdam`
-    gets its rows caught up before each forward pass (``optimizers.defer_rows``).
+    multi-step loop does not run. Lazy and deferred Adam get the model ready for
+    their row-sparse updates (``optimizers.defer_rows``).
     """
     if steps_per_execution is None:
         steps_per_execution = 1 if in_distribution() else 64
