@@ -120,12 +120,12 @@ def test_published_checksums_are_pinned():
 def test_ml_1m_neg999_is_derived_from_verified_ml_1m(tmp_path, monkeypatch, capsys):
     # A stand-in ml-1m (1,100 items), accepted by checksums made for it.
     from test_prepare import ratings_csv_rows, write_ratings_csv
-    from ncf_tf.data.prepare import prepare_movielens_csv
+    from ncf_tf.data.prepare import prepare
 
     rows = ratings_csv_rows(seed=2, num_users=40, num_items=1100, low=20, high=60, cover=True)
     source = tmp_path / "source"
-    prepare_movielens_csv(write_ratings_csv(tmp_path / "ratings.csv", rows), str(source),
-                          "ml-1m", np.random.default_rng(0))
+    prepare(write_ratings_csv(tmp_path / "ratings.csv", rows), str(source), "ml-1m",
+            np.random.default_rng(0), fmt="movielens-csv")
     table = {f"ml-1m.{s}": digests(str(source / f"ml-1m.{s}"))
              for s in ("train.rating", "test.rating", "test.negative")}
     monkeypatch.setattr(download, "read_checksums", lambda: table)

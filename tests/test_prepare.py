@@ -15,8 +15,8 @@ import pytest
 
 from ncf_tf.cli import prepare as prepare_cli
 from ncf_tf.data.loader import load_dataset
-from ncf_tf.data.prepare import (PrepareError, leave_one_out, prepare, prepare_movielens_csv,
-                                 read_movielens, read_table, sample_test_negatives)
+from ncf_tf.data.prepare import (PrepareError, prepare, read_interactions,
+                                 sample_test_negatives, split)
 
 NUM_NEG = 99
 
@@ -154,8 +154,8 @@ def test_same_seed_same_files_other_seed_other_negatives(tmp_path):
 def test_min_interactions_drops_small_users(tmp_path):
     rows = movielens_rows()
     counts = pd.DataFrame(rows).drop_duplicates([0, 1]).groupby(0).size()
-    raw = read_movielens(write_movielens(tmp_path / "ratings.dat", rows))
-    data = leave_one_out(raw, np.random.default_rng(0), min_interactions=20)
+    raw = read_interactions(write_movielens(tmp_path / "ratings.dat", rows))
+    data = split(raw, np.random.default_rng(0), min_interactions=20)
     assert sorted(data.user_ids.tolist(), key=int) == [str(u) for u in counts.index[counts >= 20]]
     assert data.stats.users_dropped == (counts < 20).sum()
     assert data.stats.user_lines_dropped == counts[counts < 20].sum()
@@ -207,11 +207,16 @@ def test_csv_with_custom_columns(tmp_path):
 def test_csv_without_rating_and_timestamp_uses_file_order(tmp_path):
     source = tmp_path / "plain.csv"
     source.write_text("user,item\na,x\na,y\nb,y\na,x\nb,z\nc,w\nc,y\n")
-    data = leave_one_out(read_table(str(source)), np.random.default_rng(0), num_test_neg=1)
+    data = split(read_interactions(str(source), "csv"), np.random.default_rng(0),
+                 num_test_neg=1)
     # Last line of a user is the latest; a repeated pair keeps its last line.
-    assert data.test[["user", "item"]].values.tolist() == [[0, 0], [1, 2], [2, 1]]
-    assert data.train[["user", "item"]].values.tolist() == [[0, 1], [1, 1], [2, 3]]
-    assert set(data.train["rating"]) == {1.0} and set(data.train["timestamp"]) == {0}
+    assert list(zip(*data.test[:2])) == [(0, 0), (1, 2), (2, 1)]
+    assert list(zip(*data.train[:2])) == [(0, 1), (1, 1), (2, 3)]
+    assert set(data.rating_values[data.train[2]]) == {1.0} and data.train[3] is None
+    prepare(str(source), str(tmp_path / "out"), "plain", np.random.default_rng(0), fmt="csv",
+            num_test_neg=1)
+    assert (tmp_path / "out" / "plain.train.rating").read_text() == \
+        "0\t1\t1\t0\n1\t1\t1\t0\n2\t3\t1\t0\n"
 
 
 def test_cold_items_kept_like_the_authors_unless_they_break_the_format(tmp_path):
@@ -233,7 +238,7 @@ def test_cold_items_kept_like_the_authors_unless_they_break_the_format(tmp_path)
     # Cold items with a smaller id stay, as in the authors' ml-1m (items 1805, 3569).
     data = prepare(write_movielens(tmp_path / "r2.dat", rows + [(3, 60, 5, 0)]),
                    str(tmp_path / "c"), "toy", np.random.default_rng(0), num_test_neg=1)
-    assert data.item_ids.tolist()[5] == "99" and data.test["item"].tolist()[2] == 5
+    assert data.item_ids.tolist()[5] == "99" and data.test[1].tolist()[2] == 5
     assert load_dataset(str(tmp_path / "c"), "toy").num_items == 7
 
 
@@ -388,8 +393,8 @@ def test_movielens_csv_mlperf_protocol_by_hand(tmp_path):
     rows = ratings_csv_rows()
     source = write_ratings_csv(tmp_path / "ratings.csv", rows)
     dest = tmp_path / "out"
-    data = prepare_movielens_csv(source, str(dest), "ml", np.random.default_rng(0),
-                                 min_interactions=20, num_test_neg=50, chunk_lines=64)
+    data = prepare(source, str(dest), "ml", np.random.default_rng(0), fmt="movielens-csv",
+                   min_interactions=20, num_test_neg=50, chunk_lines=64)
     users = read_id_map(dest / "ml.user_ids.tsv")
     items = read_id_map(dest / "ml.item_ids.tsv")
     # Users 3 (19 ratings) and 8 (5) are dropped; the others keep their order.
@@ -416,8 +421,9 @@ def test_movielens_csv_mlperf_protocol_by_hand(tmp_path):
 
 
 def test_movielens_csv_equals_the_general_reader_byte_for_byte(tmp_path):
-    # Duplicates, ties, users below the threshold: the chunked numpy path and the
-    # general table path write the same files (the id maps' header aside).
+    # Duplicates, ties, users below the threshold: the MovieLens-CSV reader and
+    # the general CSV reader, each in chunks, give the same files (the id maps'
+    # header aside).
     rows = ratings_csv_rows(seed=4, num_users=30, low=2, high=40)
     fifth = next(r for r in rows if r[0] == 5)
     last = rows[-1]
@@ -427,10 +433,10 @@ def test_movielens_csv_equals_the_general_reader_byte_for_byte(tmp_path):
         general = prepare(source, str(tmp_path / f"a{rule}"), "x", np.random.default_rng(7),
                           fmt="csv", user_col="userId", item_col="movieId", rating_col="rating",
                           timestamp_col="timestamp", min_interactions=10, num_test_neg=20,
-                          tie_break=rule)
-        chunked = prepare_movielens_csv(source, str(tmp_path / f"b{rule}"), "x",
-                                        np.random.default_rng(7), min_interactions=10,
-                                        num_test_neg=20, tie_break=rule, chunk_lines=50)
+                          tie_break=rule, chunk_lines=40)
+        chunked = prepare(source, str(tmp_path / f"b{rule}"), "x", np.random.default_rng(7),
+                          fmt="movielens-csv", min_interactions=10, num_test_neg=20,
+                          tie_break=rule, chunk_lines=50)
         assert general.stats == chunked.stats and chunked.stats.duplicates == 2
         for suffix in ("train.rating", "test.rating", "test.negative"):
             assert (tmp_path / f"a{rule}" / f"x.{suffix}").read_text() == \
@@ -484,8 +490,8 @@ def test_movielens_csv_bad_input_names_the_line(tmp_path, capsys, content, messa
     source = tmp_path / "ratings.csv"
     source.write_text(content)
     with pytest.raises(PrepareError, match=message):
-        prepare_movielens_csv(str(source), str(tmp_path / "out"), "x",
-                              np.random.default_rng(0), chunk_lines=32)
+        prepare(str(source), str(tmp_path / "out"), "x", np.random.default_rng(0),
+                fmt="movielens-csv", chunk_lines=32)
     code, out, err = run_cli(["--input", str(source), "--format", "movielens-csv",
                               "--dest", str(tmp_path / "out"), "--name", "x"], capsys)
     assert code == 2 and out == "" and err.count("\n") == 1

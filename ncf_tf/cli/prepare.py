@@ -14,10 +14,14 @@ Examples::
     bin/prepare_data --input clicks.tsv --format csv --sep '\\t' \\
         --user_col uid --item_col pin --timestamp_col time \\
         --min_interactions 20 --name pins --dest Data/
+    bin/prepare_data --input u.data --format csv --sep '\\t' \\
+        --columns user,item,rating,time --rating_col rating --timestamp_col time \\
+        --name ml-100k --dest Data/
 """
 
 from __future__ import annotations
 
+import shlex
 
 import numpy as np
 from absl import flags
@@ -26,7 +30,10 @@ from ncf_tf.data import prepare
 from ncf_tf.cli.command import run_command
 
 SEPARATORS = {"\\t": "\t", "tab": "\t", "TAB": "\t"}
-CSV_FLAGS = ("sep", "user_col", "item_col", "rating_col", "timestamp_col")
+SHOWN_SEPARATORS = {"\t": "\\t"}
+CSV_FLAGS = ("sep", "user_col", "item_col", "rating_col", "timestamp_col", "columns")
+# The library's parameters that are named otherwise on the command line.
+FLAG_NAMES = {"fmt": "format", "input_path": "input"}
 FIXED_COLUMNS = {"movielens": "ratings.dat", "movielens-csv": "ratings.csv"}
 # Flags that only shape a split from raw interactions (not --resample_negatives).
 SPLIT_FLAGS = ("input", "format", "min_interactions", "tie_break", "drop_cold_items") + CSV_FLAGS
@@ -36,12 +43,13 @@ def define_flags() -> flags.FlagValues:
     """The flags of ``bin/prepare_data``, in a new FlagValues."""
     fv = flags.FlagValues()
     flags.DEFINE_string("input", None, "Raw interaction file (plain or .gz).", flag_values=fv)
-    flags.DEFINE_enum("format", "movielens", list(prepare.INPUT_FORMATS),
+    flags.DEFINE_enum("format", "movielens", list(prepare.FORMATS),
                       "movielens: ratings.dat (ml-1m), user::item::rating::timestamp; "
                       "movielens-csv: ratings.csv of MovieLens-20M/25M, header "
                       "userId,movieId,rating,timestamp, read in chunks into integer arrays "
-                      "(ml-20m: about 2 GB peak memory); csv: a separated file with a header "
-                      "naming the columns.", flag_values=fv)
+                      "; csv: a separated file with a header naming the columns, or "
+                      "without one given --columns. Every format is read in chunks.",
+                      flag_values=fv)
     flags.DEFINE_enum("protocol", "paper", list(prepare.PROTOCOLS),
                       "Named defaults of --min_interactions and --num_test_neg (given flags "
                       "win): paper = 0 and 99, as He et al.'s ml-1m files; mlperf = 20 and "
@@ -60,6 +68,9 @@ def define_flags() -> flags.FlagValues:
                         "empty: every line is one.", flag_values=fv)
     flags.DEFINE_string("timestamp_col", "", "csv: column of numeric timestamps; empty: the "
                         "file order is the time.", flag_values=fv)
+    flags.DEFINE_list("columns", [], "csv: the names of the columns of a file without a "
+                      "header, in order (e.g. user,item,rating,time); --user_col etc. pick "
+                      "among them.", flag_values=fv)
     flags.DEFINE_string("dest", "Data/", "Output folder.", flag_values=fv)
     flags.DEFINE_string("name", None, "Data set name: writes <dest>/<name>.train.rating, "
                         ".test.rating, .test.negative, .user_ids.tsv, .item_ids.tsv.",
@@ -81,6 +92,16 @@ def define_flags() -> flags.FlagValues:
     return fv
 
 
+def _flag(name: str, value) -> str:
+    """A library parameter and its value as the command line writes it."""
+    flag = f"--{FLAG_NAMES.get(name, name)}"
+    if value is True:
+        return flag
+    if isinstance(value, (tuple, list)):
+        value = ",".join(value)
+    return f"{flag} {shlex.quote(SHOWN_SEPARATORS.get(value, str(value)))}"
+
+
 def _protocol_value(fv: flags.FlagValues, name: str) -> int:
     """A flag given on the command line, else --protocol's value for it."""
     return fv[name].value if fv[name].present else prepare.PROTOCOLS[fv.protocol][name]
@@ -100,6 +121,14 @@ def _resample(fv: flags.FlagValues) -> None:
 
 
 def run(fv: flags.FlagValues) -> None:
+    """:func:`prepare_data`, its errors' suggestions written as flags."""
+    try:
+        prepare_data(fv)
+    except prepare.PrepareError as e:
+        raise prepare.PrepareError(e.render(_flag, " ")) from None
+
+
+def prepare_data(fv: flags.FlagValues) -> None:
     """Prepares the data as the parsed flags say, and reports what it wrote."""
     if not fv.name:
         raise prepare.PrepareError("--name is required")
@@ -112,18 +141,13 @@ def run(fv: flags.FlagValues) -> None:
         if ignored:
             raise prepare.PrepareError(f"{', '.join(ignored)}: only with --format csv "
                                        f"({FIXED_COLUMNS[fv.format]} has fixed columns)")
-    options = dict(min_interactions=_protocol_value(fv, "min_interactions"),
-                   num_test_neg=_protocol_value(fv, "num_test_neg"), tie_break=fv.tie_break,
-                   drop_cold_items=fv.drop_cold_items, overwrite=fv.overwrite)
-    rng = np.random.default_rng(fv.seed)
-    if fv.format == prepare.MOVIELENS_CSV:
-        data = prepare.prepare_movielens_csv(fv.input, fv.dest, fv.name, rng, **options)
-    else:
-        data = prepare.prepare(
-            fv.input, fv.dest, fv.name, rng, fmt=fv.format,
-            sep=SEPARATORS.get(fv.sep, fv.sep), user_col=fv.user_col, item_col=fv.item_col,
-            rating_col=fv.rating_col or None, timestamp_col=fv.timestamp_col or None,
-            **options)
+    data = prepare.prepare(
+        fv.input, fv.dest, fv.name, np.random.default_rng(fv.seed), fmt=fv.format,
+        sep=SEPARATORS.get(fv.sep, fv.sep), user_col=fv.user_col, item_col=fv.item_col,
+        rating_col=fv.rating_col or None, timestamp_col=fv.timestamp_col or None,
+        columns=fv.columns or None, min_interactions=_protocol_value(fv, "min_interactions"),
+        num_test_neg=_protocol_value(fv, "num_test_neg"), tie_break=fv.tie_break,
+        drop_cold_items=fv.drop_cold_items, overwrite=fv.overwrite)
     for line in data.stats.describe():
         print(line)
     print(f"Wrote {', '.join(prepare.output_paths(fv.dest, fv.name))}")

@@ -1,17 +1,58 @@
-"""Writing an output file atomically: beside its destination, then renamed.
+"""Files in and out: one opener for plain or gzipped input; outputs written
+atomically, one file or a group of files.
 
 A crash or an error never leaves a half-written file under the final name,
-and the file gets the permissions any new file of the user would (the
-temporary file's private 0600 is not kept). Standard library only, so that
-light commands can use it without importing Keras.
+and a file gets the permissions any new file of the user would (a temporary
+file's private 0600 is not kept). A group (:class:`StagedGroup`) is published
+as one step, and a group that a killed process left half-published is
+recognised by the next process that writes the same group. Standard library
+only, so that light commands can use it without importing Keras.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import gzip
 import os
+import shutil
 import tempfile
-from typing import Iterator
+from typing import IO, Iterator
+
+GZIP_MAGIC = b"\x1f\x8b"
+# First bytes of the archives and compressions that are not read.
+OTHER_MAGIC = {b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ": "xz",
+               b"\x28\xb5\x2f\xfd": "zstd", b"7z\xbc\xaf": "7z"}
+
+
+class InputFileError(ValueError):
+    """An input file that cannot be read: missing, or compressed in a way not read."""
+
+
+def open_input(path: str, binary: bool = False) -> IO:
+    """Opens a plain or gzipped file for reading: text (UTF-8) or, with ``binary``, bytes.
+
+    A file is gzipped when its name ends in ``.gz`` or it starts with gzip's
+    magic bytes.
+
+    Raises:
+        InputFileError: the file does not exist, is a folder, or is a zip (or
+            another archive or compression) rather than plain text or gzip.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{path}: is a folder, not a file") from None
+    for magic, kind in OTHER_MAGIC.items():
+        if head.startswith(magic):
+            raise InputFileError(f"{path}: a {kind} file; only plain text or .gz is read "
+                                 f"(unpack it first)")
+    if path.endswith(".gz") or head.startswith(GZIP_MAGIC):
+        return gzip.open(path, "rb") if binary else gzip.open(path, "rt", encoding="utf-8")
+    return open(path, "rb") if binary else open(path, "rt", encoding="utf-8")
 
 
 def current_umask() -> int:
@@ -99,3 +140,122 @@ def hash_file(path: str, *hashes) -> list[str]:
             for digest in hashes:
                 digest.update(block)
     return [digest.hexdigest() for digest in hashes]
+
+
+class StagedGroup:
+    """Files published in ``folder`` together, after all of them were written.
+
+    ``with StagedGroup(folder, tag) as group:`` locks the group (a second
+    process writing the same ``tag`` in ``folder`` is refused while the first
+    lives; a killed one's lock is released by the system), and removes what a
+    killed process of the same group left in its staging folder
+    ``<folder>/.<tag>.staging``. Files are written at :meth:`path` and
+    published with :meth:`publish`: a manifest of their names is written
+    first, then each is renamed into place. A process killed during the
+    renames leaves the manifest; the next one reads it and lists, in
+    :attr:`half_published`, the files of the group already under their final
+    name, which it may replace. On any exception inside the block nothing
+    of it stays (not even ``folder``, when this created it).
+
+    Raises:
+        OutputError: ``folder`` or the staging folder cannot be created, or
+            another live process holds the group.
+    """
+
+    MANIFEST = "manifest"
+    LOCK = "lock"
+
+    def __init__(self, folder: str, tag: str):
+        self.folder, self.tag = folder, tag
+        self.staging = os.path.join(folder, f".{tag}.staging")
+        self.half_published: list[str] = []
+        self._lock = None
+        self._created = None
+
+    def __enter__(self) -> "StagedGroup":
+        probe = os.path.abspath(self.folder)
+        while not os.path.exists(probe):
+            self._created, probe = probe, os.path.dirname(probe)
+        try:
+            os.makedirs(self.staging, exist_ok=True)
+            self._lock = open(os.path.join(self.staging, self.LOCK), "a+")
+        except OSError as e:
+            self._remove_created()
+            raise OutputError(f"{self.folder}: cannot write ({e.strerror or e})") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.seek(0)
+            owner = self._lock.read().strip() or "?"
+            self._lock.close()
+            raise OutputError(f"{self.staging}: another process (pid {owner}) is writing "
+                              "these files now") from None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(str(os.getpid()))
+        self._lock.flush()
+        self.half_published = self.half_published_in(self.folder, self.tag)
+        self._clear()
+        return self
+
+    @classmethod
+    def half_published_in(cls, folder: str, tag: str) -> list[str]:
+        """The files of group ``tag`` that a killed process published in ``folder``
+        before it could publish the rest (read without taking the lock)."""
+        staging = os.path.join(folder, f".{tag}.staging")
+        try:
+            with open(os.path.join(staging, cls.MANIFEST), encoding="utf-8") as f:
+                names = f.read().splitlines()
+        except OSError:
+            return []
+        return [os.path.join(folder, n) for n in names
+                if not os.path.exists(os.path.join(staging, "files", n))
+                and os.path.exists(os.path.join(folder, n))]
+
+    def path(self, name: str) -> str:
+        """Where to write the group's file ``name`` (a path relative to ``folder``)."""
+        path = os.path.join(self.staging, "files", name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return path
+
+    def publish(self, names: list[str]) -> list[str]:
+        """Renames the written files ``names`` into ``folder``; returns their final paths."""
+        manifest = os.path.join(self.staging, self.MANIFEST)
+        with open(manifest + ".new", "w", encoding="utf-8") as f:
+            f.writelines(f"{n}\n" for n in names)
+        os.replace(manifest + ".new", manifest)
+        mask = current_umask()
+        targets = []
+        for name in names:
+            target = os.path.join(self.folder, name)
+            os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+            staged = os.path.join(self.staging, "files", name)
+            os.chmod(staged, 0o666 & ~mask)
+            os.replace(staged, target)
+            targets.append(target)
+        os.remove(manifest)
+        self._created = None   # published: the folder is the user's now
+        return targets
+
+    def _clear(self) -> None:
+        """Removes everything in the staging folder but the lock."""
+        for entry in os.listdir(self.staging):
+            if entry != self.LOCK:
+                path = os.path.join(self.staging, entry)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.remove(path)
+
+    def _remove_created(self) -> None:
+        if self._created:
+            shutil.rmtree(self._created, ignore_errors=True)
+
+    def __exit__(self, kind, value, traceback) -> None:
+        # An error during publish keeps the manifest (and the staging folder)
+        # for the next process of the group to read.
+        if not os.path.exists(os.path.join(self.staging, self.MANIFEST)):
+            shutil.rmtree(self.staging, ignore_errors=True)
+        self._lock.close()
+        if kind is not None:
+            self._remove_created()

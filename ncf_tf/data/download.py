@@ -8,8 +8,8 @@ training pairs, placeholder ratings and timestamps), identified by SHA-256.
 A file is written under its final name only after it verified.
 
 ``ml-20m`` and ``ml-25m`` are GroupLens's zips, checked against their
-published MD5, then converted by
-:func:`ncf_tf.data.prepare.movielens_csv.prepare_movielens_csv` with the MLPerf
+published MD5, then converted by :func:`ncf_tf.data.prepare.prepare`
+(``fmt="movielens-csv"``) with the MLPerf
 protocol (users with >= 20 ratings, latest rating held out, 999 test
 negatives, seed 0) into ``<name>.train.rating`` etc.; the zip is kept in
 ``dest`` so that a second run does not fetch it again.
@@ -18,6 +18,10 @@ negatives, seed 0) into ``<name>.train.rating`` etc.; the zip is kept in
 test files unchanged, with 999 test negatives per user drawn (seed 0) from
 the items the user has in neither (:func:`ncf_tf.data.prepare.resample_negatives`);
 ml-1m is fetched first.
+
+A data set's files are fetched into a staging folder in ``dest`` and published
+together (:class:`ncf_tf.core.files.StagedGroup`); what a killed run staged is
+removed by the next run, which fetches what is still missing.
 """
 
 from __future__ import annotations
@@ -25,15 +29,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
 import zipfile
 
 import numpy as np
 
-from ncf_tf.core.files import atomic_path, hash_file
-from ncf_tf.data.prepare import (PROTOCOLS, PrepareError, output_paths, prepare_movielens_csv,
-                                 resample_negatives)
+from ncf_tf.core.files import OutputError, StagedGroup, hash_file
+from ncf_tf.data.prepare import PROTOCOLS, output_paths, prepare, resample_negatives
 from ncf_tf.data.prepare.negatives import NEGATIVE_SUFFIXES
 
 AUTHORS_COMMIT = "4aab159e81c44b062c091bdaed0ab54ac632371f"
@@ -100,47 +102,60 @@ def remote_path(name: str) -> str:
     return "Data/" + name
 
 
-def fetch(name: str, dest: str, source: str | None, expected: tuple[str, str],
-          log=print) -> str:
-    """Puts a verified copy of ``name`` at ``dest/name``; returns what it did.
+def _copy_or_download(origin: str, path: str, local: bool, hint: str, log) -> None:
+    if local:
+        shutil.copyfile(origin, path)
+        return
+    log(f"Downloading {origin}")
+    try:
+        with urllib.request.urlopen(origin, timeout=60) as response, open(path, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+    except OSError as e:
+        raise DownloadError(f"{origin}: download failed ({e}); without network, {hint}") from None
+
+
+def fetch_group(names: list[str], dest: str, source: str | None,
+                table: dict[str, tuple[str, str]], tag: str, log=print) -> dict[str, str]:
+    """Puts verified copies of ``names`` (paths relative to ``dest``) in ``dest``,
+    published together; returns what it did to each ("present", "copied",
+    "downloaded").
 
     On failure nothing is left behind: no partial file, no folder it created.
     """
-    target = os.path.join(dest, name)
-    if os.path.isfile(target) and verified(target, expected):
-        return "present"
-    origin = os.path.join(source, name) if source else BASE_URL + urllib.request.quote(
-        remote_path(name))
-    if source and not os.path.isfile(origin):
-        raise DownloadError(f"{origin}: not found (--from {source})")
-    folder = os.path.dirname(os.path.abspath(target))
-    first_new = None   # the outermost folder this call creates, removed on failure
-    while not os.path.exists(folder):
-        first_new, folder = folder, os.path.dirname(folder)
+    status = {name: "present" for name in names
+              if os.path.isfile(os.path.join(dest, name))
+              and verified(os.path.join(dest, name), table[name])}
+    wanted = [name for name in names if name not in status]
+    origins = {name: os.path.join(source, name) if source else
+               BASE_URL + urllib.request.quote(remote_path(name)) for name in wanted}
+    for name in wanted:
+        if source and not os.path.isfile(origins[name]):
+            raise DownloadError(f"{origins[name]}: not found (--from {source})")
+    if not wanted:
+        return status
     try:
-        with atomic_path(target, suffix=".part") as tmp:
-            if source:
-                shutil.copyfile(origin, tmp)
-            else:
-                log(f"Downloading {origin}")
-                try:
-                    with urllib.request.urlopen(origin, timeout=60) as response, \
-                            open(tmp, "wb") as out:
-                        shutil.copyfileobj(response, out)
-                except OSError as e:
-                    raise DownloadError(f"{origin}: download failed ({e}); without network, "
-                                        "copy the files from a local folder with --from DIR") from None
-            if not verified(tmp, expected):
-                blob, sha = digests(tmp)
-                raise DownloadError(f"{origin}: git blob id {blob} / SHA-256 {sha} match neither "
-                                    f"the authors' blob id {expected[0]} nor a known-good SHA-256")
-    except BaseException as e:
-        if first_new:
-            shutil.rmtree(first_new, ignore_errors=True)
-        if isinstance(e, OSError):
-            raise DownloadError(f"--dest {dest}: cannot write {target} ({e.strerror or e})") from None
-        raise
-    return "copied" if source else "downloaded"
+        with StagedGroup(dest, f"{tag}.download") as group:
+            for name in wanted:
+                path = group.path(name)
+                _copy_or_download(origins[name], path, bool(source), "copy the files from a "
+                                  "local folder with --from DIR", log)
+                if not verified(path, table[name]):
+                    blob, sha = digests(path)
+                    raise DownloadError(
+                        f"{origins[name]}: git blob id {blob} / SHA-256 {sha} match neither "
+                        f"the authors' blob id {table[name][0]} nor a known-good SHA-256")
+                status[name] = "copied" if source else "downloaded"
+            group.publish(wanted)
+    except (OSError, OutputError) as e:
+        raise DownloadError(f"{dest}: cannot write ({getattr(e, 'strerror', None) or e})") \
+            from None
+    return status
+
+
+def fetch(name: str, dest: str, source: str | None, expected: tuple[str, str],
+          log=print) -> str:
+    """:func:`fetch_group` of one file; returns what it did."""
+    return fetch_group([name], dest, source, {name: expected}, name, log)[name]
 
 
 def md5(path: str) -> str:
@@ -148,38 +163,27 @@ def md5(path: str) -> str:
 
 
 def _fetch_zip(dataset: str, dest: str, source: str | None, url: str, expected_md5: str,
-               log=print) -> str:
+               group: StagedGroup, log=print) -> str:
     """The path of a verified ``<dataset>.zip``: in ``source`` (--from), or in
-    ``dest``, downloaded there unless a verified copy is present."""
+    ``dest``, downloaded there (staged in ``group``) unless a verified copy is present."""
     name = f"{dataset}.zip"
-    if source:
-        path = os.path.join(source, name)
-        if not os.path.isfile(path):
-            raise DownloadError(f"{path}: not found (--from {source})")
+    path = os.path.join(source, name) if source else os.path.join(dest, name)
+    if source and not os.path.isfile(path):
+        raise DownloadError(f"{path}: not found (--from {source})")
+    if os.path.isfile(path):
         found = md5(path)
-        if found != expected_md5:
+        if found == expected_md5:
+            return path
+        if source:
             raise DownloadError(f"{path}: MD5 {found}, expected {expected_md5} (GroupLens's "
                                 "published checksum)")
-        return path
-    path = os.path.join(dest, name)
-    if os.path.isfile(path) and md5(path) == expected_md5:
-        return path
-    try:
-        with atomic_path(path, suffix=".part") as tmp:
-            log(f"Downloading {url}")
-            try:
-                with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-                    shutil.copyfileobj(response, out, 1 << 20)
-            except OSError as e:
-                raise DownloadError(f"{url}: download failed ({e}); without network, put "
-                                    f"{name} in a folder and use --from DIR") from None
-            found = md5(tmp)
-            if found != expected_md5:
-                raise DownloadError(f"{url}: MD5 {found}, expected {expected_md5} (GroupLens's "
-                                    "published checksum)")
-    except OSError as e:
-        raise DownloadError(f"--dest {dest}: cannot write {path} ({e.strerror or e})") from None
-    return path
+    staged = group.path(name)
+    _copy_or_download(url, staged, False, f"put {name} in a folder and use --from DIR", log)
+    found = md5(staged)
+    if found != expected_md5:
+        raise DownloadError(f"{url}: MD5 {found}, expected {expected_md5} (GroupLens's "
+                            "published checksum)")
+    return group.publish([name])[0]
 
 
 def movielens(dataset: str, dest: str, source: str | None = None, log=print,
@@ -196,25 +200,27 @@ def movielens(dataset: str, dest: str, source: str | None = None, log=print,
     url, expected = (zips or MOVIELENS_ZIPS)[dataset]
     if all(os.path.isfile(p) for p in output_paths(dest, dataset)):
         return "present"
-    archive = _fetch_zip(dataset, dest, source, url, expected, log)
     try:
-        with zipfile.ZipFile(archive) as z:
-            members = [m for m in z.namelist() if m.rsplit("/", 1)[-1] == "ratings.csv"]
-            if len(members) != 1:
-                raise DownloadError(f"{archive}: expected one ratings.csv in the zip, found "
-                                    f"{len(members)}")
-            os.makedirs(dest, exist_ok=True)
-            with tempfile.TemporaryDirectory(prefix=f".{dataset}.unzip-", dir=dest) as tmp:
-                csv = os.path.join(tmp, "ratings.csv")
+        with StagedGroup(dest, f"{dataset}.download") as group:
+            archive = _fetch_zip(dataset, dest, source, url, expected, group, log)
+            with zipfile.ZipFile(archive) as z:
+                members = [m for m in z.namelist() if m.rsplit("/", 1)[-1] == "ratings.csv"]
+                if len(members) != 1:
+                    raise DownloadError(f"{archive}: expected one ratings.csv in the zip, "
+                                        f"found {len(members)}")
+                csv = group.path("ratings.csv")
                 with z.open(members[0]) as f, open(csv, "wb") as out:
                     shutil.copyfileobj(f, out, 1 << 20)
-                log(f"Converting {archive}:{members[0]} (MLPerf protocol: users with >= "
-                    f"{PROTOCOLS['mlperf']['min_interactions']} ratings, "
-                    f"{PROTOCOLS['mlperf']['num_test_neg']} test negatives, seed {SEED})")
-                data = prepare_movielens_csv(csv, dest, dataset, np.random.default_rng(SEED),
-                                             overwrite=True, **PROTOCOLS["mlperf"])
-    except (zipfile.BadZipFile, OSError) as e:
+            log(f"Converting {archive}:{members[0]} (MLPerf protocol: users with >= "
+                f"{PROTOCOLS['mlperf']['min_interactions']} ratings, "
+                f"{PROTOCOLS['mlperf']['num_test_neg']} test negatives, seed {SEED})")
+            data = prepare(csv, dest, dataset, np.random.default_rng(SEED), fmt="movielens-csv",
+                           overwrite=True, **PROTOCOLS["mlperf"])
+    except zipfile.BadZipFile as e:
         raise DownloadError(f"{archive}: cannot unzip ({e})") from None
+    except (OSError, OutputError) as e:
+        raise DownloadError(f"{dest}: cannot write ({getattr(e, 'strerror', None) or e})") \
+            from None
     for line in data.stats.describe():
         log(line)
     log(data.summary())
@@ -249,7 +255,7 @@ def download(groups: list[str], dest: str, source: str | None = None, log=print)
             log(f"{os.path.join(dest, group)}.*: {status} ({count} test negatives drawn "
                 f"for {parent}'s test lines, seed {seed})")
             continue
-        for name in GROUPS[group]:
-            status = fetch(name, dest, source, table[name], log)
+        for name, status in fetch_group(GROUPS[group], dest, source, table, group,
+                                        log).items():
             log(f"{os.path.join(dest, name)}: {status}, verified")
 

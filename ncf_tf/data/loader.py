@@ -19,7 +19,6 @@ line.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
 import os
 import time
@@ -30,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ncf_tf.core.arrays import count_distinct
-from ncf_tf.core.files import hash_file
+from ncf_tf.core.files import InputFileError, hash_file, open_input
 
 SUFFIXES = ("train.rating", "test.rating", "test.negative")
 
@@ -111,12 +110,10 @@ def find_file(path: str, name: str, suffix: str) -> str:
 def _read_text(filename: str) -> str:
     """Reads a plain or gzipped file whole; DataError on truncation or empty."""
     try:
-        if filename.endswith(".gz"):
-            with gzip.open(filename, "rt") as f:
-                text = f.read()
-        else:
-            with open(filename, "rt") as f:
-                text = f.read()
+        with open_input(filename) as f:
+            text = f.read()
+    except InputFileError as e:
+        raise DataError(str(e)) from None
     except (EOFError, OSError, zlib.error) as e:
         raise DataError(f"{filename}: cannot read ({e}); truncated or corrupt "
                         "gzip?") from None
@@ -129,10 +126,12 @@ def _first_line(filename: str) -> str:
     """The first non-blank line of a plain or gzipped file; DataError if there
     is none or the file cannot be read."""
     try:
-        with (gzip.open(filename, "rt") if filename.endswith(".gz") else open(filename)) as f:
+        with open_input(filename) as f:
             for line in f:
                 if line.strip():
                     return line.rstrip("\n")
+    except InputFileError as e:
+        raise DataError(str(e)) from None
     except (EOFError, OSError, zlib.error) as e:
         raise DataError(f"{filename}: cannot read ({e}); truncated or corrupt "
                         "gzip?") from None

@@ -1,31 +1,21 @@
 """Raw interactions -> the authors' leave-one-out files (``bin/prepare_data``).
 
-One module per way in:
-
-* :mod:`~ncf_tf.data.prepare.core`: MovieLens's ``ratings.dat`` or any
-  CSV/TSV with a header, read whole into a table of strings (any id, any
-  separator); the paper's protocol, every step and the tie rule documented
-  there.
-* :mod:`~ncf_tf.data.prepare.movielens_csv`: MovieLens-20M/25M's
-  ``ratings.csv`` (tens of millions of lines), read in chunks into integer
-  arrays, with the same steps done in numpy; the MLPerf protocol as a preset.
+* :mod:`~ncf_tf.data.prepare.readers`: one reader per input format (MovieLens
+  ``ratings.dat``, MovieLens-20M/25M ``ratings.csv``, any CSV/TSV with or
+  without a header), each reading a chunk at a time into integer arrays;
+* :mod:`~ncf_tf.data.prepare.pipeline`: the paper's protocol on those arrays,
+  every step and the tie rule documented there, and the writing;
 * :mod:`~ncf_tf.data.prepare.negatives`: the exact, vectorised test-negative
-  draw both use, and re-drawing the negatives of existing files
-  (``ml-1m-neg999``).
+  draw, and re-drawing the negatives of existing files (``ml-1m-neg999``);
 * :mod:`~ncf_tf.data.prepare.common`: the error, the output files and their
   all-or-nothing writing, fast text for integer tables.
 """
 
 from ncf_tf.data.prepare.common import (OUTPUT_SUFFIXES, PROTOCOLS, PrepareError,
-                                        check_outputs, output_paths, write_staged)
-from ncf_tf.data.prepare.core import (FORMATS, MOVIELENS_FIELDS, TIE_BREAKS, LeaveOneOut,
-                                      PrepareStats, RawInteractions, TieBreak, leave_one_out,
-                                      prepare, read_interactions, read_movielens, read_table,
-                                      write_leave_one_out)
+                                        check_outputs, output_paths)
 from ncf_tf.data.prepare.negatives import (NEGATIVE_SUFFIXES, resample_negatives,
                                            sample_test_negatives)
-from ncf_tf.data.prepare.movielens_csv import FORMAT as MOVIELENS_CSV
-from ncf_tf.data.prepare.movielens_csv import (Ratings, Split, prepare_movielens_csv,
-                                               read_ratings_csv)
-
-INPUT_FORMATS = (*FORMATS, MOVIELENS_CSV)   # bin/prepare_data --format
+from ncf_tf.data.prepare.pipeline import (TIE_BREAKS, PrepareStats, Split, TieBreak, prepare,
+                                          split, write_split)
+from ncf_tf.data.prepare.readers import (FORMATS, Interactions, read_interactions,
+                                         suggest_format)

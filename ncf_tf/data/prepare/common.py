@@ -10,12 +10,12 @@ Outputs, in ``dest``: ``<name>.train.rating`` and ``<name>.test.rating``
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
+
+from ncf_tf.core.files import OutputError, StagedGroup
 
 OUTPUT_SUFFIXES = ("train.rating", "test.rating", "test.negative", "user_ids.tsv",
                    "item_ids.tsv")
@@ -32,7 +32,25 @@ TEXT_CHUNK_ROWS = 1 << 18
 
 
 class PrepareError(ValueError):
-    """Bad input data or options; the message is one line."""
+    """Bad input data or options; the message is one line.
+
+    ``suggest`` holds the parameters (name -> value) that would read the input,
+    for the message's "try ..." tail: :meth:`render` writes them as a caller
+    names them (the command line as flags).
+    """
+
+    def __init__(self, message: str, suggest: dict | None = None):
+        super().__init__(message)
+        self.message, self.suggest = message, dict(suggest or {})
+
+    def render(self, option: Callable[[str, object], str], joiner: str = ", ") -> str:
+        """The message, with the suggestion written by ``option(name, value)``."""
+        if not self.suggest:
+            return self.message
+        return f"{self.message}; try {joiner.join(option(k, v) for k, v in self.suggest.items())}"
+
+    def __str__(self) -> str:
+        return self.render(lambda name, value: f"{name}={value!r}")
 
 
 def output_paths(dest: str, name: str, suffixes=OUTPUT_SUFFIXES) -> list[str]:
@@ -40,56 +58,52 @@ def output_paths(dest: str, name: str, suffixes=OUTPUT_SUFFIXES) -> list[str]:
     return [os.path.join(dest, f"{name}.{suffix}") for suffix in suffixes]
 
 
-def check_outputs(dest: str, name: str, overwrite: bool = False,
-                  suffixes=OUTPUT_SUFFIXES) -> None:
+def check_outputs(dest: str, name: str, overwrite: bool = False, suffixes=OUTPUT_SUFFIXES,
+                  group: str = "prepare") -> None:
     """Raises PrepareError unless ``name`` is a plain file name and, without
-    ``overwrite``, none of the outputs exists."""
+    ``overwrite``, none of the outputs exists (but those that a killed writer of
+    the same ``group`` left half-published, which are replaced)."""
     if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
         raise PrepareError(f"data set name {name!r} must be a plain file name")
     if os.path.exists(dest) and not os.path.isdir(dest):
         raise PrepareError(f"{dest}: exists and is not a folder")
     if not overwrite:
-        existing = [p for p in output_paths(dest, name, suffixes) if os.path.exists(p)]
+        ours = StagedGroup.half_published_in(dest, f"{name}.{group}")
+        existing = [p for p in output_paths(dest, name, suffixes)
+                    if os.path.exists(p) and p not in ours]
         if existing:
-            raise PrepareError(f"{existing[0]}: exists; refusing to replace it (use overwrite, "
-                               "--overwrite)")
+            raise PrepareError(f"{existing[0]}: exists; refusing to replace it",
+                               suggest={"overwrite": True})
 
 
-def write_staged(dest: str, name: str, files: list[tuple[str, Iterable]]) -> list[str]:
-    """Writes every ``(target path, chunks)`` of ``files``, all or nothing.
+def write_group(dest: str, name: str, group: str, suffixes, contents: list,
+                overwrite: bool = False) -> list[str]:
+    """Writes ``<dest>/<name>.<suffix>`` for each suffix and content, all or nothing.
 
-    ``chunks`` is an iterable of ``str`` or ``bytes`` (a ``str`` alone is one
-    chunk), so a large file is produced piece by piece, never held whole. Each
-    file is first written into a temporary folder inside ``dest`` (same file
-    system) and moved into place only after all were written; on any failure
-    nothing is left behind (not even ``dest`` if this created it).
+    A content is ``str``, ``bytes`` or an iterable of them (a large file is
+    produced piece by piece, never held whole). The files are staged and
+    published together (:class:`ncf_tf.core.files.StagedGroup`, tag
+    ``<name>.<group>``); a rerun after a kill replaces what the killed run
+    half-published and removes what it staged.
 
     Raises:
-        PrepareError: ``dest`` cannot be created, or a write failed.
+        PrepareError: an output exists and not ``overwrite``; ``dest`` cannot
+            be created; a write failed (nothing written).
     """
-    created = not os.path.isdir(dest)
+    names = [f"{name}.{suffix}" for suffix in suffixes]
     try:
-        os.makedirs(dest, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=f".{name}.prepare-", dir=dest)
+        with StagedGroup(dest, f"{name}.{group}") as staged:
+            check_outputs(dest, name, overwrite, suffixes, group)
+            for file, chunks in zip(names, contents):
+                with open(staged.path(file), "wb") as f:
+                    for chunk in ([chunks] if isinstance(chunks, (str, bytes)) else chunks):
+                        f.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+            return staged.publish(names)
+    except OutputError as e:
+        raise PrepareError(str(e)) from None
     except OSError as e:
-        raise PrepareError(f"{dest}: cannot create ({e})") from None
-    try:
-        staged = []
-        for target, chunks in files:
-            path = os.path.join(staging, os.path.basename(target))
-            with open(path, "wb") as f:
-                for chunk in ([chunks] if isinstance(chunks, (str, bytes)) else chunks):
-                    f.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
-            staged.append(path)
-        for path, (target, _) in zip(staged, files):
-            os.replace(path, target)
-    except OSError as e:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created:
-            shutil.rmtree(dest, ignore_errors=True)
-        raise PrepareError(f"{dest}: writing failed ({e}); nothing written") from None
-    shutil.rmtree(staging, ignore_errors=True)
-    return [target for target, _ in files]
+        raise PrepareError(f"{dest}: writing failed ({e.strerror or e}); nothing "
+                           "written") from None
 
 
 def id_map_text(ids: np.ndarray, kind: str, header: str) -> str:
@@ -163,20 +177,24 @@ def join_fields(fields: list[np.ndarray]) -> bytes:
 
 
 def rating_chunks(users: np.ndarray, items: np.ndarray, ratings: tuple[np.ndarray, list[str]],
-                  timestamps: np.ndarray) -> Iterable[bytes]:
+                  timestamps: np.ndarray, timestamp_texts: list[str] | None = None
+                  ) -> Iterable[bytes]:
     """``user\\titem\\trating\\ttimestamp`` lines, a chunk of rows at a time.
 
     ``ratings`` is ``(codes, texts)``: the rating of row i is ``texts[codes[i]]``
     (ratings take few distinct values; the caller chooses their text).
+    ``timestamps`` are integers, or codes into ``timestamp_texts`` when given.
     """
     codes, texts = ratings
     for start in range(0, len(users), TEXT_CHUNK_ROWS):
         rows = slice(start, start + TEXT_CHUNK_ROWS)
         n = len(users[rows])
         tab = constant_field(n, "\t")
+        stamps = int_fields(timestamps[rows]) if timestamp_texts is None else \
+            lookup_fields(timestamps[rows], timestamp_texts)
         yield join_fields([int_fields(users[rows]), tab, int_fields(items[rows]), tab,
-                           lookup_fields(codes[rows], texts), tab,
-                           int_fields(timestamps[rows]), constant_field(n, "\n")])
+                           lookup_fields(codes[rows], texts), tab, stamps,
+                           constant_field(n, "\n")])
 
 
 def negative_chunks(users: np.ndarray, items: np.ndarray,

@@ -13,15 +13,15 @@ count) from ``ml-1m``.
 
 from __future__ import annotations
 
-import gzip
 import os
 
 import numpy as np
 
 from ncf_tf.core.arrays import distinct_sorted
+from ncf_tf.core.files import open_input
 from ncf_tf.data import loader
 from ncf_tf.data.prepare.common import (PrepareError, check_outputs, negative_chunks,
-                                        output_paths, write_staged)
+                                        write_group)
 
 # Cells of the (user, item) table of a block of users drawn together: small
 # enough to stay in cache, large enough that a block has hundreds of users.
@@ -169,8 +169,7 @@ def sample_test_negatives(users: np.ndarray, items: np.ndarray, num_users: int, 
 
 def _plain_text(path: str):
     """The bytes of a plain or gzipped file, in 1 MiB chunks."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
+    with open_input(path, binary=True) as f:
         while True:
             block = f.read(1 << 20)
             if not block:
@@ -206,7 +205,7 @@ def resample_negatives(source: str, dest: str, name: str, num_test_neg: int,
             the training file's range, a user has fewer than k items left.
     """
     folder, base = os.path.split(source)
-    check_outputs(dest, name, overwrite, NEGATIVE_SUFFIXES)
+    check_outputs(dest, name, overwrite, NEGATIVE_SUFFIXES, "resample")
     try:
         train_path = loader.find_file(folder or ".", base, "train.rating")
         test_path = loader.find_file(folder or ".", base, "test.rating")
@@ -227,10 +226,9 @@ def resample_negatives(source: str, dest: str, name: str, num_test_neg: int,
                                      num_users, num_items, num_test_neg, rng)
     # One row per test line: a user with two test lines would get one draw twice.
     negatives = per_user[test_users]
-    targets = output_paths(dest, name, NEGATIVE_SUFFIXES)
-    write_staged(dest, name, [(targets[0], _plain_text(train_path)),
-                              (targets[1], _plain_text(test_path)),
-                              (targets[2], negative_chunks(test_users, test_items, negatives))])
+    write_group(dest, name, "resample", NEGATIVE_SUFFIXES,
+                [_plain_text(train_path), _plain_text(test_path),
+                 negative_chunks(test_users, test_items, negatives)], overwrite)
     return {"users": num_users, "items": num_items, "train": len(train_users),
             "test": len(test_users)}
 

@@ -1,0 +1,402 @@
+"""Interactions -> the authors' leave-one-out files, whole-array (``bin/prepare_data``).
+
+He et al. (2017), section 4.1: every rating is an implicit interaction; each
+user's latest interaction is held out for testing (leave-one-out) and ranked
+against 99 items the user did not interact with. Whatever the input format
+(:mod:`ncf_tf.data.prepare.readers`), the steps are these, in this order, on
+integer arrays:
+
+1. A line is an interaction when its rating is > 0 (without a rating column
+   every line is one, written with rating 1).
+2. Duplicates: of several lines for one (user, item) pair, keep the latest.
+3. Users with fewer than ``max(min_interactions, 2)`` distinct interactions
+   are dropped: the paper keeps users with at least 20 (``min_interactions=20``;
+   MovieLens-1M already satisfies this), and a user needs at least 2 to have
+   both a training and a test interaction.
+4. Optional (``drop_cold_items``): drop items whose only interactions are
+   held-out test lines, drop users left with fewer than 2, hold out again,
+   and repeat until no such item is left (min_interactions is not re-applied).
+   Off by default: the authors kept such items (ml-1m has two: their items
+   1805 and 3569 occur only in the test file).
+5. Ids: 0-based, for the users and items left, in order of their first
+   line in the input file (any line naming them, kept or not). This is how
+   the authors' ml-1m item ids were made (order of first appearance of each
+   movie in ``ratings.dat``); ``ratings.dat`` is sorted by user, so
+   MovieLens user k becomes user k - 1.
+6. Leave-one-out: each user's latest interaction is the test line, the rest
+   are training lines, written grouped by user and latest first (like the
+   authors' ml-1m file).
+7. Test negatives: ``num_test_neg`` (99) items per user, drawn uniformly
+   without replacement from the items the user never interacted with, in
+   training or test (:func:`ncf_tf.data.prepare.negatives.sample_test_negatives`,
+   exact and vectorised). The authors excluded training items only, so 156 of
+   their 6,040 ml-1m lines list the test item among its own negatives; this
+   module does not reproduce that quirk.
+
+"Latest" is one total order: by timestamp, ties broken by position in the
+file according to ``tie_break``: ``"last"`` (default) makes the last of the
+tied lines in file order the latest, ``"first"`` the first. Without a timestamp
+column, the file order is the time: a user's last line is the latest. The
+same order picks the line kept among duplicates (step 2) and sorts each
+user's training lines.
+
+About the tie rule. 1,667 ml-1m users have several ratings at their latest
+timestamp. The authors' test item can be checked against a rebuild: map our
+item ids to MovieLens movie ids with ``<name>.item_ids.tsv`` and the authors'
+ids with a table of authors' item id -> MovieLens movie id (their ids are
+the order of first appearance of each movie in ``ratings.dat``), then compare
+with their ``ml-1m.test.rating``. What their files already tell (users 0-188,
+whose training lines are the authors' bytes): where the file order of two tied
+lines can be recovered (items first rated by that user, whose ids follow the
+file order), their test item comes later in the file than the other tied line
+in 5 of 6 such pairs and earlier in 1; and user 0's three training lines at
+timestamp 978824291 are in neither file order nor its reverse. That points to
+an unstable sort: no file-order rule reproduces their test file exactly;
+"last" comes closer, hence the default. The MLPerf reference and the
+TensorFlow Model Garden (ml-20m) sort by timestamp with pandas' default,
+unstable sort too, so at such ties their held-out item is whichever that sort
+leaves last.
+
+The MLPerf protocol (MLPerf training v0.5 recommendation, the Model Garden's
+NCF): :data:`~ncf_tf.data.prepare.common.PROTOCOLS` ``["mlperf"]``, users with
+at least 20 ratings (every ml-20m user has), the latest rating held out, 999
+test negatives.
+
+Outputs, in ``dest``: ``<name>.train.rating`` and ``<name>.test.rating``
+(``user\\titem\\trating\\ttimestamp``), ``<name>.test.negative``
+(``(user,item)\\tneg_1\\t...``), and the id maps ``<name>.user_ids.tsv`` and
+``<name>.item_ids.tsv`` (header line, then ``ncf id\\toriginal id``),
+published together (:class:`ncf_tf.core.files.StagedGroup`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, Sequence
+
+import numpy as np
+
+from ncf_tf.data.prepare.common import (OUTPUT_SUFFIXES, PrepareError, check_outputs,
+                                        id_map_text, negative_chunks, output_paths,
+                                        rating_chunks, write_group)
+from ncf_tf.data.prepare.negatives import sample_test_negatives
+from ncf_tf.data.prepare.readers import CHUNK_LINES, Interactions, read_interactions
+
+TIE_BREAKS = ("first", "last")
+TieBreak = Literal["first", "last"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareStats:
+    """What the preprocessing kept and dropped (counts of input lines unless named)."""
+
+    lines: int
+    nonpositive: int = 0
+    duplicates: int = 0
+    threshold: int = 2
+    users_dropped: int = 0
+    user_lines_dropped: int = 0
+    cold_items: int = 0
+    cold_users: int = 0
+    cold_lines: int = 0
+
+    def describe(self) -> list[str]:
+        """Human-readable lines, one per step that dropped something."""
+        text = [f"Read {self.lines} lines"]
+        if self.nonpositive:
+            text.append(f"Dropped {self.nonpositive} lines with rating <= 0 (not an interaction)")
+        if self.duplicates:
+            text.append(f"Dropped {self.duplicates} repeated (user, item) lines, keeping the "
+                        "latest of each pair")
+        if self.users_dropped:
+            text.append(f"Dropped {self.users_dropped} users with fewer than {self.threshold} "
+                        f"interactions ({self.user_lines_dropped} lines)")
+        if self.cold_items:
+            text.append(f"Dropped {self.cold_items} items that occurred only in held-out test "
+                        f"lines ({self.cold_lines} lines, {self.cold_users} users left with "
+                        "fewer than 2 interactions)")
+        return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """A prepared data set as arrays (0-based ids); what the files hold.
+
+    Attributes:
+        train: ``(users, items, ratings, timestamps)``: every interaction but
+            each user's latest, grouped by user ascending, each user's lines
+            latest first; ratings are codes into ``rating_values``,
+            timestamps None when the input had none.
+        test: the same, one line per user ``0..num_users-1``, their latest.
+        rating_values: float64, the rating of each code.
+        test_negatives: ``(num_users, k)``: row u holds distinct items user u
+            never interacted with.
+        user_ids, item_ids: the original id of each internal id.
+        user_header, item_header: the id maps' headers.
+        stats: what the steps kept and dropped.
+    """
+
+    train: tuple
+    test: tuple
+    rating_values: np.ndarray
+    test_negatives: np.ndarray
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    user_header: str
+    item_header: str
+    stats: PrepareStats
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+    def summary(self) -> str:
+        """The loader's summary line (:meth:`ncf_tf.data.loader.Dataset.summary`)."""
+        return (f"#user={self.num_users}, #item={self.num_items}, "
+                f"#train={len(self.train[0])}, #test={len(self.test[0])}")
+
+
+def _recency_order(users: np.ndarray, stamps: np.ndarray | None,
+                   tie_break: TieBreak) -> np.ndarray:
+    """Permutation sorting by (user, timestamp, file position per ``tie_break``).
+
+    "last": ties in file order, so the last line of a tie ends the user's run
+    (is the latest); "first": ties in reverse file order. Without timestamps
+    the file order is the time.
+    """
+    n = len(users)
+    if stamps is None:
+        return np.argsort(users, kind="stable")
+    if stamps.dtype.kind == "i":
+        span = int(stamps.max()) - int(stamps.min()) if n else 0
+        user_bits = max(int(users.max()), 1).bit_length() if n else 1
+        if span.bit_length() + user_bits <= 62:
+            # One int64 key and one stable sort instead of a three-key lexsort.
+            key = (users.astype(np.int64) << span.bit_length()) | (stamps - stamps.min())
+            if tie_break == "last":
+                return np.argsort(key, kind="stable")
+            return (n - 1) - np.argsort(key[::-1], kind="stable")
+    line = np.arange(n)
+    return np.lexsort((line if tie_break == "last" else -line, stamps, users))
+
+
+def _latest(users: np.ndarray) -> np.ndarray:
+    """True at the last row of each run of equal ``users`` (sorted by recency: the latest)."""
+    last = np.ones(len(users), bool)
+    np.not_equal(users[1:], users[:-1], out=last[:-1])
+    return last
+
+
+def _keep(columns: list, mask: np.ndarray) -> list:
+    return columns if mask.all() else [None if c is None else c[mask] for c in columns]
+
+
+def _renumber(codes: np.ndarray, originals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense 0-based codes for the codes still present, keeping their order."""
+    present = np.bincount(codes, minlength=len(originals)) > 0
+    new = np.cumsum(present, dtype=np.int64) - 1
+    return new[codes].astype(np.int32), originals[present]
+
+
+def _drop_small_users(columns: list, threshold: int) -> tuple[list, int, int]:
+    """Drops users with fewer than ``threshold`` rows; returns (columns, users, rows) dropped."""
+    sizes = np.bincount(columns[0])
+    small = sizes[columns[0]] < threshold
+    return (_keep(columns, ~small), int(np.count_nonzero((sizes > 0) & (sizes < threshold))),
+            int(small.sum()))
+
+
+def _drop_cold_items(columns: list, num_items: int) -> tuple[list, int, int, int]:
+    """Step 4, repeated until no item is seen only in held-out lines; rows sorted by
+    user, oldest first. Returns (columns, items, users, rows) dropped."""
+    gone = np.zeros(num_items, bool)
+    users_lost = rows = 0
+    while True:
+        latest = _latest(columns[0])
+        trained = np.zeros(num_items, bool)
+        trained[columns[1][~latest]] = True
+        cold = latest & ~trained[columns[1]]
+        if not cold.any():
+            return columns, int(gone.sum()), users_lost, rows
+        gone[columns[1][cold]] = True
+        rows += int(cold.sum())
+        columns, lost_users, lost_rows = _drop_small_users(_keep(columns, ~cold), 2)
+        users_lost += lost_users
+        rows += lost_rows
+
+
+def split(data: Interactions, rng: np.random.Generator, *, min_interactions: int = 0,
+          num_test_neg: int = 99, tie_break: TieBreak = "last",
+          drop_cold_items: bool = False) -> Split:
+    """Steps 1-7 of the module docstring.
+
+    Args:
+        data: interactions from a reader or :meth:`Interactions.from_arrays`.
+        rng: draws the test negatives (the only randomness).
+        min_interactions: drop users with fewer distinct interactions (the
+            paper: 20); users with fewer than 2 are always dropped.
+        num_test_neg: negatives per test line (the authors': 99).
+        tie_break: which of the lines at a user's latest timestamp counts as
+            the latest: ``"first"`` or ``"last"`` in file order.
+        drop_cold_items: drop items that occur only in held-out test lines.
+
+    Raises:
+        PrepareError: bad options; no user left; an item occurring only in
+            test lines has the largest id (the authors' format takes #items
+            from the training file, so the files would not load); a user has
+            too few non-interacted items for the negatives.
+    """
+    if tie_break not in TIE_BREAKS:
+        raise PrepareError(f"tie_break {tie_break!r} is not one of {', '.join(TIE_BREAKS)}")
+    if min_interactions < 0:
+        raise PrepareError(f"min_interactions must be >= 0, got {min_interactions}")
+    if num_test_neg < 1:
+        raise PrepareError(f"num_test_neg must be >= 1, got {num_test_neg}")
+    stats = {"lines": len(data.users)}
+    columns = [data.users, data.items, data.ratings, data.timestamps]
+    positive = data.rating_values[data.ratings] > 0
+    stats["nonpositive"] = int((~positive).sum())
+    columns = _keep(columns, positive)
+
+    order = _recency_order(columns[0], columns[3], tie_break)
+    columns = [None if c is None else c[order] for c in columns]
+    del order
+    # Repeated pairs: rare (MovieLens has none), so a sort tells first.
+    pairs = columns[0].astype(np.int64) * len(data.item_ids) + columns[1]
+    ranked = np.sort(pairs)
+    stats["duplicates"] = int(np.count_nonzero(ranked[1:] == ranked[:-1]))
+    del ranked
+    if stats["duplicates"]:
+        # In recency order, keep each pair's last (latest) line.
+        by_pair = np.argsort(pairs, kind="stable")
+        repeated = np.zeros(len(pairs), bool)
+        repeated[by_pair[:-1]] = pairs[by_pair[1:]] == pairs[by_pair[:-1]]
+        columns = _keep(columns, ~repeated)
+    del pairs
+
+    threshold = max(min_interactions, 2)
+    stats["threshold"] = threshold
+    columns, stats["users_dropped"], stats["user_lines_dropped"] = \
+        _drop_small_users(columns, threshold)
+    if drop_cold_items:
+        columns, stats["cold_items"], stats["cold_users"], stats["cold_lines"] = \
+            _drop_cold_items(columns, len(data.item_ids))
+    if not len(columns[0]):
+        raise PrepareError(f"{data.source}: no user has {threshold} or more interactions "
+                           "(lines with rating > 0)")
+    users, user_ids = _renumber(columns[0], data.user_ids)
+    items, item_ids = _renumber(columns[1], data.item_ids)
+    columns = [users, items, columns[2], columns[3]]
+
+    # Leave-one-out. Rows are grouped by user, oldest first; each group is
+    # read backwards: its first row out (the latest) is the test line.
+    n = len(users)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    ends = np.repeat(starts + sizes, sizes)
+    position = np.arange(n) - np.repeat(starts, sizes)
+    backwards = ends - 1 - position
+    held_out = position == 0
+    test = tuple(None if c is None else c[backwards[held_out]] for c in columns)
+    train = tuple(None if c is None else c[backwards[~held_out]] for c in columns)
+    del backwards, ends, position
+
+    loadable = int(train[1].max()) + 1 if len(train[1]) else 0
+    if loadable < len(item_ids):
+        raise PrepareError(
+            f"{data.source}: item {str(item_ids[-1])!r} (id {len(item_ids) - 1}) occurs only "
+            "in held-out test lines and has the largest id; the authors' format takes #items "
+            "from the training file, so the files would not load",
+            suggest={"drop_cold_items": True})
+    negatives = sample_test_negatives(users, items, len(user_ids), len(item_ids),
+                                      num_test_neg, rng,
+                                      user_names=user_ids.astype(str).astype(object))
+    return Split(train=train, test=test, rating_values=data.rating_values,
+                 test_negatives=negatives, user_ids=user_ids, item_ids=item_ids,
+                 user_header=data.user_header, item_header=data.item_header,
+                 stats=PrepareStats(**stats))
+
+
+# ----------------------------------------------------------------------------
+# Writing
+
+
+def _number_texts(values: np.ndarray) -> list[str]:
+    """The text of each value: whole numbers (all of them) as integers, else as
+    Python writes the float (``3.5``, ``4.0``)."""
+    whole = bool(np.all(values == np.floor(values)) and np.all(np.abs(values) < 2.0 ** 63))
+    return [str(int(v)) if whole else repr(float(v)) for v in values]
+
+
+def _timestamp_text(part: tuple) -> tuple[np.ndarray, list[str] | None]:
+    """Timestamps as :func:`~ncf_tf.data.prepare.common.rating_chunks` takes them."""
+    stamps = part[3]
+    if stamps is None:
+        return np.zeros(len(part[0]), np.int64), None
+    if stamps.dtype.kind == "i":
+        return stamps, None
+    distinct, codes = np.unique(stamps, return_inverse=True)
+    return codes, [repr(float(v)) for v in distinct]
+
+
+def write_split(data: Split, dest: str, name: str, overwrite: bool = False) -> list[str]:
+    """Writes the five files of ``data``, all or nothing; returns their paths.
+
+    Raises:
+        PrepareError: an output exists and not ``overwrite``; ``dest`` or
+            ``name`` is unusable; a write failed.
+    """
+    used = np.flatnonzero(np.bincount(np.concatenate([data.train[2], data.test[2]]),
+                                      minlength=len(data.rating_values)))
+    texts = [""] * len(data.rating_values)
+    for code, text in zip(used, _number_texts(data.rating_values[used])):
+        texts[code] = text
+
+    def lines(part):
+        return rating_chunks(part[0], part[1], (part[2], texts), *_timestamp_text(part))
+
+    contents = [lines(data.train), lines(data.test),
+                negative_chunks(data.test[0], data.test[1], data.test_negatives),
+                id_map_text(data.user_ids, "user", data.user_header),
+                id_map_text(data.item_ids, "item", data.item_header)]
+    return write_group(dest, name, "prepare", OUTPUT_SUFFIXES, contents, overwrite)
+
+
+def prepare(input_path: str, dest: str, name: str, rng: np.random.Generator, *,
+            fmt: str = "movielens", sep: str = ",", user_col: str = "user",
+            item_col: str = "item", rating_col: str | None = None,
+            timestamp_col: str | None = None, columns: Sequence[str] | None = None,
+            min_interactions: int = 0, num_test_neg: int = 99, tie_break: TieBreak = "last",
+            drop_cold_items: bool = False, overwrite: bool = False,
+            chunk_lines: int = CHUNK_LINES) -> Split:
+    """Reads ``input_path``, builds the leave-one-out split and writes it to ``dest``.
+
+    Args:
+        input_path: the raw interactions, in format ``fmt`` (plain or gzipped).
+        dest: output folder (created if missing).
+        name: data set name: files are ``<dest>/<name>.train.rating`` etc.
+        rng: draws the test negatives.
+        fmt, sep, user_col, item_col, rating_col, timestamp_col, columns,
+            chunk_lines: see :func:`ncf_tf.data.prepare.readers.read_interactions`.
+        min_interactions, num_test_neg, tie_break, drop_cold_items: see :func:`split`.
+        overwrite: replace existing outputs instead of refusing.
+
+    Returns:
+        The data set written, with its statistics.
+
+    Raises:
+        PrepareError: bad input or options (one line); nothing is written.
+    """
+    check_outputs(dest, name, overwrite)  # fail before the slow part
+    raw = read_interactions(input_path, fmt, sep=sep, user_col=user_col, item_col=item_col,
+                            rating_col=rating_col or None, timestamp_col=timestamp_col or None,
+                            columns=columns, chunk_lines=chunk_lines)
+    data = split(raw, rng, min_interactions=min_interactions, num_test_neg=num_test_neg,
+                 tie_break=tie_break, drop_cold_items=drop_cold_items)
+    del raw
+    write_split(data, dest, name, overwrite)
+    return data

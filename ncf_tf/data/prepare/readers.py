@@ -1,0 +1,462 @@
+"""Raw interaction files -> :class:`Interactions` (integer arrays), a chunk at a time.
+
+One reader per input format, all feeding :func:`ncf_tf.data.prepare.pipeline.split`:
+
+* ``"movielens"``: MovieLens-100K/1M/10M ``ratings.dat``,
+  ``user::item::rating::timestamp``, no header;
+* ``"movielens-csv"``: MovieLens-20M/25M ``ratings.csv``, header
+  ``userId,movieId,rating,timestamp``;
+* ``"csv"``: any separated file, with a header naming the columns or, with
+  ``columns``, without one; ids are any string, the rating and timestamp
+  columns optional.
+
+Files are plain or gzipped (:func:`ncf_tf.core.files.open_input`) and parsed
+:data:`CHUNK_LINES` lines at a time; each chunk becomes integer arrays at once
+(ids numbered in order of first appearance, ratings as codes into their few
+distinct values), so the peak memory is the arrays (17 bytes a line) plus one
+chunk being parsed, whatever the file's size.
+
+Every problem raises :class:`~ncf_tf.data.prepare.common.PrepareError` naming
+the file and the line; a first line that does not parse as the chosen format
+gets the format (and options) that would read it as a suggestion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+import zlib
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ncf_tf.core.files import InputFileError, open_input
+from ncf_tf.data.prepare.common import PrepareError
+
+FORMATS = ("movielens", "movielens-csv", "csv")
+MOVIELENS_FIELDS = ("user", "item", "rating", "timestamp")
+MOVIELENS_CSV_HEADER = ("userId", "movieId", "rating", "timestamp")
+MOVIELENS_ID_HEADERS = ("movielens_user_id", "movielens_movie_id")
+CHUNK_LINES = 1 << 20
+INT64_LIMIT = 2.0 ** 63
+
+
+@dataclasses.dataclass(frozen=True)
+class Interactions:
+    """Interactions as read, one entry per non-blank input line, in file order.
+
+    Attributes:
+        users, items: ``(n,)`` int32 codes, 0-based in order of first
+            appearance; ``user_ids[c]`` / ``item_ids[c]`` is the original id.
+        user_ids, item_ids: original ids (str, or int for integer columns).
+        ratings: ``(n,)`` small integer codes; ``rating_values[c]`` is the rating.
+        rating_values: float64, the distinct ratings (1.0 without a rating column).
+        timestamps: ``(n,)`` int64 (float64 when some are not whole numbers),
+            or None: the file order is the time.
+        source: the input, for messages.
+        user_header, item_header: what the original ids are called (the id
+            maps' headers).
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    ratings: np.ndarray
+    rating_values: np.ndarray
+    timestamps: np.ndarray | None
+    source: str
+    user_header: str = "user"
+    item_header: str = "item"
+
+    @classmethod
+    def from_arrays(cls, users, items, ratings=None, timestamps=None, *,
+                    source: str = "interactions", user_header: str = "user",
+                    item_header: str = "item") -> "Interactions":
+        """Interactions from columns in memory (e.g. a DataFrame's), in time order
+        when ``timestamps`` is None.
+
+        Raises:
+            PrepareError: an id is missing (NaN, None) or not a scalar (a list),
+                a rating or timestamp is not a finite number, a timestamp is
+                beyond int64; the message names the row (0-based).
+        """
+        builder = _Builder(source, user_header, item_header, timestamps is not None)
+        rows = pd.RangeIndex(len(users))
+        builder.add(_ids(np.asarray(users, dtype=object), rows, source, "row",
+                                      "users"),
+                    _ids(np.asarray(items, dtype=object), rows, source, "row", "items"),
+                    np.ones(len(rows)) if ratings is None else
+                    _numbers(pd.Series(ratings, index=rows), source, "row", "ratings"),
+                    None if timestamps is None else
+                    _numbers(pd.Series(timestamps, index=rows), source, "row", "timestamps",
+                             integer=None))
+        return builder.build()
+
+
+# ----------------------------------------------------------------------------
+# Columns -> arrays, naming the first bad line.
+
+
+def _where(source: str, place: str, index) -> str:
+    return f"{source}, {place} {index}"
+
+
+def _ids(values: np.ndarray, index: pd.Index, source: str, place: str, what: str) -> np.ndarray:
+    """Ids as they are: refuses missing (NaN, None, empty) and non-scalar ones."""
+    bad = pd.isna(values) if values.dtype == object else np.zeros(len(values), bool)
+    if values.dtype == object:
+        kinds = np.fromiter((not isinstance(v, (str, int, np.integer)) for v in values),
+                            bool, len(values))
+        bad = bad | kinds
+        empty = np.fromiter((isinstance(v, str) and not v for v in values), bool, len(values))
+        bad = bad | empty
+    elif values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.floor(values))
+    if bad.any():
+        at = int(np.argmax(bad))
+        value = values[at]
+        if isinstance(value, str) and not value or value is None or \
+                (isinstance(value, float) and np.isnan(value)):
+            raise PrepareError(f"{_where(source, place, index[at])}: {what} is empty "
+                               "(expected an id)")
+        raise PrepareError(f"{_where(source, place, index[at])}: {what} is {value!r}, "
+                           f"not an id (a string or an integer)")
+    return values
+
+
+def _numbers(column: pd.Series, source: str, place: str, what: str,
+             integer: bool | None = False) -> np.ndarray:
+    """A column of numbers: float64, or int64 with ``integer`` (None: int64 when
+    every value is whole, else float64); refuses empty, non-numeric and
+    non-finite values, and integers beyond int64."""
+    values = column if column.dtype.kind in "iuf" else pd.to_numeric(column, errors="coerce")
+    values = values.to_numpy()
+    if values.dtype.kind in "iu":
+        bad = values > np.iinfo(np.int64).max if values.dtype.kind == "u" else \
+            np.zeros(len(values), bool)
+        if not bad.any():
+            return values.astype(np.float64 if integer is False else np.int64)
+    else:
+        values = values.astype(np.float64)
+        bad = ~np.isfinite(values)
+        if integer:
+            bad |= values != np.floor(values)
+        if integer is not False:
+            bad |= np.abs(values) >= INT64_LIMIT
+    if bad.any():
+        at = int(np.argmax(bad))
+        text = column.iloc[at]
+        where = _where(source, place, column.index[at])
+        kind = "a number" if integer is False else "an integer" if integer else "a number"
+        if pd.isna(text) or not str(text).strip():
+            raise PrepareError(f"{where}: {what} is empty (expected {kind})")
+        number = pd.to_numeric(pd.Series([text]), errors="coerce").astype(np.float64).iloc[0]
+        if integer is not False and np.isfinite(number) and abs(number) >= INT64_LIMIT:
+            raise PrepareError(f"{where}: {what} is {str(text)!r}, beyond the integers that "
+                               "fit in 64 bits")
+        raise PrepareError(f"{where}: {what} is {str(text)!r}, not {kind}")
+    if integer or (integer is None and np.all(values == np.floor(values))):
+        return values.astype(np.int64)
+    return values
+
+
+class _Builder:
+    """Interactions from chunks: ids numbered in order of first appearance
+    across chunks, ratings coded by their distinct values."""
+
+    def __init__(self, source: str, user_header: str, item_header: str, timed: bool):
+        self.source, self.headers, self.timed = source, (user_header, item_header), timed
+        self.tables: tuple[dict, dict, dict] = ({}, {}, {})
+        self.parts: list[list[np.ndarray]] = [[], [], [], []]
+
+    @staticmethod
+    def _code(table: dict, values: np.ndarray) -> np.ndarray:
+        codes, uniques = pd.factorize(values)
+        known = np.fromiter((table.setdefault(v, len(table)) for v in uniques.tolist()),
+                            np.int64, len(uniques))
+        dtype = np.int8 if len(table) < 1 << 7 else np.int16 if len(table) < 1 << 15 \
+            else np.int32
+        return known.astype(dtype)[codes]
+
+    def add(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
+            timestamps: np.ndarray | None) -> None:
+        users_table, items_table, ratings_table = self.tables
+        self.parts[0].append(self._code(users_table, users).astype(np.int32))
+        self.parts[1].append(self._code(items_table, items).astype(np.int32))
+        self.parts[2].append(self._code(ratings_table, ratings))
+        if self.timed:
+            self.parts[3].append(timestamps)
+
+    def build(self) -> Interactions:
+        if not self.parts[0]:
+            raise PrepareError(f"{self.source}: no data lines")
+        joined = [np.concatenate(p) if len(p) > 1 else p[0] for p in self.parts if p]
+        users, items, ratings = joined[:3]
+        ids = [np.array(list(t), dtype=object if any(isinstance(k, str) for k in t)
+                        else np.int64) for t in self.tables[:2]]
+        return Interactions(users, items, ids[0], ids[1], ratings,
+                            np.array(list(self.tables[2]), np.float64),
+                            joined[3] if self.timed else None, self.source, *self.headers)
+
+
+# ----------------------------------------------------------------------------
+# Files -> chunks of string or number columns, indexed by line number.
+
+
+class _Colons(io.TextIOBase):
+    """A text stream with MovieLens's ``::`` replaced by a tab, so that pandas'
+    fast C parser (one-character separators only) reads ``ratings.dat``."""
+
+    def __init__(self, stream):
+        self.stream, self.held = stream, ""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> str:
+        text = self.held + self.stream.read(size)
+        self.held = ""
+        if text.endswith(":") and size and size > 0:
+            self.held, text = ":", text[:-1]
+        return text.replace("::", "\t")
+
+
+def _first_line(path: str) -> str:
+    """The first non-blank line of the file (PrepareError when there is none)."""
+    try:
+        with open_input(path) as f:
+            for line in f:
+                if line.strip():
+                    return line.rstrip("\r\n")
+    except InputFileError as e:
+        raise PrepareError(str(e)) from None
+    except UnicodeDecodeError as e:
+        raise PrepareError(f"{path}: not UTF-8 text ({e})") from None
+    except (EOFError, OSError, zlib.error) as e:
+        raise PrepareError(f"{path}: cannot read ({e})") from None
+    raise PrepareError(f"{path}: file is empty")
+
+
+def _chunks(path: str, sep: str, header: bool, shown_sep: str, chunk_lines: int,
+            as_text: bool, colons: bool = False) -> Iterator[pd.DataFrame]:
+    """The file's rows, ``chunk_lines`` lines at a time, blank lines dropped,
+    indexed by their 1-based line number; fields as str (``as_text``) or as
+    pandas infers them."""
+    first = 2 if header else 1
+    try:
+        with open_input(path) as stream:
+            reader = pd.read_csv(_Colons(stream) if colons else stream, sep=sep,
+                                 header=0 if header else None, chunksize=chunk_lines,
+                                 engine="c", skip_blank_lines=False,
+                                 **({"dtype": str, "keep_default_na": False} if as_text
+                                    else {}))
+            for chunk in reader:
+                chunk.index = pd.RangeIndex(first, first + len(chunk))
+                first += len(chunk)
+                blank = chunk.isna() | (chunk == "") if as_text else chunk.isna()
+                chunk = chunk[~blank.all(axis=1)]
+                if len(chunk):
+                    yield chunk
+    except pd.errors.ParserError as e:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if found:
+            expected, line, saw = found.groups()
+            raise PrepareError(f"{path}, line {line}: {saw} fields, expected {expected} "
+                               f"(separator {shown_sep!r})") from None
+        raise PrepareError(f"{path}: cannot parse ({str(e).strip().splitlines()[0]})") from None
+    except pd.errors.EmptyDataError:
+        return
+    except InputFileError as e:
+        raise PrepareError(str(e)) from None
+    except UnicodeDecodeError as e:
+        raise PrepareError(f"{path}: not UTF-8 text ({e})") from None
+    except (EOFError, OSError, zlib.error) as e:
+        raise PrepareError(f"{path}: cannot read ({e})") from None
+
+
+def suggest_format(first_line: str) -> dict:
+    """The reader options under which ``first_line`` (of a file) parses, or {}."""
+    fields = first_line.split("::")
+    if len(fields) == len(MOVIELENS_FIELDS):
+        return {"fmt": "movielens"}
+    if tuple(f.strip() for f in first_line.split(",")) == MOVIELENS_CSV_HEADER:
+        return {"fmt": "movielens-csv"}
+    for sep in ("\t", ",", ";", "|"):
+        fields = [f.strip() for f in first_line.split(sep)]
+        if len(fields) >= 2:
+            numbers = [bool(re.fullmatch(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?", f)) for f in fields]
+            if any(numbers) and all(numbers[2:]):
+                # Data, not a header: name the columns.
+                names = ("user", "item", "rating", "timestamp")[:len(fields)]
+                if len(fields) <= len(names):
+                    return {"fmt": "csv", "sep": sep, "columns": names,
+                            **({"rating_col": "rating"} if len(fields) > 2 else {}),
+                            **({"timestamp_col": "timestamp"} if len(fields) > 3 else {})}
+            return {"fmt": "csv", "sep": sep}
+    return {}
+
+
+def _suggested(path: str, message: str, fmt: str, **current) -> PrepareError:
+    """``message`` with the format the file's first line parses as, when another."""
+    suggestion = suggest_format(_first_line(path))
+    if suggestion.get("fmt") == fmt and all(current.get(k) == v for k, v in suggestion.items()
+                                            if k != "fmt"):
+        suggestion = {}
+    return PrepareError(message, suggest=suggestion)
+
+
+# ----------------------------------------------------------------------------
+# The readers.
+
+
+def read_movielens(path: str, chunk_lines: int = CHUNK_LINES) -> Interactions:
+    """MovieLens's ``ratings.dat``: ``user::item::rating::timestamp`` a line (ids
+    kept as written, checked to be integers)."""
+    layout = "::".join(MOVIELENS_FIELDS)
+    builder = _Builder(path, *MOVIELENS_ID_HEADERS, timed=True)
+    for chunk in _chunks(path, "\t", False, "::", chunk_lines, as_text=True, colons=True):
+        if chunk.shape[1] != len(MOVIELENS_FIELDS):
+            extra = (chunk.iloc[:, len(MOVIELENS_FIELDS):].fillna("") != "").any(axis=1) \
+                if chunk.shape[1] > len(MOVIELENS_FIELDS) else pd.Series(True, chunk.index)
+            line = chunk.index[np.argmax(extra.to_numpy())]
+            message = f"{path}, line {line}: {chunk.shape[1]} fields, expected {layout}"
+            raise _suggested(path, message, "movielens") if line == chunk.index[0] and \
+                not builder.parts[0] else PrepareError(message)
+        chunk.columns = list(MOVIELENS_FIELDS)
+        for field in MOVIELENS_FIELDS:
+            empty = (chunk[field].isna() | (chunk[field] == "")).to_numpy()
+            if empty.any():
+                raise PrepareError(f"{path}, line {chunk.index[np.argmax(empty)]}: {field} is "
+                                   f"empty (expected {layout})")
+        _numbers(chunk["user"], path, "line", "user id", integer=True)
+        _numbers(chunk["item"], path, "line", "item id", integer=True)
+        builder.add(chunk["user"].to_numpy(), chunk["item"].to_numpy(),
+                    _numbers(chunk["rating"], path, "line", "rating"),
+                    _numbers(chunk["timestamp"], path, "line", "timestamp", integer=True))
+    if not builder.parts[0]:
+        _first_line(path)
+    return builder.build()
+
+
+def read_movielens_csv(path: str, chunk_lines: int = CHUNK_LINES) -> Interactions:
+    """MovieLens-20M/25M's ``ratings.csv`` (header ``userId,movieId,rating,timestamp``):
+    integer ids in 0..2^31-1, ratings in half stars."""
+    header = _first_line(path)
+    if tuple(field.strip() for field in header.split(",")) != MOVIELENS_CSV_HEADER:
+        raise _suggested(path, f"{path}, line 1: header is {header.strip()[:80]!r}, expected "
+                         f"{','.join(MOVIELENS_CSV_HEADER)} (MovieLens-20M/25M ratings.csv)",
+                         "movielens-csv")
+    builder = _Builder(path, *MOVIELENS_ID_HEADERS, timed=True)
+    for chunk in _chunks(path, ",", True, ",", chunk_lines, as_text=False):
+        chunk.columns = [str(c).strip() for c in chunk.columns]
+        users, items = (_numbers(chunk[c], path, "line", c, integer=True)
+                        for c in MOVIELENS_CSV_HEADER[:2])
+        for what, ids in zip(MOVIELENS_CSV_HEADER[:2], (users, items)):
+            bad = (ids < 0) | (ids >= 1 << 31)
+            if bad.any():
+                at = int(np.argmax(bad))
+                raise PrepareError(f"{path}, line {chunk.index[at]}: {what} is "
+                                   f"{str(chunk[what].iloc[at])!r}, not an id in 0..2^31-1")
+        ratings = _numbers(chunk["rating"], path, "line", "rating")
+        bad = ratings * 2 != np.round(ratings * 2)
+        if bad.any():
+            at = int(np.argmax(bad))
+            raise PrepareError(f"{path}, line {chunk.index[at]}: rating is "
+                               f"{str(chunk['rating'].iloc[at])!r}, not a multiple of 0.5 "
+                               "(MovieLens rates in half stars)")
+        builder.add(users, items, ratings,
+                    _numbers(chunk["timestamp"], path, "line", "timestamp", integer=True))
+    if not builder.parts[0]:
+        raise PrepareError(f"{path}: no data lines after the header")
+    return builder.build()
+
+
+def read_table(path: str, sep: str = ",", user_col: str = "user", item_col: str = "item",
+               rating_col: str | None = None, timestamp_col: str | None = None,
+               columns: Sequence[str] | None = None,
+               chunk_lines: int = CHUNK_LINES) -> Interactions:
+    """A separated file whose first line names the columns or, given ``columns``,
+    that has no header.
+
+    Args:
+        path: the file (plain or gzipped).
+        sep: field separator, e.g. ``","`` or ``"\\t"``.
+        user_col, item_col: columns of user and item ids (any string).
+        rating_col: column of ratings (numbers; > 0 is an interaction), or
+            None: every line is an interaction, written with rating 1.
+        timestamp_col: column of numeric timestamps, or None: the file order
+            is the time (a user's last line is the latest).
+        columns: the names of the columns of a file without a header, in order.
+
+    Raises:
+        PrepareError: the file is missing or empty, a named column is not in
+            the header (the message lists the columns found), a line has too
+            many fields, an id is empty, a rating or timestamp not a number.
+    """
+    wanted = [c for c in (user_col, item_col, rating_col, timestamp_col) if c]
+    names = list(columns) if columns else None
+    if names:
+        missing = [c for c in wanted if c not in names]
+        if missing or len(set(names)) != len(names):
+            raise PrepareError(f"columns {', '.join(names)}: must name each column once and "
+                               f"include {', '.join(wanted)}")
+    expected = f"a {sep!r}-separated line with {', '.join(wanted)}"
+    builder = _Builder(path, user_col, item_col, timed=bool(timestamp_col))
+    for chunk in _chunks(path, sep, names is None, sep, chunk_lines, as_text=True):
+        if names:
+            if chunk.shape[1] != len(names):
+                raise _suggested(path, f"{path}, line {chunk.index[0]}: {chunk.shape[1]} "
+                                 f"fields, columns names {len(names)}", "csv", sep=sep,
+                                 columns=tuple(names))
+            chunk.columns = names
+        else:
+            chunk.columns = [str(c).strip() for c in chunk.columns]
+            missing = [c for c in wanted if c not in chunk.columns]
+            if missing:
+                raise _suggested(
+                    path, f"{path}: column{'s' if len(missing) > 1 else ''} "
+                    f"{', '.join(repr(c) for c in missing)} not found; the header has "
+                    f"{', '.join(repr(str(c)) for c in chunk.columns)} (separator {sep!r})",
+                    "csv", sep=sep)
+        chunk = chunk[wanted].apply(lambda column: column.fillna("").str.strip())
+        ids = []
+        for col in (user_col, item_col):
+            empty = (chunk[col] == "").to_numpy()
+            if empty.any():
+                raise PrepareError(f"{path}, line {chunk.index[np.argmax(empty)]}: column "
+                                   f"{col!r} is empty (expected {expected})")
+            ids.append(chunk[col].to_numpy())
+        if names and not builder.parts[0] and (rating_col or timestamp_col):
+            head = chunk[[c for c in (rating_col, timestamp_col) if c]].iloc[0]
+            if pd.to_numeric(head, errors="coerce").isna().any():
+                raise _suggested(path, f"{path}, line {chunk.index[0]}: "
+                                 f"{', '.join(head.tolist())} is not a number; a header?",
+                                 "csv", sep=sep)
+        builder.add(*ids,
+                    _numbers(chunk[rating_col], path, "line", f"column {rating_col!r}")
+                    if rating_col else np.ones(len(chunk)),
+                    _numbers(chunk[timestamp_col], path, "line", f"column {timestamp_col!r}",
+                             integer=None) if timestamp_col else None)
+    if not builder.parts[0]:
+        _first_line(path)
+        raise PrepareError(f"{path}: no data lines" + ("" if names else " after the header"))
+    return builder.build()
+
+
+def read_interactions(path: str, fmt: str = "movielens", *, sep: str = ",",
+                      user_col: str = "user", item_col: str = "item",
+                      rating_col: str | None = None, timestamp_col: str | None = None,
+                      columns: Sequence[str] | None = None,
+                      chunk_lines: int = CHUNK_LINES) -> Interactions:
+    """The reader of ``fmt`` (:data:`FORMATS`); the column options are ``"csv"``'s."""
+    if fmt == "movielens":
+        return read_movielens(path, chunk_lines)
+    if fmt == "movielens-csv":
+        return read_movielens_csv(path, chunk_lines)
+    if fmt == "csv":
+        return read_table(path, sep, user_col, item_col, rating_col, timestamp_col, columns,
+                          chunk_lines)
+    raise PrepareError(f"fmt {fmt!r} is not one of {', '.join(FORMATS)}")
