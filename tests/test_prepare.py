@@ -8,6 +8,7 @@ files a user gets, not the in-memory result.
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ import pytest
 
 from ncf_tf.cli import prepare as prepare_cli
 from ncf_tf.data.loader import load_dataset
-from ncf_tf.data.prepare import (PrepareError, prepare, read_interactions,
+from ncf_tf.data.prepare import (Interactions, PrepareError, prepare, read_interactions,
                                  sample_test_negatives, split)
 
 NUM_NEG = 99
@@ -565,3 +566,169 @@ def test_resample_negatives_keeps_train_and_test(tmp_path, capsys):
                             "--dest", str(tmp_path / "y")], capsys)
     assert code == 2 and "nope.train.rating: file not found" in err
     assert not (tmp_path / "y").exists()
+
+
+# Headerless files, suggested formats, values that cannot be represented.
+
+
+def test_headerless_file_with_columns_equals_the_same_file_with_a_header(tmp_path, capsys):
+    rows = movielens_rows()
+    lines = "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows)
+    (tmp_path / "plain.tsv").write_text(lines)
+    (tmp_path / "header.tsv").write_text("user\titem\trating\ttime\n" + lines)
+    options = ["--format", "csv", "--sep", "\\t", "--rating_col", "rating", "--timestamp_col",
+               "time", "--name", "x"]
+    for name, extra in (("plain", ["--columns", "user,item,rating,time"]), ("header", [])):
+        code, _, err = run_cli(["--input", str(tmp_path / f"{name}.tsv"), "--dest",
+                                str(tmp_path / name)] + options + extra, capsys)
+        assert code == 0, err
+    for suffix in ("train.rating", "test.rating", "test.negative", "item_ids.tsv"):
+        assert (tmp_path / "plain" / f"x.{suffix}").read_bytes() == \
+            (tmp_path / "header" / f"x.{suffix}").read_bytes()
+    # The same lines as ratings.dat: the same split.
+    source = write_movielens(tmp_path / "ratings.dat", rows)
+    assert run_cli(["--input", source, "--dest", str(tmp_path / "dat"), "--name", "x"],
+                   capsys)[0] == 0
+    assert (tmp_path / "plain" / "x.train.rating").read_bytes() == \
+        (tmp_path / "dat" / "x.train.rating").read_bytes()
+
+
+@pytest.mark.parametrize("name, content, argv, message", [
+    ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,3.5,9\n", [],
+     r"ratings.csv, line 1: 1 fields, expected user::item::rating::timestamp; try --format "
+     r"movielens-csv$"),
+    ("u.data", "1\t2\t3\t9\n1\t3\t3\t10\n", ["--format", "csv"],
+     r"u.data: columns 'user', 'item' not found; the header has '1\\t2\\t3\\t9' \(separator "
+     r"','\); try --sep '\\t' --columns user,item,rating,timestamp --rating_col rating "
+     r"--timestamp_col timestamp$"),
+    ("ratings.dat", "1::2::3::9\n", ["--format", "movielens-csv"],
+     r"header is '1::2::3::9', expected userId,movieId,rating,timestamp \(MovieLens-20M/25M "
+     r"ratings.csv\); try --format movielens$"),
+    ("x.csv", "u,i,r\n1,2,3\n", ["--format", "csv", "--columns", "user,item,rating",
+                                 "--rating_col", "rating"],
+     r"x.csv, line 1: column 'rating' is 'r', not a number \(a header line\?\); try without "
+     r"--columns$"),
+])
+def test_first_line_of_another_format_suggests_it(tmp_path, capsys, name, content, argv,
+                                                  message):
+    (tmp_path / name).write_text(content)
+    code, out, err = run_cli(["--input", str(tmp_path / name), "--dest", str(tmp_path / "out"),
+                              "--name", "x"] + argv, capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert re.search(message, err.rstrip("\n")), err
+    assert not (tmp_path / "out").exists()
+    # The library says the same in its parameters' names.
+    if name == "ratings.csv":
+        with pytest.raises(PrepareError, match=r"; try fmt='movielens-csv'$"):
+            prepare(str(tmp_path / name), str(tmp_path / "out"), "x", np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name, content, argv, message", [
+    ("ratings.dat", "1::2::3::9\n1::3::3::99999999999999999999\n", [],
+     r"ratings.dat, line 2: timestamp is '99999999999999999999', beyond the integers that fit "
+     r"in 64 bits"),
+    ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,3.5,9\n1,3,3.5,9223372036854775808\n",
+     ["--format", "movielens-csv"],
+     r"ratings.csv, line 3: timestamp is '9223372036854775808', beyond the integers that fit"),
+    ("t.csv", "user,item,t\na,b,1\na,c,-1e30\n", ["--format", "csv", "--timestamp_col", "t"],
+     r"t.csv, line 3: column 't' is '-1e30', beyond the integers that fit in 64 bits"),
+    ("t.csv", "user,item,t\na,b,1\na,c,nan\n", ["--format", "csv", "--timestamp_col", "t"],
+     r"t.csv, line 3: column 't' is 'nan', not a number"),
+    ("ratings.csv", "userId,movieId,rating,timestamp\n1,3000000000,3.5,9\n",
+     ["--format", "movielens-csv"], r"line 2: movieId is '3000000000', not an id in 0..2\^31-1"),
+])
+def test_values_beyond_their_type_are_refused(tmp_path, capsys, name, content, argv, message):
+    (tmp_path / name).write_text(content)
+    code, out, err = run_cli(["--input", str(tmp_path / name), "--dest", str(tmp_path / "out"),
+                              "--name", "x"] + argv, capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and re.search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_zip_input_is_refused_in_one_line(tmp_path, capsys):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "ratings.zip", "w") as z:
+        z.writestr("ratings.dat", "1::2::3::4\n")
+    for fmt in ("movielens", "movielens-csv", "csv"):
+        code, _, err = run_cli(["--input", str(tmp_path / "ratings.zip"), "--format", fmt,
+                                "--dest", str(tmp_path / "out"), "--name", "x"], capsys)
+        assert code == 2 and err == (f"prepare_data: error: {tmp_path / 'ratings.zip'}: a zip "
+                                     "file; only plain text or .gz is read (unpack it first)\n")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("users, message", [
+    ([1, float("nan"), 2], r"row 1: users is empty \(expected an id\)"),
+    (["a", None, "b"], r"row 1: users is empty"),
+    ([1, [2, 3], 4], r"row 1: users is \[2, 3\], not an id \(a string or an integer\)"),
+])
+def test_missing_or_list_ids_in_memory_are_refused(users, message):
+    with pytest.raises(PrepareError, match=message):
+        Interactions.from_arrays(users, [5, 6, 7])
+    with pytest.raises(PrepareError, match=r"row 2: timestamps is '18446744073709551616', "
+                                           r"beyond the integers that fit in 64 bits"):
+        Interactions.from_arrays([1, 2, 3], [5, 6, 7], timestamps=[1, 2, 2 ** 64])
+
+
+def test_arrays_in_memory_split_as_their_file_does(tmp_path):
+    rows = movielens_rows()
+    users, items, ratings, stamps = (list(column) for column in zip(*rows))
+    from_file = split(read_interactions(write_movielens(tmp_path / "ratings.dat", rows)),
+                      np.random.default_rng(0))
+    in_memory = split(Interactions.from_arrays([str(u) for u in users], [str(i) for i in items],
+                                               ratings, stamps), np.random.default_rng(0))
+    for a, b in zip(from_file.train + from_file.test, in_memory.train + in_memory.test):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(from_file.test_negatives, in_memory.test_negatives)
+
+
+# All or nothing on disk: bin/prepare_data killed (SIGKILL) at several points.
+
+KILLER = """
+import importlib, os, signal, sys
+target, n = sys.argv[1], int(sys.argv[2])
+owner = importlib.import_module(target.rpartition(".")[0])
+real, calls = getattr(owner, target.rpartition(".")[2]), [0]
+def hook(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == n:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args, **kwargs)
+setattr(owner, target.rpartition(".")[2], hook)
+from ncf_tf.cli import prepare
+sys.exit(prepare.main(["prepare_data"] + sys.argv[3:]))
+"""
+OUTPUTS = ["toy." + s for s in ("train.rating", "test.rating", "test.negative", "user_ids.tsv",
+                                "item_ids.tsv")]
+
+
+@pytest.mark.parametrize("target, n, published", [
+    ("ncf_tf.data.prepare.pipeline.sample_test_negatives", 1, (0, 0)),   # before any write
+    ("ncf_tf.data.prepare.common.join_fields", 2, (0, 0)),    # writing the second staged file
+    ("os.replace", 1, (0, 0)),                                # all staged, the manifest not yet
+    ("os.replace", 4, (2, 2)),                                # two of five published
+    ("os.replace", 6, (4, 4)),                                # four of five published
+    ("os.remove", 1, (5, 5)),                                 # all published, manifest left
+])
+def test_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, capsys, target, n, published):
+    import subprocess
+    import sys
+
+    source = write_movielens(tmp_path / "ratings.dat", movielens_rows())
+    argv = ["--input", source, "--name", "toy", "--seed", "3"]
+    assert run_cli(argv + ["--dest", str(tmp_path / "whole")], capsys)[0] == 0
+    dest = tmp_path / "out"
+    killed = subprocess.run([sys.executable, "-c", KILLER, target, str(n), *argv, "--dest",
+                             str(dest)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert killed.returncode == -9, killed.stderr
+    finals = [f for f in OUTPUTS if (dest / f).exists()]
+    assert published[0] <= len(finals) <= published[1]
+    for name in finals:   # what is under a final name is complete
+        assert (dest / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    code, _, err = run_cli(argv + ["--dest", str(dest)], capsys)   # the same command again
+    assert code == 0, err
+    assert sorted(os.listdir(dest)) == sorted(OUTPUTS)              # no staging folder left
+    for name in OUTPUTS:
+        assert (dest / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()

@@ -97,6 +97,8 @@ def _flag(name: str, value) -> str:
     flag = f"--{FLAG_NAMES.get(name, name)}"
     if value is True:
         return flag
+    if value is None:
+        return f"without {flag}"
     if isinstance(value, (tuple, list)):
         value = ",".join(value)
     return f"{flag} {shlex.quote(SHOWN_SEPARATORS.get(value, str(value)))}"

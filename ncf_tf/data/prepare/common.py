@@ -59,16 +59,17 @@ def output_paths(dest: str, name: str, suffixes=OUTPUT_SUFFIXES) -> list[str]:
 
 
 def check_outputs(dest: str, name: str, overwrite: bool = False, suffixes=OUTPUT_SUFFIXES,
-                  group: str = "prepare") -> None:
+                  group: str = "prepare", replaceable: list[str] | None = None) -> None:
     """Raises PrepareError unless ``name`` is a plain file name and, without
-    ``overwrite``, none of the outputs exists (but those that a killed writer of
-    the same ``group`` left half-published, which are replaced)."""
+    ``overwrite``, none of the outputs exists but those ``replaceable`` (by
+    default, what a killed writer of the same ``group`` left half-published)."""
     if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
         raise PrepareError(f"data set name {name!r} must be a plain file name")
     if os.path.exists(dest) and not os.path.isdir(dest):
         raise PrepareError(f"{dest}: exists and is not a folder")
     if not overwrite:
-        ours = StagedGroup.half_published_in(dest, f"{name}.{group}")
+        ours = StagedGroup.half_published_in(dest, f"{name}.{group}") \
+            if replaceable is None else replaceable
         existing = [p for p in output_paths(dest, name, suffixes)
                     if os.path.exists(p) and p not in ours]
         if existing:
@@ -93,7 +94,7 @@ def write_group(dest: str, name: str, group: str, suffixes, contents: list,
     names = [f"{name}.{suffix}" for suffix in suffixes]
     try:
         with StagedGroup(dest, f"{name}.{group}") as staged:
-            check_outputs(dest, name, overwrite, suffixes, group)
+            check_outputs(dest, name, overwrite, suffixes, group, staged.half_published)
             for file, chunks in zip(names, contents):
                 with open(staged.path(file), "wb") as f:
                     for chunk in ([chunks] if isinstance(chunks, (str, bytes)) else chunks):

@@ -302,10 +302,9 @@ def suggest_format(first_line: str) -> dict:
 def _suggested(path: str, message: str, fmt: str, **current) -> PrepareError:
     """``message`` with the format the file's first line parses as, when another."""
     suggestion = suggest_format(_first_line(path))
-    if suggestion.get("fmt") == fmt and all(current.get(k) == v for k, v in suggestion.items()
-                                            if k != "fmt"):
-        suggestion = {}
-    return PrepareError(message, suggest=suggestion)
+    current["fmt"] = fmt
+    return PrepareError(message, suggest={k: v for k, v in suggestion.items()
+                                          if current.get(k) != v})
 
 
 # ----------------------------------------------------------------------------
@@ -431,10 +430,12 @@ def read_table(path: str, sep: str = ",", user_col: str = "user", item_col: str 
             ids.append(chunk[col].to_numpy())
         if names and not builder.parts[0] and (rating_col or timestamp_col):
             head = chunk[[c for c in (rating_col, timestamp_col) if c]].iloc[0]
-            if pd.to_numeric(head, errors="coerce").isna().any():
-                raise _suggested(path, f"{path}, line {chunk.index[0]}: "
-                                 f"{', '.join(head.tolist())} is not a number; a header?",
-                                 "csv", sep=sep)
+            numbers = pd.to_numeric(head, errors="coerce")
+            if numbers.isna().any():
+                column = numbers.index[np.argmax(numbers.isna().to_numpy())]
+                raise PrepareError(f"{path}, line {chunk.index[0]}: column {column!r} is "
+                                   f"{head[column]!r}, not a number (a header line?)",
+                                   suggest={"columns": None})
         builder.add(*ids,
                     _numbers(chunk[rating_col], path, "line", f"column {rating_col!r}")
                     if rating_col else np.ones(len(chunk)),
@@ -442,7 +443,9 @@ def read_table(path: str, sep: str = ",", user_col: str = "user", item_col: str 
                              integer=None) if timestamp_col else None)
     if not builder.parts[0]:
         _first_line(path)
-        raise PrepareError(f"{path}: no data lines" + ("" if names else " after the header"))
+        if names:
+            raise PrepareError(f"{path}: no data lines")
+        raise _suggested(path, f"{path}: no data lines after the header", "csv", sep=sep)
     return builder.build()
 
 
