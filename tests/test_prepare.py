@@ -687,7 +687,7 @@ def test_arrays_in_memory_split_as_their_file_does(tmp_path):
 
 KILLER = """
 import importlib, os, signal, sys
-target, n = sys.argv[1], int(sys.argv[2])
+command, target, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 owner = importlib.import_module(target.rpartition(".")[0])
 real, calls = getattr(owner, target.rpartition(".")[2]), [0]
 def hook(*args, **kwargs):
@@ -696,11 +696,21 @@ def hook(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(*args, **kwargs)
 setattr(owner, target.rpartition(".")[2], hook)
-from ncf_tf.cli import prepare
-sys.exit(prepare.main(["prepare_data"] + sys.argv[3:]))
+sys.exit(importlib.import_module(f"ncf_tf.cli.{command}").main([command] + sys.argv[4:]))
 """
 OUTPUTS = ["toy." + s for s in ("train.rating", "test.rating", "test.negative", "user_ids.tsv",
                                 "item_ids.tsv")]
+
+
+def kill(command: str, target: str, n: int, argv: list[str]) -> int:
+    """Runs ``ncf_tf.cli.<command>`` in a new process that SIGKILLs itself at
+    the n-th call of ``target``; returns its exit status."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", KILLER, command, target, str(n), *argv],
+                          capture_output=True, env={**os.environ, "PYTHONPATH": os.getcwd()}
+                          ).returncode
 
 
 @pytest.mark.parametrize("target, n, published", [
@@ -712,17 +722,11 @@ OUTPUTS = ["toy." + s for s in ("train.rating", "test.rating", "test.negative", 
     ("os.remove", 1, (5, 5)),                                 # all published, manifest left
 ])
 def test_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, capsys, target, n, published):
-    import subprocess
-    import sys
-
     source = write_movielens(tmp_path / "ratings.dat", movielens_rows())
     argv = ["--input", source, "--name", "toy", "--seed", "3"]
     assert run_cli(argv + ["--dest", str(tmp_path / "whole")], capsys)[0] == 0
     dest = tmp_path / "out"
-    killed = subprocess.run([sys.executable, "-c", KILLER, target, str(n), *argv, "--dest",
-                             str(dest)], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": os.getcwd()})
-    assert killed.returncode == -9, killed.stderr
+    assert kill("prepare", target, n, argv + ["--dest", str(dest)]) == -9
     finals = [f for f in OUTPUTS if (dest / f).exists()]
     assert published[0] <= len(finals) <= published[1]
     for name in finals:   # what is under a final name is complete
@@ -732,3 +736,18 @@ def test_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, capsys, target,
     assert sorted(os.listdir(dest)) == sorted(OUTPUTS)              # no staging folder left
     for name in OUTPUTS:
         assert (dest / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
+def test_download_killed_between_its_files_then_rerun(tmp_path, capsys):
+    from ncf_tf.cli import download as download_cli
+
+    names = [f"ml-1m.{s}" for s in ("train.rating", "test.rating", "test.negative")]
+    if not all(os.path.isfile(os.path.join("Data", n)) for n in names):
+        pytest.skip("the authors' ml-1m files are not in Data/")
+    argv = ["--dataset", "ml-1m", "--from", "Data", "--dest", str(tmp_path / "d")]
+    assert kill("download", "os.replace", 3, argv) == -9    # one of three published
+    assert [n for n in names if (tmp_path / "d" / n).exists()] == names[:1]
+    assert download_cli.main(["download_data"] + argv) == 0
+    assert sorted(os.listdir(tmp_path / "d")) == sorted(names)
+    for name in names:
+        assert (tmp_path / "d" / name).read_bytes() == open(f"Data/{name}", "rb").read()
