@@ -719,7 +719,7 @@ def kill(command: str, target: str, n: int, argv: list[str]) -> int:
     ("os.replace", 1, (0, 0)),                                # all staged, the manifest not yet
     ("os.replace", 4, (2, 2)),                                # two of five published
     ("os.replace", 6, (4, 4)),                                # four of five published
-    ("os.remove", 1, (5, 5)),                                 # all published, manifest left
+    ("os.remove", 3, (5, 5)),                   # all published, the manifest left (2 at start)
 ])
 def test_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, capsys, target, n, published):
     source = write_movielens(tmp_path / "ratings.dat", movielens_rows())

@@ -169,8 +169,7 @@ class StagedGroup:
         self.folder, self.tag = folder, tag
         self.staging = os.path.join(folder, f".{tag}.staging")
         self.half_published: list[str] = []
-        self._lock = None
-        self._created = None
+        self._lock = self._created = None
 
     def __enter__(self) -> "StagedGroup":
         probe = os.path.abspath(self.folder)
@@ -180,7 +179,7 @@ class StagedGroup:
             os.makedirs(self.staging, exist_ok=True)
             self._lock = open(os.path.join(self.staging, self.LOCK), "a+")
         except OSError as e:
-            self._remove_created()
+            self.__exit__(OSError, None, None)
             raise OutputError(f"{self.folder}: cannot write ({e.strerror or e})") from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -190,8 +189,7 @@ class StagedGroup:
             self._lock.close()
             raise OutputError(f"{self.staging}: another process (pid {owner}) is writing "
                               "these files now") from None
-        self._lock.seek(0)
-        self._lock.truncate()
+        self._lock.truncate(0)
         self._lock.write(str(os.getpid()))
         self._lock.flush()
         self.half_published = self.half_published_in(self.folder, self.tag)
@@ -238,24 +236,18 @@ class StagedGroup:
         return targets
 
     def _clear(self) -> None:
-        """Removes everything in the staging folder but the lock."""
-        for entry in os.listdir(self.staging):
-            if entry != self.LOCK:
-                path = os.path.join(self.staging, entry)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    os.remove(path)
-
-    def _remove_created(self) -> None:
-        if self._created:
-            shutil.rmtree(self._created, ignore_errors=True)
+        """Removes what the staging folder holds but the lock."""
+        shutil.rmtree(os.path.join(self.staging, "files"), ignore_errors=True)
+        for name in (self.MANIFEST, self.MANIFEST + ".new"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.staging, name))
 
     def __exit__(self, kind, value, traceback) -> None:
         # An error during publish keeps the manifest (and the staging folder)
         # for the next process of the group to read.
         if not os.path.exists(os.path.join(self.staging, self.MANIFEST)):
             shutil.rmtree(self.staging, ignore_errors=True)
-        self._lock.close()
-        if kind is not None:
-            self._remove_created()
+        if self._lock:
+            self._lock.close()
+        if kind is not None and self._created:
+            shutil.rmtree(self._created, ignore_errors=True)

@@ -23,6 +23,7 @@ gets the format (and options) that would read it as a suggestion.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import re
@@ -85,9 +86,7 @@ class Interactions:
         """
         builder = _Builder(source, user_header, item_header, timestamps is not None)
         rows = pd.RangeIndex(len(users))
-        builder.add(_ids(np.asarray(users, dtype=object), rows, source, "row",
-                                      "users"),
-                    _ids(np.asarray(items, dtype=object), rows, source, "row", "items"),
+        builder.add(_ids(users, source, "users"), _ids(items, source, "items"),
                     np.ones(len(rows)) if ratings is None else
                     _numbers(pd.Series(ratings, index=rows), source, "row", "ratings"),
                     None if timestamps is None else
@@ -100,30 +99,33 @@ class Interactions:
 # Columns -> arrays, naming the first bad line.
 
 
-def _where(source: str, place: str, index) -> str:
-    return f"{source}, {place} {index}"
-
-
-def _ids(values: np.ndarray, index: pd.Index, source: str, place: str, what: str) -> np.ndarray:
-    """Ids as they are: refuses missing (NaN, None, empty) and non-scalar ones."""
-    bad = pd.isna(values) if values.dtype == object else np.zeros(len(values), bool)
-    if values.dtype == object:
-        kinds = np.fromiter((not isinstance(v, (str, int, np.integer)) for v in values),
-                            bool, len(values))
-        bad = bad | kinds
-        empty = np.fromiter((isinstance(v, str) and not v for v in values), bool, len(values))
-        bad = bad | empty
-    elif values.dtype.kind == "f":
-        bad = ~np.isfinite(values) | (values != np.floor(values))
-    if bad.any():
-        at = int(np.argmax(bad))
+def _ids(values, source: str, what: str) -> np.ndarray:
+    """Ids as they are, each a string or an integer (not missing, not a list)."""
+    if isinstance(values, (np.ndarray, pd.Series, pd.Index)):
+        values = np.asarray(values)
+    else:   # a list, perhaps of lists: one object per entry
+        column = np.empty(len(values), object)
+        for row, value in enumerate(values):
+            column[row] = value
+        values = column
+    if values.dtype.kind in "iu":
+        return values
+    if values.dtype.kind == "f":   # whole numbers, e.g. a DataFrame column with a NaN
+        good = np.isfinite(values) & (values == np.floor(values))
+        if good.all():
+            return values.astype(np.int64)
+    else:
+        values = values.astype(object)
+        good = np.fromiter((isinstance(v, (str, int, np.integer)) and not isinstance(v, bool)
+                            and not (isinstance(v, str) and not v) for v in values), bool,
+                           len(values))
+    if not good.all():
+        at = int(np.argmax(~good))
         value = values[at]
-        if isinstance(value, str) and not value or value is None or \
-                (isinstance(value, float) and np.isnan(value)):
-            raise PrepareError(f"{_where(source, place, index[at])}: {what} is empty "
-                               "(expected an id)")
-        raise PrepareError(f"{_where(source, place, index[at])}: {what} is {value!r}, "
-                           f"not an id (a string or an integer)")
+        missing = value is None or value == "" or (isinstance(value, float) and np.isnan(value))
+        raise PrepareError(f"{source}, row {at}: {what} is " + (
+            "empty (expected an id)" if missing else
+            f"{value!r}, not an id (a string or an integer)"))
     return values
 
 
@@ -149,7 +151,7 @@ def _numbers(column: pd.Series, source: str, place: str, what: str,
     if bad.any():
         at = int(np.argmax(bad))
         text = column.iloc[at]
-        where = _where(source, place, column.index[at])
+        where = f"{source}, {place} {column.index[at]}"
         kind = "a number" if integer is False else "an integer" if integer else "a number"
         if pd.isna(text) or not str(text).strip():
             raise PrepareError(f"{where}: {what} is empty (expected {kind})")
@@ -191,12 +193,11 @@ class _Builder:
             self.parts[3].append(timestamps)
 
     def build(self) -> Interactions:
-        if not self.parts[0]:
-            raise PrepareError(f"{self.source}: no data lines")
         joined = [np.concatenate(p) if len(p) > 1 else p[0] for p in self.parts if p]
         users, items, ratings = joined[:3]
-        ids = [np.array(list(t), dtype=object if any(isinstance(k, str) for k in t)
-                        else np.int64) for t in self.tables[:2]]
+        ids = [np.array(list(t), dtype=np.int64 if all(
+            isinstance(k, int) and -(1 << 63) <= k < 1 << 63 for k in t) else object)
+            for t in self.tables[:2]]
         return Interactions(users, items, ids[0], ids[1], ratings,
                             np.array(list(self.tables[2]), np.float64),
                             joined[3] if self.timed else None, self.source, *self.headers)
@@ -224,19 +225,25 @@ class _Colons(io.TextIOBase):
         return text.replace("::", "\t")
 
 
-def _first_line(path: str) -> str:
-    """The first non-blank line of the file (PrepareError when there is none)."""
+@contextlib.contextmanager
+def _reading(path: str) -> Iterator[None]:
+    """Turns the errors of reading ``path`` into PrepareError."""
     try:
-        with open_input(path) as f:
-            for line in f:
-                if line.strip():
-                    return line.rstrip("\r\n")
+        yield
     except InputFileError as e:
         raise PrepareError(str(e)) from None
     except UnicodeDecodeError as e:
         raise PrepareError(f"{path}: not UTF-8 text ({e})") from None
     except (EOFError, OSError, zlib.error) as e:
         raise PrepareError(f"{path}: cannot read ({e})") from None
+
+
+def _first_line(path: str) -> str:
+    """The first non-blank line of the file (PrepareError when there is none)."""
+    with _reading(path), open_input(path) as f:
+        for line in f:
+            if line.strip():
+                return line.rstrip("\r\n")
     raise PrepareError(f"{path}: file is empty")
 
 
@@ -247,7 +254,7 @@ def _chunks(path: str, sep: str, header: bool, shown_sep: str, chunk_lines: int,
     pandas infers them."""
     first = 2 if header else 1
     try:
-        with open_input(path) as stream:
+        with _reading(path), open_input(path) as stream:
             reader = pd.read_csv(_Colons(stream) if colons else stream, sep=sep,
                                  header=0 if header else None, chunksize=chunk_lines,
                                  engine="c", skip_blank_lines=False,
@@ -269,12 +276,6 @@ def _chunks(path: str, sep: str, header: bool, shown_sep: str, chunk_lines: int,
         raise PrepareError(f"{path}: cannot parse ({str(e).strip().splitlines()[0]})") from None
     except pd.errors.EmptyDataError:
         return
-    except InputFileError as e:
-        raise PrepareError(str(e)) from None
-    except UnicodeDecodeError as e:
-        raise PrepareError(f"{path}: not UTF-8 text ({e})") from None
-    except (EOFError, OSError, zlib.error) as e:
-        raise PrepareError(f"{path}: cannot read ({e})") from None
 
 
 def suggest_format(first_line: str) -> dict:
@@ -396,6 +397,9 @@ def read_table(path: str, sep: str = ",", user_col: str = "user", item_col: str 
             many fields, an id is empty, a rating or timestamp not a number.
     """
     wanted = [c for c in (user_col, item_col, rating_col, timestamp_col) if c]
+    if len(set(wanted)) < len(wanted):
+        raise PrepareError(f"user_col, item_col, rating_col and timestamp_col must name "
+                           f"different columns, got {', '.join(map(repr, wanted))}")
     names = list(columns) if columns else None
     if names:
         missing = [c for c in wanted if c not in names]
@@ -408,7 +412,7 @@ def read_table(path: str, sep: str = ",", user_col: str = "user", item_col: str 
         if names:
             if chunk.shape[1] != len(names):
                 raise _suggested(path, f"{path}, line {chunk.index[0]}: {chunk.shape[1]} "
-                                 f"fields, columns names {len(names)}", "csv", sep=sep,
+                                 f"fields, but columns names {len(names)}", "csv", sep=sep,
                                  columns=tuple(names))
             chunk.columns = names
         else:
