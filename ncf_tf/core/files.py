@@ -84,6 +84,13 @@ def atomic_path(path: str, suffix: str = ".tmp") -> Iterator[str]:
             os.remove(tmp)
 
 
+def first_line(path: str) -> str:
+    """The first non-blank line of a plain or gzipped file, without its line end;
+    "" when there is none."""
+    with open_input(path) as f:
+        return next((line.rstrip("\r\n") for line in f if line.strip()), "")
+
+
 class OutputError(ValueError):
     """An output folder or file that cannot be created or written."""
 

@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ncf_tf.core.arrays import count_distinct
-from ncf_tf.core.files import InputFileError, hash_file, open_input
+from ncf_tf.core.files import InputFileError, first_line, hash_file, open_input
 
 SUFFIXES = ("train.rating", "test.rating", "test.negative")
 
@@ -126,16 +126,15 @@ def _first_line(filename: str) -> str:
     """The first non-blank line of a plain or gzipped file; DataError if there
     is none or the file cannot be read."""
     try:
-        with open_input(filename) as f:
-            for line in f:
-                if line.strip():
-                    return line.rstrip("\n")
+        line = first_line(filename)
     except InputFileError as e:
         raise DataError(str(e)) from None
     except (EOFError, OSError, zlib.error) as e:
         raise DataError(f"{filename}: cannot read ({e}); truncated or corrupt "
                         "gzip?") from None
-    raise DataError(f"{filename}: file is empty")
+    if not line:
+        raise DataError(f"{filename}: file is empty")
+    return line
 
 
 def _bad_line(filename: str, lines: list[str], check) -> DataError:

@@ -72,7 +72,7 @@ published together (:class:`ncf_tf.core.files.StagedGroup`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -80,7 +80,7 @@ from ncf_tf.data.prepare.common import (OUTPUT_SUFFIXES, PrepareError, check_out
                                         id_map_text, negative_chunks, output_paths,
                                         rating_chunks, write_group)
 from ncf_tf.data.prepare.negatives import sample_test_negatives
-from ncf_tf.data.prepare.readers import CHUNK_LINES, Interactions, read_interactions
+from ncf_tf.data.prepare.readers import Interactions, read_interactions
 
 TIE_BREAKS = ("first", "last")
 TieBreak = Literal["first", "last"]
@@ -367,12 +367,9 @@ def write_split(data: Split, dest: str, name: str, overwrite: bool = False) -> l
 
 
 def prepare(input_path: str, dest: str, name: str, rng: np.random.Generator, *,
-            fmt: str = "movielens", sep: str = ",", user_col: str = "user",
-            item_col: str = "item", rating_col: str | None = None,
-            timestamp_col: str | None = None, columns: Sequence[str] | None = None,
-            min_interactions: int = 0, num_test_neg: int = 99, tie_break: TieBreak = "last",
-            drop_cold_items: bool = False, overwrite: bool = False,
-            chunk_lines: int = CHUNK_LINES) -> Split:
+            fmt: str = "movielens", min_interactions: int = 0, num_test_neg: int = 99,
+            tie_break: TieBreak = "last", drop_cold_items: bool = False,
+            overwrite: bool = False, **read_options) -> Split:
     """Reads ``input_path``, builds the leave-one-out split and writes it to ``dest``.
 
     Args:
@@ -380,8 +377,9 @@ def prepare(input_path: str, dest: str, name: str, rng: np.random.Generator, *,
         dest: output folder (created if missing).
         name: data set name: files are ``<dest>/<name>.train.rating`` etc.
         rng: draws the test negatives.
-        fmt, sep, user_col, item_col, rating_col, timestamp_col, columns,
-            chunk_lines: see :func:`ncf_tf.data.prepare.readers.read_interactions`.
+        fmt, read_options: see :func:`ncf_tf.data.prepare.readers.read_interactions`
+            (``sep``, ``user_col``, ``item_col``, ``rating_col``, ``timestamp_col``,
+            ``columns``, ``chunk_lines``).
         min_interactions, num_test_neg, tie_break, drop_cold_items: see :func:`split`.
         overwrite: replace existing outputs instead of refusing.
 
@@ -392,9 +390,7 @@ def prepare(input_path: str, dest: str, name: str, rng: np.random.Generator, *,
         PrepareError: bad input or options (one line); nothing is written.
     """
     check_outputs(dest, name, overwrite)  # fail before the slow part
-    raw = read_interactions(input_path, fmt, sep=sep, user_col=user_col, item_col=item_col,
-                            rating_col=rating_col or None, timestamp_col=timestamp_col or None,
-                            columns=columns, chunk_lines=chunk_lines)
+    raw = read_interactions(input_path, fmt, **read_options)
     data = split(raw, rng, min_interactions=min_interactions, num_test_neg=num_test_neg,
                  tie_break=tie_break, drop_cold_items=drop_cold_items)
     del raw

@@ -33,7 +33,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from ncf_tf.core.files import InputFileError, open_input
+from ncf_tf.core.files import InputFileError, first_line, open_input
 from ncf_tf.data.prepare.common import PrepareError
 
 FORMATS = ("movielens", "movielens-csv", "csv")
@@ -240,11 +240,11 @@ def _reading(path: str) -> Iterator[None]:
 
 def _first_line(path: str) -> str:
     """The first non-blank line of the file (PrepareError when there is none)."""
-    with _reading(path), open_input(path) as f:
-        for line in f:
-            if line.strip():
-                return line.rstrip("\r\n")
-    raise PrepareError(f"{path}: file is empty")
+    with _reading(path):
+        line = first_line(path)
+    if not line:
+        raise PrepareError(f"{path}: file is empty")
+    return line
 
 
 def _chunks(path: str, sep: str, header: bool, shown_sep: str, chunk_lines: int,
