@@ -152,21 +152,18 @@ def hash_file(path: str, *hashes) -> list[str]:
 class StagedGroup:
     """Files published in ``folder`` together, after all of them were written.
 
-    ``with StagedGroup(folder, tag) as group:`` locks the group (a second
-    process writing the same ``tag`` in ``folder`` is refused while the first
-    lives; a killed one's lock is released by the system), and removes what a
-    killed process of the same group left in its staging folder
-    ``<folder>/.<tag>.staging``. Files are written at :meth:`path` and
-    published with :meth:`publish`: a manifest of their names is written
-    first, then each is renamed into place. A process killed during the
-    renames leaves the manifest; the next one reads it and lists, in
-    :attr:`half_published`, the files of the group already under their final
-    name, which it may replace. On any exception inside the block nothing
-    of it stays (not even ``folder``, when this created it).
+    ``with StagedGroup(folder, tag) as group:`` holds the group's lock (a
+    second live process is refused; a killed one's lock is released by the
+    system) and clears what a killed process left in the staging folder
+    ``<folder>/.<tag>.staging``. Files written at :meth:`path` are published
+    by :meth:`publish`: a manifest of their names, then one rename each. From
+    the manifest of a process killed during the renames, the next one learns
+    :attr:`half_published`, the group's files already under their final name
+    (its to replace). On an exception inside the block nothing of it stays,
+    not even ``folder`` when this created it.
 
     Raises:
-        OutputError: ``folder`` or the staging folder cannot be created, or
-            another live process holds the group.
+        OutputError: the folders cannot be created, or a live process holds the group.
     """
 
     MANIFEST = "manifest"

@@ -99,6 +99,15 @@ class Interactions:
 # Columns -> arrays, naming the first bad line.
 
 
+def _refuse(path: str, column: pd.Series, bad: np.ndarray, problem: str) -> None:
+    """PrepareError at the first line where ``bad``: ``problem`` with ``{value}``
+    replaced by that line's value (quoted)."""
+    if bad.any():
+        at = int(np.argmax(bad))
+        raise PrepareError(f"{path}, line {column.index[at]}: "
+                           + problem.replace("{value}", repr(str(column.iloc[at]))))
+
+
 def _ids(values, source: str, what: str) -> np.ndarray:
     """Ids as they are, each a string or an integer (not missing, not a list)."""
     if isinstance(values, (np.ndarray, pd.Series, pd.Index)):
@@ -327,10 +336,8 @@ def read_movielens(path: str, chunk_lines: int = CHUNK_LINES) -> Interactions:
                 not builder.parts[0] else PrepareError(message)
         chunk.columns = list(MOVIELENS_FIELDS)
         for field in MOVIELENS_FIELDS:
-            empty = (chunk[field].isna() | (chunk[field] == "")).to_numpy()
-            if empty.any():
-                raise PrepareError(f"{path}, line {chunk.index[np.argmax(empty)]}: {field} is "
-                                   f"empty (expected {layout})")
+            _refuse(path, chunk[field], (chunk[field].isna() | (chunk[field] == "")).to_numpy(),
+                    f"{field} is empty (expected {layout})")
         _numbers(chunk["user"], path, "line", "user id", integer=True)
         _numbers(chunk["item"], path, "line", "item id", integer=True)
         builder.add(chunk["user"].to_numpy(), chunk["item"].to_numpy(),
@@ -355,18 +362,11 @@ def read_movielens_csv(path: str, chunk_lines: int = CHUNK_LINES) -> Interaction
         users, items = (_numbers(chunk[c], path, "line", c, integer=True)
                         for c in MOVIELENS_CSV_HEADER[:2])
         for what, ids in zip(MOVIELENS_CSV_HEADER[:2], (users, items)):
-            bad = (ids < 0) | (ids >= 1 << 31)
-            if bad.any():
-                at = int(np.argmax(bad))
-                raise PrepareError(f"{path}, line {chunk.index[at]}: {what} is "
-                                   f"{str(chunk[what].iloc[at])!r}, not an id in 0..2^31-1")
+            _refuse(path, chunk[what], (ids < 0) | (ids >= 1 << 31),
+                    f"{what} is {{value}}, not an id in 0..2^31-1")
         ratings = _numbers(chunk["rating"], path, "line", "rating")
-        bad = ratings * 2 != np.round(ratings * 2)
-        if bad.any():
-            at = int(np.argmax(bad))
-            raise PrepareError(f"{path}, line {chunk.index[at]}: rating is "
-                               f"{str(chunk['rating'].iloc[at])!r}, not a multiple of 0.5 "
-                               "(MovieLens rates in half stars)")
+        _refuse(path, chunk["rating"], ratings * 2 != np.round(ratings * 2), "rating is {value}, "
+                "not a multiple of 0.5 (MovieLens rates in half stars)")
         builder.add(users, items, ratings,
                     _numbers(chunk["timestamp"], path, "line", "timestamp", integer=True))
     if not builder.parts[0]:
@@ -427,10 +427,8 @@ def read_table(path: str, sep: str = ",", user_col: str = "user", item_col: str 
         chunk = chunk[wanted].apply(lambda column: column.fillna("").str.strip())
         ids = []
         for col in (user_col, item_col):
-            empty = (chunk[col] == "").to_numpy()
-            if empty.any():
-                raise PrepareError(f"{path}, line {chunk.index[np.argmax(empty)]}: column "
-                                   f"{col!r} is empty (expected {expected})")
+            _refuse(path, chunk[col], (chunk[col] == "").to_numpy(),
+                    f"column {col!r} is empty (expected {expected})")
             ids.append(chunk[col].to_numpy())
         if names and not builder.parts[0] and (rating_col or timestamp_col):
             head = chunk[[c for c in (rating_col, timestamp_col) if c]].iloc[0]
