@@ -42,7 +42,7 @@ def test_a_file_that_does_not_verify_leaves_nothing(tmp_path, source):
 
 def test_missing_source_creates_no_folder(tmp_path):
     dest = tmp_path / "dl"
-    with pytest.raises(DownloadError, match=r"nope/toy.train.rating: not found \(--from .*nope\)"):
+    with pytest.raises(DownloadError, match=r"nope/toy.train.rating: not found$"):
         fetch("toy.train.rating", str(dest), str(tmp_path / "nope"), ("-", "-"))
     assert not dest.exists()
 
@@ -107,7 +107,7 @@ def test_ml_20m_zip_with_another_md5_writes_nothing(tmp_path, monkeypatch, capsy
     assert not (tmp_path / "Data").exists()
     code = download_cli.main(["download_data", "--dataset", "ml-25m", "--from",
                               str(tmp_path / "zips"), "--dest", str(tmp_path / "Data")])
-    assert code == 2 and "ml-25m.zip: not found (--from" in capsys.readouterr().err
+    assert code == 2 and "ml-25m.zip: not found\n" in capsys.readouterr().err
 
 
 def test_published_checksums_are_pinned():

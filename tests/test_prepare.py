@@ -751,3 +751,25 @@ def test_download_killed_between_its_files_then_rerun(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / "d")) == sorted(names)
     for name in names:
         assert (tmp_path / "d" / name).read_bytes() == open(f"Data/{name}", "rb").read()
+
+
+def test_suggestions_read_as_parameters_in_python_and_as_flags_on_the_command_line():
+    error = PrepareError("bad", suggest={"fmt": "csv", "sep": "\t", "columns": ("u", "i"),
+                                         "drop_cold_items": True, "source": "DIR"})
+    assert str(error) == ("bad; try fmt='csv', sep='\\t', columns=('u', 'i'), "
+                          "drop_cold_items=True, source='DIR'")
+    with pytest.raises(PrepareError) as raised:
+        with prepare_cli.as_flags():
+            raise error
+    assert str(raised.value) == ("bad; try --format csv --sep '\\t' --columns u,i "
+                                 "--drop_cold_items --from DIR")
+
+
+def test_one_column_for_two_roles_is_refused(tmp_path):
+    source = tmp_path / "x.csv"
+    source.write_text("user,item\na,b\n")
+    with pytest.raises(PrepareError, match=r"user_col, item_col, rating_col and timestamp_col "
+                                           r"must name different columns, got 'user', 'user'"):
+        prepare(str(source), str(tmp_path / "out"), "x", np.random.default_rng(0), fmt="csv",
+                item_col="user")
+    assert not (tmp_path / "out").exists()

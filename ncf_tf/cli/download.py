@@ -5,8 +5,15 @@ from __future__ import annotations
 from absl import flags
 
 from ncf_tf.cli.command import run_command
-from ncf_tf.data.download import DATASETS, DownloadError, download
+from ncf_tf.cli.prepare import as_flags
+from ncf_tf.data.download import DATASETS, download
 from ncf_tf.data.prepare import PrepareError
+
+
+def run(fv: flags.FlagValues) -> None:
+    """:func:`download`, its errors' suggestions written as flags."""
+    with as_flags():
+        download(fv.dataset, fv.dest, fv["from"].value or None)
 
 
 def main(argv: list[str]) -> int:
@@ -25,5 +32,4 @@ def main(argv: list[str]) -> int:
                         flag_values=fv)
     return run_command(argv, "download_data", "fetch the authors' data files, verified; "
                        "MovieLens-20M/25M, converted.", fv,
-                       lambda fv: download(fv.dataset, fv.dest, fv["from"].value or None),
-                       errors=(DownloadError, PrepareError), outputs=(("dest", "dir"),))
+                       run, errors=(PrepareError,), outputs=(("dest", "dir"),))

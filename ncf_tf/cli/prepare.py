@@ -21,7 +21,9 @@ Examples::
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+from typing import Iterator
 
 import numpy as np
 from absl import flags
@@ -33,7 +35,7 @@ SEPARATORS = {"\\t": "\t", "tab": "\t", "TAB": "\t"}
 SHOWN_SEPARATORS = {"\t": "\\t"}
 CSV_FLAGS = ("sep", "user_col", "item_col", "rating_col", "timestamp_col", "columns")
 # The library's parameters that are named otherwise on the command line.
-FLAG_NAMES = {"fmt": "format", "input_path": "input"}
+FLAG_NAMES = {"fmt": "format", "input_path": "input", "source": "from"}
 FIXED_COLUMNS = {"movielens": "ratings.dat", "movielens-csv": "ratings.csv"}
 # Flags that only shape a split from raw interactions (not --resample_negatives).
 SPLIT_FLAGS = ("input", "format", "min_interactions", "tie_break", "drop_cold_items") + CSV_FLAGS
@@ -122,12 +124,19 @@ def _resample(fv: flags.FlagValues) -> None:
           f"#test={counts['test']}")
 
 
-def run(fv: flags.FlagValues) -> None:
-    """:func:`prepare_data`, its errors' suggestions written as flags."""
+@contextlib.contextmanager
+def as_flags() -> Iterator[None]:
+    """Re-raises a PrepareError with its suggestion written as flags."""
     try:
-        prepare_data(fv)
+        yield
     except prepare.PrepareError as e:
         raise prepare.PrepareError(e.render(_flag, " ")) from None
+
+
+def run(fv: flags.FlagValues) -> None:
+    """:func:`prepare_data`, its errors' suggestions written as flags."""
+    with as_flags():
+        prepare_data(fv)
 
 
 def prepare_data(fv: flags.FlagValues) -> None:

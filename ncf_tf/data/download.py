@@ -35,7 +35,7 @@ import zipfile
 import numpy as np
 
 from ncf_tf.core.files import OutputError, StagedGroup, hash_file
-from ncf_tf.data.prepare import PROTOCOLS, output_paths, prepare, resample_negatives
+from ncf_tf.data.prepare import PROTOCOLS, PrepareError, output_paths, prepare, resample_negatives
 from ncf_tf.data.prepare.negatives import NEGATIVE_SUFFIXES
 
 AUTHORS_COMMIT = "4aab159e81c44b062c091bdaed0ab54ac632371f"
@@ -69,7 +69,7 @@ DATASETS = sorted(set(GROUPS) | set(MOVIELENS_ZIPS) | set(DERIVED))
 SEED = 0   # of the MovieLens-20M/25M test negatives
 
 
-class DownloadError(ValueError):
+class DownloadError(PrepareError):
     """A file could not be fetched, or did not verify."""
 
 
@@ -102,7 +102,7 @@ def remote_path(name: str) -> str:
     return "Data/" + name
 
 
-def _copy_or_download(origin: str, path: str, local: bool, hint: str, log) -> None:
+def _copy_or_download(origin: str, path: str, local: bool, log) -> None:
     if local:
         shutil.copyfile(origin, path)
         return
@@ -111,7 +111,8 @@ def _copy_or_download(origin: str, path: str, local: bool, hint: str, log) -> No
         with urllib.request.urlopen(origin, timeout=60) as response, open(path, "wb") as out:
             shutil.copyfileobj(response, out, 1 << 20)
     except OSError as e:
-        raise DownloadError(f"{origin}: download failed ({e}); without network, {hint}") from None
+        raise DownloadError(f"{origin}: download failed ({e}); without network, copy the "
+                            "files from a local folder", suggest={"source": "DIR"}) from None
 
 
 def fetch_group(names: list[str], dest: str, source: str | None,
@@ -130,15 +131,14 @@ def fetch_group(names: list[str], dest: str, source: str | None,
                BASE_URL + urllib.request.quote(remote_path(name)) for name in wanted}
     for name in wanted:
         if source and not os.path.isfile(origins[name]):
-            raise DownloadError(f"{origins[name]}: not found (--from {source})")
+            raise DownloadError(f"{origins[name]}: not found")
     if not wanted:
         return status
     try:
         with StagedGroup(dest, f"{tag}.download") as group:
             for name in wanted:
                 path = group.path(name)
-                _copy_or_download(origins[name], path, bool(source), "copy the files from a "
-                                  "local folder with --from DIR", log)
+                _copy_or_download(origins[name], path, bool(source), log)
                 if not verified(path, table[name]):
                     blob, sha = digests(path)
                     raise DownloadError(
@@ -164,12 +164,12 @@ def md5(path: str) -> str:
 
 def _fetch_zip(dataset: str, dest: str, source: str | None, url: str, expected_md5: str,
                group: StagedGroup, log=print) -> str:
-    """The path of a verified ``<dataset>.zip``: in ``source`` (--from), or in
+    """The path of a verified ``<dataset>.zip``: in ``source``, or in
     ``dest``, downloaded there (staged in ``group``) unless a verified copy is present."""
     name = f"{dataset}.zip"
     path = os.path.join(source, name) if source else os.path.join(dest, name)
     if source and not os.path.isfile(path):
-        raise DownloadError(f"{path}: not found (--from {source})")
+        raise DownloadError(f"{path}: not found")
     if os.path.isfile(path):
         found = md5(path)
         if found == expected_md5:
@@ -178,7 +178,7 @@ def _fetch_zip(dataset: str, dest: str, source: str | None, url: str, expected_m
             raise DownloadError(f"{path}: MD5 {found}, expected {expected_md5} (GroupLens's "
                                 "published checksum)")
     staged = group.path(name)
-    _copy_or_download(url, staged, False, f"put {name} in a folder and use --from DIR", log)
+    _copy_or_download(url, staged, False, log)
     found = md5(staged)
     if found != expected_md5:
         raise DownloadError(f"{url}: MD5 {found}, expected {expected_md5} (GroupLens's "
