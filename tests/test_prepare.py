@@ -773,3 +773,20 @@ def test_one_column_for_two_roles_is_refused(tmp_path):
         prepare(str(source), str(tmp_path / "out"), "x", np.random.default_rng(0), fmt="csv",
                 item_col="user")
     assert not (tmp_path / "out").exists()
+
+
+def test_gzipped_input_by_name_or_by_content_equals_plain(tmp_path):
+    import gzip
+
+    source = write_movielens(tmp_path / "ratings.dat", movielens_rows())
+    data = open(source, "rb").read()
+    for name in ("ratings.dat.gz", "ratings.dat.packed"):
+        with gzip.open(tmp_path / name, "wb") as f:
+            f.write(data)
+    for name in ("ratings.dat", "ratings.dat.gz", "ratings.dat.packed"):
+        prepare(str(tmp_path / name), str(tmp_path / name.replace(".", "-")), "x",
+                np.random.default_rng(0), chunk_lines=100)
+    for suffix in ("train.rating", "test.rating", "test.negative", "user_ids.tsv"):
+        plain = (tmp_path / "ratings-dat" / f"x.{suffix}").read_bytes()
+        assert (tmp_path / "ratings-dat-gz" / f"x.{suffix}").read_bytes() == plain
+        assert (tmp_path / "ratings-dat-packed" / f"x.{suffix}").read_bytes() == plain

@@ -48,9 +48,9 @@ def define_flags() -> flags.FlagValues:
     flags.DEFINE_enum("format", "movielens", list(prepare.FORMATS),
                       "movielens: ratings.dat (ml-1m), user::item::rating::timestamp; "
                       "movielens-csv: ratings.csv of MovieLens-20M/25M, header "
-                      "userId,movieId,rating,timestamp, read in chunks into integer arrays "
-                      "; csv: a separated file with a header naming the columns, or "
-                      "without one given --columns. Every format is read in chunks.",
+                      "userId,movieId,rating,timestamp; csv: a separated file with a header "
+                      "naming the columns, or without one given --columns. Every format is "
+                      "read in chunks, plain or gzipped.",
                       flag_values=fv)
     flags.DEFINE_enum("protocol", "paper", list(prepare.PROTOCOLS),
                       "Named defaults of --min_interactions and --num_test_neg (given flags "
