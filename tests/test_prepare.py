@@ -790,3 +790,28 @@ def test_gzipped_input_by_name_or_by_content_equals_plain(tmp_path):
         plain = (tmp_path / "ratings-dat" / f"x.{suffix}").read_bytes()
         assert (tmp_path / "ratings-dat-gz" / f"x.{suffix}").read_bytes() == plain
         assert (tmp_path / "ratings-dat-packed" / f"x.{suffix}").read_bytes() == plain
+
+
+def test_a_failure_while_publishing_is_completed_by_the_next_run(tmp_path, monkeypatch):
+    source = write_movielens(tmp_path / "ratings.dat", movielens_rows())
+    dest = tmp_path / "out"
+    dest.mkdir()
+    real, calls = os.replace, []
+
+    def failing(src, dst):   # the manifest, two files, then the disk fails
+        calls.append(dst)
+        if len(calls) == 4:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(PrepareError, match=r"out: writing failed \(No space left on device\); "
+                                           r"2 of the 5 files published, the same command run "
+                                           r"again completes them"):
+        prepare(source, str(dest), "toy", np.random.default_rng(0))
+    monkeypatch.setattr(os, "replace", real)
+    prepare(source, str(dest), "toy", np.random.default_rng(0))
+    prepare(source, str(tmp_path / "whole"), "toy", np.random.default_rng(0))
+    assert sorted(os.listdir(dest)) == sorted(os.listdir(tmp_path / "whole"))
+    for name in os.listdir(dest):
+        assert (dest / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()

@@ -103,8 +103,10 @@ def write_group(dest: str, name: str, group: str, suffixes, contents: list,
     except OutputError as e:
         raise PrepareError(str(e)) from None
     except OSError as e:
-        raise PrepareError(f"{dest}: writing failed ({e.strerror or e}); nothing "
-                           "written") from None
+        half = StagedGroup.half_published_in(dest, f"{name}.{group}")
+        raise PrepareError(f"{dest}: writing failed ({e.strerror or e}); " + (
+            f"{len(half)} of the {len(names)} files published, the same command run again "
+            "completes them" if half else "nothing written")) from None
 
 
 def id_map_text(ids: np.ndarray, kind: str, header: str) -> str:
