@@ -669,6 +669,9 @@ def test_missing_or_list_ids_in_memory_are_refused(users, message):
     with pytest.raises(PrepareError, match=r"row 2: timestamps is '18446744073709551616', "
                                            r"beyond the integers that fit in 64 bits"):
         Interactions.from_arrays([1, 2, 3], [5, 6, 7], timestamps=[1, 2, 2 ** 64])
+    with pytest.raises(PrepareError, match=r"one entry per interaction expected, got lengths "
+                                           r"users 3, items 3, ratings 2"):
+        Interactions.from_arrays([1, 2, 3], [5, 6, 7], ratings=[1, 2])
 
 
 def test_arrays_in_memory_split_as_their_file_does(tmp_path):

@@ -84,14 +84,19 @@ class Interactions:
                 a rating or timestamp is not a finite number, a timestamp is
                 beyond int64; the message names the row (0-based).
         """
+        given = {"users": users, "items": items, "ratings": ratings, "timestamps": timestamps}
+        lengths = {name: len(column) for name, column in given.items() if column is not None}
+        if len(set(lengths.values())) > 1:
+            raise PrepareError(f"{source}: one entry per interaction expected, got lengths "
+                               + ", ".join(f"{name} {n}" for name, n in lengths.items()))
         builder = _Builder(source, user_header, item_header, timestamps is not None)
         rows = pd.RangeIndex(len(users))
         builder.add(_ids(users, source, "users"), _ids(items, source, "items"),
-                    np.ones(len(rows)) if ratings is None else
-                    _numbers(pd.Series(ratings, index=rows), source, "row", "ratings"),
-                    None if timestamps is None else
-                    _numbers(pd.Series(timestamps, index=rows), source, "row", "timestamps",
-                             integer=None))
+                    np.ones(len(rows)) if ratings is None else _numbers(
+                        pd.Series(np.asarray(ratings), index=rows), source, "row", "ratings"),
+                    None if timestamps is None else _numbers(
+                        pd.Series(np.asarray(timestamps), index=rows), source, "row",
+                        "timestamps", integer=None))
         return builder.build()
 
 
