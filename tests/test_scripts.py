@@ -133,8 +133,8 @@ def test_neumf_from_keras1_weight_files(tmp_path, capsys):
 
 
 BAD = [
-    (["--layers", "[64,32]", "--reg_layers", "[0,0,0]"], "--layers has 2 entries but --reg_layers has 3"),
-    (["--layers", "[63,32]", "--reg_layers", "[0,0]"], r"--layers\[0\] = 63 must be even"),
+    (["--layers", "[64,32]", "--reg_layers", "[0,0,0]"], "--layers and --reg_layers must have the same length, got 2 and 3$"),
+    (["--layers", "[63,32]", "--reg_layers", "[0,0]"], r"--layers\[0\] must be even, got 63: "),
     (["--layers", "eval('1')"], "--layers must be a comma-separated list of integers"),
     (["--learner", "nadam"], "--learner must be one of adagrad, adam, rmsprop, sgd"),
     (["--batch_size", "0"], "--batch_size must be an integer >= 1, got 0"),
