@@ -1,6 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make train   -- venv, data (downloaded and verified; ml-1m-neg999, ml-1m with 999 test
 #                   negatives, derived from it in seconds), GMF, MLP, then NeuMF from them
+#                   (records in runs/, weights in runs/models/, both ignored by git), and
+#                   their numbers beside the paper's and the committed runs'.
 #   make test    -- venv, tests
 # DATA_FROM=DIR copies the data from a local folder instead of downloading it.
 PYTHON ?= python3
@@ -26,7 +28,7 @@ train: data
 	$(BIN)/python bin/train_gmf --epochs $(EPOCHS)
 	$(BIN)/python bin/train_mlp --epochs $(EPOCHS)
 	$(BIN)/python bin/train_neumf --pretrain --epochs $(EPOCHS)
-	$(BIN)/python bin/reproduce --report
+	$(BIN)/python bin/reproduce --compare runs/
 
 test: install
 	$(BIN)/python -m pytest

@@ -1,6 +1,7 @@
 """Every command checks its outputs before any work, fails in one line, and is
 quiet about TensorFlow's start-up unless --tf_verbose asks."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -9,8 +10,8 @@ import time
 import pytest
 from absl import flags
 
-from conftest import REPO, write_dataset
-from ncf_tf.cli import COMMANDS, command
+from conftest import REPO, entry_points, write_dataset
+from ncf_tf.cli import command
 from ncf_tf.core import quiet
 from ncf_tf.core.files import OutputError, check_output_dir, check_output_parent
 
@@ -71,16 +72,19 @@ def unusable(tmp_path, data):
     ]
 
 
+def entry_point(name: str):
+    module, function = entry_points()[name].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def test_every_command_checks_its_outputs_first(tmp_path, capsys):
     data = write_dataset(tmp_path / "data")["folder"]
     (tmp_path / "FILE").write_text("keep")
     before = listing(tmp_path)
     cases = unusable(tmp_path, data)
-    assert {name for name, _ in cases} == set(COMMANDS) - {"benchmark"}
+    assert {name for name, _ in cases} == set(entry_points())
     for name, argv in cases:
-        module, args = COMMANDS[name]
-        main = __import__(f"ncf_tf.cli.{module}", fromlist=["main"]).main
-        code = main(*args, [name, *argv])
+        code = entry_point(name)([name, *argv])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2, (name, err)
         flag = next(a for a in argv if a in ("--results_dir", "--model_dir", "--tensorboard",

@@ -9,6 +9,7 @@ import pytest
 from conftest import write_dataset
 from ncf_tf.results import reproduce
 from ncf_tf.cli import reproduce as reproduce_cli
+from ncf_tf.cli.reproduce import program
 
 
 @pytest.mark.parametrize("experiment", [*reproduce.EXPERIMENTS, "all"])
@@ -101,7 +102,8 @@ def test_execute_runs_dependencies_first_and_skips_recorded(tmp_path):
     broken = reproduce.Job("toy_broken", "train_gmf", small + ["--num_factors", "0"])
     after_broken = reproduce.Job("toy_after", "train_neumf", small, needs=("toy_broken", "toy_mlp"))
     runs, logs = tmp_path / "runs", []
-    failed = reproduce.execute([neumf, gmf, mlp, broken, after_broken], results_dir=str(runs),
+    failed = reproduce.execute([neumf, gmf, mlp, broken, after_broken], program=program,
+                               results_dir=str(runs),
                                model_dir=str(tmp_path / "models"), data_path=data["folder"],
                                parallel=2, log=logs.append, logs_dir=str(tmp_path / "logs"))
     assert sorted(failed) == ["toy_after", "toy_broken"]
@@ -112,7 +114,7 @@ def test_execute_runs_dependencies_first_and_skips_recorded(tmp_path):
     assert "error: --num_factors must be an integer >= 1" in (tmp_path / "logs" / "toy_broken.log").read_text()
 
     again = []
-    failed = reproduce.execute([gmf, mlp, neumf], results_dir=str(runs),
+    failed = reproduce.execute([gmf, mlp, neumf], program=program, results_dir=str(runs),
                                model_dir=str(tmp_path / "models"), data_path=data["folder"],
                                log=again.append, logs_dir=str(tmp_path / "logs"))
     assert failed == [] and again == ["3 of 3 runs already recorded; 0 to run, 1 at a time"]
@@ -138,7 +140,8 @@ def test_execute_reruns_a_recorded_dependency_whose_weights_are_gone(tmp_path):
     gmf, mlp, neumf = toy_jobs(["--dataset", "toy", "--epochs", "2", "--batch_size", "64"])
     runs, models = tmp_path / "runs", tmp_path / "models"
     # Two at a time: one thread each, so that a rerun is bit for bit the run.
-    kwargs = dict(results_dir=str(runs), model_dir=str(models), data_path=data["folder"],
+    kwargs = dict(program=program, results_dir=str(runs), model_dir=str(models),
+                  data_path=data["folder"],
                   logs_dir=str(tmp_path / "logs"), parallel=2)
     assert reproduce.execute([gmf, mlp], log=lambda line: None, **kwargs) == []
     recorded = (runs / "toy_gmf.json").read_text()

@@ -57,7 +57,7 @@ def run_key(name: str, params: dict, dataset: str, seed: int, selection: str = "
 
 
 def run_baseline(name: str, params: dict, *, path: str, dataset: str, seed: int = 0,
-                 topk: int = 10, results_dir: str = "results/runs/", run_name: str = "",
+                 topk: int = 10, results_dir: str = "runs/", run_name: str = "",
                  selection: str = "none", full: bool = False,
                  log: Callable[[str], None] = print) -> records.RunRecord:
     """Fits and evaluates baseline ``name`` with ``params``; returns its record.

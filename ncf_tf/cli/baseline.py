@@ -7,7 +7,6 @@ Example::
 
 from __future__ import annotations
 
-import sys
 
 from absl import flags
 
@@ -27,7 +26,7 @@ def define_flags() -> flags.FlagValues:
     flags.DEFINE_string("dataset", "ml-1m", "Data set name.", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed of initialisation and sampling.", flag_values=fv)
     flags.DEFINE_integer("topk", 10, "K of HR@K and NDCG@K.", flag_values=fv)
-    flags.DEFINE_string("results_dir", "results/runs/", "Where the JSON run record is written.",
+    flags.DEFINE_string("results_dir", "runs/", "Where the JSON run record is written.",
                         flag_values=fv)
     flags.DEFINE_string("run_name", "", "Name of the run record (default: from the settings).",
                         flag_values=fv)
@@ -49,7 +48,6 @@ def check(fv: flags.FlagValues) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv if argv is None else argv
 
     def body(fv: flags.FlagValues) -> None:
         params = baseline_run.parse_params(fv.param)

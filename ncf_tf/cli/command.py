@@ -70,7 +70,7 @@ def _line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def run_command(argv: list[str], default_program: str, about: str, fv: flags.FlagValues,
+def run_command(argv: list[str] | None, default_program: str, about: str, fv: flags.FlagValues,
                 body: Callable[[flags.FlagValues], None], errors: tuple = (ValueError,),
                 outputs: Outputs = (), backend: bool = False,
                 check: Callable[[flags.FlagValues], object] | None = None,
@@ -78,7 +78,7 @@ def run_command(argv: list[str], default_program: str, about: str, fv: flags.Fla
     """The shape every ncf_tf command shares: ``--help``, parse, check, run, one-line errors.
 
     Args:
-        argv: the command line, ``argv[0]`` the program.
+        argv: the command line, ``argv[0]`` the program; None: ``sys.argv``.
         default_program: the name to print when ``argv`` is empty.
         about: one line saying what the command does, for ``--help``.
         fv: the command's flags; ``--tf_verbose`` is added to them.
@@ -98,6 +98,7 @@ def run_command(argv: list[str], default_program: str, about: str, fv: flags.Fla
         1 on any other exception, also as one line (``NCF_TF_TRACEBACK=1`` re-raises
         it, for a traceback); 130 when interrupted.
     """
+    argv = sys.argv if argv is None else argv
     program = os.path.basename(argv[0]) if argv else default_program
     if "tf_verbose" not in fv:
         # Not --verbose: the training scripts' --verbose is the authors' evaluation interval.

@@ -9,7 +9,7 @@ from ncf_tf.data.download import DATASETS, DownloadError, download
 from ncf_tf.data.prepare import PrepareError
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     fv = flags.FlagValues()
     flags.DEFINE_multi_enum("dataset", ["ml-1m"], DATASETS,
                             "What to fetch (repeatable): ml-1m, pinterest-20, or the "

@@ -54,7 +54,7 @@ def run(fv: flags.FlagValues) -> None:
           f"{', '.join(config['files'].values())}, {export.CONFIG_FILE}")
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
     return run_command(argv, "export",
                        "export a trained GMF, MLP or NeuMF as a .keras model and a TensorFlow "

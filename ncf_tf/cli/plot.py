@@ -62,7 +62,7 @@ def run(fv: flags.FlagValues) -> None:
     print(f"Plotted {len(runs)} run{'s' if len(runs) != 1 else ''} to {fv.output}")
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
     return run_command(argv, "plot_run", "plot run records' per-epoch loss, HR@K and NDCG@K "
                        "to a PNG.", define_flags(), run, outputs=(("output", "in"),))

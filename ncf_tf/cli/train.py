@@ -136,8 +136,9 @@ def check(model: str, fv: flags.FlagValues) -> None:
         find_file(config.path, config.dataset, suffix)
 
 
-def main(model: str, argv: list[str]) -> int:
-    """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
+def main(model: str, argv: list[str] | None = None) -> int:
+    """Parses ``argv`` (``argv[0]`` is the program; default ``sys.argv``) and trains
+    ``model``; returns the exit code."""
     def body(fv: flags.FlagValues) -> None:
         from ncf_tf.train import experiment  # imports Keras: after the flags are checked
         experiment.run(config_from_flags(model, fv))
@@ -148,3 +149,18 @@ def main(model: str, argv: list[str]) -> int:
                        outputs=(("model_dir", "dir"), ("results_dir", "dir"),
                                 ("tensorboard", "dir")), backend=True,
                        check=lambda fv: check(model, fv))
+
+
+def main_gmf(argv: list[str] | None = None) -> int:
+    """bin/train_gmf."""
+    return main("GMF", argv)
+
+
+def main_mlp(argv: list[str] | None = None) -> int:
+    """bin/train_mlp."""
+    return main("MLP", argv)
+
+
+def main_neumf(argv: list[str] | None = None) -> int:
+    """bin/train_neumf."""
+    return main("NeuMF", argv)

@@ -92,7 +92,10 @@ class TrainConfig:
 
     Defaults are the authors' (``--epochs 100`` etc.), plus ``seed``, ``topk``,
     ``alpha``, ``device``. ``learner=None`` means Adam, except SGD for a
-    pretrained NeuMF (paper, sec. 3.4.1). ``reg_layers=None`` means no
+    pretrained NeuMF (paper, sec. 3.4.1). A run's record goes to ``results_dir``
+    and its weights to ``model_dir``: by default ``runs/`` and ``runs/models/``,
+    which git ignores (the project's own records are ``bin/reproduce``'s, in
+    ``results/runs/``). ``reg_layers=None`` means no
     regularisation, one 0 per entry of ``layers``. ``model`` and ``learner``
     are taken in any case (``"neumf"``, ``"Adam"``).
     """
@@ -121,8 +124,8 @@ class TrainConfig:
     topk: int = 10
     device: str = "auto"
     weights: str = ""
-    model_dir: str = "Pretrain/"
-    results_dir: str = "results/runs/"
+    model_dir: str = "runs/models/"
+    results_dir: str = "runs/"
     run_name: str = ""
     tensorboard: str = ""
     progress: bool = False
