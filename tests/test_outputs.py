@@ -218,6 +218,8 @@ def test_library_messages_are_turned_into_flags(library, script):
     (["export", "--record", "r.json"], "export: error: --dest is required: the folder to write"),
     (["train_baseline", "--baseline", "nope"], "train_baseline: error: --baseline must be one "
      "of Random, ItemPop, ItemKNN, BPR, eALS, MF, iALS, EASE, got 'nope'"),
+    (["train_baseline", "--baseline", "itempop", "--run_name", "a/b"], "train_baseline: error: "
+     "--run_name must be a plain file name (no path separator, no '..'), got 'a/b'"),
 ])
 def test_a_bad_flag_fails_before_keras_is_imported(tmp_path, argv, line):
     """The flags are checked first: Keras (and TensorFlow) is never imported."""

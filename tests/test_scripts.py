@@ -163,6 +163,9 @@ BAD = [
      "--lazy_adam needs --learner adam, got 'sgd' .the default after pretraining; pass --learner adam.$"),
     (["--dataset", "missing"], "missing.train.rating: file not found .*bin/download_data"),
     (["stray"], "unexpected arguments"),
+    (["--run_name", "../elsewhere"], "--run_name must be a plain file name .no path separator, "
+     "no '..'., got '../elsewhere'$"),
+    (["--run_name", "a/b"], "--run_name must be a plain file name"),
 ]
 
 

@@ -13,7 +13,7 @@ from absl import flags
 from ncf_tf.baselines import BASELINES
 from ncf_tf.baselines import run as baseline_run
 from ncf_tf.cli.command import run_command
-from ncf_tf.train.config import canonical
+from ncf_tf.train.config import canonical, check_run_name
 
 
 def define_flags() -> flags.FlagValues:
@@ -45,6 +45,7 @@ def check(fv: flags.FlagValues) -> None:
         raise ValueError(f"--baseline must be one of {', '.join(BASELINES)}, "
                          f"got {fv.baseline!r}")
     baseline_run.parse_params(fv.param)
+    check_run_name(fv.run_name)
 
 
 def main(argv: list[str] | None = None) -> int:

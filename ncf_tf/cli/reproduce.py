@@ -150,4 +150,5 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_command(argv, "reproduce", "plan, run (resumably) and report the paper's "
                        "experiments.", define_flags(), body, (ValueError, RuntimeError),
-                       outputs=(("results", "dir"), ("model_dir", "dir")))
+                       outputs=(("results", "dir"), ("model_dir", "dir")),
+                       names={"folder": "compare"})

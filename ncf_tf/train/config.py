@@ -64,6 +64,15 @@ def canonical(value: str | None, choices) -> str | None:
     return next((choice for choice in choices if choice.lower() == value.lower()), value)
 
 
+def check_run_name(run_name: str) -> None:
+    """ValueError for a run name that would leave its folder: one with a path
+    separator or ``..`` (a run's files are ``<folder>/<run_name>.*``)."""
+    separators = {"/", os.sep, os.altsep} - {None}
+    if any(sep in run_name for sep in separators) or ".." in run_name:
+        raise ValueError(f"run_name must be a plain file name (no path separator, no '..'), "
+                         f"got {run_name!r}")
+
+
 def parse_list(name: str, text: str, kind=float) -> list:
     """Parses ``"64,32,16,8"`` or ``"[64,32,16,8]"`` into ``[64, 32, 16, 8]``.
 
@@ -286,5 +295,6 @@ class TrainConfig:
                              f"{self.resolved_learner!r}{why}")
         if bool(self.mf_pretrain) != bool(self.mlp_pretrain):
             raise ValueError("mf_pretrain and mlp_pretrain must be given together")
+        check_run_name(self.run_name)
         if self.pretrained and self.weights:
             raise ValueError("weights and pretrain or mf_pretrain exclude each other")
