@@ -2,6 +2,7 @@
 quiet about TensorFlow's start-up unless --tf_verbose asks."""
 
 import importlib
+import logging
 import os
 import subprocess
 import sys
@@ -157,6 +158,20 @@ def test_the_start_up_filter_keeps_real_errors():
         "Traceback (most recent call last):",
         "ImportError: libcudart.so.12: cannot open shared object file",
         "I0000 is how a line of the user's own could start"]
+
+
+def test_retracing_warnings_are_dropped_and_others_kept(caplog):
+    logger = logging.getLogger("tensorflow")
+    retraced = ("5 out of the last 5 calls to <function PairScorer._chunks_logits at 0x7f> "
+                "triggered tf.function retracing. Tracing is expensive ...")
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        with quiet.retracing_hidden():
+            logger.warning(retraced)
+            logger.warning("Gradients do not exist for variables")
+        with quiet.retracing_hidden(False):   # --tf_verbose
+            logger.warning(retraced)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Gradients do not exist for variables", retraced]
 
 
 def test_filtered_stderr_passes_on_what_is_not_noise(capfd):

@@ -117,7 +117,8 @@ def run_command(argv: list[str] | None, default_program: str, about: str, fv: fl
             check(fv)
         if backend:
             quiet.import_backend(verbose=fv.tf_verbose)
-        body(fv)
+        with quiet.retracing_hidden(not fv.tf_verbose):
+            body(fv)
     except (flags.Error, OSError, OutputError, *errors) as e:
         print(f"{program}: error: {in_flags(_line(e), fv, names)}", file=sys.stderr)
         return 2
