@@ -12,6 +12,7 @@ import glob
 from absl import flags
 
 from ncf_tf.cli.command import run_command
+from ncf_tf.results import plot
 
 
 def define_flags() -> flags.FlagValues:
@@ -29,16 +30,15 @@ def define_flags() -> flags.FlagValues:
 
 def expand(runs: str) -> list[str]:
     """The record files named by ``--runs``: globs expanded (sorted), order kept."""
-    from ncf_tf.results.plot import PlotError
     files = []
     for item in (part.strip() for part in runs.split(",")):
         if not item:
-            raise PlotError(f"--runs {runs!r}: expected comma-separated files, found an "
+            raise plot.PlotError(f"--runs {runs!r}: expected comma-separated files, found an "
                             "empty one")
         if any(c in item for c in "*?["):
             found = sorted(glob.glob(item))
             if not found:
-                raise PlotError(f"--runs: no file matches {item}")
+                raise plot.PlotError(f"--runs: no file matches {item}")
             files += found
         else:
             files.append(item)
@@ -46,7 +46,6 @@ def expand(runs: str) -> list[str]:
 
 
 def run(fv: flags.FlagValues) -> None:
-    from ncf_tf.results import plot
     if not fv.runs:
         raise plot.PlotError("--runs is required: the run records to plot")
     if not fv.output:

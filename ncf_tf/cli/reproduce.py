@@ -17,6 +17,8 @@ from absl import flags
 
 from ncf_tf.cli import baseline, train
 from ncf_tf.cli.command import run_command
+from ncf_tf.data.loader import SUFFIXES, DataError, find_file
+from ncf_tf.results import compare, report, reproduce
 
 MAINS = {"train_gmf": train.main_gmf, "train_mlp": train.main_mlp,
          "train_neumf": train.main_neumf, "train_baseline": baseline.main}
@@ -73,24 +75,22 @@ def define_flags() -> flags.FlagValues:
 def check_data(path: str, dataset: str, planning_only: bool) -> None:
     """Runs need the data set's files; a plan needs them only for a data set of
     one's own (the paper's are planned from their known sizes)."""
-    from ncf_tf.data.loader import SUFFIXES, DataError, find_file
-    from ncf_tf.results.reproduce import DATASETS, MLPERF
-    if planning_only and (dataset in DATASETS or dataset in MLPERF):
+    if planning_only and (dataset in reproduce.DATASETS or dataset in reproduce.MLPERF):
         return
     for suffix in SUFFIXES:
         try:
             find_file(path, dataset, suffix)
         except DataError:
-            if dataset in DATASETS:
+            if dataset in reproduce.DATASETS:
                 raise
-            raise ValueError(f"--dataset {dataset}: not one of {', '.join(DATASETS)}, and "
+            raise ValueError(f"--dataset {dataset}: not one of "
+                             f"{', '.join(reproduce.DATASETS)}, and "
                              f"{os.path.join(path, f'{dataset}.{suffix}')} is not there") from None
 
 
 def main(argv: list[str] | None = None) -> int:
 
     def body(fv: flags.FlagValues) -> None:
-        from ncf_tf.results import compare, report, reproduce
         if fv.jobs < 1:
             raise ValueError(f"--jobs must be an integer >= 1, got {fv.jobs}")
         if fv.seeds is not None and fv.seeds < 1:

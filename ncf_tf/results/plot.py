@@ -125,6 +125,8 @@ def figure(runs: list[Curves], title: str | None = None):
     columns: the figure grows by a row of legend for each three runs, so the
     curves keep their room however many runs there are.
     """
+    # Imported here: matplotlib takes about half a second, which bin/plot_run's
+    # flag errors need not wait for.
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
