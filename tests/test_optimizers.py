@@ -335,10 +335,10 @@ def test_make_optimizer_adam_kinds():
 
 
 def test_lazy_needs_adam():
-    with pytest.raises(ValueError, match="lazy_adam needs learner='adam', got 'sgd'"):
+    with pytest.raises(ValueError, match="--lazy_adam needs --learner adam, got 'sgd'"):
         make_optimizer("sgd", 0.001, lazy=True)
 
 
 def test_unknown_learner():
-    with pytest.raises(ValueError, match="learner must be one of adagrad, adam, rmsprop, sgd; got 'nadam'"):
+    with pytest.raises(ValueError, match="--learner must be one of adagrad, adam, rmsprop, sgd; got 'nadam'"):
         make_optimizer("nadam", 0.001)
