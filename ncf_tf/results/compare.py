@@ -11,23 +11,24 @@ from __future__ import annotations
 
 import os
 
+from ncf_tf.core.records import RunRecord
 from ncf_tf.results.cells import (NCF_ORDER, Cells, factors_of, hidden_of, is_standard,
                                   load_records, mean_sd, metric, published, setting_of)
 
 
-def paper_row(paper: dict, record: dict) -> tuple[float, float] | None:
+def paper_row(paper: dict, record: RunRecord) -> tuple[float, float] | None:
     """The paper's (HR@10, NDCG@10) for the record's model and size, or None."""
-    model, factors = record["model"], factors_of(record)
+    model, factors = record.model, factors_of(record)
     if model == "MLP":
         model = f"MLP-{hidden_of(record)}"
-    return paper.get((record["dataset"], model, factors, setting_of(record)))
+    return paper.get((record.dataset, model, factors, setting_of(record)))
 
 
 def lines(folder: str, results: str) -> list[str]:
     """The comparison, as lines; ValueError when ``folder`` holds no finished
     GMF, MLP or NeuMF run."""
-    own = sorted((r for r in load_records(folder) if r["kind"] == "train"),
-                 key=lambda r: (NCF_ORDER.index(r["model"]), r["_name"]))
+    own = sorted((r for r in load_records(folder) if r.kind == "train"),
+                 key=lambda r: (NCF_ORDER.index(r.model), r.name))
     if not own:
         raise ValueError(f"folder={folder!r} holds no finished GMF, MLP or NeuMF run record")
     paper = published(os.path.join(results, "published_results.csv"))
@@ -35,15 +36,14 @@ def lines(folder: str, results: str) -> list[str]:
     table = [("run", "HR@10", "NDCG@10", "paper HR / NDCG",
               f"{os.path.join(results, 'runs')} HR@10 (seeds)", "NDCG@10 (seeds)")]
     for record in own:
-        config = record["config"]
+        config = record.config
         committed = []
         if is_standard(record, lr=None):   # the settings the committed runs are planned with
-            committed = cells.ncf_runs(record["dataset"], record["model"], factors_of(record),
+            committed = cells.ncf_runs(record.dataset, record.model, factors_of(record),
                                        setting_of(record), config["num_neg"],
                                        hidden_of(record), config["lr"])
         ref = paper_row(paper, record)
-        table.append((record["_name"], f"{record['best']['hr']:.4f}",
-                      f"{record['best']['ndcg']:.4f}",
+        table.append((record.name, f"{record.best['hr']:.4f}", f"{record.best['ndcg']:.4f}",
                       f"{ref[0]:.3f} / {ref[1]:.3f}" if ref else "–",
                       mean_sd(metric(committed, "hr")), mean_sd(metric(committed, "ndcg"))))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
