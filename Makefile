@@ -1,7 +1,10 @@
 # Two commands do all the set-up on a fresh machine:
 #   make train   -- venv, data (downloaded and verified; ml-1m-neg999, ml-1m with 999 test
 #                   negatives, derived from it in seconds), GMF, MLP, then NeuMF from them
+#                   (records in runs/, weights in runs/models/, both ignored by git), and
+#                   their numbers beside the paper's and the committed runs'.
 #   make test    -- venv, tests
+#   make test-jax -- the model, training-loop and scoring tests again on Keras's JAX backend
 # DATA_FROM=DIR copies the data from a local folder instead of downloading it.
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +12,9 @@ BIN := $(VENV)/bin
 EPOCHS ?= 20
 DATA_FROM ?=
 
-.PHONY: install data train test report
+JAX_TESTS := tests/test_models.py tests/test_training.py tests/test_scoring.py
+
+.PHONY: install data train test test-jax report
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +31,13 @@ train: data
 	$(BIN)/python bin/train_gmf --epochs $(EPOCHS)
 	$(BIN)/python bin/train_mlp --epochs $(EPOCHS)
 	$(BIN)/python bin/train_neumf --pretrain --epochs $(EPOCHS)
-	$(BIN)/python bin/reproduce --report
+	$(BIN)/python bin/reproduce --compare runs/
 
 test: install
 	$(BIN)/python -m pytest
+
+test-jax: install
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q $(JAX_TESTS)
 
 report: install
 	$(BIN)/python bin/reproduce --report

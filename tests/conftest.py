@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import os
 
 import keras
@@ -29,6 +30,14 @@ def block_interactions(num_users: int, num_items: int, groups: int, density: flo
             chosen = own[:3]
         pairs += [(user, int(item)) for item in chosen]
     return pairs
+
+
+def entry_points() -> dict[str, str]:
+    """setup.cfg's console scripts: name -> ``module:function``."""
+    config = configparser.ConfigParser()
+    config.read(os.path.join(REPO, "setup.cfg"))
+    lines = config["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict(tuple(part.strip() for part in line.split("=")) for line in lines)
 
 
 def write_dataset(folder, name: str = "toy", num_users: int = 40, num_items: int = 60,

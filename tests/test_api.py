@@ -337,7 +337,7 @@ def test_readme_in_python_runs(toy_files, tmp_path, monkeypatch):
     ({"lr": 0.0}, ValueError, "^lr must be a positive finite number, got 0.0"),
     ({"seed": -1}, ValueError, "seed must be an integer >= 0, got -1"),
     ({"seed": 1.0}, TypeError, "seed must be an integer, got 1.0"),
-    ({"layers": [63, 32]}, ValueError, "layers\\[0\\] = 63 must be even"),
+    ({"layers": [63, 32]}, ValueError, "^layers\\[0\\] must be even, got 63"),
     ({"layers": "64,32"}, TypeError, "layers must be a list of integers, got '64,32'"),
     ({"device": "cuda"}, ValueError, "device must be auto, cpu or gpu:N, got 'cuda'"),
     ({"num_neg": True}, TypeError, "num_neg must be an integer, got True"),

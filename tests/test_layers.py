@@ -1,11 +1,12 @@
 """The package's architecture: layers that import only the layers below them, no cycle."""
 
 import ast
+import importlib
 import os
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, entry_points
 
 PACKAGE = os.path.join(REPO, "ncf_tf")
 # Lowest first; a module may import its own subpackage and any lower layer.
@@ -121,9 +122,15 @@ def test_no_import_cycle():
     assert cycle is None, " -> ".join(cycle)
 
 
+def test_the_scripts_are_the_entry_points():
+    assert set(entry_points()) == set(os.listdir(os.path.join(REPO, "bin"))) - {"benchmark"}
+
+
 @pytest.mark.parametrize("script", sorted(os.listdir(os.path.join(REPO, "bin"))))
-def test_bin_scripts_are_two_lines(script):
+def test_bin_scripts_import_their_main_in_two_lines(script):
     with open(os.path.join(REPO, "bin", script)) as f:
         code = [line for line in f.read().splitlines()
                 if line.strip() and not line.startswith("#") and not line.startswith('"""')]
-    assert code == ["from ncf_tf.cli import run", f'run("{script}")'], code
+    module, function = entry_points().get(script, f"ncf_tf.cli.{script}:main").split(":")
+    assert code == [f"from {module} import {function}", f"raise SystemExit({function}())"]
+    assert callable(getattr(importlib.import_module(module), function))

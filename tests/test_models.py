@@ -98,15 +98,15 @@ def test_pretraining_invariant(alpha):
 
 def test_blend_rejects_alpha_outside_unit_interval():
     g, m = models()["GMF"], models()["MLP"]
-    with pytest.raises(ValueError, match=r"--alpha must be in \[0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\], got 1.5"):
         neumf.blend_pretrained(weights.named_weights(g), weights.named_weights(m), 1.5)
 
 
 @pytest.mark.parametrize("build,message", [
-    (lambda: mlp.build(5, 5, [7, 4], [0, 0]), r"--layers\[0\] = 7 must be even"),
-    (lambda: mlp.build(5, 5, [8, 4], [0, 0, 0]), r"--layers has 2 entries but --reg_layers has 3"),
-    (lambda: neumf.build(5, 5, 0), r"--num_factors must be positive, got 0"),
-    (lambda: gmf.build(5, 5, 4, regs=[0]), r"--regs takes two values"),
+    (lambda: mlp.build(5, 5, [7, 4], [0, 0]), r"layers\[0\] must be even, got 7"),
+    (lambda: mlp.build(5, 5, [8, 4], [0, 0, 0]), r"layers and reg_layers must have the same length, got 2 and 3"),
+    (lambda: neumf.build(5, 5, 0), r"num_factors must be positive, got 0"),
+    (lambda: gmf.build(5, 5, 4, regs=[0]), r"regs takes two values"),
 ])
 def test_bad_architectures(build, message):
     with pytest.raises(ValueError, match=message):

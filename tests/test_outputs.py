@@ -1,6 +1,8 @@
 """Every command checks its outputs before any work, fails in one line, and is
 quiet about TensorFlow's start-up unless --tf_verbose asks."""
 
+import importlib
+import logging
 import os
 import subprocess
 import sys
@@ -9,8 +11,8 @@ import time
 import pytest
 from absl import flags
 
-from conftest import REPO, write_dataset
-from ncf_tf.cli import COMMANDS, command
+from conftest import REPO, entry_points, write_dataset
+from ncf_tf.cli import command
 from ncf_tf.core import quiet
 from ncf_tf.core.files import OutputError, check_output_dir, check_output_parent
 
@@ -71,16 +73,19 @@ def unusable(tmp_path, data):
     ]
 
 
+def entry_point(name: str):
+    module, function = entry_points()[name].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def test_every_command_checks_its_outputs_first(tmp_path, capsys):
     data = write_dataset(tmp_path / "data")["folder"]
     (tmp_path / "FILE").write_text("keep")
     before = listing(tmp_path)
     cases = unusable(tmp_path, data)
-    assert {name for name, _ in cases} == set(COMMANDS) - {"benchmark"}
+    assert {name for name, _ in cases} == set(entry_points())
     for name, argv in cases:
-        module, args = COMMANDS[name]
-        main = __import__(f"ncf_tf.cli.{module}", fromlist=["main"]).main
-        code = main(*args, [name, *argv])
+        code = entry_point(name)([name, *argv])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2, (name, err)
         flag = next(a for a in argv if a in ("--results_dir", "--model_dir", "--tensorboard",
@@ -155,6 +160,20 @@ def test_the_start_up_filter_keeps_real_errors():
         "I0000 is how a line of the user's own could start"]
 
 
+def test_retracing_warnings_are_dropped_and_others_kept(caplog):
+    logger = logging.getLogger("tensorflow")
+    retraced = ("5 out of the last 5 calls to <function PairScorer._chunks_logits at 0x7f> "
+                "triggered tf.function retracing. Tracing is expensive ...")
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        with quiet.retracing_hidden():
+            logger.warning(retraced)
+            logger.warning("Gradients do not exist for variables")
+        with quiet.retracing_hidden(False):   # --tf_verbose
+            logger.warning(retraced)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Gradients do not exist for variables", retraced]
+
+
 def test_filtered_stderr_passes_on_what_is_not_noise(capfd):
     with quiet.filtered_stderr():
         os.write(2, b"I0000 00:00:1.5 7 port.cc:153] oneDNN custom operations are on.\n")
@@ -168,3 +187,60 @@ def test_benchmark_help(capsys):
     assert benchmark.main(["benchmark", "--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("benchmark: ") and "--path" in out and "--[no]tf_verbose" in out
+
+
+def flag_values(*names):
+    fv = flags.FlagValues()
+    for name in names:
+        flags.DEFINE_string(name, None, "", flag_values=fv)
+    return fv
+
+
+@pytest.mark.parametrize("library,script", [
+    ("layers[0] must be even, got 63: half each", "--layers[0] must be even, got 63: half each"),
+    ("device must be auto, cpu or gpu:N, got 'cuda'",
+     "--device must be auto, cpu or gpu:N, got 'cuda'"),
+    ("mf_pretrain and mlp_pretrain must be given together",
+     "--mf_pretrain and --mlp_pretrain must be given together"),
+    ("lazy_adam needs learner='adam', got 'sgd' (pass learner='adam')",
+     "--lazy_adam needs --learner adam, got 'sgd' (pass --learner adam)"),
+    ("num_neg=50: user 3 can be paired with only 9 items", "--num_neg 50: user 3 can be paired "
+     "with only 9 items"),
+    ("Data/x.train.rating: file not found in /w/Data (path='Data/')",
+     "Data/x.train.rating: file not found in /w/Data (--path Data/)"),
+    ("name must be one of A, B, got 'c'", "--baseline must be one of A, B, got 'c'"),
+    # Not a flag, or not a value: left alone.
+    ("topk must be positive", "topk must be positive"),
+    ("param must look like name=value", "--param must look like name=value"),
+    ("layers has 2 entries", "--layers has 2 entries"),
+    ("the layers are fine", "the layers are fine"),
+])
+def test_library_messages_are_turned_into_flags(library, script):
+    fv = flag_values("layers", "device", "mf_pretrain", "mlp_pretrain", "lazy_adam", "learner",
+                     "num_neg", "path", "baseline", "param")
+    assert command.in_flags(library, fv, {"name": "baseline"}) == script
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["train_gmf", "--num_neg", "0"], "train_gmf: error: --num_neg must be an integer >= 1, got 0"),
+    (["train_mlp", "--layers", "x"], "train_mlp: error: --layers must be a comma-separated list "
+     "of integers such as [64,32,16,8], got 'x'"),
+    (["train_neumf", "--learner", "Adagrad", "--lazy_adam"],
+     "train_neumf: error: --lazy_adam needs --learner adam, got 'adagrad'"),
+    (["train_gmf", "--path", "nowhere/"], "train_gmf: error: nowhere/ml-1m.train.rating: file "
+     "not found (nor ml-1m.train.rating.gz) in {cwd}/nowhere (--path nowhere/); fetch the data "
+     "with: bin/download_data --dataset ml-1m --dest nowhere/"),
+    (["export", "--record", "r.json"], "export: error: --dest is required: the folder to write"),
+    (["train_baseline", "--baseline", "nope"], "train_baseline: error: --baseline must be one "
+     "of Random, ItemPop, ItemKNN, BPR, eALS, MF, iALS, EASE, got 'nope'"),
+    (["train_baseline", "--baseline", "itempop", "--run_name", "a/b"], "train_baseline: error: "
+     "--run_name must be a plain file name (no path separator, no '..'), got 'a/b'"),
+])
+def test_a_bad_flag_fails_before_keras_is_imported(tmp_path, argv, line):
+    """The flags are checked first: Keras (and TensorFlow) is never imported."""
+    module, function = entry_points()[argv[0]].split(":")
+    code = (f"import sys; from {module} import {function} as main; code = main({argv!r}); "
+            "assert 'keras' not in sys.modules, 'keras imported'; sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120, env={**os.environ, "PYTHONPATH": REPO})
+    assert (done.returncode, done.stderr.splitlines()) == (2, [line.format(cwd=tmp_path)])

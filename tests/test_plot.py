@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from ncf_tf.results import plot
 from ncf_tf.cli import plot as plot_cli
@@ -44,8 +46,28 @@ def test_plot_run_writes_a_png(tmp_path, capsys):
     data = output.read_bytes()
     assert data.startswith(PNG_SIGNATURE)
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    assert (width, height) == (1300, 400)
+    assert (width, height) == (1300, 425)   # one row of legend below the panels
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_dozens_of_runs_keep_the_legend_outside_the_panels(tmp_path):
+    runs = [plot.read_curves(write_record(tmp_path / f"ml-1m_NeuMF_8_run_{i:02d}.json",
+                                          epochs=20)) for i in range(40)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plot.figure(runs)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()   # lays the figure out, as saving does
+    renderer = canvas.get_renderer()
+    legends = fig.legends
+    assert len(legends) == 1 and len(legends[0].get_texts()) == 40
+    box = legends[0].get_window_extent(renderer)
+    for panel in fig.axes:
+        assert not box.overlaps(panel.get_tightbbox(renderer)), panel.get_title()
+    assert [panel.get_legend() for panel in fig.axes] == [None] * 3
+    # Colours repeat after ten runs; the line style then tells them apart.
+    styles = {(line.get_color(), line.get_linestyle()) for line in fig.axes[0].get_lines()}
+    assert len(styles) == 40
 
 
 def test_existing_png_refused_then_overwritten(tmp_path, capsys):

@@ -4,11 +4,13 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 
-from conftest import write_dataset
+from conftest import REPO, write_dataset
 from ncf_tf.results import reproduce
 from ncf_tf.cli import reproduce as reproduce_cli
+from ncf_tf.cli.reproduce import program
 
 
 @pytest.mark.parametrize("experiment", [*reproduce.EXPERIMENTS, "all"])
@@ -101,7 +103,8 @@ def test_execute_runs_dependencies_first_and_skips_recorded(tmp_path):
     broken = reproduce.Job("toy_broken", "train_gmf", small + ["--num_factors", "0"])
     after_broken = reproduce.Job("toy_after", "train_neumf", small, needs=("toy_broken", "toy_mlp"))
     runs, logs = tmp_path / "runs", []
-    failed = reproduce.execute([neumf, gmf, mlp, broken, after_broken], results_dir=str(runs),
+    failed = reproduce.execute([neumf, gmf, mlp, broken, after_broken], program=program,
+                               results_dir=str(runs),
                                model_dir=str(tmp_path / "models"), data_path=data["folder"],
                                parallel=2, log=logs.append, logs_dir=str(tmp_path / "logs"))
     assert sorted(failed) == ["toy_after", "toy_broken"]
@@ -112,7 +115,7 @@ def test_execute_runs_dependencies_first_and_skips_recorded(tmp_path):
     assert "error: --num_factors must be an integer >= 1" in (tmp_path / "logs" / "toy_broken.log").read_text()
 
     again = []
-    failed = reproduce.execute([gmf, mlp, neumf], results_dir=str(runs),
+    failed = reproduce.execute([gmf, mlp, neumf], program=program, results_dir=str(runs),
                                model_dir=str(tmp_path / "models"), data_path=data["folder"],
                                log=again.append, logs_dir=str(tmp_path / "logs"))
     assert failed == [] and again == ["3 of 3 runs already recorded; 0 to run, 1 at a time"]
@@ -138,7 +141,8 @@ def test_execute_reruns_a_recorded_dependency_whose_weights_are_gone(tmp_path):
     gmf, mlp, neumf = toy_jobs(["--dataset", "toy", "--epochs", "2", "--batch_size", "64"])
     runs, models = tmp_path / "runs", tmp_path / "models"
     # Two at a time: one thread each, so that a rerun is bit for bit the run.
-    kwargs = dict(results_dir=str(runs), model_dir=str(models), data_path=data["folder"],
+    kwargs = dict(program=program, results_dir=str(runs), model_dir=str(models),
+                  data_path=data["folder"],
                   logs_dir=str(tmp_path / "logs"), parallel=2)
     assert reproduce.execute([gmf, mlp], log=lambda line: None, **kwargs) == []
     recorded = (runs / "toy_gmf.json").read_text()
@@ -269,3 +273,40 @@ def test_cli_runs_only_the_matched_runs_and_reports(tmp_path, capsys):
         capsys.readouterr().err
     assert [p.name for p in (results / "runs").iterdir()] == ["ml-1m_ItemPop_s0.json"]
     assert "| ItemPop | – |" in (results / "README.md").read_text()
+
+
+def test_compare_puts_ones_runs_beside_the_papers_and_the_committed_means(tmp_path, capsys):
+    committed = os.path.join(REPO, "results", "runs")
+    names = ["ml-1m_GMF_8_e20_s1", "ml-1m_MLP_64-32-16-8_e20_s0",
+             "ml-1m_NeuMF_8_64-32-16-8_pretrain_e20_s2"]
+    own = tmp_path / "runs"
+    own.mkdir()
+    for name in names:
+        record = json.load(open(os.path.join(committed, f"{name}.json")))
+        if name.startswith("ml-1m_MLP"):
+            record["config"]["epochs"] = 5   # not the committed runs' settings: no mean
+        (own / f"{name}.json").write_text(json.dumps(record))
+    assert reproduce_cli.main(["reproduce", "--compare", str(own),
+                               "--results", os.path.join(REPO, "results")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"Your runs in {own} beside the paper's")
+    rows = {line.split()[0]: line.split()[1:] for line in out[2:]}
+    assert list(rows) == names
+
+    def mean(name, key):
+        values = [json.load(open(os.path.join(committed, f"{name}_e20_s{s}.json")))["best"][key]
+                  for s in range(3)]
+        return f"{np.mean(values):.4f}"
+
+    gmf, mlp, neumf = (rows[name] for name in names)
+    assert gmf[2] == "–" and gmf[3] == mean("ml-1m_GMF_8", "hr") and gmf[7] == \
+        mean("ml-1m_GMF_8", "ndcg")
+    assert mlp[2:5] == ["0.671", "/", "0.399"] and mlp[5] == "–"   # Table 3, MLP-3, F = 8
+    assert neumf[2:5] == ["0.684", "/", "0.403"]                   # Table 2, pretrained, F = 8
+    assert neumf[5] == mean("ml-1m_NeuMF_8_64-32-16-8_pretrain", "hr")
+
+
+def test_compare_needs_a_run(tmp_path, capsys):
+    assert reproduce_cli.main(["reproduce", "--compare", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"reproduce: error: --compare {tmp_path} holds no "
+                                       "finished GMF, MLP or NeuMF run record\n")

@@ -122,7 +122,7 @@ def test_shuffled_is_deterministic_per_seed():
 
 def test_num_neg_larger_than_a_users_unseen_items():
     train = sp.csr_matrix(np.array([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=np.float32))
-    with pytest.raises(ValueError, match=r"--num_neg 2: user 0 can be paired with only 1 items"):
+    with pytest.raises(ValueError, match=r"num_neg=2: user 0 can be paired with only 1 items"):
         NegativeSampler(train, 2)
 
 

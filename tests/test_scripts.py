@@ -73,19 +73,24 @@ MLP_FLAGS = {"--epochs", "--batch_size", "--lr", "--layers", "--reg_layers"}
 
 def records(tmp_path):
     folder = tmp_path / "runs"
-    return sorted(folder.iterdir()) if folder.exists() else []
+    return sorted(folder.glob("*.json"))
 
 
-def test_scripts_end_to_end_with_pretraining(tmp_path, capsys):
-    _, base = common(tmp_path)
+def test_scripts_end_to_end_with_pretraining(tmp_path, capsys, monkeypatch):
+    # The default folders: records in runs/, weights in runs/models/ (both ignored by git).
+    info = write_dataset(tmp_path / "data")
+    base = ["--path", info["folder"], "--dataset", "toy"]
+    monkeypatch.chdir(tmp_path)
     # A real subprocess through bin/ for one script...
     done = subprocess.run([sys.executable, os.path.join(REPO, "bin", "train_gmf"), *base,
-                           *only(SMALL, GMF_FLAGS)], capture_output=True, text=True, timeout=300)
+                           *only(SMALL, GMF_FLAGS)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": REPO})
     assert done.returncode == 0, done.stderr
     assert "Load data done" in done.stdout and "Init: HR = " in done.stdout
     assert "Iteration 1 [" in done.stdout and "End. Best Iteration" in done.stdout
-    # ...and main(argv) in-process for the others.
-    assert train_cli.main("MLP", ["train_mlp", *base, *only(SMALL, MLP_FLAGS)]) == 0
+    # ...and main(argv) in-process for the others; --reg_layers defaults to one 0 a layer.
+    assert train_cli.main("MLP", ["train_mlp", *base,
+                                  *only(SMALL, MLP_FLAGS - {"--reg_layers"})]) == 0
     assert train_cli.main("NeuMF", ["train_neumf", *base, *SMALL, "--pretrain"]) == 0
     out = capsys.readouterr().out
     assert "Optimizer: sgd, lr = 0.01 (vanilla SGD after pretraining" in out
@@ -103,7 +108,10 @@ def test_scripts_end_to_end_with_pretraining(tmp_path, capsys):
         assert os.path.isfile(record["weights_file"])
         assert all(len(sha) == 64 for sha in record["data"]["files"].values())
     assert runs["NeuMF"]["learner"] == "sgd"
-    assert runs["NeuMF"]["start_from"]["mf_pretrain"].endswith(".weights.h5")
+    assert runs["MLP"]["config"]["reg_layers"] == [0, 0, 0]
+    assert runs["NeuMF"]["start_from"]["mf_pretrain"].startswith(os.path.join("runs", "models", ""))
+    with open(os.path.join(REPO, ".gitignore")) as f:
+        assert "/runs/" in f.read().splitlines()
     # The pretrained NeuMF starts where the blend of its parents puts it, and
     # --weights --epochs 0 reproduces a saved model's evaluation exactly.
     saved = runs["GMF"]
@@ -133,8 +141,8 @@ def test_neumf_from_keras1_weight_files(tmp_path, capsys):
 
 
 BAD = [
-    (["--layers", "[64,32]", "--reg_layers", "[0,0,0]"], "--layers has 2 entries but --reg_layers has 3"),
-    (["--layers", "[63,32]", "--reg_layers", "[0,0]"], r"--layers\[0\] = 63 must be even"),
+    (["--layers", "[64,32]", "--reg_layers", "[0,0,0]"], "--layers and --reg_layers must have the same length, got 2 and 3$"),
+    (["--layers", "[63,32]", "--reg_layers", "[0,0]"], r"--layers\[0\] must be even, got 63: "),
     (["--layers", "eval('1')"], "--layers must be a comma-separated list of integers"),
     (["--learner", "nadam"], "--learner must be one of adagrad, adam, rmsprop, sgd"),
     (["--batch_size", "0"], "--batch_size must be an integer >= 1, got 0"),
@@ -153,6 +161,9 @@ BAD = [
      "--lazy_adam needs --learner adam, got 'sgd' .the default after pretraining; pass --learner adam.$"),
     (["--dataset", "missing"], "missing.train.rating: file not found .*bin/download_data"),
     (["stray"], "unexpected arguments"),
+    (["--run_name", "../elsewhere"], "--run_name must be a plain file name .no path separator, "
+     "no '..'., got '../elsewhere'$"),
+    (["--run_name", "a/b"], "--run_name must be a plain file name"),
 ]
 
 

@@ -33,7 +33,7 @@ def test_no_dropout_is_the_authors_model_and_dropout_only_trains():
                                plain.predict([users, items], verbose=0), rtol=1e-6)
     train_out = np.asarray(dropped([users, items], training=True))
     assert not np.allclose(train_out, np.asarray(plain([users, items], training=True)))
-    with pytest.raises(ValueError, match=r"--dropout must be a number in \[0, 1\), got 1.0"):
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 1.0"):
         mlp.build(30, 20, [16, 8], [0, 0], dropout=1.0)
 
 
@@ -84,9 +84,9 @@ def test_the_mlperf_preset_and_explicit_flags_win():
     assert config.epochs == 3 and config.preset == "mlperf"
     kept = with_preset({"model": "NeuMF", "lr": 0.002}, "mlperf", {"lr"})
     assert kept["lr"] == 0.002
-    with pytest.raises(ValueError, match="--preset must be one of mlperf, got 'x'"):
+    with pytest.raises(ValueError, match="preset must be one of mlperf, got 'x'"):
         with_preset({"model": "NeuMF"}, "x")
-    with pytest.raises(ValueError, match="--preset mlperf is for NeuMF, not GMF"):
+    with pytest.raises(ValueError, match="preset='mlperf' is for NeuMF, not GMF"):
         with_preset({"model": "GMF"}, "mlperf")
     assert config.fast_mode() and config.beyond_authors() == [
         "Adam betas 0.25, 0.5 (Keras 1's: 0.9, 0.999)"]

@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-from ncf_tf.baselines.common import check_pairs
+from ncf_tf.baselines.common import check_pairs, check_settings
 from ncf_tf.data.sampling import NegativeSampler
 
 
@@ -57,16 +57,10 @@ class BPR:
     def __init__(self, num_factors: int = 8, lr: float = 0.05, reg: float = 0.01,
                  epochs: int = 20, batch_size: int = 4096, use_bias: bool = True,
                  init_std: float = 0.01):
-        _check_positive_int("num_factors", num_factors)
-        _check_positive_int("batch_size", batch_size)
-        if not (isinstance(epochs, (int, np.integer)) and epochs >= 0):
-            raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr!r}")
-        if not reg >= 0:
-            raise ValueError(f"reg must be >= 0, got {reg!r}")
-        if not init_std >= 0:
-            raise ValueError(f"init_std must be >= 0, got {init_std!r}")
+        check_settings(num_factors=(num_factors, "a positive integer"),
+                       batch_size=(batch_size, "a positive integer"),
+                       epochs=(epochs, "an integer >= 0"), lr=(lr, "> 0"), reg=(reg, ">= 0"),
+                       init_std=(init_std, ">= 0"))
         self.num_factors = int(num_factors)
         self.lr = float(lr)
         self.reg = float(reg)
@@ -158,8 +152,3 @@ class BPR:
                 "reg": self.reg, "epochs": self.epochs, "batch_size": self.batch_size,
                 "use_bias": self.use_bias, "init_std": self.init_std}
 
-
-def _check_positive_int(name: str, value) -> None:
-    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-            and value > 0):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")

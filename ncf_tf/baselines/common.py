@@ -1,10 +1,31 @@
-"""What the baselines share: the training matrix they fit on, and the checks
-of ``score``."""
+"""What the baselines share: the check of their settings, the training matrix
+they fit on, and the checks of ``score``."""
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+
+
+def _integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+RULES = {
+    "a positive integer": lambda value: _integer(value) and value > 0,
+    "an integer >= 0": lambda value: _integer(value) and value >= 0,
+    "> 0": lambda value: value > 0,
+    ">= 0": lambda value: value >= 0,
+}
+"""What a setting may be, in the words of the error."""
+
+
+def check_settings(**settings: tuple[object, str]) -> None:
+    """Each keyword is ``name=(value, rule)``, the rule a key of :data:`RULES`;
+    ValueError naming the first setting that breaks its rule and its value."""
+    for name, (value, rule) in settings.items():
+        if not RULES[rule](value):
+            raise ValueError(f"{name} must be {rule}, got {value!r}")
 
 
 def check_pairs(model: str, fitted: bool, users, items) -> tuple[np.ndarray, np.ndarray]:

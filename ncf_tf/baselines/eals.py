@@ -45,7 +45,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ncf_tf.baselines.common import binary_csr, check_pairs
+from ncf_tf.baselines.common import binary_csr, check_pairs, check_settings
 
 
 class EALS:
@@ -67,21 +67,9 @@ class EALS:
     def __init__(self, num_factors: int = 8, reg: float = 0.01, c0: float = 512.0,
                  alpha: float = 0.4, epochs: int = 10, w: float = 1.0,
                  init_std: float = 0.01):
-        if not (isinstance(num_factors, (int, np.integer)) and not isinstance(num_factors, bool)
-                and num_factors > 0):
-            raise ValueError(f"num_factors must be a positive integer, got {num_factors!r}")
-        if not (isinstance(epochs, (int, np.integer)) and epochs >= 0):
-            raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
-        if not reg >= 0:
-            raise ValueError(f"reg must be >= 0, got {reg!r}")
-        if not c0 >= 0:
-            raise ValueError(f"c0 must be >= 0, got {c0!r}")
-        if not alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha!r}")
-        if not w > 0:
-            raise ValueError(f"w must be > 0, got {w!r}")
-        if not init_std >= 0:
-            raise ValueError(f"init_std must be >= 0, got {init_std!r}")
+        check_settings(num_factors=(num_factors, "a positive integer"),
+                       epochs=(epochs, "an integer >= 0"), reg=(reg, ">= 0"), c0=(c0, ">= 0"),
+                       alpha=(alpha, ">= 0"), w=(w, "> 0"), init_std=(init_std, ">= 0"))
         self.num_factors = int(num_factors)
         self.reg = float(reg)
         self.c0 = float(c0)

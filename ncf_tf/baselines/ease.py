@@ -27,7 +27,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from ncf_tf.baselines.common import binary_csr, check_pairs
+from ncf_tf.baselines.common import binary_csr, check_pairs, check_settings
 
 # Dense score blocks hold at most this many float64 entries (32 MB).
 _BLOCK_ENTRIES = 1 << 22
@@ -46,8 +46,7 @@ class EASE:
     """
 
     def __init__(self, reg: float = 1000.0):
-        if not reg > 0:
-            raise ValueError(f"reg must be > 0, got {reg!r}")
+        check_settings(reg=(reg, "> 0"))
         self.reg = float(reg)
         self.train: sp.csr_matrix | None = None
         self.weights: np.ndarray | None = None   # (num_items, num_items) B

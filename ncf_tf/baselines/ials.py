@@ -53,7 +53,7 @@ import scipy.linalg.lapack
 import scipy.sparse as sp
 import threadpoolctl
 
-from ncf_tf.baselines.common import binary_csr, check_pairs
+from ncf_tf.baselines.common import binary_csr, check_pairs, check_settings
 
 Solver = Literal["cholesky", "cg"]
 SOLVERS = ("cholesky", "cg")
@@ -79,21 +79,11 @@ class IALS:
     def __init__(self, num_factors: int = 64, alpha: float = 16.0, reg: float = 100.0,
                  reg_exponent: float = 0.0, epochs: int = 8, init_std: float = 0.01,
                  solver: Solver = "cholesky", cg_steps: int = 3):
-        for name, value in (("num_factors", num_factors), ("cg_steps", cg_steps)):
-            if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-                    and value > 0):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not (isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool)
-                and epochs >= 0):
-            raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
-        if not alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha!r}")
-        if not reg > 0:
-            raise ValueError(f"reg must be > 0, got {reg!r}")
-        if not reg_exponent >= 0:
-            raise ValueError(f"reg_exponent must be >= 0, got {reg_exponent!r}")
-        if not init_std >= 0:
-            raise ValueError(f"init_std must be >= 0, got {init_std!r}")
+        check_settings(num_factors=(num_factors, "a positive integer"),
+                       cg_steps=(cg_steps, "a positive integer"),
+                       epochs=(epochs, "an integer >= 0"), alpha=(alpha, ">= 0"),
+                       reg=(reg, "> 0"), reg_exponent=(reg_exponent, ">= 0"),
+                       init_std=(init_std, ">= 0"))
         if solver not in SOLVERS:
             raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
         self.num_factors = int(num_factors)

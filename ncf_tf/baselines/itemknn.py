@@ -34,7 +34,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ncf_tf.baselines.common import binary_csr, check_pairs
+from ncf_tf.baselines.common import binary_csr, check_pairs, check_settings
 
 # Dense work blocks hold at most this many float64 entries (64 MB).
 _BLOCK_ENTRIES = 1 << 23
@@ -53,11 +53,7 @@ class ItemKNN:
     """
 
     def __init__(self, k_neighbors: int = 100, shrink: float = 0.0):
-        if not (isinstance(k_neighbors, (int, np.integer)) and not isinstance(k_neighbors, bool)
-                and k_neighbors > 0):
-            raise ValueError(f"k_neighbors must be a positive integer, got {k_neighbors!r}")
-        if not shrink >= 0:
-            raise ValueError(f"shrink must be >= 0, got {shrink!r}")
+        check_settings(k_neighbors=(k_neighbors, "a positive integer"), shrink=(shrink, ">= 0"))
         self.k_neighbors = int(k_neighbors)
         self.shrink = float(shrink)
         self.train: sp.csr_matrix | None = None

@@ -60,7 +60,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-from ncf_tf.baselines.common import check_pairs
+from ncf_tf.baselines.common import check_pairs, check_settings
 from ncf_tf.data.sampling import NegativeSampler
 
 
@@ -84,20 +84,10 @@ class MF:
     def __init__(self, num_factors: int = 64, num_neg: int = 8, lr: float = 0.03,
                  reg: float = 0.005, init_std: float = 0.1, epochs: int = 24,
                  batch_size: int = 8192, exclude_positives: bool = False):
-        _check_positive_int("num_factors", num_factors)
-        _check_positive_int("batch_size", batch_size)
-        if not (isinstance(num_neg, (int, np.integer)) and not isinstance(num_neg, bool)
-                and num_neg >= 0):
-            raise ValueError(f"num_neg must be an integer >= 0, got {num_neg!r}")
-        if not (isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool)
-                and epochs >= 0):
-            raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr!r}")
-        if not reg >= 0:
-            raise ValueError(f"reg must be >= 0, got {reg!r}")
-        if not init_std >= 0:
-            raise ValueError(f"init_std must be >= 0, got {init_std!r}")
+        check_settings(num_factors=(num_factors, "a positive integer"),
+                       batch_size=(batch_size, "a positive integer"),
+                       num_neg=(num_neg, "an integer >= 0"), epochs=(epochs, "an integer >= 0"),
+                       lr=(lr, "> 0"), reg=(reg, ">= 0"), init_std=(init_std, ">= 0"))
         self.num_factors = int(num_factors)
         self.num_neg = int(num_neg)
         self.lr = float(lr)
@@ -240,8 +230,3 @@ class MF:
                 "epochs": self.epochs, "batch_size": self.batch_size,
                 "exclude_positives": self.exclude_positives}
 
-
-def _check_positive_int(name: str, value) -> None:
-    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-            and value > 0):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")

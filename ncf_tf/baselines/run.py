@@ -26,13 +26,13 @@ def parse_params(pairs: list[str]) -> dict:
     """``["k_neighbors=50", "lr=0.1"]`` -> ``{"k_neighbors": 50, "lr": 0.1}``.
 
     Values are read as int, then float, then ``true``/``false``; ValueError
-    naming ``--param`` otherwise.
+    naming ``param`` otherwise.
     """
     params = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--param must look like name=value, got {pair!r}")
+            raise ValueError(f"param must look like name=value, got {pair!r}")
         params[key.strip()] = _value(text.strip())
     return params
 
@@ -45,7 +45,7 @@ def _value(text: str):
             pass
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
-    raise ValueError(f"--param values must be numbers or true/false, got {text!r}")
+    raise ValueError(f"param values must be numbers or true/false, got {text!r}")
 
 
 def run_key(name: str, params: dict, dataset: str, seed: int, selection: str = "none") -> str:
@@ -57,7 +57,7 @@ def run_key(name: str, params: dict, dataset: str, seed: int, selection: str = "
 
 
 def run_baseline(name: str, params: dict, *, path: str, dataset: str, seed: int = 0,
-                 topk: int = 10, results_dir: str = "results/runs/", run_name: str = "",
+                 topk: int = 10, results_dir: str = "runs/", run_name: str = "",
                  selection: str = "none", full: bool = False,
                  log: Callable[[str], None] = print) -> records.RunRecord:
     """Fits and evaluates baseline ``name`` with ``params``; returns its record.
@@ -75,15 +75,15 @@ def run_baseline(name: str, params: dict, *, path: str, dataset: str, seed: int 
             never replaced: the run then takes a time-stamped name.
     """
     if name not in BASELINES:
-        raise ValueError(f"--baseline must be one of {', '.join(BASELINES)}, got {name!r}")
+        raise ValueError(f"name must be one of {', '.join(BASELINES)}, got {name!r}")
     try:
         model = BASELINES[name](**params)
     except TypeError as e:
-        raise ValueError(f"--param: {name} does not take these settings ({e})") from None
+        raise ValueError(f"params: {name} does not take these settings ({e})") from None
     if topk < 1:
-        raise ValueError(f"--topk must be an integer >= 1, got {topk}")
+        raise ValueError(f"topk must be an integer >= 1, got {topk}")
     if selection not in ("none", "validation"):
-        raise ValueError(f"--selection must be none or validation, got {selection!r}")
+        raise ValueError(f"selection must be none or validation, got {selection!r}")
     data = load_dataset_verbose(path, dataset, log)
     fit_data = data
     if selection == "validation":

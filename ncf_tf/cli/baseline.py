@@ -7,24 +7,26 @@ Example::
 
 from __future__ import annotations
 
-import sys
 
 from absl import flags
 
+from ncf_tf.baselines import BASELINES
+from ncf_tf.baselines import run as baseline_run
 from ncf_tf.cli.command import run_command
+from ncf_tf.train.config import canonical, check_run_name
 
 
 def define_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
-    flags.DEFINE_string("baseline", None, "A baseline of ncf_tf.baselines: Random, ItemPop, ItemKNN, BPR, eALS, MF, iALS, EASE.",
-                        flag_values=fv)
+    flags.DEFINE_string("baseline", None, "A baseline of ncf_tf.baselines (any case): "
+                        f"{', '.join(BASELINES)}.", flag_values=fv)
     flags.DEFINE_multi_string("param", [], "A hyper-parameter as name=value, e.g. "
                               "num_factors=8; repeat the flag for several.", flag_values=fv)
     flags.DEFINE_string("path", "Data/", "Input data path.", flag_values=fv)
     flags.DEFINE_string("dataset", "ml-1m", "Data set name.", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed of initialisation and sampling.", flag_values=fv)
     flags.DEFINE_integer("topk", 10, "K of HR@K and NDCG@K.", flag_values=fv)
-    flags.DEFINE_string("results_dir", "results/runs/", "Where the JSON run record is written.",
+    flags.DEFINE_string("results_dir", "runs/", "Where the JSON run record is written.",
                         flag_values=fv)
     flags.DEFINE_string("run_name", "", "Name of the run record (default: from the settings).",
                         flag_values=fv)
@@ -37,17 +39,27 @@ def define_flags() -> flags.FlagValues:
     return fv
 
 
+def check(fv: flags.FlagValues) -> None:
+    """The baseline's name and its settings, before Keras is imported."""
+    if canonical(fv.baseline, BASELINES) not in BASELINES:
+        raise ValueError(f"--baseline must be one of {', '.join(BASELINES)}, "
+                         f"got {fv.baseline!r}")
+    baseline_run.parse_params(fv.param)
+    check_run_name(fv.run_name)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv if argv is None else argv
 
     def body(fv: flags.FlagValues) -> None:
-        from ncf_tf.baselines import run as baseline_run
         params = baseline_run.parse_params(fv.param)
-        baseline_run.run_baseline(fv.baseline, params, path=fv.path, dataset=fv.dataset,
+        baseline_run.run_baseline(canonical(fv.baseline, BASELINES), params, path=fv.path, dataset=fv.dataset,
                                   seed=fv.seed, topk=fv.topk, results_dir=fv.results_dir,
                                   run_name=fv.run_name, selection=fv.selection,
                                   full=fv.full_ranking)
 
     return run_command(argv, "train_baseline", "fit and evaluate a baseline of the paper "
                        "(leave-one-out HR@K/NDCG@K) and write its run record.",
-                       define_flags(), body, outputs=(("results_dir", "dir"),))
+                       define_flags(), body, outputs=(("results_dir", "dir"),), check=check,
+                       # The run record names the Keras version (core.records.environment).
+                       backend=True,
+                       names={"name": "baseline", "params": "param", "full": "full_ranking"})

@@ -7,7 +7,7 @@ from absl import flags
 from ncf_tf.cli.command import run_command
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     fv = flags.FlagValues()
     flags.DEFINE_string("path", "Data/", "Folder with the authors' ml-1m files.", flag_values=fv)
     flags.DEFINE_enum("section", "ml-1m", ["ml-1m", "script", "scale"], "ml-1m: every "

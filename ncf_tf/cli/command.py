@@ -7,6 +7,7 @@ do not pay for importing Keras.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Callable
 
@@ -19,6 +20,8 @@ from ncf_tf.core.files import OutputError, check_output_dir, check_output_parent
 # new folder, whose parent must be writable. Checked before any work is done.
 Outputs = tuple[tuple[str, str], ...]
 TRACEBACK_ENV = "NCF_TF_TRACEBACK"
+_NAME = re.compile(r"[A-Za-z_]\w*(?=[\s\[:,]|$)")
+_JOINT = re.compile(r", | and | or ")
 
 
 def check_outputs(fv: flags.FlagValues, outputs: Outputs) -> None:
@@ -30,6 +33,36 @@ def check_outputs(fv: flags.FlagValues, outputs: Outputs) -> None:
             (check_output_dir if kind == "dir" else check_output_parent)(path, flag)
 
 
+def in_flags(text: str, fv: flags.FlagValues, names: dict[str, str] | None = None) -> str:
+    """A library message in the command's words: the library names its Python
+    parameters (``layers[0] must be even, got 63``; ``pass learner='adam'``), the
+    command its flags (``--layers[0] must be even, got 63``; ``pass --learner adam``).
+
+    A leading parameter name (or list of them: ``a and b must ...``) becomes its
+    flag, and so does each ``name=value`` whose value is quoted or a number; ``names`` maps the parameters whose flag is
+    named otherwise; names that are no flag of ``fv`` are left as they are.
+    """
+    names = names or {}
+
+    def flag(name: str) -> str | None:
+        name = names.get(name, name)
+        return name if name in fv else None
+
+    def assignment(match: re.Match) -> str:
+        name, value = flag(match[1]), match[2].strip("'")
+        return f"--{name} {value}" if name else match[0]
+
+    text = re.sub(r"(?<![\w-])([A-Za-z_]\w*)=('[^']*'|[-+]?\d[\w.+-]*)", assignment, text)
+    at = 0
+    while (name := _NAME.match(text, at)) and flag(name[0]):   # "a and b must ..."
+        text = f"{text[:at]}--{flag(name[0])}{text[name.end():]}"
+        at += 2 + len(flag(name[0]))
+        if not (joint := _JOINT.match(text, at)):
+            break
+        at = joint.end()
+    return text
+
+
 def _line(e: BaseException) -> str:
     text = str(e).strip()
     if isinstance(e, OSError) and e.strerror:
@@ -37,13 +70,15 @@ def _line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def run_command(argv: list[str], default_program: str, about: str, fv: flags.FlagValues,
+def run_command(argv: list[str] | None, default_program: str, about: str, fv: flags.FlagValues,
                 body: Callable[[flags.FlagValues], None], errors: tuple = (ValueError,),
-                outputs: Outputs = (), backend: bool = False) -> int:
+                outputs: Outputs = (), backend: bool = False,
+                check: Callable[[flags.FlagValues], object] | None = None,
+                names: dict[str, str] | None = None) -> int:
     """The shape every ncf_tf command shares: ``--help``, parse, check, run, one-line errors.
 
     Args:
-        argv: the command line, ``argv[0]`` the program.
+        argv: the command line, ``argv[0]`` the program; None: ``sys.argv``.
         default_program: the name to print when ``argv`` is empty.
         about: one line saying what the command does, for ``--help``.
         fv: the command's flags; ``--tf_verbose`` is added to them.
@@ -53,12 +88,17 @@ def run_command(argv: list[str], default_program: str, about: str, fv: flags.Fla
         outputs: the output flags, checked before ``body`` runs (:func:`check_outputs`).
         backend: import Keras (and TensorFlow) before ``body``, with TensorFlow's
             C++ start-up lines filtered out unless ``--tf_verbose``.
+        check: checks the flags before Keras is imported, so that a bad flag
+            fails at once; raises one of ``errors``.
+        names: library parameters whose flag is named otherwise, for the error
+            line (:func:`in_flags`).
 
     Returns:
         The exit code: 0; 2 on bad input or an unwritable output (an OSError too);
         1 on any other exception, also as one line (``NCF_TF_TRACEBACK=1`` re-raises
         it, for a traceback); 130 when interrupted.
     """
+    argv = sys.argv if argv is None else argv
     program = os.path.basename(argv[0]) if argv else default_program
     if "tf_verbose" not in fv:
         # Not --verbose: the training scripts' --verbose is the authors' evaluation interval.
@@ -73,11 +113,14 @@ def run_command(argv: list[str], default_program: str, about: str, fv: flags.Fla
         if len(rest) > 1:
             raise flags.Error(f"unexpected arguments {rest[1:]}; every option is a --flag")
         check_outputs(fv, outputs)
+        if check is not None:
+            check(fv)
         if backend:
             quiet.import_backend(verbose=fv.tf_verbose)
-        body(fv)
+        with quiet.retracing_hidden(not fv.tf_verbose):
+            body(fv)
     except (flags.Error, OSError, OutputError, *errors) as e:
-        print(f"{program}: error: {_line(e)}", file=sys.stderr)
+        print(f"{program}: error: {in_flags(_line(e), fv, names)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)

@@ -16,7 +16,7 @@ def run(fv: flags.FlagValues) -> None:
         download(fv.dataset, fv.dest, fv["from"].value or None)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     fv = flags.FlagValues()
     flags.DEFINE_multi_enum("dataset", ["ml-1m"], DATASETS,
                             "What to fetch (repeatable): ml-1m, pinterest-20, or the "

@@ -32,11 +32,15 @@ def define_flags() -> flags.FlagValues:
     return fv
 
 
+def check(fv: flags.FlagValues) -> None:
+    """The checks that need no Keras (run before it is imported)."""
+    if not fv.dest:
+        raise ValueError("--dest is required: the folder to write")
+
+
 def run(fv: flags.FlagValues) -> None:
     """Exports as the parsed flags say."""
     from ncf_tf.serve import export
-    if not fv.dest:
-        raise export.ExportError("--dest is required: the folder to write")
     export.check_destination(fv.dest, fv.overwrite)
     if fv.topk <= 0:
         raise export.ExportError(f"--topk must be a positive integer, got {fv.topk}")
@@ -50,9 +54,9 @@ def run(fv: flags.FlagValues) -> None:
           f"{', '.join(config['files'].values())}, {export.CONFIG_FILE}")
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
     return run_command(argv, "export",
                        "export a trained GMF, MLP or NeuMF as a .keras model and a TensorFlow "
                        "SavedModel with score and top_k signatures.", define_flags(), run,
-                       outputs=(("dest", "in"),), backend=True)
+                       outputs=(("dest", "in"),), backend=True, check=check)

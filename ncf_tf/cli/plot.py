@@ -12,6 +12,7 @@ import glob
 from absl import flags
 
 from ncf_tf.cli.command import run_command
+from ncf_tf.results import plot
 
 
 def define_flags() -> flags.FlagValues:
@@ -29,16 +30,15 @@ def define_flags() -> flags.FlagValues:
 
 def expand(runs: str) -> list[str]:
     """The record files named by ``--runs``: globs expanded (sorted), order kept."""
-    from ncf_tf.results.plot import PlotError
     files = []
     for item in (part.strip() for part in runs.split(",")):
         if not item:
-            raise PlotError(f"--runs {runs!r}: expected comma-separated files, found an "
+            raise plot.PlotError(f"--runs {runs!r}: expected comma-separated files, found an "
                             "empty one")
         if any(c in item for c in "*?["):
             found = sorted(glob.glob(item))
             if not found:
-                raise PlotError(f"--runs: no file matches {item}")
+                raise plot.PlotError(f"--runs: no file matches {item}")
             files += found
         else:
             files.append(item)
@@ -46,7 +46,6 @@ def expand(runs: str) -> list[str]:
 
 
 def run(fv: flags.FlagValues) -> None:
-    from ncf_tf.results import plot
     if not fv.runs:
         raise plot.PlotError("--runs is required: the run records to plot")
     if not fv.output:
@@ -62,7 +61,7 @@ def run(fv: flags.FlagValues) -> None:
     print(f"Plotted {len(runs)} run{'s' if len(runs) != 1 else ''} to {fv.output}")
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
     return run_command(argv, "plot_run", "plot run records' per-epoch loss, HR@K and NDCG@K "
                        "to a PNG.", define_flags(), run, outputs=(("output", "in"),))

@@ -165,7 +165,7 @@ def prepare_data(fv: flags.FlagValues) -> None:
     print(data.summary())
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
     return run_command(argv, "prepare_data",
                        "turn raw interactions into the leave-one-out files of He et al., "

@@ -322,7 +322,7 @@ def _fold_in(fv: flags.FlagValues, loaded: Loaded, new_items: list, log):
                    "loss_first": float(result.losses[0]), "loss_last": float(result.losses[-1])}
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
     return run_command(argv, "recommend",
                        "top-K items over the whole catalogue for users of a trained GMF, "

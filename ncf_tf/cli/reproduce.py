@@ -5,6 +5,7 @@ Examples::
     bin/reproduce --only table2 --dataset ml-1m --dry_run   # what is planned, done, missing
     bin/reproduce --only table2 --dataset ml-1m --jobs 2    # run what is missing
     bin/reproduce --report                                  # regenerate results/ only
+    bin/reproduce --compare runs/                           # one's own runs beside the paper's
 """
 
 from __future__ import annotations
@@ -14,7 +15,21 @@ import sys
 
 from absl import flags
 
+from ncf_tf.cli import baseline, train
 from ncf_tf.cli.command import run_command
+from ncf_tf.data.loader import SUFFIXES, DataError, find_file
+from ncf_tf.results import compare, report, reproduce
+
+MAINS = {"train_gmf": train.main_gmf, "train_mlp": train.main_mlp,
+         "train_neumf": train.main_neumf, "train_baseline": baseline.main}
+"""The scripts a planned run uses, by name (``bin/<name>``), and their ``main``."""
+
+
+def program(script: str) -> list[str]:
+    """The command that runs ``bin/<script>``'s ``main`` in a new Python process."""
+    main = MAINS[script]
+    return [sys.executable, "-c", f"import sys; from {main.__module__} import {main.__name__} "
+            f"as main; sys.argv[0] = {script!r}; sys.exit(main())"]
 
 
 def define_flags() -> flags.FlagValues:
@@ -43,7 +58,12 @@ def define_flags() -> flags.FlagValues:
     flags.DEFINE_boolean("dry_run", False, "List the planned runs with their state, "
                          "estimated cost and command; run nothing.", flag_values=fv)
     flags.DEFINE_boolean("report", False, "Only regenerate results/README.md, the CSV tables "
-                         "and the plots from the run records.", flag_values=fv)
+                         "and the plots from the run records (of --results' runs/ only).",
+                         flag_values=fv)
+    flags.DEFINE_string("compare", "", "Only print the GMF, MLP and NeuMF runs recorded in "
+                        "this folder (e.g. runs/, where the training scripts write) beside "
+                        "the paper's numbers and the means of --results' runs.",
+                        flag_values=fv)
     flags.DEFINE_string("path", "Data/", "Input data path.", flag_values=fv)
     flags.DEFINE_string("results", "results", "The results folder (records in runs/).",
                         flag_values=fv)
@@ -55,25 +75,22 @@ def define_flags() -> flags.FlagValues:
 def check_data(path: str, dataset: str, planning_only: bool) -> None:
     """Runs need the data set's files; a plan needs them only for a data set of
     one's own (the paper's are planned from their known sizes)."""
-    from ncf_tf.data.loader import SUFFIXES, DataError, find_file
-    from ncf_tf.results.reproduce import DATASETS, MLPERF
-    if planning_only and (dataset in DATASETS or dataset in MLPERF):
+    if planning_only and (dataset in reproduce.DATASETS or dataset in reproduce.MLPERF):
         return
     for suffix in SUFFIXES:
         try:
             find_file(path, dataset, suffix)
         except DataError:
-            if dataset in DATASETS:
+            if dataset in reproduce.DATASETS:
                 raise
-            raise ValueError(f"--dataset {dataset}: not one of {', '.join(DATASETS)}, and "
+            raise ValueError(f"--dataset {dataset}: not one of "
+                             f"{', '.join(reproduce.DATASETS)}, and "
                              f"{os.path.join(path, f'{dataset}.{suffix}')} is not there") from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv if argv is None else argv
 
     def body(fv: flags.FlagValues) -> None:
-        from ncf_tf.results import report, reproduce
         if fv.jobs < 1:
             raise ValueError(f"--jobs must be an integer >= 1, got {fv.jobs}")
         if fv.seeds is not None and fv.seeds < 1:
@@ -81,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         if fv.max_runs < 0:
             raise ValueError(f"--max_runs must be an integer >= 0, got {fv.max_runs}")
         runs = os.path.join(fv.results, "runs")
+        if fv.compare:
+            print("\n".join(compare.lines(fv.compare, fv.results)))
+            return
         if fv.report:
             if not os.path.isdir(runs):
                 raise ValueError(f"--results {fv.results}: no runs/ folder of run records in it")
@@ -117,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             if fv.max_runs:
                 pending = [j for j in jobs if reproduce.status(j, runs) != "finished"]
                 jobs = reproduce.with_needs(pending[:fv.max_runs], jobs)
-            failed = reproduce.execute(jobs, results_dir=runs, model_dir=fv.model_dir,
-                                       data_path=fv.path, parallel=fv.jobs)
+            failed = reproduce.execute(jobs, program=program, results_dir=runs,
+                                       model_dir=fv.model_dir, data_path=fv.path,
+                                       parallel=fv.jobs)
             if fv.max_runs:
                 break
             jobs = plan_jobs()
@@ -129,4 +150,5 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_command(argv, "reproduce", "plan, run (resumably) and report the paper's "
                        "experiments.", define_flags(), body, (ValueError, RuntimeError),
-                       outputs=(("results", "dir"), ("model_dir", "dir")))
+                       outputs=(("results", "dir"), ("model_dir", "dir")),
+                       names={"folder": "compare"})

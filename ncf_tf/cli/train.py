@@ -90,8 +90,8 @@ def define_flags(model: str) -> flags.FlagValues:
                "record): dropout of this rate after each MLP layer, in training only.")
         string("layers", "[64,32,16,8]", "MLP layers; the first is the concatenated "
                "embedding size, so 64 means 32 each. Brackets optional.")
-        string("reg_layers", "[0,0,0,0]", "Regularization for each MLP layer; "
-               "reg_layers[0] is that of the embeddings.")
+        string("reg_layers", None, "Regularization for each MLP layer; reg_layers[0] "
+               "is that of the embeddings (default: 0 for each of --layers).")
     if model == "NeuMF":
         number("reg_mf", d.reg_mf, "Regularization for the GMF embeddings.")
         flags.DEFINE_boolean("pretrain", False, "Initialise from the newest finished GMF and MLP "
@@ -117,22 +117,50 @@ def config_from_flags(model: str, fv: flags.FlagValues) -> TrainConfig:
         values["progress"] = sys.stdout.isatty()
     for name, kind in (("regs", float), ("layers", int), ("reg_layers", float),
                        ("adam_betas", float)):
-        if name in values:
+        if values.get(name) is not None:
             values[name] = parse_list(name, values[name], kind)
     given = {name for name in fv if fv[name].present}
     values = with_preset({"model": model, **values}, values.get("preset", ""), given)
     return TrainConfig(**values)
 
 
-def main(model: str, argv: list[str]) -> int:
-    """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
+def check(model: str, fv: flags.FlagValues) -> None:
+    """What can be checked before Keras is imported: the settings, and that the
+    data files are there."""
+    config = config_from_flags(model, fv)
+    config.validate()
+    # Imported here: the loader brings pandas and SciPy (about 1 s), which a bad
+    # flag need not wait for.
+    from ncf_tf.data.loader import SUFFIXES, find_file
+    for suffix in SUFFIXES:
+        find_file(config.path, config.dataset, suffix)
+
+
+def main(model: str, argv: list[str] | None = None) -> int:
+    """Parses ``argv`` (``argv[0]`` is the program; default ``sys.argv``) and trains
+    ``model``; returns the exit code."""
     def body(fv: flags.FlagValues) -> None:
-        config = config_from_flags(model, fv)
-        from ncf_tf.train import experiment  # imports Keras: after the cheap checks
-        experiment.run(config)
+        from ncf_tf.train import experiment  # imports Keras: after the flags are checked
+        experiment.run(config_from_flags(model, fv))
 
     return run_command(argv, f"train_{model.lower()}",
                        f"train and evaluate {model} (He et al., Neural Collaborative "
                        "Filtering, WWW 2017).", define_flags(model), body,
                        outputs=(("model_dir", "dir"), ("results_dir", "dir"),
-                                ("tensorboard", "dir")), backend=True)
+                                ("tensorboard", "dir")), backend=True,
+                       check=lambda fv: check(model, fv))
+
+
+def main_gmf(argv: list[str] | None = None) -> int:
+    """bin/train_gmf."""
+    return main("GMF", argv)
+
+
+def main_mlp(argv: list[str] | None = None) -> int:
+    """bin/train_mlp."""
+    return main("MLP", argv)
+
+
+def main_neumf(argv: list[str] | None = None) -> int:
+    """bin/train_neumf."""
+    return main("NeuMF", argv)

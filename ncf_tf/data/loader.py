@@ -103,7 +103,8 @@ def find_file(path: str, name: str, suffix: str) -> str:
         if os.path.isfile(candidate):
             return candidate
     raise DataError(
-        f"{plain}: file not found (nor {os.path.basename(plain)}.gz); "
+        f"{plain}: file not found (nor {os.path.basename(plain)}.gz) in "
+        f"{os.path.abspath(path)} (path={path!r}); "
         f"fetch the data with: bin/download_data --dataset {name} --dest {path}")
 
 

@@ -142,7 +142,7 @@ class NegativeSampler:
         if num_neg > 0 and num_neg > available.min():
             user = int(np.argmin(available))
             raise ValueError(
-                f"--num_neg {num_neg}: user {user} can be paired with only "
+                f"num_neg={num_neg}: user {user} can be paired with only "
                 f"{available[user]} items that are not training positives "
                 f"(of {self.num_items}); num_neg must not exceed that")
         self.positives = membership(self.pos_users, self.pos_items, self.num_users,

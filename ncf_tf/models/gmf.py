@@ -19,9 +19,9 @@ def build(num_users: int, num_items: int, num_factors: int = 8,
           regs: tuple[float, float] = (0.0, 0.0), seed: int = 0) -> keras.Model:
     """Builds GMF; ``regs`` are the L2 factors of the user and item embeddings."""
     if num_factors <= 0:
-        raise ValueError(f"--num_factors must be positive, got {num_factors}")
+        raise ValueError(f"num_factors must be positive, got {num_factors}")
     if len(regs) != 2:
-        raise ValueError(f"--regs takes two values (user, item), got {list(regs)}")
+        raise ValueError(f"regs takes two values (user, item), got {list(regs)}")
     seeds = L.Seeds(seed)
     user, item = L.id_inputs()
     p = L.embedding(user, num_users, num_factors, "user_embedding", regs[0], seeds)

@@ -49,7 +49,7 @@ def mlp_tower(vector, layers: list[int], reg_layers: list[float], seeds: Seeds,
     With 0 the model is exactly the authors' (no layer, no seed drawn).
     """
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"--dropout must be a number in [0, 1), got {dropout}")
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout}")
     for index in range(1, len(layers)):
         seed = seeds()
         vector = keras.layers.Dense(
@@ -82,16 +82,16 @@ def prediction(vector, seeds: Seeds):
 
 
 def check_layers(layers: list[int], reg_layers: list[float]) -> None:
-    """Validates an MLP tower specification (ValueError naming the flag)."""
+    """Validates an MLP tower specification (ValueError naming the parameter)."""
     if len(layers) == 0:
-        raise ValueError("--layers must name at least one size")
+        raise ValueError("layers must name at least one size")
     if len(layers) != len(reg_layers):
-        raise ValueError(f"--layers has {len(layers)} entries but --reg_layers has "
-                         f"{len(reg_layers)}; they must have the same length")
+        raise ValueError(f"layers and reg_layers must have the same length, got {len(layers)} and "
+                         f"{len(reg_layers)}")
     if any(size <= 0 for size in layers):
-        raise ValueError(f"--layers sizes must be positive, got {layers}")
+        raise ValueError(f"layers sizes must be positive, got {layers}")
     if layers[0] % 2:
-        raise ValueError(f"--layers[0] = {layers[0]} must be even: it is the user and "
+        raise ValueError(f"layers[0] must be even, got {layers[0]}: it is the user and "
                          "item embeddings concatenated, half each")
     if any(reg < 0 for reg in reg_layers):
-        raise ValueError(f"--reg_layers must be >= 0, got {reg_layers}")
+        raise ValueError(f"reg_layers must be >= 0, got {reg_layers}")

@@ -33,7 +33,7 @@ def build(num_users: int, num_items: int, num_factors: int = 8,
     (:func:`ncf_tf.models.layers.mlp_tower`)."""
     layers, reg_layers = list(layers), list(reg_layers)
     if num_factors <= 0:
-        raise ValueError(f"--num_factors must be positive, got {num_factors}")
+        raise ValueError(f"num_factors must be positive, got {num_factors}")
     L.check_layers(layers, reg_layers)
     seeds = L.Seeds(seed)
     user, item = L.id_inputs()
@@ -61,7 +61,7 @@ def blend_pretrained(gmf: dict, mlp: dict, alpha: float = 0.5) -> dict:
         layer name -> weight arrays, in NeuMF's layer names.
     """
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"--alpha must be in [0, 1], got {alpha}")
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     blended = {
         "mf_embedding_user": gmf["user_embedding"],
         "mf_embedding_item": gmf["item_embedding"],

@@ -55,11 +55,11 @@ class ModelSpec:
 
     def __post_init__(self):
         if self.model not in MODELS:
-            raise TrainedModelError(f"--model must be one of {', '.join(MODELS)}, "
+            raise TrainedModelError(f"model must be one of {', '.join(MODELS)}, "
                                     f"got {self.model!r}")
         object.__setattr__(self, "layers", tuple(int(size) for size in self.layers))
         if self.model != mlp.NAME and self.num_factors <= 0:
-            raise TrainedModelError(f"--num_factors must be positive, got {self.num_factors}")
+            raise TrainedModelError(f"num_factors must be positive, got {self.num_factors}")
         if self.model != gmf.NAME:
             try:
                 L.check_layers(list(self.layers), [0.0] * len(self.layers))

@@ -113,35 +113,49 @@ def check_output(path: str, overwrite: bool = False) -> None:
         raise PlotError(f"--output {path}: folder {folder} does not exist")
 
 
+LEGEND_COLUMNS = 3
+LINE_STYLES = ("-", "--", ":", "-.")
+"""After the ten colours, the next ten runs are dashed, and so on."""
+
+
 def figure(runs: list[Curves], title: str | None = None):
-    """A matplotlib Figure with the loss, HR and NDCG panels of ``runs``."""
+    """A matplotlib Figure with the loss, HR and NDCG panels of ``runs``.
+
+    One legend for the three panels, below them, in :data:`LEGEND_COLUMNS`
+    columns: the figure grows by a row of legend for each three runs, so the
+    curves keep their room however many runs there are.
+    """
+    # Imported here: matplotlib takes about half a second, which bin/plot_run's
+    # flag errors need not wait for.
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(13, 4), layout="constrained")
+    legend_rows = -(-len(runs) // LEGEND_COLUMNS)
+    fig = Figure(figsize=(13, 4 + 0.25 * legend_rows), layout="constrained")
     panels = fig.subplots(1, 3)
     ks = sorted({run.topk for run in runs})
     k = str(ks[0]) if len(ks) == 1 else "K"
     for index, run in enumerate(runs):
-        color = f"C{index % 10}"
-        panels[0].plot(run.trained, run.loss, color=color, marker=".", label=run.label)
+        style = dict(color=f"C{index % 10}", linestyle=LINE_STYLES[index // 10 % 4])
+        panels[0].plot(run.trained, run.loss, marker=".", label=run.label, **style)
         for panel, values, init in ((panels[1], run.hr, run.init_hr),
                                     (panels[2], run.ndcg, run.init_ndcg)):
             x, y = run.trained, values
             if init is not None:
                 x, y = np.concatenate([[0], x]), np.concatenate([[init], y])
             shown = ~np.isnan(y)
-            panel.plot(x[shown], y[shown], color=color, marker=".", label=run.label)
+            panel.plot(x[shown], y[shown], marker=".", **style)
             if run.best is not None and run.best in set(x[shown].tolist()):
-                panel.plot([run.best], [y[x == run.best][0]], color=color, marker="*",
-                           markersize=14, linestyle="none")
+                panel.plot([run.best], [y[x == run.best][0]], color=style["color"],
+                           marker="*", markersize=14, linestyle="none")
     names = ("training loss", f"HR@{k}", f"NDCG@{k}")
     for panel, name in zip(panels, names):
         panel.set_title(name)
         panel.set_xlabel("epochs trained (0: initial model)")
         panel.xaxis.set_major_locator(MaxNLocator(integer=True))
         panel.grid(alpha=0.3)
-    panels[0].legend(fontsize="small")
+    fig.legend(*panels[0].get_legend_handles_labels(), loc="outside lower center",
+               ncols=LEGEND_COLUMNS, fontsize="small", frameon=False)
     fig.suptitle(title or f"{len(runs)} run{'s' if len(runs) != 1 else ''}; "
                  "star: best epoch (test HR)")
     return fig

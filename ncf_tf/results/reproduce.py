@@ -21,7 +21,6 @@ import dataclasses
 import os
 import shutil
 import subprocess
-import sys
 import time
 from typing import Callable
 
@@ -108,9 +107,6 @@ MLPERF_EPOCHS = 20
 NCF_BEYOND = (("GMF", 8), ("MLP", 8), ("NeuMF", 8))
 """NCF models run with validation selection (3 seeds each)."""
 
-BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bin")
-
-
 @dataclasses.dataclass
 class Job:
     """One run: its stable name, its command and the runs it needs first."""
@@ -121,16 +117,17 @@ class Job:
     needs: tuple[str, ...] = ()
     estimate_s: float = 0.0
 
-    def argv(self, results_dir: str, model_dir: str, data_path: str) -> list[str]:
-        """The command line; a pretrained NeuMF gets its GMF/MLP weight files."""
+    def argv(self, program: list[str], results_dir: str, model_dir: str,
+             data_path: str) -> list[str]:
+        """The command line after ``program`` (what runs ``bin/<script>``); a
+        pretrained NeuMF gets its GMF/MLP weight files."""
         extra = []
         for dependency, flag in zip(self.needs, ("--mf_pretrain", "--mlp_pretrain")):
             extra += [flag, weights_file(dependency, results_dir, model_dir)]
         paths = ["--path", data_path, "--results_dir", results_dir]
         if self.script != "train_baseline":
             paths += ["--model_dir", model_dir]
-        return [sys.executable, os.path.join(BIN, self.script), *self.flags, *extra, *paths,
-                "--run_name", self.name]
+        return [*program, *self.flags, *extra, *paths, "--run_name", self.name]
 
     def shell(self) -> str:
         """The command as a user would type it (pretraining via --pretrain)."""
@@ -419,10 +416,13 @@ def to_restore(jobs: list[Job], results_dir: str, model_dir: str) -> set[str]:
             and not os.path.isfile(weights_file(d, results_dir, model_dir))}
 
 
-def execute(jobs: list[Job], *, results_dir: str, model_dir: str, data_path: str,
-            parallel: int = 1, log: Callable[[str], None] = print,
-            logs_dir: str | None = None) -> list[str]:
+def execute(jobs: list[Job], *, program: Callable[[str], list[str]], results_dir: str,
+            model_dir: str, data_path: str, parallel: int = 1,
+            log: Callable[[str], None] = print, logs_dir: str | None = None) -> list[str]:
     """Runs the unfinished ``jobs`` (dependencies first); returns failed names.
+
+    ``program(script)`` is the command that runs ``bin/<script>`` in a process of
+    its own (the command-line layer knows which function that is).
 
     A job whose dependency is not part of ``jobs`` and not finished is added
     in front of it. A finished dependency whose weights file is gone (a fresh
@@ -516,7 +516,7 @@ def execute(jobs: list[Job], *, results_dir: str, model_dir: str, data_path: str
             if restore:
                 os.makedirs(stage(job.name), exist_ok=True)
             folders = (stage(job.name),) * 2 if restore else (results_dir, model_dir)
-            process = subprocess.Popen(job.argv(*folders, data_path),
+            process = subprocess.Popen(job.argv(program(job.script), *folders, data_path),
                                        stdout=out, stderr=subprocess.STDOUT, env=env)
             running[job.name] = (process, time.time())
         time.sleep(1.0)

@@ -48,19 +48,36 @@ def with_preset(values: dict, preset: str, given: set[str] = frozenset()) -> dic
     if not preset:
         return values
     if preset not in PRESETS:
-        raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     fields = dict(PRESETS[preset])
     model = fields.pop("model")
     if values.get("model", model) != model:
-        raise ValueError(f"--preset {preset} is for {model}, not {values['model']}")
+        raise ValueError(f"preset={preset!r} is for {model}, not {values['model']}")
     return {**values, **{k: v for k, v in fields.items() if k not in given}, "preset": preset}
 
 
-def parse_list(flag: str, text: str, kind=float) -> list:
+def canonical(value: str | None, choices) -> str | None:
+    """The one of ``choices`` that ``value`` names, ignoring case (``"adam"`` for
+    ``"Adam"``); ``value`` itself when it names none (for the check to refuse)."""
+    if not isinstance(value, str):
+        return value
+    return next((choice for choice in choices if choice.lower() == value.lower()), value)
+
+
+def check_run_name(run_name: str) -> None:
+    """ValueError for a run name that would leave its folder: one with a path
+    separator or ``..`` (a run's files are ``<folder>/<run_name>.*``)."""
+    separators = {"/", os.sep, os.altsep} - {None}
+    if any(sep in run_name for sep in separators) or ".." in run_name:
+        raise ValueError(f"run_name must be a plain file name (no path separator, no '..'), "
+                         f"got {run_name!r}")
+
+
+def parse_list(name: str, text: str, kind=float) -> list:
     """Parses ``"64,32,16,8"`` or ``"[64,32,16,8]"`` into ``[64, 32, 16, 8]``.
 
     Raises:
-        ValueError: naming ``--flag`` and the value, for anything else.
+        ValueError: naming ``name`` and the value, for anything else.
     """
     body = text.strip()
     if body.startswith("[") and body.endswith("]"):
@@ -73,7 +90,7 @@ def parse_list(flag: str, text: str, kind=float) -> list:
             return [int(item) for item in items]
         return [float(item) for item in items]
     except ValueError:
-        raise ValueError(f"--{flag} must be a comma-separated list of "
+        raise ValueError(f"{name} must be a comma-separated list of "
                          f"{'integers' if kind is int else 'numbers'} such as "
                          f"[64,32,16,8], got {text!r}") from None
 
@@ -84,7 +101,12 @@ class TrainConfig:
 
     Defaults are the authors' (``--epochs 100`` etc.), plus ``seed``, ``topk``,
     ``alpha``, ``device``. ``learner=None`` means Adam, except SGD for a
-    pretrained NeuMF (paper, sec. 3.4.1).
+    pretrained NeuMF (paper, sec. 3.4.1). A run's record goes to ``results_dir``
+    and its weights to ``model_dir``: by default ``runs/`` and ``runs/models/``,
+    which git ignores (the project's own records are ``bin/reproduce``'s, in
+    ``results/runs/``). ``reg_layers=None`` means no
+    regularisation, one 0 per entry of ``layers``. ``model`` and ``learner``
+    are taken in any case (``"neumf"``, ``"Adam"``).
     """
 
     model: str
@@ -95,7 +117,7 @@ class TrainConfig:
     num_factors: int = 8
     regs: list = dataclasses.field(default_factory=lambda: [0.0, 0.0])
     layers: list = dataclasses.field(default_factory=lambda: [64, 32, 16, 8])
-    reg_layers: list = dataclasses.field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    reg_layers: list | None = None
     reg_mf: float = 0.0
     num_neg: int = 4
     lr: float = 0.001
@@ -111,8 +133,8 @@ class TrainConfig:
     topk: int = 10
     device: str = "auto"
     weights: str = ""
-    model_dir: str = "Pretrain/"
-    results_dir: str = "results/runs/"
+    model_dir: str = "runs/models/"
+    results_dir: str = "runs/"
     run_name: str = ""
     tensorboard: str = ""
     progress: bool = False
@@ -127,6 +149,12 @@ class TrainConfig:
     dropout: float = 0.0
     early_stop: int = 0
     preset: str = ""
+
+    def __post_init__(self):
+        self.model = canonical(self.model, MODELS)
+        self.learner = canonical(self.learner, LEARNERS)
+        if self.reg_layers is None:
+            self.reg_layers = [0.0] * len(self.layers)
 
     @property
     def pretrained(self) -> bool:
@@ -219,7 +247,7 @@ class TrainConfig:
         return "_".join(parts)
 
     def validate(self) -> None:
-        """Range checks; ValueError naming the flag and the value."""
+        """Range checks; ValueError naming the field and the value."""
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         checks = [
@@ -242,30 +270,31 @@ class TrainConfig:
             ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),
             ("early_stop", self.early_stop >= 0, "an integer >= 0"),
         ]
-        for flag, ok, expected in checks:
+        for name, ok, expected in checks:
             if not ok:
-                raise ValueError(f"--{flag} must be {expected}, got {getattr(self, flag)!r}")
+                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
         if self.selection not in ("test", "validation"):
-            raise ValueError(f"--selection must be test or validation, got {self.selection!r}")
+            raise ValueError(f"selection must be test or validation, got {self.selection!r}")
         if self.validation_split not in ("latest", "random"):
-            raise ValueError(f"--validation_split must be latest or random, "
+            raise ValueError(f"validation_split must be latest or random, "
                              f"got {self.validation_split!r}")
         if self.learner is not None and self.learner not in LEARNERS:
-            raise ValueError(f"--learner must be one of {', '.join(LEARNERS)}; got {self.learner!r}")
+            raise ValueError(f"learner must be one of {', '.join(LEARNERS)}; got {self.learner!r}")
         if self.adam not in ADAM_KINDS:
-            raise ValueError(f"--adam must be one of {', '.join(ADAM_KINDS)}; got {self.adam!r}")
+            raise ValueError(f"adam must be one of {', '.join(ADAM_KINDS)}; got {self.adam!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}; "
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; "
                              f"got {self.precision!r}")
         if self.dropout and self.model == "GMF":
-            raise ValueError("--dropout is for the MLP tower of MLP and NeuMF; GMF has none")
+            raise ValueError("dropout is for the MLP tower of MLP and NeuMF; GMF has none")
         if self.preset and self.preset not in PRESETS:
-            raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.lazy_adam and self.resolved_learner != "adam":
-            why = "" if self.learner else " (the default after pretraining; pass --learner adam)"
-            raise ValueError(f"--lazy_adam needs --learner adam, got "
+            why = "" if self.learner else " (the default after pretraining; pass learner='adam')"
+            raise ValueError(f"lazy_adam needs learner='adam', got "
                              f"{self.resolved_learner!r}{why}")
         if bool(self.mf_pretrain) != bool(self.mlp_pretrain):
-            raise ValueError("--mf_pretrain and --mlp_pretrain must be given together")
+            raise ValueError("mf_pretrain and mlp_pretrain must be given together")
+        check_run_name(self.run_name)
         if self.pretrained and self.weights:
-            raise ValueError("--weights and pretraining (--pretrain, --mf_pretrain) exclude each other")
+            raise ValueError("weights and pretrain or mf_pretrain exclude each other")

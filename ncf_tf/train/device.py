@@ -32,7 +32,7 @@ def gpus() -> list[str]:
 
 
 def resolve(device: str) -> str:
-    """Turns the ``--device`` value into a device name such as ``cpu:0``."""
+    """Turns a ``device`` setting into a device name such as ``cpu:0``."""
     device = device.strip().lower()
     if device == "auto":
         found = gpus()
@@ -41,10 +41,10 @@ def resolve(device: str) -> str:
         return "cpu:0"
     match = re.fullmatch(r"(cpu|gpu)(?::(\d+))?", device)
     if not match:
-        raise ValueError(f"--device must be auto, cpu or gpu:N, got {device!r}")
+        raise ValueError(f"device must be auto, cpu or gpu:N, got {device!r}")
     name = f"{match.group(1)}:{match.group(2) or 0}"
     if name.startswith("gpu") and name not in gpus():
-        raise ValueError(f"--device {device}: no such GPU (visible: {gpus() or 'none'})")
+        raise ValueError(f"device={device!r}: no such GPU (visible: {gpus() or 'none'})")
     return name
 
 
@@ -57,7 +57,7 @@ DISTRIBUTE = ("none", "mirrored", "multiworker")
 
 
 def distribution(kind: str):
-    """A ``tf.distribute`` strategy for ``--distribute``, or None for ``none``.
+    """A ``tf.distribute`` strategy for ``distribute``, or None for ``none``.
 
     ``mirrored``: one replica per local GPU (per logical CPU device when there
     is no GPU, which is how the tests run it); ``multiworker``: the machines
@@ -66,11 +66,11 @@ def distribution(kind: str):
     is that of the undivided batch.
     """
     if kind not in DISTRIBUTE:
-        raise ValueError(f"--distribute must be one of {', '.join(DISTRIBUTE)}, got {kind!r}")
+        raise ValueError(f"distribute must be one of {', '.join(DISTRIBUTE)}, got {kind!r}")
     if kind == "none":
         return None
     if keras.config.backend() != "tensorflow":
-        raise ValueError(f"--distribute {kind} needs the TensorFlow backend "
+        raise ValueError(f"distribute={kind!r} needs the TensorFlow backend "
                          f"(KERAS_BACKEND is {keras.config.backend()})")
     import tensorflow as tf
     if kind == "multiworker":

@@ -1,0 +1,53 @@
+"""One's own runs beside the paper's numbers and the project's committed runs.
+
+``bin/reproduce --compare runs/`` (the last step of ``make train``): for each
+GMF, MLP and NeuMF record in the folder, its HR@10 and NDCG@10, the paper's for
+the same model and size where the paper gives one (Table 2 for NeuMF, Table 3
+for MLP; GMF only in a figure), and the mean ± sd over seeds of the committed
+records of the same configuration (``results/runs/``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ncf_tf.core.records import RunRecord
+from ncf_tf.results.cells import (NCF_ORDER, Cells, factors_of, hidden_of, is_standard,
+                                  load_records, mean_sd, metric, published, setting_of)
+
+
+def paper_row(paper: dict, record: RunRecord) -> tuple[float, float] | None:
+    """The paper's (HR@10, NDCG@10) for the record's model and size, or None."""
+    model, factors = record.model, factors_of(record)
+    if model == "MLP":
+        model = f"MLP-{hidden_of(record)}"
+    return paper.get((record.dataset, model, factors, setting_of(record)))
+
+
+def lines(folder: str, results: str) -> list[str]:
+    """The comparison, as lines; ValueError when ``folder`` holds no finished
+    GMF, MLP or NeuMF run."""
+    own = sorted((r for r in load_records(folder) if r.kind == "train"),
+                 key=lambda r: (NCF_ORDER.index(r.model), r.name))
+    if not own:
+        raise ValueError(f"folder={folder!r} holds no finished GMF, MLP or NeuMF run record")
+    paper = published(os.path.join(results, "published_results.csv"))
+    cells = Cells(load_records(os.path.join(results, "runs")))
+    table = [("run", "HR@10", "NDCG@10", "paper HR / NDCG",
+              f"{os.path.join(results, 'runs')} HR@10 (seeds)", "NDCG@10 (seeds)")]
+    for record in own:
+        config = record.config
+        committed = []
+        if is_standard(record, lr=None):   # the settings the committed runs are planned with
+            committed = cells.ncf_runs(record.dataset, record.model, factors_of(record),
+                                       setting_of(record), config["num_neg"],
+                                       hidden_of(record), config["lr"])
+        ref = paper_row(paper, record)
+        table.append((record.name, f"{record.best['hr']:.4f}", f"{record.best['ndcg']:.4f}",
+                      f"{ref[0]:.3f} / {ref[1]:.3f}" if ref else "–",
+                      mean_sd(metric(committed, "hr")), mean_sd(metric(committed, "ndcg"))))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return [f"Your runs in {folder} beside the paper's and the committed runs' "
+            "(mean ± sd over seeds; – where there is none):"] + [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+        for row in table]
