@@ -1,6 +1,6 @@
-"""Fold-in of new users (ncf_tf.serve.fold_in): the factored logit and its
-hand-written gradient against the model and finite differences, a user that
-is learnt from its items, the frozen model, iALS's closed form, and bad input."""
+"""Fold-in of new users (ncf_tf.serve.fold_in): a step against finite
+differences of each user's loss, a user that is learnt from its items, the
+frozen model, iALS's closed form, and bad input."""
 
 from __future__ import annotations
 
@@ -12,51 +12,74 @@ import scipy.sparse as sp
 
 from ncf_tf.baselines.ials import IALS
 from ncf_tf.models import gmf
-from ncf_tf.models.scoring import all_item_logits
 from ncf_tf.serve import fold_in as F
 from trained_models import SPECS, numpy_logits, spread_model
 
 USERS, ITEMS = 6, 13
 
 
-def user_rows(model, frozen):
-    return {name: np.asarray(model.get_layer(name).get_weights()[0], np.float64)
-            for name in frozen.row_dims()}
+def with_user_rows(copy, rows: dict, j: int):
+    """``copy`` (a copy of the model) with the ``j``-th of the fitted ``rows`` as user 0."""
+    for name, r in rows.items():
+        table = copy.get_layer(name).get_weights()[0]
+        table[0] = r[j]
+        copy.get_layer(name).set_weights([table])
+    return copy
+
+
+def log_loss(copy, rows: dict, j: int, positives, negative, reg: float) -> float:
+    """L_u of the module docstring in float64 numpy: ``positives`` label 1 and
+    as many copies of ``negative`` label 0, with the ``j``-th of ``rows``."""
+    items = np.array(list(positives) + [negative] * len(positives))
+    labels = np.repeat([1.0, 0.0], len(positives))
+    s = numpy_logits(with_user_rows(copy, rows, j), np.zeros(len(items), int), items)
+    return (np.mean(np.logaddexp(0.0, s) - labels * s)
+            + reg * sum(np.sum(r[j].astype(np.float64) ** 2) for r in rows.values()))
+
+
+def gradient(copy, rows: dict, j: int, positives, negative, reg: float, eps=1e-4) -> dict:
+    """Central finite differences of :func:`log_loss` in the ``j``-th rows."""
+    out = {}
+    for name in rows:
+        out[name] = np.zeros(rows[name].shape[1])
+        for index in range(len(out[name])):
+            up, down = ({k: v.astype(np.float64) for k, v in rows.items()} for _ in range(2))
+            up[name][j, index] += eps
+            down[name][j, index] -= eps
+            out[name][index] = (log_loss(copy, up, j, positives, negative, reg)
+                                - log_loss(copy, down, j, positives, negative, reg)) / (2 * eps)
+    return out
 
 
 @pytest.mark.parametrize("kind", list(SPECS))
-def test_factored_logits_are_the_models(kind):
-    model = spread_model(kind, USERS, ITEMS, seed=2)
-    frozen = F._Frozen.of(model, ITEMS, np.float64)
-    got = frozen.all_items(user_rows(model, frozen), USERS)
-    users, items = np.repeat(np.arange(USERS), ITEMS), np.tile(np.arange(ITEMS), USERS)
-    np.testing.assert_allclose(got, numpy_logits(model, users, items).reshape(USERS, ITEMS),
-                               rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(got, np.asarray(all_item_logits(model, np.arange(USERS))),
-                               rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("kind", list(SPECS))
-def test_gradient_matches_finite_differences(kind):
+def test_two_steps_are_adams_on_each_users_loss(kind):
+    """Each user has every item but one, so its negatives are that item and
+    L_u is known: two steps from zero rows are Keras 1's Adam on dL_u/drow
+    (finite differences), whatever the other user does (it has twice the
+    items, and a strong reg makes the users' weighting show); the loss is
+    L_u and the scores are the model's logits with the fitted rows."""
     model = spread_model(kind, USERS, ITEMS, seed=3)
-    frozen = F._Frozen.of(model, ITEMS, np.float64)
-    rows = user_rows(model, frozen)
-    rng = np.random.default_rng(0)
-    owner, items, d = rng.integers(0, USERS, 40), rng.integers(0, ITEMS, 40), rng.normal(size=40)
-    _, backward = frozen.logits(rows, owner, items, grad=True)
-    eps = 1e-6
-    for name, per_pair in backward(d).items():
-        grad = np.zeros_like(rows[name])
-        np.add.at(grad, owner, per_pair)
-        numeric = np.zeros_like(grad)
-        for index in np.ndindex(grad.shape):
-            up = {k: v.copy() for k, v in rows.items()}
-            down = {k: v.copy() for k, v in rows.items()}
-            up[name][index] += eps
-            down[name][index] -= eps
-            numeric[index] = d @ (frozen.logits(up, owner, items)
-                                  - frozen.logits(down, owner, items)) / (2 * eps)
-        np.testing.assert_allclose(grad, numeric, atol=1e-6)
+    copy = spread_model(kind, USERS, ITEMS, seed=3)
+    lists, negatives, reg, lr = [range(12), range(1, 13)], [12, 0], 2.0, 0.01
+    batch = F.fold_in_users(model, lists, ITEMS, np.random.default_rng(0), steps=2, num_neg=1,
+                            lr=lr, reg=reg, init_std=0.0)
+    for j in range(2):
+        rows = {name: np.zeros_like(r, np.float64) for name, r in batch.rows.items()}
+        moments = {name: (0.0, 0.0) for name in rows}
+        for t in (1, 2):
+            loss = log_loss(copy, rows, j, lists[j], negatives[j], reg)
+            np.testing.assert_allclose(batch.losses[t - 1, j], loss, rtol=1e-5)
+            for name, g in gradient(copy, rows, j, lists[j], negatives[j], reg).items():
+                m, v = moments[name]
+                m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g ** 2
+                moments[name] = m, v
+                rows[name][j] -= lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (
+                    np.sqrt(v) + 1e-8)
+        for name in rows:
+            np.testing.assert_allclose(batch.rows[name][j], rows[name][j], rtol=1e-3, atol=1e-6)
+        want = numpy_logits(with_user_rows(copy, batch.rows, j), np.zeros(ITEMS, int),
+                            np.arange(ITEMS))
+        np.testing.assert_allclose(batch.scores[j], want, rtol=1e-5, atol=1e-5)
 
 
 def two_group_gmf():
@@ -112,14 +135,6 @@ def test_same_rng_same_rows():
         np.testing.assert_array_equal(a.rows[name], b.rows[name])
 
 
-def test_negatives_avoid_the_users_items():
-    sampler = F._Negatives([np.array([0, 1, 2]), np.array([5])], 6)
-    owner = np.repeat([0, 1], 500)
-    drawn = sampler.draw(owner, np.random.default_rng(0))
-    assert not np.isin(drawn[:500], [0, 1, 2]).any() and set(drawn[:500]) == {3, 4, 5}
-    assert set(drawn[500:]) == {0, 1, 2, 3, 4}
-
-
 @pytest.mark.parametrize("exponent", [0.0, 1.0])
 def test_ials_closed_form_is_the_user_sweep(exponent):
     rng = np.random.default_rng(0)
@@ -150,6 +165,8 @@ def test_bad_input_is_named():
         F.fold_in_users(model, [[1], [-1]], ITEMS, rng)
     with pytest.raises(F.FoldInError, match="has every one of the 13 items"):
         F.fold_in(model, range(ITEMS), ITEMS, rng)
+    with pytest.raises(F.FoldInError, match="can be paired with only 1 items"):
+        F.fold_in(model, range(12), ITEMS, rng, num_neg=2)
     with pytest.raises(F.FoldInError, match="expected integer item ids"):
         F.fold_in(model, [1.5], ITEMS, rng)
     with pytest.raises(F.FoldInError, match="rng .* is required"):
