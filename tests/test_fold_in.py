@@ -55,11 +55,12 @@ def gradient(copy, rows: dict, j: int, positives, negative, reg: float, eps=1e-4
 def test_two_steps_are_adams_on_each_users_loss(kind):
     """Each user has every item but one, so its negatives are that item and
     L_u is known: two steps from zero rows are Keras 1's Adam on dL_u/drow
-    (finite differences), whatever the other user does (it has twice the
-    items, and a strong reg makes the users' weighting show); the loss is
-    L_u and the scores are the model's logits with the fitted rows."""
-    model = spread_model(kind, USERS, ITEMS, seed=3)
-    copy = spread_model(kind, USERS, ITEMS, seed=3)
+    (finite differences), whatever the other user does (a strong reg makes
+    the users' weighting show); the losses are L_u and the scores are the
+    model's logits with the fitted rows."""
+    model, copy = (spread_model(kind, USERS, ITEMS, seed=3) for _ in range(2))
+    for m in (model, copy):   # logits of a few units: no sigmoid saturates to 0 or 1
+        m.set_weights([w / 2 for w in m.get_weights()])
     lists, negatives, reg, lr = [range(12), range(1, 13)], [12, 0], 2.0, 0.01
     batch = F.fold_in_users(model, lists, ITEMS, np.random.default_rng(0), steps=2, num_neg=1,
                             lr=lr, reg=reg, init_std=0.0)
