@@ -9,10 +9,11 @@ GMF, MLP and NeuMF (:func:`fold_in_users` with a Keras model). The model is
 rebuilt with user tables that hold only the new users' rows (``user_embedding``
 of GMF or MLP; ``mf_embedding_user`` and ``mlp_embedding_user`` of NeuMF),
 N(0, init_std^2) draws like the model's own embeddings, and every other layer
-a frozen copy of the trained one; the model passed in is never modified. The
-rows take ``steps`` full-batch steps of the training optimiser (Keras 1's Adam,
-:func:`ncf_tf.train.optimizers.make_optimizer`) on the model's own loss,
-equation 7 restricted to the user,
+a frozen copy of the trained one (dropout off); the model passed in is never
+modified. The rows take ``steps`` full-batch steps of the training optimiser
+(Keras 1's Adam, :func:`ncf_tf.train.optimizers.make_optimizer`) on the
+training loss (:func:`ncf_tf.train.training.compile_model`), equation 7
+restricted to the user,
 
     L_u = (1 / |T_u|) sum_{(i, y) in T_u} [log(1 + exp(s_ui)) - y s_ui]  + reg |rows_u|^2
 
