@@ -310,3 +310,19 @@ def test_compare_needs_a_run(tmp_path, capsys):
     assert reproduce_cli.main(["reproduce", "--compare", str(tmp_path)]) == 2
     assert capsys.readouterr().err == (f"reproduce: error: --compare {tmp_path} holds no "
                                        "finished GMF, MLP or NeuMF run record\n")
+
+
+def test_execute_keeps_a_diverged_run_as_a_result(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "toy_gmf.json").write_text(json.dumps({"status": "diverged"}))
+    job = reproduce.Job("toy_gmf", "train_gmf", ["--dataset", "toy"])
+
+    def never(script):
+        raise AssertionError(f"{script} started again")
+
+    logs = []
+    assert reproduce.execute([job], program=never, results_dir=str(runs),
+                             model_dir=str(tmp_path / "models"), data_path=str(tmp_path),
+                             log=logs.append, logs_dir=str(tmp_path / "logs")) == []
+    assert logs == ["1 of 1 runs already recorded; 0 to run, 1 at a time"]

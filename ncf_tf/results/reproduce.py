@@ -400,7 +400,8 @@ def rerun_differs(record: dict, rerun: dict) -> str:
 
 
 def status(job: Job, results_dir: str) -> str:
-    """"finished", "running" (interrupted or in progress) or "missing"."""
+    """"finished", "diverged" (a result too: not run again), "running"
+    (interrupted or in progress) or "missing"."""
     path = os.path.join(results_dir, f"{job.name}.json")
     if not os.path.exists(path):
         return "missing"
@@ -448,7 +449,8 @@ def execute(jobs: list[Job], *, program: Callable[[str], list[str]], results_dir
 
     for job in jobs:
         add(job)
-    pending = [job for job in order if status(job, results_dir) != "finished"]
+    pending = [job for job in order
+               if status(job, results_dir) not in ("finished", "diverged")]
     restore_dir = os.path.join(model_dir, "restored")
     restoring = to_restore(order, results_dir, model_dir)
 

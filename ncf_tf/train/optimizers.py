@@ -611,11 +611,11 @@ def make_optimizer(learner: str, learning_rate: float, lazy: bool = False,
     (Keras 1's 0.9 and 0.999 by default; MLPerf's NCF uses 0.25 and 0.5).
     """
     if learning_rate <= 0:
-        raise ValueError(f"--lr must be positive, got {learning_rate}")
+        raise ValueError(f"learning_rate must be positive, got {learning_rate}")
     if lazy and learner != "adam":
-        raise ValueError(f"--lazy_adam needs --learner adam, got {learner!r}")
+        raise ValueError(f"lazy needs learner='adam', got {learner!r}")
     if adam not in ADAM_KINDS:
-        raise ValueError(f"--adam must be one of {', '.join(ADAM_KINDS)}; got {adam!r}")
+        raise ValueError(f"adam must be one of {', '.join(ADAM_KINDS)}, got {adam!r}")
     if learner == "adam":
         beta_1, beta_2 = betas
         if not (0.0 <= beta_1 < 1.0 and 0.0 <= beta_2 < 1.0):
@@ -634,4 +634,4 @@ def make_optimizer(learner: str, learning_rate: float, lazy: bool = False,
         # Keras's SGD is linear in g, so slices of a repeated row add up as
         # they should.
         return keras.optimizers.SGD(learning_rate, momentum=0.0)
-    raise ValueError(f"--learner must be one of {', '.join(LEARNERS)}; got {learner!r}")
+    raise ValueError(f"learner must be one of {', '.join(LEARNERS)}, got {learner!r}")
