@@ -194,6 +194,22 @@ def test_original_ids_through_the_id_maps(toy, tmp_path, capsys):
     assert table["item"].tolist() == [items[i] for i in want.reshape(-1)]
 
 
+@pytest.mark.parametrize("movies,sep", [("movies.dat", "::"), ("movies.csv", ",")])
+def test_movielens_titles_beside_the_data(toy, tmp_path, capsys, movies, sep):
+    _, items = write_id_maps(toy["folder"], "toy", 40, 60)
+    lines = [f"{item}{sep}Film {item} (1999){sep}Drama\n" for item in items[:-1]]  # one untitled
+    header = "movieId,title,genres\n" if sep == "," else ""
+    with open(os.path.join(toy["folder"], movies), "w", encoding="latin-1") as f:
+        f.write(header + "".join(lines))
+    _, _, record = saved(toy, tmp_path)
+    code, out, err = run_main(["--record", record, "--all_users", "--topk", "3"], capsys)
+    assert code == 0, err
+    table = read_csv_output(out).fillna("")
+    assert table.columns.tolist() == ["user", "rank", "item", "score", "title"]
+    want = [f"Film {item} (1999)" if item != items[-1] else "" for item in table["item"]]
+    assert table["title"].tolist() == want
+
+
 def test_keras_model_file(toy, tmp_path, capsys):
     model, _, record = saved(toy, tmp_path, "GMF")
     path = str(tmp_path / "gmf.keras")

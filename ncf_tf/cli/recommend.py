@@ -281,6 +281,8 @@ def run(fv: flags.FlagValues) -> None:
                                      None if fv.include_seen else loaded.dataset.train, fv.topk)
         seconds = time.time() - start
         frame = recommend.table(result, loaded.user_map, loaded.item_map)
+        if loaded.source.get("path"):
+            frame = recommend.with_titles(frame, loaded.source["path"], loaded.item_map)
         log(f"Top-{fv.topk} of {num_items} items for {len(users)} users "
             f"({'training items included' if fv.include_seen else 'training items excluded'}) "
             f"[{seconds:.2f} s]")

@@ -222,6 +222,36 @@ def table(result: TopK, user_map: IdMap, item_map: IdMap) -> pd.DataFrame:
     })
 
 
+MOVIE_FILES = {"movies.dat": "::", "movies.csv": ","}
+"""MovieLens's title files (ml-1m/10m's ``id::title::genres``, ml-20m/25m's
+``movieId,title,genres`` with a header), looked for beside the data."""
+
+
+def titles(folder: str) -> dict[str, str] | None:
+    """MovieLens item id (as text) -> title, from the first title file of
+    :data:`MOVIE_FILES` in ``folder``; None when there is none."""
+    for name, sep in MOVIE_FILES.items():
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            if sep == ",":
+                movies = pd.read_csv(path, dtype=str, usecols=[0, 1])
+            else:   # ml-1m's file is Latin-1; '::' needs the python engine
+                movies = pd.read_csv(path, sep="::", engine="python", header=None, dtype=str,
+                                     usecols=[0, 1], encoding="latin-1")
+            return dict(zip(movies.iloc[:, 0].str.strip(), movies.iloc[:, 1]))
+    return None
+
+
+def with_titles(frame: pd.DataFrame, folder: str, item_map: IdMap) -> pd.DataFrame:
+    """``frame`` with a ``title`` column when the items carry their original
+    MovieLens ids (the data has id maps) and a title file is in ``folder``;
+    else ``frame`` as it is."""
+    found = titles(folder) if item_map.originals is not None else None
+    if not found:
+        return frame
+    return frame.assign(title=[found.get(str(item), "") for item in frame["item"]])
+
+
 def to_csv(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, lineterminator="\n", float_format="%.6f")
 
