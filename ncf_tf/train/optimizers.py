@@ -82,6 +82,17 @@ def _resource(variable):
     return getattr(variable, "_value", variable)
 
 
+def _batch_rows(gradient, dtype):
+    """The rows a ``tf.IndexedSlices`` gradient touches, each once, and their
+    gradients with the occurrences of a row summed (as Keras 1's dense
+    gradient sums them), in ``dtype``."""
+    import tensorflow as tf
+
+    rows, position = tf.unique(gradient.indices)
+    return rows, tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), position,
+                                              tf.shape(rows)[0])
+
+
 def is_table(variable) -> bool:
     """Whether ``variable`` is a ``keras.layers.Embedding`` table (under
     ``tf.distribute`` a ``tf.Variable`` may arrive instead of a Keras one)."""
@@ -252,9 +263,7 @@ class LazyAdam(FusedAdam):
         import tensorflow as tf
 
         dtype = variable.dtype
-        rows, position = tf.unique(gradient.indices)
-        g = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), position,
-                                         tf.shape(rows)[0])
+        rows, g = _batch_rows(gradient, dtype)
         index = self._get_variable_index(variable)
         m, v, p = (_resource(self._momentums[index]), _resource(self._velocities[index]),
                    _resource(variable))
@@ -476,9 +485,7 @@ class DeferredAdam(FusedAdam):
         import tensorflow as tf
 
         dtype = variable.dtype
-        rows, position = tf.unique(gradient.indices)
-        g = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), position,
-                                         tf.shape(rows)[0])
+        rows, g = _batch_rows(gradient, dtype)
         m, v, p, last = self._state(variable)
         m_rows, v_rows, step = self._adam_step(tf.gather(m, rows), tf.gather(v, rows), g,
                                                learning_rate, dtype)
