@@ -19,6 +19,7 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import REPO, write_dataset
+from ncf_tf.core import files
 from ncf_tf.serve import recommend
 from ncf_tf.cli import recommend as recommend_cli
 from ncf_tf.models import trained
@@ -384,9 +385,9 @@ def test_output_is_all_or_nothing_when_killed(toy, tmp_path, point):
 
 def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
     target = tmp_path / "top.csv"
-    live = recommend.temporary_name(str(target), os.getppid())
+    live = files.temporary_name(str(target), os.getppid())
     open(live, "w").close()
-    dead = recommend.temporary_name(str(target), 2 ** 22 + 12345)
+    dead = files.temporary_name(str(target), 2 ** 22 + 12345)
     open(dead, "w").close()
     recommend.write_text(str(target), "x\n")
     assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(live), "top.csv"])

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import gzip
 import os
+import re
 import shutil
 import tempfile
 from typing import IO, Iterator
@@ -62,19 +63,60 @@ def current_umask() -> int:
     return mask
 
 
+def temporary_name(path: str, pid: int | None = None, suffix: str = ".tmp") -> str:
+    """Where ``path`` is written before it is renamed into place: beside it,
+    hidden, named after the writing process (:func:`write_text`, and
+    ``bin/export``'s staging folder)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.{os.getpid() if pid is None else pid}{suffix}")
+
+
+def remove_stale_temporaries(path: str, suffix: str = ".tmp") -> list[str]:
+    """Removes the temporary files (or folders) of ``path`` left by writers
+    that died (``kill -9``) before renaming them; those of live processes
+    stay. Returns the removed paths."""
+    folder, name = os.path.split(os.path.abspath(path))
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+){re.escape(suffix)}")
+    removed = []
+    for entry in os.listdir(folder) if os.path.isdir(folder) else []:
+        match = pattern.fullmatch(entry)
+        if match and not _alive(int(match.group(1))):
+            stale = os.path.join(folder, entry)
+            if os.path.isdir(stale) and not os.path.islink(stale):
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(stale)
+            removed.append(stale)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False   # our own leftover (a pid reused after a crash)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = ".tmp") -> Iterator[str]:
-    """Yields a fresh temporary file name beside ``path`` (its folder is
-    created); when the block ends normally the file is renamed to ``path``,
-    otherwise it is removed.
+    """Yields a temporary file name beside ``path`` (its folder is created),
+    named after this process (:func:`temporary_name`); when the block ends
+    normally the file is renamed to ``path``, otherwise it is removed. The
+    temporary files of ``path`` that killed writers left are removed first
+    (:func:`remove_stale_temporaries`).
 
     ``suffix`` is for writers that choose the format by extension (Keras's
     ``.weights.h5``, ``.png``).
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix)
-    os.close(fd)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    remove_stale_temporaries(path, suffix)
+    tmp = temporary_name(path, suffix=suffix)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~current_umask())

@@ -107,5 +107,4 @@ def save_weights(model: keras.Model, path: str) -> None:
     if not path.endswith(".weights.h5"):
         raise ValueError(f"weight file names must end in .weights.h5, got {path}")
     with atomic_path(path, suffix=".weights.h5") as tmp:
-        os.remove(tmp)  # Keras refuses to overwrite without asking
         model.save_weights(tmp)

@@ -45,6 +45,7 @@ import scipy.sparse as sp
 from ncf_tf.serve import recommend
 from ncf_tf.core import records
 from ncf_tf.models import scoring, trained
+from ncf_tf.core import files
 from ncf_tf.core.files import current_umask
 
 KERAS_FILE = "model.keras"
@@ -254,8 +255,8 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
     # A killed export's staging folders go first; then this one's, named after
     # this process, so that the next export can tell a dead writer's from a live one's.
     for suffix in (STAGING, OLD):
-        recommend.remove_stale_temporaries(dest, suffix)
-    staging, old = (recommend.temporary_name(dest, suffix=suffix) for suffix in (STAGING, OLD))
+        files.remove_stale_temporaries(dest, suffix)
+    staging, old = (files.temporary_name(dest, suffix=suffix) for suffix in (STAGING, OLD))
     os.mkdir(staging)
     try:
         model.save(os.path.join(staging, KERAS_FILE))

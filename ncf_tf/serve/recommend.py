@@ -20,12 +20,9 @@ a real score.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import re
-import shutil
 from typing import Callable, Union
 
 import keras
@@ -35,7 +32,7 @@ import scipy.sparse as sp
 
 from ncf_tf.models import layers as L
 from ncf_tf.models import trained
-from ncf_tf.core.files import current_umask
+from ncf_tf.core.files import atomic_path
 from ncf_tf.models.scoring import MAX_FLOATS, all_item_logits, compiled, width
 from ncf_tf.data.idmap import IdMap
 
@@ -289,62 +286,13 @@ def check_output(path: str, overwrite: bool = False) -> str:
     return extension
 
 
-def temporary_name(path: str, pid: int | None = None, suffix: str = ".tmp") -> str:
-    """Where ``path`` is written before it is renamed into place: beside it,
-    hidden, named after the writing process (:func:`write_text`, and
-    ``bin/export``'s staging folder)."""
-    folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".{name}.{os.getpid() if pid is None else pid}{suffix}")
-
-
-def remove_stale_temporaries(path: str, suffix: str = ".tmp") -> list[str]:
-    """Removes the temporary files (or folders) of ``path`` left by writers
-    that died (``kill -9``) before renaming them; those of live processes
-    stay. Returns the removed paths."""
-    folder, name = os.path.split(os.path.abspath(path))
-    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+){re.escape(suffix)}")
-    removed = []
-    for entry in os.listdir(folder) if os.path.isdir(folder) else []:
-        match = pattern.fullmatch(entry)
-        if match and not _alive(int(match.group(1))):
-            stale = os.path.join(folder, entry)
-            if os.path.isdir(stale) and not os.path.islink(stale):
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(stale)
-            removed.append(stale)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False   # our own leftover (a pid reused after a crash)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def write_text(path: str, text: str) -> None:
-    """Writes ``path`` all or nothing: ``text`` goes to a temporary file beside
-    it (a killed writer's are removed first), flushed to disk, then renamed
-    into place; an error removes the temporary file."""
-    remove_stale_temporaries(path)
-    tmp = temporary_name(path)
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Writes ``path`` all or nothing (:func:`~ncf_tf.core.files.atomic_path`),
+    flushed to disk before it is renamed into place."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write(frame: pd.DataFrame, path: str, about: dict, overwrite: bool = False) -> None:
