@@ -636,3 +636,23 @@ def test_damaged_saved_folder_names_the_file(fitted, tmp_path):
     os.remove(folder / "train.npz")
     with pytest.raises(ValueError, match="train.npz is missing; the folder .* is incomplete"):
         ncf_tf.Recommender.load(str(folder))
+
+
+def test_load_trained_reads_a_saved_folder_and_names_its_arguments(fitted, tmp_path):
+    from ncf_tf.api.recommender import load_trained
+    folder = str(tmp_path / "saved")
+    fitted.save(folder)
+    found = load_trained(saved=folder, log=lambda line: None)
+    assert found.source == {"saved": folder, "run_name": fitted.run_name}
+    assert found.spec.model == fitted.config.model
+    np.testing.assert_array_equal(found.user_ids, fitted.users.originals)
+    for arguments, message in [
+        ({"saved": folder, "path": "Data/"}, "saved='.*' holds the model, its sizes and its "
+                                             "data; drop `path`"),
+        ({}, "no model given: pass record='RUN.json', weights_file="),
+        ({"weights_file": "x.weights.h5"}, "model \\(GMF, MLP or NeuMF\\) is required with "
+                                           "`weights_file` when no `record` is given"),
+        ({"keras_file": "x.keras", "layers": [8, 4]}, "keras_file carries its own "
+                                                      "architecture and weights; drop `layers`")]:
+        with pytest.raises(ValueError, match=f"^{message}"):
+            load_trained(**arguments)

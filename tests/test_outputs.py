@@ -209,11 +209,15 @@ def flag_values(*names):
     ("Data/x.train.rating: file not found in /w/Data (path='Data/')",
      "Data/x.train.rating: file not found in /w/Data (--path Data/)"),
     ("name must be one of A, B, got 'c'", "--baseline must be one of A, B, got 'c'"),
+    ("give `param` or `path`, not both; drop `device`", "give --param or --path, not both; "
+     "drop --device"),
+    ("exists (lazy_adam=True replaces it)", "exists (--lazy_adam replaces it)"),
     # Not a flag, or not a value: left alone.
     ("topk must be positive", "topk must be positive"),
     ("param must look like name=value", "--param must look like name=value"),
     ("layers has 2 entries", "--layers has 2 entries"),
     ("the layers are fine", "the layers are fine"),
+    ("drop `topk`, topk=True", "drop `topk`, topk=True"),
 ])
 def test_library_messages_are_turned_into_flags(library, script):
     fv = flag_values("layers", "device", "mf_pretrain", "mlp_pretrain", "lazy_adam", "learner",

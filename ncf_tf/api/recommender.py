@@ -8,6 +8,10 @@
     rec.similar_items(items, k=10); rec.similar_users(users, k=10)
     rec.save(path); ncf_tf.Recommender.load(path); rec.fold_in(items); rec.export(path)
 
+:func:`load_trained` finds any trained model (a run record, a weight file, a
+``.keras`` file or a saved Recommender) with its data, as ``bin/recommend``
+and ``bin/export`` do.
+
 Arguments are checked when they are given (TypeError or ValueError naming
 the argument and the value), before any data is read or any epoch trained;
 TensorFlow's retracing warnings are not shown unless ``tf_verbose=True``.
@@ -58,11 +62,13 @@ from ncf_tf.api import frames
 from ncf_tf.api.frames import FrameError, Ids
 from ncf_tf.core import quiet, records
 from ncf_tf.core.files import atomic_path, check_output_dir
+from ncf_tf.data.idmap import IdMap, load_id_maps
+from ncf_tf.data.loader import load_dataset_verbose, sha256
 from ncf_tf.eval import metrics as M
 from ncf_tf.eval.full_ranking import FullRankingEvaluator
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
 from ncf_tf.models import layers as model_layers
-from ncf_tf.models import weights
+from ncf_tf.models import trained, weights
 from ncf_tf.serve import fold_in as folding
 from ncf_tf.serve import recommend as serving
 from ncf_tf.train import device as devices
@@ -729,6 +735,169 @@ class Recommender:
             rng = np.random.default_rng([self.config.seed, TEST_NEGATIVES_STREAM])
             negatives = frames.sampled_negatives(self.train, users, items, count, rng, what)
         return users, items, negatives
+
+
+SIZES = ("model", "num_factors", "layers")
+
+
+@dataclasses.dataclass
+class Trained:
+    """A trained model with its data (:func:`load_trained`)."""
+
+    model: object
+    spec: trained.ModelSpec
+    dataset: object
+    user_map: IdMap
+    item_map: IdMap
+    source: dict
+    device: str
+    user_ids: object = None
+    """The raw ids of the model's rows, typed (integers or strings); None: the
+    rows themselves."""
+    item_ids: object = None
+
+
+def load_trained(saved: str | None = None, record: str | None = None,
+                 weights_file: str | None = None, keras_file: str | None = None,
+                 model: str | None = None, num_factors: int | None = None,
+                 layers: Sequence[int] | None = None, path: str | None = None,
+                 dataset: str | None = None, device: str = "auto",
+                 log: Callable[[str], None] = print) -> Trained:
+    """A trained GMF, MLP or NeuMF and its data, checked against each other.
+
+    The model is one of:
+
+    * ``record``: a run record; the model and its sizes come from its
+      configuration, the weights from the weight file it names (unless
+      ``weights_file`` is given), the data from its ``path`` and ``dataset``
+      (unless given);
+    * ``weights_file`` with ``model`` (and ``num_factors``, ``layers``;
+      default 8 and ``[64, 32, 16, 8]``);
+    * ``keras_file``: a whole ``.keras`` model, as :func:`ncf_tf.serve.export.export`
+      writes it;
+    * ``saved``: a folder written by :meth:`Recommender.save` (its weights, raw
+      ids and training items; no data files are read). A ``record`` naming
+      that folder's ``record.json`` means the same.
+
+    The data is ``dataset`` in ``path`` (default: the record's, else ml-1m in Data/).
+
+    Raises:
+        ValueError: the arguments name no model, or too much; a file is
+            missing or unreadable; the model does not fit the data (the
+            message names the arguments).
+    """
+    folder = _saved_folder(saved, record, weights_file=weights_file, keras_file=keras_file,
+                           path=path, dataset=dataset, model=model, num_factors=num_factors,
+                           layers=layers)
+    if folder is not None:
+        return _load_saved(folder, devices.resolve(device), log)
+    spec, run, path, name = _model_source(record, weights_file, keras_file, model,
+                                          num_factors, layers, path, dataset)
+    path, name = path or _DEFAULTS.path, name or _DEFAULTS.dataset
+    device = devices.resolve(device)
+    data = load_dataset_verbose(path, name, log)
+    user_map, item_map = load_id_maps(path, name, data.num_users, data.num_items)
+    where = f"data set {name} in {path}"
+    with devices.scope(device):
+        if keras_file:
+            built = trained.load_keras_model(keras_file, data.num_users, data.num_items, where)
+            spec = trained.spec_of(built)
+            source = {"keras": keras_file, "keras_sha256": sha256(keras_file)}
+        else:
+            weights_file = weights_file or run["weights_file"]
+            built = trained.load_from_weights(spec, weights_file, data.num_users,
+                                              data.num_items, where)
+            source = {"weights": weights_file, "weights_sha256": sha256(weights_file)}
+            if run is not None:
+                source["record"] = record
+    source.update({"path": path, "dataset": name})
+    return Trained(built, spec, data, user_map, item_map, source, device,
+                   typed_ids(user_map.originals), typed_ids(item_map.originals))
+
+
+def _saved_folder(saved, record, **others) -> str | None:
+    """The :meth:`Recommender.save` folder that ``saved`` (or a ``record`` of its
+    ``record.json``) names, else None."""
+    if record and os.path.basename(record) == RECORD and os.path.isfile(
+            os.path.join(os.path.dirname(os.path.abspath(record)), SAVED)):
+        if saved:
+            raise trained.TrainedModelError("give `saved` or `record`, not both")
+        return os.path.dirname(os.path.abspath(record))
+    if not saved:
+        return None
+    given = [f"`{name}`" for name, value in {"record": record, **others}.items()
+             if value is not None]
+    if given:
+        raise trained.TrainedModelError(f"saved={saved!r} holds the model, its sizes and its "
+                                        f"data; drop {', '.join(given)}")
+    return saved
+
+
+def _load_saved(folder: str, device: str, log) -> Trained:
+    """A :meth:`Recommender.save` folder as a :class:`Trained` (ids compared as text)."""
+    with devices.scope(device):
+        rec = Recommender.load(folder)
+    empty = np.empty(0, np.int64)
+    data = frames.frame_dataset(rec.fit_config.dataset, rec.train, None, None, empty, empty,
+                                np.empty((0, 1), np.int64))
+    log(f"Saved Recommender {folder}: {data.summary()}")
+    maps = [IdMap(kind, np.array([str(v) for v in ids.originals], dtype=object), ids.count,
+                  f"the {kind}s of {folder}") for kind, ids in (("user", rec.users),
+                                                                ("item", rec.items))]
+    return Trained(rec.model, trained.spec_of(rec.model), data, *maps,
+                   {"saved": folder, "run_name": rec.run_name}, device,
+                   rec.users.originals, rec.items.originals)
+
+
+def _model_source(record, weights_file, keras_file, model, num_factors, layers, path, dataset):
+    """(spec or None, run record or None, data path, data set name) of a model
+    given by ``record``, ``weights_file`` or ``keras_file``."""
+    if not (record or weights_file or keras_file):
+        raise trained.TrainedModelError(
+            "no model given: pass record='RUN.json', weights_file='FILE.weights.h5' with "
+            "`model`, keras_file='FILE.keras', or saved='FOLDER' (from Recommender.save)")
+    sizes = [f"`{name}`" for name, value in zip(SIZES, (model, num_factors, layers))
+             if value is not None]
+    if keras_file:
+        other = [f"`{name}`" for name, value in (("record", record),
+                                                 ("weights_file", weights_file)) if value]
+        if other or sizes:
+            raise trained.TrainedModelError(f"keras_file carries its own architecture and "
+                                            f"weights; drop {', '.join(other + sizes)}")
+        return None, None, path, dataset
+    if record:
+        if sizes:
+            raise trained.TrainedModelError(
+                f"{', '.join(sizes)}: the model and its sizes come from record={record!r}; "
+                "give one or the other")
+        run = trained.read_record(record)
+        spec = trained.spec_from_record(run, record)
+        if not (weights_file or run.get("weights_file")):
+            raise trained.TrainedModelError(f"record={record!r}: the run saved no weight file "
+                                            "(out=0?); pass `weights_file`")
+        config = run["config"]
+        return spec, run, path or config.get("path"), dataset or config.get("dataset")
+    if model is None:
+        raise trained.TrainedModelError("model (GMF, MLP or NeuMF) is required with "
+                                        "`weights_file` when no `record` is given")
+    spec = trained.ModelSpec(model, 8 if num_factors is None else num_factors,
+                             (64, 32, 16, 8) if layers is None else layers)
+    return spec, None, path, dataset
+
+
+def typed_ids(originals):
+    """Original ids read from an id map (strings) as int64 when every one is
+    a whole number that int64 holds, else as they are; None stays None."""
+    if originals is None or np.asarray(originals).dtype.kind in "iu":
+        return originals
+    text = [str(v) for v in originals]
+    try:
+        numbers = [int(v) for v in text]
+    except ValueError:
+        return originals
+    if [str(n) for n in numbers] != text or not all(-2**63 <= n < 2**63 for n in numbers):
+        return originals
+    return np.array(numbers, np.int64)
 
 
 def _read_part(name: str, folder: str, read):

@@ -35,24 +35,31 @@ def check_outputs(fv: flags.FlagValues, outputs: Outputs) -> None:
 
 def in_flags(text: str, fv: flags.FlagValues, names: dict[str, str] | None = None) -> str:
     """A library message in the command's words: the library names its Python
-    parameters (``layers[0] must be even, got 63``; ``pass learner='adam'``), the
-    command its flags (``--layers[0] must be even, got 63``; ``pass --learner adam``).
+    parameters (``layers[0] must be even, got 63``; ``pass learner='adam'``;
+    ``drop `path```), the command its flags (``--layers[0] must be even, got
+    63``; ``pass --learner adam``; ``drop --path``).
 
     A leading parameter name (or list of them: ``a and b must ...``) becomes its
-    flag, and so does each ``name=value`` whose value is quoted or a number; ``names`` maps the parameters whose flag is
-    named otherwise; names that are no flag of ``fv`` are left as they are.
+    flag, and so does each ``name=value`` whose value is quoted, a number or
+    True, and each name in backquotes. ``names`` maps the parameters whose flag
+    is named otherwise (or is another command's); other names that are no flag
+    of ``fv`` are left as they are.
     """
     names = names or {}
 
     def flag(name: str) -> str | None:
-        name = names.get(name, name)
-        return name if name in fv else None
+        return names.get(name, name if name in fv else None)
 
     def assignment(match: re.Match) -> str:
         name, value = flag(match[1]), match[2].strip("'")
-        return f"--{name} {value}" if name else match[0]
+        return (f"--{name}" if match[2] == "True" else f"--{name} {value}") if name else match[0]
 
-    text = re.sub(r"(?<![\w-])([A-Za-z_]\w*)=('[^']*'|[-+]?\d[\w.+-]*)", assignment, text)
+    def quoted(match: re.Match) -> str:
+        return f"--{flag(match[1])}" if flag(match[1]) else match[0]
+
+    text = re.sub(r"(?<![\w-])([A-Za-z_]\w*)=('[^']*'|True\b|[-+]?\d[\w.+-]*)", assignment,
+                  text)
+    text = re.sub(r"`([A-Za-z_]\w*)`", quoted, text)
     at = 0
     while (name := _NAME.match(text, at)) and flag(name[0]):   # "a and b must ..."
         text = f"{text[:at]}--{flag(name[0])}{text[name.end():]}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from absl import flags
 
 from ncf_tf.cli.command import run_command
-from ncf_tf.cli.recommend import define_model_flags, load
+from ncf_tf.cli.recommend import FLAG_NAMES, define_model_flags, load
 
 
 def define_flags() -> flags.FlagValues:
@@ -59,4 +59,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(argv, "export",
                        "export a trained GMF, MLP or NeuMF as a .keras model and a TensorFlow "
                        "SavedModel with score and top_k signatures.", define_flags(), run,
-                       outputs=(("dest", "in"),), backend=True, check=check)
+                       outputs=(("dest", "in"),), backend=True, check=check,
+                       names=FLAG_NAMES)

@@ -28,16 +28,12 @@ user's embedding rows are fitted to them with the model frozen
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 
 from absl import flags
 
 from ncf_tf.cli.command import run_command
-
-DEFAULT_PATH, DEFAULT_DATASET = "Data/", "ml-1m"
-SIZE_FLAGS = ("model", "num_factors", "layers")
 
 
 def define_model_flags(fv: flags.FlagValues) -> None:
@@ -57,160 +53,26 @@ def define_model_flags(fv: flags.FlagValues) -> None:
                          "is given (default 8).", flag_values=fv)
     flags.DEFINE_string("layers", None, "MLP/NeuMF layers, when no --record is given "
                         "(default [64,32,16,8]).", flag_values=fv)
-    flags.DEFINE_string("path", None, f"Input data path (default: the record's, else "
-                        f"{DEFAULT_PATH}).", flag_values=fv)
-    flags.DEFINE_string("dataset", None, f"Data set name (default: the record's, else "
-                        f"{DEFAULT_DATASET}).", flag_values=fv)
+    flags.DEFINE_string("path", None, "Input data path (default: the record's, else "
+                        "Data/).", flag_values=fv)
+    flags.DEFINE_string("dataset", None, "Data set name (default: the record's, else "
+                        "ml-1m).", flag_values=fv)
     flags.DEFINE_string("device", "auto", "auto (first GPU, else CPU), cpu, or gpu:N.",
                         flag_values=fv)
 
 
-@dataclasses.dataclass
-class Loaded:
-    """A trained model with its data, as the flags named them."""
-
-    model: object
-    spec: object
-    dataset: object
-    user_map: object
-    item_map: object
-    source: dict
-    device: str
-    user_ids: object = None
-    item_ids: object = None
-    """The raw ids of the model's rows, typed (integers or strings); None: the
-    rows themselves."""
+# The library's parameters that are named otherwise on the command line (``out``: the
+# training scripts' flag, in the hint of a record without weights).
+FLAG_NAMES = {"weights_file": "weights", "keras_file": "keras", "out": "out"}
 
 
-def saved_folder(fv: flags.FlagValues) -> str | None:
-    """The ``Recommender.save`` folder that ``--saved`` (or a ``--record`` of
-    its ``record.json``) names, else None."""
-    import os
-    from ncf_tf.api.recommender import RECORD, SAVED
-    from ncf_tf.models import trained
-    if fv.record and os.path.basename(fv.record) == RECORD and os.path.isfile(
-            os.path.join(os.path.dirname(os.path.abspath(fv.record)), SAVED)):
-        if fv.saved:
-            raise trained.TrainedModelError("give --saved or --record, not both")
-        return os.path.dirname(os.path.abspath(fv.record))
-    if not fv.saved:
-        return None
-    other = [f"--{name}" for name in ("record", "weights", "keras", "path", "dataset",
-                                      *SIZE_FLAGS) if fv[name].value is not None]
-    if other:
-        raise trained.TrainedModelError(f"--saved {fv.saved} holds the model, its sizes and "
-                                        f"its data; drop {', '.join(other)}")
-    return fv.saved
-
-
-def typed_ids(originals):
-    """Original ids read from an id map (strings) as int64 when every one is
-    a whole number that int64 holds, else as they are; None stays None."""
-    import numpy as np
-    if originals is None or np.asarray(originals).dtype.kind in "iu":
-        return originals
-    text = [str(v) for v in originals]
-    try:
-        numbers = [int(v) for v in text]
-    except ValueError:
-        return originals
-    if [str(n) for n in numbers] != text or not all(-2**63 <= n < 2**63 for n in numbers):
-        return originals
-    return np.array(numbers, np.int64)
-
-
-def _load_saved(folder: str, device: str, log) -> Loaded:
-    """A ``Recommender.save`` folder as a :class:`Loaded` (ids compared as text)."""
-    import numpy as np
-    from ncf_tf.api import frames
-    from ncf_tf.api.recommender import Recommender
-    from ncf_tf.data.idmap import IdMap
-    from ncf_tf.models import trained
-    from ncf_tf.train import device as devices
-    with devices.scope(device):
-        rec = Recommender.load(folder)
-    empty = np.empty(0, np.int64)
-    dataset = frames.frame_dataset(rec.fit_config.dataset, rec.train, None, None, empty, empty,
-                                   np.empty((0, 1), np.int64))
-    log(f"Saved Recommender {folder}: {dataset.summary()}")
-    maps = [IdMap(kind, np.array([str(v) for v in ids.originals], dtype=object), ids.count,
-                  f"the {kind}s of {folder}") for kind, ids in (("user", rec.users),
-                                                                ("item", rec.items))]
-    return Loaded(rec.model, trained.spec_of(rec.model), dataset, *maps,
-                  {"saved": folder, "run_name": rec.run_name}, device,
-                  rec.users.originals, rec.items.originals)
-
-
-def _model_source(fv: flags.FlagValues):
-    """(spec or None, weights file or None, keras file or None, record or None, data path, name)."""
-    from ncf_tf.models import trained
-    given = [name for name in ("record", "weights", "keras") if fv[name].value]
-    if not given:
-        raise trained.TrainedModelError(
-            "no model given: pass --record RUN.json, --weights FILE.weights.h5 with --model, "
-            "--keras FILE.keras, or --saved FOLDER (from Recommender.save)")
-    sizes = [f"--{name}" for name in SIZE_FLAGS if fv[name].value is not None]
-    record = None
-    if fv.keras:
-        if fv.record or fv.weights or sizes:
-            other = [f"--{n}" for n in ("record", "weights") if fv[n].value] + sizes
-            raise trained.TrainedModelError(f"--keras carries its own architecture and "
-                                            f"weights; drop {', '.join(other)}")
-        return None, None, fv.keras, None, fv.path, fv.dataset
-    if fv.record:
-        if sizes:
-            raise trained.TrainedModelError(
-                f"{', '.join(sizes)}: the model and its sizes come from --record "
-                f"{fv.record}; give one or the other")
-        record = trained.read_record(fv.record)
-        spec = trained.spec_from_record(record, fv.record)
-        weights = fv.weights or record.get("weights_file")
-        if not weights:
-            raise trained.TrainedModelError(f"--record {fv.record}: the run saved no weight "
-                                            "file (--out 0?); pass --weights")
-        config = record["config"]
-        return (spec, weights, None, record, fv.path or config.get("path"),
-                fv.dataset or config.get("dataset"))
-    if fv.model is None:
-        raise trained.TrainedModelError("--model (GMF, MLP or NeuMF) is required with --weights "
-                                        "when no --record is given")
+def load(fv: flags.FlagValues, log=print):
+    """:func:`ncf_tf.api.recommender.load_trained` of the model and data the flags name."""
+    from ncf_tf.api.recommender import load_trained
     from ncf_tf.train.config import parse_list
-    layers = parse_list("layers", fv.layers, int) if fv.layers is not None else (64, 32, 16, 8)
-    spec = trained.ModelSpec(fv.model, 8 if fv.num_factors is None else fv.num_factors, layers)
-    return spec, fv.weights, None, None, fv.path, fv.dataset
-
-
-def load(fv: flags.FlagValues, log=print) -> Loaded:
-    """Reads the data and the trained model the flags name, checked against each other."""
-    saved = saved_folder(fv)
-    if saved is not None:
-        from ncf_tf.train import device as devices
-        return _load_saved(saved, devices.resolve(fv.device), log)
-    spec, weights_file, keras_file, record, path, name = _model_source(fv)
-    path, name = path or DEFAULT_PATH, name or DEFAULT_DATASET
-    from ncf_tf.train import device as devices
-    from ncf_tf.models import trained
-    from ncf_tf.data.loader import load_dataset_verbose, sha256
-    from ncf_tf.data.idmap import load_id_maps
-    device = devices.resolve(fv.device)
-    dataset = load_dataset_verbose(path, name, log)
-    user_map, item_map = load_id_maps(path, name, dataset.num_users, dataset.num_items)
-    where = f"data set {name} in {path}"
-    with devices.scope(device):
-        if keras_file:
-            model = trained.load_keras_model(keras_file, dataset.num_users, dataset.num_items,
-                                             where)
-            spec = trained.spec_of(model)
-            source = {"keras": keras_file, "keras_sha256": sha256(keras_file)}
-        else:
-            model = trained.load_from_weights(spec, weights_file, dataset.num_users,
-                                              dataset.num_items, where)
-            source = {"weights": weights_file, "weights_sha256": sha256(weights_file)}
-            if record is not None:
-                source["record"] = fv.record
-    source.update({"path": path, "dataset": name})
-    return Loaded(model, spec, dataset, user_map, item_map, source, device,
-                  typed_ids(user_map.originals), typed_ids(item_map.originals))
+    layers = parse_list("layers", fv.layers, int) if fv.layers is not None else None
+    return load_trained(fv.saved, fv.record, fv.weights, fv.keras, fv.model, fv.num_factors,
+                        layers, fv.path, fv.dataset, fv.device, log)
 
 
 def define_flags() -> flags.FlagValues:
@@ -299,7 +161,7 @@ def run(fv: flags.FlagValues) -> None:
     print(f"Wrote {len(frame)} recommendations to {fv.output}")
 
 
-def _fold_in(fv: flags.FlagValues, loaded: Loaded, new_items: list, log):
+def _fold_in(fv: flags.FlagValues, loaded, new_items: list, log):
     """The new user's recommendations (user ``new``) and what the record says of the fit."""
     import numpy as np
     from ncf_tf.data.idmap import IdMap
@@ -329,4 +191,5 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(argv, "recommend",
                        "top-K items over the whole catalogue for users of a trained GMF, "
                        "MLP or NeuMF (He et al., Neural Collaborative Filtering, WWW 2017).",
-                       define_flags(), run, outputs=(("output", "in"),), backend=True)
+                       define_flags(), run, outputs=(("output", "in"),), backend=True,
+                       names=FLAG_NAMES)
