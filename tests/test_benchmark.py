@@ -12,3 +12,19 @@ def test_scoring_flops_count_the_factored_work():
     assert benchmark.scoring_flops(model, 10) == 2 * 7 * 4 * 4 + 10 * (16 + 4 + 4)
     # MLP-0: separable, only the output's two terms per pair (2 x 1 each side).
     assert benchmark.scoring_flops(mlp.build(3, 4, [8], [0]), 10) == 10 * 2
+
+
+def test_a_training_step_counts_the_tower_three_times():
+    # NeuMF-1, tower [8, 4, 2, 1], batch 2: forward 2 x 2 x (8x4 + 4x2 + 2x1)
+    # plus the output layer's 2 x 2 x (2 x 1); the backward twice that.
+    assert benchmark.tower_shapes(1, batch=2) == [(2, 8, 4), (2, 4, 2), (2, 2, 1), (2, 2, 1)]
+    assert benchmark.step_flops(1, batch=2) == 3 * 2 * 2 * (32 + 8 + 2 + 2)
+
+
+def test_a_dense_step_moves_the_model_and_a_sparse_one_the_batch_rows():
+    # 1,000 parameters of which 900 in the tables; 4 batch rows of width 10;
+    # 28 bytes a parameter at 28 bytes/s; no arithmetic (infinite rate).
+    rate = float("inf")
+    assert benchmark.table_floor_s("dense", 1000, 900, 10, 4, 8, 28.0, rate) == 1000
+    assert benchmark.table_floor_s("deferred", 1000, 900, 10, 4, 8, 28.0, rate) == 40 + 100
+    assert benchmark.table_floor_s("lazy", 1000, 900, 10, 4, 8, 28.0, rate) == 140

@@ -334,3 +334,169 @@ def run(path: str = "Data/") -> int:
     print_script_epochs(path)
     return 0
 
+
+
+TABLE_SIZES = {   # users, items, training instances per epoch (1 + 4 negatives per interaction)
+    "ml-1m": (6_040, 3_706, 4_970_845),
+    "pinterest-20": (55_187, 9_916, 5 * 1_445_622),
+    "ml-20m": (138_493, 26_744, 5 * 19_861_770),
+}
+TABLE_FACTORS = (8, 64)
+TABLE_OPTIMIZERS = ("dense", "deferred", "lazy")
+TABLE_SECONDS = 2.0   # each timed run: compiled calls of 64 steps until this long
+TABLE_RUNS = 3
+
+
+def tower_shapes(factors: int, batch: int = BATCH) -> list[tuple[int, int, int]]:
+    """NeuMF-``factors``'s products per training step, ``(m, k, n)`` each:
+    the tower [8F, 4F, 2F, F] forward (batch x k @ k x n), and the output layer."""
+    layers = [8 * factors, 4 * factors, 2 * factors, factors]
+    return [(batch, k, n) for k, n in zip(layers, layers[1:])] + [(batch, 2 * factors, 1)]
+
+
+def step_flops(factors: int, batch: int = BATCH) -> int:
+    """A training step's tower arithmetic: forward, and the backward's two
+    products per layer (the gradients of the inputs and of the kernel)."""
+    return sum(3 * 2 * m * k * n for m, k, n in tower_shapes(factors, batch))
+
+
+def tower_rate(factors: int, repeats: int = 7, calls: int = 500) -> list[float]:
+    """FLOP/s of the tower's own products (:func:`tower_shapes`), one figure
+    per repeat, each over ``calls`` passes looped inside one compiled call
+    (so that no Python dispatch is counted), with TensorFlow's threads as
+    training uses them."""
+    import tensorflow as tf
+
+    shapes = tower_shapes(factors)
+    pairs = [(tf.ones((m, k)), tf.ones((k, n))) for m, k, n in shapes]
+
+    @tf.function
+    def products():
+        def body(i, total):   # one element of each product kept, so that none is pruned
+            return i + 1, total + tf.add_n([tf.matmul(a, b)[0, 0] for a, b in pairs])
+        return tf.while_loop(lambda i, _: i < calls, body, [tf.constant(0), tf.constant(0.0)])
+
+    products()
+    flops = sum(2 * m * k * n for m, k, n in shapes) * calls
+    return [flops / _timed(products) for _ in range(repeats)]
+
+
+def table_floor_s(optimizer: str, params: int, table_params: int, width: int, rows: int,
+                  factors: int, bandwidth_bps: float, rate: float) -> float:
+    """A step's floor: dense Adam moves the whole model's bytes (7 x 4 per
+    parameter: weights, gradient and both moments read, weights and moments
+    written); deferred and lazy Adam the batch's rows' (``rows`` rows of
+    ``width`` floats, the same 7 x 4 bytes each) and the other layers'
+    (``params - table_params``); the tower's arithmetic at its measured
+    ``rate`` either way."""
+    moved = params if optimizer == "dense" else rows * width + params - table_params
+    return 7 * 4 * moved / bandwidth_bps + step_flops(factors) / rate
+
+
+def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
+    """NeuMF-8 and NeuMF-64 training steps at ml-1m's, pinterest-20's and
+    ml-20m's table sizes (batch 256, uniformly drawn users and items), with
+    dense, deferred and lazy Adam, each against its floor; then whole ml-1m
+    NeuMF-8 epochs with dense and deferred Adam (``path``'s files)."""
+    import keras
+
+    from ncf_tf.core.records import cpu_model
+    from ncf_tf.data.sampling import Instances
+    from ncf_tf.models import neumf
+    from ncf_tf.train import optimizers, training
+
+    import tensorflow as tf
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+    copies = [bandwidth() for _ in range(bandwidths)]
+    bw = float(np.median(copies))
+    print(f"tables: {cpu_model() or platform.machine()}, {os.cpu_count()} CPU; keras "
+          f"{keras.__version__} ({keras.config.backend()}); {_load()}")
+    print(f"memory bandwidth (copy of 256 MB): median {bw / 1e9:.1f} GB/s, spread "
+          f"{min(copies) / 1e9:.1f}-{max(copies) / 1e9:.1f} over {bandwidths} repeats")
+    rates = {}
+    for factors in TABLE_FACTORS:
+        measured = tower_rate(factors)
+        rates[factors] = float(np.median(measured))
+        print(f"matrix products at NeuMF-{factors}'s tower shapes (batch {BATCH}, "
+              f"{threads} threads): median {rates[factors] / 1e9:.1f} GFLOP/s, spread "
+              f"{min(measured) / 1e9:.1f}-{max(measured) / 1e9:.1f} over {len(measured)} repeats")
+    print(f"\nms/step: median of {TABLE_RUNS} runs, each compiled calls of 64 steps for at least "
+          f"{TABLE_SECONDS:.0f} s, the optimizers taking turns; floor: dense, the model's bytes; "
+          f"deferred and lazy, the batch's rows' bytes; both with the tower's arithmetic. "
+          f"settle: deferred Adam's once-per-epoch catch-up of every row, per epoch step.")
+    rng = np.random.default_rng(0)
+    for dataset, (users, items, instances) in sizes.items():
+        steps_per_epoch = -(-instances // BATCH)
+        for factors in TABLE_FACTORS:
+            n = 64 * BATCH
+            part = Instances(rng.integers(0, users, n, dtype=np.int32),
+                             rng.integers(0, items, n, dtype=np.int32),
+                             rng.integers(0, 2, n).astype(np.float32))
+            data = training.batches(part, BATCH)
+            rows = len(np.unique(part.users[:BATCH])) + len(np.unique(part.items[:BATCH]))
+            width = factors + 4 * factors     # GMF's F plus the tower's first layer's half
+            models = {}
+            for kind in TABLE_OPTIMIZERS:
+                model = neumf.build(users, items, factors,
+                                    [8 * factors, 4 * factors, 2 * factors, factors])
+                optimizer = optimizers.make_optimizer("adam", 0.001, lazy=kind == "lazy",
+                                                      adam="dense" if kind == "lazy" else kind)
+                training.compile_model(model, optimizer,
+                                       jit_compile=optimizers.jit_compile(optimizer))
+                for batch, _ in data:
+                    model.fit(batch, epochs=1, shuffle=False, verbose=0)   # traces
+                models[kind] = model
+
+            def timed_steps(model):
+                steps, start = 0, time.perf_counter()
+                while time.perf_counter() - start < TABLE_SECONDS:
+                    model.fit(data[0][0], epochs=1, shuffle=False, verbose=0)
+                    steps += 64
+                return (time.perf_counter() - start) / steps
+
+            times = {kind: [] for kind in models}
+            for _ in range(TABLE_RUNS):
+                for kind, model in models.items():
+                    times[kind].append(timed_steps(model))
+            params = models["dense"].count_params()
+            for kind, model in models.items():
+                settle_s = _timed(lambda: optimizers.settle(model.optimizer))
+                per_step = float(np.median(times[kind])) + settle_s / steps_per_epoch
+                floor = table_floor_s(kind, params, (users + items) * width, width, rows,
+                                      factors, bw, rates[factors])
+                print(f"tables {dataset} NeuMF-{factors} {kind} {per_step * 1e3:.2f} ms/step "
+                      f"(runs {', '.join(f'{t * 1e3:.2f}' for t in times[kind])}; settle "
+                      f"{settle_s / steps_per_epoch * 1e3:.3f}; floor {floor * 1e3:.2f}, "
+                      f"x{per_step / floor:.1f}; {params:,} parameters, epoch "
+                      f"{per_step * steps_per_epoch / 60:.1f} min)", flush=True)
+            del models
+            keras.backend.clear_session()
+
+
+def table_epochs(path: str, turns: int = 2) -> None:
+    """Whole ml-1m NeuMF-8 epochs (sample + train + evaluate, as a run records
+    them) with dense and deferred Adam, turn about, each on a fresh model."""
+    from ncf_tf.data.loader import load_dataset
+    from ncf_tf.data.sampling import NegativeSampler
+    from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+    from ncf_tf.models import neumf
+    from ncf_tf.train import training
+    from ncf_tf.train.optimizers import make_optimizer
+
+    ds = load_dataset(path, "ml-1m")
+    sampler, evaluator = NegativeSampler(ds.train, 4), LeaveOneOutEvaluator.for_dataset(ds)
+    times = {"dense": [], "deferred": []}
+    for _ in range(turns):
+        for kind in times:
+            model = neumf.build(ds.num_users, ds.num_items, 8, [64, 32, 16, 8])
+            training.compile_model(model, make_optimizer("adam", 0.001, adam=kind))
+            state = training.train(model, sampler, evaluator, epochs=2, batch_size=BATCH,
+                                   rng=np.random.default_rng(0), log=lambda line: None)
+            e = state.epochs[-1]
+            times[kind].append(e.sample_s + e.train_s + e.eval_s)
+    print(f"\nwhole ml-1m NeuMF-8 epochs (training.train: sample + train + evaluate; the "
+          f"second epoch of a fresh model, the first traces its step), turn about; {_load()}")
+    for kind, values in times.items():
+        print(f"tables ml-1m NeuMF-8 {kind} epoch {np.median(values):.1f} s (runs "
+              + ", ".join(f"{v:.1f}" for v in values) + ")")
+    print(f"  deferred / dense: x{np.median(times['deferred']) / np.median(times['dense']):.2f}")

@@ -10,9 +10,11 @@ from ncf_tf.cli.command import run_command
 def main(argv: list[str] | None = None) -> int:
     fv = flags.FlagValues()
     flags.DEFINE_string("path", "Data/", "Folder with the authors' ml-1m files.", flag_values=fv)
-    flags.DEFINE_enum("section", "ml-1m", ["ml-1m", "script", "scale"], "ml-1m: every "
-                      "figure on ml-1m, the user's command (bin/train_neumf) among them; "
-                      "script: only that; scale: every stage at 1M..100M interactions on "
+    flags.DEFINE_enum("section", "ml-1m", ["ml-1m", "script", "tables", "scale"],
+                      "ml-1m: every figure on ml-1m, the user's command (bin/train_neumf) "
+                      "among them; script: only that; tables: NeuMF training steps with dense, "
+                      "deferred and lazy Adam at ml-1m's, pinterest-20's and ml-20m's table "
+                      "sizes, and whole ml-1m epochs (results/benchmark_tables.txt); scale: every stage at 1M..100M interactions on "
                       "generated data, time and peak memory (results/scale.txt).",
                       flag_values=fv)
     flags.DEFINE_string("sizes", "1M,5M,20M,100M", "--section scale: the sizes to measure.",
@@ -33,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
             if unknown or not names:
                 raise ValueError(f"--sizes must name some of {', '.join(known)}, got {fv.sizes!r}")
             scale.run([known[n] for n in names], fv.scratch, fv.cache or None)
+        elif fv.section == "tables":
+            benchmark.tables()
+            benchmark.table_epochs(fv.path)
         elif fv.section == "script":
             benchmark.print_script_epochs(fv.path)
         else:

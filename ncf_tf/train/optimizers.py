@@ -410,9 +410,10 @@ class DeferredAdam(FusedAdam):
         """
         self._deferred = {self._get_variable_index(table) for table in tables}
 
-    def _catch_up(self, m, v, last, now, learning_rate, dtype):
-        """Rows' moments ``m``, ``v`` as of their step ``last``: the moments
-        after the zero-gradient steps last + 1..``now``, and the weights' move."""
+    def _idle_sums(self, last, now, dtype):
+        """For rows last applied at step ``last``: the decays of the moments
+        over the steps last + 1..``now`` and the series' inner sums (one row
+        per row, one column per term)."""
         tails, ratios, binomials = self._series
         gap = ops.cast(now, "int32") - last                                   # [rows]
         end = ops.minimum(ops.cast(now, "int32"), len(tails) - 1)
@@ -422,37 +423,47 @@ class DeferredAdam(FusedAdam):
         idle = (ops.take(table, ops.minimum(last, len(tails) - 1), axis=0)
                 - ops.exp(k * np.log(ratios)) * ops.take(table, end, axis=0)[None, :])
         sums = ops.cast(ops.matmul(idle, ops.convert_to_tensor(binomials.T, "float64")), dtype)
+        k = ops.cast(gap, dtype)[:, None]
+        return ops.exp(k * math.log(self.beta_1)), ops.exp(k * math.log(self.beta_2)), sums
+
+    def _catch_up(self, m, v, idle, learning_rate, dtype):
+        """Rows' moments ``m``, ``v`` after their idle steps (``idle``: what
+        :meth:`_idle_sums` returns for them), and the weights' move."""
+        decay_m, decay_v, sums = idle
         a = ops.sqrt(v)
         denominator = a + _constant(self.epsilon, dtype)
         ratio = a / denominator
-        terms = len(ratios)
+        terms = len(self._series[1])
         series = sums[:, terms - 1:terms]
         for n in range(terms - 2, -1, -1):
             series = sums[:, n:n + 1] + ratio * series
         move = ops.cast(learning_rate, dtype) * m / denominator * series
-        k = ops.cast(gap, dtype)[:, None]
-        return (m * ops.exp(k * math.log(self.beta_1)),
-                v * ops.exp(k * math.log(self.beta_2)), move)
+        return m * decay_m, v * decay_v, move
 
     def _state(self, variable):
         index = self._get_variable_index(variable)
         return (_resource(self._momentums[index]), _resource(self._velocities[index]),
                 _resource(variable), _resource(self._last_steps[index]))
 
-    def catch_up(self, table, ids) -> None:
-        """Applies the deferred steps of ``table``'s rows ``ids`` (TensorFlow)."""
+    def catch_up(self, tables, ids) -> None:
+        """Applies the deferred steps of rows ``ids`` of ``tables``, the tables
+        looked up with these ids (TensorFlow). Such tables are updated at the
+        same steps, so their rows' last steps are equal and the idle sums
+        are computed once."""
         import tensorflow as tf
 
         rows, _ = tf.unique(tf.reshape(ids, [-1]))
-        m, v, p, last = self._state(table)
         now = tf.cast(self.iterations, tf.int32)
-        m_rows, v_rows, move = self._catch_up(tf.gather(m, rows), tf.gather(v, rows),
-                                              tf.gather(last, rows), now, self.learning_rate,
-                                              table.dtype)
-        m.scatter_update(tf.IndexedSlices(m_rows, rows))
-        v.scatter_update(tf.IndexedSlices(v_rows, rows))
-        p.scatter_sub(tf.IndexedSlices(move, rows))
-        last.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), now), rows))
+        dtype = tables[0].dtype
+        idle = self._idle_sums(tf.gather(self._state(tables[0])[3], rows), now, dtype)
+        for table in tables:
+            m, v, p, last = self._state(table)
+            m_rows, v_rows, move = self._catch_up(tf.gather(m, rows), tf.gather(v, rows), idle,
+                                                  self.learning_rate, dtype)
+            m.scatter_update(tf.IndexedSlices(m_rows, rows))
+            v.scatter_update(tf.IndexedSlices(v_rows, rows))
+            p.scatter_sub(tf.IndexedSlices(move, rows))
+            last.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), now), rows))
 
     def _adam_step(self, m, v, g, learning_rate, dtype):
         """The moments after a step with gradient ``g`` and the weights' move,
@@ -516,9 +527,9 @@ class DeferredAdam(FusedAdam):
         for index in sorted(self._deferred):
             variable = self._trainable_variables[index]
             m, v, p, last = self._state(variable)
-            m_new, v_new, move = self._catch_up(
-                ops.convert_to_tensor(m), ops.convert_to_tensor(v), ops.convert_to_tensor(last),
-                self.iterations, self.learning_rate, variable.dtype)
+            idle = self._idle_sums(ops.convert_to_tensor(last), self.iterations, variable.dtype)
+            m_new, v_new, move = self._catch_up(ops.convert_to_tensor(m), ops.convert_to_tensor(v),
+                                                idle, self.learning_rate, variable.dtype)
             m.assign(m_new)
             v.assign(v_new)
             p.assign_sub(move)
@@ -562,12 +573,15 @@ def defer_rows(model: keras.Model) -> None:
         return
     optimizer.build(model.trainable_variables)
     optimizer.defer([table for table, _ in feeds])
+    groups = {}   # input position -> the tables it looks up
+    for table, position in feeds:
+        groups.setdefault(position, []).append(table)
     step = model.train_step
 
     def train_step(data):
         inputs = keras.tree.flatten(keras.utils.unpack_x_y_sample_weight(data)[0])
-        for table, position in feeds:
-            optimizer.catch_up(table, inputs[position])
+        for position, tables in groups.items():
+            optimizer.catch_up(tables, inputs[position])
         return step(data)
 
     model.train_step = train_step
