@@ -191,6 +191,49 @@ def hash_file(path: str, *hashes) -> list[str]:
     return [digest.hexdigest() for digest in hashes]
 
 
+class LockHeld(Exception):
+    """A lock file another living process holds; ``owner`` is the pid it wrote
+    there ('' when it wrote none yet)."""
+
+    def __init__(self, path: str, owner: str):
+        super().__init__(f"{path}: held by process {owner or '?'}")
+        self.path, self.owner = path, owner
+
+
+def hold_lock(path: str) -> IO:
+    """Takes an exclusive ``flock`` on the file ``path`` (created if need be) for
+    this process and writes its pid in it; returns the open file: the lock
+    lasts until it is closed, and the system releases it when the process
+    ends, however it ends (``kill -9`` included).
+
+    A lock file that its owner removed while it was being taken is taken
+    anew, so an owner may remove it (still held) to release it.
+
+    Raises:
+        LockHeld: another process holds it.
+    """
+    while True:
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip()
+            handle.close()
+            raise LockHeld(path, owner) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            return handle
+        handle.close()   # its owner released it under us: lock the new file
+
+
 class StagedGroup:
     """Files published in ``folder`` together, after all of them were written.
 
@@ -223,21 +266,13 @@ class StagedGroup:
             self._created, probe = probe, os.path.dirname(probe)
         try:
             os.makedirs(self.staging, exist_ok=True)
-            self._lock = open(os.path.join(self.staging, self.LOCK), "a+")
+            self._lock = hold_lock(os.path.join(self.staging, self.LOCK))
+        except LockHeld as e:
+            raise OutputError(f"{self.staging}: another process (pid {e.owner or '?'}) is "
+                              "writing these files now") from None
         except OSError as e:
             self.__exit__(OSError, None, None)
             raise OutputError(f"{self.folder}: cannot write ({e.strerror or e})") from None
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._lock.seek(0)
-            owner = self._lock.read().strip() or "?"
-            self._lock.close()
-            raise OutputError(f"{self.staging}: another process (pid {owner}) is writing "
-                              "these files now") from None
-        self._lock.truncate(0)
-        self._lock.write(str(os.getpid()))
-        self._lock.flush()
         self.half_published = self.half_published_in(self.folder, self.tag)
         self._clear()
         return self

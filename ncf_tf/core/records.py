@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from ncf_tf.core.files import atomic_path
+from ncf_tf.core.files import LockHeld, atomic_path, hold_lock
 
 
 SELECTIONS = ("test", "validation", "last")
@@ -223,31 +223,16 @@ class RunOwner:
         self.handle = None
 
 
-def _lock(path: str, name: str):
-    """The open, exclusively locked file ``path`` (RunBusyError naming the owner's pid)."""
-    import fcntl
+def _owner(folder: str, name: str, suffix: str) -> RunOwner:
+    """This process's hold on run ``name`` (RunBusyError naming the owner's pid)."""
+    path = os.path.join(folder, f"{name}{suffix}.lock")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    while True:
-        handle = open(path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            pid = handle.read().strip() or "unknown"
-            handle.close()
-            raise RunBusyError(f"run {name} is being written by process {pid} (lock {path}); "
-                               "wait for it to end or choose another run_name") from None
-        try:
-            same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(str(os.getpid()))
-            handle.flush()
-            return handle
-        handle.close()   # its owner released it under us: lock the new file
+    try:
+        return RunOwner(name, path, hold_lock(path))
+    except LockHeld as e:
+        raise RunBusyError(f"run {name} is being written by process {e.owner or 'unknown'} "
+                           f"(lock {path}); wait for it to end or choose another "
+                           "run_name") from None
 
 
 def own_run(folder: str, name: str, suffix: str = "") -> RunOwner:
@@ -260,8 +245,7 @@ def own_run(folder: str, name: str, suffix: str = "") -> RunOwner:
     Raises:
         RunBusyError: another living process owns the name (naming its pid).
     """
-    owner = RunOwner(name, os.path.join(folder, f"{name}{suffix}.lock"),
-                     _lock(os.path.join(folder, f"{name}{suffix}.lock"), name))
+    owner = _owner(folder, name, suffix)
     record = os.path.join(folder, f"{name}.json")
     try:
         done = os.path.exists(record) and RunRecord.load(record).status in ("finished",
@@ -273,8 +257,7 @@ def own_run(folder: str, name: str, suffix: str = "") -> RunOwner:
     if done:
         owner.release()
         name = f"{name}_{time.strftime('%Y%m%d-%H%M%S')}"
-        owner = RunOwner(name, os.path.join(folder, f"{name}{suffix}.lock"),
-                         _lock(os.path.join(folder, f"{name}{suffix}.lock"), name))
+        owner = _owner(folder, name, suffix)
     return owner
 
 
