@@ -37,7 +37,7 @@ import scipy.sparse as sp
 
 from ncf_tf.data.idmap import IdMap
 from ncf_tf.data.loader import Dataset, _per_pair
-from ncf_tf.data.validation import sample_unseen
+from ncf_tf.data.validation import sample_unseen, validation_split
 
 
 class FrameError(ValueError):
@@ -340,14 +340,19 @@ def leave_random_out(df: pd.DataFrame, user_col: str = "user", item_col: str = "
     return _leave_one_out(df, user_col, item_col, None, "random", num_negatives, seed)
 
 
-def _leave_one_out(df, user_col, item_col, timestamp_col, how, num_negatives, seed):
-    from ncf_tf.data.validation import validation_split
+def check_integer(name: str, value, minimum: int) -> int:
+    """``value`` if it is an integer >= ``minimum``; TypeError/ValueError
+    naming the argument and the value otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
-    for name, value, minimum in (("num_negatives", num_negatives, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an integer, got {value!r}")
-        if value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+def _leave_one_out(df, user_col, item_col, timestamp_col, how, num_negatives, seed):
+    check_integer("num_negatives", num_negatives, 1)
+    check_integer("seed", seed, 0)
     if user_col == item_col:
         raise FrameError(f"user_col and item_col are both {user_col!r}; users and items need "
                          "a column each")

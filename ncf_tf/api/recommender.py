@@ -59,7 +59,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ncf_tf.api import frames
-from ncf_tf.api.frames import FrameError, Ids
+from ncf_tf.api.frames import FrameError, Ids, check_integer
 from ncf_tf.core import quiet, records
 from ncf_tf.core.files import atomic_path, check_output_dir
 from ncf_tf.data.idmap import IdMap, load_id_maps
@@ -69,6 +69,8 @@ from ncf_tf.eval.full_ranking import FullRankingEvaluator
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
 from ncf_tf.models import layers as model_layers
 from ncf_tf.models import trained, weights
+from ncf_tf.models.scoring import all_item_logits
+from ncf_tf.serve import export as exporting
 from ncf_tf.serve import fold_in as folding
 from ncf_tf.serve import recommend as serving
 from ncf_tf.train import device as devices
@@ -507,7 +509,6 @@ class Recommender:
                 ids that are neither integers nor strings.
         """
         self._check_fitted("export")
-        from ncf_tf.serve import export as exporting
         return exporting.export(
             self.model, os.fspath(path), exclude=self.train if exclude_seen else None, k=k,
             user_ids=self.users.originals, item_ids=self.items.originals,
@@ -549,7 +550,6 @@ class Recommender:
                                       f"test_df: column {self.columns['user']!r}")
             items = self.items.encode(test_df[self.columns["item"]],
                                       f"test_df: column {self.columns['item']!r}")
-            from ncf_tf.models.scoring import all_item_logits
             evaluator = FullRankingEvaluator.from_pairs(users, items, self.train.shape,
                                                         exclude=self.train, k=k)
             result = evaluator.evaluate_all(lambda u: np.asarray(all_item_logits(self.model, u)))
@@ -931,16 +931,6 @@ def _model_name(model) -> str:
         if model.strip().lower() == name.lower():
             return name
     raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
-
-
-def check_integer(name: str, value, minimum: int) -> int:
-    """``value`` if it is an integer >= ``minimum``; TypeError/ValueError
-    naming the argument and the value otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_number(name: str, value) -> float:

@@ -31,9 +31,11 @@ from __future__ import annotations
 import sys
 import time
 
+import numpy as np
 from absl import flags
 
 from ncf_tf.cli.command import run_command
+from ncf_tf.train.config import parse_list
 
 
 def define_model_flags(fv: flags.FlagValues) -> None:
@@ -69,7 +71,6 @@ FLAG_NAMES = {"weights_file": "weights", "keras_file": "keras", "out": "out"}
 def load(fv: flags.FlagValues, log=print):
     """:func:`ncf_tf.api.recommender.load_trained` of the model and data the flags name."""
     from ncf_tf.api.recommender import load_trained
-    from ncf_tf.train.config import parse_list
     layers = parse_list("layers", fv.layers, int) if fv.layers is not None else None
     return load_trained(fv.saved, fv.record, fv.weights, fv.keras, fv.model, fv.num_factors,
                         layers, fv.path, fv.dataset, fv.device, log)
@@ -130,7 +131,6 @@ def run(fv: flags.FlagValues) -> None:
     if fv.topk > num_items:
         raise recommend.RecommendError(f"--topk must be at most the number of items, "
                                        f"{num_items}, got {fv.topk}")
-    import numpy as np
     from ncf_tf.train import device as devices
     if new_items is not None:
         frame, fitted = _fold_in(fv, loaded, new_items, log)
@@ -163,7 +163,6 @@ def run(fv: flags.FlagValues) -> None:
 
 def _fold_in(fv: flags.FlagValues, loaded, new_items: list, log):
     """The new user's recommendations (user ``new``) and what the record says of the fit."""
-    import numpy as np
     from ncf_tf.data.idmap import IdMap
     from ncf_tf.serve import fold_in, recommend
     items = loaded.item_map.to_ncf(new_items, f"--fold_in {fv.fold_in}")

@@ -41,10 +41,15 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from ncf_tf.baselines.ials import IALS
 from ncf_tf.core import records
 from ncf_tf.data.loader import Dataset, load_dataset_verbose
 from ncf_tf.data.sampling import NegativeSampler
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+from ncf_tf.models import gmf, neumf, weights
+from ncf_tf.serve.fold_in import fold_in_users
+from ncf_tf.train import training
+from ncf_tf.train.optimizers import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +120,6 @@ def subset_evaluator(dataset: Dataset, users: np.ndarray, k: int) -> LeaveOneOut
 
 
 def build(settings: FoldInExperiment, num_users: int, num_items: int):
-    from ncf_tf.models import gmf, neumf
     if settings.model == "GMF":
         return gmf.build(num_users, num_items, settings.num_factors, (0.0, 0.0), settings.seed)
     if settings.model == "NeuMF":
@@ -132,9 +136,6 @@ def _evaluation_dict(evaluation, k: int) -> dict:
 def train_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray, stage: str,
                 log=print) -> records.RunRecord:
     """Trains the ``with`` or ``without`` model; returns its (finished) record."""
-    from ncf_tf.train import training
-    from ncf_tf.train.optimizers import make_optimizer
-    from ncf_tf.models import weights
     path = settings.record_path(stage)
     if records.is_finished(path):
         log(f"{stage}: already recorded in {path}")
@@ -178,8 +179,6 @@ def train_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray, 
 def fold_in_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray,
                   trained_with: records.RunRecord, log=print) -> records.RunRecord:
     """Folds the held-out users into the ``without`` model; returns the record."""
-    from ncf_tf.models import weights
-    from ncf_tf.serve.fold_in import fold_in_users
     path = settings.record_path("fold_in")
     if records.is_finished(path):
         log(f"fold_in: already recorded in {path}")
@@ -195,8 +194,7 @@ def fold_in_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray
                            lr=settings.fold_in_lr)
     fold_s = time.time() - start
     result = evaluator.evaluate(lambda u, i: folded.scores[row_of[u], i])
-    from ncf_tf.train.training import make_score_fn
-    untouched = evaluator.evaluate(make_score_fn(model))
+    untouched = evaluator.evaluate(training.make_score_fn(model))
     record = records.RunRecord(
         kind="fold_in", beyond_paper=True, config=dataclasses.asdict(settings),
         seed=settings.seed, held_out_users=held.tolist(),
@@ -222,8 +220,6 @@ def ials_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray,
                log=print) -> records.RunRecord:
     """iALS (its defaults) fitted without and with the held-out users; the
     held-out users folded into the first in closed form; returns the record."""
-    from ncf_tf.baselines.ials import IALS
-    from ncf_tf.serve.fold_in import fold_in_users
     path = os.path.join(settings.results_dir,
                         f"{settings.dataset}_iALS_s{settings.seed}_heldout{settings.held_out}"
                         "_fold_in.json")
