@@ -1,17 +1,11 @@
 """Command-line layer of bin/recommend, and the flags that name a trained model.
 
-A trained model is given as one of:
-
-* ``--record RUN.json``: a run record; the model and its sizes come from its
-  configuration, the weights from its ``weights_file`` (or ``--weights``),
-  the data from its ``--path``/``--dataset`` (unless given);
-* ``--weights FILE.weights.h5 --model NeuMF [--num_factors 8 --layers ...]``;
-* ``--keras FILE.keras``: a whole model, as ``bin/export`` writes it;
-* ``--saved FOLDER``: a folder written by ``ncf_tf.Recommender.save`` (its
-  weights, its raw ids and its training items; no data files are read). A
-  ``--record`` naming that folder's ``record.json`` means the same.
-
-bin/export shares these flags (:func:`define_model_flags`, :func:`load`).
+A trained model is given as ``--record RUN.json`` (its weights, sizes and data
+from the run record), ``--weights FILE.weights.h5 --model NeuMF [--num_factors 8
+--layers ...]``, ``--keras FILE.keras`` (as ``bin/export`` writes it) or ``--saved
+FOLDER`` (from ``ncf_tf.Recommender.save``; no data files are read): the
+parameters of :func:`ncf_tf.api.recommender.load_trained`. bin/export shares
+these flags (:func:`define_model_flags`, :func:`load`).
 
 Examples::
 
