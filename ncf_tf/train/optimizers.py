@@ -66,11 +66,9 @@ def dense_gradient(gradient):
 
 def _constant(value, dtype):
     """``value`` in ``dtype``; a Python float is rounded once, to ``dtype``."""
-    import tensorflow as tf
-
     if isinstance(value, (int, float)):
-        return tf.constant(value, dtype)
-    return tf.cast(value, dtype)
+        return ops.convert_to_tensor(value, dtype)
+    return ops.cast(value, dtype)
 
 
 def _resource(variable):
@@ -91,6 +89,43 @@ def _batch_rows(gradient, dtype):
     rows, position = tf.unique(gradient.indices)
     return rows, tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), position,
                                               tf.shape(rows)[0])
+
+
+def _widest_float() -> str:
+    """float64, or float32 on JAX without x64 (where float64 is not computed)."""
+    if keras.config.backend() == "jax":
+        import jax
+        return str(jax.dtypes.canonicalize_dtype(np.float64))
+    return "float64"
+
+
+def _is_sparse(gradient) -> bool:
+    if not _on_tensorflow():
+        return False
+    import tensorflow as tf
+    return isinstance(gradient, tf.IndexedSlices)
+
+
+def _take(variable, rows):
+    """Rows ``rows`` of ``variable`` (from :meth:`DeferredAdam._state`)."""
+    if _on_tensorflow():
+        import tensorflow as tf
+        return tf.gather(variable, rows)
+    return ops.take(ops.convert_to_tensor(variable), rows, axis=0)
+
+
+def _put(variable, rows, values, subtract: bool = False) -> None:
+    """Sets rows ``rows`` of ``variable`` to ``values`` (or subtracts them):
+    a scatter of those rows on TensorFlow, a new array elsewhere (each of
+    a repeated row's occurrences sets it to the same value)."""
+    if _on_tensorflow():
+        import tensorflow as tf
+        update = variable.scatter_sub if subtract else variable.scatter_update
+        update(tf.IndexedSlices(values, rows))
+        return
+    if subtract:
+        values = _take(variable, rows) - values
+    variable.assign(ops.scatter_update(ops.convert_to_tensor(variable), rows[:, None], values))
 
 
 def is_table(variable) -> bool:
@@ -302,12 +337,13 @@ need 5)."""
 
 
 @functools.lru_cache(maxsize=8)
-def deferral_series(beta_1: float, beta_2: float):
+def deferral_series(beta_1: float, beta_2: float, powers: tuple[float, float] | None = None):
     """The constants of :class:`DeferredAdam`'s closed form for these betas.
 
     With c_l = b1 b2^(l/2) and f(i) = sqrt(1 - b2^i) / (1 - b1^i) (Keras 1's
-    step size over lr at step i; its betas rounded to float32, as Keras's
-    Adam and :class:`FusedAdam` round them for these powers), the tails
+    step size over lr at step i; its betas as ``powers`` gives them, by
+    default rounded to float32, as Keras's Adam and :class:`FusedAdam` round
+    them for these powers on TensorFlow), the tails
 
         T_l(t) = sum_(j>=1) f(t + j) c_l^j
 
@@ -330,7 +366,7 @@ def deferral_series(beta_1: float, beta_2: float):
                   if (decay * shrink ** n).sum() <= SERIES_TOLERANCE * decay.sum()), None)
     if terms is None:
         return None
-    rounded = [float(np.float32(beta)) for beta in (beta_1, beta_2)]
+    rounded = powers or [float(np.float32(beta)) for beta in (beta_1, beta_2)]
     last = math.ceil(math.log(1e-17) / math.log(max(rounded)))
     i = np.arange(1, last + 1, dtype=np.float64)
     factors = np.sqrt(-np.expm1(i * math.log(rounded[1]))) / -np.expm1(i * math.log(rounded[0]))
@@ -384,13 +420,18 @@ class DeferredAdam(FusedAdam):
         super().__init__(*args, **kwargs)
         if isinstance(self._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError("DeferredAdam needs a constant learning rate, got a schedule")
-        series = deferral_series(self.beta_1, self.beta_2)
+        # the betas as this backend's Adam raises them to powers (TensorFlow
+        # casts a Python float through float32, JAX with x64 does not)
+        powers = tuple(float(ops.convert_to_numpy(ops.cast(beta, _widest_float())))
+                       for beta in (self.beta_1, self.beta_2))
+        series = deferral_series(self.beta_1, self.beta_2, powers)
         if series is None or self.amsgrad:
             raise ValueError(f"DeferredAdam has no short series for betas {self.beta_1} and "
                              f"{self.beta_2}{' with amsgrad' if self.amsgrad else ''}; "
                              "use FusedAdam")
         self._series = series
         self._deferred = set()   # indices of the tables whose rows are deferred
+        self._looked_up = {}     # JAX: table index -> the rows caught up in this step
 
     def build(self, variables):
         if self.built:
@@ -417,12 +458,13 @@ class DeferredAdam(FusedAdam):
         tails, ratios, binomials = self._series
         gap = ops.cast(now, "int32") - last                                   # [rows]
         end = ops.minimum(ops.cast(now, "int32"), len(tails) - 1)
-        table = ops.convert_to_tensor(tails, "float64")
-        k = ops.cast(gap, "float64")[:, None]
+        wide = _widest_float()
+        table = ops.convert_to_tensor(tails, wide)
+        k = ops.cast(gap, wide)[:, None]
         # sum_(j=1..k) f(s + j) c_l^j, then b1^j (1 - b2^(j/2))^n in place of c_l^j
         idle = (ops.take(table, ops.minimum(last, len(tails) - 1), axis=0)
                 - ops.exp(k * np.log(ratios)) * ops.take(table, end, axis=0)[None, :])
-        sums = ops.cast(ops.matmul(idle, ops.convert_to_tensor(binomials.T, "float64")), dtype)
+        sums = ops.cast(ops.matmul(idle, ops.convert_to_tensor(binomials.T, wide)), dtype)
         k = ops.cast(gap, dtype)[:, None]
         return ops.exp(k * math.log(self.beta_1)), ops.exp(k * math.log(self.beta_2)), sums
 
@@ -441,29 +483,36 @@ class DeferredAdam(FusedAdam):
         return m * decay_m, v * decay_v, move
 
     def _state(self, variable):
+        """The variable's moments, the variable and its rows' last steps:
+        TensorFlow's resource variables on TensorFlow, Keras's elsewhere
+        (whose assignments a stateless scope can take)."""
         index = self._get_variable_index(variable)
-        return (_resource(self._momentums[index]), _resource(self._velocities[index]),
-                _resource(variable), _resource(self._last_steps[index]))
+        state = (self._momentums[index], self._velocities[index], variable,
+                 self._last_steps[index])
+        return tuple(_resource(v) for v in state) if _on_tensorflow() else state
 
     def catch_up(self, tables, ids) -> None:
         """Applies the deferred steps of rows ``ids`` of ``tables``, the tables
-        looked up with these ids (TensorFlow). Such tables are updated at the
-        same steps, so their rows' last steps are equal and the idle sums
-        are computed once."""
-        import tensorflow as tf
-
-        rows, _ = tf.unique(tf.reshape(ids, [-1]))
-        now = tf.cast(self.iterations, tf.int32)
+        looked up with these ids. Such tables are updated at the same steps,
+        so their rows' last steps are equal and the idle sums are computed
+        once."""
+        rows = ops.reshape(ops.cast(ids, "int32"), [-1])
+        if _on_tensorflow():
+            import tensorflow as tf
+            rows, _ = tf.unique(rows)   # elsewhere a repeated row is set twice to one value
+        now = ops.cast(self.iterations, "int32")
         dtype = tables[0].dtype
-        idle = self._idle_sums(tf.gather(self._state(tables[0])[3], rows), now, dtype)
+        idle = self._idle_sums(_take(self._state(tables[0])[3], rows), now, dtype)
         for table in tables:
             m, v, p, last = self._state(table)
-            m_rows, v_rows, move = self._catch_up(tf.gather(m, rows), tf.gather(v, rows), idle,
+            m_rows, v_rows, move = self._catch_up(_take(m, rows), _take(v, rows), idle,
                                                   self.learning_rate, dtype)
-            m.scatter_update(tf.IndexedSlices(m_rows, rows))
-            v.scatter_update(tf.IndexedSlices(v_rows, rows))
-            p.scatter_sub(tf.IndexedSlices(move, rows))
-            last.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), now), rows))
+            _put(m, rows, m_rows)
+            _put(v, rows, v_rows)
+            _put(p, rows, move, subtract=True)
+            _put(last, rows, ops.full(ops.shape(rows), now, "int32"))
+            if not _on_tensorflow():   # the update's gradient is dense: it needs the rows
+                self._looked_up[self._get_variable_index(table)] = rows
 
     def _adam_step(self, m, v, g, learning_rate, dtype):
         """The moments after a step with gradient ``g`` and the weights' move,
@@ -478,18 +527,16 @@ class DeferredAdam(FusedAdam):
         if not self._deferred:
             super()._backend_update_step(grads, trainable_variables, learning_rate)
             return
-        import tensorflow as tf
-
         deferred = [self._get_variable_index(v) in self._deferred for v in trainable_variables]
         dense = [(g, v) for g, v, rows in zip(grads, trainable_variables, deferred) if not rows]
         if dense:
             super()._backend_update_step([g for g, _ in dense], [v for _, v in dense],
                                          learning_rate)
         for gradient, variable, rows in zip(grads, trainable_variables, deferred):
-            if rows and isinstance(gradient, tf.IndexedSlices):
+            if rows and _is_sparse(gradient):
                 self._sparse_step(gradient, variable, learning_rate)
             elif rows:
-                self._present_step(gradient, variable, learning_rate)
+                self._current_step(gradient, variable, learning_rate)
 
     def _sparse_step(self, gradient, variable, learning_rate):
         """Adam's step on the batch's rows (caught up before the forward pass)."""
@@ -506,20 +553,23 @@ class DeferredAdam(FusedAdam):
         now = tf.cast(self.iterations, tf.int32) + 1
         last.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), now), rows))
 
-    def _present_step(self, gradient, variable, learning_rate):
-        """:meth:`_sparse_step` for a dense gradient: the rows whose gradient
-        is not zero (a zero-gradient step is a deferred one)."""
+    def _current_step(self, gradient, variable, learning_rate):
+        """:meth:`_sparse_step` for a dense gradient (JAX): Adam's step on the
+        rows :meth:`catch_up` was given in this training step."""
         dtype = variable.dtype
         g = ops.cast(dense_gradient(gradient), dtype)
-        present = ops.any(ops.not_equal(g, 0), axis=-1)
         m, v, p, last = self._state(variable)
+        rows = self._looked_up.pop(self._get_variable_index(variable))
+        present = ops.scatter_update(ops.zeros(ops.shape(last), "bool"), rows[:, None],
+                                     ops.ones(ops.shape(rows), "bool"))
         m_old, v_old = ops.convert_to_tensor(m), ops.convert_to_tensor(v)
         m_new, v_new, step = self._adam_step(m_old, v_old, g, learning_rate, dtype)
-        rows = present[:, None]
-        m.assign(ops.where(rows, m_new, m_old))
-        v.assign(ops.where(rows, v_new, v_old))
-        p.assign_sub(ops.where(rows, step, ops.zeros((), dtype)))
-        last.assign(ops.where(present, ops.cast(self.iterations + 1, "int32"), last))
+        mask = present[:, None]
+        m.assign(ops.where(mask, m_new, m_old))
+        v.assign(ops.where(mask, v_new, v_old))
+        p.assign_sub(ops.where(mask, step, ops.zeros((), dtype)))
+        last.assign(ops.where(present, ops.cast(self.iterations + 1, "int32"),
+                              ops.convert_to_tensor(last)))
 
     def settle(self) -> None:
         """Applies every row's deferred steps, up to the last update: the
@@ -538,29 +588,35 @@ class DeferredAdam(FusedAdam):
 
 def defer_rows(model: keras.Model) -> None:
     """Prepares ``model`` for its optimizer's row-sparse updates, if it has
-    lazy or deferred Adam (TensorFlow, outside ``tf.distribute``).
+    lazy or deferred Adam.
 
-    Its embedding layers gather the batch's rows from the table variable
-    itself (``ResourceGather``): Keras's own read the whole table into a
-    tensor that the training step keeps for the gradient, so that writing
-    the rows back first copied the whole table. With :class:`DeferredAdam`,
-    every table looked up directly from one of the model's inputs, without a
+    On TensorFlow (outside ``tf.distribute``) its embedding layers gather
+    the batch's rows from the table variable itself (``ResourceGather``):
+    Keras's own read the whole table into a tensor that the training step
+    keeps for the gradient, so that writing the rows back first copied the
+    whole table. With :class:`DeferredAdam`, on TensorFlow and on JAX, every
+    table looked up directly from one of the model's inputs, without a
     regularizer (which would read every row), also gets its batch's rows
     caught up (:meth:`DeferredAdam.catch_up`) at the start of each training
-    step, before the forward pass reads them. Compiling again first undoes
-    both.
+    step, before the forward pass reads them; on JAX the gradients stay
+    dense, so the step still costs the whole tables. Compiling again first
+    undoes all this.
     """
     for layer in model.layers:
         layer.__dict__.pop("call", None)
     model.__dict__.pop("train_step", None)
     optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
-    if not isinstance(optimizer, (LazyAdam, DeferredAdam)) or not optimizer._fused():
+    sparse = isinstance(optimizer, (LazyAdam, DeferredAdam)) and optimizer._fused()
+    stateless = (isinstance(optimizer, DeferredAdam) and keras.config.backend() == "jax"
+                 and optimizer is model.optimizer)
+    if not (sparse or stateless):
         return
     feeds = []
     for layer in model.layers:
         if not isinstance(layer, keras.layers.Embedding):
             continue
-        layer.call = _variable_gather(layer)
+        if sparse:
+            layer.call = _variable_gather(layer)
         if (not layer.trainable or layer.embeddings_regularizer is not None
                 or len(layer._inbound_nodes) != 1):
             continue
@@ -578,13 +634,26 @@ def defer_rows(model: keras.Model) -> None:
         groups.setdefault(position, []).append(table)
     step = model.train_step
 
-    def train_step(data):
+    def catch_up(data):
         inputs = keras.tree.flatten(keras.utils.unpack_x_y_sample_weight(data)[0])
         for position, tables in groups.items():
             optimizer.catch_up(tables, inputs[position])
+
+    def train_step(data):
+        catch_up(data)
         return step(data)
 
-    model.train_step = train_step
+    def stateless_train_step(state, data):   # JAX: the state's arrays in, new ones out
+        trainable, non_trainable, optimizer_values, metrics = state
+        variables = (model.trainable_variables, optimizer.variables)
+        mapping = [*zip(variables[0], trainable), *zip(variables[1], optimizer_values)]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            catch_up(data)
+        trainable, optimizer_values = ([scope.get_current_value(v) for v in group]
+                                       for group in variables)
+        return step((trainable, non_trainable, optimizer_values, metrics), data)
+
+    model.train_step = train_step if sparse else stateless_train_step
 
 
 def _variable_gather(layer):
