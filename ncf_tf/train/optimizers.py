@@ -409,11 +409,13 @@ class DeferredAdam(FusedAdam):
     checkpoints and saved weights see dense Adam's values. Between two
     settles the weights and moments of the absent rows are stale.
 
-    Other variables (dense layers), tables :func:`defer_rows` does not
-    defer, other backends and ``tf.distribute`` strategies get
-    :class:`FusedAdam`'s dense update. The learning rate must stay constant
-    (a deferred step uses the current one). The batch's rows are found with
-    ``tf.unique``, which keeps XLA out.
+    On TensorFlow the batch's rows are gathered and scattered (found with
+    ``tf.unique``, which keeps XLA out). On JAX the same steps are taken
+    inside the compiled training step, but the gradients are dense, so a
+    step still costs the tables. Other variables (dense layers), tables
+    :func:`defer_rows` does not defer, other backends and ``tf.distribute``
+    strategies get :class:`FusedAdam`'s dense update. The learning rate must
+    stay constant (a deferred step uses the current one).
     """
 
     def __init__(self, *args, **kwargs):
