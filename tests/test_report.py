@@ -254,3 +254,17 @@ def test_the_committed_readme_headline_is_the_committed_records():
     records = cells.load_records(os.path.join(cells.HERE, "results", "runs"))
     paper = cells.published(os.path.join(cells.HERE, "results", "published_results.csv"))
     assert committed == report.headline(records, paper)
+
+
+def test_dense_and_deferred_adam_of_one_seed_are_compared_at_one_commit(tmp_path):
+    runs = tmp_path / "runs"
+    dense = record(0, 0.68, 0.40, pretrain=False)
+    deferred = record(0, 0.68, 0.40, pretrain=False)
+    deferred["config"].update(adam="deferred")
+    deferred["epochs"] = [{**dense["epochs"][0], "ndcg": dense["epochs"][0]["ndcg"] + 1e-5}]
+    again = record(0, 0.68, 0.40, pretrain=False)      # dense again at the same commit: not a pair
+    for name, r in (("a_dense", dense), ("b_deferred", deferred), ("c_dense", again)):
+        write_json(str(runs / f"{name}.json"), r)
+    text = written(tmp_path)
+    assert "| `a_dense` (abc) | `b_deferred` (abc, deferred Adam) | 1 | 0 | 0 | 1e-05 |" in text
+    assert "| `a_dense` (abc) | `c_dense` (abc) |" not in text
