@@ -290,3 +290,25 @@ def test_pretrain_pairs_only_gmf_and_mlp_runs_trained_alike(tmp_path):
     assert experiment.pretrained_files(accepted, lines.append) == (gmf_file, mlp_file)
     assert lines == ["Warning: the GMF run gmf and the MLP run mlp differ in epochs 100 and 20, "
                      "lr 0.001 and 0.01; blended as pretrain_mismatch_ok asks"]
+
+
+def test_the_record_names_the_adam_that_auto_chose(tmp_path, monkeypatch):
+    """``adam="auto"``: dense for small tables, deferred from DEFER_MIN_FLOATS
+    embedding floats on; the record says which was used."""
+    from ncf_tf.data.loader import load_dataset
+    from ncf_tf.train import config as config_module
+    data = write_dataset(tmp_path / "data")
+    dataset = load_dataset(data["folder"], "toy")
+    config = TrainConfig("GMF", dataset="toy", epochs=1, num_factors=4, progress=False)
+    assert config.adam == "auto"
+    floats = config.table_floats(dataset.num_users, dataset.num_items)
+    assert floats == (dataset.num_users + dataset.num_items) * 4
+    for threshold, used in ((floats + 1, "dense"), (floats, "deferred")):
+        monkeypatch.setattr(config_module, "DEFER_MIN_FLOATS", threshold)
+        outcome = experiment.run_dataset(dataset, config, log=lambda _: None, write_files=False)
+        assert outcome.record.config["adam"] == used
+    assert config.adam == "auto"                       # the caller's configuration is kept
+    for changes in ({"learner": "sgd"}, {"lazy_adam": True}, {"adam": "dense"}):
+        other = TrainConfig("GMF", num_factors=4, **changes)
+        assert other.resolved_adam(10 ** 9, 10 ** 9) == "dense"
+    assert TrainConfig("GMF", adam="deferred").resolved_adam(1, 1) == "deferred"

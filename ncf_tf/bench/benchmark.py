@@ -400,17 +400,19 @@ def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
     NeuMF-8 epochs with dense and deferred Adam (``path``'s files)."""
     import keras
 
-    from ncf_tf.core.records import cpu_model
+    from ncf_tf.core.records import cpu_model, git_commit, intra_op_threads
     from ncf_tf.data.sampling import Instances
     from ncf_tf.models import neumf
     from ncf_tf.train import optimizers, training
 
-    import tensorflow as tf
-    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+    threads = intra_op_threads()
     copies = [bandwidth() for _ in range(bandwidths)]
     bw = float(np.median(copies))
+    git = git_commit()
     print(f"tables: {cpu_model() or platform.machine()}, {os.cpu_count()} CPU; keras "
-          f"{keras.__version__} ({keras.config.backend()}); {_load()}")
+          f"{keras.__version__} ({keras.config.backend()}); commit {str(git.get('commit'))[:7]}"
+          f"{' (uncommitted changes)' if git.get('dirty') else ''}; {time.strftime('%Y-%m-%d')}; "
+          f"{_load()}")
     print(f"memory bandwidth (copy of 256 MB): median {bw / 1e9:.1f} GB/s, spread "
           f"{min(copies) / 1e9:.1f}-{max(copies) / 1e9:.1f} over {bandwidths} repeats")
     rates = {}
@@ -475,7 +477,11 @@ def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
 
 def table_epochs(path: str, turns: int = 2) -> None:
     """Whole ml-1m NeuMF-8 epochs (sample + train + evaluate, as a run records
-    them) with dense and deferred Adam, turn about, each on a fresh model."""
+    them) with dense and deferred Adam, turn about, each on a fresh model;
+    then how far the two models of the last turn (one start, one sample
+    stream) have come apart, in the users whose hit differs and the logits
+    of the test pairs, beside a dense run from a start 1e-7 away (float32
+    rounding differences grow in training as such a perturbation does)."""
     from ncf_tf.data.loader import load_dataset
     from ncf_tf.data.sampling import NegativeSampler
     from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
@@ -485,7 +491,7 @@ def table_epochs(path: str, turns: int = 2) -> None:
 
     ds = load_dataset(path, "ml-1m")
     sampler, evaluator = NegativeSampler(ds.train, 4), LeaveOneOutEvaluator.for_dataset(ds)
-    times = {"dense": [], "deferred": []}
+    times, models = {"dense": [], "deferred": []}, {}
     for _ in range(turns):
         for kind in times:
             model = neumf.build(ds.num_users, ds.num_items, 8, [64, 32, 16, 8])
@@ -494,9 +500,31 @@ def table_epochs(path: str, turns: int = 2) -> None:
                                    rng=np.random.default_rng(0), log=lambda line: None)
             e = state.epochs[-1]
             times[kind].append(e.sample_s + e.train_s + e.eval_s)
+            models[kind] = model
     print(f"\nwhole ml-1m NeuMF-8 epochs (training.train: sample + train + evaluate; the "
           f"second epoch of a fresh model, the first traces its step), turn about; {_load()}")
     for kind, values in times.items():
         print(f"tables ml-1m NeuMF-8 {kind} epoch {np.median(values):.1f} s (runs "
               + ", ".join(f"{v:.1f}" for v in values) + ")")
     print(f"  deferred / dense: x{np.median(times['deferred']) / np.median(times['dense']):.2f}")
+    # the float32 noise floor: dense Adam again, from a start 1e-7 (relative) away
+    model = neumf.build(ds.num_users, ds.num_items, 8, [64, 32, 16, 8])
+    noise = np.random.default_rng(1)
+    model.set_weights([(w * (1 + 1e-7 * noise.standard_normal(w.shape))).astype(w.dtype)
+                       for w in model.get_weights()])
+    training.compile_model(model, make_optimizer("adam", 0.001, adam="dense"))
+    training.train(model, sampler, evaluator, epochs=2, batch_size=BATCH,
+                   rng=np.random.default_rng(0), log=lambda line: None)
+    models["dense, start 1e-7 away"] = model
+    scores = {kind: np.asarray(training.make_score_fn(model)(evaluator.pair_users,
+                                                            evaluator.pair_items),
+                               np.float64).reshape(evaluator.shape)
+              for kind, model in models.items()}
+    hits = {kind: evaluator.evaluate_scores(s).ranks < evaluator.k for kind, s in scores.items()}
+    print(f"  after those 2 epochs from one start and one sample stream, each against dense "
+          f"Adam (HR@10 {hits['dense'].mean():.4f}):")
+    for kind in ("deferred", "dense, start 1e-7 away"):
+        gap = np.abs(scores[kind] - scores["dense"])
+        print(f"tables ml-1m NeuMF-8 {kind}: HR@10 {hits[kind].mean():.4f}, "
+              f"{int((hits[kind] != hits['dense']).sum())} users' hits differ; test-pair "
+              f"logits differ by {np.median(gap):.2g} (median), {np.max(gap):.2g} (largest)")

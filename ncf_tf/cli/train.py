@@ -57,9 +57,10 @@ def define_flags(model: str) -> flags.FlagValues:
                          "updates an embedding row (and its moments) only when the row is "
                          "in the batch. Labelled in the run record.", flag_values=fv)
     string("adam", d.adam, "How Adam's dense update is computed, the same updates to "
-           "float32 rounding: dense (every row at every step) or deferred (an embedding "
+           "float32 rounding: dense (every row at every step), deferred (an embedding "
            "row's zero-gradient steps are applied in closed form when it is next in a "
-           "batch, and at the end of each epoch; TensorFlow).")
+           "batch, and at the end of each epoch), or auto (deferred for large embedding "
+           "tables, dense for small ones). The record names the one used.")
     string("precision", d.precision, "float32 (faithful); fast mode, changes results: "
            "mixed_float16 (GPU) or mixed_bfloat16. Labelled in the run record.")
     string("distribute", d.distribute, "none; mirrored (tf.distribute over all local GPUs); "

@@ -22,6 +22,10 @@ ADAM_KINDS = ("dense", "deferred")
 """How the authors' dense Adam is computed (``make_optimizer``'s ``adam``):
 updating every row at every step, or deferring embedding rows'
 zero-gradient steps. The same updates to float32 rounding."""
+DEFER_MIN_FLOATS = 1 << 21
+"""``adam="auto"`` defers when the embedding tables hold at least this many
+floats: below it a dense step over the tables costs less than deferring
+(``bin/benchmark --section tables``, results/benchmark_tables.txt)."""
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PAPER_BATCH_SIZES = (128, 256, 512, 1024)
 """The batch sizes the paper searched (sec. 4.1); larger ones are fast mode."""
@@ -143,7 +147,7 @@ class TrainConfig:
     validation_split: str = "latest"
     full_ranking: bool = False
     lazy_adam: bool = False
-    adam: str = "dense"
+    adam: str = "auto"
     precision: str = "float32"
     adam_betas: list = dataclasses.field(default_factory=lambda: list(ADAM_BETAS))
     dropout: float = 0.0
@@ -166,6 +170,23 @@ class TrainConfig:
         if self.learner:
             return self.learner
         return "sgd" if self.pretrained else "adam"
+
+    def table_floats(self, num_users: int, num_items: int) -> int:
+        """The floats of the model's embedding tables."""
+        width = {"GMF": self.num_factors, "MLP": self.layers[0] // 2,
+                 "NeuMF": self.num_factors + self.layers[0] // 2}[self.model]
+        return (num_users + num_items) * width
+
+    def resolved_adam(self, num_users: int, num_items: int) -> str:
+        """``adam`` with ``"auto"`` decided: ``"deferred"`` where the tables
+        hold :data:`DEFER_MIN_FLOATS` or more, else ``"dense"``; ``"dense"``
+        wherever Adam's dense update is not computed (another learner, lazy Adam)."""
+        if self.resolved_learner != "adam" or self.lazy_adam:
+            return "dense"
+        if self.adam != "auto":
+            return self.adam
+        big = self.table_floats(num_users, num_items) >= DEFER_MIN_FLOATS
+        return "deferred" if big else "dense"
 
     def fast_mode(self) -> list[str]:
         """What this run changes beyond the authors' mathematics (empty: faithful).
@@ -280,8 +301,9 @@ class TrainConfig:
                              f"got {self.validation_split!r}")
         if self.learner is not None and self.learner not in LEARNERS:
             raise ValueError(f"learner must be one of {', '.join(LEARNERS)}; got {self.learner!r}")
-        if self.adam not in ADAM_KINDS:
-            raise ValueError(f"adam must be one of {', '.join(ADAM_KINDS)}; got {self.adam!r}")
+        if self.adam not in ("auto", *ADAM_KINDS):
+            raise ValueError(f"adam must be one of auto, {', '.join(ADAM_KINDS)}; "
+                             f"got {self.adam!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; "
                              f"got {self.precision!r}")

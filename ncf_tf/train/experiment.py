@@ -355,6 +355,8 @@ def run_dataset(dataset: Dataset, config: TrainConfig, log: Callable[[str], None
         ValueError, DivergedError: as :func:`run`; nothing is written on a ValueError.
     """
     config.validate()
+    config = dataclasses.replace(config, adam=config.resolved_adam(dataset.num_users,
+                                                                   dataset.num_items))
     if device is None:
         strategy = devices.distribution(config.distribute)
         device = devices.resolve(config.device)
