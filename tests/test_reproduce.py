@@ -326,3 +326,16 @@ def test_execute_keeps_a_diverged_run_as_a_result(tmp_path):
                              model_dir=str(tmp_path / "models"), data_path=str(tmp_path),
                              log=logs.append, logs_dir=str(tmp_path / "logs")) == []
     assert logs == ["1 of 1 runs already recorded; 0 to run, 1 at a time"]
+
+
+def test_large_tables_are_estimated_at_deferred_adams_step():
+    """Pinterest's NeuMF-64 tables are deferred (a step: fixed + per tower
+    MFLOP); ml-1m's NeuMF-8 tables stay dense (a step: fixed + per parameter)."""
+    steps = 1445622 * 5 / 256
+    mflops = 6 * 256 * (512 * 256 + 256 * 128 + 128 * 64 + 64 + 64) / 1e6
+    fixed, per_mflop = reproduce.DEFERRED_STEP_MS
+    assert reproduce.estimate_epoch_s("NeuMF", "pinterest-20", 64, [512, 256, 128, 64]) == (
+        pytest.approx(steps * (fixed + per_mflop * mflops) / 1000))
+    params_m = ((6040 + 3706) * (8 + 64) + 64 * 32 + 32 * 16 + 16 * 8) / 1e6
+    assert reproduce.estimate_epoch_s("NeuMF", "ml-1m", 8, [64, 32, 16, 8]) == (
+        pytest.approx(994169 * 5 / 256 * (0.15 + 1.7 * params_m) / 1000))

@@ -142,22 +142,39 @@ def tower(factors: int, hidden: int = 3) -> list[int]:
     return [factors * 2 ** (hidden - i) for i in range(hidden + 1)]
 
 
+DEFERRED_STEP_MS = (1.3, 0.028)
+"""Deferred Adam's step at batch 256 on 2 CPU cores, in ms: a fixed part and
+a part per million FLOPs of the tower's forward and backward. Fitted to
+NeuMF-8 and NeuMF-64 at ml-1m's, pinterest-20's and ml-20m's table sizes
+(``bin/benchmark --section tables``, results/benchmark_tables.txt), where
+the step hardly depends on the tables' size."""
+
+
 def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
                      num_neg: int = 4, learner: str = "adam") -> float:
-    """Seconds per epoch on a 2-core CPU, from the parameter count.
+    """Seconds per epoch on a 2-core CPU. A planning figure, not a measurement.
 
-    A linear fit to ml-1m's steps at batch 256 as ``bin/benchmark`` measures
-    them (``results/benchmark.txt``): a fixed cost per step plus a cost per
-    million parameters, the dense update being memory-bound; SGD (pretrained
-    NeuMF) a fraction of the parameter-dependent part, from the recorded
-    runs. A planning figure, not a measurement.
+    Adam as the scripts' ``--adam auto`` computes it: deferred for tables of
+    :data:`ncf_tf.train.config.DEFER_MIN_FLOATS` floats or more
+    (:data:`DEFERRED_STEP_MS`), else dense: a linear fit to ml-1m's steps at
+    batch 256 as ``bin/benchmark`` measures them (results/benchmark.txt), a
+    fixed cost per step plus a cost per million parameters, the dense update
+    being memory-bound; SGD (pretrained NeuMF) a fraction of the
+    parameter-dependent part, from the recorded runs.
     """
     users, items, train = DATASETS.get(dataset, DATASETS["ml-1m"])
     width = {"GMF": factors, "MLP": layers[0], "NeuMF": factors + layers[0]}[model]
-    dense = sum(a * b for a, b in zip(layers, layers[1:])) if model != "GMF" else 0
+    tower = list(zip(layers, layers[1:])) if model != "GMF" else []
+    dense = sum(a * b for a, b in tower)
+    steps = train * (1 + num_neg) / 256
+    config = TrainConfig(model=model, num_factors=factors, layers=layers,
+                         reg_layers=[0.0] * len(layers), learner=learner)
+    if config.resolved_adam(users, items) == "deferred":
+        output = {"GMF": factors, "MLP": layers[-1], "NeuMF": factors + layers[-1]}[model]
+        mflops = 3 * 2 * 256 * (dense + output) / 1e6
+        return steps * (DEFERRED_STEP_MS[0] + DEFERRED_STEP_MS[1] * mflops) / 1000
     params_m = ((users + items) * width + dense) / 1e6
     scale = 1.7 if learner == "adam" else 0.7
-    steps = train * (1 + num_neg) / 256
     return steps * (0.15 + scale * params_m) / 1000
 
 

@@ -433,7 +433,7 @@ class DeferredAdam(FusedAdam):
                              "use FusedAdam")
         self._series = series
         self._deferred = set()   # indices of the tables whose rows are deferred
-        self._looked_up = {}     # JAX: table index -> the rows caught up in this step
+        self._caught_up = {}     # table index -> its rows caught up in this step, their moments
 
     def build(self, variables):
         if self.built:
@@ -495,26 +495,25 @@ class DeferredAdam(FusedAdam):
 
     def catch_up(self, tables, ids) -> None:
         """Applies the deferred steps of rows ``ids`` of ``tables``, the tables
-        looked up with these ids. Such tables are updated at the same steps,
-        so their rows' last steps are equal and the idle sums are computed
-        once."""
-        rows = ops.reshape(ops.cast(ids, "int32"), [-1])
+        looked up with these ids, to their weights, which the forward pass
+        reads next; their moments, caught up too, are kept for this step's
+        update (:meth:`_sparse_step`), which writes them. Tables looked up
+        with one input are updated at the same steps, so their rows' last
+        steps are equal and the idle sums are computed once."""
+        rows, position = ops.reshape(ops.cast(ids, "int32"), [-1]), None
         if _on_tensorflow():
             import tensorflow as tf
-            rows, _ = tf.unique(rows)   # elsewhere a repeated row is set twice to one value
+            # the order of first occurrence: as the gradient's rows come out
+            rows, position = tf.unique(rows)   # elsewhere a repeated row is set twice
         now = ops.cast(self.iterations, "int32")
         dtype = tables[0].dtype
         idle = self._idle_sums(_take(self._state(tables[0])[3], rows), now, dtype)
         for table in tables:
-            m, v, p, last = self._state(table)
+            m, v, p, _ = self._state(table)
             m_rows, v_rows, move = self._catch_up(_take(m, rows), _take(v, rows), idle,
                                                   self.learning_rate, dtype)
-            _put(m, rows, m_rows)
-            _put(v, rows, v_rows)
             _put(p, rows, move, subtract=True)
-            _put(last, rows, ops.full(ops.shape(rows), now, "int32"))
-            if not _on_tensorflow():   # the update's gradient is dense: it needs the rows
-                self._looked_up[self._get_variable_index(table)] = rows
+            self._caught_up[self._get_variable_index(table)] = (rows, position, m_rows, v_rows)
 
     def _adam_step(self, m, v, g, learning_rate, dtype):
         """The moments after a step with gradient ``g`` and the weights' move,
@@ -541,14 +540,17 @@ class DeferredAdam(FusedAdam):
                 self._current_step(gradient, variable, learning_rate)
 
     def _sparse_step(self, gradient, variable, learning_rate):
-        """Adam's step on the batch's rows (caught up before the forward pass)."""
+        """Adam's step on the batch's rows, from the moments :meth:`catch_up`
+        brought up to date; the gradient's rows are the ids it was given, in
+        their order, so its unique rows are :meth:`catch_up`'s."""
         import tensorflow as tf
 
         dtype = variable.dtype
-        rows, g = _batch_rows(gradient, dtype)
+        rows, position, m_rows, v_rows = self._caught_up.pop(self._get_variable_index(variable))
+        g = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), position,
+                                         tf.shape(rows)[0])
         m, v, p, last = self._state(variable)
-        m_rows, v_rows, step = self._adam_step(tf.gather(m, rows), tf.gather(v, rows), g,
-                                               learning_rate, dtype)
+        m_rows, v_rows, step = self._adam_step(m_rows, v_rows, g, learning_rate, dtype)
         m.scatter_update(tf.IndexedSlices(m_rows, rows))
         v.scatter_update(tf.IndexedSlices(v_rows, rows))
         p.scatter_sub(tf.IndexedSlices(step, rows))
@@ -561,11 +563,13 @@ class DeferredAdam(FusedAdam):
         dtype = variable.dtype
         g = ops.cast(dense_gradient(gradient), dtype)
         m, v, p, last = self._state(variable)
-        rows = self._looked_up.pop(self._get_variable_index(variable))
+        rows, _, m_rows, v_rows = self._caught_up.pop(self._get_variable_index(variable))
         present = ops.scatter_update(ops.zeros(ops.shape(last), "bool"), rows[:, None],
                                      ops.ones(ops.shape(rows), "bool"))
         m_old, v_old = ops.convert_to_tensor(m), ops.convert_to_tensor(v)
-        m_new, v_new, step = self._adam_step(m_old, v_old, g, learning_rate, dtype)
+        m_new, v_new, step = self._adam_step(ops.scatter_update(m_old, rows[:, None], m_rows),
+                                             ops.scatter_update(v_old, rows[:, None], v_rows),
+                                             g, learning_rate, dtype)
         mask = present[:, None]
         m.assign(ops.where(mask, m_new, m_old))
         v.assign(ops.where(mask, v_new, v_old))
