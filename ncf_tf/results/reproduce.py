@@ -142,7 +142,7 @@ def tower(factors: int, hidden: int = 3) -> list[int]:
     return [factors * 2 ** (hidden - i) for i in range(hidden + 1)]
 
 
-DEFERRED_STEP_MS = (1.3, 0.028)
+DEFERRED_STEP_MS = (1.2, 0.023)
 """Deferred Adam's step at batch 256 on 2 CPU cores, in ms: a fixed part and
 a part per million FLOPs of the tower's forward and backward. Fitted to
 NeuMF-8 and NeuMF-64 at ml-1m's, pinterest-20's and ml-20m's table sizes
