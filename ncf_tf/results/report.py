@@ -303,8 +303,10 @@ def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dic
                       for e in reproduce.EXPERIMENTS if e not in reproduce.OUTSIDE_ALL), "```", "")
             rows = [[e, len(jobs), f"{estimated_hours(jobs, []):.0f}"]
                     for e, jobs in missing_runs(records, dataset, os.path.join(folder, "runs"))]
-            rep.add("Estimated cost on a 2-core CPU (from the parameter counts; planning "
-                    "figures, not measurements):", "")
+            rep.add("Estimated cost on a 2-core CPU (a step's cost from the parameter count "
+                    "for dense updates, from the tower's size for deferred Adam, as "
+                    "results/benchmark.txt and results/benchmark_tables.txt measure them; "
+                    "planning figures, not measurements):", "")
             rep.table(f"missing_{dataset}", ["experiment", "runs", "hours"], rows)
             continue
         rep.table2(dataset)
