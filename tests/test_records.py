@@ -308,7 +308,10 @@ def test_the_record_names_the_adam_that_auto_chose(tmp_path, monkeypatch):
         outcome = experiment.run_dataset(dataset, config, log=lambda _: None, write_files=False)
         assert outcome.record.config["adam"] == used
     assert config.adam == "auto"                       # the caller's configuration is kept
-    for changes in ({"learner": "sgd"}, {"lazy_adam": True}, {"adam": "dense"}):
+    for changes in ({"learner": "sgd"}, {"lazy_adam": True}, {"adam": "dense"},
+                    {"precision": "mixed_bfloat16"}):
         other = TrainConfig("GMF", num_factors=4, **changes)
         assert other.resolved_adam(10 ** 9, 10 ** 9) == "dense"
     assert TrainConfig("GMF", adam="deferred").resolved_adam(1, 1) == "deferred"
+    with pytest.raises(ValueError, match="adam='deferred' needs precision='float32'"):
+        TrainConfig("GMF", adam="deferred", precision="mixed_float16").validate()

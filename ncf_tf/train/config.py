@@ -180,8 +180,10 @@ class TrainConfig:
     def resolved_adam(self, num_users: int, num_items: int) -> str:
         """``adam`` with ``"auto"`` decided: ``"deferred"`` where the tables
         hold :data:`DEFER_MIN_FLOATS` or more, else ``"dense"``; ``"dense"``
-        wherever Adam's dense update is not computed (another learner, lazy Adam)."""
-        if self.resolved_learner != "adam" or self.lazy_adam:
+        wherever Adam's dense update is not computed (another learner, lazy Adam)
+        and under mixed precision, whose loss scaling may skip an update that
+        the deferred rows were already caught up for."""
+        if self.resolved_learner != "adam" or self.lazy_adam or self.precision != "float32":
             return "dense"
         if self.adam != "auto":
             return self.adam
@@ -304,6 +306,9 @@ class TrainConfig:
         if self.adam not in ("auto", *ADAM_KINDS):
             raise ValueError(f"adam must be one of auto, {', '.join(ADAM_KINDS)}; "
                              f"got {self.adam!r}")
+        if self.adam == "deferred" and self.precision != "float32":
+            raise ValueError(f"adam='deferred' needs precision='float32', got "
+                             f"{self.precision!r} (its loss scaling may skip updates)")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; "
                              f"got {self.precision!r}")
