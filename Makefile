@@ -4,7 +4,7 @@
 #                   (records in runs/, weights in runs/models/, both ignored by git), and
 #                   their numbers beside the paper's and the committed runs'.
 #   make test    -- venv, tests
-#   make test-jax -- the model, training-loop and scoring tests again on Keras's JAX backend
+#   make test-jax -- the model, training-loop, scoring and optimizer tests again on Keras's JAX backend
 # DATA_FROM=DIR copies the data from a local folder instead of downloading it.
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 EPOCHS ?= 20
 DATA_FROM ?=
 
-JAX_TESTS := tests/test_models.py tests/test_training.py tests/test_scoring.py
+JAX_TESTS := tests/test_models.py tests/test_training.py tests/test_scoring.py tests/test_optimizers.py
 
 .PHONY: install data train test test-jax report
 
