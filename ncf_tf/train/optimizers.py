@@ -80,17 +80,6 @@ def _resource(variable):
     return getattr(variable, "_value", variable)
 
 
-def _batch_rows(gradient, dtype):
-    """The rows a ``tf.IndexedSlices`` gradient touches, each once, and their
-    gradients with the occurrences of a row summed (as Keras 1's dense
-    gradient sums them), in ``dtype``."""
-    import tensorflow as tf
-
-    rows, position = tf.unique(gradient.indices)
-    return rows, tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), position,
-                                              tf.shape(rows)[0])
-
-
 def _widest_float() -> str:
     """float64, or float32 on JAX without x64 (where float64 is not computed)."""
     if keras.config.backend() == "jax":
@@ -298,7 +287,10 @@ class LazyAdam(FusedAdam):
         import tensorflow as tf
 
         dtype = variable.dtype
-        rows, g = _batch_rows(gradient, dtype)
+        # each row once, its occurrences' gradients summed (as Keras 1's dense gradient)
+        rows, position = tf.unique(gradient.indices)
+        g = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), position,
+                                         tf.shape(rows)[0])
         index = self._get_variable_index(variable)
         m, v, p = (_resource(self._momentums[index]), _resource(self._velocities[index]),
                    _resource(variable))
@@ -413,9 +405,9 @@ class DeferredAdam(FusedAdam):
     ``tf.unique``, which keeps XLA out). On JAX the same steps are taken
     inside the compiled training step, but the gradients are dense, so a
     step still costs the tables. Other variables (dense layers), tables
-    :func:`defer_rows` does not defer, other backends and ``tf.distribute``
-    strategies get :class:`FusedAdam`'s dense update. The learning rate must
-    stay constant (a deferred step uses the current one).
+    :func:`defer_rows` does not defer, the other backends (PyTorch) and
+    ``tf.distribute`` strategies get :class:`FusedAdam`'s dense update. The
+    learning rate must stay constant (a deferred step uses the current one).
     """
 
     def __init__(self, *args, **kwargs):
