@@ -103,18 +103,16 @@ def _take(variable, rows):
     return ops.take(ops.convert_to_tensor(variable), rows, axis=0)
 
 
-def _put(variable, rows, values, subtract: bool = False) -> None:
-    """Sets rows ``rows`` of ``variable`` to ``values`` (or subtracts them):
-    a scatter of those rows on TensorFlow, a new array elsewhere (each of
-    a repeated row's occurrences sets it to the same value)."""
+def _subtract_rows(variable, rows, values) -> None:
+    """Subtracts ``values`` from rows ``rows`` of ``variable``: a scatter of
+    those rows on TensorFlow, a new array elsewhere (each of a repeated row's
+    occurrences sets it to the same value)."""
     if _on_tensorflow():
         import tensorflow as tf
-        update = variable.scatter_sub if subtract else variable.scatter_update
-        update(tf.IndexedSlices(values, rows))
+        variable.scatter_sub(tf.IndexedSlices(values, rows))
         return
-    if subtract:
-        values = _take(variable, rows) - values
-    variable.assign(ops.scatter_update(ops.convert_to_tensor(variable), rows[:, None], values))
+    variable.assign(ops.scatter_update(ops.convert_to_tensor(variable), rows[:, None],
+                                       _take(variable, rows) - values))
 
 
 def is_table(variable) -> bool:
@@ -504,7 +502,7 @@ class DeferredAdam(FusedAdam):
             m, v, p, _ = self._state(table)
             m_rows, v_rows, move = self._catch_up(_take(m, rows), _take(v, rows), idle,
                                                   self.learning_rate, dtype)
-            _put(p, rows, move, subtract=True)
+            _subtract_rows(p, rows, move)
             self._caught_up[self._get_variable_index(table)] = (rows, position, m_rows, v_rows)
 
     def _adam_step(self, m, v, g, learning_rate, dtype):
