@@ -2,6 +2,7 @@
 
 from ncf_tf.bench import benchmark
 from ncf_tf.models import mlp, neumf
+from ncf_tf.train.config import TrainConfig
 
 
 def test_scoring_flops_count_the_factored_work():
@@ -18,7 +19,10 @@ def test_a_training_step_counts_the_tower_three_times():
     # NeuMF-1, tower [8, 4, 2, 1], batch 2: forward 2 x 2 x (8x4 + 4x2 + 2x1)
     # plus the output layer's 2 x 2 x (2 x 1); the backward twice that.
     assert benchmark.tower_shapes(1, batch=2) == [(2, 8, 4), (2, 4, 2), (2, 2, 1), (2, 2, 1)]
-    assert benchmark.step_flops(1, batch=2) == 3 * 2 * 2 * (32 + 8 + 2 + 2)
+    assert benchmark.neumf_config(1, batch=2).step_flops() == 3 * 2 * 2 * (32 + 8 + 2 + 2)
+    # GMF: only the output layer (F x 1); MLP: the tower and its last layer's output
+    assert TrainConfig("GMF", num_factors=4, batch_size=2).step_flops() == 3 * 2 * 2 * 4
+    assert TrainConfig("MLP", layers=[8, 4], batch_size=2).step_flops() == 3 * 2 * 2 * (32 + 4)
 
 
 def test_a_dense_step_moves_the_model_and_a_sparse_one_the_batch_rows():

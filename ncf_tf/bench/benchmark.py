@@ -46,6 +46,8 @@ import time
 
 import numpy as np
 
+from ncf_tf.train.config import TrainConfig
+
 BATCH = 256
 STEPS = 320        # timed steps per run: five compiled calls of 64
 RUNS = 3           # timed runs per model size
@@ -347,17 +349,18 @@ TABLE_SECONDS = 2.0   # each timed run: compiled calls of 64 steps until this lo
 TABLE_RUNS = 3
 
 
+def neumf_config(factors: int, batch: int = BATCH):
+    """NeuMF-``factors`` with the tower [8F, 4F, 2F, F], as the tables time it."""
+    return TrainConfig(model="NeuMF", num_factors=factors, batch_size=batch,
+                       layers=[8 * factors, 4 * factors, 2 * factors, factors])
+
+
 def tower_shapes(factors: int, batch: int = BATCH) -> list[tuple[int, int, int]]:
     """NeuMF-``factors``'s products per training step, ``(m, k, n)`` each:
-    the tower [8F, 4F, 2F, F] forward (batch x k @ k x n), and the output layer."""
-    layers = [8 * factors, 4 * factors, 2 * factors, factors]
-    return [(batch, k, n) for k, n in zip(layers, layers[1:])] + [(batch, 2 * factors, 1)]
-
-
-def step_flops(factors: int, batch: int = BATCH) -> int:
-    """A training step's tower arithmetic: forward, and the backward's two
-    products per layer (the gradients of the inputs and of the kernel)."""
-    return sum(3 * 2 * m * k * n for m, k, n in tower_shapes(factors, batch))
+    the tower forward (batch x k @ k x n), and the output layer."""
+    layers = neumf_config(factors, batch).layers
+    return ([(batch, k, n) for k, n in zip(layers, layers[1:])]
+            + [(batch, factors + layers[-1], 1)])
 
 
 def tower_rate(factors: int, repeats: int = 7, calls: int = 500) -> list[float]:
@@ -382,15 +385,15 @@ def tower_rate(factors: int, repeats: int = 7, calls: int = 500) -> list[float]:
 
 
 def table_floor_s(optimizer: str, params: int, table_params: int, width: int, rows: int,
-                  factors: int, bandwidth_bps: float, rate: float) -> float:
+                  flops: int, bandwidth_bps: float, rate: float) -> float:
     """A step's floor: dense Adam moves the whole model's bytes (7 x 4 per
     parameter: weights, gradient and both moments read, weights and moments
     written); deferred and lazy Adam the batch's rows' (``rows`` rows of
     ``width`` floats, the same 7 x 4 bytes each) and the other layers'
-    (``params - table_params``); the tower's arithmetic at its measured
-    ``rate`` either way."""
+    (``params - table_params``); the step's ``flops`` (the tower's) at the
+    measured ``rate`` either way."""
     moved = params if optimizer == "dense" else rows * width + params - table_params
-    return 7 * 4 * moved / bandwidth_bps + step_flops(factors) / rate
+    return 7 * 4 * moved / bandwidth_bps + flops / rate
 
 
 def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
@@ -436,11 +439,11 @@ def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
                              rng.integers(0, 2, n).astype(np.float32))
             data = training.batches(part, BATCH)
             rows = len(np.unique(part.users[:BATCH])) + len(np.unique(part.items[:BATCH]))
-            width = factors + 4 * factors     # GMF's F plus the tower's first layer's half
+            config = neumf_config(factors)
+            table_floats = config.table_floats(users, items)
             models = {}
             for kind in TABLE_OPTIMIZERS:
-                model = neumf.build(users, items, factors,
-                                    [8 * factors, 4 * factors, 2 * factors, factors])
+                model = neumf.build(users, items, factors, config.layers)
                 optimizer = optimizers.make_optimizer("adam", 0.001, lazy=kind == "lazy",
                                                       adam="dense" if kind == "lazy" else kind)
                 training.compile_model(model, optimizer,
@@ -464,8 +467,8 @@ def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
             for kind, model in models.items():
                 settle_s = _timed(lambda: optimizers.settle(model.optimizer))
                 per_step = float(np.median(times[kind])) + settle_s / steps_per_epoch
-                floor = table_floor_s(kind, params, (users + items) * width, width, rows,
-                                      factors, bw, rates[factors])
+                floor = table_floor_s(kind, params, table_floats, table_floats // (users + items),
+                                      rows, config.step_flops(), bw, rates[factors])
                 print(f"tables {dataset} NeuMF-{factors} {kind} {per_step * 1e3:.2f} ms/step "
                       f"(runs {', '.join(f'{t * 1e3:.2f}' for t in times[kind])}; settle "
                       f"{settle_s / steps_per_epoch * 1e3:.3f}; floor {floor * 1e3:.2f}, "

@@ -164,14 +164,12 @@ def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
     """
     users, items, train = DATASETS.get(dataset, DATASETS["ml-1m"])
     width = {"GMF": factors, "MLP": layers[0], "NeuMF": factors + layers[0]}[model]
-    tower = list(zip(layers, layers[1:])) if model != "GMF" else []
-    dense = sum(a * b for a, b in tower)
+    dense = sum(a * b for a, b in zip(layers, layers[1:])) if model != "GMF" else 0
     steps = train * (1 + num_neg) / 256
     config = TrainConfig(model=model, num_factors=factors, layers=layers,
-                         reg_layers=[0.0] * len(layers), learner=learner)
+                         reg_layers=[0.0] * len(layers), learner=learner, batch_size=256)
     if config.resolved_adam(users, items) == "deferred":
-        output = {"GMF": factors, "MLP": layers[-1], "NeuMF": factors + layers[-1]}[model]
-        mflops = 3 * 2 * 256 * (dense + output) / 1e6
+        mflops = config.step_flops() / 1e6
         return steps * (DEFERRED_STEP_MS[0] + DEFERRED_STEP_MS[1] * mflops) / 1000
     params_m = ((users + items) * width + dense) / 1e6
     scale = 1.7 if learner == "adam" else 0.7

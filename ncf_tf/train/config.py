@@ -177,6 +177,15 @@ class TrainConfig:
                  "NeuMF": self.num_factors + self.layers[0] // 2}[self.model]
         return (num_users + num_items) * width
 
+    def step_flops(self) -> int:
+        """A training step's arithmetic beyond the embeddings: the tower's and
+        the output layer's multiply-adds x 2 for a batch, forward and the
+        backward's two products per layer (input and kernel gradients)."""
+        tower = list(zip(self.layers, self.layers[1:])) if self.model != "GMF" else []
+        output = {"GMF": self.num_factors, "MLP": self.layers[-1],
+                  "NeuMF": self.num_factors + self.layers[-1]}[self.model]
+        return 3 * 2 * self.batch_size * (sum(a * b for a, b in tower) + output)
+
     def resolved_adam(self, num_users: int, num_items: int) -> str:
         """``adam`` with ``"auto"`` decided: ``"deferred"`` where the tables
         hold :data:`DEFER_MIN_FLOATS` or more, else ``"dense"``; ``"dense"``
