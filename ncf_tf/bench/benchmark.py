@@ -3,50 +3,50 @@
 Prints, in one run:
 
 * memory bandwidth (numpy copy of 256 MB, read + written bytes per second);
-* negative sampling per ml-1m epoch (``NegativeSampler.epoch``: sample and
-  shuffle, each instance written once into its shuffle record), beside
-  sampling and then shuffling the ordered instances, and the shuffle beside
-  the first one (one ``rng.permutation`` and three gathers);
-* evaluation (one batched scoring pass) on ml-1m, factored
-  (``ncf_tf.models.scoring``) beside the model's own forward pass that it
-  replaced, against its compute floor (its FLOPs over the measured rate of
-  float32 matrix products), NeuMF-64 at several chunk sizes; and at
-  pinterest-20's size on generated data (55,187 users x 100 items);
-* per training step (batch 256, ``steps_per_execution=64``, dense Adam as
-  ``make_optimizer`` returns it) of GMF, MLP and NeuMF at F = 8..64 (MLP
-  tower [8F, 4F, 2F, F]), the ml-1m epoch it implies (19,418 steps), and the
-  floor: the bytes a dense Adam step must move (parameters, gradient and both
-  moments read; parameters and moments written: 7 x 4 bytes per parameter)
-  over the measured bandwidth; with the ratio to it;
-* NeuMF-8 before and after each speed change, timed turn about so that
-  other load on the machine falls on all alike: ``keras.optimizers.Adam``
-  fed NumPy arrays, the fused Adam fed NumPy arrays, and the fused Adam fed
-  ready-cut batches (``training.fit_epoch``);
-* fast mode (changes results): NeuMF-8 and NeuMF-64 with lazy Adam and with
-  batch 2048, beside the faithful dense Adam at batch 256, turn about;
-* whole NeuMF-8 epochs of the authors' loop (``training.train``): sampling,
-  training and evaluation as a run records them;
-* the user's own command beside it (:func:`script_epochs`): ``bin/train_neumf
-  --epochs 2`` as a subprocess, its epochs as its run record times them, and
-  the same two epochs in this process on a fresh model, turn about.
+* negative sampling per ml-1m epoch (``NegativeSampler.epoch``) beside sampling
+  and then shuffling, and the shuffle beside the first one (one permutation and
+  three gathers);
+* evaluation on ml-1m, factored (``ncf_tf.models.scoring``) beside the model's
+  own forward pass, against its compute floor (its FLOPs over the measured
+  float32 matrix-product rate); NeuMF-64 by chunk size; pinterest-20's size on
+  generated data;
+* per training step (batch 256, ``steps_per_execution=64``, dense Adam) of GMF,
+  MLP and NeuMF at F = 8..64 (tower [8F, 4F, 2F, F]), the ml-1m epoch it
+  implies, and the floor: a dense Adam step moves 7 x 4 bytes per parameter
+  (parameters, gradient and both moments read; parameters and moments written);
+* NeuMF-8 with Keras's Adam and the fused Adam fed NumPy arrays, and the fused
+  Adam fed ready-cut batches, turn about so that other load falls on all alike;
+* fast mode (changes results): NeuMF-8 and NeuMF-64 with lazy Adam and batch
+  2048 beside the faithful dense Adam at batch 256;
+* whole NeuMF-8 epochs of ``training.train`` (sampling, training, evaluation);
+* the user's own command beside it (:func:`script_epochs`).
 
 ``--section scale`` prints :mod:`ncf_tf.bench.scale` instead (results/scale.txt).
-
-Times are wall-clock medians of a few runs (``best``: the fastest run; CPU:
-the process's CPU time, all threads), and the load average is printed: a
-busy machine slows every figure. Timings are printed, never asserted.
+Times are wall-clock medians of a few runs (``best``: the fastest; CPU: the
+process's CPU time, all threads); printed, never asserted.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 
+import keras
 import numpy as np
 
+from ncf_tf.core.records import cpu_model, git_commit, intra_op_threads
+from ncf_tf.data.loader import load_dataset
+from ncf_tf.data.sampling import Instances, NegativeSampler
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+from ncf_tf.models import gmf, mlp, neumf, scoring
+from ncf_tf.train import optimizers, training
 from ncf_tf.train.config import TrainConfig
+from ncf_tf.train.optimizers import EPSILON, jit_compile, make_optimizer
 
 BATCH = 256
 STEPS = 320        # timed steps per run: five compiled calls of 64
@@ -60,28 +60,24 @@ GEMM = (16384, 256, 128)  # the largest per-pair product of NeuMF-64's scoring
 def bandwidth(size_mb: int = 256, repeats: int = 5) -> float:
     a = np.ones(size_mb * (1 << 20) // 4, np.float32)
     b = np.empty_like(a)
-    best = min(_timed(lambda: np.copyto(b, a)) for _ in range(repeats))
+    best = min(timed(lambda: np.copyto(b, a)) for _ in range(repeats))
     return 2 * a.nbytes / best
 
 
 def matmul_rate(repeats: int = 5) -> float:
     """Float32 matrix-product FLOP/s of the Keras backend, at a scoring chunk's shape."""
-    import keras
-
     m, k, n = GEMM
     a = keras.ops.ones((m, k))
     b = keras.ops.ones((k, n))
     np.asarray(keras.ops.matmul(a, b))
-    best = min(_timed(lambda: np.asarray(keras.ops.matmul(a, b))) for _ in range(repeats))
+    best = min(timed(lambda: np.asarray(keras.ops.matmul(a, b))) for _ in range(repeats))
     return 2 * m * k * n / best
 
 
 def scoring_flops(model, pairs: int) -> int:
-    """Multiply-adds x 2 of factored scoring (``ncf_tf.models.scoring``): the user and
-    item halves of the first tower layer once per user and item; the rest of
-    the tower, the GMF product and the output layer once per pair."""
-    from ncf_tf.models import scoring
-
+    """FLOPs of factored scoring (``ncf_tf.models.scoring``): the user and item
+    halves of the first tower layer once per user and item; the rest of the
+    tower, the GMF product and the output layer once per pair."""
     f = scoring.factored(model)
     tower = scoring.tower(model)
     flops = 0
@@ -95,7 +91,7 @@ def scoring_flops(model, pairs: int) -> int:
     return flops + pairs * per_pair
 
 
-def _timed(fn) -> float:
+def timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -105,43 +101,61 @@ def _load() -> str:
     return "load average %.1f %.1f %.1f" % os.getloadavg()
 
 
-def _turns(fns: dict, runs: int, cpu: dict | None = None) -> dict:
-    """Each function's times over ``runs`` turns, the functions taking turns.
+def _cpu() -> str:
+    return cpu_model() or platform.machine()
 
-    ``cpu``, if given, receives each function's process CPU times too (all
-    threads): on a busy machine they count the work, not the waiting.
-    """
+
+def _epoch_s(e) -> float:
+    """An epoch's sampling + training + evaluation seconds, as its run records them."""
+    return e.sample_s + e.train_s + e.eval_s
+
+
+def _evaluating(evaluator, score_fn):
+    return lambda: evaluator.evaluate(score_fn)
+
+
+def _tower(f: int) -> list[int]:
+    return [8 * f, 4 * f, 2 * f, f]
+
+
+def _turns(fns: dict, runs: int, cpu: dict | None = None) -> dict:
+    """Each function's times over ``runs`` turns, the functions taking turns;
+    ``cpu``, if given, receives their process CPU times (all threads) too."""
     times = {name: [] for name in fns}
     for _ in range(runs):
         for name, fn in fns.items():
             start = time.process_time()
-            times[name].append(_timed(fn))
+            times[name].append(timed(fn))
             if cpu is not None:
                 cpu.setdefault(name, []).append(time.process_time() - start)
     return times
 
 
+def _ml1m(path: str):
+    """ml-1m's data set, its 4-negative sampler and its evaluator."""
+    ds = load_dataset(path, "ml-1m")
+    return ds, NegativeSampler(ds.train, 4), LeaveOneOutEvaluator.for_dataset(ds)
+
+
+def _train_neumf8(ds, sampler, evaluator, adam: str = "dense", epochs: int = FULL_EPOCHS,
+                  model=None):
+    """``epochs`` of a fresh NeuMF-8 ([64, 32, 16, 8]; or ``model``) from seed 0's
+    sample stream; returns the model and its epochs."""
+    model = model or neumf.build(ds.num_users, ds.num_items, 8, _tower(8))
+    training.compile_model(model, make_optimizer("adam", 0.001, adam=adam))
+    state = training.train(model, sampler, evaluator, epochs=epochs, batch_size=BATCH,
+                           rng=np.random.default_rng(0), log=lambda line: None)
+    return model, state.epochs
+
+
 def script_epochs(path: str, turns: int = 2, epochs: int = FULL_EPOCHS) -> dict:
-    """Whole NeuMF-8 epochs (sample + train + evaluate) of ``bin/train_neumf
-    --epochs 2`` run as a user runs it (a fresh process; its record's times)
-    and of :func:`ncf_tf.train.training.train` in this process on a fresh model
-    (what :func:`run` times), turn about; ``{"script": [...], "in-process": [...]}``
-    seconds per epoch, epoch 0 (which traces the training step) included."""
-    import json
-    import subprocess
-    import tempfile
-
-    from ncf_tf.data.loader import load_dataset
-    from ncf_tf.data.sampling import NegativeSampler
-    from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
-    from ncf_tf.models import neumf
-    from ncf_tf.train import training
-    from ncf_tf.train.optimizers import make_optimizer
-
+    """Seconds per epoch (the tracing epoch 0 included) of ``bin/train_neumf
+    --epochs 2`` as a fresh process (its record's times) and of
+    :func:`ncf_tf.train.training.train` in this process on a fresh model, turn
+    about: ``{"script": [...], "in-process": [...]}``."""
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))), "bin", "train_neumf")
-    ds = load_dataset(path, "ml-1m")
-    sampler, evaluator = NegativeSampler(ds.train, 4), LeaveOneOutEvaluator.for_dataset(ds)
+    ds, sampler, evaluator = _ml1m(path)
     times = {"script": [], "in-process": []}
     for _ in range(turns):
         with tempfile.TemporaryDirectory() as folder:
@@ -152,21 +166,17 @@ def script_epochs(path: str, turns: int = 2, epochs: int = FULL_EPOCHS) -> dict:
             with open(os.path.join(folder, record)) as f:
                 times["script"] += [e["sample_s"] + e["train_s"] + e["eval_s"]
                                     for e in json.load(f)["epochs"]]
-        model = neumf.build(ds.num_users, ds.num_items, 8, [64, 32, 16, 8])
-        training.compile_model(model, make_optimizer("adam", 0.001))
-        state = training.train(model, sampler, evaluator, epochs=epochs, batch_size=BATCH,
-                               rng=np.random.default_rng(0), log=lambda line: None)
-        times["in-process"] += [e.sample_s + e.train_s + e.eval_s for e in state.epochs]
+        times["in-process"] += map(_epoch_s, _train_neumf8(ds, sampler, evaluator,
+                                                            epochs=epochs)[1])
     return times
 
 
 def print_script_epochs(path: str) -> None:
-    from ncf_tf.core.records import cpu_model
     times = script_epochs(path)
     script, loop = np.median(times["script"]), np.median(times["in-process"])
     print(f"\nthe user's command: bin/train_neumf --epochs {FULL_EPOCHS} (NeuMF-8, the authors' "
           f"defaults) as a subprocess, beside the same epochs in this process, turn about; "
-          f"{cpu_model() or platform.machine()}, {os.cpu_count()} CPU; {_load()}")
+          f"{_cpu()}, {os.cpu_count()} CPU; {_load()}")
     for name, values in times.items():
         print(f"  {name:<11} epochs " + ", ".join(f"{v:.1f}" for v in values)
               + f" s; median {np.median(values):.1f} s")
@@ -175,24 +185,13 @@ def print_script_epochs(path: str) -> None:
 
 def run(path: str = "Data/") -> int:
     """Prints every figure of the module docstring for the ml-1m files in ``path``."""
-    import keras
-
-    from ncf_tf.models import gmf, mlp, neumf, scoring
-    from ncf_tf.train import training
-    from ncf_tf.data.loader import load_dataset
-    from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
-    from ncf_tf.train.optimizers import EPSILON, jit_compile, make_optimizer
-    from ncf_tf.core.records import cpu_model
-    from ncf_tf.data.sampling import Instances, NegativeSampler
-
-    ds = load_dataset(path, "ml-1m")
+    ds, sampler, evaluator = _ml1m(path)
     rng = np.random.default_rng(0)
     bw = bandwidth()
     print(f"machine: {platform.node()} {cpu_model() or platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPU; keras {keras.__version__} ({keras.config.backend()}); {_load()}")
     print(f"memory bandwidth (copy): {bw / 1e9:.1f} GB/s")
 
-    sampler = NegativeSampler(ds.train, 4)
     ordered = sampler.sample(rng)
 
     def permute_and_gather():
@@ -213,16 +212,13 @@ def run(path: str = "Data/") -> int:
           f"shuffle {med['shuffle']:.3f} s; shuffle by one permutation + three gathers "
           f"(first): {med['before']:.3f} s (CPU {np.median(cpu['before']):.3f})")
 
-    evaluator = LeaveOneOutEvaluator.for_dataset(ds)
     rate = matmul_rate()
     print(f"matrix products (float32, {GEMM[0]}x{GEMM[1]} @ {GEMM[1]}x{GEMM[2]}): "
           f"{rate / 1e9:.0f} GFLOP/s")
     for factors in (8, 64):
-        model = neumf.build(ds.num_users, ds.num_items, factors,
-                            [8 * factors, 4 * factors, 2 * factors, factors])
-        fns = {name: (lambda f: lambda: evaluator.evaluate(f))(make(model))
-               for name, make in (("now", training.make_score_fn),
-                                  ("before", training.keras_score_fn))}
+        model = neumf.build(ds.num_users, ds.num_items, factors, _tower(factors))
+        fns = {"now": _evaluating(evaluator, training.make_score_fn(model)),
+               "before": _evaluating(evaluator, training.keras_score_fn(model))}
         for fn in fns.values():
             fn()
         times = _turns(fns, 3)
@@ -231,20 +227,17 @@ def run(path: str = "Data/") -> int:
               f"(forward pass, before: {np.median(times['before']):.3f} s; compute floor "
               f"{floor:.3f} s)  [target <= 0.5 s]")
         if factors == 64:
-            sizes = {f"2^{k}": scoring.PairScorer(model, max_floats=1 << k)
-                     for k in range(18, 23)}
-            times = _turns({name: (lambda f: lambda: evaluator.evaluate(f))(fn)
-                            for name, fn in sizes.items()}, 3)
+            times = _turns({f"2^{k}": _evaluating(evaluator, scoring.PairScorer(
+                model, max_floats=1 << k)) for k in range(18, 23)}, 3)
             print(f"  NeuMF-64 by chunk size (largest intermediate, floats; now "
                   f"2^{scoring.PAIR_CHUNK_FLOATS.bit_length() - 1}): " + ", ".join(
                       f"{name} {np.median(t):.3f} s" for name, t in times.items()))
     users, items = 55187, 9916
     big = LeaveOneOutEvaluator(np.arange(users), rng.integers(0, items, users),
                                rng.integers(0, items, (users, 99)))
-    model = neumf.build(users, items, 8)
-    score_fn = training.make_score_fn(model)
+    score_fn = training.make_score_fn(neumf.build(users, items, 8))
     big.evaluate(score_fn)
-    t = np.median([_timed(lambda: big.evaluate(score_fn)) for _ in range(3)])
+    t = np.median([timed(_evaluating(big, score_fn)) for _ in range(3)])
     print(f"evaluation pinterest-20 size, NeuMF-8 (5,518,700 pairs): {t:.3f} s  [target <= 4 s]")
 
     instances = sampler.sample(rng).shuffled(rng)
@@ -264,8 +257,8 @@ def run(path: str = "Data/") -> int:
 
     builders = {
         "GMF": lambda f: gmf.build(ds.num_users, ds.num_items, f),
-        "MLP": lambda f: mlp.build(ds.num_users, ds.num_items, [8 * f, 4 * f, 2 * f, f]),
-        "NeuMF": lambda f: neumf.build(ds.num_users, ds.num_items, f, [8 * f, 4 * f, 2 * f, f]),
+        "MLP": lambda f: mlp.build(ds.num_users, ds.num_items, _tower(f)),
+        "NeuMF": lambda f: neumf.build(ds.num_users, ds.num_items, f, _tower(f)),
     }
     print(f"\ntraining, batch {BATCH}, steps_per_execution 64, fused dense Adam, "
           f"{RUNS} runs of {STEPS} steps each; epoch = {steps_per_epoch} steps")
@@ -306,14 +299,11 @@ def run(path: str = "Data/") -> int:
     print(f"\nfast mode (changes results; HR/NDCG in results/README.md), {AB_RUNS} turns "
           f"over the same {n:,} instances:")
     for factors in (8, 64):
-        variants = {
-            "dense Adam, batch 256 (faithful)": (False, BATCH),
-            "lazy Adam, batch 256": (True, BATCH),
-            f"dense Adam, batch {LARGE_BATCH}": (False, LARGE_BATCH),
-            f"lazy Adam, batch {LARGE_BATCH}": (True, LARGE_BATCH),
-        }
         fns = {}
-        for label, (lazy, batch) in variants.items():
+        for label, lazy, batch in (("dense Adam, batch 256 (faithful)", False, BATCH),
+                                   ("lazy Adam, batch 256", True, BATCH),
+                                   (f"dense Adam, batch {LARGE_BATCH}", False, LARGE_BATCH),
+                                   (f"lazy Adam, batch {LARGE_BATCH}", True, LARGE_BATCH)):
             model = builders["NeuMF"](factors)
             optimizer = make_optimizer("adam", 0.001, lazy=lazy)
             training.compile_model(model, optimizer, jit_compile=jit_compile(optimizer))
@@ -331,11 +321,10 @@ def run(path: str = "Data/") -> int:
     print(f"\nfull NeuMF-8 epochs on ml-1m (training.train: sample + train + evaluate), "
           f"target <= 15 s; {_load()}")
     for e in state.epochs:
-        print(f"  epoch {e.epoch}: {e.sample_s + e.train_s + e.eval_s:5.1f} s = sampling "
+        print(f"  epoch {e.epoch}: {_epoch_s(e):5.1f} s = sampling "
               f"{e.sample_s:.2f} + training {e.train_s:.1f} + evaluation {e.eval_s:.2f}")
     print_script_epochs(path)
     return 0
-
 
 
 TABLE_SIZES = {   # users, items, training instances per epoch (1 + 4 negatives per interaction)
@@ -352,7 +341,7 @@ TABLE_RUNS = 3
 def neumf_config(factors: int, batch: int = BATCH):
     """NeuMF-``factors`` with the tower [8F, 4F, 2F, F], as the tables time it."""
     return TrainConfig(model="NeuMF", num_factors=factors, batch_size=batch,
-                       layers=[8 * factors, 4 * factors, 2 * factors, factors])
+                       layers=_tower(factors))
 
 
 def tower_shapes(factors: int, batch: int = BATCH) -> list[tuple[int, int, int]]:
@@ -366,9 +355,8 @@ def tower_shapes(factors: int, batch: int = BATCH) -> list[tuple[int, int, int]]
 def tower_rate(factors: int, repeats: int = 7, calls: int = 500) -> list[float]:
     """FLOP/s of the tower's own products (:func:`tower_shapes`), one figure
     per repeat, each over ``calls`` passes looped inside one compiled call
-    (so that no Python dispatch is counted), with TensorFlow's threads as
-    training uses them."""
-    import tensorflow as tf
+    (no Python dispatch counted), with TensorFlow's threads as training uses them."""
+    import tensorflow as tf   # here only: the rest of the module runs on any Keras backend
 
     shapes = tower_shapes(factors)
     pairs = [(tf.ones((m, k)), tf.ones((k, n))) for m, k, n in shapes]
@@ -381,17 +369,15 @@ def tower_rate(factors: int, repeats: int = 7, calls: int = 500) -> list[float]:
 
     products()
     flops = sum(2 * m * k * n for m, k, n in shapes) * calls
-    return [flops / _timed(products) for _ in range(repeats)]
+    return [flops / timed(products) for _ in range(repeats)]
 
 
 def table_floor_s(optimizer: str, params: int, table_params: int, width: int, rows: int,
                   flops: int, bandwidth_bps: float, rate: float) -> float:
-    """A step's floor: dense Adam moves the whole model's bytes (7 x 4 per
-    parameter: weights, gradient and both moments read, weights and moments
-    written); deferred and lazy Adam the batch's rows' (``rows`` rows of
-    ``width`` floats, the same 7 x 4 bytes each) and the other layers'
-    (``params - table_params``); the step's ``flops`` (the tower's) at the
-    measured ``rate`` either way."""
+    """A step's floor: the bytes it moves (7 x 4 per parameter, as in a dense
+    step) over ``bandwidth_bps`` plus its ``flops`` over ``rate``. Dense Adam
+    moves the whole model; deferred and lazy Adam the batch's ``rows`` rows of
+    ``width`` floats and the layers outside the tables (``params - table_params``)."""
     moved = params if optimizer == "dense" else rows * width + params - table_params
     return 7 * 4 * moved / bandwidth_bps + flops / rate
 
@@ -399,20 +385,12 @@ def table_floor_s(optimizer: str, params: int, table_params: int, width: int, ro
 def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
     """NeuMF-8 and NeuMF-64 training steps at ml-1m's, pinterest-20's and
     ml-20m's table sizes (batch 256, uniformly drawn users and items), with
-    dense, deferred and lazy Adam, each against its floor; then whole ml-1m
-    NeuMF-8 epochs with dense and deferred Adam (``path``'s files)."""
-    import keras
-
-    from ncf_tf.core.records import cpu_model, git_commit, intra_op_threads
-    from ncf_tf.data.sampling import Instances
-    from ncf_tf.models import neumf
-    from ncf_tf.train import optimizers, training
-
+    dense, deferred and lazy Adam, each against its floor."""
     threads = intra_op_threads()
     copies = [bandwidth() for _ in range(bandwidths)]
     bw = float(np.median(copies))
     git = git_commit()
-    print(f"tables: {cpu_model() or platform.machine()}, {os.cpu_count()} CPU; keras "
+    print(f"tables: {_cpu()}, {os.cpu_count()} CPU; keras "
           f"{keras.__version__} ({keras.config.backend()}); commit {str(git.get('commit'))[:7]}"
           f"{' (uncommitted changes)' if git.get('dirty') else ''}; {time.strftime('%Y-%m-%d')}; "
           f"{_load()}")
@@ -444,10 +422,9 @@ def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
             models = {}
             for kind in TABLE_OPTIMIZERS:
                 model = neumf.build(users, items, factors, config.layers)
-                optimizer = optimizers.make_optimizer("adam", 0.001, lazy=kind == "lazy",
-                                                      adam="dense" if kind == "lazy" else kind)
-                training.compile_model(model, optimizer,
-                                       jit_compile=optimizers.jit_compile(optimizer))
+                optimizer = make_optimizer("adam", 0.001, lazy=kind == "lazy",
+                                           adam="dense" if kind == "lazy" else kind)
+                training.compile_model(model, optimizer, jit_compile=jit_compile(optimizer))
                 for batch, _ in data:
                     model.fit(batch, epochs=1, shuffle=False, verbose=0)   # traces
                 models[kind] = model
@@ -465,7 +442,7 @@ def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
                     times[kind].append(timed_steps(model))
             params = models["dense"].count_params()
             for kind, model in models.items():
-                settle_s = _timed(lambda: optimizers.settle(model.optimizer))
+                settle_s = timed(lambda: optimizers.settle(model.optimizer))
                 per_step = float(np.median(times[kind])) + settle_s / steps_per_epoch
                 floor = table_floor_s(kind, params, table_floats, table_floats // (users + items),
                                       rows, config.step_flops(), bw, rates[factors])
@@ -479,31 +456,16 @@ def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
 
 
 def table_epochs(path: str, turns: int = 2) -> None:
-    """Whole ml-1m NeuMF-8 epochs (sample + train + evaluate, as a run records
-    them) with dense and deferred Adam, turn about, each on a fresh model;
-    then how far the two models of the last turn (one start, one sample
-    stream) have come apart, in the users whose hit differs and the logits
-    of the test pairs, beside a dense run from a start 1e-7 away (float32
-    rounding differences grow in training as such a perturbation does)."""
-    from ncf_tf.data.loader import load_dataset
-    from ncf_tf.data.sampling import NegativeSampler
-    from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
-    from ncf_tf.models import neumf
-    from ncf_tf.train import training
-    from ncf_tf.train.optimizers import make_optimizer
-
-    ds = load_dataset(path, "ml-1m")
-    sampler, evaluator = NegativeSampler(ds.train, 4), LeaveOneOutEvaluator.for_dataset(ds)
+    """Whole ml-1m NeuMF-8 epochs with dense and deferred Adam, turn about, each
+    on a fresh model; then how far the two models of the last turn (one start,
+    one sample stream) have come apart, beside a dense run from a start 1e-7
+    away (float32 rounding differences grow in training as such a perturbation does)."""
+    ds, sampler, evaluator = _ml1m(path)
     times, models = {"dense": [], "deferred": []}, {}
     for _ in range(turns):
         for kind in times:
-            model = neumf.build(ds.num_users, ds.num_items, 8, [64, 32, 16, 8])
-            training.compile_model(model, make_optimizer("adam", 0.001, adam=kind))
-            state = training.train(model, sampler, evaluator, epochs=2, batch_size=BATCH,
-                                   rng=np.random.default_rng(0), log=lambda line: None)
-            e = state.epochs[-1]
-            times[kind].append(e.sample_s + e.train_s + e.eval_s)
-            models[kind] = model
+            models[kind], epochs = _train_neumf8(ds, sampler, evaluator, kind)
+            times[kind].append(_epoch_s(epochs[-1]))
     print(f"\nwhole ml-1m NeuMF-8 epochs (training.train: sample + train + evaluate; the "
           f"second epoch of a fresh model, the first traces its step), turn about; {_load()}")
     for kind, values in times.items():
@@ -511,14 +473,11 @@ def table_epochs(path: str, turns: int = 2) -> None:
               + ", ".join(f"{v:.1f}" for v in values) + ")")
     print(f"  deferred / dense: x{np.median(times['deferred']) / np.median(times['dense']):.2f}")
     # the float32 noise floor: dense Adam again, from a start 1e-7 (relative) away
-    model = neumf.build(ds.num_users, ds.num_items, 8, [64, 32, 16, 8])
+    model = neumf.build(ds.num_users, ds.num_items, 8, _tower(8))
     noise = np.random.default_rng(1)
     model.set_weights([(w * (1 + 1e-7 * noise.standard_normal(w.shape))).astype(w.dtype)
                        for w in model.get_weights()])
-    training.compile_model(model, make_optimizer("adam", 0.001, adam="dense"))
-    training.train(model, sampler, evaluator, epochs=2, batch_size=BATCH,
-                   rng=np.random.default_rng(0), log=lambda line: None)
-    models["dense, start 1e-7 away"] = model
+    models["dense, start 1e-7 away"] = _train_neumf8(ds, sampler, evaluator, model=model)[0]
     scores = {kind: np.asarray(training.make_score_fn(model)(evaluator.pair_users,
                                                             evaluator.pair_items),
                                np.float64).reshape(evaluator.shape)

@@ -19,37 +19,32 @@ from __future__ import annotations
 import os
 import platform
 import sys
-import time
 
+import keras
 import numpy as np
+
+from ncf_tf.bench.benchmark import timed
+from ncf_tf.data.loader import load_dataset
+from ncf_tf.data.sampling import Instances, NegativeSampler
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+from ncf_tf.models import neumf
+from ncf_tf.train import training
+from ncf_tf.train.config import PRESETS
+from ncf_tf.train.optimizers import make_optimizer
 
 USERS, ITEMS = 138_493, 26_744
 BATCH = 1 << 20
 STEPS = 20
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def run(path: str = "Data/", batch: int = BATCH, steps: int = STEPS, users: int = USERS,
         items: int = ITEMS) -> None:
     """Prints the figures of the module docstring (smaller sizes: a smoke test)."""
-    import keras
-
-    from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
-    from ncf_tf.models import neumf
-    from ncf_tf.train import training
-    from ncf_tf.train.config import PRESETS
-    from ncf_tf.train.optimizers import make_optimizer
-
     preset = PRESETS["mlperf"]
     backend = keras.config.backend()
     devices = ""
     if backend == "jax":
-        import jax
+        import jax   # the JAX backend's only
         devices = ", ".join(str(d) for d in jax.devices())
     print(f"machine: {platform.node()}, {os.cpu_count()} CPU; keras {keras.__version__} "
           f"({backend}); devices: {devices or 'as the backend places them'}", flush=True)
@@ -60,8 +55,8 @@ def run(path: str = "Data/", batch: int = BATCH, steps: int = STEPS, users: int 
     x = [rng.integers(0, users, (batch, 1), dtype=np.int32),
          rng.integers(0, items, (batch, 1), dtype=np.int32)]
     y = rng.integers(0, 2, (batch, 1)).astype(np.float32)
-    compile_s = _timed(lambda: model.train_on_batch(x, y))
-    seconds = _timed(lambda: [model.train_on_batch(x, y) for _ in range(steps)])
+    compile_s = timed(lambda: model.train_on_batch(x, y))
+    seconds = timed(lambda: [model.train_on_batch(x, y) for _ in range(steps)])
     print(f"NeuMF-64 {preset['layers']}, {users:,} x {items:,} tables, batch {batch:,}, Adam: "
           f"{steps * batch / seconds / 1e6:.1f} M samples/s ({seconds / steps * 1e3:.1f} ms a "
           f"step; the first, compiling, {compile_s:.1f} s)  [target >= 20 M samples/s on one "
@@ -70,12 +65,10 @@ def run(path: str = "Data/", batch: int = BATCH, steps: int = STEPS, users: int 
     evaluator = LeaveOneOutEvaluator(np.arange(users), rng.integers(0, items, users),
                                      rng.integers(0, items, (users, 999)))
     evaluator.evaluate(score_fn)
-    t = _timed(lambda: evaluator.evaluate(score_fn))
+    t = timed(lambda: evaluator.evaluate(score_fn))
     print(f"evaluation, {users:,} users, 999 negatives, NeuMF-64 ({evaluator.num_pairs:,} pairs): "
           f"{t:.2f} s", flush=True)
     if os.path.exists(os.path.join(path, "ml-1m.train.rating")):
-        from ncf_tf.data.loader import load_dataset
-        from ncf_tf.data.sampling import Instances, NegativeSampler
         ds = load_dataset(path, "ml-1m")
         ml1m = LeaveOneOutEvaluator.for_dataset(ds)
         for f in (8, 64):
@@ -83,7 +76,7 @@ def run(path: str = "Data/", batch: int = BATCH, steps: int = STEPS, users: int 
             fn = training.make_score_fn(m)
             ml1m.evaluate(fn)
             print(f"evaluation ml-1m, NeuMF-{f} ({ml1m.num_pairs:,} pairs): "
-                  f"{np.median([_timed(lambda: ml1m.evaluate(fn)) for _ in range(3)]):.3f} s",
+                  f"{np.median([timed(lambda: ml1m.evaluate(fn)) for _ in range(3)]):.3f} s",
                   flush=True)
         instances = NegativeSampler(ds.train, 4).epoch(rng)
         n = 320 * 256
@@ -91,7 +84,7 @@ def run(path: str = "Data/", batch: int = BATCH, steps: int = STEPS, users: int 
         m = neumf.build(ds.num_users, ds.num_items, 8)
         training.compile_model(m, make_optimizer("adam", 0.001))
         training.fit_epoch(m, part, 256)
-        t = np.median([_timed(lambda: training.fit_epoch(m, part, 256)) for _ in range(3)])
+        t = np.median([timed(lambda: training.fit_epoch(m, part, 256)) for _ in range(3)])
         print(f"training NeuMF-8, ml-1m, batch 256: {t / 320 * 1e3:.2f} ms a step, "
               f"{t / n * len(instances):.1f} s an epoch", flush=True)
     else:

@@ -34,7 +34,21 @@ import sys
 import threading
 import time
 
+import keras
 import numpy as np
+import pandas as pd
+
+from ncf_tf.bench.benchmark import matmul_rate, scoring_flops
+from ncf_tf.core.arrays import distinct_sorted
+from ncf_tf.core.records import cpu_model
+from ncf_tf.data.loader import load_dataset
+from ncf_tf.data.membership import membership
+from ncf_tf.data.sampling import NegativeSampler
+from ncf_tf.eval.full_ranking import FullRankingEvaluator
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+from ncf_tf.models import neumf
+from ncf_tf.train import training
+from ncf_tf.train.optimizers import jit_compile, make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +109,6 @@ def generate(shape: Shape, rng: np.random.Generator):
     items follow a Zipf-like popularity (exponent 0.8). Returns
     ``(users, items)`` of the distinct pairs, sorted by user; at most
     ``shape.interactions`` (repeated draws of a pair are dropped)."""
-    from ncf_tf.core.arrays import distinct_sorted
-
     extra = rng.lognormal(0.0, 1.2, shape.users)
     extra = extra / extra.sum() * (shape.interactions - MIN_PER_USER * shape.users)
     extra = np.minimum(np.floor(extra).astype(np.int64), shape.items // 2)
@@ -119,8 +131,6 @@ def generate(shape: Shape, rng: np.random.Generator):
 def write_files(folder: str, name: str, shape: Shape, seed: int = 0) -> None:
     """``<name>.train.rating``, ``.test.rating`` and ``.test.negative`` (99 each)
     in the authors' format: the latest interaction of each user held out."""
-    import pandas as pd
-
     rng = np.random.default_rng(seed)
     users, items = generate(shape, rng)
     # The held-out (latest) interaction of a user is that with their most popular
@@ -156,8 +166,6 @@ def draw_negatives(users, items, test_users, n, num_items, rng) -> np.ndarray:
     """``(len(test_users), n)`` items uniformly drawn from those the user has
     no interaction with (redrawn on a hit; repeats within a row allowed, as the
     evaluator counts a repeated negative once)."""
-    from ncf_tf.data.membership import membership
-
     seen = membership(users, items, int(users.max()) + 1, num_items)
     out = np.empty((len(test_users), n), dtype=np.int32)
     block = max(1, (1 << 22) // n)   # users at a time: bounded temporaries
@@ -175,16 +183,6 @@ def draw_negatives(users, items, test_users, n, num_items, rng) -> np.ndarray:
 def measure(shape: Shape, folder: str) -> dict:
     """Every stage of the module docstring at ``shape``, in this process:
     ``{stage: {"s": seconds, "rss": peak bytes}}`` plus notes."""
-    import keras
-
-    from ncf_tf.data.loader import load_dataset
-    from ncf_tf.data.sampling import NegativeSampler
-    from ncf_tf.eval.full_ranking import FullRankingEvaluator
-    from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
-    from ncf_tf.models import neumf
-    from ncf_tf.train import training
-    from ncf_tf.train.optimizers import jit_compile, make_optimizer
-
     name = f"scale{shape.name}"
     if not os.path.exists(os.path.join(folder, f"{name}.test.negative")):
         write_files(folder, name, shape)
@@ -214,7 +212,6 @@ def measure(shape: Shape, folder: str) -> dict:
     small = LeaveOneOutEvaluator(ds.test_users[:64], ds.test_items[:64],
                                  ds.test_negatives[:64])
     small.evaluate(score_fn)   # compiles the scorer outside the timed stages
-    from ncf_tf.bench.benchmark import matmul_rate, scoring_flops
     out["matmul_flops"] = matmul_rate()
     out["eval_floor_s"] = {str(n): scoring_flops(model, len(ds.test_users) * (1 + n))
                            / out["matmul_flops"] for n in (99, 999)}
@@ -279,8 +276,6 @@ def run(shapes=SHAPES, folder: str = "/tmp/ncf_tf_scale", cache: str | None = No
     ``cache``: a JSON file of earlier measurements, keyed by shape name; a
     shape found there is not measured again (the 100M shape takes the longest).
     """
-    from ncf_tf.core.records import cpu_model
-
     results = {}
     if cache and os.path.exists(cache):
         with open(cache) as f:
@@ -303,31 +298,27 @@ def run(shapes=SHAPES, folder: str = "/tmp/ncf_tf_scale", cache: str | None = No
     header = f"{'stage':<10}" + "".join(f"{s.name + ' s':>10}{'GiB':>7}" for s in shapes)
     print(header + f"{'exponent':>10}")
     fitted = exponents({k: v for k, v in results.items() if "error" not in v})
+    rows = {stage: [f"{stage:<10}", f"{stage:<10}"] for stage in STAGES}   # seconds, CPU
     for stage in STAGES:
-        row = f"{stage:<10}"
         for shape in shapes:
             r = results.get(shape.name, {})
-            row += (f"{r[stage]['s']:>10.2f}{r[stage]['rss'] / 2**30:>7.2f}" if stage in r
-                    else f"{r.get('error', '-'):>17}")
-        print(row + (f"{fitted[stage]:>10.2f}" if stage in fitted else f"{'-':>10}"))
+            rows[stage][0] += (f"{r[stage]['s']:>10.2f}{r[stage]['rss'] / 2**30:>7.2f}"
+                               if stage in r else f"{r.get('error', '-'):>17}")
+            rows[stage][1] += f"{r[stage]['cpu_s']:>10.2f}{'':>7}" if stage in r else f"{'-':>17}"
+        print(rows[stage][0] + (f"{fitted[stage]:>10.2f}" if stage in fitted else f"{'-':>10}"))
     print("CPU seconds (the process's, all threads; less sensitive to other load):")
-    for stage in STAGES:
-        row = f"{stage:<10}"
-        for shape in shapes:
-            r = results.get(shape.name, {})
-            row += f"{r[stage]['cpu_s']:>10.2f}{'':>7}" if stage in r else f"{'-':>17}"
-        print(row)
+    print("\n".join(rows[stage][1] for stage in STAGES))
     for shape in shapes:
         r = results.get(shape.name, {})
         if "error" not in r and r:
             floor = r["eval_floor_s"]
+            loads = [v["load"] for v in r.values() if isinstance(v, dict) and "load" in v]
             print(f"  {shape.name}: {shape.users:,} users x {shape.items:,} items, "
                   f"{r['train_interactions']:,} training interactions; membership "
                   f"{r['membership']}; step batch {r['step_batch']:,}; float32 products "
                   f"{r['matmul_flops'] / 1e9:.0f} GFLOP/s, so evaluation's compute floor "
                   f"{floor['99']:.1f} s (99) and {floor['999']:.1f} s (999); load average "
-                  f"during the stages {min(v['load'] for v in r.values() if isinstance(v, dict) and 'load' in v):.1f}"
-                  f"-{max(v['load'] for v in r.values() if isinstance(v, dict) and 'load' in v):.1f}; "
+                  f"during the stages {min(loads):.1f}-{max(loads):.1f}; "
                   f"backend {r['keras_backend']}")
     return results
 
