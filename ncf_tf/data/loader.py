@@ -12,12 +12,12 @@ A data set ``<name>`` is three files in one folder (plain or gzipped):
   against (99 in the authors' files).
 
 Every check fails with :class:`DataError`, whose message names the file, the
-line and what was expected, so that the command-line layer can print it as one
-line.
+line and what was expected.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -54,16 +54,15 @@ class Dataset:
         files: path -> SHA-256 of each file read.
         train_timestamps: ``(num_train,)`` float64 timestamp of each training
             interaction, aligned with ``train.indices`` (CSR order); the
-            latest one where a pair occurs on several lines, NaN where a line
-            has none. None when the training file has no timestamp column
-            (its first line has three fields) or the data set was not read
-            from a file.
-        train_lines: ``(num_train,)`` int64 0-based line number in the
-            training file of each training interaction, aligned like
-            ``train_timestamps``; the first line where a pair occurs on
-            several. The authors' files (and ``bin/prepare_data``'s) list each
-            user's lines latest first, so this orders interactions at one
-            timestamp. None when the data set was not read from a file.
+            latest where a pair occurs on several lines, NaN where a line has
+            none. None without a timestamp column (the first line has three
+            fields) or when the data set was not read from a file.
+        train_lines: ``(num_train,)`` int64 0-based line in the training file
+            of each training interaction, aligned likewise; the first where a
+            pair occurs on several. The authors' files (and
+            ``bin/prepare_data``'s) list each user's lines latest first, so
+            this orders interactions at one timestamp. None when the data set
+            was not read from a file.
     """
 
     name: str
@@ -108,41 +107,33 @@ def find_file(path: str, name: str, suffix: str) -> str:
         f"fetch the data with: bin/download_data --dataset {name} --dest {path}")
 
 
-def _read_text(filename: str) -> str:
-    """Reads a plain or gzipped file whole; DataError on truncation or empty."""
+@contextlib.contextmanager
+def _reading(filename: str):
+    """Turns the errors of reading ``filename`` into DataError."""
     try:
-        with open_input(filename) as f:
-            text = f.read()
+        yield
     except InputFileError as e:
         raise DataError(str(e)) from None
     except (EOFError, OSError, zlib.error) as e:
-        raise DataError(f"{filename}: cannot read ({e}); truncated or corrupt "
-                        "gzip?") from None
+        raise DataError(f"{filename}: cannot read ({e}); truncated or corrupt gzip?") from None
+
+
+def _read_text(filename: str, first: bool = False) -> str:
+    """A plain or gzipped file whole, or (``first``) its first non-blank line;
+    DataError when it cannot be read or is empty."""
+    with _reading(filename):
+        if first:
+            text = first_line(filename)
+        else:
+            with open_input(filename) as f:
+                text = f.read()
     if not text.strip():
         raise DataError(f"{filename}: file is empty")
     return text
 
 
-def _first_line(filename: str) -> str:
-    """The first non-blank line of a plain or gzipped file; DataError if there
-    is none or the file cannot be read."""
-    try:
-        line = first_line(filename)
-    except InputFileError as e:
-        raise DataError(str(e)) from None
-    except (EOFError, OSError, zlib.error) as e:
-        raise DataError(f"{filename}: cannot read ({e}); truncated or corrupt "
-                        "gzip?") from None
-    if not line:
-        raise DataError(f"{filename}: file is empty")
-    return line
-
-
 def _bad_line(filename: str, lines: list[str], check) -> DataError:
-    """Finds the first line that fails ``check`` and describes it.
-
-    Only runs on the error path: the fast path parses whole files with pandas.
-    """
+    """The error describing the first line that fails ``check`` (the error path only)."""
     for number, line in enumerate(lines, start=1):
         problem = check(line)
         if problem:
@@ -174,27 +165,25 @@ def read_ratings_with_timestamps(
     """Reads a ``.rating`` file into (users, items, ratings, timestamps) arrays.
 
     ``timestamps`` is float64, NaN on a line without a (numeric) fourth field,
-    or None when the file's first line has no fourth field. Timestamps are
+    or None when the file's first line has no fourth field: timestamps are
     optional in the format, so a missing or malformed one is never an error.
     """
-    # pandas reads the file itself (no copy of its text, nor a list of its lines:
-    # 100M lines would take about 17 GB that way); the lines are read only to
-    # name the bad one when parsing fails.
-    has_timestamps = len(_first_line(filename).split("\t")) >= 4
+    # pandas reads the file itself (a list of its lines would take about 17 GB
+    # at 100M lines); the lines are read only to name the bad one.
+    has_timestamps = len(_read_text(filename, first=True).split("\t")) >= 4
 
     def lines() -> list[str]:
         found = _read_text(filename).splitlines()
         return found[:-1] if found and not found[-1].strip() else found
 
-    try:
-        frame = pd.read_csv(filename, sep="\t", header=None,
-                            usecols=[0, 1, 2, 3] if has_timestamps else [0, 1, 2],
-                            dtype={0: np.int64, 1: np.int64, 2: np.float64},
-                            engine="c", skip_blank_lines=False)
-    except (ValueError, pd.errors.ParserError):
-        raise _bad_line(filename, lines(), _check_rating_line) from None
-    except (EOFError, OSError, zlib.error) as e:
-        raise DataError(f"{filename}: cannot read ({e}); truncated or corrupt gzip?") from None
+    with _reading(filename):
+        try:
+            frame = pd.read_csv(filename, sep="\t", header=None,
+                                usecols=[0, 1, 2, 3] if has_timestamps else [0, 1, 2],
+                                dtype={0: np.int64, 1: np.int64, 2: np.float64},
+                                engine="c", skip_blank_lines=False)
+        except (ValueError, pd.errors.ParserError):
+            raise _bad_line(filename, lines(), _check_rating_line) from None
     users = frame[0].to_numpy()
     items = frame[1].to_numpy()
     if np.isnan(frame[2].to_numpy()).any() or (users < 0).any() or (items < 0).any():
@@ -208,9 +197,8 @@ def read_ratings_with_timestamps(
 def read_negatives(filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reads a ``.test.negative`` file into (users, items, negatives[n, k]).
 
-    pandas parses a well-formed file in one pass; anything else goes
-    through the line-by-line reader, which
-    names the first bad line.
+    pandas parses a well-formed file in one pass; anything else goes through
+    the line-by-line reader, which names the first bad line.
     """
     fast = _read_negatives_fast(filename)
     return fast if fast is not None else _read_negatives_lines(filename)
@@ -221,7 +209,7 @@ HEAD = r"^\((\d+),(\d+)\)$"
 
 def _read_negatives_fast(filename: str):
     """(users, items, negatives) of a well-formed file, else None."""
-    _first_line(filename)   # DataError for an empty or unreadable file
+    _read_text(filename, first=True)   # DataError for an empty or unreadable file
     try:
         frame = pd.read_csv(filename, sep="\t", header=None, engine="c", dtype={0: str})
     except (ValueError, pd.errors.ParserError, EOFError, OSError, zlib.error):
@@ -239,36 +227,31 @@ def _read_negatives_fast(filename: str):
 
 
 def _read_negatives_lines(filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    text = _read_text(filename)
-    lines = [line for line in text.splitlines()]
+    lines = _read_text(filename).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
-    users = np.empty(len(lines), np.int64)
-    items = np.empty(len(lines), np.int64)
-    rows = []
-    width = None
+    heads, rows = [], []
     for number, line in enumerate(lines, start=1):
         head, _, rest = line.partition("\t")
         try:
             if not (head.startswith("(") and head.endswith(")")):
                 raise ValueError
             user, item = (int(x) for x in head[1:-1].split(","))
-            negatives = np.array(rest.split(), dtype=np.int64) if rest.strip() else np.empty(0, np.int64)
+            negatives = np.array(rest.split(), dtype=np.int64)
         except ValueError:
             raise DataError(f"{filename}, line {number}: expected (user,item)<TAB>neg_1<TAB>... "
                             f"with integer ids: {line[:80]!r}") from None
-        if width is None:
-            width = len(negatives)
-            if width == 0:
-                raise DataError(f"{filename}, line {number}: no negative items")
-        elif len(negatives) != width:
+        if rows and len(negatives) != len(rows[0]):
             raise DataError(f"{filename}, line {number}: {len(negatives)} negatives, "
-                            f"but line 1 has {width}")
+                            f"but line 1 has {len(rows[0])}")
+        if not len(negatives):   # line 1: the others have as many as it
+            raise DataError(f"{filename}, line {number}: no negative items")
         if user < 0 or item < 0 or (negatives < 0).any():
             raise DataError(f"{filename}, line {number}: ids must be non-negative")
-        users[number - 1], items[number - 1] = user, item
+        heads.append((user, item))
         rows.append(negatives)
-    return users, items, np.stack(rows)
+    heads = np.array(heads, np.int64)
+    return heads[:, 0], heads[:, 1], np.stack(rows)
 
 
 def sha256(filename: str) -> str:
@@ -309,13 +292,8 @@ def load_dataset(path: str, name: str) -> Dataset:
         line = int(np.setdiff1d(np.arange(len(test_users)), first)[0]) + 1
         raise DataError(f"{test_file}, line {line}: user {test_users[line - 1]} already has a "
                         "test line; expected one held-out interaction per user")
-    if test_users.max() >= num_users or test_items.max() >= num_items:
-        line = int(np.argmax((test_users >= num_users) | (test_items >= num_items))) + 1
-        raise DataError(f"{test_file}, line {line}: user {test_users[line - 1]} / item "
-                        f"{test_items[line - 1]} outside the training file's "
-                        f"{num_users} users x {num_items} items")
-    train_counts = np.diff(train.indptr)
-    absent = train_counts[test_users] == 0
+    check_in_range(test_file, test_users, test_items, num_users, num_items)
+    absent = np.diff(train.indptr)[test_users] == 0
     if absent.any():
         line = int(np.argmax(absent)) + 1
         raise DataError(f"{test_file}, line {line}: user {test_users[line - 1]} has no "
@@ -342,6 +320,18 @@ def load_dataset(path: str, name: str) -> Dataset:
         test_negatives=negatives.astype(np.int32),
         files={f: sha256(f) for f in (train_file, test_file, negative_file)},
         train_timestamps=train_timestamps, train_lines=train_lines)
+
+
+def check_in_range(test_file: str, users: np.ndarray, items: np.ndarray, num_users: int,
+                   num_items: int) -> None:
+    """DataError naming the first test line whose user or item is not in the
+    training file's ``num_users x num_items``."""
+    outside = (users >= num_users) | (items >= num_items)
+    if outside.any():
+        line = int(np.argmax(outside)) + 1
+        raise DataError(f"{test_file}, line {line}: user {users[line - 1]} / item "
+                        f"{items[line - 1]} outside the training file's "
+                        f"{num_users} users x {num_items} items")
 
 
 SPARE_IDS = 1000

@@ -109,6 +109,16 @@ def write_group(dest: str, name: str, group: str, suffixes, contents: list,
             "completes them" if half else "nothing written")) from None
 
 
+def repeats(keys: np.ndarray, keep_last: bool = False) -> np.ndarray:
+    """``(n,)`` bool: True where ``keys[i]`` equals an earlier key (a later one
+    with ``keep_last``), so that ``~repeats(keys)`` keeps one of each."""
+    order = np.argsort(keys, kind="stable")
+    ranked = keys[order]
+    repeat = np.zeros(len(keys), bool)
+    repeat[order[:-1] if keep_last else order[1:]] = ranked[1:] == ranked[:-1]
+    return repeat
+
+
 def id_map_text(ids: np.ndarray, kind: str, header: str) -> str:
     """An id map: header ``ncf_<kind>_id\\t<header>``, then ``k\\toriginal id of k``."""
     table = pd.DataFrame({f"ncf_{kind}_id": np.arange(len(ids)), header: ids})

@@ -21,21 +21,12 @@ from ncf_tf.core.arrays import distinct_sorted
 from ncf_tf.core.files import open_input
 from ncf_tf.data import loader
 from ncf_tf.data.prepare.common import (PrepareError, check_outputs, negative_chunks,
-                                        write_group)
+                                        repeats, write_group)
 
 # Cells of the (user, item) table of a block of users drawn together: small
 # enough to stay in cache, large enough that a block has hundreds of users.
 BLOCK_CELLS = 1 << 24
 NEGATIVE_SUFFIXES = ("train.rating", "test.rating", "test.negative")
-
-
-def _later_repeats(keys: np.ndarray) -> np.ndarray:
-    """``(n,)`` bool: True where ``keys[i]`` equals an earlier ``keys[j]``, j < i."""
-    order = np.argsort(keys, kind="stable")
-    ranked = keys[order]
-    repeat = np.zeros(len(keys), bool)
-    repeat[order[1:]] = ranked[1:] == ranked[:-1]
-    return repeat
 
 
 def _draw_block(first: int, positives: np.ndarray, taken: np.ndarray, skip: np.ndarray,
@@ -92,7 +83,7 @@ def _draw_block(first: int, positives: np.ndarray, taken: np.ndarray, skip: np.n
     while len(row):
         draws = rng.integers(0, num_items, len(row))
         keys = row * num_items + draws
-        good = ~(taken[keys] | _later_repeats(keys))
+        good = ~(taken[keys] | repeats(keys))
         out[row[good], slot[good]] = draws[good]
         taken[keys[good]] = True
         later.append(keys[good])
@@ -126,8 +117,6 @@ def sample_test_negatives(users: np.ndarray, items: np.ndarray, num_users: int, 
     Users with few items left (fewer than ``k + num_items / 4``, where
     rejection would often miss) draw from their complement directly; the
     others by rejection, a block of users at a time (see ``_draw_block``).
-    The test item is excluded too; the authors excluded training items only
-    (156 of their ml-1m lines list the test item among its own negatives).
 
     Raises:
         PrepareError: a user interacted with too many items to leave k; the
@@ -211,16 +200,10 @@ def resample_negatives(source: str, dest: str, name: str, num_test_neg: int,
         test_path = loader.find_file(folder or ".", base, "test.rating")
         train_users, train_items, _ = loader.read_ratings(train_path)
         test_users, test_items, _ = loader.read_ratings(test_path)
+        num_users, num_items = int(train_users.max()) + 1, int(train_items.max()) + 1
+        loader.check_in_range(test_path, test_users, test_items, num_users, num_items)
     except loader.DataError as e:
         raise PrepareError(str(e)) from None
-    num_users = int(train_users.max()) + 1
-    num_items = int(train_items.max()) + 1
-    outside = (test_items >= num_items) | (test_users >= num_users)
-    if outside.any():
-        line = int(np.argmax(outside)) + 1
-        raise PrepareError(f"{test_path}, line {line}: user {test_users[line - 1]} / item "
-                           f"{test_items[line - 1]} outside the training file's "
-                           f"{num_users} users x {num_items} items")
     per_user = sample_test_negatives(np.concatenate([train_users, test_users]),
                                      np.concatenate([train_items, test_items]),
                                      num_users, num_items, num_test_neg, rng)

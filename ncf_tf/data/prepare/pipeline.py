@@ -10,63 +10,46 @@ integer arrays:
    every line is one, written with rating 1).
 2. Duplicates: of several lines for one (user, item) pair, keep the latest.
 3. Users with fewer than ``max(min_interactions, 2)`` distinct interactions
-   are dropped: the paper keeps users with at least 20 (``min_interactions=20``;
-   MovieLens-1M already satisfies this), and a user needs at least 2 to have
-   both a training and a test interaction.
+   are dropped: the paper keeps users with at least 20 (MovieLens-1M already
+   does), and a user needs 2 to have both a training and a test interaction.
 4. Optional (``drop_cold_items``): drop items whose only interactions are
    held-out test lines, drop users left with fewer than 2, hold out again,
    and repeat until no such item is left (min_interactions is not re-applied).
    Off by default: the authors kept such items (ml-1m has two: their items
    1805 and 3569 occur only in the test file).
 5. Ids: 0-based, for the users and items left, in order of their first
-   line in the input file (any line naming them, kept or not). This is how
-   the authors' ml-1m item ids were made (order of first appearance of each
-   movie in ``ratings.dat``); ``ratings.dat`` is sorted by user, so
+   line in the input file (any line naming them, kept or not), as the
+   authors' ml-1m item ids were made; ``ratings.dat`` is sorted by user, so
    MovieLens user k becomes user k - 1.
 6. Leave-one-out: each user's latest interaction is the test line, the rest
    are training lines, written grouped by user and latest first (like the
    authors' ml-1m file).
 7. Test negatives: ``num_test_neg`` (99) items per user, drawn uniformly
    without replacement from the items the user never interacted with, in
-   training or test (:func:`ncf_tf.data.prepare.negatives.sample_test_negatives`,
-   exact and vectorised). The authors excluded training items only, so 156 of
-   their 6,040 ml-1m lines list the test item among its own negatives; this
-   module does not reproduce that quirk.
+   training or test (:func:`~ncf_tf.data.prepare.negatives.sample_test_negatives`).
+   The authors excluded training items only, so 156 of their 6,040 ml-1m
+   lines list the test item among its own negatives; this quirk is not
+   reproduced.
 
 "Latest" is one total order: by timestamp, ties broken by position in the
 file according to ``tie_break``: ``"last"`` (default) makes the last of the
 tied lines in file order the latest, ``"first"`` the first. Without a timestamp
-column, the file order is the time: a user's last line is the latest. The
-same order picks the line kept among duplicates (step 2) and sorts each
-user's training lines.
+column, the file order is the time. The same order picks the line kept among
+duplicates (step 2) and sorts each user's training lines.
 
 About the tie rule. 1,667 ml-1m users have several ratings at their latest
-timestamp. The authors' test item can be checked against a rebuild: map our
-item ids to MovieLens movie ids with ``<name>.item_ids.tsv`` and the authors'
-ids with a table of authors' item id -> MovieLens movie id (their ids are
-the order of first appearance of each movie in ``ratings.dat``), then compare
-with their ``ml-1m.test.rating``. What their files already tell (users 0-188,
-whose training lines are the authors' bytes): where the file order of two tied
-lines can be recovered (items first rated by that user, whose ids follow the
-file order), their test item comes later in the file than the other tied line
-in 5 of 6 such pairs and earlier in 1; and user 0's three training lines at
-timestamp 978824291 are in neither file order nor its reverse. That points to
-an unstable sort: no file-order rule reproduces their test file exactly;
-"last" comes closer, hence the default. The MLPerf reference and the
-TensorFlow Model Garden (ml-20m) sort by timestamp with pandas' default,
-unstable sort too, so at such ties their held-out item is whichever that sort
-leaves last.
+timestamp. What the authors' files tell (users 0-188, whose training lines
+are the authors' bytes): where the file order of two tied lines can be
+recovered (items first rated by that user, whose ids follow the file order),
+their test item comes later in the file than the other tied line in 5 of 6
+such pairs and earlier in 1; and user 0's three training lines at timestamp
+978824291 are in neither file order nor its reverse. That points to an
+unstable sort: no file-order rule reproduces their test file exactly; "last"
+comes closer, hence the default. The MLPerf reference and the TensorFlow
+Model Garden (ml-20m) sort by timestamp with pandas' default, unstable sort
+too, so at such ties their held-out item is whichever that sort leaves last.
 
-The MLPerf protocol (MLPerf training v0.5 recommendation, the Model Garden's
-NCF): :data:`~ncf_tf.data.prepare.common.PROTOCOLS` ``["mlperf"]``, users with
-at least 20 ratings (every ml-20m user has), the latest rating held out, 999
-test negatives.
-
-Outputs, in ``dest``: ``<name>.train.rating`` and ``<name>.test.rating``
-(``user\\titem\\trating\\ttimestamp``), ``<name>.test.negative``
-(``(user,item)\\tneg_1\\t...``), and the id maps ``<name>.user_ids.tsv`` and
-``<name>.item_ids.tsv`` (header line, then ``ncf id\\toriginal id``),
-published together (:class:`ncf_tf.core.files.StagedGroup`).
+The files written are :mod:`~ncf_tf.data.prepare.common`'s, published together.
 """
 
 from __future__ import annotations
@@ -76,9 +59,10 @@ from typing import Literal
 
 import numpy as np
 
+from ncf_tf.core.arrays import starts_of_runs
 from ncf_tf.data.prepare.common import (OUTPUT_SUFFIXES, PrepareError, check_outputs,
-                                        id_map_text, negative_chunks, output_paths,
-                                        rating_chunks, write_group)
+                                        id_map_text, negative_chunks, rating_chunks,
+                                        repeats, write_group)
 from ncf_tf.data.prepare.negatives import sample_test_negatives
 from ncf_tf.data.prepare.readers import Interactions, read_interactions
 
@@ -128,12 +112,9 @@ class Split:
             latest first; ratings are codes into ``rating_values``,
             timestamps None when the input had none.
         test: the same, one line per user ``0..num_users-1``, their latest.
-        rating_values: float64, the rating of each code.
         test_negatives: ``(num_users, k)``: row u holds distinct items user u
             never interacted with.
         user_ids, item_ids: the original id of each internal id.
-        user_header, item_header: the id maps' headers.
-        stats: what the steps kept and dropped.
     """
 
     train: tuple
@@ -184,15 +165,12 @@ def _recency_order(users: np.ndarray, stamps: np.ndarray | None,
     return np.lexsort((line if tie_break == "last" else -line, stamps, users))
 
 
-def _latest(users: np.ndarray) -> np.ndarray:
-    """True at the last row of each run of equal ``users`` (sorted by recency: the latest)."""
-    last = np.ones(len(users), bool)
-    np.not_equal(users[1:], users[:-1], out=last[:-1])
-    return last
+def _take(columns: list, index: np.ndarray) -> list:
+    return [None if c is None else c[index] for c in columns]
 
 
 def _keep(columns: list, mask: np.ndarray) -> list:
-    return columns if mask.all() else [None if c is None else c[mask] for c in columns]
+    return columns if mask.all() else _take(columns, mask)
 
 
 def _renumber(codes: np.ndarray, originals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +194,7 @@ def _drop_cold_items(columns: list, num_items: int) -> tuple[list, int, int, int
     gone = np.zeros(num_items, bool)
     users_lost = rows = 0
     while True:
-        latest = _latest(columns[0])
+        latest = np.append(columns[0][1:] != columns[0][:-1], True)   # each user's last row
         trained = np.zeros(num_items, bool)
         trained[columns[1][~latest]] = True
         cold = latest & ~trained[columns[1]]
@@ -256,15 +234,11 @@ def split(data: Interactions, rng: np.random.Generator, *, min_interactions: int
         raise PrepareError(f"min_interactions must be >= 0, got {min_interactions}")
     if num_test_neg < 1:
         raise PrepareError(f"num_test_neg must be >= 1, got {num_test_neg}")
-    stats = {"lines": len(data.users)}
-    columns = [data.users, data.items, data.ratings, data.timestamps]
     positive = data.rating_values[data.ratings] > 0
-    stats["nonpositive"] = int((~positive).sum())
-    columns = _keep(columns, positive)
+    stats = {"lines": len(data.users), "nonpositive": int((~positive).sum())}
+    columns = _keep([data.users, data.items, data.ratings, data.timestamps], positive)
 
-    order = _recency_order(columns[0], columns[3], tie_break)
-    columns = [None if c is None else c[order] for c in columns]
-    del order
+    columns = _take(columns, _recency_order(columns[0], columns[3], tie_break))
     # Repeated pairs: rare (MovieLens has none), so a sort tells first.
     pairs = columns[0].astype(np.int64) * len(data.item_ids) + columns[1]
     ranked = np.sort(pairs)
@@ -272,14 +246,10 @@ def split(data: Interactions, rng: np.random.Generator, *, min_interactions: int
     del ranked
     if stats["duplicates"]:
         # In recency order, keep each pair's last (latest) line.
-        by_pair = np.argsort(pairs, kind="stable")
-        repeated = np.zeros(len(pairs), bool)
-        repeated[by_pair[:-1]] = pairs[by_pair[1:]] == pairs[by_pair[:-1]]
-        columns = _keep(columns, ~repeated)
+        columns = _keep(columns, ~repeats(pairs, keep_last=True))
     del pairs
 
-    threshold = max(min_interactions, 2)
-    stats["threshold"] = threshold
+    stats["threshold"] = threshold = max(min_interactions, 2)
     columns, stats["users_dropped"], stats["user_lines_dropped"] = \
         _drop_small_users(columns, threshold)
     if drop_cold_items:
@@ -294,16 +264,13 @@ def split(data: Interactions, rng: np.random.Generator, *, min_interactions: int
 
     # Leave-one-out. Rows are grouped by user, oldest first; each group is
     # read backwards: its first row out (the latest) is the test line.
-    n = len(users)
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    sizes = np.diff(np.r_[starts, n])
-    ends = np.repeat(starts + sizes, sizes)
-    position = np.arange(n) - np.repeat(starts, sizes)
-    backwards = ends - 1 - position
-    held_out = position == 0
-    test = tuple(None if c is None else c[backwards[held_out]] for c in columns)
-    train = tuple(None if c is None else c[backwards[~held_out]] for c in columns)
-    del backwards, ends, position
+    first = starts_of_runs(users)
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.r_[starts, len(users)])
+    backwards = np.repeat(2 * starts + sizes - 1, sizes) - np.arange(len(users))
+    test = tuple(_take(columns, backwards[first]))
+    train = tuple(_take(columns, backwards[~first]))
+    del backwards
 
     loadable = int(train[1].max()) + 1 if len(train[1]) else 0
     if loadable < len(item_ids):
@@ -347,8 +314,7 @@ def write_split(data: Split, dest: str, name: str, overwrite: bool = False) -> l
     """Writes the five files of ``data``, all or nothing; returns their paths.
 
     Raises:
-        PrepareError: an output exists and not ``overwrite``; ``dest`` or
-            ``name`` is unusable; a write failed.
+        PrepareError: as :func:`~ncf_tf.data.prepare.common.write_group`.
     """
     used = np.flatnonzero(np.bincount(np.concatenate([data.train[2], data.test[2]]),
                                       minlength=len(data.rating_values)))
@@ -387,7 +353,7 @@ def prepare(input_path: str, dest: str, name: str, rng: np.random.Generator, *,
         The data set written, with its statistics.
 
     Raises:
-        PrepareError: bad input or options (one line); nothing is written.
+        PrepareError: bad input or options; nothing is written.
     """
     check_outputs(dest, name, overwrite)  # fail before the slow part
     raw = read_interactions(input_path, fmt, **read_options)
