@@ -8,29 +8,23 @@ gradient of the whole mini-batch loss:
     Adam:     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
               p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
 
-(t counts the updates from 1.) All are *dense*: every parameter and every
-moment is updated at every step, including embedding rows absent from the
-batch (their gradient is 0).
+(t counts the updates from 1.) All are *dense*: every parameter and moment
+is updated at every step, including embedding rows absent from the batch.
 
-Keras 3 differs in two places, both handled here:
+Keras 3 differs in two places, both handled here: its Adagrad and RMSprop
+put epsilon inside the root (and Adagrad starts its accumulator at 0.1), hence
+:class:`Keras1Adagrad` and :class:`Keras1RMSprop`; and on TensorFlow an
+embedding's gradient is a ``tf.IndexedSlices`` with one slice per
+*occurrence* of a row, which Keras 3 squares slice by slice: a row that
+occurs k times gets sum_k g_k^2 in its second moment instead of
+(sum_k g_k)^2. Every learner here first sums the occurrences, as Keras 1's
+dense gradient did.
 
-* its Adagrad and RMSprop put epsilon inside the square root and Adagrad
-  starts its accumulator at 0.1, hence :class:`Keras1Adagrad` and
-  :class:`Keras1RMSprop`;
-* on TensorFlow an embedding's gradient is a ``tf.IndexedSlices`` holding
-  one slice per *occurrence* of a row in the batch, and Keras 3 squares it
-  slice by slice: a row that occurs k times gets sum_k g_k^2 in its second
-  moment instead of (sum_k g_k)^2. With batches of 256 ml-1m instances rows
-  repeat often (popular items, active users). Every learner here first
-  densifies the gradient, which sums the occurrences, as Keras 1 did.
-
-:class:`FusedAdam`, the Adam ``make_optimizer`` returns, is Keras 3's Adam
-on the dense gradient, done in one TensorFlow kernel per variable instead of
-about twenty small ops (one epoch of NeuMF-8 is about 19,400 updates of 12
-variables). :class:`DeferredAdam` (``adam="deferred"``) computes the same
-dense Adam to float32 rounding but defers the zero-gradient steps of
-embedding rows, so that a step costs the batch's rows instead of the whole
-tables.
+:class:`FusedAdam` (``make_optimizer``'s Adam) is Keras 3's Adam on the
+dense gradient, one TensorFlow kernel per variable. :class:`DeferredAdam`
+(``adam="deferred"``) computes the same dense Adam to float32 rounding at
+the cost of the batch's rows. :class:`LazyAdam` is fast mode's, not the
+authors'.
 """
 
 from __future__ import annotations
@@ -51,16 +45,18 @@ def _on_tensorflow() -> bool:
     return keras.config.backend() == "tensorflow"
 
 
+def _is_sparse(gradient) -> bool:
+    if not _on_tensorflow():
+        return False
+    import tensorflow as tf
+    return isinstance(gradient, tf.IndexedSlices)
+
+
 def dense_gradient(gradient):
-    """``gradient`` as a dense tensor: a ``tf.IndexedSlices`` summed per row.
-
-    The other backends' gradients are dense already.
-    """
-    if _on_tensorflow():
+    """``gradient`` as a dense tensor: a ``tf.IndexedSlices`` summed per row."""
+    if _is_sparse(gradient):
         import tensorflow as tf
-
-        if isinstance(gradient, tf.IndexedSlices):
-            return tf.convert_to_tensor(gradient)
+        return tf.convert_to_tensor(gradient)
     return gradient
 
 
@@ -88,13 +84,6 @@ def _widest_float() -> str:
     return "float64"
 
 
-def _is_sparse(gradient) -> bool:
-    if not _on_tensorflow():
-        return False
-    import tensorflow as tf
-    return isinstance(gradient, tf.IndexedSlices)
-
-
 def _take(variable, rows):
     """Rows ``rows`` of ``variable`` (from :meth:`DeferredAdam._state`)."""
     if _on_tensorflow():
@@ -104,9 +93,8 @@ def _take(variable, rows):
 
 
 def _subtract_rows(variable, rows, values) -> None:
-    """Subtracts ``values`` from rows ``rows`` of ``variable``: a scatter of
-    those rows on TensorFlow, a new array elsewhere (each of a repeated row's
-    occurrences sets it to the same value)."""
+    """Subtracts ``values`` from rows ``rows`` of ``variable`` (elsewhere than
+    TensorFlow a repeated row's occurrences set it to the same value)."""
     if _on_tensorflow():
         import tensorflow as tf
         variable.scatter_sub(tf.IndexedSlices(values, rows))
@@ -136,13 +124,12 @@ class FusedAdam(keras.optimizers.Adam):
     which is ``keras.optimizers.Adam.update_step`` term for term (bit for
     bit in float64). In float32 the kernel computes 1 - b1 and 1 - b2 from
     the float32 b1 and b2, as Keras 1 did, where Keras 3 rounds 0.1 and
-    0.001 directly: relative differences of 2e-7 and 1.3e-5 in the moments'
-    increments, about 2e-7 in the weights after 50 steps.
+    0.001 directly (about 2e-7 apart in the weights after 50 steps).
 
-    The moments are Adam's own ``momentum`` and ``velocity`` variables, so
-    checkpoints are interchangeable with ``keras.optimizers.Adam``'s.
-    Other backends, ``amsgrad`` and ``tf.distribute`` strategies take
-    Keras's own implementation (still on the dense gradient).
+    The moments are Adam's own variables, so checkpoints are interchangeable
+    with ``keras.optimizers.Adam``'s. Other backends, ``amsgrad`` and
+    ``tf.distribute`` strategies take Keras's own implementation (still on
+    the dense gradient).
     """
 
     def _fused(self) -> bool:
@@ -158,8 +145,6 @@ class FusedAdam(keras.optimizers.Adam):
             return
         import tensorflow as tf
 
-        # apply() increments the counter after this update, so the first
-        # update has t = 1 (b1^t = 0.9).
         scalars = {}
         for gradient, variable in zip(grads, trainable_variables):
             dtype = variable.dtype
@@ -167,10 +152,9 @@ class FusedAdam(keras.optimizers.Adam):
                 # Each constant rounded as Adam.update_step rounds it: the
                 # powers from ops.cast(beta) (via float32), the kernel's
                 # 1 - beta and epsilon from the Python floats (exact in float64).
-                step = ops.cast(self.iterations + 1, dtype)
+                beta1_power, beta2_power = self._powers(dtype)
                 scalars[dtype] = dict(
-                    beta1_power=ops.power(ops.cast(self.beta_1, dtype), step),
-                    beta2_power=ops.power(ops.cast(self.beta_2, dtype), step),
+                    beta1_power=beta1_power, beta2_power=beta2_power,
                     lr=ops.cast(learning_rate, dtype), beta1=_constant(self.beta_1, dtype),
                     beta2=_constant(self.beta_2, dtype), epsilon=_constant(self.epsilon, dtype))
             index = self._get_variable_index(variable)
@@ -184,12 +168,27 @@ class FusedAdam(keras.optimizers.Adam):
     def update_step(self, gradient, variable, learning_rate):
         super().update_step(dense_gradient(gradient), variable, learning_rate)
 
+    def _powers(self, dtype):
+        """b1^t and b2^t at this update: apply() increments ``iterations``
+        after it, so the first update has t = 1."""
+        step = ops.cast(self.iterations + 1, dtype)
+        return tuple(ops.power(ops.cast(beta, dtype), step) for beta in (self.beta_1, self.beta_2))
+
     def _corrected_lr(self, learning_rate, dtype):
         """Keras 1's step size at this update, lr sqrt(1 - b2^t) / (1 - b1^t)."""
-        step = ops.cast(self.iterations + 1, dtype)
-        b1_power = ops.power(ops.cast(self.beta_1, dtype), step)
-        b2_power = ops.power(ops.cast(self.beta_2, dtype), step)
+        b1_power, b2_power = self._powers(dtype)
         return ops.cast(learning_rate, dtype) * ops.sqrt(1 - b2_power) / (1 - b1_power)
+
+    def _update_apart(self, grads, trainable_variables, learning_rate, by_rows, row_step):
+        """FusedAdam's update for the variables not ``by_rows`` (a flag per
+        variable), then ``row_step(gradient, variable, learning_rate)`` for the others."""
+        dense = [(g, v) for g, v, rows in zip(grads, trainable_variables, by_rows) if not rows]
+        if dense:
+            FusedAdam._backend_update_step(self, [g for g, _ in dense], [v for _, v in dense],
+                                           learning_rate)
+        for gradient, variable, rows in zip(grads, trainable_variables, by_rows):
+            if rows:
+                row_step(gradient, variable, learning_rate)
 
 
 class Keras1Adagrad(keras.optimizers.Optimizer):
@@ -256,30 +255,20 @@ class LazyAdam(FusedAdam):
 
     Rows absent from the batch keep their weights and moments, where dense
     Adam decays the moments and keeps moving the weights along the old
-    momentum. Other variables (dense layers) get :class:`FusedAdam`'s dense
-    update. On TensorFlow the rows are gathered and scattered, so a step
-    costs the batch's rows instead of the whole tables (this is what makes
-    it fast; ``tf.unique`` keeps it out of XLA). Other backends, and
-    ``tf.distribute`` strategies, hand over dense gradients: rows whose
-    gradient is exactly zero count as absent, the same updates without the
-    saving (a half-precision gradient that underflows to zero counts as
-    absent too).
+    momentum. Other variables (dense layers) get :class:`FusedAdam`'s update.
+    On TensorFlow the rows are gathered and scattered, so a step costs the
+    batch's rows, not the tables (``tf.unique`` keeps it out of XLA). Other
+    backends and ``tf.distribute`` hand over dense gradients: rows whose
+    gradient is exactly zero (underflowed half precision too) count as
+    absent, the same updates without the saving.
     """
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if not self._fused():
             super()._backend_update_step(grads, trainable_variables, learning_rate)
             return
-        import tensorflow as tf
-
-        dense = [(g, v) for g, v in zip(grads, trainable_variables)
-                 if not isinstance(g, tf.IndexedSlices)]
-        if dense:
-            super()._backend_update_step([g for g, _ in dense], [v for _, v in dense],
-                                         learning_rate)
-        for gradient, variable in zip(grads, trainable_variables):
-            if isinstance(gradient, tf.IndexedSlices):
-                self._sparse_step(gradient, variable, learning_rate)
+        self._update_apart(grads, trainable_variables, learning_rate,
+                           [_is_sparse(g) for g in grads], self._sparse_step)
 
     def _sparse_step(self, gradient, variable, learning_rate):
         import tensorflow as tf
@@ -331,9 +320,8 @@ def deferral_series(beta_1: float, beta_2: float, powers: tuple[float, float] | 
     """The constants of :class:`DeferredAdam`'s closed form for these betas.
 
     With c_l = b1 b2^(l/2) and f(i) = sqrt(1 - b2^i) / (1 - b1^i) (Keras 1's
-    step size over lr at step i; its betas as ``powers`` gives them, by
-    default rounded to float32, as Keras's Adam and :class:`FusedAdam` round
-    them for these powers on TensorFlow), the tails
+    step size over lr at step i, from the betas as ``powers`` gives them; by
+    default rounded to float32, as Adam raises them on TensorFlow), the tails
 
         T_l(t) = sum_(j>=1) f(t + j) c_l^j
 
@@ -387,25 +375,23 @@ class DeferredAdam(FusedAdam):
     a series whose ratio a d_j / D is below d_j whatever a is (also where
     sqrt(v) is near or below eps), so a few terms reach float32 rounding
     (:func:`deferral_series`). The inner sums are per-row scalars, each a
-    few differences of precomputed tails (computed in float64: the binomial
+    few differences of precomputed tails (in float64: the binomial
     expansion of d_j^n cancels).
 
-    So each embedding table keeps, per row, the last step applied to it.
-    Before a training step's forward pass reads a batch's rows, their
-    deferred steps are applied in that closed form (:func:`defer_rows`
-    wraps the model's training step); the update then takes Adam's step on
-    those rows only. :meth:`settle` applies every row's deferred steps: the
-    training loop calls it at the end of each epoch, so that evaluations,
-    checkpoints and saved weights see dense Adam's values. Between two
-    settles the weights and moments of the absent rows are stale.
+    Each embedding table keeps, per row, the last step applied to it. Before
+    a training step's forward pass reads a batch's rows, their deferred steps
+    are applied in that closed form (:func:`defer_rows`); the update then
+    takes Adam's step on those rows only. :meth:`settle` applies every row's
+    deferred steps (the training loop calls it after each epoch, so that
+    evaluations, checkpoints and saved weights see dense Adam's values).
 
-    On TensorFlow the batch's rows are gathered and scattered (found with
-    ``tf.unique``, which keeps XLA out). On JAX the same steps are taken
-    inside the compiled training step, but the gradients are dense, so a
-    step still costs the tables. Other variables (dense layers), tables
-    :func:`defer_rows` does not defer, the other backends (PyTorch) and
-    ``tf.distribute`` strategies get :class:`FusedAdam`'s dense update. The
-    learning rate must stay constant (a deferred step uses the current one).
+    On TensorFlow the batch's rows are gathered and scattered (``tf.unique``
+    keeps XLA out). On JAX the same steps run inside the compiled training
+    step, on dense gradients, so a step still costs the tables. Other
+    variables, tables :func:`defer_rows` does not defer, PyTorch and
+    ``tf.distribute`` get :class:`FusedAdam`'s update. Float32 only (see
+    ``TrainConfig.resolved_adam``); the learning rate must stay constant (a
+    deferred step uses the current one).
     """
 
     def __init__(self, *args, **kwargs):
@@ -435,12 +421,9 @@ class DeferredAdam(FusedAdam):
             for variable in variables]
 
     def defer(self, tables) -> None:
-        """Defers the zero-gradient steps of these embedding tables' rows.
-
-        The caller must apply :meth:`catch_up` to a batch's rows of each
-        table before the forward pass that reads them (:func:`defer_rows`
-        does); the other tables keep the dense update.
-        """
+        """Defers the zero-gradient steps of these embedding tables' rows; the
+        caller must :meth:`catch_up` a batch's rows of each before the forward
+        pass reads them (:func:`defer_rows` does)."""
         self._deferred = {self._get_variable_index(table) for table in tables}
 
     def _idle_sums(self, last, now, dtype):
@@ -484,12 +467,10 @@ class DeferredAdam(FusedAdam):
         return tuple(_resource(v) for v in state) if _on_tensorflow() else state
 
     def catch_up(self, tables, ids) -> None:
-        """Applies the deferred steps of rows ``ids`` of ``tables``, the tables
-        looked up with these ids, to their weights, which the forward pass
-        reads next; their moments, caught up too, are kept for this step's
-        update (:meth:`_sparse_step`), which writes them. Tables looked up
-        with one input are updated at the same steps, so their rows' last
-        steps are equal and the idle sums are computed once."""
+        """Applies the deferred steps of rows ``ids`` of ``tables`` (looked up
+        with these ids) to their weights; their caught-up moments are kept for
+        this step's update, which writes them. Tables looked up with one input
+        share their rows' last steps, so the idle sums are computed once."""
         rows, position = ops.reshape(ops.cast(ids, "int32"), [-1]), None
         if _on_tensorflow():
             import tensorflow as tf
@@ -515,24 +496,14 @@ class DeferredAdam(FusedAdam):
         return m, v, step
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        if not self._deferred:
-            super()._backend_update_step(grads, trainable_variables, learning_rate)
-            return
         deferred = [self._get_variable_index(v) in self._deferred for v in trainable_variables]
-        dense = [(g, v) for g, v, rows in zip(grads, trainable_variables, deferred) if not rows]
-        if dense:
-            super()._backend_update_step([g for g, _ in dense], [v for _, v in dense],
-                                         learning_rate)
-        for gradient, variable, rows in zip(grads, trainable_variables, deferred):
-            if rows and _is_sparse(gradient):
-                self._sparse_step(gradient, variable, learning_rate)
-            elif rows:
-                self._current_step(gradient, variable, learning_rate)
+        self._update_apart(grads, trainable_variables, learning_rate, deferred,
+                           lambda g, *rest: (self._sparse_step if _is_sparse(g)
+                                             else self._current_step)(g, *rest))
 
     def _sparse_step(self, gradient, variable, learning_rate):
-        """Adam's step on the batch's rows, from the moments :meth:`catch_up`
-        brought up to date; the gradient's rows are the ids it was given, in
-        their order, so its unique rows are :meth:`catch_up`'s."""
+        """Adam's step on the batch's rows from their caught-up moments (the
+        gradient's rows are :meth:`catch_up`'s ids, in their order)."""
         import tensorflow as tf
 
         dtype = variable.dtype
@@ -584,19 +555,16 @@ class DeferredAdam(FusedAdam):
 
 def defer_rows(model: keras.Model) -> None:
     """Prepares ``model`` for its optimizer's row-sparse updates, if it has
-    lazy or deferred Adam.
+    lazy or deferred Adam; compiling again first undoes this.
 
     On TensorFlow (outside ``tf.distribute``) its embedding layers gather
-    the batch's rows from the table variable itself (``ResourceGather``):
-    Keras's own read the whole table into a tensor that the training step
-    keeps for the gradient, so that writing the rows back first copied the
-    whole table. With :class:`DeferredAdam`, on TensorFlow and on JAX, every
-    table looked up directly from one of the model's inputs, without a
-    regularizer (which would read every row), also gets its batch's rows
-    caught up (:meth:`DeferredAdam.catch_up`) at the start of each training
-    step, before the forward pass reads them; on JAX the gradients stay
-    dense, so the step still costs the whole tables. Compiling again first
-    undoes all this.
+    the batch's rows from the table variable itself: Keras's own read the
+    whole table into a tensor that the training step keeps for the gradient,
+    so that writing the rows back first copied the whole table. With
+    :class:`DeferredAdam` (TensorFlow and JAX) every table looked up directly
+    from one of the model's inputs, without a regularizer (which reads every
+    row), gets its batch's rows caught up (:meth:`DeferredAdam.catch_up`) at
+    the start of each training step.
     """
     for layer in model.layers:
         layer.__dict__.pop("call", None)
@@ -671,8 +639,7 @@ def _variable_gather(layer):
 
 def settle(optimizer) -> None:
     """Applies the steps ``optimizer`` (or the one a loss-scale optimizer
-    wraps) has deferred (:meth:`DeferredAdam.settle`); nothing for the other
-    optimizers, which defer none."""
+    wraps) has deferred (:meth:`DeferredAdam.settle`); the others defer none."""
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     if isinstance(optimizer, DeferredAdam) and optimizer.built:
         optimizer.settle()
@@ -691,10 +658,9 @@ def make_optimizer(learner: str, learning_rate: float, lazy: bool = False,
     """One of :data:`LEARNERS` with Keras 1's constants.
 
     For Adam: ``lazy`` gives the fast mode's :class:`LazyAdam`; otherwise
-    ``adam`` picks how the authors' dense Adam is computed, ``"dense"``
-    (:class:`FusedAdam`) or ``"deferred"`` (:class:`DeferredAdam`;
-    :class:`FusedAdam` for betas it has no short series for). ``betas`` are Adam's
-    (Keras 1's 0.9 and 0.999 by default; MLPerf's NCF uses 0.25 and 0.5).
+    ``adam`` is ``"dense"`` (:class:`FusedAdam`) or ``"deferred"``
+    (:class:`DeferredAdam`; :class:`FusedAdam` for betas it has no short
+    series for). ``betas``: Keras 1's by default; MLPerf's NCF uses 0.25, 0.5.
     """
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be positive, got {learning_rate}")
