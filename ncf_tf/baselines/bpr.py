@@ -28,17 +28,15 @@ approximation of LearnBPR.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-from ncf_tf.baselines.common import check_pairs, check_settings
+from ncf_tf.baselines.common import Baseline
 from ncf_tf.data.sampling import NegativeSampler
 
 
-class BPR:
+class BPR(Baseline):
     """Matrix factorisation trained with the BPR pairwise loss.
 
     Args:
@@ -54,36 +52,22 @@ class BPR:
         ValueError: a hyper-parameter is out of range; the message names it.
     """
 
+    NAME = "BPR"
+
     def __init__(self, num_factors: int = 8, lr: float = 0.05, reg: float = 0.01,
                  epochs: int = 20, batch_size: int = 4096, use_bias: bool = True,
                  init_std: float = 0.01):
-        check_settings(num_factors=(num_factors, "a positive integer"),
-                       batch_size=(batch_size, "a positive integer"),
-                       epochs=(epochs, "an integer >= 0"), lr=(lr, "> 0"), reg=(reg, ">= 0"),
-                       init_std=(init_std, ">= 0"))
-        self.num_factors = int(num_factors)
-        self.lr = float(lr)
-        self.reg = float(reg)
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.use_bias = bool(use_bias)
-        self.init_std = float(init_std)
+        self._keep(num_factors=(num_factors, "a positive integer"), lr=(lr, "> 0"),
+                   reg=(reg, ">= 0"), epochs=(epochs, "an integer >= 0"),
+                   batch_size=(batch_size, "a positive integer"), use_bias=(use_bias, bool),
+                   init_std=(init_std, ">= 0"))
         self.user_factors: np.ndarray | None = None   # (num_users, num_factors)
         self.item_factors: np.ndarray | None = None   # (num_items, num_factors)
         self.item_bias: np.ndarray | None = None      # (num_items,)
         self.history: list[float] = []                # mean -ln sigmoid(x_uij) per epoch
 
     def fit(self, train: sp.spmatrix, rng: np.random.Generator, log=print) -> "BPR":
-        """Runs ``epochs`` epochs of LearnBPR.
-
-        Args:
-            train: ``(num_users, num_items)`` sparse matrix, non-zero at each
-                training positive.
-            rng: source of the initialisation and of every sampled triple.
-            log: called with one line per epoch.
-
-        Returns:
-            self.
+        """Runs ``epochs`` epochs of LearnBPR, logging one line per epoch.
 
         Raises:
             ValueError: a user with a training positive has interacted with
@@ -104,21 +88,13 @@ class BPR:
         self.user_factors = rng.normal(0.0, self.init_std, (num_users, self.num_factors))
         self.item_factors = rng.normal(0.0, self.init_std, (num_items, self.num_factors))
         self.item_bias = np.zeros(num_items)
-        self.history = []
-        for epoch in range(self.epochs):
-            start = time.time()
+
+        def epoch() -> float:
             # Bootstrap sampling (Rendle et al.): positives with replacement.
             draw = rng.integers(0, len(pos_users), size=len(pos_users))
-            users, items = pos_users[draw], pos_items[draw]
-            negatives = sampler.negatives(users, rng)
-            total = 0.0
-            for lo in range(0, len(users), self.batch_size):
-                hi = lo + self.batch_size
-                total += self._step(users[lo:hi], items[lo:hi], negatives[lo:hi])
-            self.history.append(total / max(len(users), 1))
-            log(f"BPR epoch {epoch + 1} [{time.time() - start:.1f} s]: "
-                f"loss = {self.history[-1]:.4f}")
-        return self
+            users = pos_users[draw]
+            return self._batches(users, pos_items[draw], sampler.negatives(users, rng))
+        return self._fit_epochs(epoch, "BPR epoch", log)
 
     def _step(self, u: np.ndarray, i: np.ndarray, j: np.ndarray) -> float:
         """One SGD step on a batch of triples; returns the summed BPR loss."""
@@ -140,15 +116,7 @@ class BPR:
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``(n,)`` x_ui = p_u . q_i + b_i for each (users[k], items[k])."""
-        users, items = check_pairs("BPR", self.user_factors is not None, users, items)
-        scores = np.einsum("nf,nf->n", self.user_factors[users.reshape(-1)],
-                           self.item_factors[items.reshape(-1)])
+        scores = self._dots(users, items)
         if self.use_bias:
-            scores += self.item_bias[items.reshape(-1)]
+            scores += self.item_bias[np.asarray(items).reshape(-1)]
         return scores
-
-    def config(self) -> dict:
-        return {"model": "BPR", "num_factors": self.num_factors, "lr": self.lr,
-                "reg": self.reg, "epochs": self.epochs, "batch_size": self.batch_size,
-                "use_bias": self.use_bias, "init_std": self.init_std}
-

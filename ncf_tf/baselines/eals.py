@@ -40,15 +40,13 @@ and S^p once before the item sweep, as in the authors' batch algorithm.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import scipy.sparse as sp
 
-from ncf_tf.baselines.common import binary_csr, check_pairs, check_settings
+from ncf_tf.baselines.common import Baseline, binary_csr
 
 
-class EALS:
+class EALS(Baseline):
     """Element-wise ALS with popularity-weighted missing data (eALS).
 
     Args:
@@ -64,49 +62,27 @@ class EALS:
         ValueError: a hyper-parameter is out of range; the message names it.
     """
 
+    NAME = "eALS"
+
     def __init__(self, num_factors: int = 8, reg: float = 0.01, c0: float = 512.0,
                  alpha: float = 0.4, epochs: int = 10, w: float = 1.0,
                  init_std: float = 0.01):
-        check_settings(num_factors=(num_factors, "a positive integer"),
-                       epochs=(epochs, "an integer >= 0"), reg=(reg, ">= 0"), c0=(c0, ">= 0"),
-                       alpha=(alpha, ">= 0"), w=(w, "> 0"), init_std=(init_std, ">= 0"))
-        self.num_factors = int(num_factors)
-        self.reg = float(reg)
-        self.c0 = float(c0)
-        self.alpha = float(alpha)
-        self.epochs = int(epochs)
-        self.w = float(w)
-        self.init_std = float(init_std)
+        self._keep(num_factors=(num_factors, "a positive integer"), reg=(reg, ">= 0"),
+                   c0=(c0, ">= 0"), alpha=(alpha, ">= 0"), epochs=(epochs, "an integer >= 0"),
+                   w=(w, "> 0"), init_std=(init_std, ">= 0"))
         self.user_factors: np.ndarray | None = None   # (num_users, num_factors)
         self.item_factors: np.ndarray | None = None   # (num_items, num_factors)
         self.confidence: np.ndarray | None = None     # (num_items,) c_i
         self.history: list[float] = []                # L after each iteration
 
     def fit(self, train: sp.spmatrix, rng: np.random.Generator, log=print) -> "EALS":
-        """Initialises P, Q ~ N(0, init_std^2) and runs ``epochs`` iterations.
-
-        Args:
-            train: ``(num_users, num_items)`` sparse matrix, non-zero at each
-                training positive.
-            rng: source of the initialisation (the updates are deterministic).
-            log: called with one line per iteration.
-
-        Returns:
-            self.
-        """
+        """Initialises P, Q ~ N(0, init_std^2) and runs ``epochs`` iterations, logging each."""
         self._prepare(train)
         num_users, num_items = self._train.shape
         self.user_factors = rng.normal(0.0, self.init_std, (num_users, self.num_factors))
         self.item_factors = rng.normal(0.0, self.init_std, (num_items, self.num_factors))
         self._prediction = self._observed_predictions()
-        self.history = []
-        for iteration in range(self.epochs):
-            start = time.time()
-            self.iterate()
-            self.history.append(self.objective())
-            log(f"eALS iteration {iteration + 1} [{time.time() - start:.1f} s]: "
-                f"loss = {self.history[-1]:.4f}")
-        return self
+        return self._fit_epochs(self._iteration, "eALS iteration", log)
 
     def _prepare(self, train: sp.spmatrix) -> None:
         """Caches the observed entries in CSR (user-major) and CSC orders."""
@@ -171,11 +147,4 @@ class EALS:
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``(n,)`` y_ui = p_u . q_i for each (users[k], items[k])."""
-        users, items = check_pairs("EALS", self.user_factors is not None, users, items)
-        return np.einsum("nf,nf->n", self.user_factors[users.reshape(-1)],
-                         self.item_factors[items.reshape(-1)])
-
-    def config(self) -> dict:
-        return {"model": "eALS", "num_factors": self.num_factors, "reg": self.reg,
-                "c0": self.c0, "alpha": self.alpha, "epochs": self.epochs, "w": self.w,
-                "init_std": self.init_std}
+        return self._dots(users, items)

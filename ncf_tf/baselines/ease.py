@@ -27,13 +27,13 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from ncf_tf.baselines.common import binary_csr, check_pairs, check_settings
+from ncf_tf.baselines.common import Baseline, binary_csr, by_user_rows, check_pairs
 
 # Dense score blocks hold at most this many float64 entries (32 MB).
 _BLOCK_ENTRIES = 1 << 22
 
 
-class EASE:
+class EASE(Baseline):
     """Steck's EASE^R with L2 weight ``reg`` (lambda in the paper).
 
     Args:
@@ -45,26 +45,16 @@ class EASE:
         ValueError: ``reg`` <= 0 (X^T X alone is singular in general).
     """
 
+    NAME = "EASE"
+
     def __init__(self, reg: float = 1000.0):
-        check_settings(reg=(reg, "> 0"))
-        self.reg = float(reg)
+        self._keep(reg=(reg, "> 0"))
         self.train: sp.csr_matrix | None = None
         self.weights: np.ndarray | None = None   # (num_items, num_items) B
 
     def fit(self, train: sp.spmatrix, rng: np.random.Generator | None = None,
             log=print) -> "EASE":
-        """Computes B in closed form.
-
-        Args:
-            train: ``(num_users, num_items)`` sparse matrix, non-zero at each
-                training positive.
-            rng: unused (the method is deterministic); accepted for the common
-                baseline interface.
-            log: called with one summary line.
-
-        Returns:
-            self.
-        """
+        """Computes B in closed form (``rng`` unused)."""
         del rng
         start = time.time()
         x = binary_csr(train)
@@ -88,24 +78,8 @@ class EASE:
         return np.asarray(self.train[users] @ self.weights)
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """``(n,)`` sum_{j in R_u} B_ji for each (users[k], items[k]).
-
-        Pairs are grouped by user; the rows x_u B of a block of distinct users
-        are formed once and the requested entries gathered from them.
-        """
+        """``(n,)`` sum_{j in R_u} B_ji for each (users[k], items[k]), from the
+        rows x_u B of blocks of users."""
         users, items = check_pairs("EASE", self.weights is not None, users, items)
-        users, items = users.reshape(-1), items.reshape(-1)
-        scores = np.empty(len(users), np.float64)
-        unique_users, row_of_pair = np.unique(users, return_inverse=True)
-        order = np.argsort(row_of_pair, kind="stable")
-        sorted_rows = row_of_pair[order]
-        block = max(1, _BLOCK_ENTRIES // self.weights.shape[0])
-        for first in range(0, len(unique_users), block):
-            lo, hi = np.searchsorted(sorted_rows, [first, first + block])
-            pairs = order[lo:hi]
-            dense = self.score_all(unique_users[first:first + block])
-            scores[pairs] = dense[row_of_pair[pairs] - first, items[pairs]]
-        return scores
-
-    def config(self) -> dict:
-        return {"model": "EASE", "reg": self.reg}
+        return by_user_rows(users, items, self.score_all,
+                            max(1, _BLOCK_ENTRIES // self.weights.shape[0]))

@@ -45,7 +45,6 @@ The default alpha = 16 and reg = 100 were the best of a small grid
 
 from __future__ import annotations
 
-import time
 from typing import Literal
 
 import numpy as np
@@ -53,12 +52,13 @@ import scipy.linalg.lapack
 import scipy.sparse as sp
 import threadpoolctl
 
-from ncf_tf.baselines.common import binary_csr, check_pairs, check_settings
+from ncf_tf.baselines.common import Baseline, binary_csr, check_pairs
 
 Solver = Literal["cholesky", "cg"]
 SOLVERS = ("cholesky", "cg")
 
-class IALS:
+
+class IALS(Baseline):
     """Weighted implicit matrix factorisation (Hu et al. 2008), fitted by ALS.
 
     Args:
@@ -76,40 +76,21 @@ class IALS:
         ValueError: a hyper-parameter is out of range; the message names it.
     """
 
+    NAME = "iALS"
+
     def __init__(self, num_factors: int = 64, alpha: float = 16.0, reg: float = 100.0,
                  reg_exponent: float = 0.0, epochs: int = 8, init_std: float = 0.01,
                  solver: Solver = "cholesky", cg_steps: int = 3):
-        check_settings(num_factors=(num_factors, "a positive integer"),
-                       cg_steps=(cg_steps, "a positive integer"),
-                       epochs=(epochs, "an integer >= 0"), alpha=(alpha, ">= 0"),
-                       reg=(reg, "> 0"), reg_exponent=(reg_exponent, ">= 0"),
-                       init_std=(init_std, ">= 0"))
-        if solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
-        self.num_factors = int(num_factors)
-        self.alpha = float(alpha)
-        self.reg = float(reg)
-        self.reg_exponent = float(reg_exponent)
-        self.epochs = int(epochs)
-        self.init_std = float(init_std)
-        self.solver = solver
-        self.cg_steps = int(cg_steps)
+        self._keep(num_factors=(num_factors, "a positive integer"), alpha=(alpha, ">= 0"),
+                   reg=(reg, "> 0"), reg_exponent=(reg_exponent, ">= 0"),
+                   epochs=(epochs, "an integer >= 0"), init_std=(init_std, ">= 0"),
+                   solver=(solver, SOLVERS), cg_steps=(cg_steps, "a positive integer"))
         self.user_factors: np.ndarray | None = None   # (num_users, num_factors) X
         self.item_factors: np.ndarray | None = None   # (num_items, num_factors) Y
         self.history: list[float] = []                # L after each iteration
 
     def fit(self, train: sp.spmatrix, rng: np.random.Generator, log=print) -> "IALS":
-        """Initialises X, Y ~ N(0, init_std^2) and runs ``epochs`` ALS iterations.
-
-        Args:
-            train: ``(num_users, num_items)`` sparse matrix, non-zero at each
-                training positive.
-            rng: source of the initialisation (the updates are deterministic).
-            log: called with one line per iteration.
-
-        Returns:
-            self.
-        """
+        """Initialises X, Y ~ N(0, init_std^2) and runs ``epochs`` ALS iterations, logging each."""
         train = binary_csr(train)
         self._train = train
         self._train_t = train.T.tocsr()
@@ -118,14 +99,7 @@ class IALS:
         num_users, num_items = train.shape
         self.user_factors = rng.normal(0.0, self.init_std, (num_users, self.num_factors))
         self.item_factors = rng.normal(0.0, self.init_std, (num_items, self.num_factors))
-        self.history = []
-        for iteration in range(self.epochs):
-            start = time.time()
-            self.iterate()
-            self.history.append(self.objective())
-            log(f"iALS iteration {iteration + 1} [{time.time() - start:.1f} s]: "
-                f"loss = {self.history[-1]:.4f}")
-        return self
+        return self._fit_epochs(self._iteration, "iALS iteration", log)
 
     def iterate(self) -> None:
         """One ALS iteration: every x_u, then every y_i."""
@@ -214,16 +188,9 @@ class IALS:
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``(n,)`` x_u . y_i for each (users[k], items[k])."""
-        users, items = check_pairs("IALS", self.user_factors is not None, users, items)
-        return np.einsum("nk,nk->n", self.user_factors[users.reshape(-1)],
-                         self.item_factors[items.reshape(-1)])
+        return self._dots(users, items)
 
     def score_all(self, users: np.ndarray) -> np.ndarray:
         """``(len(users), num_items)`` x_u . y_i of every item, for full ranking."""
         users = check_pairs("IALS", self.user_factors is not None, users, users)[0]
         return self.user_factors[users.reshape(-1)] @ self.item_factors.T
-
-    def config(self) -> dict:
-        return {"model": "iALS", "num_factors": self.num_factors, "alpha": self.alpha,
-                "reg": self.reg, "reg_exponent": self.reg_exponent, "epochs": self.epochs,
-                "init_std": self.init_std, "solver": self.solver, "cg_steps": self.cg_steps}

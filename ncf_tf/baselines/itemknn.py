@@ -34,13 +34,13 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ncf_tf.baselines.common import binary_csr, check_pairs, check_settings
+from ncf_tf.baselines.common import Baseline, binary_csr, by_user_rows, check_pairs
 
 # Dense work blocks hold at most this many float64 entries (64 MB).
 _BLOCK_ENTRIES = 1 << 23
 
 
-class ItemKNN:
+class ItemKNN(Baseline):
     """Item-based CF with top-k cosine neighbourhoods.
 
     Args:
@@ -52,27 +52,16 @@ class ItemKNN:
         ValueError: ``k_neighbors`` <= 0 or ``shrink`` < 0.
     """
 
+    NAME = "ItemKNN"
+
     def __init__(self, k_neighbors: int = 100, shrink: float = 0.0):
-        check_settings(k_neighbors=(k_neighbors, "a positive integer"), shrink=(shrink, ">= 0"))
-        self.k_neighbors = int(k_neighbors)
-        self.shrink = float(shrink)
+        self._keep(k_neighbors=(k_neighbors, "a positive integer"), shrink=(shrink, ">= 0"))
         self.train: sp.csr_matrix | None = None
         self.similarity: sp.csr_matrix | None = None
 
     def fit(self, train: sp.spmatrix, rng: np.random.Generator | None = None,
             log=print) -> "ItemKNN":
-        """Computes the top-k item-item cosine similarity matrix.
-
-        Args:
-            train: ``(num_users, num_items)`` sparse matrix, non-zero at each
-                training positive.
-            rng: unused (the method is deterministic); accepted for the common
-                baseline interface.
-            log: called with one summary line.
-
-        Returns:
-            self.
-        """
+        """Computes the top-k item-item cosine similarity matrix (``rng`` unused)."""
         del rng
         start = time.time()
         x = binary_csr(train)
@@ -84,28 +73,11 @@ class ItemKNN:
         return self
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """``(n,)`` sum of the similarities of each item to the user's items.
-
-        Pairs are grouped by user; for a block of distinct users the rows
-        ``X[block] @ S.T`` are formed once (sparse product, then dense) and the
-        requested entries gathered from it.
-        """
+        """``(n,)`` sum of the similarities of each item to the user's items,
+        from the rows ``X[users] @ S.T`` of blocks of users."""
         users, items = check_pairs("ItemKNN", self.similarity is not None, users, items)
-        users, items = users.reshape(-1), items.reshape(-1)
-        scores = np.empty(len(users), np.float64)
-        unique_users, row_of_pair = np.unique(users, return_inverse=True)
-        order = np.argsort(row_of_pair, kind="stable")
-        sorted_rows = row_of_pair[order]
-        block = max(1, _BLOCK_ENTRIES // self.similarity.shape[0])
-        for first in range(0, len(unique_users), block):
-            lo, hi = np.searchsorted(sorted_rows, [first, first + block])
-            pairs = order[lo:hi]
-            dense = (self.train[unique_users[first:first + block]] @ self._similarity_t).toarray()
-            scores[pairs] = dense[row_of_pair[pairs] - first, items[pairs]]
-        return scores
-
-    def config(self) -> dict:
-        return {"model": "ItemKNN", "k_neighbors": self.k_neighbors, "shrink": self.shrink}
+        return by_user_rows(users, items, lambda u: (self.train[u] @ self._similarity_t).toarray(),
+                            max(1, _BLOCK_ENTRIES // self.similarity.shape[0]))
 
 
 def item_similarity(x: sp.csr_matrix, k_neighbors: int, shrink: float = 0.0) -> sp.csr_matrix:

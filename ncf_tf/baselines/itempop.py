@@ -13,28 +13,20 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ncf_tf.baselines.common import check_pairs
+from ncf_tf.baselines.common import Baseline, check_pairs
 
 
-class ItemPop:
+class ItemPop(Baseline):
     """Scores an item by its training popularity; has no hyper-parameters."""
+
+    NAME = "ItemPop"
 
     def __init__(self):
         self.counts: np.ndarray | None = None
 
     def fit(self, train: sp.spmatrix, rng: np.random.Generator | None = None,
             log=print) -> "ItemPop":
-        """Counts the training interactions of every item.
-
-        Args:
-            train: ``(num_users, num_items)`` sparse matrix, non-zero at each
-                training positive.
-            rng: unused; accepted for the common baseline interface.
-            log: unused; accepted for the common baseline interface.
-
-        Returns:
-            self.
-        """
+        """Counts the training interactions of every item (``rng`` and ``log`` unused)."""
         del rng, log
         train = sp.csr_matrix(train)
         # Count the positives, not their values: a rating matrix passed by
@@ -47,6 +39,3 @@ class ItemPop:
         """``(n,)`` popularity of ``items``; ``users`` only sets the length."""
         users, items = check_pairs("ItemPop", self.counts is not None, users, items)
         return self.counts[items]
-
-    def config(self) -> dict:
-        return {"model": "ItemPop"}

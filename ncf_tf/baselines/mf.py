@@ -54,17 +54,15 @@ Parameters are float32; losses are accumulated in float64.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-from ncf_tf.baselines.common import check_pairs, check_settings
+from ncf_tf.baselines.common import Baseline, check_pairs
 from ncf_tf.data.sampling import NegativeSampler
 
 
-class MF:
+class MF(Baseline):
     """Dot-product MF with user, item and global biases (Rendle et al. 2020).
 
     Args:
@@ -81,21 +79,16 @@ class MF:
         ValueError: a hyper-parameter is out of range; the message names it.
     """
 
+    NAME = "MF"
+
     def __init__(self, num_factors: int = 64, num_neg: int = 8, lr: float = 0.03,
                  reg: float = 0.005, init_std: float = 0.1, epochs: int = 24,
                  batch_size: int = 8192, exclude_positives: bool = False):
-        check_settings(num_factors=(num_factors, "a positive integer"),
-                       batch_size=(batch_size, "a positive integer"),
-                       num_neg=(num_neg, "an integer >= 0"), epochs=(epochs, "an integer >= 0"),
-                       lr=(lr, "> 0"), reg=(reg, ">= 0"), init_std=(init_std, ">= 0"))
-        self.num_factors = int(num_factors)
-        self.num_neg = int(num_neg)
-        self.lr = float(lr)
-        self.reg = float(reg)
-        self.init_std = float(init_std)
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.exclude_positives = bool(exclude_positives)
+        self._keep(num_factors=(num_factors, "a positive integer"),
+                   num_neg=(num_neg, "an integer >= 0"), lr=(lr, "> 0"), reg=(reg, ">= 0"),
+                   init_std=(init_std, ">= 0"), epochs=(epochs, "an integer >= 0"),
+                   batch_size=(batch_size, "a positive integer"),
+                   exclude_positives=(exclude_positives, bool))
         self.user_factors: np.ndarray | None = None   # (num_users, num_factors) p_u
         self.item_factors: np.ndarray | None = None   # (num_items, num_factors) q_i
         self.user_bias: np.ndarray | None = None      # (num_users,) b_u
@@ -104,17 +97,7 @@ class MF:
         self.history: list[float] = []                # mean log loss per epoch
 
     def fit(self, train: sp.spmatrix, rng: np.random.Generator, log=print) -> "MF":
-        """Initialises the parameters and runs ``epochs`` epochs of SGD.
-
-        Args:
-            train: ``(num_users, num_items)`` sparse matrix, non-zero at each
-                training positive.
-            rng: source of the initialisation, the negatives and the shuffles.
-            log: called with one line per epoch.
-
-        Returns:
-            self.
-        """
+        """Initialises the parameters and runs ``epochs`` epochs of SGD, logging each."""
         train = sp.csr_matrix(train)
         train.eliminate_zeros()
         num_users, num_items = train.shape
@@ -129,13 +112,7 @@ class MF:
         self.user_bias = np.zeros(num_users, np.float32)
         self.item_bias = np.zeros(num_items, np.float32)
         self.bias = 0.0
-        self.history = []
-        for epoch in range(self.epochs):
-            start = time.time()
-            self.history.append(self.epoch(rng))
-            log(f"MF epoch {epoch + 1} [{time.time() - start:.1f} s]: "
-                f"loss = {self.history[-1]:.4f}")
-        return self
+        return self._fit_epochs(lambda: self.epoch(rng), "MF epoch", log)
 
     def epoch(self, rng: np.random.Generator) -> float:
         """One epoch on freshly sampled, shuffled instances; returns the mean log loss.
@@ -157,12 +134,7 @@ class MF:
         labels = np.zeros(len(users), np.float32)
         labels[:len(pos_users)] = 1.0
         order = rng.permutation(len(users))
-        users, items, labels = users[order], items[order], labels[order]
-        total = 0.0
-        for lo in range(0, len(users), self.batch_size):
-            hi = lo + self.batch_size
-            total += self._step(users[lo:hi], items[lo:hi], labels[lo:hi])
-        return total / max(len(users), 1)
+        return self._batches(users[order], items[order], labels[order])
 
     def _step(self, u: np.ndarray, i: np.ndarray, r: np.ndarray) -> float:
         """One SGD step on a batch of instances; returns the summed log loss."""
@@ -223,10 +195,4 @@ class MF:
                 + self.item_bias.astype(np.float64)[None, :]
                 + self.user_factors[users].astype(np.float64)
                 @ self.item_factors.astype(np.float64).T)
-
-    def config(self) -> dict:
-        return {"model": "MF", "num_factors": self.num_factors, "num_neg": self.num_neg,
-                "lr": self.lr, "reg": self.reg, "init_std": self.init_std,
-                "epochs": self.epochs, "batch_size": self.batch_size,
-                "exclude_positives": self.exclude_positives}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ncf_tf.baselines.common import check_pairs
+from ncf_tf.baselines.common import Baseline, check_pairs
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -24,8 +24,10 @@ def _mix(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-class Random:
+class Random(Baseline):
     """Uniform random scores, fixed per (user, item) and seed."""
+
+    NAME = "Random"
 
     def __init__(self):
         self.key: np.uint64 | None = None
@@ -44,6 +46,3 @@ class Random:
             x = (users.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
                  + _mix(items.astype(np.uint64) + self.key))
         return (_mix(x) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-
-    def config(self) -> dict:
-        return {"model": "Random"}
