@@ -109,14 +109,15 @@ class FullRankingEvaluation:
         """Means over users of the named metrics (hr, ndcg, map, precision,
         recall, mrr, auc; module docstring) at cut-off ``k`` (default :attr:`k`);
         NaN for no users."""
-        names = M.check_names(names)
-        values = self.per_user(self.k if k is None else k, names)
-        return {name: float(v.mean()) if len(v) else float("nan") for name, v in values.items()}
+        return _means(self.per_user(self.k if k is None else k, M.check_names(names)))
 
     def at(self, k: int) -> dict[str, float]:
         """Mean ``{"hr", "ndcg", "recall"}`` at another cut-off, from the same positions."""
-        return {name: float(values.mean()) if len(values) else float("nan")
-                for name, values in self.per_user(k).items()}
+        return _means(self.per_user(k))
+
+
+def _means(values: dict[str, np.ndarray]) -> dict[str, float]:
+    return {name: float(v.mean()) if len(v) else float("nan") for name, v in values.items()}
 
 
 def per_user_metrics(indptr: np.ndarray, positions: np.ndarray, k: int,
@@ -140,8 +141,7 @@ def per_user_metrics(indptr: np.ndarray, positions: np.ndarray, k: int,
         ValueError: a bad ``k`` or name, a user without a held-out item, or
             AUC without ``num_candidates`` or for a user with no other candidate.
     """
-    if not (isinstance(k, (int, np.integer)) and k > 0):
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    M.check_positive("k", k)
     names = M.check_names(names)
     sizes = np.diff(indptr)
     if (sizes <= 0).any():
@@ -243,11 +243,9 @@ class FullRankingEvaluator:
 
     def __init__(self, held_out: sp.spmatrix, exclude: sp.spmatrix | None = None,
                  k: int = 10, batch_size: int | None = None):
-        if not (isinstance(k, (int, np.integer)) and k > 0):
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        if batch_size is not None and not (isinstance(batch_size, (int, np.integer))
-                                           and batch_size > 0):
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        M.check_positive("k", k)
+        if batch_size is not None:
+            M.check_positive("batch_size", batch_size)
         held_out = sp.csr_matrix(held_out, dtype=np.float64, copy=True)
         held_out.sum_duplicates()
         held_out.eliminate_zeros()
@@ -295,12 +293,9 @@ class FullRankingEvaluator:
             parts.append(held_out_positions(scores, self.held_out[users], exclude))
         positions = np.concatenate(parts) if parts else np.empty(0, np.int64)
         indptr = np.concatenate([[0], np.cumsum(np.diff(self.held_out.indptr)[self.users])])
-        metrics = per_user_metrics(indptr, positions, self.k) if len(self.users) else {
-            "hr": np.empty(0), "ndcg": np.empty(0), "recall": np.empty(0)}
-        mean = {name: float(v.mean()) if len(v) else float("nan") for name, v in metrics.items()}
+        mean = _means(per_user_metrics(indptr, positions, self.k))
         return FullRankingEvaluation(self.k, mean["hr"], mean["ndcg"], mean["recall"],
-                                     self.users, indptr, positions,
-                                     self.num_candidates())
+                                     self.users, indptr, positions, self.num_candidates())
 
     def num_candidates(self) -> np.ndarray:
         """``(len(users),)`` the candidates of each evaluated user: all items

@@ -47,9 +47,8 @@ class Evaluation:
                 float(metrics.ndcg(self.ranks, k).mean()))
 
     def metrics(self, names=metrics.METRIC_NAMES, k: int | None = None) -> dict[str, float]:
-        """Means of the named metrics (keys of :data:`ncf_tf.eval.metrics.METRICS`:
-        hr, ndcg, map, precision, recall, mrr, auc) at cut-off ``k``
-        (default :attr:`k`), from the same ranks.
+        """Means of the named metrics (keys of :data:`ncf_tf.eval.metrics.METRICS`)
+        at cut-off ``k`` (default :attr:`k`), from the same ranks.
 
         Raises:
             ValueError: an unknown name, a bad ``k``, or ``"auc"`` asked of an
@@ -59,8 +58,8 @@ class Evaluation:
         if "auc" in names and self.num_candidates is None:
             raise ValueError("AUC needs the number of candidates of each test line, which "
                              "this evaluation (restored from a checkpoint) does not have")
-        return metrics.ranking_metrics(self.ranks, self.num_candidates, self.k if k is None
-                                       else k, names)
+        return metrics.ranking_metrics(self.ranks, self.num_candidates,
+                                       self.k if k is None else k, names)
 
 
 class LeaveOneOutEvaluator:
@@ -126,8 +125,6 @@ class LeaveOneOutEvaluator:
         call per block of lines, so that memory stays bounded (the ranks are the
         same: a pair's score does not depend on the others')."""
         lines = max(1, BLOCK_PAIRS // self.shape[1])
-        if self.shape[0] <= lines:
-            return self.evaluate_scores(score_fn(self.pair_users, self.pair_items))
         ranks = []
         for lo in range(0, self.shape[0], lines):
             block = slice(lo, lo + lines)

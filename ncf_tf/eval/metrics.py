@@ -132,6 +132,12 @@ METRICS = {
 METRIC_NAMES = tuple(METRICS)
 
 
+def check_positive(name: str, value) -> None:
+    """ValueError unless ``value`` is a positive integer, naming the argument ``name``."""
+    if not (isinstance(value, (int, np.integer)) and value > 0):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def check_names(names) -> tuple[str, ...]:
     """The metric names as a tuple; ValueError naming an unknown one."""
     names = tuple(names)
@@ -155,8 +161,7 @@ def ranking_metrics(ranks: np.ndarray, num_candidates, k: int,
     Returns:
         ``{name: mean}`` in the order of ``names``; NaN for no users.
     """
-    if not (isinstance(k, (int, np.integer)) and k > 0):
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    check_positive("k", k)
     names = check_names(names)
     ranks = np.asarray(ranks)
     if len(ranks) == 0:
