@@ -1,21 +1,18 @@
 """Exact, vectorised "is (user, item) a training positive?" for millions of pairs.
 
-The negative sampler asks this of every candidate it draws (4 per positive
-per epoch: 80 million questions an epoch at ml-20m). Two exact structures
-answer it, and :func:`membership` takes the smaller:
+The negative sampler asks this of every candidate it draws. Two exact
+structures answer it, with the same answers (so a sampler's draws are the
+same whichever it uses):
 
 * :class:`BitsetMembership`: one bit per (user, item) cell, ``U * I / 8``
-  bytes. 0.35 MB at ml-1m (it sits in the L2 cache: the fastest answer),
-  0.46 GB at ml-20m, but 12.5 GB at 1M users x 100k items.
-* :class:`HashMembership`: an open-addressing hash set of the keys
-  ``user * num_items + item`` with linear probing, 8 bytes a slot and at
-  least two slots a positive: memory linear in the positives, not in the
-  cells (2 GiB at 100M positives), about 1.3 probes a question, and slower
-  than the bitset's single lookup.
+  bytes: 0.35 MB at ml-1m, 0.46 GB at ml-20m, 12.5 GB at 1M users x 100k items.
+* :class:`HashMembership`: a linear-probing hash set of the keys
+  ``user * num_items + item``, 8 bytes a slot and at least two slots a
+  positive: memory linear in the positives, not in the cells; slower than
+  the bitset's single lookup.
 
 :func:`membership` takes the bitset up to 1 GiB (or where it is no larger),
-else the hash set. Both give the same answers, so a sampler's draws are the
-same whichever it uses.
+else the hash set.
 """
 
 from __future__ import annotations
@@ -128,10 +125,9 @@ def hash_bytes(num_keys: int) -> int:
 
 
 def membership(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int):
-    """An exact structure for the pairs ``(users[k], items[k])``, the same answers
-    either way: :class:`BitsetMembership` while it needs at most
-    :data:`BITSET_MAX_BYTES` or no more than the hash set (its lookups are
-    faster), else :class:`HashMembership`."""
+    """An exact structure for the pairs ``(users[k], items[k])``: a bitset while
+    it needs at most :data:`BITSET_MAX_BYTES` or no more than the hash set
+    (its lookups are faster), else a hash set."""
     bitset = bitset_bytes(num_users, num_items)
     if bitset <= BITSET_MAX_BYTES or bitset <= hash_bytes(len(users)):
         return BitsetMembership(users, items, num_users, num_items)

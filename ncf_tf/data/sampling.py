@@ -12,10 +12,6 @@ the original. This module draws all negatives of an epoch in one vectorised
 pass and redraws only the collisions, so the distribution is the same as the
 original's one-at-a-time rejection loop: uniform over the items that are not
 the user's training positives, independently for every negative.
-
-Shuffling the ~5M instances of an ml-1m epoch is dominated by memory traffic,
-not arithmetic: :func:`shuffle_records` moves each instance as one 8-byte
-record and keeps the random swaps inside the CPU cache.
 """
 
 from __future__ import annotations
@@ -46,10 +42,9 @@ def shuffle_records(records: np.ndarray, rng: np.random.Generator,
     change when the records are relabelled, and the only distribution over
     permutations with that symmetry is the uniform one.
 
-    ``rng.permutation`` does the same with one swap at a random address of
-    the whole array per record, a cache miss each once the array outgrows
-    the cache (40 MB for an ml-1m epoch); here the gather reads ``k``
-    ascending streams and the swaps stay inside one bucket.
+    Unlike ``rng.permutation``, whose swaps miss the cache once the array
+    outgrows it, the gather reads ``k`` ascending streams and the swaps stay
+    inside one bucket.
 
     Args:
         records: any 1-d array (8-byte items are the fast case).
@@ -83,11 +78,7 @@ class Instances:
         return len(self.users)
 
     def shuffled(self, rng: np.random.Generator) -> "Instances":
-        """The same instances in a uniformly random order drawn from ``rng``.
-
-        Each instance travels as one 8-byte record (:func:`_records`), so
-        that the shuffle moves one array instead of gathering three.
-        """
+        """The same instances in a uniformly random order drawn from ``rng``."""
         pairs = _records(len(self))
         pairs[:, 0] = self.items
         positive = (self.labels == 1).view(np.uint8).astype(np.int32)
@@ -113,12 +104,7 @@ def _shuffled_records(pairs: np.ndarray, rng: np.random.Generator) -> Instances:
 class NegativeSampler:
     """Draws exact uniform negatives for the positives of a CSR matrix.
 
-    Membership "(u, j) is a training positive" is tested in the smaller of a
-    bitset of num_users * num_items bits (0.35 MB for ml-1m, 68 MB for
-    pinterest-20, 0.46 GB for ml-20m) and a hash set of the positives (linear
-    in their number, for larger catalogues); see :mod:`ncf_tf.data.membership`.
-    Either keeps the lookup of millions of candidates a few vectorised numpy
-    operations, and both give the same draws.
+    "(u, j) is a training positive" is answered by :mod:`ncf_tf.data.membership`.
 
     Args:
         train: ``(num_users, num_items)`` CSR matrix of training positives.
@@ -133,8 +119,7 @@ class NegativeSampler:
         if num_neg < 0:
             raise ValueError(f"num_neg must be >= 0, got {num_neg}")
         train = train.tocsr()
-        self.num_users, self.num_items = train.shape
-        self.num_neg = num_neg
+        (self.num_users, self.num_items), self.num_neg = train.shape, num_neg
         coo = train.tocoo()
         self.pos_users = coo.row.astype(np.int32)
         self.pos_items = coo.col.astype(np.int32)
@@ -161,14 +146,16 @@ class NegativeSampler:
             redraw = redraw[self.is_positive(users[redraw], items[redraw])]
         return items
 
-    def epoch(self, rng: np.random.Generator) -> Instances:
-        """One epoch's shuffled instances: ``sample(rng).shuffled(rng)``, the
-        same draws and the same result, with each instance written once,
-        straight into its shuffle record, instead of into three ordered
-        arrays that are then packed."""
-        num_pos = len(self.pos_users)
+    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``num_neg`` rounds of one negative for every positive: (users, items)."""
         neg_users = np.tile(self.pos_users, self.num_neg)
-        neg_items = self.negatives(neg_users, rng)
+        return neg_users, self.negatives(neg_users, rng)
+
+    def epoch(self, rng: np.random.Generator) -> Instances:
+        """``sample(rng).shuffled(rng)``, the same result, with each instance
+        written straight into its shuffle record."""
+        num_pos = len(self.pos_users)
+        neg_users, neg_items = self._draw(rng)
         pairs = _records(num_pos * (1 + self.num_neg))
         pairs[:num_pos, 0] = self.pos_items
         pairs[num_pos:, 0] = neg_items
@@ -177,14 +164,9 @@ class NegativeSampler:
         return _shuffled_records(pairs, rng)
 
     def sample(self, rng: np.random.Generator) -> Instances:
-        """All positives (label 1) then ``num_neg`` negatives each (label 0).
-
-        The order is all positives first, then ``num_neg`` rounds of one
-        negative for every positive; callers shuffle (see
-        :meth:`Instances.shuffled`).
-        """
-        neg_users = np.tile(self.pos_users, self.num_neg)
-        neg_items = self.negatives(neg_users, rng)
+        """All positives (label 1), then ``num_neg`` rounds of one negative
+        (label 0) for every positive; callers shuffle (:meth:`Instances.shuffled`)."""
+        neg_users, neg_items = self._draw(rng)
         num_pos = len(self.pos_users)
         labels = np.zeros(num_pos * (1 + self.num_neg), np.float32)
         labels[:num_pos] = 1.0

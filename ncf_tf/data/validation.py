@@ -2,50 +2,39 @@
 
 The paper picks hyper-parameters on a validation set: "we randomly sampled
 one interaction for each user as the validation data and tuned
-hyper-parameters on it" (sec. 4.1). Choosing the best epoch or setting on the
-test set instead inflates the reported numbers. :func:`validation_split`
-builds the held-out data for that choice from a :class:`~ncf_tf.data.loader.Dataset`,
-so that every model and the evaluator run on it unchanged:
+hyper-parameters on it" (sec. 4.1); choosing on the test set inflates the
+reported numbers. :func:`validation_split` returns a
+:class:`~ncf_tf.data.loader.Dataset` that every model and the evaluator use
+unchanged:
 
-* ``train'``: the training interactions minus one per user;
+* ``train``: the training interactions minus one per user;
 * ``test_items``: that held-out (validation) interaction of each user;
-* ``test_negatives``: ``num_negatives`` items per validation line, drawn
-  uniformly without replacement from the items the user never interacted
-  with, in the training file *or* the test file. Excluding the test item
-  keeps it from being scored as a validation negative, which would reward a
-  model for ranking the user's real future item low.
+* ``test_negatives``: ``num_negatives`` items per validation line, uniform
+  without replacement among the items the user has in neither the training
+  nor the test file. Excluding the test item keeps it from being scored as a
+  validation negative, which would reward ranking the user's real future
+  item low.
 
 Which interaction is held out (``how``):
 
-* ``"latest"``: the user's latest training interaction, mirroring how the
-  test item was chosen (leave-one-out on time). Latest by timestamp
-  (``Dataset.train_timestamps``; NaN counts as the oldest), ties broken by
-  the line in the training file (``Dataset.train_lines``): the earlier line
-  is the later interaction, because the authors' files and
+* ``"latest"``: the user's latest training interaction, as the test item was
+  chosen. Latest by timestamp (``Dataset.train_timestamps``; NaN is the
+  oldest), ties broken by the line (``Dataset.train_lines``): the earlier
+  line is the later interaction, because the authors' files and
   ``bin/prepare_data``'s list each user's lines latest first. The tie rule
   matters: ml-1m users often rate many movies within one second, and the
-  rebuilt ml-1m training file (see ``Data/README.md``) has placeholder
-  timestamps (all 0) after user 188, so for most users there the line order
-  is the only record of time. Without timestamps the line order alone decides; with neither, the
-  split fails (use ``"random"``). Ordering ties by item id instead would be
-  biased: the authors' item ids follow first appearance in MovieLens, so
-  the largest id is the most obscure movie.
+  rebuilt ml-1m training file (``Data/README.md``) has placeholder
+  timestamps (all 0) after user 188, so there the line order is the only
+  record of time. Ordering ties by item id instead would be biased: the
+  authors' item ids follow first appearance in MovieLens, so the largest id
+  is the most obscure movie.
 * ``"random"``: one training interaction per user drawn uniformly with the
   rng, the paper's wording.
 
-Two rules for users who cannot give a validation item:
-
-* A user with a single training interaction keeps it in ``train'`` and has
-  no validation line (a user must keep at least one training interaction to
-  be scored). The authors' files have none (every user has >= 19).
-* A training interaction equal to the user's test item is never held out
-  (it would make the validation item equal the test item); if it is the
-  user's only candidate, the user has no validation line.
-
-Invariants (checked in ``tests/test_validation.py``): ``train'`` plus the
-validation lines is the training file; validation and test items differ;
-every negative is an item the user never interacted with; the same rng seed
-gives the same split.
+A user with a single training interaction keeps it and has no validation
+line (a user must keep one to be scored; the authors' users all have >= 19).
+A training interaction equal to the user's test item is never held out; if it
+is the user's only candidate, the user has no validation line.
 """
 
 from __future__ import annotations
@@ -61,10 +50,9 @@ from ncf_tf.data.loader import Dataset
 How = Literal["latest", "random"]
 HOWS = ("latest", "random")
 
-# Random keys for the negative draw are made this many users at a time, so
-# memory stays bounded (pinterest-20: 55k users x 10k items) while the draw
-# itself is one vectorised pass per block. Part of the rng's consumption: a
-# different block size gives a different (equally valid) split for one seed.
+# Random keys for the negative draw are made this many (user, item) cells at a
+# time, so memory stays bounded. Part of the rng's consumption: another block
+# size gives another (equally valid) split for one seed.
 _NEGATIVE_BLOCK_ENTRIES = 1 << 22
 
 
@@ -81,18 +69,15 @@ def validation_split(dataset: Dataset, rng: np.random.Generator, how: How = "lat
         num_negatives: negatives per validation line (99 in the paper).
 
     Returns:
-        A :class:`~ncf_tf.data.loader.Dataset` with the same shape, named
-        ``"<name>-validation-<how>"``, whose ``train`` is ``train'``, whose
-        ``test_*`` arrays are the validation lines (one per user who has a
-        validation item, in user order) and whose ``train_timestamps`` and
-        ``train_lines`` (when the input has them) are those of ``train'``.
-        ``files`` is copied.
+        A :class:`~ncf_tf.data.loader.Dataset` of the same shape, named
+        ``"<name>-validation-<how>"``, whose ``test_*`` arrays are the
+        validation lines (one per user who has one, in user order) and whose
+        ``train*`` fields are those of the remaining training interactions.
 
     Raises:
         ValueError: ``how`` is unknown; ``how="latest"`` without timestamps
-            or line numbers;
-            ``num_negatives`` < 1 or larger than the number of items some
-            validation user never interacted with.
+            or line numbers; ``num_negatives`` < 1 or larger than the number
+            of items some validation user never interacted with.
     """
     if how not in HOWS:
         raise ValueError(f"how must be one of {', '.join(HOWS)}, got {how!r}")
@@ -105,16 +90,14 @@ def validation_split(dataset: Dataset, rng: np.random.Generator, how: How = "lat
 
     train = dataset.train.tocsr()
     num_users, num_items = train.shape
-    rows = np.repeat(np.arange(num_users), np.diff(train.indptr))
-    cols = train.indices.astype(np.int64)
     counts = np.diff(train.indptr)
+    rows = np.repeat(np.arange(num_users), counts)
+    cols = train.indices.astype(np.int64)
 
     # An interaction can be held out unless it is the user's test item, and
     # only users with >= 2 training interactions give one up.
-    candidate = np.ones(train.nnz, dtype=bool)
     test_keys = dataset.test_users.astype(np.int64) * num_items + dataset.test_items
-    candidate &= ~np.isin(rows * num_items + cols, test_keys)
-    candidate &= counts[rows] >= 2
+    candidate = ~np.isin(rows * num_items + cols, test_keys) & (counts[rows] >= 2)
 
     if how == "latest":
         held_out = _latest(rows, dataset.train_timestamps, dataset.train_lines, candidate,
@@ -123,7 +106,6 @@ def validation_split(dataset: Dataset, rng: np.random.Generator, how: How = "lat
         held_out = _uniform(rows, candidate, num_users, rng)
     users = np.flatnonzero(held_out >= 0)
     positions = held_out[users]
-    items = cols[positions]
 
     keep = np.ones(train.nnz, dtype=bool)
     keep[positions] = False
@@ -135,16 +117,14 @@ def validation_split(dataset: Dataset, rng: np.random.Generator, how: How = "lat
     lines = None if dataset.train_lines is None else dataset.train_lines[keep]
 
     # Everything the user interacted with: the training file and the test file.
-    seen = train.copy()
-    seen.data = np.ones_like(seen.data)
-    test = sp.csr_matrix((np.ones(len(dataset.test_users), seen.dtype),
+    seen = sp.csr_matrix((np.ones(train.nnz), train.indices, train.indptr), shape=train.shape)
+    test = sp.csr_matrix((np.ones(len(dataset.test_users)),
                           (dataset.test_users, dataset.test_items)), shape=train.shape)
-    seen = (seen + test).tocsr()
-    negatives = sample_unseen(seen, users, num_negatives, rng)
+    negatives = sample_unseen((seen + test).tocsr(), users, num_negatives, rng)
 
     return dataclasses.replace(
         dataset, name=f"{dataset.name}-validation-{how}", train=new_train,
-        test_users=users.astype(np.int32), test_items=items.astype(np.int32),
+        test_users=users.astype(np.int32), test_items=cols[positions].astype(np.int32),
         test_negatives=negatives.astype(np.int32), files=dict(dataset.files),
         train_timestamps=timestamps, train_lines=lines)
 

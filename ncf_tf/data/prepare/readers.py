@@ -10,15 +10,14 @@ One reader per input format, all feeding :func:`ncf_tf.data.prepare.pipeline.spl
   ``columns``, without one; ids are any string, the rating and timestamp
   columns optional.
 
-Files are plain or gzipped (:func:`ncf_tf.core.files.open_input`) and parsed
-:data:`CHUNK_LINES` lines at a time; each chunk becomes integer arrays at once
-(ids numbered in order of first appearance, ratings as codes into their few
-distinct values), so the peak memory is the arrays (17 bytes a line) plus one
-chunk being parsed, whatever the file's size.
+Files are plain or gzipped and parsed :data:`CHUNK_LINES` lines at a time;
+each chunk becomes integer arrays at once (ids numbered in order of first
+appearance, ratings as codes into their few distinct values), so the peak
+memory is the arrays (17 bytes a line) plus one chunk, whatever the file's size.
 
 Every problem raises :class:`~ncf_tf.data.prepare.common.PrepareError` naming
-the file and the line; a first line that does not parse as the chosen format
-gets the format (and options) that would read it as a suggestion.
+the file and the line; when the first line does not parse as the chosen
+format, the message suggests the format (and options) that would read it.
 """
 
 from __future__ import annotations
@@ -80,8 +79,8 @@ class Interactions:
         when ``timestamps`` is None.
 
         Raises:
-            PrepareError: an id is missing (NaN, None) or not a scalar (a list),
-                a rating or timestamp is not a finite number, a timestamp is
+            PrepareError: the lengths differ, an id is missing (NaN, None) or
+                not a scalar, a rating or timestamp is not a finite number or
                 beyond int64; the message names the row (0-based).
         """
         given = {"users": users, "items": items, "ratings": ratings, "timestamps": timestamps}
@@ -90,13 +89,12 @@ class Interactions:
             raise PrepareError(f"{source}: one entry per interaction expected, got lengths "
                                + ", ".join(f"{name} {n}" for name, n in lengths.items()))
         builder = _Builder(source, user_header, item_header, timestamps is not None)
-        rows = pd.RangeIndex(len(users))
         builder.add(_ids(users, source, "users"), _ids(items, source, "items"),
-                    np.ones(len(rows)) if ratings is None else _numbers(
-                        pd.Series(np.asarray(ratings), index=rows), source, "row", "ratings"),
+                    np.ones(len(users)) if ratings is None else _numbers(
+                        pd.Series(np.asarray(ratings)), source, "row", "ratings"),
                     None if timestamps is None else _numbers(
-                        pd.Series(np.asarray(timestamps), index=rows), source, "row",
-                        "timestamps", integer=None))
+                        pd.Series(np.asarray(timestamps)), source, "row", "timestamps",
+                        integer=None))
         return builder.build()
 
 
@@ -118,10 +116,7 @@ def _ids(values, source: str, what: str) -> np.ndarray:
     if isinstance(values, (np.ndarray, pd.Series, pd.Index)):
         values = np.asarray(values)
     else:   # a list, perhaps of lists: one object per entry
-        column = np.empty(len(values), object)
-        for row, value in enumerate(values):
-            column[row] = value
-        values = column
+        values = np.fromiter(values, object, len(values))
     if values.dtype.kind in "iu":
         return values
     if values.dtype.kind == "f":   # whole numbers, e.g. a DataFrame column with a NaN
@@ -166,7 +161,7 @@ def _numbers(column: pd.Series, source: str, place: str, what: str,
         at = int(np.argmax(bad))
         text = column.iloc[at]
         where = f"{source}, {place} {column.index[at]}"
-        kind = "a number" if integer is False else "an integer" if integer else "a number"
+        kind = "an integer" if integer else "a number"
         if pd.isna(text) or not str(text).strip():
             raise PrepareError(f"{where}: {what} is empty (expected {kind})")
         number = pd.to_numeric(pd.Series([text]), errors="coerce").astype(np.float64).iloc[0]
