@@ -45,6 +45,14 @@ def _on_tensorflow() -> bool:
     return keras.config.backend() == "tensorflow"
 
 
+def in_distribution() -> bool:
+    """Whether a ``tf.distribute`` strategy scope is active."""
+    if not _on_tensorflow():
+        return False
+    import tensorflow as tf
+    return tf.distribute.has_strategy()
+
+
 def _is_sparse(gradient) -> bool:
     if not _on_tensorflow():
         return False
@@ -133,11 +141,7 @@ class FusedAdam(keras.optimizers.Adam):
     """
 
     def _fused(self) -> bool:
-        if not _on_tensorflow() or self.amsgrad:
-            return False
-        import tensorflow as tf
-
-        return not tf.distribute.has_strategy()
+        return _on_tensorflow() and not self.amsgrad and not in_distribution()
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if not self._fused():

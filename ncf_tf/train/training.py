@@ -6,9 +6,9 @@
         one shuffled pass of mini-batch updates on the log loss (equation 7)
         every ``verbose`` epochs: evaluate; keep the epoch with the best HR
 
-Faithful to the authors' protocol, the best epoch is chosen on the *test* HR
-(the only held-out data their files have); this is optimistic, and the run
-record says so (``selection: "test"``).
+As in the authors' protocol the best epoch is chosen on the *test* HR (the
+only held-out data their files have): optimistic, and the run record says so
+(``selection: "test"``).
 """
 
 from __future__ import annotations
@@ -33,15 +33,13 @@ def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer,
                   steps_per_execution: int | None = None, jit_compile="auto") -> None:
     """Compiles for the log loss: binary cross-entropy on the sigmoid output.
 
-    ``steps_per_execution`` runs that many mini-batch steps per call into the
-    compiled function; each step is still one ordinary update, so the math
-    is unchanged while Python overhead drops. It
-    defaults to 64, and to 1 inside a ``tf.distribute`` scope, where Keras's
-    multi-step loop does not run. Lazy and deferred Adam get the model ready for
-    their row-sparse updates (``optimizers.defer_rows``).
+    ``steps_per_execution`` mini-batch steps (each an ordinary update) run per
+    call into the compiled function: 64 by default, 1 inside a
+    ``tf.distribute`` scope, where Keras's multi-step loop does not run. Lazy
+    and deferred Adam get the model ready (``optimizers.defer_rows``).
     """
     if steps_per_execution is None:
-        steps_per_execution = 1 if in_distribution() else 64
+        steps_per_execution = 1 if optimizers.in_distribution() else 64
     if jit_compile == "auto":
         jit_compile = optimizers.jit_compile(optimizer)
     model.compile(optimizer=optimizer, loss="binary_crossentropy",
@@ -61,22 +59,13 @@ def precision(policy: str):
         keras.config.set_dtype_policy(previous)
 
 
-def in_distribution() -> bool:
-    """Whether a ``tf.distribute`` strategy scope is active."""
-    if keras.config.backend() != "tensorflow":
-        return False
-    import tensorflow as tf
-    return tf.distribute.has_strategy()
-
-
 def make_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
     """``score_fn(users, items)`` returning the ``prediction`` logits.
 
     Logits rank exactly as the sigmoid outputs do, without float32 saturation
-    ties near 1. GMF, MLP and NeuMF are scored from their variables with the
-    first tower layer factored (:class:`ncf_tf.models.scoring.PairScorer`: the same
-    logits to float32 rounding, and faster: bin/benchmark times both); any other
-    model through :func:`keras_score_fn`.
+    ties near 1. GMF, MLP and NeuMF are scored by
+    :class:`ncf_tf.models.scoring.PairScorer` (the same logits to float32
+    rounding, faster); any other model by :func:`keras_score_fn`.
     """
     if trained.model_kind(model) is not None:
         return scoring.PairScorer(model)
@@ -84,11 +73,8 @@ def make_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
 
 
 def keras_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
-    """``score_fn(users, items)``: the model's ``prediction`` logits, run pair by pair.
-
-    Inputs are padded to whole batches so that the compiled function sees a
-    single shape.
-    """
+    """``score_fn(users, items)``: the model's ``prediction`` logits, run pair
+    by pair, in batches padded to one shape for the compiled function."""
     logits = trained.logits_model(model)
 
     def score_fn(users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -106,27 +92,22 @@ def keras_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
 
 
 def batches(instances: Instances, batch_size: int) -> list:
-    """``instances`` as ``tf.data`` sets of consecutive mini-batches.
-
-    The arrays are cut into batches once, up front, so that each training
-    step takes one ready element. Given NumPy arrays, Keras gathers every
-    batch inside its input pipeline, which can cost as much as a whole small
-    training step (bin/benchmark times both). The batches, their order and so the
-    updates are the same either way.
+    """``instances`` as ``tf.data`` sets of consecutive mini-batches, cut once
+    up front (given NumPy arrays, Keras gathers every batch in its input
+    pipeline, which can cost as much as a small training step); the batches
+    and so the updates are the same.
 
     Returns:
         ``(dataset, instances in it)`` pairs, in order: the whole batches,
         then the remainder batch if there is one. Each set has one static
-        batch shape; a single set holding both would have an unknown batch
-        dimension, and the training step compiled for it ran slower.
+        batch shape (with an unknown batch dimension the compiled step ran slower).
     """
     import tensorflow as tf
 
     arrays = (instances.users, instances.items, instances.labels)
     full = len(instances) // batch_size * batch_size
-    # Without tf.data's autotuning (nothing here to tune): with it, ``fit`` at
-    # times returned long after its last step, the CPUs idle, while the
-    # iterator was torn down.
+    # No autotuning (nothing to tune): with it, ``fit`` at times returned long
+    # after its last step while the iterator was torn down.
     options = tf.data.Options()
     options.autotune.enabled = False
 
@@ -145,18 +126,17 @@ def batches(instances: Instances, batch_size: int) -> list:
 
 def fit_epoch(model: keras.Model, instances: Instances, batch_size: int,
               progress: bool = False) -> float:
-    """One pass over ``instances`` in their order; returns the mean loss.
-    Ends with every update applied (``optimizers.settle``).
+    """One pass over ``instances`` in their order; returns the mean loss, with
+    every update applied (``optimizers.settle``).
 
-    On TensorFlow (outside a ``tf.distribute`` scope, which splits NumPy
-    batches across replicas itself) the batches come from :func:`batches`,
-    one ``fit`` call per set; the loss is their instance-weighted mean, as
-    Keras weighs its batches.
+    On TensorFlow outside ``tf.distribute`` (which splits NumPy batches over
+    replicas itself) the batches come from :func:`batches`, one ``fit`` per
+    set; the loss is their instance-weighted mean, as Keras weighs batches.
     """
     if not len(instances):
         raise ValueError("no training instances to fit")
     verbose = 1 if progress else 0
-    if keras.config.backend() != "tensorflow" or in_distribution():
+    if keras.config.backend() != "tensorflow" or optimizers.in_distribution():
         return fit_numpy(model, instances, batch_size, verbose)
     total = 0.0
     for index, (data, count) in enumerate(batches(instances, batch_size)):
@@ -179,11 +159,9 @@ def fit_numpy(model: keras.Model, instances: Instances, batch_size: int,
 
 @dataclasses.dataclass
 class EpochLog:
-    """What one epoch measured; ``hr``/``ndcg`` are None when not evaluated.
-
-    ``hr``/``ndcg`` are on the selection set; ``monitor`` holds the same on
-    each monitored set (e.g. ``{"test": {"hr": .., "ndcg": ..}}`` when epochs
-    are selected on a validation set).
+    """What one epoch measured: ``hr``/``ndcg`` on the selection set (None when
+    not evaluated); ``monitor`` the same on each monitored set (e.g.
+    ``{"test": {"hr": .., "ndcg": ..}}`` when selecting on validation).
     """
 
     epoch: int
@@ -198,12 +176,12 @@ class EpochLog:
 
 @dataclasses.dataclass
 class TrainState:
-    """Where a run stands between epochs: enough to continue it exactly.
+    """Where a run stands between epochs, enough to continue it exactly; at the
+    end of a run, its result.
 
-    ``best_epoch`` is -1 while no epoch has beaten the initial model (e.g. a
-    pretrained NeuMF that training did not improve); ``best_weights`` are
-    then the initial weights. ``rng_state`` is the generator's state after
-    the last finished epoch. At the end of a run this is its result.
+    ``best_epoch`` is -1 while no epoch has beaten the initial model (whose
+    weights ``best_weights`` then are). ``rng_state`` is the generator's
+    state after the last finished epoch.
     """
 
     next_epoch: int
@@ -230,9 +208,8 @@ def finite(loss: float, model: keras.Model) -> bool:
 
 
 def stale_evaluations(state: TrainState) -> int:
-    """Evaluated epochs since the best one (since the start if none beat the
-    initial model): what early stopping counts. Read from the epochs' logs, so
-    a resumed run counts as an uninterrupted one would."""
+    """Evaluated epochs since the best one (or the start): what early stopping
+    counts, read from the epochs' logs so that a resumed run counts the same."""
     return sum(1 for e in state.epochs if e.hr is not None and e.epoch > state.best_epoch)
 
 
@@ -256,30 +233,25 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
         verbose: evaluate after epochs 0, ``verbose``, 2 ``verbose``, ... as the
             authors' loop does (``epoch % verbose == 0``).
         log: receives the authors' progress lines.
-        on_epoch: called after each epoch with its log and the state (e.g. to
-            write a run record and a checkpoint).
+        on_epoch: called after each epoch with its log and the state.
         resume: the state of an interrupted run whose model and optimiser
             variables have been restored; training continues at its
             ``next_epoch`` with its RNG state.
         progress: show Keras's progress bar during each epoch.
-        monitors: further evaluation sets, evaluated whenever ``evaluator``
-            is, but never used to pick the best epoch (e.g. the test set when
-            ``evaluator`` is a validation set).
-        early_stop: beyond the authors' loop, which always runs ``epochs``: if
-            positive, stop once this many evaluations in a row have not beaten
-            the best HR on ``evaluator`` (the selection set). 0: never.
+        monitors: further sets, evaluated with ``evaluator`` but never used to
+            pick the best epoch (e.g. the test set beside a validation set).
+        early_stop: beyond the authors' loop: if positive, stop once this many
+            evaluations in a row have not beaten the best HR. 0: never.
 
     A loss or weight that is not a finite number stops training after that
     epoch (the state's ``diverged``; ``on_epoch`` is not called for it).
     """
-    monitors = monitors or {}
-
-    def watch() -> dict:
-        return {name: m.evaluate(score_fn) for name, m in monitors.items()}
-
-    def summary(results: dict) -> str:
-        return "".join(f"; {name}: HR = {r.hr:.4f}, NDCG = {r.ndcg:.4f}"
-                       for name, r in results.items())
+    def evaluate() -> tuple[Evaluation, dict, str]:
+        """The selection set's evaluation, the monitored sets' and their log text."""
+        result = evaluator.evaluate(score_fn)
+        watched = {name: m.evaluate(score_fn) for name, m in (monitors or {}).items()}
+        return result, watched, "".join(f"; {name}: HR = {r.hr:.4f}, NDCG = {r.ndcg:.4f}"
+                                        for name, r in watched.items())
 
     score_fn = make_score_fn(model)
     if resume is None and evaluator is None:
@@ -287,21 +259,17 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
                            rng.bit_generator.state)
     elif resume is None:
         start = time.time()
-        init = evaluator.evaluate(score_fn)
-        watched = watch()
+        init, watched, summary = evaluate()
         init_eval_s = time.time() - start
-        log(f"Init: HR = {init.hr:.4f}, NDCG = {init.ndcg:.4f}{summary(watched)}\t "
-            f"[{init_eval_s:.1f} s]")
+        log(f"Init: HR = {init.hr:.4f}, NDCG = {init.ndcg:.4f}{summary}\t [{init_eval_s:.1f} s]")
         state = TrainState(0, init, init_eval_s, [], -1, init, model.get_weights(),
                            rng.bit_generator.state, watched)
     else:
         state = resume
         rng.bit_generator.state = state.rng_state
-    if resume is not None and evaluator is None:
-        log(f"Resuming at iteration {state.next_epoch}")
-    elif resume is not None:
-        log(f"Resuming at iteration {state.next_epoch} (best so far: iteration "
-            f"{state.best_epoch}, HR = {state.best.hr:.4f}, NDCG = {state.best.ndcg:.4f})")
+        best = ("" if evaluator is None else f" (best so far: iteration {state.best_epoch}, "
+                f"HR = {state.best.hr:.4f}, NDCG = {state.best.ndcg:.4f})")
+        log(f"Resuming at iteration {state.next_epoch}{best}")
     for epoch in range(state.next_epoch, epochs):
         t0 = time.time()
         instances = sampler.epoch(rng)
@@ -317,12 +285,11 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
         if evaluator is None:
             log(f"Iteration {epoch} [{t2 - t0:.1f} s]: loss = {loss:.4f}")
         elif epoch % verbose == 0:   # the authors' condition: epochs 0, verbose, 2 verbose...
-            result = evaluator.evaluate(score_fn)
-            watched = watch()
+            result, watched, summary = evaluate()
             entry.hr, entry.ndcg, entry.eval_s = result.hr, result.ndcg, time.time() - t2
             entry.monitor = {name: {"hr": r.hr, "ndcg": r.ndcg} for name, r in watched.items()}
             log(f"Iteration {epoch} [{t2 - t0:.1f} s]: HR = {result.hr:.4f}, "
-                f"NDCG = {result.ndcg:.4f}, loss = {loss:.4f}{summary(watched)} "
+                f"NDCG = {result.ndcg:.4f}, loss = {loss:.4f}{summary} "
                 f"[{entry.eval_s:.1f} s]")
             if result.hr > state.best.hr:
                 state.best, state.best_epoch = result, epoch
