@@ -29,7 +29,6 @@ validation split held out of training) or ``last`` (nothing held out: the
 last epoch)."""
 OLD_SELECTIONS = {"none": "test", "test HR of the users not held out": "test"}
 """Values older records used, read as their :data:`SELECTIONS` name."""
-STATUSES = ("running", "finished", "diverged")
 
 
 class RecordError(ValueError):
@@ -146,7 +145,7 @@ class RunRecord:
         if missing:
             self.not_finite = (self.not_finite or []) + missing
             values = _jsonable_tree(self.to_dict())
-        write_json(self.path, _nulled(values))
+        write_json(self.path, _jsonable_tree(values, nulled=True))
 
     @classmethod
     def load(cls, path: str) -> "RunRecord":
@@ -183,6 +182,18 @@ def read_json(path: str) -> dict:
         raise RecordError(f"{path}: not a run record (a JSON {type(values).__name__}); "
                           "remove it")
     return values
+
+
+def load_json(path: str, error: type[Exception]):
+    """The JSON value in the run record ``path``; ``error`` naming the file
+    when it is missing or not readable JSON."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise error(f"{path}: run record not found") from None
+    except (OSError, ValueError) as e:
+        raise error(f"{path}: not a readable JSON run record ({e})") from None
 
 
 def is_finished(path: str) -> bool:
@@ -269,14 +280,17 @@ def _jsonable(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _jsonable_tree(value):
-    """``value`` with numpy scalars and arrays as Python values, tuples as lists."""
+def _jsonable_tree(value, nulled: bool = False):
+    """``value`` with numpy scalars and arrays as Python values, tuples as lists
+    and, if ``nulled``, floats that are not finite as None."""
     if isinstance(value, dict):
-        return {k: _jsonable_tree(v) for k, v in value.items()}
+        return {k: _jsonable_tree(v, nulled) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable_tree(v) for v in value]
+        return [_jsonable_tree(v, nulled) for v in value]
     if isinstance(value, (np.generic, np.ndarray)):
-        return _jsonable_tree(_jsonable(value))
+        return _jsonable_tree(_jsonable(value), nulled)
+    if nulled and isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
@@ -290,16 +304,6 @@ def _non_finite(value, where: str = ""):
             yield from _non_finite(v, f"{where}[{i}]")
     elif isinstance(value, float) and not math.isfinite(value):
         yield f"{where}: {value} (not a finite number: written as null)"
-
-
-def _nulled(value):
-    if isinstance(value, dict):
-        return {k: _nulled(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nulled(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def git_commit() -> dict:

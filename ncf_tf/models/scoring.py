@@ -18,20 +18,15 @@ per user and once per item:
 * NeuMF (equation 12): the sum of both parts' contributions to the logit.
 
 The first layer dominates the cost of an MLP tower [8F, 4F, 2F, F] (its
-input is twice as wide as any other layer's), so scoring the 604,000
-leave-one-out pairs of ml-1m costs about a quarter of the model's own
-forward pass at F = 64. The arithmetic is the model's in another order:
-logits agree to float32 rounding (so a held-out item and a negative whose
-logits are within rounding of each other may swap places: one user of
-6,040 in two of 67 trained ml-1m models).
+input is twice as wide as any other layer's). The arithmetic is the model's
+in another order: logits agree to float32 rounding, so a held-out item and
+a negative whose logits are within rounding of each other may swap places.
 
 Both layouts run with ``keras.ops`` on any backend and device:
-:func:`all_item_logits` scores users against the whole catalogue as a
-``(users, items)`` matrix (top-K recommendation, ``bin/export``);
-:class:`PairScorer` scores flat (user, item) pairs (the leave-one-out
-evaluation, through ``training.make_score_fn``). Variables are read as
-stored, float32 under a mixed precision policy too: a mixed-precision model
-is scored at full precision.
+:func:`all_item_logits` scores users against the whole catalogue (top-K
+recommendation, ``bin/export``); :class:`PairScorer` scores flat (user,
+item) pairs (the leave-one-out evaluation). Variables are read as stored:
+a mixed-precision model is scored at float32.
 """
 
 from __future__ import annotations
@@ -43,26 +38,15 @@ import numpy as np
 
 from ncf_tf.models import layers as L
 from ncf_tf.models import trained
+from ncf_tf.models.trained import tower
 
 MAX_FLOATS = 1 << 22
 """Largest intermediate of one chunk of :func:`all_item_logits` calls, in
-floats (16 MB of float32); larger chunks fall out of the cache, smaller
-ones pay per-call overhead."""
+floats: larger chunks fall out of the cache, smaller ones pay per-call overhead."""
 
 PAIR_CHUNK_FLOATS = 1 << 20
-"""Largest intermediate of one chunk of :class:`PairScorer`, in floats (4 MB
-of float32): its chunks run inside one compiled call, with no per-call
-overhead, and at this size their intermediates stay in cache (``bin/benchmark``
-times ml-1m NeuMF-64 at a few sizes)."""
-
-
-def tower(model: keras.Model, first: int = 1) -> list:
-    """The Dense layers ``layer{first}``, ``layer{first+1}``, ... of an MLP tower."""
-    names = {layer.name for layer in model.layers}
-    layers = []
-    while f"layer{first + len(layers)}" in names:
-        layers.append(model.get_layer(f"layer{first + len(layers)}"))
-    return layers
+"""Largest intermediate of one chunk of :class:`PairScorer`, in floats: its
+chunks run inside one compiled call, and at this size stay in cache."""
 
 
 def width(model: keras.Model) -> int:
@@ -72,8 +56,7 @@ def width(model: keras.Model) -> int:
 
 
 def _kind(model: keras.Model) -> str:
-    kind = trained.model_kind(model)
-    if kind is None:
+    if (kind := trained.model_kind(model)) is None:
         raise ValueError(f"model {model.name!r} is not a GMF, MLP or NeuMF; "
                          "score it pair by pair with a score_fn")
     return kind
@@ -147,8 +130,7 @@ def factored(model: keras.Model, users=None) -> Factored:
         parts["gmf_item"] = ops.convert_to_tensor(model.get_layer(item_name).embeddings)
         h = h[factors:]   # NeuMF: the rest of h weighs the MLP part
     if kind in ("MLP", "NeuMF"):
-        user_name, item_name = (("user_embedding", "item_embedding") if kind == "MLP"
-                                else ("mlp_embedding_user", "mlp_embedding_item"))
+        user_name, item_name = trained.MLP_EMBEDDINGS[kind]
         p = user_rows(user_name)                                  # (b, d/2)
         q = ops.convert_to_tensor(model.get_layer(item_name).embeddings)   # (I, d/2)
         half = p.shape[-1]
@@ -167,18 +149,8 @@ def factored(model: keras.Model, users=None) -> Factored:
 
 
 def all_item_logits(model: keras.Model, users) -> "keras.KerasTensor":
-    """The ``(len(users), num_items)`` logits of GMF, MLP or NeuMF.
-
-    Computed with ``keras.ops``, so it runs on any Keras backend and inside a
-    traced function (``bin/export``).
-
-    Args:
-        model: a GMF, MLP or NeuMF (recognised by its layer names).
-        users: ``(b,)`` int user ids.
-
-    Returns:
-        ``(b, num_items)`` float32 tensor of the backend.
-    """
+    """The ``(b, num_items)`` float32 logits of GMF, MLP or NeuMF for ``(b,)``
+    int ``users``, with ``keras.ops`` (any backend, also inside a traced function)."""
     ops = keras.ops
     f = factored(model, users)
     logits = f.bias                                               # broadcast below
@@ -208,13 +180,10 @@ class PairScorer:
     """``score_fn(users, items)`` of a GMF, MLP or NeuMF: the logits of the
     pairs ``(users[n], items[n])``, as float32 NumPy.
 
-    Each call computes the tables of :func:`factored` (every user) from the
-    current weights, then runs the per-pair part with ``keras.ops`` on the
-    model's device in one compiled call, which maps over chunks of one size
-    (the last one padded) whose largest intermediate holds at most
-    ``max_floats`` floats, so that each chunk's intermediates stay in cache.
-    It compiles once per shape of the chunk array: an evaluation set, scored
-    every epoch, compiles once.
+    Each call computes the tables of :func:`factored` from the current
+    weights, then maps the per-pair part over chunks of one size (the last
+    padded; largest intermediate at most ``max_floats`` floats) in one
+    compiled call, compiled once per shape of the chunk array.
     """
 
     def __init__(self, model: keras.Model, max_floats: int = PAIR_CHUNK_FLOATS):

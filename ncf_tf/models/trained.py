@@ -17,11 +17,11 @@ else the weights belong to other data and every score would be meaningless
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import keras
 
+from ncf_tf.core import records
 from ncf_tf.models import gmf, mlp, neumf
 from ncf_tf.models import layers as L
 from ncf_tf.models import weights as W
@@ -32,6 +32,9 @@ MODELS = (gmf.NAME, mlp.NAME, neumf.NAME)
 EMBEDDINGS = {gmf.NAME: ("user_embedding", "item_embedding"),
               mlp.NAME: ("user_embedding", "item_embedding"),
               neumf.NAME: ("mf_embedding_user", "mf_embedding_item")}
+MLP_EMBEDDINGS = {mlp.NAME: EMBEDDINGS[mlp.NAME],
+                  neumf.NAME: ("mlp_embedding_user", "mlp_embedding_item")}
+"""The embeddings of the MLP part, where a model has one."""
 
 
 class TrainedModelError(ValueError):
@@ -87,13 +90,7 @@ class ModelSpec:
 
 def read_record(path: str) -> dict:
     """A run record, with the fields a trained model needs checked."""
-    try:
-        with open(path) as f:
-            record = json.load(f)
-    except FileNotFoundError:
-        raise TrainedModelError(f"{path}: run record not found") from None
-    except (OSError, ValueError) as e:
-        raise TrainedModelError(f"{path}: not a readable JSON run record ({e})") from None
+    record = records.load_json(path, TrainedModelError)
     config = record.get("config") if isinstance(record, dict) else None
     if not isinstance(config, dict) or config.get("model") not in MODELS:
         raise TrainedModelError(f"{path}: not a training run record (expected a 'config' "
@@ -123,6 +120,15 @@ def model_kind(model: keras.Model) -> str | None:
     return None
 
 
+def tower(model: keras.Model, first: int = 1) -> list:
+    """The Dense layers ``layer{first}``, ``layer{first+1}``, ... of an MLP tower."""
+    names = {layer.name for layer in model.layers}
+    layers = []
+    while f"layer{first + len(layers)}" in names:
+        layers.append(model.get_layer(f"layer{first + len(layers)}"))
+    return layers
+
+
 def spec_of(model: keras.Model) -> ModelSpec:
     """The :class:`ModelSpec` of a built GMF, MLP or NeuMF."""
     kind = model_kind(model)
@@ -132,14 +138,11 @@ def spec_of(model: keras.Model) -> ModelSpec:
     factors = 8
     if kind != mlp.NAME:
         factors = int(model.get_layer(EMBEDDINGS[kind][0]).output_dim)
-    tower = (64, 32, 16, 8)
+    sizes = (64, 32, 16, 8)
     if kind != gmf.NAME:
-        user = "user_embedding" if kind == mlp.NAME else "mlp_embedding_user"
-        tower = [2 * int(model.get_layer(user).output_dim)]
-        names = {layer.name for layer in model.layers}
-        while f"layer{len(tower)}" in names:
-            tower.append(int(model.get_layer(f"layer{len(tower)}").units))
-    return ModelSpec(kind, factors, tuple(tower))
+        sizes = [2 * int(model.get_layer(MLP_EMBEDDINGS[kind][0]).output_dim)]
+        sizes += [int(layer.units) for layer in tower(model)]
+    return ModelSpec(kind, factors, tuple(sizes))
 
 
 def _check_counts(kind: str, users: int, items: int, num_users: int, num_items: int,
