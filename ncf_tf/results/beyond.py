@@ -14,7 +14,7 @@ import numpy as np
 from ncf_tf.core.records import RunRecord
 from ncf_tf.results import reproduce
 from ncf_tf.results.cells import (delta, factors_of, hidden_of, is_standard, mean_sd, metric,
-                                  setting_of)
+                                  pair, setting_of)
 from ncf_tf.train.config import TrainConfig
 
 GOAL = {"ml-1m": (0.731, 0.452), "pinterest-20": (0.8895, 0.5794)}
@@ -153,9 +153,9 @@ def longer_training(rep: "Report", records: list[RunRecord], dataset: str) -> No
         first = max(early, key=lambda e: e["hr"]) if early else None
         ref = rep.paper.get((dataset, f"MLP-{hidden}", factors, "from scratch"))
         rows.append([f"MLP-{hidden}, F = {factors}, seed {r.seed}",
-                     f"{first['hr']:.4f} / {first['ndcg']:.4f} ({first['epoch']})" if first else "–",
-                     f"{r.best['hr']:.4f} / {r.best['ndcg']:.4f} ({r.best_epoch})",
-                     f"{ref[0]:.3f} / {ref[1]:.3f}" if ref else "–"])
+                     f"{pair(first['hr'], first['ndcg'])} ({first['epoch']})" if first else "–",
+                     f"{pair(r.best['hr'], r.best['ndcg'])} ({r.best_epoch})",
+                     pair(*ref, 3) if ref else "–"])
     rep.table(f"long_{dataset}", ["run", f"best in epochs 0-{reproduce.EPOCHS - 1} (epoch)",
                                   f"best in {reproduce.LONG_EPOCHS} epochs (epoch)", "paper"], rows)
 
@@ -185,10 +185,9 @@ def learning_rates(rep: "Report", records: list[RunRecord], dataset: str) -> Non
         row = [name]
         for lr in rates:
             found = runs(model, factors, hidden, lr)
-            row.append(f"{np.mean([r.best['hr'] for r in found]):.4f} / "
-                       f"{np.mean([r.best['ndcg'] for r in found]):.4f} ({len(found)})"
-                       if found else "–")
-        rows.append(row + [f"{ref[0]:.3f} / {ref[1]:.3f}" if ref else "–"])
+            row.append(f"{pair(np.mean(metric(found, 'hr')), np.mean(metric(found, 'ndcg')))} "
+                       f"({len(found)})" if found else "–")
+        rows.append(row + [pair(*ref, 3) if ref else "–"])
     rep.table(f"lr_{dataset}", ["cell", *(f"lr {lr:g}" for lr in rates), "paper"], rows)
 
 

@@ -106,6 +106,11 @@ def mean_sd(values: list[float]) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f} ({len(values)})"
 
 
+def pair(hr: float, ndcg: float, digits: int = 4) -> str:
+    """``"HR / NDCG"``, as the tables write a pair."""
+    return f"{hr:.{digits}f} / {ndcg:.{digits}f}"
+
+
 def delta(values: list[float], ref: float | None) -> str:
     return f"{np.mean(values) - ref:+.3f}" if values and ref is not None else "–"
 
@@ -136,6 +141,15 @@ class Cells:
                  lr=TrainConfig.lr):
         return self.ncf.get((dataset, model, factors, setting, neg,
                              0 if model == "GMF" else hidden, lr), [])
+
+    def figure_runs(self, dataset, name, factors, neg=4) -> list[RunRecord]:
+        """Figure 4's runs of ``name``: NeuMF pretrained, GMF and MLP from scratch,
+        a baseline's best grid point (per ``factors`` for BPR and eALS only)."""
+        if name in NCF_ORDER:
+            setting = "pretrained" if name == "NeuMF" else "from scratch"
+            return self.ncf_runs(dataset, name, factors, setting, neg=neg)
+        best = self.best_baseline(dataset, name, factors if name in ("BPR", "eALS") else None)
+        return [best] if best else []
 
     def best_baseline(self, dataset, name, factors=None) -> RunRecord | None:
         return best_on_test(self.baselines.get((dataset, name, factors), []))

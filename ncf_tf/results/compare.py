@@ -1,10 +1,9 @@
 """One's own runs beside the paper's numbers and the project's committed runs.
 
-``bin/reproduce --compare runs/`` (the last step of ``make train``): for each
-GMF, MLP and NeuMF record in the folder, its HR@10 and NDCG@10, the paper's for
-the same model and size where the paper gives one (Table 2 for NeuMF, Table 3
-for MLP; GMF only in a figure), and the mean ± sd over seeds of the committed
-records of the same configuration (``results/runs/``).
+``bin/reproduce --compare runs/`` (the last step of ``make train``): each GMF,
+MLP and NeuMF record's HR@10 and NDCG@10, the paper's where it gives one (Table
+2 for NeuMF, Table 3 for MLP), and the mean ± sd of the committed records of
+the same configuration (``results/runs/``).
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import os
 
 from ncf_tf.core.records import RunRecord
 from ncf_tf.results.cells import (NCF_ORDER, Cells, factors_of, hidden_of, is_standard,
-                                  load_records, mean_sd, metric, published, setting_of)
+                                  load_records, mean_sd, metric, pair, published, setting_of)
 
 
 def paper_row(paper: dict, record: RunRecord) -> tuple[float, float] | None:
@@ -44,7 +43,7 @@ def lines(folder: str, results: str) -> list[str]:
                                        hidden_of(record), config["lr"])
         ref = paper_row(paper, record)
         table.append((record.name, f"{record.best['hr']:.4f}", f"{record.best['ndcg']:.4f}",
-                      f"{ref[0]:.3f} / {ref[1]:.3f}" if ref else "–",
+                      pair(*ref, 3) if ref else "–",
                       mean_sd(metric(committed, "hr")), mean_sd(metric(committed, "ndcg"))))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     return [f"Your runs in {folder} beside the paper's and the committed runs' "

@@ -1,14 +1,10 @@
 """Per-epoch curves of run records (``bin/plot_run``): loss, HR@K and NDCG@K.
 
-One PNG with three panels, one line per run record: the mean training log
-loss of each epoch (equation 7), and HR@K and NDCG@K of the leave-one-out
-evaluation after it. The x axis counts the epochs trained, so the initial
-model's evaluation ("Init", the record's ``init``) is at 0 and the epoch the
-logs call "Iteration e" at e + 1. The best epoch (chosen on the test HR, as
-in the authors' code) is marked.
-
-Matplotlib is used through its object API with the Agg canvas: no display
-and no global pyplot state.
+One PNG, three panels, one line per record: each epoch's mean training log loss
+(equation 7), then HR@K and NDCG@K after it. The x axis counts epochs trained:
+the initial model ("Init") at 0, the logs' "Iteration e" at e + 1; the best
+epoch (on test HR, as the authors pick it) is starred. Matplotlib's object API
+on the Agg canvas: no display, no pyplot state.
 """
 
 from __future__ import annotations
@@ -119,14 +115,9 @@ LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def figure(runs: list[Curves], title: str | None = None):
-    """A matplotlib Figure with the loss, HR and NDCG panels of ``runs``.
-
-    One legend for the three panels, below them, in :data:`LEGEND_COLUMNS`
-    columns: the figure grows by a row of legend for each three runs, so the
-    curves keep their room however many runs there are.
-    """
-    # Imported here: matplotlib takes about half a second, which bin/plot_run's
-    # flag errors need not wait for.
+    """A matplotlib Figure with the loss, HR and NDCG panels of ``runs``; one
+    legend below them that grows a row per :data:`LEGEND_COLUMNS` runs."""
+    # Imported here: bin/plot_run's flag errors need not wait for matplotlib.
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 

@@ -1,11 +1,9 @@
 """results/: README.md, CSV tables and PNG plots, generated from run records alone.
 
-Every finished record under ``results/runs/`` (``bin/train_*``,
-``bin/train_baseline``) is put into the cells of the paper's experiments
-(:mod:`ncf_tf.results.reproduce` plans them, :mod:`ncf_tf.results.cells` sorts
-records into them); each cell shows our mean +- sd over seeds with n beside the
-paper's value and the difference. The sections beyond the paper are in
-:mod:`ncf_tf.results.beyond`. Planned runs without a record are listed with
+Finished records under ``results/runs/`` fill the cells of the paper's
+experiments (:mod:`~ncf_tf.results.cells`): ours as mean +- sd (n) beside the
+paper's value and the difference; sections beyond the paper are in
+:mod:`~ncf_tf.results.beyond`; planned runs without a record are listed with
 their command and estimated cost.
 """
 
@@ -26,7 +24,8 @@ from ncf_tf.results.beyond import (beyond, commit_of, fast_mode, fold_in, learni
                                    same_seed_across_commits)
 from ncf_tf.results.cells import (BASELINE_ORDER, DATASETS, DIFF, HERE, NCF_ORDER, Cells, delta,
                                   factors_of, grid_edges, is_pretrained_adam, load_records,
-                                  mean_sd, metric, published)
+                                  mean_sd, metric, pair, published)
+
 
 class Report:
     def __init__(self, cells: Cells, paper: dict, folder: str):
@@ -43,6 +42,11 @@ class Report:
         self.add(*("| " + " | ".join(str(c) for c in row) + " |" for row in rows), "")
         self.tables[name] = [header, *rows]
 
+    def ref(self, dataset: str, model: str, factors: int, setting: str, i: int) -> float | None:
+        """The paper's HR@10 (``i`` 0) or NDCG@10 (1) of a cell, or None."""
+        found = self.paper.get((dataset, model, factors, setting))
+        return found[i] if found else None
+
     def note_difference(self, label: str, ours: list[float], ref: float | None) -> None:
         if ours and ref is not None and abs(np.mean(ours) - ref) > DIFF:
             self.differences.append(f"{label}: ours {np.mean(ours):.4f} (n = {len(ours)}), "
@@ -56,8 +60,7 @@ class Report:
             for setting in ("pretrained", "from scratch"):
                 runs = self.cells.ncf_runs(dataset, "NeuMF", f, setting)
                 for i, key in enumerate(("hr", "ndcg")):
-                    ref = self.paper.get((dataset, "NeuMF", f, setting))
-                    ref = ref[i] if ref else None
+                    ref = self.ref(dataset, "NeuMF", f, setting, i)
                     ours = metric(runs, key)
                     self.note_difference(f"Table 2, {dataset}, NeuMF-{f} {setting}, "
                                          f"{key.upper()}@10", ours, ref)
@@ -70,10 +73,9 @@ class Report:
         authors = self.cells.ncf_runs(dataset, "NeuMF", 8, "pretrained (authors' GMF/MLP files)")
         if authors:
             for i, key in enumerate(("hr", "ndcg")):
-                ref = self.paper.get((dataset, "NeuMF", 8, "pretrained"))
                 self.note_difference(f"Table 2, {dataset}, NeuMF-8 pretrained from the authors' "
                                      f"files, {key.upper()}@10", metric(authors, key),
-                                     ref[i] if ref else None)
+                                     self.ref(dataset, "NeuMF", 8, "pretrained", i))
             self.add(f"NeuMF-8 pretrained from the authors' published GMF/MLP files: HR@10 "
                      f"{mean_sd(metric(authors, 'hr'))}, NDCG@10 {mean_sd(metric(authors, 'ndcg'))}.",
                      "")
@@ -98,11 +100,11 @@ class Report:
         for f in sorted({factors_of(r) for r in adam}):
             runs = [r for r in adam if factors_of(r) == f]
             sgd_f = self.cells.ncf_runs(dataset, "NeuMF", f, "pretrained")
-            ref = self.paper.get((dataset, "NeuMF", f, "pretrained"))
             row = [f]
             for i, key in enumerate(("hr", "ndcg")):
+                ref = self.ref(dataset, "NeuMF", f, "pretrained", i)
                 row += [mean_sd(metric(runs, key)), mean_sd(metric(sgd_f, key)),
-                        f"{ref[i]:.3f}" if ref else "–", delta(metric(runs, key), ref[i] if ref else None)]
+                        f"{ref:.3f}" if ref is not None else "–", delta(metric(runs, key), ref)]
             row.append(", ".join(str(r.best_epoch) for r in runs))
             rows.append(row)
         self.add("Pretrained NeuMF trained on with Adam (lr 0.001, fresh moments), as the "
@@ -119,17 +121,10 @@ class Report:
         for f in reproduce.FACTORS:
             row = [f]
             for name in NCF_ORDER + BASELINE_ORDER:
-                if name in NCF_ORDER:
-                    setting = "pretrained" if name == "NeuMF" else "from scratch"
-                    runs = self.cells.ncf_runs(dataset, name, f, setting)
-                else:
-                    best = self.cells.best_baseline(
-                        dataset, name, f if name in ("BPR", "eALS") else None)
-                    runs = [best] if best else []
-                hr, ndcg = metric(runs, "hr"), metric(runs, "ndcg")
-                if hr:
-                    series[name][f] = (np.mean(hr), np.mean(ndcg))
-                row.append(f"{np.mean(hr):.4f} / {np.mean(ndcg):.4f}" if hr else "–")
+                runs = self.cells.figure_runs(dataset, name, f)
+                if runs:
+                    series[name][f] = (np.mean(metric(runs, "hr")), np.mean(metric(runs, "ndcg")))
+                row.append(pair(*series[name][f]) if runs else "–")
             rows.append(row)
         self.table(f"fig4_{dataset}", ["F", *(f"{n} HR / NDCG" for n in NCF_ORDER),
                                        *(f"{n} HR / NDCG" for n in BASELINE_ORDER)], rows)
@@ -162,12 +157,7 @@ class Report:
         self.add(f"### Figure 5: HR@K and NDCG@K, K = 1..10, F = 8 ({dataset})", "")
         curves, rows = {}, []
         for name in NCF_ORDER + BASELINE_ORDER:
-            if name in NCF_ORDER:
-                runs = self.cells.ncf_runs(dataset, name, 8,
-                                           "pretrained" if name == "NeuMF" else "from scratch")
-            else:
-                best = self.cells.best_baseline(dataset, name, 8 if name in ("BPR", "eALS") else None)
-                runs = [best] if best else []
+            runs = self.cells.figure_runs(dataset, name, 8)
             if not runs or "topk" not in runs[0].best:
                 continue
             hr = [np.mean(metric(runs, "hr", k)) for k in range(1, 11)]
@@ -187,8 +177,7 @@ class Report:
                 row = [f]
                 for hidden in range(5):
                     runs = self.cells.ncf_runs(dataset, "MLP", f, hidden=hidden)
-                    ref = self.paper.get((dataset, f"MLP-{hidden}", f, "from scratch"))
-                    ref = ref[i] if ref else None
+                    ref = self.ref(dataset, f"MLP-{hidden}", f, "from scratch", i)
                     ours = metric(runs, key)
                     self.note_difference(f"Table {number}, {dataset}, MLP-{hidden}, F = {f}",
                                          ours, ref)
@@ -234,12 +223,10 @@ class Report:
         for neg in range(1, 11):
             row = [neg]
             for name in NCF_ORDER:
-                setting = "pretrained" if name == "NeuMF" else "from scratch"
-                runs = self.cells.ncf_runs(dataset, name, 16, setting, neg=neg)
+                runs = self.cells.figure_runs(dataset, name, 16, neg=neg)
                 if runs:
                     series[name][neg] = (np.mean(metric(runs, "hr")), np.mean(metric(runs, "ndcg")))
-                row.append(f"{series[name][neg][0]:.4f} / {series[name][neg][1]:.4f}"
-                           if runs else "–")
+                row.append(pair(*series[name][neg]) if runs else "–")
             rows.append(row)
         bpr = self.cells.best_baseline(dataset, "BPR", 16)
         self.table(f"fig7_{dataset}", ["negatives", *(f"{n} HR / NDCG" for n in NCF_ORDER)], rows)
@@ -384,32 +371,28 @@ def draw(plots: dict, folder: str) -> list[str]:
         fig, axes = plt.subplots(1, 3 if name.startswith("fig6") else 2, figsize=(11, 3.6))
         if name.startswith("fig6"):
             for label, (loss, hr, ndcg, init) in data.items():
-                x = range(len(loss))
-                axes[0].plot(x, loss, label=label)
-                axes[1].plot(x, hr, label=label)
-                axes[2].plot(x, ndcg, label=label)
-            for ax, title in zip(axes, ("training loss", "HR@10", "NDCG@10")):
-                ax.set_xlabel("iteration")
-                ax.set_title(title)
+                for ax, values in zip(axes, (loss, hr, ndcg)):
+                    ax.plot(range(len(loss)), values, label=label)
+            xlabel, titles = "iteration", ("training loss", "HR@10", "NDCG@10")
         elif name.startswith("fig5"):
             for label, (hr, ndcg) in data.items():
                 axes[0].plot(range(1, 11), hr, marker="o", label=label)
                 axes[1].plot(range(1, 11), ndcg, marker="o", label=label)
-            for ax, title in zip(axes, ("HR@K", "NDCG@K")):
-                ax.set_xlabel("K")
-                ax.set_title(title)
+            xlabel, titles = "K", ("HR@K", "NDCG@K")
         else:
             for label, points in data.items():
                 xs = sorted(points)
                 style = "--" if label in BASELINE_ORDER else "-"
                 axes[0].plot(xs, [points[x][0] for x in xs], style, marker="o", label=label)
                 axes[1].plot(xs, [points[x][1] for x in xs], style, marker="o", label=label)
-            for ax, title in zip(axes, ("HR@10", "NDCG@10")):
-                ax.set_xlabel("predictive factors" if name.startswith("fig4")
-                              else "negatives per positive")
-                ax.set_title(title)
-                if name.startswith("fig4"):
-                    ax.set_xscale("log", base=2)
+            xlabel = ("predictive factors" if name.startswith("fig4")
+                      else "negatives per positive")
+            titles = ("HR@10", "NDCG@10")
+        for ax, title in zip(axes, titles):
+            ax.set_xlabel(xlabel)
+            ax.set_title(title)
+            if name.startswith("fig4"):
+                ax.set_xscale("log", base=2)
         axes[0].legend(fontsize=7)
         fig.suptitle(name.replace("_", " "))
         fig.tight_layout()
@@ -446,9 +429,7 @@ def headline(records: list[RunRecord], paper: dict, dataset: str = "ml-1m") -> s
             row = [label]
             for f in reproduce.FACTORS:
                 if setting is None:
-                    best = cells.best_baseline(dataset, model,
-                                               f if model in ("BPR", "eALS") else None)
-                    runs, ref = [best] if best else [], None
+                    runs, ref = cells.figure_runs(dataset, model, f), None
                 else:
                     runs = cells.ncf_runs(dataset, model, f, setting)
                     ref = paper.get((dataset, "MLP-3" if model == "MLP" else model, f, setting))

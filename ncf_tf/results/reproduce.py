@@ -1,18 +1,16 @@
 """The paper's experiments as plans of runs, and a resumable runner for them.
 
 Each experiment (Table 2, Figures 4-7, Tables 3/4) is a list of :class:`Job`:
-one command line of ``bin/train_*`` with a stable run name. A job whose
-record is finished is skipped; one whose record says ``running`` is started
-again with the same command and continues from its checkpoint; jobs run in
-parallel up to ``--jobs``, each after the jobs it needs (a pretrained NeuMF
-after its GMF and MLP). The report (:mod:`ncf_tf.results.report`) reads the records.
+one ``bin/train_*`` command line with a stable run name. A finished job is
+skipped, an interrupted one resumes from its checkpoint; jobs run in parallel
+up to ``--jobs``, each after those it needs (a pretrained NeuMF after its GMF
+and MLP).
 
-Choices where the paper is silent, recorded here and in the report:
-20 epochs for every NCF run, batch 256, lr 0.001 (the authors' README);
-towers ``[8F, 4F, 2F, F]``; MLP-X has X hidden layers halving down to F
-(MLP-0: ``layers=[F]``, embeddings of F/2 feeding the prediction layer);
-NeuMF in Figures 4, 5 and 7 is the pretrained one (alpha 0.5, then SGD);
-baselines' grids: :data:`BASELINE_GRID`.
+Choices where the paper is silent: 20 epochs, batch 256, lr 0.001 (the
+authors' README); towers ``[8F, 4F, 2F, F]``; MLP-X has X hidden layers halving
+down to F (MLP-0: embeddings of F/2 feeding the prediction layer); NeuMF in
+Figures 4, 5 and 7 is the pretrained one (alpha 0.5, then SGD); baselines'
+grids: :data:`BASELINE_GRID`.
 """
 
 from __future__ import annotations
@@ -31,17 +29,13 @@ from ncf_tf.core.records import read_json
 EXPERIMENTS = ("table2", "fig4", "fig5", "table3", "fig6", "fig7", "beyond", "fast", "long",
                "pretrain_adam", "lr", "mlperf")
 OUTSIDE_ALL = ("fast", "long", "pretrain_adam", "lr", "mlperf")
-"""Experiments outside the paper's protocol that ``all`` leaves out."""
-"""``table3`` covers Tables 3 and 4 (HR and NDCG of the same runs); ``beyond``
-is the validation-selected comparison with stronger baselines; ``fast`` the
-fast mode's variants of NeuMF-8 (not part of ``all``: not the paper's math)."""
+"""Experiments outside the paper's protocol that ``all`` leaves out. ``table3``
+covers Tables 3 and 4; ``beyond`` is the validation-selected comparison with
+stronger baselines."""
 FACTORS = (8, 16, 32, 64)
 SEEDS = {"table2": 3, "beyond": 3, "fast": 3, "all": 3}
-"""Seeds per cell where ``plan`` is not told: 3 where a mean and sd are
-wanted, 1 for the single-seed experiments (``table3``, ``fig7``, ``long``,
-``pretrain_adam``, ``lr``), which take more when asked (e.g. for a cell far from the
-paper). ``fig4``, ``fig5`` and ``fig6`` are Table 2's seed 0 with the
-baselines whatever the seeds."""
+"""Seeds per cell where ``plan`` is not told (else 1). ``fig4``, ``fig5`` and
+``fig6`` are Table 2's seed 0 with the baselines whatever the seeds."""
 EPOCHS = 20
 DATASETS = {"ml-1m": (6040, 3706, 994169), "pinterest-20": (55187, 9916, 1445622)}
 """users, items, training interactions (paper, Table 1 less the test items)."""
@@ -53,10 +47,9 @@ BASELINE_GRID = {
     "BPR": [{"lr": lr} for lr in (0.02, 0.05, 0.1)],
     "eALS": [{"reg": reg} for reg in (0.01, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)],
 }
-"""Hyper-parameters searched per baseline (per factor for BPR and eALS);
-the report shows the best point of each grid on test HR, the protocol the
-paper uses for the NCF models' epochs, and says where that point is at an
-end of its grid (the search may have stopped short)."""
+"""Hyper-parameters searched per baseline (per factor for BPR and eALS); the
+report shows each grid's best point on test HR (the protocol of the NCF
+models' epochs) and says where it is at an end of its grid."""
 
 TUNING_GRID = {
     "EASE": [{"reg": reg} for reg in (250.0, 500.0, 1000.0, 2000.0, 4000.0)],
@@ -70,12 +63,10 @@ TUNING_GRID = {
                 for a in (4.0, 8.0, 32.0) for r in (50.0, 100.0, 200.0)]),
     "MF": [{"num_factors": f} for f in (64, 128)],
 }
-"""The tuning grids of the stronger baselines (iALS with and without the
-frequency-scaled regularisation, ``reg_exponent``, and its confidence weight
-``alpha`` around the best point); every point is fitted on the
-training file less each user's latest interaction and chosen on that
-validation set only (seed 0); the chosen point is then refitted on the whole
-training file and tested, with 3 seeds where the model is random (MF, iALS)."""
+"""The stronger baselines' grids: every point is fitted on the training file
+less each user's latest interaction and chosen on that validation set only
+(seed 0); the chosen point is refitted on the whole training file and tested,
+with 3 seeds where the model is random (MF, iALS)."""
 DETERMINISTIC = ("EASE", "ItemPop", "ItemKNN")
 FAST_VARIANTS = ({"lazy_adam": True},
                  {"batch_size": 2048, "lr": 0.003},
@@ -85,27 +76,23 @@ learning rate scaled by about sqrt(8)."""
 LONG_EPOCHS = 100
 LONG_MLP_HIDDEN = (1, 2)
 """``long``: MLP-1 and MLP-2 at F = 8 for the authors' default of 100 epochs
-(the tables run the README's 20), to see whether the shallow towers, still
-learning at epoch 20, reach the paper's Table 3 there."""
+(the tables run the README's 20): do the shallow towers reach Table 3 there?"""
 PRETRAIN_ADAM_FACTORS = (8, 16, 32)
 """``pretrain_adam``: pretrained NeuMF trained on with Adam at lr 0.001,
 as the authors' README runs it, beside Table 2's vanilla SGD (the paper's)."""
 LR_CELLS = (("MLP", 8, 1), ("MLP", 8, 2), ("MLP", 16, 1), ("NeuMF", 64, 3))
 LR_SEARCH = (0.0005, 0.005)
-"""``lr``: the paper searched the learning rate in {0.0001, 0.0005, 0.001,
-0.005}; the tables run the authors' README's 0.001 throughout. The cells
-more than 0.01 from the paper (model, F, hidden layers; NeuMF from scratch)
-run at the rates either side of it."""
+"""``lr``: the cells more than 0.01 from the paper (model, F, hidden layers;
+NeuMF from scratch) at the paper's searched rates either side of 0.001."""
 MLPERF = {"ml-20m": (138493, 26744, 19861770), "ml-1m-neg999": (6040, 3706, 994169)}
-"""``mlperf``: the MLPerf v0.5 NCF configuration (``--preset mlperf``) on its own
-data, ml-20m with 999 test negatives (``bin/download_data --dataset ml-20m``),
-and on the authors' ml-1m files with 999 test negatives drawn instead of their
-99 (``ml-1m-neg999``): users, items, training interactions. Any ``--dataset``
-of ``bin/reproduce --only mlperf`` is planned: these are the report's."""
+"""``mlperf``: ``--preset mlperf`` on ml-20m with 999 test negatives and on the
+authors' ml-1m files with 999 drawn test negatives (users, items, training
+interactions); any ``--dataset`` is planned, these are the report's."""
 MLPERF_EPOCHS = 20
 """MLPerf stops at HR@10 0.635 (NVIDIA's DGX-1 log: epoch 14); 20 epochs run on."""
 NCF_BEYOND = (("GMF", 8), ("MLP", 8), ("NeuMF", 8))
 """NCF models run with validation selection (3 seeds each)."""
+
 
 @dataclasses.dataclass
 class Job:
@@ -119,8 +106,8 @@ class Job:
 
     def argv(self, program: list[str], results_dir: str, model_dir: str,
              data_path: str) -> list[str]:
-        """The command line after ``program`` (what runs ``bin/<script>``); a
-        pretrained NeuMF gets its GMF/MLP weight files."""
+        """The command line after ``program`` (what runs ``bin/<script>``), with a
+        pretrained NeuMF's GMF/MLP weight files."""
         extra = []
         for dependency, flag in zip(self.needs, ("--mf_pretrain", "--mlp_pretrain")):
             extra += [flag, weights_file(dependency, results_dir, model_dir)]
@@ -143,24 +130,19 @@ def tower(factors: int, hidden: int = 3) -> list[int]:
 
 
 DEFERRED_STEP_MS = (1.2, 0.023)
-"""Deferred Adam's step at batch 256 on 2 CPU cores, in ms: a fixed part and
-a part per million FLOPs of the tower's forward and backward. Fitted to
-NeuMF-8 and NeuMF-64 at ml-1m's, pinterest-20's and ml-20m's table sizes
-(``bin/benchmark --section tables``, results/benchmark_tables.txt), where
-the step hardly depends on the tables' size."""
+"""Deferred Adam's step at batch 256 in ms: a fixed part and a part per million
+FLOPs of the tower, fitted to results/benchmark_tables.txt (the step hardly
+depends on the tables' size)."""
 
 
 def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
                      num_neg: int = 4, learner: str = "adam") -> float:
-    """Seconds per epoch on a 2-core CPU. A planning figure, not a measurement.
+    """Seconds per epoch on a 2-core CPU: a planning figure, not a measurement.
 
-    Adam as the scripts' ``--adam auto`` computes it: deferred for tables of
-    :data:`ncf_tf.train.config.DEFER_MIN_FLOATS` floats or more
-    (:data:`DEFERRED_STEP_MS`), else dense: a linear fit to ml-1m's steps at
-    batch 256 as ``bin/benchmark`` measures them (results/benchmark.txt), a
-    fixed cost per step plus a cost per million parameters, the dense update
-    being memory-bound; SGD (pretrained NeuMF) a fraction of the
-    parameter-dependent part, from the recorded runs.
+    Adam as ``--adam auto`` computes it: deferred for large tables
+    (:data:`DEFERRED_STEP_MS`), else dense, a fixed cost per step plus one per
+    million parameters (memory-bound; fitted to results/benchmark.txt); SGD
+    (pretrained NeuMF) a fraction of the latter, from the recorded runs.
     """
     users, items, train = DATASETS.get(dataset, DATASETS["ml-1m"])
     width = {"GMF": factors, "MLP": layers[0], "NeuMF": factors + layers[0]}[model]
@@ -348,16 +330,15 @@ def plan(experiment: str, dataset: str, seeds: int | None = None,
 
 
 def unique(jobs: list[Job]) -> list[Job]:
-    seen, out = set(), []
+    first: dict[str, Job] = {}
     for job in jobs:
-        if job.name not in seen:
-            seen.add(job.name)
-            out.append(job)
-    return out
+        first.setdefault(job.name, job)
+    return list(first.values())
 
 
-def with_needs(selected: list[Job], jobs: list[Job]) -> list[Job]:
-    """``selected`` plus, in front, the jobs of ``jobs`` they need."""
+def with_needs(selected: list[Job], jobs: list[Job], results_dir: str | None = None) -> list[Job]:
+    """``selected`` plus, in front, the jobs of ``jobs`` they need; with
+    ``results_dir``, a need neither in ``jobs`` nor recorded there is a ValueError."""
     by_name = {job.name: job for job in jobs}
     out: list[Job] = []
 
@@ -365,6 +346,10 @@ def with_needs(selected: list[Job], jobs: list[Job]) -> list[Job]:
         for dependency in job.needs:
             if dependency in by_name:
                 add(by_name[dependency])
+            elif results_dir and not os.path.exists(os.path.join(results_dir,
+                                                                 f"{dependency}.json")):
+                raise ValueError(f"run {job.name} needs {dependency}, which is neither "
+                                 f"recorded nor planned")
         if job not in out:
             out.append(job)
 
@@ -374,10 +359,8 @@ def with_needs(selected: list[Job], jobs: list[Job]) -> list[Job]:
 
 
 def weights_file(name: str, results_dir: str, model_dir: str) -> str:
-    """Where the weights of the recorded run ``name`` are:
-    ``<model_dir>/<name>.weights.h5`` if it is there, else the record's
-    ``weights_file`` if that is (a run saved elsewhere), else the former (a
-    fresh checkout has the records but not the weights)."""
+    """The weights of the recorded run ``name``: ``<model_dir>/<name>.weights.h5``
+    unless only the record's ``weights_file`` exists (a run saved elsewhere)."""
     own = os.path.join(model_dir, f"{name}.weights.h5")
     saved = read_json(os.path.join(results_dir, f"{name}.json")).get("weights_file")
     return saved if not os.path.isfile(own) and saved and os.path.isfile(saved) else own
@@ -390,8 +373,8 @@ are not bit-identical from run to run, and a rank tie can flip."""
 
 
 def rerun_gap(record: dict, rerun: dict) -> float:
-    """The largest difference in HR or NDCG, at any epoch, between a record
-    and a finished rerun of it (infinite if the rerun is unfinished or shorter)."""
+    """The largest difference in HR or NDCG at any epoch between a record and a
+    finished rerun of it (infinite if the rerun is unfinished or shorter)."""
     old, new = record.get("epochs", []), rerun.get("epochs", [])
     if rerun.get("status") != "finished" or len(old) != len(new):
         return float("inf")
@@ -400,10 +383,8 @@ def rerun_gap(record: dict, rerun: dict) -> float:
 
 
 def rerun_differs(record: dict, rerun: dict) -> str:
-    """Why a rerun does not count as the recorded run, or "" if it does: it
-    must finish the same epochs, be within :data:`RERUN_TOLERANCE` of the
-    record's HR and NDCG at every one, and pick the same best epoch (whose
-    weights it saves)."""
+    """Why a rerun does not count as the recorded run, or "" if it finishes the
+    same epochs within :data:`RERUN_TOLERANCE` and picks the same best epoch."""
     gap = rerun_gap(record, rerun)
     if gap == float("inf"):
         return f"it did not finish the record's {len(record.get('epochs', []))} epochs"
@@ -440,8 +421,7 @@ def execute(jobs: list[Job], *, program: Callable[[str], list[str]], results_dir
     ``program(script)`` is the command that runs ``bin/<script>`` in a process of
     its own (the command-line layer knows which function that is).
 
-    A job whose dependency is not part of ``jobs`` and not finished is added
-    in front of it. A finished dependency whose weights file is gone (a fresh
+    A dependency neither in ``jobs`` nor recorded is a ValueError. A finished dependency whose weights file is gone (a fresh
     checkout) is run again in a folder of its own (``<model_dir>/restored/
     <name>.<pid>/``, so that no other run sees its weights before they are
     checked); its weights move to ``model_dir`` only if :func:`rerun_differs`
@@ -449,25 +429,11 @@ def execute(jobs: list[Job], *, program: Callable[[str], list[str]], results_dir
     process gets ``cores / parallel`` threads; its output goes to
     ``<logs_dir>/<name>.log``.
     """
-    by_name = {job.name: job for job in jobs}
-    order = []
-
-    def add(job: Job) -> None:
-        for dependency in job.needs:
-            if dependency in by_name:
-                add(by_name[dependency])
-            elif not os.path.exists(os.path.join(results_dir, f"{dependency}.json")):
-                raise ValueError(f"run {job.name} needs {dependency}, which is neither "
-                                 f"recorded nor planned")
-        if job not in order:
-            order.append(job)
-
-    for job in jobs:
-        add(job)
-    pending = [job for job in order
-               if status(job, results_dir) not in ("finished", "diverged")]
+    order = with_needs(jobs, jobs, results_dir)
     restore_dir = os.path.join(model_dir, "restored")
     restoring = to_restore(order, results_dir, model_dir)
+    pending = [job for job in order if job.name in restoring
+               or status(job, results_dir) not in ("finished", "diverged")]
 
     def stage(name: str) -> str:
         return os.path.join(restore_dir, f"{name}.{os.getpid()}")
@@ -493,7 +459,6 @@ def execute(jobs: list[Job], *, program: Callable[[str], list[str]], results_dir
             f"is not used: {why}{compare}; delete the record to train it anew"))
         return not why
 
-    pending = [job for job in order if job in pending or job.name in restoring]
     logs_dir = logs_dir or os.path.join(results_dir, os.pardir, "logs")
     os.makedirs(logs_dir, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // parallel)
@@ -514,7 +479,7 @@ def execute(jobs: list[Job], *, program: Callable[[str], list[str]], results_dir
                 log(f"{'done' if ok else 'FAILED'}: {name} [{(time.time() - started) / 60:.1f} min]")
                 if not ok:
                     failed.append(name)
-        blocked = {name for name in failed}
+        blocked = set(failed)
         for job in list(pending):
             if len(running) >= parallel:
                 break
