@@ -1,12 +1,10 @@
 """Files in and out: one opener for plain or gzipped input; outputs written
-atomically, one file or a group of files.
+atomically, one file or a group of files (:class:`StagedGroup`).
 
 A crash or an error never leaves a half-written file under the final name,
-and a file gets the permissions any new file of the user would (a temporary
-file's private 0600 is not kept). A group (:class:`StagedGroup`) is published
-as one step, and a group that a killed process left half-published is
-recognised by the next process that writes the same group. Standard library
-only, so that light commands can use it without importing Keras.
+and a file gets the permissions any new file of the user would (not a
+temporary file's 0600). Standard library only: light commands use it
+without importing Keras.
 """
 
 from __future__ import annotations
@@ -31,10 +29,8 @@ class InputFileError(ValueError):
 
 
 def open_input(path: str, binary: bool = False) -> IO:
-    """Opens a plain or gzipped file for reading: text (UTF-8) or, with ``binary``, bytes.
-
-    A file is gzipped when its name ends in ``.gz`` or it starts with gzip's
-    magic bytes.
+    """Opens a plain or gzipped (``.gz`` or gzip's magic bytes) file for
+    reading: text (UTF-8) or, with ``binary``, bytes.
 
     Raises:
         InputFileError: the file does not exist, is a folder, or is a zip (or
@@ -65,16 +61,14 @@ def current_umask() -> int:
 
 def temporary_name(path: str, pid: int | None = None, suffix: str = ".tmp") -> str:
     """Where ``path`` is written before it is renamed into place: beside it,
-    hidden, named after the writing process (:func:`write_text`, and
-    ``bin/export``'s staging folder)."""
+    hidden, named after the writing process."""
     folder, name = os.path.split(os.path.abspath(path))
     return os.path.join(folder, f".{name}.{os.getpid() if pid is None else pid}{suffix}")
 
 
 def remove_stale_temporaries(path: str, suffix: str = ".tmp") -> list[str]:
-    """Removes the temporary files (or folders) of ``path`` left by writers
-    that died (``kill -9``) before renaming them; those of live processes
-    stay. Returns the removed paths."""
+    """Removes (and returns) the temporary files or folders of ``path`` that
+    writers which died before renaming them left; those of live processes stay."""
     folder, name = os.path.split(os.path.abspath(path))
     pattern = re.compile(rf"\.{re.escape(name)}\.(\d+){re.escape(suffix)}")
     removed = []
@@ -98,22 +92,17 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:   # alive, another user's
+        pass
     return True
 
 
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = ".tmp") -> Iterator[str]:
-    """Yields a temporary file name beside ``path`` (its folder is created),
-    named after this process (:func:`temporary_name`); when the block ends
-    normally the file is renamed to ``path``, otherwise it is removed. The
-    temporary files of ``path`` that killed writers left are removed first
-    (:func:`remove_stale_temporaries`).
-
-    ``suffix`` is for writers that choose the format by extension (Keras's
-    ``.weights.h5``, ``.png``).
-    """
+    """Yields a :func:`temporary_name` beside ``path`` (its folder created,
+    stale temporaries removed); renamed to ``path`` when the block ends
+    normally, else removed. ``suffix`` is for writers that choose the format
+    by extension (``.weights.h5``, ``.png``)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     remove_stale_temporaries(path, suffix)
     tmp = temporary_name(path, suffix=suffix)
@@ -139,11 +128,11 @@ class OutputError(ValueError):
 
 def check_output_dir(path: str, flag: str) -> None:
     """Fails early, with one line naming ``flag``, if ``path`` cannot become a
-    writable folder; leaves nothing behind either way.
+    writable folder; leaves nothing behind.
 
-    The test is real, not ``os.access`` (which says yes to root everywhere, /proc
-    included): a temporary folder is made and removed in ``path`` or, if it does
-    not exist yet, in its nearest existing ancestor.
+    The test is real, not ``os.access`` (which says yes to root everywhere,
+    /proc included): a folder is made and removed in ``path`` or its nearest
+    existing ancestor.
 
     Raises:
         OutputError: ``path`` or an ancestor is a file, or the folder where
@@ -162,8 +151,6 @@ def check_output_parent(path: str, flag: str) -> None:
 
 
 def _check_writable(folder: str, path: str, flag: str) -> None:
-    """Raises OutputError unless ``folder`` (which ``path`` names or holds) exists as
-    a writable folder or can be created as one."""
     probe = folder
     while not os.path.exists(probe):
         parent = os.path.dirname(probe)
@@ -182,8 +169,7 @@ def _check_writable(folder: str, path: str, flag: str) -> None:
 
 
 def hash_file(path: str, *hashes) -> list[str]:
-    """Feeds the file to each ``hashlib`` object (in one read, 1 MiB at a time)
-    and returns their hex digests, in order."""
+    """The hex digests of the file by each ``hashlib`` object, read once."""
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             for digest in hashes:
@@ -192,8 +178,7 @@ def hash_file(path: str, *hashes) -> list[str]:
 
 
 class LockHeld(Exception):
-    """A lock file another living process holds; ``owner`` is the pid it wrote
-    there ('' when it wrote none yet)."""
+    """A lock file another living process holds; ``owner`` is its pid ('' if not written yet)."""
 
     def __init__(self, path: str, owner: str):
         super().__init__(f"{path}: held by process {owner or '?'}")
@@ -201,13 +186,10 @@ class LockHeld(Exception):
 
 
 def hold_lock(path: str) -> IO:
-    """Takes an exclusive ``flock`` on the file ``path`` (created if need be) for
-    this process and writes its pid in it; returns the open file: the lock
-    lasts until it is closed, and the system releases it when the process
-    ends, however it ends (``kill -9`` included).
-
-    A lock file that its owner removed while it was being taken is taken
-    anew, so an owner may remove it (still held) to release it.
+    """Takes an exclusive ``flock`` on ``path`` (created if need be), writes
+    this process's pid in it and returns the open file: the lock lasts until
+    it is closed or the process ends (``kill -9`` included). A lock file its
+    owner removed meanwhile is taken anew, so an owner may remove it to release it.
 
     Raises:
         LockHeld: another process holds it.
@@ -238,14 +220,13 @@ class StagedGroup:
     """Files published in ``folder`` together, after all of them were written.
 
     ``with StagedGroup(folder, tag) as group:`` holds the group's lock (a
-    second live process is refused; a killed one's lock is released by the
-    system) and clears what a killed process left in the staging folder
+    second live process is refused) and clears what a killed process left in
     ``<folder>/.<tag>.staging``. Files written at :meth:`path` are published
     by :meth:`publish`: a manifest of their names, then one rename each. From
     the manifest of a process killed during the renames, the next one learns
-    :attr:`half_published`, the group's files already under their final name
-    (its to replace). On an exception inside the block nothing of it stays,
-    not even ``folder`` when this created it.
+    :attr:`half_published`, the group's files already under their final name.
+    On an exception inside the block nothing of it stays, not even ``folder``
+    when this created it.
 
     Raises:
         OutputError: the folders cannot be created, or a live process holds the group.

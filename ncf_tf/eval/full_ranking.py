@@ -1,11 +1,9 @@
 """Full-ranking evaluation: each held-out item against the whole catalogue.
 
-The paper ranks a held-out item against 99 sampled negatives (sec. 4.1), which
-is cheap but can reorder models (Krichene and Rendle, KDD 2020, "On Sampled
-Metrics for Item Recommendation"). Here every held-out item of a user is
-ranked against *all* items, except the user's training items, which a
-recommender would never show again and which are neither candidates nor
-competitors.
+The paper ranks a held-out item against 99 sampled negatives (sec. 4.1),
+which can reorder models (Krichene and Rendle, KDD 2020). Here every
+held-out item of a user is ranked against *all* items but the user's
+training items, which are neither candidates nor competitors.
 
 With H_u the held-out items of user u and ``pos(h)`` the 0-based position of
 h in u's ranking of the candidate items (all items minus the training items):
@@ -25,21 +23,15 @@ items minus H_u):
     MRR         = 1 / (min_{h in H_u} pos(h) + 1)                 (not cut at K)
     AUC         = 1 - sum_{h in H_u} (pos(h) - j(h)) / (|H_u| N_u)  (not cut at K)
 
-MAP@K is the mean over users of AP@K, the precision at each hit's position
-averaged over min(K, |H_u|), the most hits the top K can hold (RecBole's
-normalisation). AUC is the fraction of (held-out, candidate) pairs in which
-the held-out item scores strictly above the candidate: ``pos(h) - j(h)`` is
-the number of candidates ranked before h. The training items are excluded
-from MRR and AUC as from every metric here: they are neither candidates nor
-competitors, so they change neither a position nor N_u.
-
-With one held-out item per user, as in the leave-one-out files, recall@K
-equals HR@K, and every metric is that of :mod:`ncf_tf.eval.metrics` for the
-same rank with ``n`` = the candidates (N_u + 1).
+MAP@K averages the precision at each hit over min(K, |H_u|), the most hits
+the top K can hold (RecBole's normalisation); ``pos(h) - j(h)`` is the
+number of candidates ranked before h. With one held-out item per user,
+every metric is that of :mod:`ncf_tf.eval.metrics` for the same rank with
+``n`` = N_u + 1 (and recall@K = HR@K).
 
 Ties count against the held-out items, as in :mod:`ncf_tf.eval.metrics`: a
 candidate that is not held out and scores **greater than or equal to** a
-held-out item is ranked before it. Held-out items tied with each other take
+held-out item is ranked before it; held-out items tied with each other take
 consecutive positions in any order (the metrics do not depend on it). So the
 j-th best held-out item of a user (0-based) has
 
@@ -47,10 +39,6 @@ j-th best held-out item of a user (0-based) has
 
 NaN scores count as -inf (a diverged model must not win). A held-out item that
 is also a training item stays a held-out item (it is ranked, not excluded).
-
-Scores come in blocks of users, either from ``score_all(users) -> (n,
-num_items)`` or from the pair function ``score_fn(users, items)`` of
-:mod:`ncf_tf.eval.leave_one_out` applied to every (user, item) of the block.
 """
 
 from __future__ import annotations
@@ -67,8 +55,7 @@ from ncf_tf.eval.leave_one_out import ScoreFn
 ScoreAllFn = Callable[[np.ndarray], np.ndarray]
 """``score_all(users) -> (len(users), num_items)`` scores; higher is better."""
 
-# A block of users is scored at once: at most this many (user, item) scores
-# (32 MB of float64) unless a batch size is given.
+# (user, item) scores of a block of users at most, unless a batch size is given.
 _BLOCK_ENTRIES = 1 << 22
 
 
@@ -106,9 +93,8 @@ class FullRankingEvaluation:
         return per_user_metrics(self.indptr, self.positions, k, names, self.num_candidates)
 
     def metrics(self, names=M.METRIC_NAMES, k: int | None = None) -> dict[str, float]:
-        """Means over users of the named metrics (hr, ndcg, map, precision,
-        recall, mrr, auc; module docstring) at cut-off ``k`` (default :attr:`k`);
-        NaN for no users."""
+        """Means over users of the named metrics at cut-off ``k`` (default
+        :attr:`k`); NaN for no users."""
         return _means(self.per_user(self.k if k is None else k, M.check_names(names)))
 
     def at(self, k: int) -> dict[str, float]:
@@ -123,19 +109,16 @@ def _means(values: dict[str, np.ndarray]) -> dict[str, float]:
 def per_user_metrics(indptr: np.ndarray, positions: np.ndarray, k: int,
                      names=DEFAULT_NAMES,
                      num_candidates: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """The named metrics of each user from the positions of its held-out items.
+    """``{name: (n,)}`` float64: the named metrics (module docstring) of each user.
 
     Args:
         indptr: ``(n + 1,)`` bounds of each user's run in ``positions``; every
             user has at least one held-out item.
         positions: 0-based positions, increasing within each user's run.
         k: the cut-off of HR, NDCG, recall, precision and MAP.
-        names: keys of :data:`ncf_tf.eval.metrics.METRICS` (module docstring).
+        names: keys of :data:`ncf_tf.eval.metrics.METRICS`.
         num_candidates: ``(n,)`` candidates of each user, held-out items
             included; only AUC needs it.
-
-    Returns:
-        ``{name: (n,)}`` float64 arrays, in the order of ``names``.
 
     Raises:
         ValueError: a bad ``k`` or name, a user without a held-out item, or
@@ -234,8 +217,7 @@ class FullRankingEvaluator:
         exclude: optional sparse matrix of the same shape, non-zero at the
             items that are not candidates for the user (the training items).
         k: the cut-off K of HR@K, NDCG@K and recall@K.
-        batch_size: users scored per call; by default as many as keep a
-            block within 2^22 scores.
+        batch_size: users scored per call (default: blocks of 2^22 scores).
 
     Raises:
         ValueError: ``k`` or ``batch_size`` is not positive, or the shapes differ.
@@ -298,9 +280,8 @@ class FullRankingEvaluator:
                                      self.users, indptr, positions, self.num_candidates())
 
     def num_candidates(self) -> np.ndarray:
-        """``(len(users),)`` the candidates of each evaluated user: all items
-        but its training items; a held-out item that is also a training item
-        stays a candidate."""
+        """``(len(users),)`` candidates of each evaluated user: all items but its
+        training items that are not held out."""
         held = self.held_out[self.users]
         if self.exclude is None:
             return np.full(len(self.users), self.num_items, np.int64)

@@ -29,10 +29,8 @@ class Evaluation:
         hr, ndcg: means over the test lines.
         ranks: ``(n,)`` 0-based pessimistic rank of each held-out item among
             its competing negatives.
-        num_candidates: ``(n,)`` candidates of each line: the held-out item
-            and its competing negatives (a duplicate of the held-out item or
-            of another negative does not count); AUC needs it. None in an
-            Evaluation restored from a checkpoint, which does not store it.
+        num_candidates: ``(n,)`` the held-out item and its competing
+            negatives per line, for AUC; None when restored from a checkpoint.
     """
 
     k: int
@@ -140,8 +138,7 @@ BLOCK_PAIRS = 1 << 24
 
 def repeats(rows: np.ndarray) -> np.ndarray:
     """``(n, m)`` bool: True where an entry equals an earlier one of its row
-    (in blocks of rows, so that the int64 sort order of 1M rows of 999 is
-    never held whole: 8 GB)."""
+    (in blocks of rows, so that the sort order of 1M rows of 999 is never held whole)."""
     lines = max(1, BLOCK_PAIRS // max(1, rows.shape[1]))
     if rows.shape[0] > lines:
         return np.concatenate([repeats(rows[lo:lo + lines])

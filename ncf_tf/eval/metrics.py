@@ -18,17 +18,12 @@ libraries, the same rank gives (one relevant item per user):
                                                 negatives scored strictly
                                                 below it; not cut at K)
 
-Conventions differ between libraries; these are stated so that numbers can
-be compared. MRR and AUC look at the whole candidate list, as Cornac's do
-(RecBole's MRR@K is 0 beyond K; ``reciprocal_rank(rank) * hit_ratio(rank, k)``
-gives it). Precision@K divides by K even when fewer than K candidates exist.
-A tie with a negative gets no AUC credit (Cornac's rule, not the half credit
-of the Mann-Whitney statistic that ``sklearn.metrics.roc_auc_score``
-computes; the two agree when no score ties), for the same reason as the
-ranks below: a model that scores every item the same gets AUC = 0, HR = 0.
-With several held-out items per user (full ranking) the general forms are in
-:mod:`ncf_tf.eval.full_ranking`. :data:`METRICS` names them all;
-:func:`ranking_metrics` gives their means.
+Conventions differ between libraries: MRR and AUC look at the whole
+candidate list, as Cornac's do (RecBole's MRR@K is ``reciprocal_rank(rank) *
+hit_ratio(rank, k)``); precision@K divides by K even when fewer than K
+candidates exist; a tie with a negative gets no AUC credit (Cornac's rule,
+not sklearn's half credit), for the reason of the tie rule below. The forms
+for several held-out items per user are in :mod:`ncf_tf.eval.full_ranking`.
 
 Two protocol choices, both about what the authors' evaluator does implicitly:
 
@@ -97,17 +92,8 @@ def reciprocal_rank(rank: np.ndarray) -> np.ndarray:
 
 
 def auc(rank: np.ndarray, num_candidates) -> np.ndarray:
-    """Per-user AUC: the fraction of the ``n - 1`` negatives scored below the target.
-
-    Args:
-        rank: ``(n_users,)`` 0-based pessimistic ranks (ties count against).
-        num_candidates: the number of candidates ``n`` (target included),
-            a scalar or ``(n_users,)``; each must be at least 2.
-
-    Returns:
-        ``(n_users,)`` float64 ``1 - rank / (n - 1)``; a tied negative counts
-        as scored above the target (no half credit).
-    """
+    """Per-user AUC ``1 - rank / (n - 1)``, ``n`` = ``num_candidates`` (target
+    included; scalar or ``(n_users,)``, each at least 2)."""
     rank = np.asarray(rank)
     negatives = np.broadcast_to(np.asarray(num_candidates), rank.shape) - 1
     if (negatives < 1).any():
@@ -117,7 +103,6 @@ def auc(rank: np.ndarray, num_candidates) -> np.ndarray:
     return 1.0 - rank / negatives
 
 
-# name -> per_user(rank, num_candidates, k) -> (n_users,) float64
 METRICS = {
     "hr": lambda rank, n, k: hit_ratio(rank, k),
     "ndcg": lambda rank, n, k: ndcg(rank, k),
@@ -149,18 +134,9 @@ def check_names(names) -> tuple[str, ...]:
 
 def ranking_metrics(ranks: np.ndarray, num_candidates, k: int,
                     names=METRIC_NAMES) -> dict[str, float]:
-    """Means over users of the named metrics of 0-based ranks.
-
-    Args:
-        ranks: ``(n_users,)`` 0-based pessimistic rank of each held-out item.
-        num_candidates: candidates per user (held-out item included), scalar
-            or ``(n_users,)``; only AUC uses it.
-        k: the cut-off of HR, NDCG, MAP, precision and recall (not MRR, AUC).
-        names: metric names, keys of :data:`METRICS`.
-
-    Returns:
-        ``{name: mean}`` in the order of ``names``; NaN for no users.
-    """
+    """``{name: mean over users}`` of the named metrics (keys of :data:`METRICS`)
+    of ``(n_users,)`` 0-based ranks; NaN for no users. ``num_candidates``
+    (scalar or per user) is only for AUC, ``k`` is not for MRR and AUC."""
     check_positive("k", k)
     names = check_names(names)
     ranks = np.asarray(ranks)
