@@ -8,20 +8,16 @@ training pairs, placeholder ratings and timestamps), identified by SHA-256.
 A file is written under its final name only after it verified.
 
 ``ml-20m`` and ``ml-25m`` are GroupLens's zips, checked against their
-published MD5, then converted by :func:`ncf_tf.data.prepare.prepare`
-(``fmt="movielens-csv"``) with the MLPerf
-protocol (users with >= 20 ratings, latest rating held out, 999 test
-negatives, seed 0) into ``<name>.train.rating`` etc.; the zip is kept in
-``dest`` so that a second run does not fetch it again.
+published MD5, then converted by :func:`ncf_tf.data.prepare.prepare` with the
+MLPerf protocol (seed 0); the zip is kept in ``dest`` for the next run.
 
 ``ml-1m-neg999`` is derived, not downloaded: the authors' ml-1m train and
-test files unchanged, with 999 test negatives per user drawn (seed 0) from
-the items the user has in neither (:func:`ncf_tf.data.prepare.resample_negatives`);
-ml-1m is fetched first.
+test files with 999 test negatives per user drawn (seed 0) by
+:func:`ncf_tf.data.prepare.resample_negatives`; ml-1m is fetched first.
 
-A data set's files are fetched into a staging folder in ``dest`` and published
-together (:class:`ncf_tf.core.files.StagedGroup`); what a killed run staged is
-removed by the next run, which fetches what is still missing.
+A data set's files are staged in ``dest`` and published together
+(:class:`ncf_tf.core.files.StagedGroup`); the next run removes what a killed
+run staged and fetches what is still missing.
 """
 
 from __future__ import annotations
@@ -43,21 +39,15 @@ BASE_URL = ("https://raw.githubusercontent.com/hexiangnan/neural_collaborative_f
             f"{AUTHORS_COMMIT}/")
 CHECKSUMS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                          "Data", "CHECKSUMS")
-GROUPS = {
-    "ml-1m": ["ml-1m.train.rating", "ml-1m.test.rating", "ml-1m.test.negative"],
-    "pinterest-20": ["pinterest-20.train.rating", "pinterest-20.test.rating",
-                     "pinterest-20.test.negative"],
-    "ml-1m-pretrain": ["authors_pretrain/ml-1m_GMF_8_1501651698.h5",
-                       "authors_pretrain/ml-1m_MLP_[64,32,16,8]_1501652038.h5"],
-}
+GROUPS = {name: [f"{name}.{suffix}" for suffix in NEGATIVE_SUFFIXES]
+          for name in ("ml-1m", "pinterest-20")}
+GROUPS["ml-1m-pretrain"] = ["authors_pretrain/ml-1m_GMF_8_1501651698.h5",
+                            "authors_pretrain/ml-1m_MLP_[64,32,16,8]_1501652038.h5"]
 
 
 # GroupLens's MovieLens zips: URL and MD5. GroupLens publishes the MD5 beside
-# each zip (<url>.md5, e.g. https://files.grouplens.org/datasets/movielens/ml-20m.zip.md5).
-# These values were not re-fetched from there (written without network); they
-# are the ones pinned in a public download configuration,
-# github.com/eli-osherovich/papers_with_code, datasets/movielens/dl_config.py
-# ("20m": cd245b17..., "25m": 6b51fb27...).
+# each zip (<url>.md5); these values, written without network, are those pinned
+# in github.com/eli-osherovich/papers_with_code, datasets/movielens/dl_config.py.
 MOVIELENS_BASE_URL = "https://files.grouplens.org/datasets/movielens/"
 MOVIELENS_ZIPS = {
     "ml-20m": (MOVIELENS_BASE_URL + "ml-20m.zip", "cd245b17a1ae2cc31bb14903e1204af3"),
@@ -97,9 +87,7 @@ def verified(path: str, expected: tuple[str, str]) -> bool:
 
 def remote_path(name: str) -> str:
     """Where a file lives in the authors' repository."""
-    if name.startswith("authors_pretrain/"):
-        return "Pretrain/" + name.split("/", 1)[1]
-    return "Data/" + name
+    return "Data/" + name if "/" not in name else "Pretrain/" + name.split("/", 1)[1]
 
 
 def _copy_or_download(origin: str, path: str, local: bool, log) -> None:
@@ -166,23 +154,23 @@ def _fetch_zip(dataset: str, dest: str, source: str | None, url: str, expected_m
                group: StagedGroup, log=print) -> str:
     """The path of a verified ``<dataset>.zip``: in ``source``, or in
     ``dest``, downloaded there (staged in ``group``) unless a verified copy is present."""
+    def check(path: str, origin: str) -> str:
+        found = md5(path)
+        if found != expected_md5:
+            raise DownloadError(f"{origin}: MD5 {found}, expected {expected_md5} (GroupLens's "
+                                "published checksum)")
+        return path
+
     name = f"{dataset}.zip"
-    path = os.path.join(source, name) if source else os.path.join(dest, name)
+    path = os.path.join(source or dest, name)
     if source and not os.path.isfile(path):
         raise DownloadError(f"{path}: not found")
-    if os.path.isfile(path):
-        found = md5(path)
-        if found == expected_md5:
-            return path
-        if source:
-            raise DownloadError(f"{path}: MD5 {found}, expected {expected_md5} (GroupLens's "
-                                "published checksum)")
-    staged = group.path(name)
-    _copy_or_download(url, staged, False, log)
-    found = md5(staged)
-    if found != expected_md5:
-        raise DownloadError(f"{url}: MD5 {found}, expected {expected_md5} (GroupLens's "
-                            "published checksum)")
+    if source:
+        return check(path, path)
+    if os.path.isfile(path) and md5(path) == expected_md5:
+        return path
+    _copy_or_download(url, group.path(name), False, log)
+    check(group.path(name), url)
     return group.publish([name])[0]
 
 

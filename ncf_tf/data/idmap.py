@@ -31,15 +31,8 @@ class IdMap:
     """
 
     def __init__(self, kind: str, originals: np.ndarray | None, count: int, source: str = ""):
-        self.kind = kind
-        self.originals = originals
-        self.count = count
-        self.source = source
+        self.kind, self.originals, self.count, self.source = kind, originals, count, source
         self._index = None if originals is None else pd.Index(originals)
-
-    @property
-    def has_originals(self) -> bool:
-        return self.originals is not None
 
     def to_ncf(self, ids: Iterable[str], flag: str) -> np.ndarray:
         """The ncf ids of ``ids`` (original ids, or ncf ids without a map).
@@ -67,13 +60,7 @@ class IdMap:
     def to_original(self, ncf_ids: np.ndarray) -> np.ndarray:
         """Original ids (str) of ``ncf_ids``; the ncf ids (int) without a map."""
         ncf_ids = np.asarray(ncf_ids)
-        if self.originals is None:
-            return ncf_ids
-        return self.originals[ncf_ids]
-
-
-def id_map_path(path: str, name: str, kind: str) -> str:
-    return os.path.join(path, f"{name}.{kind}_ids.tsv")
+        return ncf_ids if self.originals is None else self.originals[ncf_ids]
 
 
 def read_id_map(filename: str, kind: str, count: int) -> IdMap:
@@ -115,7 +102,7 @@ def load_id_maps(path: str, name: str, num_users: int, num_items: int) -> tuple[
     Both files or neither: without them the maps are the identity. One
     without the other is an error (a half-copied data set).
     """
-    files = {kind: id_map_path(path, name, kind) for kind in ("user", "item")}
+    files = {kind: os.path.join(path, f"{name}.{kind}_ids.tsv") for kind in ("user", "item")}
     present = {kind: os.path.isfile(f) for kind, f in files.items()}
     if not any(present.values()):
         return IdMap("user", None, num_users), IdMap("item", None, num_items)

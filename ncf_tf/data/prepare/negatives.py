@@ -2,13 +2,8 @@
 
 :func:`sample_test_negatives` draws, for every user, ``k`` distinct items the
 user never interacted with, uniformly without replacement, in a handful of
-whole-array passes instead of one Python step per user (138,493 users x 999
-negatives at MovieLens-20M's size).
-
-:func:`resample_negatives` keeps a data set's training and test files as they
-are and writes a new ``.test.negative`` with another number of negatives, e.g.
-``ml-1m-neg999`` (the authors' ml-1m with 999 negatives, the MLPerf protocol's
-count) from ``ml-1m``.
+whole-array passes. :func:`resample_negatives` writes a data set's training and
+test files with new test negatives, e.g. ``ml-1m-neg999`` from ``ml-1m``.
 """
 
 from __future__ import annotations
@@ -37,8 +32,8 @@ def _draw_block(first: int, positives: np.ndarray, taken: np.ndarray, skip: np.n
         first: the block's first user.
         positives: sorted ``user * num_items + item`` keys of the block's
             interactions.
-        taken: all-False bool scratch of ``users * num_items`` cells (left
-            all-False again).
+        taken: all-False bool scratch, one cell per (user, item) of the block
+            (left all-False again).
         skip: ``(users,)`` bool: rows not to complete (drawn elsewhere).
 
     Returns:
@@ -50,13 +45,7 @@ def _draw_block(first: int, positives: np.ndarray, taken: np.ndarray, skip: np.n
     pass. Which draw is rejected depends only on which draws are equal (and on
     the user's items), never on the item ids, so the law of the result is
     invariant under any permutation of the items a user did not interact
-    with; as every ordered tuple of k distinct such items is such a
-    permutation of any other, all are equally likely: each row is a uniform
-    draw without replacement.
-
-    Membership ("interacted or kept") is one bool cell per (user, item) of the
-    block: a gather instead of a search, and the block is sized so the table
-    stays in cache.
+    with: every ordered tuple of k distinct such items is equally likely.
     """
     users = len(taken) // num_items
     local = positives - first * num_items
@@ -101,12 +90,10 @@ def sample_test_negatives(users: np.ndarray, items: np.ndarray, num_users: int, 
     """Draws the test negatives of every user.
 
     Args:
-        users: ``(n,)`` internal user id of every interaction (train and test).
-        items: ``(n,)`` internal item id of every interaction.
-        num_users: number of users; row u of the result belongs to user u.
-        num_items: items are ``0..num_items-1``.
+        users, items: ``(n,)`` every interaction (train and test).
+        num_users, num_items: users and items are ``0..num_users-1``, ``0..num_items-1``.
         num_test_neg: negatives per user, k.
-        rng: the only source of randomness (same seed, same result).
+        rng: the only source of randomness.
         user_names: original user ids, for the error message.
 
     Returns:
@@ -142,7 +129,6 @@ def sample_test_negatives(users: np.ndarray, items: np.ndarray, num_users: int, 
         seen[mine] = True
         negatives[user] = rng.choice(np.flatnonzero(~seen), size=k, replace=False)
         seen[mine] = False
-    # Blocks of consecutive users whose (user, item) table is ~16 MB.
     block = max(1, BLOCK_CELLS // num_items)
     taken = np.zeros(block * num_items, bool)
     for first in range(0, num_users, block):
@@ -171,20 +157,15 @@ def resample_negatives(source: str, dest: str, name: str, num_test_neg: int,
     """Copies a data set's train and test files and draws new test negatives.
 
     Args:
-        source: path prefix of the data set, e.g. ``Data/ml-1m`` for
-            ``Data/ml-1m.train.rating`` and ``Data/ml-1m.test.rating`` (plain
+        source: path prefix of the data set, e.g. ``Data/ml-1m`` (files plain
             or ``.gz``).
-        dest: output folder; writes ``<dest>/<name>.train.rating`` and
-            ``.test.rating`` (the source's lines, unchanged, uncompressed) and
-            ``<name>.test.negative``.
+        dest: output folder; the train and test files are copied unchanged,
+            uncompressed, beside ``<name>.test.negative``.
         name: the new data set's name, e.g. ``ml-1m-neg999``.
-        num_test_neg: negatives per test line, k.
+        num_test_neg: negatives per test line, k, drawn as by
+            :func:`sample_test_negatives` among the loader's items.
         rng: draws the negatives.
         overwrite: replace existing outputs instead of refusing.
-
-    The negatives of a test line are k distinct items, uniform without
-    replacement among those its user has in neither file; items are
-    ``0..num_items-1`` with num_items the loader's (largest training item + 1).
 
     Returns:
         ``{"users", "items", "train", "test"}`` counts, for the report.
