@@ -181,7 +181,7 @@ def test_bad_input_one_line_error_nothing_written(toy, tmp_path, capsys):
 
 def test_export_refuses_a_file_as_destination(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(export.ExportError, match=r"--dest .*file: exists and is not a folder"):
+    with pytest.raises(export.ExportError, match=r"^dest .*file: exists and is not a folder"):
         export.check_destination(str(tmp_path / "file"), overwrite=True)
 
 

@@ -110,7 +110,7 @@ def test_nan_scores_never_beat_real_ones():
 
 @pytest.mark.parametrize("k", [0, 7, -1, 2.5, True])
 def test_top_k_rejects_k_out_of_range(k):
-    with pytest.raises(recommend.RecommendError, match=r"--topk must be an integer in 1\.\.6"):
+    with pytest.raises(recommend.RecommendError, match=r"^k must be an integer in 1\.\.6"):
         recommend.top_k(spread_model("GMF", 2, 6), [0], 6, None, k)
 
 

@@ -77,6 +77,18 @@ def check_frame(frame, columns: dict[str, str], what: str) -> None:
                              f"at row {row!r}")
 
 
+def check_columns(df, user_col: str, item_col: str, timestamp_col: str | None) -> None:
+    """:func:`check_frame` of ``df`` with its user and item columns (distinct) and
+    its ``timestamp_col`` (None: none)."""
+    if user_col == item_col:
+        raise FrameError(f"user_col and item_col are both {user_col!r}; users and items need "
+                         "a column each")
+    check_frame(df, {user_col: "user", item_col: "item"}, "df")
+    if timestamp_col is not None and timestamp_col not in df.columns:
+        raise FrameError(f"df: no column {timestamp_col!r} (timestamp_col); its columns are "
+                         f"{', '.join(map(repr, df.columns))}")
+
+
 def _not_scalar(value) -> bool:
     return isinstance(value, (list, tuple, set, frozenset, dict, np.ndarray, pd.Series))
 
@@ -215,6 +227,13 @@ class Ids:
         return cls(kind, np.array(stored["ids"], dtype=dtype), stored["column"])
 
 
+def ids_of(kind: str, column: str, frames: dict, *more: np.ndarray) -> Ids:
+    """The :class:`Ids` of ``column`` in ``frames`` (argument name -> DataFrame)
+    and of the arrays ``more``."""
+    return Ids.of(kind, [*(column_values(frame[column], f"{what}: column {column!r}")
+                           for what, frame in frames.items()), *more], column)
+
+
 def _show(value) -> str:
     value = value.item() if isinstance(value, np.generic) else value
     return repr(value)
@@ -247,18 +266,31 @@ def interactions(frame: pd.DataFrame, user_col: str, item_col: str, users: Ids, 
 def negatives_matrix(frame: pd.DataFrame, column: str, items: Ids, what: str) -> np.ndarray:
     """``(n, m)`` int64 item numbers of a column that lists m item ids on every row."""
     rows = frame[column].tolist()
-    try:
-        lengths = {len(row) for row in rows}
-    except TypeError:
-        raise FrameError(f"{what}: column {column!r} must hold a list of item ids on every "
-                         "row") from None
+    flat = _flat(rows, column, what)
+    lengths = {len(row) for row in rows}
     if len(lengths) != 1 or 0 in lengths:
         raise FrameError(f"{what}: column {column!r} must list the same number (>= 1) of "
                          f"item ids on every row, got {sorted(lengths)[:5]}")
-    flat = np.concatenate([np.asarray(list(row), dtype=object) for row in rows])
-    if all(isinstance(v, (int, np.integer)) for v in flat):
-        flat = flat.astype(np.int64)
     return items.encode(flat, f"{what}: column {column!r}").reshape(len(rows), -1)
+
+
+def listed_ids(values: pd.Series, column: str, what: str = "test_df") -> np.ndarray:
+    """Every item id of a column that lists ids on every row, flat (for the catalogue)."""
+    flat = _flat(values.tolist(), column, what)
+    if pd.isna(flat).any():
+        raise FrameError(f"{what}: column {column!r} has a missing item id (NaN)")
+    return flat
+
+
+def _flat(rows: list, column: str, what: str) -> np.ndarray:
+    """The ids of every row's list, int64 when all are integers."""
+    try:
+        flat = np.concatenate([np.asarray(list(row), dtype=object) for row in rows]
+                              or [np.empty(0, object)])
+    except TypeError:
+        raise FrameError(f"{what}: column {column!r} must hold a list of item ids on every "
+                         "row") from None
+    return flat.astype(np.int64) if all(isinstance(v, (int, np.integer)) for v in flat) else flat
 
 
 def sampled_negatives(train: sp.csr_matrix, users: np.ndarray, items: np.ndarray,
@@ -353,15 +385,8 @@ def check_integer(name: str, value, minimum: int) -> int:
 def _leave_one_out(df, user_col, item_col, timestamp_col, how, num_negatives, seed):
     check_integer("num_negatives", num_negatives, 1)
     check_integer("seed", seed, 0)
-    if user_col == item_col:
-        raise FrameError(f"user_col and item_col are both {user_col!r}; users and items need "
-                         "a column each")
-    check_frame(df, {user_col: "user", item_col: "item"}, "df")
-    if timestamp_col is not None and timestamp_col not in df.columns:
-        raise FrameError(f"df: no column {timestamp_col!r} (timestamp_col); its columns are "
-                         f"{', '.join(map(repr, df.columns))}")
-    users = Ids.of("user", [column_values(df[user_col], f"df: column {user_col!r}")], user_col)
-    items = Ids.of("item", [column_values(df[item_col], f"df: column {item_col!r}")], item_col)
+    check_columns(df, user_col, item_col, timestamp_col)
+    users, items = ids_of("user", user_col, {"df": df}), ids_of("item", item_col, {"df": df})
     train, times, lines = interactions(df, user_col, item_col, users, items, timestamp_col)
     empty = np.empty(0, np.int64)
     dataset = frame_dataset("df", train, times, lines, empty, empty, np.empty((0, 1), np.int64))

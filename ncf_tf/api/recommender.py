@@ -3,46 +3,36 @@
     train_df, test_df = ncf_tf.leave_latest_out(df, "user", "item", "timestamp")
     rec = ncf_tf.Recommender("NeuMF", num_factors=8, layers=[64, 32, 16, 8], seed=0)
     rec.fit(train_df, user_col="user", item_col="item", epochs=20, test_df=test_df)
-    rec.history; rec.user_factors; rec.item_factors
-    rec.score(users, items); rec.recommend(users, k=10, items=None); rec.evaluate(test_df)
-    rec.similar_items(items, k=10); rec.similar_users(users, k=10)
-    rec.save(path); ncf_tf.Recommender.load(path); rec.fold_in(items); rec.export(path)
+    rec.recommend(users, k=10); rec.evaluate(test_df); rec.save(path); rec.fold_in(items)
 
 :func:`load_trained` finds any trained model (a run record, a weight file, a
 ``.keras`` file or a saved Recommender) with its data, as ``bin/recommend``
-and ``bin/export`` do.
+and ``bin/export`` do. Arguments are checked when they are given (TypeError
+or ValueError naming the argument and the value), before any data is read.
 
-Arguments are checked when they are given (TypeError or ValueError naming
-the argument and the value), before any data is read or any epoch trained;
-TensorFlow's retracing warnings are not shown unless ``tf_verbose=True``.
+``fit`` turns the DataFrames into the :class:`~ncf_tf.data.loader.Dataset`
+that ``bin/train_*`` would read from the same data in the authors' files
+(:mod:`ncf_tf.api.frames`) and trains it with
+:func:`ncf_tf.train.experiment.run_dataset`, as the scripts do: the same seed
+gives the same per-epoch loss, HR and NDCG. The epoch it keeps:
 
-One code path with the scripts: ``fit`` turns the DataFrames into the
-:class:`~ncf_tf.data.loader.Dataset` that ``bin/train_*`` would read from the
-same data in the authors' files (:mod:`ncf_tf.api.frames`) and trains it with
-:func:`ncf_tf.train.experiment.run_dataset`, the function ``bin/train_*`` run
-after reading their files: same model, initial weights, negatives, updates,
-evaluation and run record, so the same seed gives the same per-epoch loss,
-HR and NDCG (``tests/test_api.py`` checks it against ``ncf_tf.cli.train``).
-
-Which epoch ``fit`` keeps:
-
-* ``test_df`` given, no ``validation``: the epoch of the best HR on the test
-  set, as the authors' code and ``bin/train_*`` do (``selection: "test"``;
-  optimistic, as the README says).
+* ``test_df`` given, no ``validation``: the best HR on the test set, as the
+  authors' code does (``selection: "test"``; optimistic).
 * ``validation="latest"`` (or ``"random"``): one more interaction per user is
-  held out of ``df`` with 99 seeded negatives and the epoch is picked on it
-  (``--selection validation``); a ``test_df`` is then only monitored.
-* neither: nothing is held out; every epoch is trained and the last kept.
+  held out of ``df`` with 99 seeded negatives and the epoch is picked on it;
+  a ``test_df`` is then only monitored.
+* neither: the last.
 
 Random streams, all from the one ``seed``: ``seed`` itself samples and
 shuffles the training instances (``(seed, 2)`` for a pretrained NeuMF),
 ``(seed, 1)`` draws the validation split's negatives (both as the scripts);
-``(seed, 3)`` draws a test set's negatives when ``test_df`` has no negatives
+``(seed, 3)`` a test set's negatives when ``test_df`` has no negatives
 column; ``(seed, 4)`` is fold-in's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -88,8 +78,7 @@ TRAIN = "train.npz"
 RECORD = "record.json"
 FORMAT = 1
 
-# Settings that are not the model's or its training's: fit's arguments, or
-# what the API decides itself (files, pretraining, selection).
+# TrainConfig fields that are fit's arguments or the API's own choice.
 NOT_SETTINGS = {"model", "path", "dataset", "epochs", "selection", "validation_split",
                 "pretrain", "mf_pretrain", "mlp_pretrain", "weights", "results_dir",
                 "run_name", "tensorboard", "progress", "distribute", "num_factors", "layers",
@@ -105,8 +94,7 @@ EMBEDDINGS = {"GMF": (("gmf", "user_embedding", "item_embedding"),),
 
 
 def _quiet(method):
-    """Runs ``method`` without TensorFlow's retracing warnings unless the
-    Recommender was made with ``tf_verbose=True``."""
+    """``method`` without TensorFlow's retracing warnings, unless ``tf_verbose``."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         with quiet.retracing_hidden(not getattr(self, "tf_verbose", False)):
@@ -148,13 +136,11 @@ class Recommender:
         check_integer("num_factors", num_factors, 1)
         check_integer("seed", seed, 0)
         check_integer("epochs", epochs, 0)
-        if not isinstance(tf_verbose, bool):
-            raise TypeError(f"tf_verbose must be True or False, got {tf_verbose!r}")
+        _check_bool("tf_verbose", tf_verbose)
         if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
             raise TypeError(f"layers must be a list of integers, got {layers!r}")
-        for size in layers:
-            if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-                raise TypeError(f"layers must be a list of integers, got {list(layers)!r}")
+        if any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) for n in layers):
+            raise TypeError(f"layers must be a list of integers, got {list(layers)!r}")
         unknown = sorted(set(settings) - set(SETTINGS))
         if unknown:
             raise ValueError(f"Recommender: unknown setting {unknown[0]!r}; expected one of "
@@ -175,11 +161,10 @@ class Recommender:
                                   layers=[int(size) for size in layers], seed=int(seed),
                                   epochs=int(epochs), pretrain=pretrain is not None,
                                   **self._settings)
-        _validated(self.config)
-        if model != "GMF":
-            with _as_arguments():
-                model_layers.check_layers(self.config.layers, self.config.reg_layers)
         with _as_arguments():
+            self.config.validate()
+            if model != "GMF":
+                model_layers.check_layers(self.config.layers, self.config.reg_layers)
             devices.resolve(self.config.device)
         self.model = None
         self.record: dict | None = None
@@ -211,32 +196,27 @@ class Recommender:
         Args:
             df: the training interactions.
             user_col, item_col: their columns (``test_df`` uses the same names).
-            epochs: training epochs (the authors' loop: fresh negatives each);
-                None: the constructor's ``epochs``.
+            epochs: training epochs; None: the constructor's ``epochs``.
             timestamp_col: optional column of times for ``validation="latest"``:
-                numbers, datetimes or date-like strings (parsed; a value that
-                is neither a number nor a date is refused); a missing value
-                counts as no time.
+                numbers, datetimes or date-like strings; a missing value counts
+                as no time.
             validation: None, ``"latest"`` or ``"random"``: hold one more
                 interaction per user out of ``df`` and pick the epoch on it.
             test_df: optional held-out rows (user, item, optionally
                 ``negatives_col`` listing the items each is ranked against;
-                else 99 seeded negatives); evaluated at every epoch. Its
-                users must be users of ``df``; its items and negatives join
-                the catalogue.
+                else 99 seeded negatives), evaluated at every epoch. Its users
+                must be users of ``df``; its items and negatives join the
+                catalogue.
             negatives_col: the column of ``test_df`` with the negatives.
             name: the data set's name in the run name and record.
             results_dir: None: no file is written (the run record is
                 :attr:`record`); a folder: the record is written there as the
-                scripts write it (every epoch; ``<run name>.json``), with the
-                per-epoch checkpoint (an interrupted fit resumes) and the
-                kept weights in ``model_dir`` (default: the same folder).
-                Both folders are checked before the first epoch.
-            progress: a progress bar during each epoch, as the scripts'
-                ``--progress``.
+                scripts write it, with the per-epoch checkpoint (an
+                interrupted fit resumes), and the kept weights in
+                ``model_dir`` (default: the same folder).
+            progress: a progress bar during each epoch.
             warm_start: continue from the current weights (the same users and
-                items as the last fit; a fresh optimizer, the same learner)
-                instead of new initial weights.
+                items as the last fit; a fresh optimizer, the same learner).
             log: receives the scripts' progress lines; None: silent.
 
         Returns:
@@ -249,23 +229,15 @@ class Recommender:
                 or folder (one line naming it).
         """
         epochs = self.config.epochs if epochs is None else check_integer("epochs", epochs, 0)
-        for argument, value in (("progress", progress), ("warm_start", warm_start)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{argument} must be True or False, got {value!r}")
+        _check_bool("progress", progress)
+        _check_bool("warm_start", warm_start)
         for argument, value in (("user_col", user_col), ("item_col", item_col),
                                 ("name", name)):
             if not isinstance(value, str):
                 raise TypeError(f"{argument} must be a column name (str), got {value!r}")
-        if user_col == item_col:
-            raise ValueError(f"user_col and item_col are both {user_col!r}; users and items "
-                             "need a column each")
         if warm_start:
             self._check_fitted("fit(warm_start=True)")
-        columns = {user_col: "user", item_col: "item"}
-        frames.check_frame(df, columns, "df")
-        if timestamp_col is not None and timestamp_col not in df.columns:
-            raise FrameError(f"df: no column {timestamp_col!r} (timestamp_col); its columns "
-                             f"are {', '.join(map(repr, df.columns))}")
+        frames.check_columns(df, user_col, item_col, timestamp_col)
         if validation not in (None, "latest", "random"):
             raise ValueError(f"validation must be None, 'latest' or 'random', got {validation!r}")
         if results_dir is not None:
@@ -280,15 +252,10 @@ class Recommender:
         if test_df is not None:
             frames.check_frame(test_df, {user_col: "user", item_col: "item"}, "test_df")
             has_negatives = negatives_col in test_df.columns
-        users = Ids.of("user", [frames.column_values(df[user_col], f"df: column {user_col!r}")],
-                       user_col)
-        item_arrays = [frames.column_values(df[item_col], f"df: column {item_col!r}")]
-        if test_df is not None:
-            item_arrays.append(frames.column_values(test_df[item_col],
-                                                    f"test_df: column {item_col!r}"))
-            if has_negatives:
-                item_arrays.append(_flat_ids(test_df[negatives_col], "test_df", negatives_col))
-        items = Ids.of("item", item_arrays, item_col)
+        users = frames.ids_of("user", user_col, {"df": df})
+        tests = {} if test_df is None else {"test_df": test_df}
+        negatives = [frames.listed_ids(test_df[negatives_col], negatives_col)] if has_negatives else []
+        items = frames.ids_of("item", item_col, {"df": df, **tests}, *negatives)
         if warm_start and not (users.same_as(self.users) and items.same_as(self.items)):
             raise ValueError(f"warm_start: df (with test_df) has {users.count} users x "
                              f"{items.count} items, not the fitted model's {self.users.count} x "
@@ -305,7 +272,8 @@ class Recommender:
             results_dir=results_dir or "",
             model_dir=self._settings.get("model_dir", results_dir) if results_dir else "",
             out=self._settings.get("out", 1) if results_dir else 0)
-        _validated(config)
+        with _as_arguments():
+            config.validate()
         warm = None
         if warm_start:
             # The current weights, as a weight file the run starts from.
@@ -330,7 +298,7 @@ class Recommender:
         self.model = None   # a fit that fails leaves the Recommender unfitted
         self.users, self.items, self.train = users, items, train
         self.columns = {"user": users.column, "item": items.column}
-        test_users, test_items, negatives = self._test_lines(test_df, negatives_col, "test_df",
+        test_users, test_items, negatives = self._test_lines(test_df, negatives_col,
                                                              NUM_TEST_NEGATIVES)
         dataset = frames.frame_dataset(config.dataset, train, timestamps, lines, test_users,
                                        test_items, negatives)
@@ -378,19 +346,15 @@ class Recommender:
         ``seconds`` (sampling, training and evaluation)."""
         self._check_fitted("history")
         selection = self.record["selection"]
-        rows = []
+        rows, seconds = [], []
         for entry in self.record["epochs"]:
-            row = {"epoch": entry["epoch"], "loss": entry["loss"]}
-            if selection != "last":
-                row[f"{selection}_hr"] = _number(entry["hr"])
-                row[f"{selection}_ndcg"] = _number(entry["ndcg"])
-            for watched, values in sorted((entry.get("monitor") or {}).items()):
-                row[f"{watched}_hr"] = _number(values.get("hr"))
-                row[f"{watched}_ndcg"] = _number(values.get("ndcg"))
-            row["seconds"] = entry["sample_s"] + entry["train_s"] + (entry["eval_s"] or 0.0)
-            rows.append(row)
-        frame = pd.DataFrame(rows, columns=None if rows else ["epoch", "loss", "seconds"])
-        seconds = frame.pop("seconds")
+            sets = [(selection, entry)] if selection != "last" else []
+            sets += sorted((entry.get("monitor") or {}).items())
+            rows.append({"epoch": entry["epoch"], "loss": entry["loss"],
+                         **{f"{name}_{metric}": _number(values.get(metric))
+                            for name, values in sets for metric in ("hr", "ndcg")}})
+            seconds.append(entry["sample_s"] + entry["train_s"] + (entry["eval_s"] or 0.0))
+        frame = pd.DataFrame(rows, columns=None if rows else ["epoch", "loss"])
         frame["seconds"] = seconds
         return frame.set_index("epoch")
 
@@ -418,8 +382,7 @@ class Recommender:
             ``(n,)`` float32.
         """
         self._check_fitted("score")
-        if not isinstance(probability, bool):
-            raise TypeError(f"probability must be True or False, got {probability!r}")
+        _check_bool("probability", probability)
         u = self.users.encode(users, "users")
         i = self.items.encode(items, "items")
         if len(u) != len(i) and 1 not in (len(u), len(i)):
@@ -498,11 +461,9 @@ class Recommender:
     @_quiet
     def export(self, path: str, k: int = 10, exclude_seen: bool = True,
                overwrite: bool = False) -> dict:
-        """Writes the folder ``bin/export`` writes (``model.keras``,
-        ``saved_model/``, ``config.json``; :mod:`ncf_tf.serve.export`), whose
-        SavedModel takes this Recommender's raw ids: ``score(user, item)``
-        and ``top_k(user)`` (the ``k`` best items, the training items left
-        out unless ``exclude_seen=False``). Returns the config.
+        """Writes the folder ``bin/export`` writes (:mod:`ncf_tf.serve.export`),
+        whose SavedModel's ``score(user, item)`` and ``top_k(user)`` take this
+        Recommender's raw ids. Returns the config.
 
         Raises:
             ValueError: not fitted; ``path`` exists (without ``overwrite``);
@@ -546,17 +507,14 @@ class Recommender:
         frames.check_frame(test_df, {self.columns["user"]: "user",
                                      self.columns["item"]: "item"}, "test_df")
         if negatives == "all":
-            users = self.users.encode(test_df[self.columns["user"]],
-                                      f"test_df: column {self.columns['user']!r}")
-            items = self.items.encode(test_df[self.columns["item"]],
-                                      f"test_df: column {self.columns['item']!r}")
+            users, items = self._encode(test_df)
             evaluator = FullRankingEvaluator.from_pairs(users, items, self.train.shape,
                                                         exclude=self.train, k=k)
             result = evaluator.evaluate_all(lambda u: np.asarray(all_item_logits(self.model, u)))
             return result.metrics(names, k)
         count = NUM_TEST_NEGATIVES if negatives is None else negatives
         column = negatives_col if negatives is None else None
-        users, items, negs = self._test_lines(test_df, column, "test_df", count)
+        users, items, negs = self._test_lines(test_df, column, count)
         evaluation = LeaveOneOutEvaluator(users, items, negs, k).evaluate(self._score_fn())
         return evaluation.metrics(names, k)
 
@@ -564,12 +522,9 @@ class Recommender:
     def fold_in(self, items, k: int = 10, exclude_seen: bool = True, *,
                 steps: int = folding.DEFAULT_STEPS, lr: float = folding.DEFAULT_LR,
                 num_neg: int = folding.DEFAULT_NUM_NEG) -> pd.DataFrame:
-        """Recommendations for a user who was not in the training data.
-
-        The user's embedding rows are fitted from ``items`` with every trained
-        variable frozen (:func:`ncf_tf.serve.fold_in.fold_in`: ``steps`` Adam
-        steps on the log loss with ``num_neg`` fresh negatives per item,
-        stream ``(seed, 4)``); then all items are ranked.
+        """Recommendations for a user who was not in the training data, whose
+        embedding rows are fitted from ``items`` with every trained variable
+        frozen (:func:`ncf_tf.serve.fold_in.fold_in`, stream ``(seed, 4)``).
 
         Args:
             items: the new user's raw item ids (a repeated one counts once).
@@ -596,14 +551,12 @@ class Recommender:
     # -------------------------------------------------------- save / load
 
     def save(self, path: str, overwrite: bool = False) -> str:
-        """Writes the fitted model to folder ``path``: weights, settings, id maps,
-        training items and the fit's run record; returns ``path``.
+        """Writes the fitted model to folder ``path``; returns ``path``.
 
-        Files: ``model.weights.h5`` (Keras 3), ``train.npz`` (the training
-        matrix, for ``exclude_seen``), ``record.json`` (the run record) and
+        Files, each written atomically: ``model.weights.h5``, ``train.npz``
+        (the training matrix), ``record.json`` (the run record) and, last,
         ``recommender.json`` (settings, column names and the raw ids in
-        order), written last, each atomically. Integer, float, string and
-        bool ids round-trip exactly (types kept).
+        order; integer, float, string and bool ids round-trip exactly).
 
         Raises:
             ValueError: not fitted; ``path`` is a file, or a folder holding a
@@ -721,20 +674,24 @@ class Recommender:
         if self.model is None:
             raise ValueError(f"{method}: the Recommender is not fitted; call fit(df) first")
 
-    def _test_lines(self, test_df, negatives_col: str | None, what: str, count):
+    def _test_lines(self, test_df, negatives_col: str | None, count):
         """``(users, items, negatives (n, m))`` numbers of held-out rows."""
         if test_df is None:
             return (np.empty(0, np.int64), np.empty(0, np.int64),
                     np.empty((0, 1), np.int64))
-        user_col, item_col = self.columns["user"], self.columns["item"]
-        users = self.users.encode(test_df[user_col], f"{what}: column {user_col!r}")
-        items = self.items.encode(test_df[item_col], f"{what}: column {item_col!r}")
+        users, items = self._encode(test_df)
         if negatives_col is not None and negatives_col in test_df.columns:
-            negatives = frames.negatives_matrix(test_df, negatives_col, self.items, what)
+            negatives = frames.negatives_matrix(test_df, negatives_col, self.items, "test_df")
         else:
             rng = np.random.default_rng([self.config.seed, TEST_NEGATIVES_STREAM])
-            negatives = frames.sampled_negatives(self.train, users, items, count, rng, what)
+            negatives = frames.sampled_negatives(self.train, users, items, count, rng, "test_df")
         return users, items, negatives
+
+    def _encode(self, test_df) -> tuple[np.ndarray, np.ndarray]:
+        """The user and item numbers of ``test_df``'s rows."""
+        return tuple(ids.encode(test_df[self.columns[kind]],
+                                f"test_df: column {self.columns[kind]!r}")
+                     for kind, ids in (("user", self.users), ("item", self.items)))
 
 
 SIZES = ("model", "num_factors", "layers")
@@ -767,17 +724,13 @@ def load_trained(saved: str | None = None, record: str | None = None,
 
     The model is one of:
 
-    * ``record``: a run record; the model and its sizes come from its
-      configuration, the weights from the weight file it names (unless
-      ``weights_file`` is given), the data from its ``path`` and ``dataset``
-      (unless given);
+    * ``record``: a run record, giving the model, its sizes, its weight file
+      (unless ``weights_file`` is given) and its data (unless given);
     * ``weights_file`` with ``model`` (and ``num_factors``, ``layers``;
       default 8 and ``[64, 32, 16, 8]``);
-    * ``keras_file``: a whole ``.keras`` model, as :func:`ncf_tf.serve.export.export`
-      writes it;
-    * ``saved``: a folder written by :meth:`Recommender.save` (its weights, raw
-      ids and training items; no data files are read). A ``record`` naming
-      that folder's ``record.json`` means the same.
+    * ``keras_file``: a whole ``.keras`` model, as ``bin/export`` writes it;
+    * ``saved``: a folder written by :meth:`Recommender.save` (no data files
+      are read), or a ``record`` naming that folder's ``record.json``.
 
     The data is ``dataset`` in ``path`` (default: the record's, else ml-1m in Data/).
 
@@ -927,10 +880,10 @@ def _model_name(model) -> str:
     """``"GMF"``, ``"MLP"`` or ``"NeuMF"`` of ``model``, in any case."""
     if not isinstance(model, str):
         raise TypeError(f"model must be a str ({', '.join(MODELS)}), got {model!r}")
-    for name in MODELS:
-        if model.strip().lower() == name.lower():
-            return name
-    raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+    name = {name.lower(): name for name in MODELS}.get(model.strip().lower())
+    if name is None:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+    return name
 
 
 def _check_number(name: str, value) -> float:
@@ -942,9 +895,8 @@ def _check_number(name: str, value) -> float:
 
 
 def check_setting(name: str, value):
-    """A setting of :data:`SETTINGS` checked for its type (the type of its
-    default in :class:`~ncf_tf.train.config.TrainConfig`) and normalised;
-    ranges are :func:`_validated`'s."""
+    """A setting of :data:`SETTINGS` checked for the type of its default in
+    :class:`~ncf_tf.train.config.TrainConfig` (not its range) and normalised."""
     default = getattr(_DEFAULTS, name)
     if name == "learner":
         if value is None:
@@ -953,8 +905,7 @@ def check_setting(name: str, value):
             raise TypeError(f"learner must be a str, got {value!r}")
         return value.strip().lower()
     if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be True or False, got {value!r}")
+        _check_bool(name, value)
         return value
     if isinstance(default, int):
         return check_integer(name, value, -2 ** 63)
@@ -971,43 +922,22 @@ def check_setting(name: str, value):
     return value
 
 
-class _as_arguments:
-    """Turns the ``--flag`` of the library's ValueErrors into the Python
-    argument of the same name."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, traceback):
-        if error is not None and isinstance(error, ValueError):
-            raise ValueError(re.sub(r"--(\w+)", r"\1", str(error))) from None
-        return False
+@contextlib.contextmanager
+def _as_arguments():
+    """The library's ValueErrors that name a ``--flag``, naming the Python argument instead."""
+    try:
+        yield
+    except ValueError as error:
+        raise ValueError(re.sub(r"--(\w+)", r"\1", str(error))) from None
 
 
-def _validated(config: TrainConfig) -> None:
-    with _as_arguments():
-        config.validate()
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def _number(value) -> float:
     return float("nan") if value is None else float(value)
-
-
-def _flat_ids(column: pd.Series, what: str, name: str) -> np.ndarray:
-    """Every id listed in a column of lists (for the catalogue)."""
-    rows = column.tolist()
-    try:
-        parts = [np.asarray(list(row), dtype=object) for row in rows]
-    except TypeError:
-        raise FrameError(f"{what}: column {name!r} must hold a list of item ids on every "
-                         "row") from None
-    flat = np.concatenate(parts) if parts else np.empty(0, object)
-    missing = pd.isna(flat)
-    if missing.any():
-        raise FrameError(f"{what}: column {name!r} has a missing item id (NaN)")
-    if all(isinstance(v, (int, np.integer)) for v in flat):
-        flat = flat.astype(np.int64)
-    return flat
 
 
 def _check_k(k, maximum: int, what: str = "the number of items") -> None:

@@ -1,8 +1,8 @@
 """Command-line layer of bin/export: a trained model -> a servable folder.
 
 The model is named as for bin/recommend (``--record``, ``--weights`` with
-``--model``, ``--keras``, or ``--saved`` for a ``Recommender.save`` folder); see :mod:`ncf_tf.serve.export` for what the folder
-holds.
+``--model``, ``--keras``, or ``--saved``); :mod:`ncf_tf.serve.export` says
+what the folder holds.
 
 Example::
 

@@ -22,6 +22,7 @@ user's embedding rows are fitted to them with the model frozen
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -59,7 +60,16 @@ def define_model_flags(fv: flags.FlagValues) -> None:
 
 # The library's parameters that are named otherwise on the command line (``out``: the
 # training scripts' flag, in the hint of a record without weights).
-FLAG_NAMES = {"weights_file": "weights", "keras_file": "keras", "out": "out"}
+FLAG_NAMES = {"weights_file": "weights", "keras_file": "keras", "out": "out", "k": "topk"}
+
+
+def as_flag(flag: str, call, *args):
+    """``call(*args)``, with a ValueError's leading ``path`` (the library's
+    parameter, here another flag's name) named ``--flag``."""
+    try:
+        return call(*args)
+    except ValueError as e:
+        raise type(e)(re.sub(r"^path ", f"--{flag} ", str(e))) from None
 
 
 def load(fv: flags.FlagValues, log=print):
@@ -110,7 +120,7 @@ def run(fv: flags.FlagValues) -> None:
                                            f"{fv.fold_in_steps}")
         if not fv.fold_in_lr > 0:
             raise recommend.RecommendError(f"--fold_in_lr must be positive, got {fv.fold_in_lr}")
-        new_items = fold_in.read_items(fv.fold_in)
+        new_items = as_flag("fold_in", fold_in.read_items, fv.fold_in)
     wanted = [u.strip() for u in fv.users.split(",")] if fv.users else []
     if any(not u for u in wanted):
         raise recommend.RecommendError(f"--users {fv.users!r}: expected comma-separated ids, "
@@ -118,7 +128,7 @@ def run(fv: flags.FlagValues) -> None:
     if fv.topk <= 0:
         raise recommend.RecommendError(f"--topk must be a positive integer, got {fv.topk}")
     if fv.output:
-        recommend.check_output(fv.output, fv.overwrite)
+        as_flag("output", recommend.check_output, fv.output, fv.overwrite)
     log = (lambda line: print(line, file=sys.stderr)) if not fv.output else print
     loaded = load(fv, log)
     num_items = loaded.dataset.num_items
@@ -151,7 +161,7 @@ def run(fv: flags.FlagValues) -> None:
              "model": loaded.spec.as_dict(), "source": loaded.source}
     if new_items is not None:
         about["fold_in"] = fitted
-    recommend.write(frame, fv.output, about, fv.overwrite)
+    as_flag("output", recommend.write, frame, fv.output, about, fv.overwrite)
     print(f"Wrote {len(frame)} recommendations to {fv.output}")
 
 

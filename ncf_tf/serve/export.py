@@ -18,19 +18,14 @@ The export is one folder:
     its entries are masked to -inf); -inf (and the item id -1, or "" for
     string ids) where a user has fewer than k items left;
 
-  Integer ids are int64 in the signatures; the functions
-  (``loaded.score``, ``loaded.top_k``) take int32 as well. String ids are
-  strings. An id the model does not know fails the call with
-  ``unknown user id`` (or item) and the ids.
+  Integer ids are int64 in the signatures (the functions take int32 as
+  well); string ids are strings. An unknown id fails the call, naming it.
 * ``config.json``: the model and its sizes, the counts, k, the id types,
-  the source and, for files, their SHA-256, and the signatures described.
+  the source (with its files' SHA-256) and the signatures described.
 
-``top_k`` runs the same code as :func:`ncf_tf.serve.recommend.top_k`
-(:func:`~ncf_tf.models.scoring.all_item_logits` and
-:func:`~ncf_tf.serve.recommend.rank_items`), so both recommend the same items.
-The folder is assembled beside its destination and renamed into place, so
-an interrupted export leaves nothing under the destination's name; the
-staging folder of a killed export is removed by the next one.
+``top_k`` runs :func:`ncf_tf.serve.recommend.top_k`'s code, so both recommend
+the same items. The folder is assembled beside ``dest`` and renamed into
+place: an interrupted export leaves nothing under its name.
 """
 
 from __future__ import annotations
@@ -42,11 +37,9 @@ import keras
 import numpy as np
 import scipy.sparse as sp
 
-from ncf_tf.serve import recommend
-from ncf_tf.core import records
+from ncf_tf.core import files, records
 from ncf_tf.models import scoring, trained
-from ncf_tf.core import files
-from ncf_tf.core.files import current_umask
+from ncf_tf.serve import recommend
 
 KERAS_FILE = "model.keras"
 SAVED_MODEL = "saved_model"
@@ -63,17 +56,14 @@ def check_destination(dest: str, overwrite: bool = False) -> None:
     """Refuses an existing ``dest`` unless ``overwrite`` (and then only a folder)."""
     if os.path.exists(dest):
         if not os.path.isdir(dest):
-            raise ExportError(f"--dest {dest}: exists and is not a folder")
+            raise ExportError(f"dest {dest}: exists and is not a folder")
         if not overwrite:
-            raise ExportError(f"--dest {dest}: exists; refusing to replace it (--overwrite)")
+            raise ExportError(f"dest {dest}: exists; refusing to replace it (overwrite=True)")
 
 
 def id_kind(ids: np.ndarray, kind: str) -> str:
-    """``"int64"`` or ``"string"``: how the SavedModel takes these raw ids.
-
-    Raises:
-        ExportError: ids that are neither all integers nor all strings.
-    """
+    """``"int64"`` or ``"string"``: how the SavedModel takes these raw ids;
+    ExportError for ids that are neither all integers nor all strings."""
     ids = np.asarray(ids)
     if ids.dtype.kind in "iu":
         return "int64"
@@ -126,15 +116,8 @@ class _Lookup:
 
 def serving_functions(model: keras.Model, exclude: sp.csr_matrix | None, k: int,
                       users: "_Lookup", items: "_Lookup"):
-    """The ``score`` and ``top_k`` functions of the SavedModel (module docstring).
-
-    Args:
-        model: a GMF, MLP or NeuMF.
-        exclude: ``(num_users, num_items)`` CSR of the items never to
-            recommend (the training items), baked in as constants; or None.
-        k: the number of items ``top_k`` returns.
-        users, items: the raw ids' lookups.
-    """
+    """The SavedModel's ``score`` and ``top_k`` functions (module docstring);
+    ``exclude`` (the training items, or None) is baked in as constants."""
     import tensorflow as tf
 
     num_items = int(model.get_layer(trained.EMBEDDINGS[trained.model_kind(model)][1]).input_dim)
@@ -197,11 +180,11 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
         model: a trained GMF, MLP or NeuMF.
         dest: the folder to create.
         exclude: the training matrix whose items ``top_k`` never returns to
-            their user, or None to rank every item.
+            their user, or None.
         k: items returned by ``top_k``, ``1 <= k <= num_items``.
         user_ids, item_ids: the raw id of each model row (integers or
-            strings); None: the row numbers themselves.
-        about: more fields for ``config.json`` (source files, data set).
+            strings); None: the row numbers.
+        about: more fields for ``config.json``.
         overwrite: replace an existing ``dest``.
 
     Raises:
@@ -217,9 +200,7 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
     user_layer, item_layer = trained.EMBEDDINGS[spec.model]
     num_users = int(model.get_layer(user_layer).input_dim)
     num_items = int(model.get_layer(item_layer).input_dim)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= num_items:
-        raise ExportError(f"--topk must be an integer in 1..{num_items} (the number of items), "
-                          f"got {k!r}")
+    recommend.check_k(k, num_items, ExportError)
     if exclude is not None and exclude.shape != (num_users, num_items):
         raise ExportError(f"the training matrix is {exclude.shape[0]} x {exclude.shape[1]}, "
                           f"the model {num_users} users x {num_items} items")
@@ -252,7 +233,7 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
     }
     parent = os.path.dirname(os.path.abspath(dest))
     os.makedirs(parent, exist_ok=True)
-    # A killed export's staging folders go first; then this one's, named after
+    # A killed export's staging folders go first; this one's are named after
     # this process, so that the next export can tell a dead writer's from a live one's.
     for suffix in (STAGING, OLD):
         files.remove_stale_temporaries(dest, suffix)
@@ -263,7 +244,7 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
         write_saved_model(model, os.path.join(staging, SAVED_MODEL), exclude, k, user_ids,
                           item_ids)
         records.write_json(os.path.join(staging, CONFIG_FILE), config)
-        mask = current_umask()
+        mask = files.current_umask()
         os.chmod(staging, 0o777 & ~mask)
         os.chmod(os.path.join(staging, CONFIG_FILE), 0o666 & ~mask)
         if os.path.exists(dest):   # overwrite: move the old folder away first

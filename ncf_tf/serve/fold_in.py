@@ -1,19 +1,14 @@
 """Fold-in: a new user's embedding rows fitted from their items, everything else frozen.
 
 Beyond the paper (the authors' code has no fold-in). A user who was not in
-the training data has no embedding row. Fold-in fits one for them from the
-items they have interacted with, R_u, keeping every trained variable (item
-embeddings, MLP tower, prediction layer, and every other user) as it is.
+the training data gets embedding rows fitted from the items they interacted
+with, R_u, every trained variable kept as it is.
 
-GMF, MLP and NeuMF (:func:`fold_in_users` with a Keras model). The model is
-rebuilt with user tables that hold only the new users' rows (``user_embedding``
-of GMF or MLP; ``mf_embedding_user`` and ``mlp_embedding_user`` of NeuMF),
-N(0, init_std^2) draws like the model's own embeddings, and every other layer
-a frozen copy of the trained one (dropout off); the model passed in is never
-modified. The rows take ``steps`` full-batch steps of the training optimiser
-(Keras 1's Adam, :func:`ncf_tf.train.optimizers.make_optimizer`) on the
-training loss (:func:`ncf_tf.train.training.compile_model`), equation 7
-restricted to the user,
+GMF, MLP and NeuMF: the model is rebuilt (the one passed in is not modified)
+with user tables holding only the new users' rows (:data:`USER_TABLES`),
+N(0, init_std^2) draws like the model's own, and every other layer a frozen
+copy (dropout off). The rows take ``steps`` full-batch steps of Keras 1's
+Adam on the training loss, equation 7 restricted to the user,
 
     L_u = (1 / |T_u|) sum_{(i, y) in T_u} [log(1 + exp(s_ui)) - y s_ui]  + reg |rows_u|^2
 
@@ -22,7 +17,7 @@ with s_ui the model's logit and T_u each item of R_u with label 1 plus
 the training sampler (:class:`ncf_tf.data.sampling.NegativeSampler`: uniform
 over the items not in R_u). The loss of several users is the sum of their
 L_u, so each user's rows move as if they were folded in alone (with other
-draws). Keras computes the gradient, on any backend.
+draws).
 
 iALS (:class:`ncf_tf.baselines.ials.IALS`) has a closed form: the user half
 of an ALS sweep with the item factors Y fixed,
@@ -32,9 +27,8 @@ of an ALS sweep with the item factors Y fixed,
 which is the exact minimiser of the iALS objective over x_u (``rng``,
 ``steps``, ``num_neg`` and ``lr`` do not apply).
 
-Scores are the logits of every item for the new user (iALS: x_u . y_i);
-:meth:`FoldIn.top_k` ranks them with the user's items excluded, ties to the
-lower item id, as :func:`ncf_tf.serve.recommend.top_k` does.
+:meth:`FoldIn.top_k` ranks every item's logit (iALS: x_u . y_i) as
+:func:`ncf_tf.serve.recommend.top_k` does, the user's items excluded.
 """
 
 from __future__ import annotations
@@ -50,7 +44,7 @@ from ncf_tf.baselines.ials import IALS
 from ncf_tf.data.sampling import NegativeSampler
 from ncf_tf.models import trained
 from ncf_tf.models.scoring import MAX_FLOATS, all_item_logits, width
-from ncf_tf.serve.recommend import rank_items
+from ncf_tf.serve.recommend import check_k, rank_items
 from ncf_tf.train import training
 from ncf_tf.train.optimizers import make_optimizer
 
@@ -94,14 +88,11 @@ class FoldIn:
     optimizer: str
 
     def top_k(self, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` best items, best first: ``(items (k,) int64, scores (k,) float32)``.
-
-        The user's own items are left out unless ``exclude_seen`` is False;
-        ties go to the lower item id; past the items left, -1 and -inf.
-        """
+        """The ``k`` best items, best first: ``(items (k,) int64, scores (k,) float32)``,
+        the user's own items left out unless ``exclude_seen`` is False; past the
+        items left, -1 and -inf."""
         num_items = len(self.scores)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= num_items:
-            raise FoldInError(f"k must be an integer in 1..{num_items}, got {k!r}")
+        check_k(k, num_items, FoldInError, "")
         excluded = np.zeros((1, num_items), bool)
         if exclude_seen:
             excluded[0, self.items] = True
@@ -111,15 +102,9 @@ class FoldIn:
 
 @dataclasses.dataclass(frozen=True)
 class FoldInBatch:
-    """Several new users folded in at once (each independently of the others).
-
-    Attributes:
-        items: per user, the ``(m_u,)`` sorted distinct items.
-        rows: layer name -> ``(n, d)`` fitted rows.
-        scores: ``(n, num_items)`` float32 logits.
-        losses: ``(steps, n)`` each user's L_u before each step (iALS: ``(1, n)``).
-        optimizer: ``"adam"`` or ``"closed form"``.
-    """
+    """Several new users folded in at once (each independently of the
+    others): :class:`FoldIn`'s attributes with a leading user axis (``losses``:
+    ``(steps, n)``; ``items``: a list)."""
 
     items: list
     rows: dict
@@ -172,11 +157,11 @@ def fold_in_users(model, item_lists: Sequence, num_items: int,
     for name, value in (("steps", steps), ("num_neg", num_neg)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise FoldInError(f"{name} must be a positive integer, got {value!r}")
-    for name, value, low in (("lr", lr, 0.0), ("reg", reg, None), ("init_std", init_std, None)):
+    for name, value, sign in (("lr", lr, "positive"), ("reg", reg, "non-negative"),
+                              ("init_std", init_std, "non-negative")):
         if not (isinstance(value, (int, float, np.floating)) and np.isfinite(value)
-                and (value > low if low is not None else value >= 0)):
-            raise FoldInError(f"{name} must be a {'positive' if low is not None else 'non-negative'}"
-                              f" number, got {value!r}")
+                and (value > 0 if sign == "positive" else value >= 0)):
+            raise FoldInError(f"{name} must be a {sign} number, got {value!r}")
     lists = [_check_items(items, num_items, j, len(item_lists)) for j, items in
              enumerate(item_lists)]
     if not lists:
@@ -187,23 +172,19 @@ def fold_in_users(model, item_lists: Sequence, num_items: int,
 
 
 def read_items(path: str) -> list[str]:
-    """The item ids a new user's file lists: separated by whitespace or commas,
-    any number a line; blank lines and text after ``#`` are ignored. Ids are
-    returned as written (raw ids when the data has id maps).
-
-    Raises:
-        FoldInError: the file cannot be read, or lists no id.
-    """
+    """The item ids, as written, that a new user's file lists: separated by
+    whitespace or commas; blank lines and text after ``#`` are ignored.
+    FoldInError when the file cannot be read or lists no id."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
-        raise FoldInError(f"--fold_in {path}: cannot read it ({e.__class__.__name__}: "
+        raise FoldInError(f"path {path}: cannot read it ({e.__class__.__name__}: "
                           f"{getattr(e, 'strerror', None) or e})") from None
     ids = [token for line in text.splitlines()
            for token in line.split("#", 1)[0].replace(",", " ").split()]
     if not ids:
-        raise FoldInError(f"--fold_in {path}: lists no item id (expected the new user's "
+        raise FoldInError(f"path {path}: lists no item id (expected the new user's "
                           "item ids, separated by whitespace or commas)")
     return ids
 
@@ -231,10 +212,6 @@ def _check_items(items, num_items: int, j: int, n: int) -> np.ndarray:
     return unique
 
 
-# ----------------------------------------------------------------------------
-# GMF, MLP, NeuMF
-
-
 def _with_new_users(model: keras.Model, rows: dict, reg: float) -> keras.Model:
     """``model`` rebuilt with ``rows`` (layer name -> ``(n, d)``) as its user
     tables, trainable, and every other layer a frozen copy of the model's
@@ -243,7 +220,8 @@ def _with_new_users(model: keras.Model, rows: dict, reg: float) -> keras.Model:
         if layer.name in rows:
             return keras.layers.Embedding(
                 len(rows[layer.name]), layer.output_dim, name=layer.name,
-                dtype=layer.dtype_policy, embeddings_regularizer=keras.regularizers.L2(reg) if reg else None)
+                dtype=layer.dtype_policy,
+                embeddings_regularizer=keras.regularizers.L2(reg) if reg else None)
         if isinstance(layer, keras.layers.Dropout):
             return keras.layers.Identity(name=layer.name)
         return layer.__class__.from_config(layer.get_config())
@@ -309,10 +287,6 @@ def _fold_in_keras(model: keras.Model, lists: list, num_items: int, rng: np.rand
 
 def _rows(model: keras.Model, name: str) -> np.ndarray:
     return model.get_layer(name).get_weights()[0]
-
-
-# ----------------------------------------------------------------------------
-# iALS
 
 
 def _fold_in_ials(model: IALS, lists: list, num_items: int) -> FoldInBatch:

@@ -1,21 +1,14 @@
 """Top-K recommendation over the whole catalogue, in one batched scoring pass.
 
-Every item is scored with the model's logit (the ``prediction`` layer's
-output before the sigmoid: it ranks exactly as the probability does), and
-the K items of highest score are returned, the user's training items
-excluded unless asked otherwise.
+Items are ranked by the model's logit (the ``prediction`` layer before the
+sigmoid: it ranks as the probability does), the user's training items
+excluded unless asked otherwise. GMF, MLP and NeuMF are scored a chunk of
+users at a time as a ``(users, items)`` matrix
+(:func:`ncf_tf.models.scoring.all_item_logits`); any other scorer is a
+``score_fn(users, items)`` called on flat pairs, once per chunk.
 
-GMF, MLP and NeuMF are scored a chunk of users at a time as a
-``(users, items)`` matrix computed from the weights, not pair by pair
-(:func:`ncf_tf.models.scoring.all_item_logits`: the user-only and item-only parts
-of each logit are computed once per user and once per item).
-
-Any other scorer is a ``score_fn(users, items) -> scores`` called on flat
-(user, item) pairs, one call per chunk of users.
-
-Ties are broken by the lower item id (``top_k``'s rule), so results are
-deterministic. A NaN score (a diverged model) counts as -inf: it never beats
-a real score.
+Ties go to the lower item id, so results are deterministic; a NaN score (a
+diverged model) counts as -inf: it never beats a real score.
 """
 
 from __future__ import annotations
@@ -62,19 +55,14 @@ class TopK:
     items: np.ndarray
     scores: np.ndarray
 
-    @property
-    def k(self) -> int:
-        return self.items.shape[1]
-
     def counts(self) -> np.ndarray:
         """``(n,)`` number of real (not -1) entries of each user."""
         return (self.items >= 0).sum(axis=1)
 
 
 def rank_items(scores, excluded, k: int):
-    """The k best of each row of ``scores``, ``excluded`` entries left out.
-
-    Shared by :func:`top_k` and the exported SavedModel, so both rank alike.
+    """The k best of each row of ``scores``, ``excluded`` entries left out
+    (shared by :func:`top_k`, fold-in and the exported SavedModel).
 
     Args:
         scores: ``(b, I)`` float32 scores.
@@ -102,10 +90,9 @@ def excluded_mask(exclude: sp.csr_matrix | None, users: np.ndarray,
     """``(len(users), num_items)`` bool: True at each user's stored entries of ``exclude``."""
     mask = np.zeros((len(users), num_items), bool)
     if exclude is not None:
-        starts, ends = exclude.indptr[users], exclude.indptr[users + 1]
-        counts = ends - starts
-        # Index into exclude.indices of each entry: its row's start plus its
-        # offset within the row.
+        starts = exclude.indptr[users]
+        counts = exclude.indptr[users + 1] - starts
+        # Each entry's index into exclude.indices: its row's start plus its offset.
         offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         mask[np.repeat(np.arange(len(users)), counts),
              exclude.indices[np.repeat(starts, counts) + offsets]] = True
@@ -126,8 +113,7 @@ def top_k(scorer: Scorer, users, num_items: int, exclude: sp.csr_matrix | None =
         exclude: ``(num_users, num_items)`` CSR whose stored entries are never
             recommended to their row's user (the training items), or None.
         k: how many items per user, ``1 <= k <= num_items``.
-        max_floats: bound on a chunk's largest intermediate, which sets how
-            many users are scored at once.
+        max_floats: bound on a chunk's largest intermediate (users per chunk).
 
     Returns:
         :class:`TopK`, rows in the order of ``users``.
@@ -137,9 +123,7 @@ def top_k(scorer: Scorer, users, num_items: int, exclude: sp.csr_matrix | None =
             range, or ``exclude`` of another catalogue size.
     """
     users = np.asarray(users, dtype=np.int64).reshape(-1)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= num_items:
-        raise RecommendError(f"--topk must be an integer in 1..{num_items} (the number of "
-                             f"items), got {k!r}")
+    check_k(k, num_items, RecommendError)
     if exclude is not None:
         if exclude.shape[1] != num_items:
             raise RecommendError(f"the excluded-items matrix has {exclude.shape[1]} items, "
@@ -154,9 +138,8 @@ def top_k(scorer: Scorer, users, num_items: int, exclude: sp.csr_matrix | None =
         def best(chunk, excluded):
             return rank_items(all_item_logits(scorer, chunk), excluded, k)
         if len(users) > max_floats // (num_items * per_pair):
-            # Compiled with XLA, which fuses the broadcast add, ReLU and masking
-            # of a chunk around the matrix products; compiling pays off only over
-            # several chunks.
+            # XLA fuses a chunk's broadcast add, ReLU and masking; it pays off
+            # only over several chunks.
             best = compiled(best, xla=True)
     else:
         per_pair = 1
@@ -172,8 +155,7 @@ def top_k(scorer: Scorer, users, num_items: int, exclude: sp.csr_matrix | None =
     for start in range(0, len(users), size):
         chunk = users[start:start + size]
         n = len(chunk)
-        # Every chunk has the same shape (the last one padded with user 0),
-        # so the compiled function is traced once.
+        # The last chunk is padded with user 0: one shape, traced once.
         padded = np.zeros(size, np.int32)
         padded[:n] = chunk
         mask = np.zeros((size, num_items), bool)
@@ -182,6 +164,12 @@ def top_k(scorer: Scorer, users, num_items: int, exclude: sp.csr_matrix | None =
         items_out[start:start + n] = keras.ops.convert_to_numpy(items)[:n]
         scores_out[start:start + n] = keras.ops.convert_to_numpy(values)[:n]
     return TopK(users, items_out, scores_out)
+
+
+def check_k(k, num_items: int, error=ValueError, what: str = " (the number of items)") -> None:
+    """Raises ``error`` unless ``k`` is an integer in ``1..num_items``."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= num_items:
+        raise error(f"k must be an integer in 1..{num_items}{what}, got {k!r}")
 
 
 def _pair_scorer(scorer: Scorer) -> ScoreFn:
@@ -199,16 +187,9 @@ def _pair_scorer(scorer: Scorer) -> ScoreFn:
     return score_fn
 
 
-# ----------------------------------------------------------------------------
-# Output
-
-
 def table(result: TopK, user_map: IdMap, item_map: IdMap) -> pd.DataFrame:
-    """One row per recommendation: ``user, rank, item, score`` (rank from 1).
-
-    Ids are the original ones when the maps have them; padding entries
-    (item -1) are left out.
-    """
+    """One row per recommendation: ``user, rank, item, score`` (rank from 1),
+    original ids when the maps have them; padding entries (item -1) left out."""
     real = result.items >= 0
     rows, ranks = np.nonzero(real)
     return pd.DataFrame({
@@ -241,8 +222,7 @@ def titles(folder: str) -> dict[str, str] | None:
 
 def with_titles(frame: pd.DataFrame, folder: str, item_map: IdMap) -> pd.DataFrame:
     """``frame`` with a ``title`` column when the items carry their original
-    MovieLens ids (the data has id maps) and a title file is in ``folder``;
-    else ``frame`` as it is."""
+    MovieLens ids (the data has id maps) and ``folder`` has a title file."""
     found = titles(folder) if item_map.originals is not None else None
     if not found:
         return frame
@@ -267,28 +247,27 @@ def _plain(value):
 
 
 def check_output(path: str, overwrite: bool = False) -> str:
-    """The output format (``.csv`` or ``.json``) of ``path``; refuses an existing file.
+    """The output format (``.csv`` or ``.json``) of ``path``.
 
     Raises:
-        RecommendError: another extension, an existing file without
-            ``overwrite``, or a folder that does not exist.
+        RecommendError: another extension, a folder, an existing file without
+            ``overwrite``, or a parent folder that does not exist.
     """
     extension = os.path.splitext(path)[1].lower()
-    if extension not in OUTPUT_FORMATS:
-        raise RecommendError(f"--output {path}: expected a file name ending in .csv or .json")
-    if os.path.isdir(path):
-        raise RecommendError(f"--output {path}: is a folder")
-    if os.path.exists(path) and not overwrite:
-        raise RecommendError(f"--output {path}: exists; refusing to replace it (--overwrite)")
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise RecommendError(f"--output {path}: folder {folder} does not exist")
+    checks = ((extension not in OUTPUT_FORMATS, "expected a file name ending in .csv or .json"),
+              (os.path.isdir(path), "is a folder"),
+              (os.path.exists(path) and not overwrite,
+               "exists; refusing to replace it (overwrite=True)"),
+              (not os.path.isdir(folder), f"folder {folder} does not exist"))
+    for failed, problem in checks:
+        if failed:
+            raise RecommendError(f"path {path}: {problem}")
     return extension
 
 
 def write_text(path: str, text: str) -> None:
-    """Writes ``path`` all or nothing (:func:`~ncf_tf.core.files.atomic_path`),
-    flushed to disk before it is renamed into place."""
+    """Writes ``path`` all or nothing, flushed to disk before the rename."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
         f.flush()
