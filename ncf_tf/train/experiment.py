@@ -2,11 +2,8 @@
 
 Loads the data, builds the model (optionally from weights or pretrained GMF +
 MLP), trains with the shared loop, saves the best weights and writes the run
-record. Free of flags and argv: the scripts and the reproduction driver call
-:func:`run` with a config; :func:`run_dataset` is the same run on a
-:class:`~ncf_tf.data.loader.Dataset` already in memory (what ``run`` does after
-reading the files, and what the Python API, ``ncf_tf.Recommender``, calls), so
-the scripts and the API train on one code path.
+record. :func:`run` reads the files; :func:`run_dataset`, which it calls, is
+the same run on a data set in memory (what ``ncf_tf.Recommender`` calls).
 """
 
 from __future__ import annotations
@@ -20,17 +17,18 @@ from typing import Callable
 import keras
 import numpy as np
 
-from ncf_tf.train import device as devices
-from ncf_tf.train import checkpoint, training
-from ncf_tf.models import gmf, mlp, neumf, weights
 from ncf_tf.core import records
-from ncf_tf.train.config import TrainConfig
 from ncf_tf.data.loader import Dataset, load_dataset_verbose, sha256
-from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
-from ncf_tf.eval.full_ranking import FullRankingEvaluator
-from ncf_tf.train.optimizers import make_optimizer
 from ncf_tf.data.sampling import NegativeSampler
 from ncf_tf.data.validation import validation_split
+from ncf_tf.eval.full_ranking import FullRankingEvaluator
+from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
+from ncf_tf.models import gmf, mlp, neumf, weights
+from ncf_tf.models.scoring import all_item_logits
+from ncf_tf.train import checkpoint, training
+from ncf_tf.train import device as devices
+from ncf_tf.train.config import TrainConfig
+from ncf_tf.train.optimizers import make_optimizer
 
 
 def build_model(config: TrainConfig, num_users: int, num_items: int) -> keras.Model:
@@ -49,28 +47,22 @@ PRETRAINED_STREAM = 2
 
 
 def training_stream(config: TrainConfig) -> list[int]:
-    """The seed sequence of a run's sampling and shuffling.
-
-    GMF, MLP and NeuMF from scratch use ``seed``. A pretrained NeuMF must not:
-    its GMF and MLP were trained on the instances of that stream, so NeuMF
-    would see again, epoch by epoch, the very negatives they already fit
-    (its loss then falls until the epoch its GMF or MLP was saved at, and
-    jumps when fresh negatives come). The authors' scripts draw from
-    numpy's unseeded global state, independent between runs.
+    """The seed sequence of a run's sampling and shuffling: ``seed``, except
+    for a pretrained NeuMF, whose GMF and MLP were trained on that stream's
+    instances: NeuMF would see again, epoch by epoch, the very negatives they
+    already fit (the authors' scripts draw from numpy's unseeded global state,
+    independent between runs).
     """
     return [config.seed, PRETRAINED_STREAM] if config.pretrained else [config.seed]
 
 
 def pretrained_run(config: TrainConfig, model: str) -> records.RunRecord:
     """The newest finished ``model`` ("GMF" or "MLP") run in
-    ``config.results_dir``, with its weight file, that a pretrained NeuMF of
-    ``config`` starts from.
+    ``config.results_dir``, with its weight file, for a pretrained NeuMF.
 
     The run must match NeuMF's data and protocol (dataset, negatives, seed,
     model selection) and its half of the model (``num_factors`` for GMF, the
-    tower for MLP); a faithful NeuMF takes only faithful runs. Epochs,
-    batch size and learning rate may differ from NeuMF's (see
-    :func:`pretrained_files` for the GMF and MLP runs between them).
+    tower for MLP); a faithful NeuMF takes only faithful runs.
     """
     want = {"dataset": config.dataset, "num_neg": config.num_neg, "seed": config.seed,
             "selection": config.selection}
@@ -93,9 +85,9 @@ def pretrained_run(config: TrainConfig, model: str) -> records.RunRecord:
             found.append((record.started or "", path, record))
     if not found:
         described = ", ".join(f"{name} {value}" for name, value in want.items())
-        raise ValueError(f"--pretrain: no finished {model} run with {described} and its "
+        raise ValueError(f"pretrain: no finished {model} run with {described} and its "
                          f"weights file in {config.results_dir}; train it first "
-                         f"(bin/train_{model.lower()}) or pass --mf_pretrain and --mlp_pretrain")
+                         f"(bin/train_{model.lower()}) or pass `mf_pretrain` and `mlp_pretrain`")
     return max(found, key=lambda entry: entry[:2])[2]
 
 
@@ -106,12 +98,9 @@ what :func:`pretrained_run` matches): they are trained alike."""
 
 
 def pretrained_files(config: TrainConfig, log: Callable[[str], None] = print) -> tuple[str, str]:
-    """The GMF and MLP weight files a pretrained NeuMF starts from.
-
-    Found by ``pretrain``, the GMF and MLP runs must agree on
-    :data:`PAIRED_SETTINGS`; ValueError naming the difference, or with
-    ``config.pretrain_mismatch_ok`` a warning line.
-    """
+    """The GMF and MLP weight files a pretrained NeuMF starts from. Runs found by
+    ``pretrain`` must agree on :data:`PAIRED_SETTINGS`: else ValueError, or with
+    ``config.pretrain_mismatch_ok`` a warning line."""
     if config.mf_pretrain:
         return config.mf_pretrain, config.mlp_pretrain
     gmf_run, mlp_run = pretrained_run(config, "GMF"), pretrained_run(config, "MLP")
@@ -153,13 +142,8 @@ def blend_into(model: keras.Model, gmf_model: keras.Model, mlp_model: keras.Mode
 
 @dataclasses.dataclass(frozen=True)
 class Pretrained:
-    """A pretrained NeuMF's GMF and MLP given as models instead of weight files.
-
-    Attributes:
-        gmf_model, mlp_model: trained on the same users and items as the NeuMF.
-        about: what the run record's ``start_from`` says of them (e.g. their
-            run records).
-    """
+    """A pretrained NeuMF's GMF and MLP as models (on the NeuMF's users and
+    items) instead of weight files; ``about`` is the record's ``start_from``."""
 
     gmf_model: keras.Model
     mlp_model: keras.Model
@@ -171,12 +155,10 @@ class RunFiles:
     """The files of a run, owned by this process for the run's life.
 
     Attributes:
-        name: the run's name (``config.run_name`` or :meth:`TrainConfig.run_key`,
-            with a time stamp when a finished record has it already).
-        record, weights, checkpoint: their paths.
+        name: ``config.run_name`` or :meth:`TrainConfig.run_key`, with a time
+            stamp when a finished record has it already.
         owner: the lock on the name (:func:`ncf_tf.core.records.own_run`).
-        chief: whether this process writes the record and weights (with
-            several workers, only worker 0 does).
+        chief: whether this process writes the record and weights.
     """
 
     name: str
@@ -188,13 +170,9 @@ class RunFiles:
 
     @classmethod
     def own(cls, config: TrainConfig, strategy=None) -> "RunFiles":
-        """Takes the run's name for this process (RunBusyError if another has it).
-
-        With several workers only the chief writes the record, weights and
-        logs; every worker keeps a checkpoint of its own (restored values are
-        not shared), which on a shared folder must not be the chief's, and
-        owns that one's name.
-        """
+        """Takes the run's name for this process (RunBusyError if another has
+        it). Every worker keeps (and owns) a checkpoint of its own: restored
+        values are not shared, and on a shared folder it must not be the chief's."""
         chief = devices.is_chief(strategy)
         suffix = "" if chief else f".worker{strategy.cluster_resolver.task_id}"
         owner = records.own_run(config.results_dir, config.run_name or config.run_key(), suffix)
@@ -239,9 +217,8 @@ def resumable_config(config: TrainConfig) -> dict:
 
 
 class DivergedError(RuntimeError):
-    """A run whose loss or weights stopped being finite numbers; its record
-    (``record``) is kept with ``status: "diverged"``. Not bad input, so the
-    scripts print its one line and exit with 1, not 2."""
+    """A run whose loss or weights stopped being finite; its ``record`` is
+    kept with ``status: "diverged"``. Not bad input: the scripts exit with 1."""
 
     def __init__(self, message: str, record: records.RunRecord):
         super().__init__(message)
@@ -249,21 +226,18 @@ class DivergedError(RuntimeError):
 
 
 def run(config: TrainConfig, log: Callable[[str], None] = print) -> records.RunRecord:
-    """Trains and evaluates as configured; returns the run record.
+    """Trains and evaluates as configured (:func:`run_dataset` on
+    ``config.dataset`` read from ``config.path``); returns the run record.
 
-    Reads ``config.dataset`` from ``config.path`` and runs :func:`run_dataset`
-    on it. Each finished epoch is checkpointed (model, optimiser, RNG, best
-    so far); when a checkpoint of the same run and configuration exists, the
-    run continues from it and ends as an uninterrupted run would. The
-    checkpoint is removed once the run is finished.
+    Each finished epoch is checkpointed; when a checkpoint of the same run and
+    configuration exists, the run continues from it and ends as an
+    uninterrupted run would. The checkpoint is removed when the run ends.
 
     Raises:
-        ValueError: bad configuration, data, weight or checkpoint files (the
-            subclasses DataError and WeightsError among them); nothing is
-            written then. RunBusyError (a ValueError) when another process
-            owns the run's name.
-        DivergedError: the loss or weights stopped being finite (the record
-            is written, ``status: "diverged"``).
+        ValueError: bad configuration, data, weight or checkpoint files, or
+            another process owns the run's name (RunBusyError); nothing is
+            written then.
+        DivergedError: the loss or weights stopped being finite.
     """
     config.validate()
     # The strategy first: a multi-worker one must exist before TensorFlow's runtime starts.
@@ -275,13 +249,8 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> records.RunR
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What :func:`run_dataset` returns.
-
-    Attributes:
-        record: the run record (its ``path`` set when written).
-        model: the trained model, holding the kept epoch's weights.
-        state: the training loop's final :class:`~ncf_tf.train.training.TrainState`.
-    """
+    """What :func:`run_dataset` returns: the run record, the model (holding the
+    kept epoch's weights) and the training loop's final state."""
 
     record: records.RunRecord
     model: keras.Model
@@ -290,15 +259,10 @@ class Outcome:
 
 @dataclasses.dataclass
 class HeldOut:
-    """What a run trains on and picks its epoch on.
-
-    Attributes:
-        fit_data: the data trained on (less a validation split, if any).
-        evaluator: the selection set; None when nothing is held out.
-        monitors: further sets evaluated beside it (the test set when
-            selecting on validation).
-        selection: ``test``, ``validation`` or ``last`` (nothing held out).
-    """
+    """What a run trains on (``fit_data``: less a validation split, if any) and
+    picks its epoch on (``evaluator``, None when nothing is held out), the sets
+    evaluated beside it (``monitors``) and ``selection`` (``test``,
+    ``validation`` or ``last``)."""
 
     fit_data: Dataset
     evaluator: LeaveOneOutEvaluator | None
@@ -330,13 +294,10 @@ def run_dataset(dataset: Dataset, config: TrainConfig, log: Callable[[str], None
                 about_data: dict | None = None) -> Outcome:
     """:func:`run` on a data set in memory: the same steps, record and files.
 
-    ``config.path`` and ``config.dataset`` are not read (``config.dataset``
-    still names the run). A data set without test lines (``dataset.num_test
-    == 0``) is allowed here, never from files: with ``config.selection ==
-    "validation"`` epochs are picked on the validation split and no test set
-    is monitored; otherwise nothing is held out, every epoch is trained, the
-    last one is kept and its HR/NDCG are None in the record (``selection:
-    "last"``).
+    ``config.path`` is not read (``config.dataset`` still names the run). A
+    data set without test lines is allowed here: epochs are then picked on
+    the validation split, or, without one, every epoch is trained and the last
+    one kept, its HR/NDCG None in the record (``selection: "last"``).
 
     Args:
         dataset: the training interactions and the test lines.
@@ -429,7 +390,7 @@ def build_and_load(config: TrainConfig, dataset: Dataset, pretrained: Pretrained
 
 def new_record(config: TrainConfig, model: keras.Model, held_out: HeldOut, device: str,
                start_from: dict, dataset: Dataset, about_data: dict | None) -> records.RunRecord:
-    """The record of a run about to start (``status: "running"``)."""
+    """The record of a run about to start."""
     fast, beyond = config.fast_mode(), config.beyond_authors()
     return records.RunRecord(
         kind="train", model=config.model, dataset=config.dataset,
@@ -445,13 +406,8 @@ def new_record(config: TrainConfig, model: keras.Model, held_out: HeldOut, devic
 
 
 class Recorder:
-    """Keeps a run's record, checkpoint and TensorBoard logs as its epochs end.
-
-    Attributes:
-        record: the run record.
-        resumed: the checkpoint's training state when the run continues one
-            (the model and optimiser restored from it), else None.
-    """
+    """Keeps a run's record, checkpoint and TensorBoard logs as its epochs end;
+    ``resumed`` is the checkpoint's training state when the run continues one."""
 
     def __init__(self, config: TrainConfig, files: RunFiles | None,
                  record: records.RunRecord, model: keras.Model, resume_from: dict | None):
@@ -542,7 +498,6 @@ def remove(path: str) -> None:
 
 def full_ranking(model: keras.Model, dataset: Dataset, k: int, log) -> dict:
     """HR, NDCG and recall at ``k`` of the test items against the whole catalogue."""
-    from ncf_tf.models.scoring import all_item_logits
     start = time.time()
     result = FullRankingEvaluator.for_dataset(dataset, k).evaluate_all(
         lambda users: np.asarray(all_item_logits(model, users)))
@@ -554,18 +509,14 @@ def full_ranking(model: keras.Model, dataset: Dataset, k: int, log) -> dict:
 
 def tensorboard_writer(folder: str, name: str):
     """``write(epoch_log)`` logging loss, HR and NDCG to TensorBoard, or None.
-
-    TensorFlow (and the ``tensorboard`` package its summaries need) is imported
-    only here, so the JAX backend runs without it unless TensorBoard logs are
-    asked for.
-    """
+    TensorFlow is imported only here: JAX runs need it only for these logs."""
     if not folder:
         return None
     try:
         import tensorboard  # noqa: F401  (tf.summary's scalar implementation)
         import tensorflow as tf
     except ImportError as e:
-        raise ValueError(f"--tensorboard needs TensorFlow and the tensorboard package "
+        raise ValueError(f"tensorboard needs TensorFlow and the tensorboard package "
                          f"(pip install tensorboard): {e}") from None
 
     writer = tf.summary.create_file_writer(os.path.join(folder, name))
