@@ -1,22 +1,22 @@
 """Baselines: the paper's (sec. 4.1) and stronger ones from later work.
 
 Random scores give the protocol's floor. The paper's: ItemPop, ItemKNN, BPR
-and eALS. Stronger baselines that later
-work found to match or beat NeuMF on the paper's own protocol: MF, a
-dot-product MF with biases trained with the log loss (Rendle et al. 2020);
+and eALS. Stronger baselines that later work found to match or beat NeuMF
+on the paper's own protocol: MF, a dot-product MF with biases trained with
+the log loss (Rendle et al. 2020);
 iALS, weighted implicit ALS (Hu et al. 2008); EASE, the closed-form linear
 item-item model EASE^R (Steck 2019).
 
-numpy/scipy models with one interface, so that the shared leave-one-out
-evaluator scores them exactly as it scores GMF, MLP and NeuMF::
+numpy/scipy models with one interface (:class:`~ncf_tf.baselines.common.Baseline`:
+``fit``, ``score(users, items) -> (n,)`` higher is better, ``config``), so
+that the shared leave-one-out evaluator scores them as it scores GMF, MLP
+and NeuMF::
 
     model = BASELINES["eALS"](num_factors=8).fit(dataset.train, rng)
     LeaveOneOutEvaluator.for_dataset(dataset).evaluate(model.score)
 
-Every class takes its hyper-parameters in ``__init__`` and has
-``fit(train, rng, log) -> self``, ``score(users, items) -> (n,) scores``
-(higher is better) and ``config() -> dict``. MF, iALS and EASE also have
-``score_all(users) -> (n, num_items)`` for :mod:`ncf_tf.eval.full_ranking`.
+MF, iALS and EASE also have ``score_all(users) -> (n, num_items)`` for
+:mod:`ncf_tf.eval.full_ranking`.
 """
 
 from ncf_tf.baselines.bpr import BPR

@@ -20,10 +20,8 @@ are training positives. Parameters start as N(0, 0.01^2) draws (biases at 0).
 
 Deviation from strictly sequential SGD, for speed: triples are processed in
 mini-batches of ``batch_size``; the gradients of a batch are all taken at the
-parameters before the batch and summed (``np.add.at``) into the parameters, so
-a user or item drawn twice in one batch receives both updates. With a few
-thousand triples per batch out of ~1M this is the usual Hogwild-style
-approximation of LearnBPR.
+parameters before the batch and summed (``np.add.at``) into them, the usual
+Hogwild-style approximation of LearnBPR.
 """
 
 from __future__ import annotations
@@ -47,9 +45,6 @@ class BPR(Baseline):
         batch_size: triples per vectorised SGD step.
         use_bias: learn an item bias b_i.
         init_std: standard deviation of the Gaussian initialisation.
-
-    Raises:
-        ValueError: a hyper-parameter is out of range; the message names it.
     """
 
     NAME = "BPR"

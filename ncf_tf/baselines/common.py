@@ -29,7 +29,8 @@ class Baseline:
     num_items)`` sparse matrix non-zero at each training positive; ``rng`` is
     the source of all randomness (ignored by deterministic models) and ``log``
     is called with progress lines. ``config()`` is ``{"model": NAME}`` and the
-    settings, which rebuild the model as keyword arguments.
+    settings, which rebuild the model as keyword arguments. A constructor
+    raises ValueError naming a setting out of range and its value.
     """
 
     NAME = ""

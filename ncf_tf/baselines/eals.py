@@ -57,9 +57,6 @@ class EALS(Baseline):
         epochs: ALS iterations (a user sweep then an item sweep each).
         w: weight of an observed interaction.
         init_std: standard deviation of the Gaussian initialisation.
-
-    Raises:
-        ValueError: a hyper-parameter is out of range; the message names it.
     """
 
     NAME = "eALS"

@@ -38,9 +38,8 @@ Two solvers (``solver``):
   passes over the nonzeros. Approximate for few steps, exact in the limit.
 
 Factors start as N(0, init_std^2) draws (only Y matters: X is solved first).
-The default alpha = 16 and reg = 100 were the best of a small grid
-(alpha 1..32, reg 10..300, 64 factors) on a validation split of ml-1m
-(:mod:`ncf_tf.data.validation`); both scale with the data set's density.
+The default alpha = 16 and reg = 100 were the best of a small grid on a
+validation split of ml-1m; both scale with the data set's density.
 """
 
 from __future__ import annotations
@@ -71,9 +70,6 @@ class IALS(Baseline):
         init_std: standard deviation of the Gaussian initialisation.
         solver: ``"cholesky"`` (exact) or ``"cg"`` (conjugate gradient).
         cg_steps: conjugate-gradient steps per sweep (``solver="cg"``).
-
-    Raises:
-        ValueError: a hyper-parameter is out of range; the message names it.
     """
 
     NAME = "iALS"

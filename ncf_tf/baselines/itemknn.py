@@ -22,9 +22,7 @@ co-occurrences. An item is never its own neighbour.
 
 In matrix form, with X the binary ``(num_users, num_items)`` matrix and S the
 sparse ``(num_items, num_items)`` matrix whose row i holds sim(i, .) on N_k(i):
-``scores = X @ S.T``. Both the similarity and the scores are computed in
-blocks of rows with scipy sparse products, so memory stays bounded (pinterest-20:
-~10k items) and nothing loops over (user, item) pairs in Python.
+``scores = X @ S.T``, computed in blocks of rows so that memory stays bounded.
 """
 
 from __future__ import annotations
@@ -81,18 +79,10 @@ class ItemKNN(Baseline):
 
 
 def item_similarity(x: sp.csr_matrix, k_neighbors: int, shrink: float = 0.0) -> sp.csr_matrix:
-    """Top-k cosine similarity between the columns of a binary matrix.
-
-    Args:
-        x: ``(num_users, num_items)`` CSR matrix with 1.0 at each interaction.
-        k_neighbors: how many of the most similar other items to keep per item.
-        shrink: added to the cosine's denominator.
-
-    Returns:
-        ``(num_items, num_items)`` CSR matrix S; row i holds sim(i, j) for the
-        (at most) ``k_neighbors`` items j != i with the largest positive
-        similarity, zero elsewhere. Not symmetric in general.
-    """
+    """``(num_items, num_items)`` CSR matrix S of the top-k cosine similarities
+    of the columns of the binary CSR ``x``: row i holds sim(i, j) for the (at
+    most) ``k_neighbors`` items j != i with the largest positive similarity,
+    zero elsewhere. Not symmetric in general."""
     num_items = x.shape[1]
     norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())
     x_t = x.T.tocsr()

@@ -33,14 +33,11 @@ reg, negatives and init_std but trade epochs for step size (lr 0.03, 24
 epochs, 64 factors), chosen on a validation split of ml-1m
 (:mod:`ncf_tf.data.validation`) to fit in minutes.
 
-Deviations from strictly sequential per-instance SGD, for speed (an ml-1m
-epoch is ~9M instances):
+Deviations from strictly sequential per-instance SGD, for speed:
 
 * Instances are processed in shuffled mini-batches of ``batch_size``; the
   gradients of a batch are all taken at the parameters before the batch and
-  summed into them, so a user or item met twice in a batch receives both
-  steps (the usual Hogwild-style approximation; a user or item appears a few
-  dozen times per batch at most, so its effective step stays small).
+  summed into them (the usual Hogwild-style approximation).
 * The global bias is touched by *every* instance, so summing a batch's steps
   would move it ``batch_size`` times too far and diverge once
   ``lr * batch_size * sigmoid'`` > 2. It instead takes the step that
@@ -74,9 +71,6 @@ class MF(Baseline):
         epochs: passes over the freshly sampled instances.
         batch_size: instances per vectorised SGD step.
         exclude_positives: redraw a sampled negative that is a training positive.
-
-    Raises:
-        ValueError: a hyper-parameter is out of range; the message names it.
     """
 
     NAME = "MF"
@@ -115,11 +109,7 @@ class MF(Baseline):
         return self._fit_epochs(lambda: self.epoch(rng), "MF epoch", log)
 
     def epoch(self, rng: np.random.Generator) -> float:
-        """One epoch on freshly sampled, shuffled instances; returns the mean log loss.
-
-        Called by :meth:`fit`; callable after it to train further (e.g. to
-        evaluate along the way).
-        """
+        """One more epoch on freshly sampled, shuffled instances; the mean log loss."""
         if self.user_factors is None:
             raise RuntimeError("MF.epoch called before fit")
         pos_users, pos_items = self._pos_users, self._pos_items
