@@ -1,5 +1,4 @@
-"""What every way of preparing a data set shares: the error, the output files,
-their all-or-nothing writing, and fast text for large integer tables.
+"""The error, the output files and their all-or-nothing writing, fast text for integer tables.
 
 Outputs, in ``dest``: ``<name>.train.rating`` and ``<name>.test.rating``
 (``user\\titem\\trating\\ttimestamp``), ``<name>.test.negative``
@@ -35,7 +34,7 @@ class PrepareError(ValueError):
     """Bad input data or options; the message is one line.
 
     ``suggest`` holds the parameters (name -> value) that would read the input,
-    for the message's "try ..." tail: :meth:`render` writes them as a caller
+    for the message's "try ..." tail, which :meth:`render` writes as a caller
     names them (the command line as flags).
     """
 
@@ -82,10 +81,9 @@ def write_group(dest: str, name: str, group: str, suffixes, contents: list,
     """Writes ``<dest>/<name>.<suffix>`` for each suffix and content, all or nothing.
 
     A content is ``str``, ``bytes`` or an iterable of them (a large file is
-    produced piece by piece, never held whole). The files are staged and
-    published together (:class:`ncf_tf.core.files.StagedGroup`, tag
-    ``<name>.<group>``); a rerun after a kill replaces what the killed run
-    half-published and removes what it staged.
+    never held whole). The files are staged and published together
+    (:class:`ncf_tf.core.files.StagedGroup`, tag ``<name>.<group>``); a rerun
+    after a kill replaces what the killed run half-published.
 
     Raises:
         PrepareError: an output exists and not ``overwrite``; ``dest`` cannot
@@ -126,11 +124,9 @@ def id_map_text(ids: np.ndarray, kind: str, header: str) -> str:
 
 
 # ----------------------------------------------------------------------------
-# Text of integer tables, vectorised. A line is assembled as a (rows, width)
-# uint8 table, every field right-aligned in a fixed width and padded on the
-# left with NUL bytes; dropping the NULs leaves the exact text, so Python never
-# formats a number one by one (20M rating lines or 138M negatives would take
-# minutes that way).
+# Text of integer tables, vectorised: lines are a (rows, width) uint8 table,
+# each field right-aligned and padded on the left with NUL bytes; dropping the
+# NULs leaves the text, so Python never formats a number one by one.
 
 
 def _digits(magnitude: np.ndarray, width: int) -> np.ndarray:
@@ -147,11 +143,10 @@ def _digits(magnitude: np.ndarray, width: int) -> np.ndarray:
 
 
 def int_fields(values: np.ndarray) -> np.ndarray:
-    """``(n, w)`` uint8: the decimal text of each integer, NUL-padded on the left.
+    """``(n, w)`` uint8: ``str(int(v))`` of each value, NUL-padded on the left.
 
-    ``w`` is the width of the widest value (with its ``-``); the text equals
-    ``str(int(v))``. Small values (ids) are looked up in a table of the text of
-    ``0..max``, large ones (timestamps) computed digit by digit.
+    Small values (ids) are looked up in a table of the text of ``0..max``,
+    large ones (timestamps) computed digit by digit.
     """
     values = np.asarray(values).astype(np.int64, copy=False)
     magnitude = np.abs(values)
@@ -194,30 +189,24 @@ def rating_chunks(users: np.ndarray, items: np.ndarray, ratings: tuple[np.ndarra
                   ) -> Iterable[bytes]:
     """``user\\titem\\trating\\ttimestamp`` lines, a chunk of rows at a time.
 
-    ``ratings`` is ``(codes, texts)``: the rating of row i is ``texts[codes[i]]``
-    (ratings take few distinct values; the caller chooses their text).
+    ``ratings`` is ``(codes, texts)``: the rating of row i is ``texts[codes[i]]``.
     ``timestamps`` are integers, or codes into ``timestamp_texts`` when given.
     """
     codes, texts = ratings
     for start in range(0, len(users), TEXT_CHUNK_ROWS):
         rows = slice(start, start + TEXT_CHUNK_ROWS)
-        n = len(users[rows])
-        tab = constant_field(n, "\t")
+        tab = constant_field(len(users[rows]), "\t")
         stamps = int_fields(timestamps[rows]) if timestamp_texts is None else \
             lookup_fields(timestamps[rows], timestamp_texts)
         yield join_fields([int_fields(users[rows]), tab, int_fields(items[rows]), tab,
                            lookup_fields(codes[rows], texts), tab, stamps,
-                           constant_field(n, "\n")])
+                           constant_field(len(tab), "\n")])
 
 
 def negative_chunks(users: np.ndarray, items: np.ndarray,
                     negatives: np.ndarray) -> Iterable[bytes]:
-    """``(user,item)\\tneg_1\\t...\\tneg_k`` lines, a chunk of rows at a time.
-
-    Args:
-        users, items: ``(n,)`` the test line of each row.
-        negatives: ``(n, k)`` non-negative integers.
-    """
+    """``(user,item)\\tneg_1\\t...\\tneg_k`` lines, a chunk of rows at a time;
+    ``negatives`` is ``(n, k)``, non-negative."""
     n_all, k = negatives.shape
     top = int(negatives.max()) if negatives.size else 0
     # "\t" then the number, for every value 0..top: one gather per chunk.

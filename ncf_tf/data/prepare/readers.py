@@ -49,15 +49,14 @@ class Interactions:
 
     Attributes:
         users, items: ``(n,)`` int32 codes, 0-based in order of first
-            appearance; ``user_ids[c]`` / ``item_ids[c]`` is the original id.
-        user_ids, item_ids: original ids (str, or int for integer columns).
-        ratings: ``(n,)`` small integer codes; ``rating_values[c]`` is the rating.
-        rating_values: float64, the distinct ratings (1.0 without a rating column).
+            appearance; ``user_ids[c]`` / ``item_ids[c]`` is the original id
+            (str, or int for integer columns).
+        ratings: ``(n,)`` small integer codes; ``rating_values[c]`` (float64)
+            is the rating (1.0 without a rating column).
         timestamps: ``(n,)`` int64 (float64 when some are not whole numbers),
             or None: the file order is the time.
         source: the input, for messages.
-        user_header, item_header: what the original ids are called (the id
-            maps' headers).
+        user_header, item_header: the id maps' headers.
     """
 
     users: np.ndarray
@@ -140,9 +139,9 @@ def _ids(values, source: str, what: str) -> np.ndarray:
 
 def _numbers(column: pd.Series, source: str, place: str, what: str,
              integer: bool | None = False) -> np.ndarray:
-    """A column of numbers: float64, or int64 with ``integer`` (None: int64 when
-    every value is whole, else float64); refuses empty, non-numeric and
-    non-finite values, and integers beyond int64."""
+    """A column of numbers: float64, int64 with ``integer``, or with None int64
+    when every value is whole; refuses empty, non-numeric, non-finite values
+    and integers beyond int64."""
     values = column if column.dtype.kind in "iuf" else pd.to_numeric(column, errors="coerce")
     values = values.to_numpy()
     if values.dtype.kind in "iu":
@@ -175,13 +174,11 @@ def _numbers(column: pd.Series, source: str, place: str, what: str,
 
 
 class _Builder:
-    """Interactions from chunks: ids numbered in order of first appearance
-    across chunks, ratings coded by their distinct values."""
+    """Interactions from chunks: ids numbered in order of first appearance, ratings coded."""
 
     def __init__(self, source: str, user_header: str, item_header: str, timed: bool):
         self.source, self.headers, self.timed = source, (user_header, item_header), timed
-        self.tables: tuple[dict, dict, dict] = ({}, {}, {})
-        self.parts: list[list[np.ndarray]] = [[], [], [], []]
+        self.tables, self.parts = ({}, {}, {}), [[], [], [], []]
 
     @staticmethod
     def _code(table: dict, values: np.ndarray) -> np.ndarray:
@@ -194,10 +191,9 @@ class _Builder:
 
     def add(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
             timestamps: np.ndarray | None) -> None:
-        users_table, items_table, ratings_table = self.tables
-        self.parts[0].append(self._code(users_table, users).astype(np.int32))
-        self.parts[1].append(self._code(items_table, items).astype(np.int32))
-        self.parts[2].append(self._code(ratings_table, ratings))
+        self.parts[0].append(self._code(self.tables[0], users).astype(np.int32))
+        self.parts[1].append(self._code(self.tables[1], items).astype(np.int32))
+        self.parts[2].append(self._code(self.tables[2], ratings))
         if self.timed:
             self.parts[3].append(timestamps)
 
@@ -217,8 +213,8 @@ class _Builder:
 
 
 class _Colons(io.TextIOBase):
-    """A text stream with MovieLens's ``::`` replaced by a tab, so that pandas'
-    fast C parser (one-character separators only) reads ``ratings.dat``."""
+    """A text stream with ``::`` replaced by a tab, for pandas' C parser
+    (one-character separators only)."""
 
     def __init__(self, stream):
         self.stream, self.held = stream, ""
@@ -259,8 +255,7 @@ def _first_line(path: str) -> str:
 def _chunks(path: str, sep: str, header: bool, shown_sep: str, chunk_lines: int,
             as_text: bool, colons: bool = False) -> Iterator[pd.DataFrame]:
     """The file's rows, ``chunk_lines`` lines at a time, blank lines dropped,
-    indexed by their 1-based line number; fields as str (``as_text``) or as
-    pandas infers them."""
+    indexed by 1-based line number; fields as str (``as_text``) or inferred."""
     first = 2 if header else 1
     try:
         with _reading(path), open_input(path) as stream:
@@ -378,18 +373,15 @@ def read_table(path: str, sep: str = ",", user_col: str = "user", item_col: str 
                rating_col: str | None = None, timestamp_col: str | None = None,
                columns: Sequence[str] | None = None,
                chunk_lines: int = CHUNK_LINES) -> Interactions:
-    """A separated file whose first line names the columns or, given ``columns``,
-    that has no header.
+    """A separated file whose first line names the columns or, given ``columns``
+    (the names, in order), that has no header.
 
     Args:
-        path: the file (plain or gzipped).
-        sep: field separator, e.g. ``","`` or ``"\\t"``.
         user_col, item_col: columns of user and item ids (any string).
-        rating_col: column of ratings (numbers; > 0 is an interaction), or
-            None: every line is an interaction, written with rating 1.
+        rating_col: column of ratings (> 0 is an interaction), or None: every
+            line is an interaction, written with rating 1.
         timestamp_col: column of numeric timestamps, or None: the file order
-            is the time (a user's last line is the latest).
-        columns: the names of the columns of a file without a header, in order.
+            is the time.
 
     Raises:
         PrepareError: the file is missing or empty, a named column is not in
