@@ -1,29 +1,14 @@
-"""The speed figures of this machine, against their floor.
+"""The speed figures of this machine, against their floor (:func:`run`).
 
-Prints, in one run:
-
-* memory bandwidth (numpy copy of 256 MB, read + written bytes per second);
-* negative sampling per ml-1m epoch (``NegativeSampler.epoch``) beside sampling
-  and then shuffling, and the shuffle beside the first one (one permutation and
-  three gathers);
-* evaluation on ml-1m, factored (``ncf_tf.models.scoring``) beside the model's
-  own forward pass, against its compute floor (its FLOPs over the measured
-  float32 matrix-product rate); NeuMF-64 by chunk size; pinterest-20's size on
-  generated data;
-* per training step (batch 256, ``steps_per_execution=64``, dense Adam) of GMF,
-  MLP and NeuMF at F = 8..64 (tower [8F, 4F, 2F, F]), the ml-1m epoch it
-  implies, and the floor: a dense Adam step moves 7 x 4 bytes per parameter
-  (parameters, gradient and both moments read; parameters and moments written);
-* NeuMF-8 with Keras's Adam and the fused Adam fed NumPy arrays, and the fused
-  Adam fed ready-cut batches, turn about so that other load falls on all alike;
-* fast mode (changes results): NeuMF-8 and NeuMF-64 with lazy Adam and batch
-  2048 beside the faithful dense Adam at batch 256;
-* whole NeuMF-8 epochs of ``training.train`` (sampling, training, evaluation);
-* the user's own command beside it (:func:`script_epochs`).
-
-``--section scale`` prints :mod:`ncf_tf.bench.scale` instead (results/scale.txt).
-Times are wall-clock medians of a few runs (``best``: the fastest; CPU: the
-process's CPU time, all threads); printed, never asserted.
+Memory bandwidth; negative sampling per ml-1m epoch; evaluation, factored
+(``ncf_tf.models.scoring``) beside the model's forward pass, against its
+compute floor (FLOPs over the measured float32 matrix-product rate); training
+steps of GMF, MLP and NeuMF at F = 8..64 against the floor of a dense Adam step
+(7 x 4 bytes per parameter: parameters, gradient and both moments read,
+parameters and moments written); fast mode; whole NeuMF-8 epochs, in this
+process and as ``bin/train_neumf``. :func:`tables` times Adam's variants at
+larger tables. Times are wall-clock medians of a few runs, the variants taking
+turns so that other load falls on all alike; printed, never asserted.
 """
 
 from __future__ import annotations
@@ -383,9 +368,8 @@ def table_floor_s(optimizer: str, params: int, table_params: int, width: int, ro
 
 
 def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
-    """NeuMF-8 and NeuMF-64 training steps at ml-1m's, pinterest-20's and
-    ml-20m's table sizes (batch 256, uniformly drawn users and items), with
-    dense, deferred and lazy Adam, each against its floor."""
+    """NeuMF-8 and NeuMF-64 training steps at :data:`TABLE_SIZES` (batch 256, uniform
+    users and items) with dense, deferred and lazy Adam, each against its floor."""
     threads = intra_op_threads()
     copies = [bandwidth() for _ in range(bandwidths)]
     bw = float(np.median(copies))

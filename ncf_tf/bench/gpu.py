@@ -1,17 +1,8 @@
-"""The accelerator's figures: training throughput at MLPerf's batch, and the
-benchmark's evaluation and training rows, on whatever device Keras sees.
-
-Run by ``.ci/gpu_check`` (``KERAS_BACKEND=jax`` where TensorFlow is absent):
-
-* NeuMF-64 ``[256, 256, 128, 64]`` (``--preset mlperf``) at ml-20m's table
-  sizes (138,493 users x 26,744 items), batch 2^20, Adam (betas 0.25, 0.5):
-  samples per second over :data:`STEPS` steps after one that compiles;
-* leave-one-out evaluation of that model with 999 negatives at ml-20m's
-  size (138M pairs), and of NeuMF-8 and NeuMF-64 on ml-1m's files when
-  ``path`` has them;
-* NeuMF-8 training steps at the authors' batch 256.
-
-Timings are printed, never asserted.
+"""The accelerator's figures, on whatever device Keras sees (``.ci/gpu_check``,
+under ``KERAS_BACKEND=jax`` where TensorFlow is absent): ``--preset mlperf``'s
+NeuMF-64 at ml-20m's table sizes, batch 2^20: samples per second and
+evaluation with 999 negatives; with ml-1m's files in ``path``, NeuMF-8 and
+NeuMF-64 evaluation and NeuMF-8 steps at batch 256. Printed, never asserted.
 """
 
 from __future__ import annotations

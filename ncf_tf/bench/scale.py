@@ -1,27 +1,19 @@
 """How every cost grows: the stages of a run at 1M, 5M, 20M and 100M interactions.
 
 On generated data in the authors' file format, each size in a fresh process
-(so that the peak memory of one size does not carry into the next), the
-stages a training run goes through, each with its wall time and the
-process's peak resident memory (RSS) during it:
+(so that one size's peak memory does not carry into the next), each stage's
+wall time and the process's peak resident memory (RSS) during it:
 
-* ``load``: ``load_dataset`` of the train, test and 99-negative files;
-* ``sampler``: ``NegativeSampler`` set-up (its membership structure);
-* ``epoch``: one epoch of negative sampling (4 per positive) and shuffling;
-* ``eval99`` and ``eval999``: leave-one-out evaluation of NeuMF-64 with the
-  MLPerf tower ``[256, 256, 128, 64]``, every user, 99 and 999 negatives
-  (the 999 drawn in memory: a 999-negative file of the 100M shape is 6 GB;
-  their evaluator is built before the stage, the 99's within it);
-* ``full``: full-ranking evaluation of the same model (every item but the
-  user's training items) for :data:`FULL_USERS` users, the time per 1,000
-  users (the cost of all of them is users x items);
-* ``step`` and ``lazy``: one training step of that NeuMF-64 at batch
-  :data:`STEP_BATCH` with dense Adam (every row of both embedding tables
-  updated) and with lazy Adam (only the rows in the batch).
+* ``load``, ``sampler`` (its membership structure), ``epoch`` (sample and shuffle);
+* ``eval99`` and ``eval999``: leave-one-out evaluation of NeuMF-64
+  ``[256, 256, 128, 64]`` (MLPerf's), every user (the 999 drawn in memory: the
+  100M shape's file would be 6 GB);
+* ``full``: full-ranking evaluation of :data:`FULL_USERS` users, per 1,000 users;
+* ``step`` and ``lazy``: one training step at batch :data:`STEP_BATCH`, dense
+  Adam (every row of both tables updated) and lazy Adam (the batch's rows).
 
-Then, per stage, the growth exponent ``b`` of ``time ~ interactions^b``
-fitted over the sizes (least squares in log-log). Timings are printed,
-never asserted.
+Then per stage the exponent ``b`` of ``time ~ interactions^b`` (least squares
+in log-log). Timings are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -271,11 +263,8 @@ def exponents(results: dict) -> dict:
 
 def run(shapes=SHAPES, folder: str = "/tmp/ncf_tf_scale", cache: str | None = None) -> dict:
     """Measures each shape in its own process (``python -m ncf_tf.bench.scale``),
-    prints the table and returns ``{shape name: stages}``.
-
-    ``cache``: a JSON file of earlier measurements, keyed by shape name; a
-    shape found there is not measured again (the 100M shape takes the longest).
-    """
+    prints the table and returns ``{shape name: stages}``; a shape found in the
+    JSON file ``cache`` (keyed by shape name) is not measured again."""
     results = {}
     if cache and os.path.exists(cache):
         with open(cache) as f:

@@ -7,7 +7,6 @@ Example::
 
 from __future__ import annotations
 
-
 from absl import flags
 
 from ncf_tf.baselines import BASELINES
@@ -51,11 +50,11 @@ def check(fv: flags.FlagValues) -> None:
 def main(argv: list[str] | None = None) -> int:
 
     def body(fv: flags.FlagValues) -> None:
-        params = baseline_run.parse_params(fv.param)
-        baseline_run.run_baseline(canonical(fv.baseline, BASELINES), params, path=fv.path, dataset=fv.dataset,
-                                  seed=fv.seed, topk=fv.topk, results_dir=fv.results_dir,
-                                  run_name=fv.run_name, selection=fv.selection,
-                                  full=fv.full_ranking)
+        baseline_run.run_baseline(
+            canonical(fv.baseline, BASELINES), baseline_run.parse_params(fv.param),
+            path=fv.path, dataset=fv.dataset, seed=fv.seed, topk=fv.topk,
+            results_dir=fv.results_dir, run_name=fv.run_name, selection=fv.selection,
+            full=fv.full_ranking)
 
     return run_command(argv, "train_baseline", "fit and evaluate a baseline of the paper "
                        "(leave-one-out HR@K/NDCG@K) and write its run record.",

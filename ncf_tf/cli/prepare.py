@@ -1,22 +1,9 @@
-"""Command-line layer of bin/prepare_data: raw interactions -> leave-one-out files.
+"""Command-line layer of bin/prepare_data: raw interactions -> leave-one-out files
+(:mod:`ncf_tf.data.prepare`; more examples in docs/data.md).
 
-The only part of :mod:`ncf_tf.data.prepare` that knows about flags. Each call of
-:func:`main` parses into a fresh ``FlagValues``, so tests can call it
-repeatedly in one process.
-
-Examples::
+Example::
 
     bin/prepare_data --input ml-1m/ratings.dat --name ml-1m --dest Data/
-    bin/prepare_data --input ml-20m/ratings.csv --format movielens-csv \\
-        --protocol mlperf --name ml-20m --dest Data/
-    bin/prepare_data --resample_negatives Data/ml-1m --num_test_neg 999 \\
-        --name ml-1m-neg999 --dest Data/
-    bin/prepare_data --input clicks.tsv --format csv --sep '\\t' \\
-        --user_col uid --item_col pin --timestamp_col time \\
-        --min_interactions 20 --name pins --dest Data/
-    bin/prepare_data --input u.data --format csv --sep '\\t' \\
-        --columns user,item,rating,time --rating_col rating --timestamp_col time \\
-        --name ml-100k --dest Data/
 """
 
 from __future__ import annotations
@@ -133,14 +120,10 @@ def as_flags() -> Iterator[None]:
         raise prepare.PrepareError(e.render(_flag, " ")) from None
 
 
+@as_flags()
 def run(fv: flags.FlagValues) -> None:
-    """:func:`prepare_data`, its errors' suggestions written as flags."""
-    with as_flags():
-        prepare_data(fv)
-
-
-def prepare_data(fv: flags.FlagValues) -> None:
-    """Prepares the data as the parsed flags say, and reports what it wrote."""
+    """Prepares the data as the parsed flags say and reports what it wrote; errors'
+    suggestions written as flags."""
     if not fv.name:
         raise prepare.PrepareError("--name is required")
     if fv.resample_negatives:

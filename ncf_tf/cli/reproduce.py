@@ -91,12 +91,9 @@ def check_data(path: str, dataset: str, planning_only: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
 
     def body(fv: flags.FlagValues) -> None:
-        if fv.jobs < 1:
-            raise ValueError(f"--jobs must be an integer >= 1, got {fv.jobs}")
-        if fv.seeds is not None and fv.seeds < 1:
-            raise ValueError(f"--seeds must be an integer >= 1, got {fv.seeds}")
-        if fv.max_runs < 0:
-            raise ValueError(f"--max_runs must be an integer >= 0, got {fv.max_runs}")
+        for name, least in (("jobs", 1), ("seeds", 1), ("max_runs", 0)):
+            if fv[name].value is not None and fv[name].value < least:
+                raise ValueError(f"--{name} must be an integer >= {least}, got {fv[name].value}")
         runs = os.path.join(fv.results, "runs")
         if fv.compare:
             print("\n".join(compare.lines(fv.compare, fv.results)))

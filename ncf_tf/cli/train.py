@@ -1,10 +1,6 @@
-"""Command-line layer of bin/train_gmf, bin/train_mlp and bin/train_neumf.
-
-The only module that knows about flags: it defines the authors' flags (same
-names and defaults) plus ncf_tf's own, turns them into a
-:class:`~ncf_tf.train.config.TrainConfig` and calls :func:`ncf_tf.train.experiment.run`.
-Each call parses into a fresh ``FlagValues``, so tests can call :func:`main`
-repeatedly in one process.
+"""Command-line layer of bin/train_gmf, bin/train_mlp and bin/train_neumf: the
+authors' flags (same names and defaults) plus ncf_tf's own, turned into a
+:class:`~ncf_tf.train.config.TrainConfig` for :func:`ncf_tf.train.experiment.run`.
 """
 
 from __future__ import annotations
@@ -130,8 +126,7 @@ def check(model: str, fv: flags.FlagValues) -> None:
     data files are there."""
     config = config_from_flags(model, fv)
     config.validate()
-    # Imported here: the loader brings pandas and SciPy (about 1 s), which a bad
-    # flag need not wait for.
+    # Imported here: the loader brings pandas and SciPy, which a bad flag need not wait for.
     from ncf_tf.data.loader import SUFFIXES, find_file
     for suffix in SUFFIXES:
         find_file(config.path, config.dataset, suffix)

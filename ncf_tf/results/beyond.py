@@ -42,9 +42,8 @@ def beyond(rep: "Report", records: list[RunRecord], dataset: str) -> None:
     validation_hr = {label: [r.best_validation["hr"] for r in runs]
                      for label, runs in ncf.items()}
     for name in reproduce.TUNING_GRID:
-        runs = [r for r in records if r.dataset == dataset and r.kind == "baseline"
-                and r.model == name and r.selection == "validation"]
-        seed0 = [r for r in runs if r.seed == 0]
+        seed0 = [r for r in records if r.dataset == dataset and r.kind == "baseline"
+                 and r.model == name and r.selection == "validation" and r.seed == 0]
         if not seed0:
             continue
         best = max(seed0, key=lambda r: r.best_validation["hr"])

@@ -96,8 +96,6 @@ def published(path: str) -> dict:
     return table
 
 
-# ---------------------------------------------------------------- cells
-
 def mean_sd(values: list[float]) -> str:
     if not values:
         return "–"
