@@ -57,10 +57,7 @@ def import_backend(verbose: bool = False) -> None:
     start-up notices filtered unless ``verbose``; a no-op once imported."""
     if "keras" in sys.modules:
         return
-    if verbose:
-        import keras  # noqa: F401
-        return
-    with filtered_stderr():
+    with contextlib.nullcontext() if verbose else filtered_stderr():
         import keras  # noqa: F401
 
 

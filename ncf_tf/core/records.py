@@ -9,6 +9,7 @@ and the machine. Tables and plots in results/ are generated from these files.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -37,8 +38,7 @@ class RecordError(ValueError):
 
 @dataclasses.dataclass
 class RunRecord:
-    """One run's record: every producer (NCF runs, baselines, the fold-in
-    experiment) writes one, every table of results/ reads them.
+    """One run's record, written by every producer, read by every table of results/.
 
     ``kind`` is ``train`` (GMF, MLP, NeuMF), ``baseline``, ``fold_in_train`` or
     ``fold_in``. Fields a kind does not have stay None and are not written;
@@ -213,10 +213,8 @@ class RunBusyError(ValueError):
 
 @dataclasses.dataclass
 class RunOwner:
-    """This process's hold on a run name: an exclusive ``flock`` on
-    ``<folder>/<name><suffix>.lock``, kept while the file is open. The
-    operating system releases it when the process ends, however it ends
-    (``kill -9`` included), so a rerun can resume."""
+    """This process's hold on a run name: a :func:`~ncf_tf.core.files.hold_lock`
+    on ``<folder>/<name><suffix>.lock``, released when the process ends."""
 
     name: str
     lock_path: str
@@ -333,8 +331,8 @@ def cpu_model() -> str | None:
 
 
 def intra_op_threads() -> int:
-    """The threads TensorFlow's ops use: ``TF_NUM_INTRAOP_THREADS`` (set per
-    run by bin/reproduce: cores / runs at a time), else all the cores."""
+    """The threads TensorFlow's ops use: ``TF_NUM_INTRAOP_THREADS`` (set by
+    bin/reproduce), else all the cores."""
     value = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
     return int(value) if value.isdigit() and int(value) > 0 else os.cpu_count()
 
@@ -347,12 +345,9 @@ def environment() -> dict:
     versions = {"python": platform.python_version(), "numpy": np.__version__,
                 "scipy": scipy.__version__, "pandas": pandas.__version__,
                 "keras": keras.__version__, "backend": keras.config.backend()}
-    if keras.config.backend() == "tensorflow":
-        import tensorflow as tf
-        versions["tensorflow"] = tf.__version__
-    elif keras.config.backend() == "jax":
-        import jax
-        versions["jax"] = jax.__version__
+    if keras.config.backend() in ("tensorflow", "jax"):
+        versions[keras.config.backend()] = importlib.import_module(
+            keras.config.backend()).__version__
     return {"versions": versions,
             "machine": {"hostname": socket.gethostname(), "platform": platform.platform(),
                         "processor": platform.processor() or platform.machine(),

@@ -105,12 +105,8 @@ class Factored:
 
 
 def factored(model: keras.Model, users=None) -> Factored:
-    """The :class:`Factored` tables of a GMF, MLP or NeuMF.
-
-    Args:
-        model: a GMF, MLP or NeuMF (recognised by its layer names).
-        users: the rows of the user tables to compute (None: every user).
-    """
+    """The :class:`Factored` tables of a GMF, MLP or NeuMF, with the user
+    tables' rows of ``users`` (None: every user)."""
     ops = keras.ops
     kind = _kind(model)
 
@@ -164,8 +160,7 @@ def all_item_logits(model: keras.Model, users) -> "keras.KerasTensor":
 
 
 def compiled(fn, xla: bool):
-    """``fn`` compiled for the backend: a TensorFlow graph function (with XLA
-    if ``xla``), ``jax.jit`` under JAX (always XLA), else ``fn`` as is."""
+    """``fn`` as a TensorFlow graph function (XLA if ``xla``), ``jax.jit``, or as is."""
     backend = keras.config.backend()
     if backend == "tensorflow":
         import tensorflow as tf

@@ -1,17 +1,10 @@
 """A trained GMF, MLP or NeuMF, rebuilt from what training left behind.
 
-Two sources:
-
-* a weight file (``.weights.h5`` as the train scripts save it, or the authors'
-  Keras 1 ``.h5``) plus a :class:`ModelSpec` saying which model and sizes to
-  rebuild -- taken from the run record (its ``config``) or given directly;
-* a whole ``.keras`` model (as ``bin/export`` writes it), which carries its
-  own architecture.
-
-Either way the model is checked against the data it is used with: its user
-and item embeddings must have one row per user and per item of the data set,
-else the weights belong to other data and every score would be meaningless
-(or an index error deep inside an embedding lookup).
+From a weight file (``.weights.h5``, or the authors' Keras 1 ``.h5``) plus
+a :class:`ModelSpec` of the model and sizes (from a run record's ``config``),
+or from a whole ``.keras`` model (``bin/export``'s). Either way its user and
+item embeddings must have one row per user and item of the data it is used
+with: else the weights belong to other data and every score is meaningless.
 """
 
 from __future__ import annotations

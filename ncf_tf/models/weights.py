@@ -9,7 +9,7 @@ Two formats are read into the same ``{layer name: [arrays]}`` mapping:
   attribute listing datasets such as ``user_embedding_W``, ``prediction_b``.
 
 Layer names are the contract: GMF/MLP/NeuMF use the authors' names, so their
-files load into ncf_tf models and pretraining can copy weights by name.
+files load into ncf_tf models.
 """
 
 from __future__ import annotations
@@ -99,11 +99,7 @@ def load_weights(model: keras.Model, path: str) -> None:
 
 
 def save_weights(model: keras.Model, path: str) -> None:
-    """Writes ``model``'s weights as Keras 3 ``.weights.h5``, atomically.
-
-    The file is written beside its destination and renamed into place, so a
-    crash never leaves a half-written weight file under ``path``.
-    """
+    """Writes ``model``'s weights as Keras 3 ``.weights.h5``, atomically."""
     if not path.endswith(".weights.h5"):
         raise ValueError(f"weight file names must end in .weights.h5, got {path}")
     with atomic_path(path, suffix=".weights.h5") as tmp:
