@@ -5,11 +5,9 @@ A data set ``<name>`` is three files in one folder (plain or gzipped):
 * ``<name>.train.rating``: ``user\\titem\\trating[\\ttimestamp]`` a line, 0-based
   ids; a line is a training interaction when rating > 0. As in the authors'
   code, #users and #items are the largest ids in this file plus one.
-* ``<name>.test.rating``: the same format, the held-out (latest) interaction of
-  each user.
-* ``<name>.test.negative``: one line per test line, in the same order:
-  ``(user,item)\\tneg_1\\t...\\tneg_n``, the items the test item is ranked
-  against (99 in the authors' files).
+* ``<name>.test.rating``: the same format, each user's held-out interaction.
+* ``<name>.test.negative``: per test line, in order,
+  ``(user,item)\\tneg_1\\t...\\tneg_n``: the items the test item is ranked against.
 
 Every check fails with :class:`DataError`, whose message names the file, the
 line and what was expected.
@@ -341,8 +339,8 @@ SPARE_IDS = 1000
 def _check_dense_ids(filename: str, ids: np.ndarray, kind: str) -> None:
     """Ids must be 0-based indices: the model has one embedding per id up to
     the largest, so a stray huge id (a timestamp in the wrong column) would
-    allocate gigabytes. More than half of ``0..max`` unused (and more than
-    ``SPARE_IDS``) is an error naming the line of the largest id."""
+    allocate gigabytes. More than half of ``0..max`` (and ``SPARE_IDS``) unused
+    is an error."""
     largest = int(ids.max())
     distinct = count_distinct(ids)
     unused = largest + 1 - distinct
@@ -355,12 +353,9 @@ def _check_dense_ids(filename: str, ids: np.ndarray, kind: str) -> None:
 def _per_pair(users: np.ndarray, items: np.ndarray, lines: np.ndarray,
               timestamps: np.ndarray | None,
               num_items: int) -> tuple[np.ndarray | None, np.ndarray]:
-    """Latest timestamp and first line of each distinct (user, item), in CSR order.
-
-    A CSR matrix with sorted indices stores its entries in increasing order of
-    ``user * num_items + item``, which is the order of ``np.unique``'s keys.
-    ``fmax`` ignores NaN, so a pair is NaN only if none of its lines has a time.
-    """
+    """Latest timestamp and first line of each distinct (user, item), in CSR order
+    (sorted indices: increasing ``user * num_items + item``, as ``np.unique``'s
+    keys); ``fmax`` ignores NaN, so a pair is NaN only if none of its lines has one."""
     keys = users.astype(np.int64) * num_items + items
     unique_keys, pair = np.unique(keys, return_inverse=True)
     first_line = np.full(len(unique_keys), np.iinfo(np.int64).max)

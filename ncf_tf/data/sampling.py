@@ -35,16 +35,10 @@ def shuffle_records(records: np.ndarray, rng: np.random.Generator,
 
     Rao-Sandelius shuffle: every record draws one of ``k`` buckets uniformly
     and independently; the buckets are laid out one after another (a stable
-    argsort of one byte, which numpy does as a single radix pass), and each
-    bucket is then shuffled on its own. The result is exactly uniform: the
-    bucket draws do not depend on the records and every order within a
-    bucket is equally likely, so the distribution of the output does not
-    change when the records are relabelled, and the only distribution over
-    permutations with that symmetry is the uniform one.
-
-    Unlike ``rng.permutation``, whose swaps miss the cache once the array
-    outgrows it, the gather reads ``k`` ascending streams and the swaps stay
-    inside one bucket.
+    argsort of one byte), and each is shuffled on its own, in cache. Exactly
+    uniform: the bucket draws do not depend on the records and every order
+    within a bucket is equally likely, so the law of the output is invariant
+    under relabelling the records, and only the uniform law is.
 
     Args:
         records: any 1-d array (8-byte items are the fast case).

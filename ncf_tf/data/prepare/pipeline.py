@@ -72,7 +72,7 @@ TieBreak = Literal["first", "last"]
 
 @dataclasses.dataclass(frozen=True)
 class PrepareStats:
-    """What the preprocessing kept and dropped (counts of input lines unless named)."""
+    """What the steps dropped (counts of input lines unless named)."""
 
     lines: int
     nonpositive: int = 0
@@ -143,12 +143,9 @@ class Split:
 
 def _recency_order(users: np.ndarray, stamps: np.ndarray | None,
                    tie_break: TieBreak) -> np.ndarray:
-    """Permutation sorting by (user, timestamp, file position per ``tie_break``).
-
-    "last": ties in file order, so the last line of a tie ends the user's run
-    (is the latest); "first": ties in reverse file order. Without timestamps
-    the file order is the time.
-    """
+    """Permutation sorting by (user, timestamp, file position per ``tie_break``):
+    "last" keeps ties in file order, so the last line of a tie is the latest;
+    "first" reverses them."""
     n = len(users)
     if stamps is None:
         return np.argsort(users, kind="stable")
@@ -189,8 +186,8 @@ def _drop_small_users(columns: list, threshold: int) -> tuple[list, int, int]:
 
 
 def _drop_cold_items(columns: list, num_items: int) -> tuple[list, int, int, int]:
-    """Step 4, repeated until no item is seen only in held-out lines; rows sorted by
-    user, oldest first. Returns (columns, items, users, rows) dropped."""
+    """Step 4 on rows sorted by user, oldest first; returns (columns, items, users,
+    rows) dropped."""
     gone = np.zeros(num_items, bool)
     users_lost = rows = 0
     while True:
@@ -293,8 +290,7 @@ def split(data: Interactions, rng: np.random.Generator, *, min_interactions: int
 
 
 def _number_texts(values: np.ndarray) -> list[str]:
-    """The text of each value: whole numbers (all of them) as integers, else as
-    Python writes the float (``3.5``, ``4.0``)."""
+    """Each value's text: as integers when all are whole, else as floats (``3.5``, ``4.0``)."""
     whole = bool(np.all(values == np.floor(values)) and np.all(np.abs(values) < 2.0 ** 63))
     return [str(int(v)) if whole else repr(float(v)) for v in values]
 
@@ -342,11 +338,8 @@ def prepare(input_path: str, dest: str, name: str, rng: np.random.Generator, *,
         input_path: the raw interactions, in format ``fmt`` (plain or gzipped).
         dest: output folder (created if missing).
         name: data set name: files are ``<dest>/<name>.train.rating`` etc.
-        rng: draws the test negatives.
-        fmt, read_options: see :func:`ncf_tf.data.prepare.readers.read_interactions`
-            (``sep``, ``user_col``, ``item_col``, ``rating_col``, ``timestamp_col``,
-            ``columns``, ``chunk_lines``).
-        min_interactions, num_test_neg, tie_break, drop_cold_items: see :func:`split`.
+        fmt, read_options: see :func:`ncf_tf.data.prepare.readers.read_interactions`.
+        rng, min_interactions, num_test_neg, tie_break, drop_cold_items: see :func:`split`.
         overwrite: replace existing outputs instead of refusing.
 
     Returns:
