@@ -1,12 +1,10 @@
 """Per-epoch checkpoints, so that an interrupted run continues exactly.
 
-One ``.npz`` file holds everything the next epoch depends on: the model's
-weights, the optimiser's variables (iteration count and moments), the best
-weights so far, and, as JSON, the RNG state, the epoch logs, the best and
-initial evaluations, the elapsed time and the run's configuration. It is
-written to a temporary file and renamed into place, so a run killed at any
-moment (``kill -9`` included) leaves either the previous checkpoint or the
-new one, never half of one.
+One ``.npz`` file holds everything the next epoch depends on: the model's and
+optimiser's variables, the best weights so far, and, as JSON, the RNG state,
+the epoch logs, the evaluations and the caller's ``extra``. It is written to
+a temporary file and renamed into place, so a run killed at any moment leaves
+the previous checkpoint or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -26,11 +24,8 @@ from ncf_tf.train.training import EpochLog, TrainState
 
 
 def save(path: str, model: keras.Model, state: TrainState, extra: dict) -> None:
-    """Writes ``state`` and the model/optimiser variables atomically to ``path``.
-
-    ``extra`` is JSON-serialisable metadata stored alongside (e.g. the run's
-    configuration and elapsed time), returned by :func:`load`.
-    """
+    """Writes ``state``, the model/optimiser variables and ``extra`` (JSON
+    metadata, read back by :func:`read_extra`) atomically to ``path``."""
     meta = {
         "next_epoch": state.next_epoch, "init_eval_s": state.init_eval_s,
         "epochs": [dataclasses.asdict(e) for e in state.epochs],
@@ -81,9 +76,8 @@ def read_extra(path: str) -> dict:
 
 
 def load(path: str, model: keras.Model) -> TrainState:
-    """Restores model and optimiser variables from ``path``; returns the state.
-
-    The model must be built and compiled as when the checkpoint was written.
+    """Restores model and optimiser variables from ``path`` into ``model``
+    (compiled as when it was written); returns the state.
 
     Raises:
         ValueError: the file does not match the model, CheckpointError: it
@@ -109,14 +103,11 @@ def load(path: str, model: keras.Model) -> TrainState:
                              f"the optimizer has {len(optimizer.variables)}")
         for variable, value in zip(optimizer.variables, opt_values):
             variable.assign(value)
-    k, hr, ndcg = meta["init"]
-    init = Evaluation(k, hr, ndcg, init_ranks)
-    k, hr, ndcg = meta["best"]
-    best = Evaluation(k, hr, ndcg, best_ranks)
     return TrainState(
-        next_epoch=meta["next_epoch"], init=init, init_eval_s=meta["init_eval_s"],
-        epochs=[EpochLog(**e) for e in meta["epochs"]], best_epoch=meta["best_epoch"],
-        best=best, best_weights=best_weights, rng_state=meta["rng_state"],
+        next_epoch=meta["next_epoch"], init=Evaluation(*meta["init"], init_ranks),
+        init_eval_s=meta["init_eval_s"], epochs=[EpochLog(**e) for e in meta["epochs"]],
+        best_epoch=meta["best_epoch"], best=Evaluation(*meta["best"], best_ranks),
+        best_weights=best_weights, rng_state=meta["rng_state"],
         best_monitor=best_monitor)
 
 

@@ -1,8 +1,5 @@
-"""Typed configuration of a training run, and parsing of list-valued flags.
-
-The authors' scripts ``eval`` strings like ``[64,32,16,8]``; here such values
-are parsed as plain lists of numbers, accepted with or without brackets.
-"""
+"""Typed configuration of a training run, and parsing of list-valued flags
+(which the authors' scripts ``eval``)."""
 
 from __future__ import annotations
 
@@ -14,18 +11,16 @@ import re
 
 MODELS = ("GMF", "MLP", "NeuMF")
 LEARNERS = ("adagrad", "adam", "rmsprop", "sgd")
-"""The authors' learners (``ncf_tf.train.optimizers.make_optimizer``): here, not
-there, so that the configuration, and the flags made from it, need no Keras."""
+"""The authors' learners (``optimizers.make_optimizer``): here so that the
+configuration and its flags need no Keras."""
 ADAM_BETAS = (0.9, 0.999)
 """Adam's betas in Keras 1, the authors'."""
 ADAM_KINDS = ("dense", "deferred")
-"""How the authors' dense Adam is computed (``make_optimizer``'s ``adam``):
-updating every row at every step, or deferring embedding rows'
-zero-gradient steps. The same updates to float32 rounding."""
+"""How the authors' dense Adam is computed (``make_optimizer``'s ``adam``); the
+same updates to float32 rounding."""
 DEFER_MIN_FLOATS = 1 << 21
 """``adam="auto"`` defers when the embedding tables hold at least this many
-floats: below it a dense step over the tables costs less than deferring
-(``bin/benchmark --section tables``, results/benchmark_tables.txt)."""
+floats: below it a dense step costs less (results/benchmark_tables.txt)."""
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 PAPER_BATCH_SIZES = (128, 256, 512, 1024)
 """The batch sizes the paper searched (sec. 4.1); larger ones are fast mode."""
@@ -47,8 +42,7 @@ PRESET_TARGETS = {"mlperf": 0.635}
 
 def with_preset(values: dict, preset: str, given: set[str] = frozenset()) -> dict:
     """``values`` with the fields of :data:`PRESETS` ``[preset]``, except those
-    named in ``given`` (set explicitly by the user); ValueError for an unknown
-    preset or a model the preset is not for."""
+    in ``given`` (set explicitly); ValueError for an unknown preset or model."""
     if not preset:
         return values
     if preset not in PRESETS:
@@ -61,8 +55,8 @@ def with_preset(values: dict, preset: str, given: set[str] = frozenset()) -> dic
 
 
 def canonical(value: str | None, choices) -> str | None:
-    """The one of ``choices`` that ``value`` names, ignoring case (``"adam"`` for
-    ``"Adam"``); ``value`` itself when it names none (for the check to refuse)."""
+    """The one of ``choices`` that ``value`` names, ignoring case; ``value``
+    itself when it names none (for the check to refuse)."""
     if not isinstance(value, str):
         return value
     return next((choice for choice in choices if choice.lower() == value.lower()), value)
@@ -78,11 +72,8 @@ def check_run_name(run_name: str) -> None:
 
 
 def parse_list(name: str, text: str, kind=float) -> list:
-    """Parses ``"64,32,16,8"`` or ``"[64,32,16,8]"`` into ``[64, 32, 16, 8]``.
-
-    Raises:
-        ValueError: naming ``name`` and the value, for anything else.
-    """
+    """Parses ``"64,32,16,8"`` or ``"[64,32,16,8]"`` into ``[64, 32, 16, 8]``;
+    ValueError naming ``name`` and the value for anything else."""
     body = text.strip()
     if body.startswith("[") and body.endswith("]"):
         body = body[1:-1]
@@ -103,14 +94,10 @@ def parse_list(name: str, text: str, kind=float) -> list:
 class TrainConfig:
     """Everything that defines a run; written whole into its run record.
 
-    Defaults are the authors' (``--epochs 100`` etc.), plus ``seed``, ``topk``,
-    ``alpha``, ``device``. ``learner=None`` means Adam, except SGD for a
-    pretrained NeuMF (paper, sec. 3.4.1). A run's record goes to ``results_dir``
-    and its weights to ``model_dir``: by default ``runs/`` and ``runs/models/``,
-    which git ignores (the project's own records are ``bin/reproduce``'s, in
-    ``results/runs/``). ``reg_layers=None`` means no
-    regularisation, one 0 per entry of ``layers``. ``model`` and ``learner``
-    are taken in any case (``"neumf"``, ``"Adam"``).
+    Defaults are the authors'. ``learner=None`` means Adam, except SGD for a
+    pretrained NeuMF (paper, sec. 3.4.1). ``reg_layers=None`` means one 0 per
+    entry of ``layers``. ``model`` and ``learner`` are taken in any case.
+    A run's record goes to ``results_dir``, its weights to ``model_dir``.
     """
 
     model: str
@@ -187,10 +174,9 @@ class TrainConfig:
         return 3 * 2 * self.batch_size * (sum(a * b for a, b in tower) + output)
 
     def resolved_adam(self, num_users: int, num_items: int) -> str:
-        """``adam`` with ``"auto"`` decided: ``"deferred"`` where the tables
-        hold :data:`DEFER_MIN_FLOATS` or more, else ``"dense"``; ``"dense"``
-        wherever Adam's dense update is not computed (another learner, lazy Adam)
-        and under mixed precision, whose loss scaling may skip an update that
+        """``adam`` with ``"auto"`` decided (``"deferred"`` where the tables hold
+        :data:`DEFER_MIN_FLOATS` or more); ``"dense"`` for another learner, lazy
+        Adam and mixed precision, whose loss scaling may skip an update that
         the deferred rows were already caught up for."""
         if self.resolved_learner != "adam" or self.lazy_adam or self.precision != "float32":
             return "dense"
@@ -200,11 +186,8 @@ class TrainConfig:
         return "deferred" if big else "dense"
 
     def fast_mode(self) -> list[str]:
-        """What this run changes beyond the authors' mathematics (empty: faithful).
-
-        Fast mode trades exactness for speed: lazy Adam, mixed precision, or a
-        batch larger than any the paper searched. Its records say so.
-        """
+        """What this run changes beyond the authors' mathematics for speed
+        (empty: faithful)."""
         changes = []
         if self.lazy_adam:
             changes.append("lazy Adam (embedding rows updated only when in the batch)")
@@ -216,8 +199,7 @@ class TrainConfig:
         return changes
 
     def beyond_authors(self) -> list[str]:
-        """Opt-in training aids the authors' code does not have (empty: none).
-        They change results but not speed; a run's record lists them."""
+        """Opt-in training aids the authors' code does not have (empty: none)."""
         changes = []
         if self.dropout:
             changes.append(f"dropout {self.dropout:g} after each MLP layer")
@@ -240,11 +222,8 @@ class TrainConfig:
 
     def run_key(self) -> str:
         """The default run name: data, model and every setting that changes
-        results, e.g. ``ml-1m_NeuMF_8_64-32-16-8_pretrain_e20_s0``.
-
-        Stable across invocations, so that the same command finds (and
-        resumes) its own interrupted run.
-        """
+        results, e.g. ``ml-1m_NeuMF_8_64-32-16-8_pretrain_e20_s0``; stable, so
+        that the same command finds (and resumes) its own interrupted run."""
         d = TrainConfig(model=self.model)
         parts = [self.dataset, self.describe()]
         if self.pretrained and self.alpha != d.alpha:

@@ -1,9 +1,6 @@
-"""Device placement: ``auto`` (first GPU, else CPU), ``cpu`` or ``gpu:N``; and
-data-parallel training over several devices or machines with ``tf.distribute``.
-
-Placement goes through Keras 3's ``keras.device`` scope, which is
-TensorFlow's ``tf.device`` under the TensorFlow backend (and JAX's device
-placement under ``KERAS_BACKEND=jax``).
+"""Device placement (``keras.device``): ``auto`` (first GPU, else CPU), ``cpu``
+or ``gpu:N``; and data-parallel training over several devices or machines
+with ``tf.distribute``.
 """
 
 from __future__ import annotations
@@ -21,9 +18,9 @@ def gpus() -> list[str]:
     backend = keras.config.backend()
     if backend == "tensorflow":
         import tensorflow as tf
-        # Physical, not logical, devices: listing logical ones starts TensorFlow's
-        # runtime, after which MultiWorkerMirroredStrategy (made after ``resolve``)
-        # fails with "Collective ops must be configured at program startup".
+        # Physical devices: listing logical ones starts TensorFlow's runtime, after
+        # which MultiWorkerMirroredStrategy fails ("Collective ops must be
+        # configured at program startup").
         return [f"gpu:{i}" for i, _ in enumerate(tf.config.list_physical_devices("GPU"))]
     if backend == "jax":
         import jax
@@ -59,11 +56,10 @@ DISTRIBUTE = ("none", "mirrored", "multiworker")
 def distribution(kind: str):
     """A ``tf.distribute`` strategy for ``distribute``, or None for ``none``.
 
-    ``mirrored``: one replica per local GPU (per logical CPU device when there
-    is no GPU, which is how the tests run it); ``multiworker``: the machines
-    named in ``TF_CONFIG`` (one machine when it is unset). Each step's global
-    batch is split across replicas and their gradients summed, so the update
-    is that of the undivided batch.
+    ``mirrored``: one replica per local GPU (else per logical CPU device);
+    ``multiworker``: the machines named in ``TF_CONFIG`` (one when unset).
+    Each step's batch is split across replicas and their gradients summed,
+    so the update is that of the undivided batch.
     """
     if kind not in DISTRIBUTE:
         raise ValueError(f"distribute must be one of {', '.join(DISTRIBUTE)}, got {kind!r}")
@@ -105,14 +101,10 @@ def check_tf_config(text: str) -> None:
 
 
 def check_split(strategy, batch_size: int, instances: int) -> None:
-    """ValueError unless every batch of an epoch of ``instances`` splits evenly
-    over ``strategy``'s replicas: each replica's loss is the mean over its
-    share, so unequal shares would weigh instances unequally and the updates
-    would not be one device's.
-
-    The message says which batch does not split and a ``batch_size`` that
-    would (or, when no batch size can, that the epoch's size must change).
-    """
+    """ValueError, saying which batch and what would split, unless every batch
+    of an epoch of ``instances`` splits evenly over ``strategy``'s replicas:
+    each replica's loss is the mean over its share, so unequal shares would
+    weigh instances unequally."""
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     last = instances % batch_size
     if batch_size % replicas == 0 and last % replicas == 0:
@@ -137,25 +129,15 @@ def placement(device: str, strategy=None):
 
 def _multi_worker_strategy():
     """``tf.distribute.MultiWorkerMirroredStrategy`` with a ``reduce`` that
-    Keras 3's ``fit`` can call when there are several workers.
+    Keras 3's ``fit`` can call with several workers (keras-team/keras#20585):
 
-    With two or more workers in ``TF_CONFIG``, Keras 3 (3.15, TF 2.21;
-    keras-team/keras#20585) fails twice in ``fit`` before the first update:
-
-    - to build its metrics it reduces the whole first input batch, a nest
-      ``((users, items), labels)`` of per-replica tensors, with one
-      ``reduce("MEAN", ..., axis=None)``; TensorFlow reduces single values
-      only ("Attempt to convert a value (PerReplica...) to a Tensor"). Only
-      the batch's structure, shapes and dtypes are used, so a nest gets each
-      leaf's first local replica, with no collective (whose shapes would
-      differ between workers when the global batch does not split evenly);
-    - each step it reduces every scalar metric (the loss) with ``axis=0``
-      across workers ("Invalid reduction dimension 0 for input with 0
-      dimensions"); a scalar is reduced across replicas (``axis=None``), as
-      Keras's own one-worker path does.
-
-    Any other value is reduced as TensorFlow does. One worker (no
-    ``TF_CONFIG``) never reaches either path.
+    - to build its metrics ``fit`` reduces the first input batch, a nest of
+      per-replica tensors, which TensorFlow cannot; only its structure,
+      shapes and dtypes are used, so a nest gets each leaf's first local
+      replica, with no collective;
+    - each step it reduces every scalar metric with ``axis=0`` across
+      workers ("Invalid reduction dimension 0"); a scalar is reduced across
+      replicas (``axis=None``), as Keras's one-worker path does.
     """
     import tensorflow as tf
 
@@ -176,12 +158,9 @@ def _multi_worker_strategy():
 
 
 def is_chief(strategy) -> bool:
-    """Whether this process writes a run's outputs (record, weights,
-    checkpoints, TensorBoard logs): always without ``tf.distribute`` or with
-    one machine; with ``multiworker``, only the chief (task ``chief``, or
-    worker 0 when ``TF_CONFIG`` names no chief). Every worker trains the same
-    replicated model, so the chief's outputs are the run's.
-    """
+    """Whether this process writes a run's outputs: always with one machine;
+    with ``multiworker`` only the chief (task ``chief``, or worker 0 when
+    ``TF_CONFIG`` names none), as every worker trains the same model."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
