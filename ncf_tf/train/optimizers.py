@@ -76,11 +76,8 @@ def _constant(value, dtype):
 
 
 def _resource(variable):
-    """The ``tf.Variable`` behind a Keras variable (or ``variable`` itself).
-
-    ``_value``, not ``value``: under an autocast scope ``value`` is a cast
-    copy, and an update applied to a copy would be lost.
-    """
+    """The ``tf.Variable`` behind a Keras variable (or ``variable`` itself):
+    ``_value``, as under an autocast scope ``value`` is a cast copy."""
     return getattr(variable, "_value", variable)
 
 
@@ -112,8 +109,8 @@ def _subtract_rows(variable, rows, values) -> None:
 
 
 def is_table(variable) -> bool:
-    """Whether ``variable`` is a ``keras.layers.Embedding`` table (under
-    ``tf.distribute`` a ``tf.Variable`` may arrive instead of a Keras one)."""
+    """Whether ``variable`` (Keras's, or under ``tf.distribute`` a
+    ``tf.Variable``) is a ``keras.layers.Embedding`` table."""
     name = getattr(variable, "path", None) or variable.name
     return name.split(":")[0].endswith("embeddings")
 
@@ -431,9 +428,8 @@ class DeferredAdam(FusedAdam):
         self._deferred = {self._get_variable_index(table) for table in tables}
 
     def _idle_sums(self, last, now, dtype):
-        """For rows last applied at step ``last``: the decays of the moments
-        over the steps last + 1..``now`` and the series' inner sums (one row
-        per row, one column per term)."""
+        """For rows last applied at step ``last``: the moments' decays over the
+        steps last + 1..``now`` and the series' inner sums (a column per term)."""
         tails, ratios, binomials = self._series
         gap = ops.cast(now, "int32") - last                                   # [rows]
         end = ops.minimum(ops.cast(now, "int32"), len(tails) - 1)
@@ -579,7 +575,7 @@ def defer_rows(model: keras.Model) -> None:
                  and optimizer is model.optimizer)
     if not (sparse or stateless):
         return
-    feeds = []
+    groups = {}   # input position -> the tables it looks up
     for layer in model.layers:
         if not isinstance(layer, keras.layers.Embedding):
             continue
@@ -592,14 +588,11 @@ def defer_rows(model: keras.Model) -> None:
         position = [i for i, tensor in enumerate(model.inputs)
                     if len(sources) == 1 and tensor is sources[0]]
         if position:
-            feeds.append((layer.embeddings, position[0]))
-    if not feeds or not isinstance(optimizer, DeferredAdam):
+            groups.setdefault(position[0], []).append(layer.embeddings)
+    if not groups or not isinstance(optimizer, DeferredAdam):
         return
     optimizer.build(model.trainable_variables)
-    optimizer.defer([table for table, _ in feeds])
-    groups = {}   # input position -> the tables it looks up
-    for table, position in feeds:
-        groups.setdefault(position, []).append(table)
+    optimizer.defer([table for tables in groups.values() for table in tables])
     step = model.train_step
 
     def catch_up(data):
@@ -676,18 +669,12 @@ def make_optimizer(learner: str, learning_rate: float, lazy: bool = False,
         beta_1, beta_2 = betas
         if not (0.0 <= beta_1 < 1.0 and 0.0 <= beta_2 < 1.0):
             raise ValueError(f"Adam's betas must be in [0, 1), got {beta_1} and {beta_2}")
-        kind = FusedAdam
-        if lazy:
-            kind = LazyAdam
-        elif adam == "deferred" and deferral_series(beta_1, beta_2) is not None:
-            kind = DeferredAdam
+        deferred = adam == "deferred" and deferral_series(beta_1, beta_2) is not None
+        kind = LazyAdam if lazy else DeferredAdam if deferred else FusedAdam
         return kind(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=EPSILON)
-    if learner == "adagrad":
-        return Keras1Adagrad(learning_rate)
-    if learner == "rmsprop":
-        return Keras1RMSprop(learning_rate)
+    if learner in ("adagrad", "rmsprop"):
+        return {"adagrad": Keras1Adagrad, "rmsprop": Keras1RMSprop}[learner](learning_rate)
     if learner == "sgd":
-        # Keras's SGD is linear in g, so slices of a repeated row add up as
-        # they should.
+        # Keras's SGD is linear in g: slices of a repeated row add up as they should.
         return keras.optimizers.SGD(learning_rate, momentum=0.0)
     raise ValueError(f"learner must be one of {', '.join(LEARNERS)}, got {learner!r}")
