@@ -100,6 +100,15 @@ def test_truncated_gzip(tmp_path):
         load_dataset(str(tmp_path), "toy")
 
 
+@pytest.mark.parametrize("suffix", ["train.rating", "test.negative"])
+def test_non_utf8_file_is_one_data_error(tmp_path, suffix):
+    write_dataset(tmp_path)
+    path = tmp_path / f"toy.{suffix}"
+    path.write_bytes(path.read_bytes() + b"7\t\xff\xfe\t1\t0\n")
+    with pytest.raises(DataError, match=rf"toy.{suffix}: not UTF-8 text \("):
+        load_dataset(str(tmp_path), "toy")
+
+
 def test_missing_file_says_how_to_get_it(tmp_path):
     with pytest.raises(DataError, match=r"nope.train.rating: file not found .* bin/download_data --dataset nope"):
         load_dataset(str(tmp_path), "nope")

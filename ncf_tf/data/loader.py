@@ -106,28 +106,35 @@ def find_file(path: str, name: str, suffix: str) -> str:
 
 
 @contextlib.contextmanager
-def _reading(filename: str):
-    """Turns the errors of reading ``filename`` into DataError."""
+def reading(path: str, error: type[ValueError] = DataError):
+    """Turns the errors of reading ``path`` (missing, not UTF-8, corrupt) into a
+    one-line ``error``; a DataError's adds the hint of a damaged gzip."""
     try:
         yield
     except InputFileError as e:
-        raise DataError(str(e)) from None
+        raise error(str(e)) from None
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not UTF-8 text ({e})") from None
     except (EOFError, OSError, zlib.error) as e:
-        raise DataError(f"{filename}: cannot read ({e}); truncated or corrupt gzip?") from None
+        hint = "; truncated or corrupt gzip?" if error is DataError else ""
+        raise error(f"{path}: cannot read ({e}){hint}") from None
 
 
-def _read_text(filename: str, first: bool = False) -> str:
-    """A plain or gzipped file whole, or (``first``) its first non-blank line;
-    DataError when it cannot be read or is empty."""
-    with _reading(filename):
-        if first:
-            text = first_line(filename)
-        else:
-            with open_input(filename) as f:
-                text = f.read()
-    if not text.strip():
-        raise DataError(f"{filename}: file is empty")
-    return text
+def read_first_line(path: str, error: type[ValueError] = DataError) -> str:
+    """The first non-blank line of a plain or gzipped file; ``error`` when it
+    cannot be read or has none."""
+    with reading(path, error):
+        line = first_line(path)
+    if not line:
+        raise error(f"{path}: file is empty")
+    return line
+
+
+def _read_lines(filename: str) -> list[str]:
+    """The lines of a plain or gzipped file; DataError when it cannot be read or is empty."""
+    read_first_line(filename)
+    with reading(filename), open_input(filename) as f:
+        return f.read().splitlines()
 
 
 def _bad_line(filename: str, lines: list[str], check) -> DataError:
@@ -168,13 +175,13 @@ def read_ratings_with_timestamps(
     """
     # pandas reads the file itself (a list of its lines would take about 17 GB
     # at 100M lines); the lines are read only to name the bad one.
-    has_timestamps = len(_read_text(filename, first=True).split("\t")) >= 4
+    has_timestamps = len(read_first_line(filename).split("\t")) >= 4
 
     def lines() -> list[str]:
-        found = _read_text(filename).splitlines()
-        return found[:-1] if found and not found[-1].strip() else found
+        found = _read_lines(filename)
+        return found[:-1] if not found[-1].strip() else found
 
-    with _reading(filename):
+    with reading(filename):
         try:
             frame = pd.read_csv(filename, sep="\t", header=None,
                                 usecols=[0, 1, 2, 3] if has_timestamps else [0, 1, 2],
@@ -207,7 +214,7 @@ HEAD = r"^\((\d+),(\d+)\)$"
 
 def _read_negatives_fast(filename: str):
     """(users, items, negatives) of a well-formed file, else None."""
-    _read_text(filename, first=True)   # DataError for an empty or unreadable file
+    read_first_line(filename)   # DataError for an empty or unreadable file
     try:
         frame = pd.read_csv(filename, sep="\t", header=None, engine="c", dtype={0: str})
     except (ValueError, pd.errors.ParserError, EOFError, OSError, zlib.error):
@@ -225,7 +232,7 @@ def _read_negatives_fast(filename: str):
 
 
 def _read_negatives_lines(filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    lines = _read_text(filename).splitlines()
+    lines = _read_lines(filename)
     while lines and not lines[-1].strip():
         lines.pop()
     heads, rows = [], []

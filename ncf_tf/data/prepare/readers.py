@@ -22,17 +22,16 @@ format, the message suggests the format (and options) that would read it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import re
-import zlib
 from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ncf_tf.core.files import InputFileError, first_line, open_input
+from ncf_tf.core.files import open_input
+from ncf_tf.data.loader import read_first_line, reading
 from ncf_tf.data.prepare.common import PrepareError
 
 FORMATS = ("movielens", "movielens-csv", "csv")
@@ -230,35 +229,13 @@ class _Colons(io.TextIOBase):
         return text.replace("::", "\t")
 
 
-@contextlib.contextmanager
-def _reading(path: str) -> Iterator[None]:
-    """Turns the errors of reading ``path`` into PrepareError."""
-    try:
-        yield
-    except InputFileError as e:
-        raise PrepareError(str(e)) from None
-    except UnicodeDecodeError as e:
-        raise PrepareError(f"{path}: not UTF-8 text ({e})") from None
-    except (EOFError, OSError, zlib.error) as e:
-        raise PrepareError(f"{path}: cannot read ({e})") from None
-
-
-def _first_line(path: str) -> str:
-    """The first non-blank line of the file (PrepareError when there is none)."""
-    with _reading(path):
-        line = first_line(path)
-    if not line:
-        raise PrepareError(f"{path}: file is empty")
-    return line
-
-
 def _chunks(path: str, sep: str, header: bool, shown_sep: str, chunk_lines: int,
             as_text: bool, colons: bool = False) -> Iterator[pd.DataFrame]:
     """The file's rows, ``chunk_lines`` lines at a time, blank lines dropped,
     indexed by 1-based line number; fields as str (``as_text``) or inferred."""
     first = 2 if header else 1
     try:
-        with _reading(path), open_input(path) as stream:
+        with reading(path, PrepareError), open_input(path) as stream:
             reader = pd.read_csv(_Colons(stream) if colons else stream, sep=sep,
                                  header=0 if header else None, chunksize=chunk_lines,
                                  engine="c", skip_blank_lines=False,
@@ -306,7 +283,7 @@ def suggest_format(first_line: str) -> dict:
 
 def _suggested(path: str, message: str, fmt: str, **current) -> PrepareError:
     """``message`` with the format the file's first line parses as, when another."""
-    suggestion = suggest_format(_first_line(path))
+    suggestion = suggest_format(read_first_line(path, PrepareError))
     current["fmt"] = fmt
     return PrepareError(message, suggest={k: v for k, v in suggestion.items()
                                           if current.get(k) != v})
@@ -339,14 +316,14 @@ def read_movielens(path: str, chunk_lines: int = CHUNK_LINES) -> Interactions:
                     _numbers(chunk["rating"], path, "line", "rating"),
                     _numbers(chunk["timestamp"], path, "line", "timestamp", integer=True))
     if not builder.parts[0]:
-        _first_line(path)
+        read_first_line(path, PrepareError)
     return builder.build()
 
 
 def read_movielens_csv(path: str, chunk_lines: int = CHUNK_LINES) -> Interactions:
     """MovieLens-20M/25M's ``ratings.csv`` (header ``userId,movieId,rating,timestamp``):
     integer ids in 0..2^31-1, ratings in half stars."""
-    header = _first_line(path)
+    header = read_first_line(path, PrepareError)
     if tuple(field.strip() for field in header.split(",")) != MOVIELENS_CSV_HEADER:
         raise _suggested(path, f"{path}, line 1: header is {header.strip()[:80]!r}, expected "
                          f"{','.join(MOVIELENS_CSV_HEADER)} (MovieLens-20M/25M ratings.csv)",
@@ -436,7 +413,7 @@ def read_table(path: str, sep: str = ",", user_col: str = "user", item_col: str 
                     _numbers(chunk[timestamp_col], path, "line", f"column {timestamp_col!r}",
                              integer=None) if timestamp_col else None)
     if not builder.parts[0]:
-        _first_line(path)
+        read_first_line(path, PrepareError)
         if names:
             raise PrepareError(f"{path}: no data lines")
         raise _suggested(path, f"{path}: no data lines after the header", "csv", sep=sep)
