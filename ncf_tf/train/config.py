@@ -225,37 +225,24 @@ class TrainConfig:
         results, e.g. ``ml-1m_NeuMF_8_64-32-16-8_pretrain_e20_s0``; stable, so
         that the same command finds (and resumes) its own interrupted run."""
         d = TrainConfig(model=self.model)
-        parts = [self.dataset, self.describe()]
-        if self.pretrained and self.alpha != d.alpha:
-            parts.append(f"alpha{self.alpha:g}")
-        if self.num_neg != d.num_neg:
-            parts.append(f"neg{self.num_neg}")
-        if self.batch_size != d.batch_size:
-            parts.append(f"b{self.batch_size}")
-        if self.lr != d.lr:
-            parts.append(f"lr{self.lr:g}")
-        if self.learner:
-            parts.append(self.learner)
-        if self.lazy_adam:
-            parts.append("lazy")
-        if self.precision != d.precision:
-            parts.append(self.precision.replace("mixed_", ""))
-        if list(self.adam_betas) != list(d.adam_betas):
-            parts.append("betas" + "-".join(f"{b:g}" for b in self.adam_betas))
-        if self.dropout:
-            parts.append(f"dropout{self.dropout:g}")
-        if self.early_stop:
-            parts.append(f"es{self.early_stop}")
         regs = (self.regs if self.model == "GMF" else self.reg_layers
                 + ([self.reg_mf] if self.model == "NeuMF" else []))
-        if any(regs):
-            parts.append("reg" + "-".join(f"{r:g}" for r in regs))
-        if self.weights:
-            parts.append("from-" + os.path.basename(self.weights).split(".")[0])
-        if self.selection == "validation":
-            parts.append(f"val-{self.validation_split}")
-        parts += [f"e{self.epochs}", f"s{self.seed}"]
-        return "_".join(parts)
+        tags = [(self.pretrained and self.alpha != d.alpha, f"alpha{self.alpha:g}"),
+                (self.num_neg != d.num_neg, f"neg{self.num_neg}"),
+                (self.batch_size != d.batch_size, f"b{self.batch_size}"),
+                (self.lr != d.lr, f"lr{self.lr:g}"),
+                (self.learner, self.learner),
+                (self.lazy_adam, "lazy"),
+                (self.precision != d.precision, self.precision.replace("mixed_", "")),
+                (list(self.adam_betas) != list(d.adam_betas),
+                 "betas" + "-".join(f"{b:g}" for b in self.adam_betas)),
+                (self.dropout, f"dropout{self.dropout:g}"),
+                (self.early_stop, f"es{self.early_stop}"),
+                (any(regs), "reg" + "-".join(f"{r:g}" for r in regs)),
+                (self.weights, "from-" + os.path.basename(self.weights).split(".")[0]),
+                (self.selection == "validation", f"val-{self.validation_split}")]
+        return "_".join([self.dataset, self.describe(), *(tag for on, tag in tags if on),
+                         f"e{self.epochs}", f"s{self.seed}"])
 
     def validate(self) -> None:
         """Range checks; ValueError naming the field and the value."""
