@@ -1,26 +1,20 @@
 """DataFrames of raw ids -> the :class:`~ncf_tf.data.loader.Dataset` the scripts train on.
 
-The Python API (:class:`ncf_tf.api.recommender.Recommender`) takes pandas
-DataFrames whose user and item ids are of any type that sorts (integers,
-strings, ...). Here they are checked and numbered, and the training
-interactions become exactly the ``Dataset`` that
+User and item ids may be of any type that sorts (integers, strings, ...); the
+training interactions become exactly the ``Dataset`` that
 :func:`~ncf_tf.data.loader.load_dataset` reads from the same data in the
 authors' files:
 
-* Ids are numbered 0, 1, 2... in sorted order of the raw ids
-  (:class:`Ids`), so integer ids that are already 0-based (the authors'
-  ml-1m files read into a DataFrame) keep their numbers, and the model,
-  its initial weights and its training are the scripts'. The users are
-  those of the training rows; the items are those of the training rows
-  plus the test rows' items and negatives (in the authors' ml-1m files two
-  items occur only in the test file and are in the catalogue all the same).
-* Every row is an interaction; a (user, item) pair on several rows counts
-  once.
-* Rows are the lines of a training file: with ``validation="latest"``, a
-  user's latest interaction is the one of the largest timestamp and, among
-  equal timestamps (or without a timestamp column), the *earlier row*, as in
-  the authors' files and ``bin/prepare_data``'s, which list each user's lines
-  latest first (:mod:`ncf_tf.data.validation`).
+* Ids are numbered 0, 1, 2... in sorted order of the raw ids (:class:`Ids`),
+  so 0-based integer ids (the authors' ml-1m files read into a DataFrame)
+  keep their numbers. The users are those of the training rows; the items
+  also include the test rows' items and negatives (in the authors' ml-1m files
+  two items occur only in the test file).
+* Every row is an interaction; a pair on several rows counts once.
+* Rows are the lines of a training file: a user's latest interaction is the
+  one of the largest timestamp and, among equal timestamps (or without
+  timestamps), the *earlier row*, as in the authors' files, which list each
+  user's lines latest first (:mod:`ncf_tf.data.validation`).
 
 Every problem is a one-line :class:`FrameError` naming the argument, the
 column or the id.
@@ -95,13 +89,8 @@ def _not_scalar(value) -> bool:
 
 def parse_times(values: pd.Series, what: str) -> np.ndarray:
     """float64 times of a timestamp column: numbers as they are, dates and
-    date-like strings as seconds since 1970 (UTC); a missing value is NaN
-    (no time).
-
-    Raises:
-        FrameError: a value that is neither a number nor a date, naming
-            ``what`` and the row.
-    """
+    date-like strings as seconds since 1970 (UTC), a missing value NaN;
+    FrameError for a value that is neither a number nor a date."""
     if pd.api.types.is_bool_dtype(values):
         raise FrameError(f"{what}: holds booleans; expected numbers or dates")
     if pd.api.types.is_numeric_dtype(values):
@@ -154,9 +143,8 @@ class Ids:
     """The raw ids of the users or the items, numbered in sorted order.
 
     Attributes:
-        map: the :class:`~ncf_tf.data.idmap.IdMap` (``originals`` are the raw
-            ids, their type kept), which also turns recommendations back
-            into raw ids (:func:`ncf_tf.serve.recommend.table`).
+        map: the :class:`~ncf_tf.data.idmap.IdMap` (``originals``: the raw ids,
+            their type kept).
         column: the column they were read from, for messages.
     """
 
@@ -192,11 +180,8 @@ class Ids:
         return self.map.originals
 
     def encode(self, values, what: str) -> np.ndarray:
-        """``(n,)`` int64 numbers of the raw ids ``values``.
-
-        Raises:
-            FrameError: naming ``what`` and the first id not known.
-        """
+        """``(n,)`` int64 numbers of the raw ids ``values``; FrameError naming
+        ``what`` and the first unknown id."""
         values = column_values(values, what)
         found = self.index.get_indexer(values) if len(values) else np.empty(0, np.int64)
         if (found < 0).any():
@@ -235,19 +220,16 @@ def ids_of(kind: str, column: str, frames: dict, *more: np.ndarray) -> Ids:
 
 
 def _show(value) -> str:
-    value = value.item() if isinstance(value, np.generic) else value
-    return repr(value)
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def interactions(frame: pd.DataFrame, user_col: str, item_col: str, users: Ids, items: Ids,
                  timestamp_col: str | None = None):
-    """The training matrix of ``frame``, as :func:`~ncf_tf.data.loader.load_dataset` builds it.
-
-    Returns:
-        ``(train, timestamps, lines)``: ``(num_users, num_items)`` CSR with 1.0
-        at each distinct pair (sorted indices); per stored pair its latest
-        timestamp (None without ``timestamp_col``) and its first row number.
-    """
+    """``(train, timestamps, lines)`` of ``frame``, as
+    :func:`~ncf_tf.data.loader.load_dataset` builds them: ``(num_users,
+    num_items)`` CSR with 1.0 at each distinct pair (sorted indices); per
+    stored pair its latest timestamp (None without ``timestamp_col``) and
+    its first row number."""
     u = users.encode(frame[user_col], f"column {user_col!r}")
     i = items.encode(frame[item_col], f"column {item_col!r}")
     times = None
@@ -259,8 +241,7 @@ def interactions(frame: pd.DataFrame, user_col: str, item_col: str, users: Ids, 
     train.data[:] = 1.0
     train.sort_indices()
     # The loader's own rule for a pair on several lines (latest time, first line).
-    timestamps, lines = _per_pair(u, i, np.arange(len(u)), times, items.count)
-    return train, timestamps, lines
+    return train, *_per_pair(u, i, np.arange(len(u)), times, items.count)
 
 
 def negatives_matrix(frame: pd.DataFrame, column: str, items: Ids, what: str) -> np.ndarray:
@@ -296,8 +277,7 @@ def _flat(rows: list, column: str, what: str) -> np.ndarray:
 def sampled_negatives(train: sp.csr_matrix, users: np.ndarray, items: np.ndarray,
                       num_negatives: int, rng: np.random.Generator, what: str) -> np.ndarray:
     """``(n, num_negatives)`` items per test line, uniformly without replacement
-    among those the user has neither a training nor a test interaction with
-    (:func:`ncf_tf.data.validation.sample_unseen`)."""
+    among those the user has no training or test interaction with."""
     if isinstance(num_negatives, bool) or not isinstance(num_negatives, (int, np.integer)) \
             or num_negatives < 1:
         raise FrameError(f"{what}: negatives must be a positive integer, 'all' or None, "
@@ -333,14 +313,9 @@ def leave_latest_out(df: pd.DataFrame, user_col: str = "user", item_col: str = "
                      seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The paper's protocol on a DataFrame: each user's latest interaction is
     held out and ranked against ``num_negatives`` items the user never
-    interacted with.
-
-    The split is the library's leave-one-out split
-    (:func:`ncf_tf.data.validation.validation_split`, ``how="latest"``): latest
-    by ``timestamp_col`` (numbers, datetimes or date-like strings), among
-    equal times the earlier row, as in the authors' files (which list each
-    user's interactions latest first). A user with a single interaction keeps
-    it for training and has no test row.
+    interacted with (:func:`ncf_tf.data.validation.validation_split`: latest
+    by ``timestamp_col``, among equal times the earlier row). A user with a
+    single interaction keeps it for training and has no test row.
 
     Args:
         df: the interactions, one per row, raw ids of any type that sorts.
@@ -350,10 +325,9 @@ def leave_latest_out(df: pd.DataFrame, user_col: str = "user", item_col: str = "
 
     Returns:
         ``(train, test)``: the rows of ``df`` not held out (every row of a
-        held-out user-item pair leaves), and one row of ``df`` per held-out
-        pair (users in sorted order) with a ``negatives`` column listing the
-        raw ids of its negatives: what ``Recommender.fit(train, test_df=test)``
-        and ``evaluate(test)`` take.
+        held-out pair leaves), and one row of ``df`` per held-out pair (users
+        in sorted order) with a ``negatives`` column listing the raw ids of
+        its negatives, as ``Recommender.fit(train, test_df=test)`` takes them.
 
     Raises:
         ValueError: a bad DataFrame, column or argument (one line naming it),
@@ -373,8 +347,7 @@ def leave_random_out(df: pd.DataFrame, user_col: str = "user", item_col: str = "
 
 
 def check_integer(name: str, value, minimum: int) -> int:
-    """``value`` if it is an integer >= ``minimum``; TypeError/ValueError
-    naming the argument and the value otherwise."""
+    """``value`` as an int; TypeError/ValueError unless an integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:

@@ -38,7 +38,6 @@ import functools
 import math
 import os
 import re
-import shutil
 import tempfile
 import time
 import zipfile
@@ -110,17 +109,14 @@ class Recommender:
         num_factors: predictive factors of GMF (and NeuMF's GMF part).
         layers: the MLP tower; the first is the concatenated embedding size.
         seed: the run's only seed (see the module docstring).
-        pretrain: NeuMF only, ``(gmf, mlp)``: two fitted Recommenders (on the
-            same users and items) that NeuMF starts from (equation 13); then
-            the learner is vanilla SGD unless ``learner`` is given (paper,
-            sec. 3.4.1), as ``bin/train_neumf --pretrain``.
+        pretrain: NeuMF only, ``(gmf, mlp)``: two Recommenders fitted on the
+            same users and items that NeuMF starts from (equation 13); then
+            the learner is vanilla SGD unless ``learner`` is given (sec. 3.4.1).
         epochs: training epochs of :meth:`fit` when it is not given them.
         tf_verbose: show TensorFlow's retracing warnings.
         **settings: any other field of :class:`~ncf_tf.train.config.TrainConfig`
             (:data:`SETTINGS`: ``lr``, ``num_neg``, ``batch_size``,
-            ``learner``, ``regs``, ``reg_layers``, ``reg_mf``, ``alpha``,
-            ``topk``, ``verbose``, ``model_dir``, ...), with the scripts'
-            defaults (the authors').
+            ``learner``, ``regs``, ``reg_mf``, ...), with the scripts' defaults.
 
     Raises:
         TypeError: an argument of the wrong type (naming it and the value).
@@ -152,9 +148,8 @@ class Recommender:
             if not (isinstance(pretrain, (tuple, list)) and len(pretrain) == 2
                     and all(isinstance(r, Recommender) for r in pretrain)):
                 raise ValueError("pretrain must be (gmf, mlp): two fitted Recommenders")
-        self._settings = dict(settings)
-        if "reg_layers" not in settings:   # no regularisation, any tower
-            self._settings["reg_layers"] = [0.0] * len(layers)
+        self._settings = settings
+        settings.setdefault("reg_layers", [0.0] * len(layers))   # no regularisation
         self.pretrain = tuple(pretrain) if pretrain is not None else None
         self.tf_verbose = tf_verbose
         self.config = TrainConfig(model=model, num_factors=int(num_factors),
@@ -166,11 +161,7 @@ class Recommender:
             if model != "GMF":
                 model_layers.check_layers(self.config.layers, self.config.reg_layers)
             devices.resolve(self.config.device)
-        self.model = None
-        self.record: dict | None = None
-        self.users: Ids | None = None
-        self.items: Ids | None = None
-        self.train: sp.csr_matrix | None = None
+        self.model = self.record = self.users = self.items = self.train = None
         self.columns = {"user": "user", "item": "item"}
 
     def __repr__(self) -> str:
@@ -180,8 +171,6 @@ class Recommender:
         state = (f"fitted: {self.users.count} users, {self.items.count} items"
                  if self.model is not None else "not fitted")
         return f"Recommender({c.model!r}, {size}, seed={c.seed}; {state})"
-
-    # ------------------------------------------------------------------ fit
 
     @_quiet
     def fit(self, df: pd.DataFrame, user_col: str = "user", item_col: str = "item",
@@ -274,27 +263,16 @@ class Recommender:
             out=self._settings.get("out", 1) if results_dir else 0)
         with _as_arguments():
             config.validate()
-        warm = None
-        if warm_start:
-            # The current weights, as a weight file the run starts from.
-            warm = tempfile.mkdtemp(prefix="ncf_tf_warm_start.")
-            config = dataclasses.replace(
-                config, weights=os.path.join(warm, "warm-start.weights.h5"), pretrain=False,
-                learner=self.config.learner or self.fit_config.resolved_learner)
-            weights.save_weights(self.model, config.weights)
+        log = log or (lambda line: None)
+        warm = contextlib.nullcontext()
+        if warm_start:   # the current weights, as a weight file the run starts from
             previous = self.run_name
-        try:
-            self._fit(df, config, users, items, train, timestamps, lines, test_df,
-                      negatives_col, has_negatives, timestamp_col, warm_start, log)
-        finally:
-            if warm is not None:
-                shutil.rmtree(warm, ignore_errors=True)
-        if warm_start:
-            self._mark_warm_start(previous)
-        return self
-
-    def _fit(self, df, config, users, items, train, timestamps, lines, test_df, negatives_col,
-             has_negatives, timestamp_col, warm_start, log) -> None:
+            warm = tempfile.TemporaryDirectory(prefix="ncf_tf_warm_start.",
+                                               ignore_cleanup_errors=True)
+            config = dataclasses.replace(
+                config, weights=os.path.join(warm.name, "warm-start.weights.h5"),
+                pretrain=False, learner=self.config.learner or self.fit_config.resolved_learner)
+            weights.save_weights(self.model, config.weights)
         self.model = None   # a fit that fails leaves the Recommender unfitted
         self.users, self.items, self.train = users, items, train
         self.columns = {"user": users.column, "item": items.column}
@@ -302,7 +280,7 @@ class Recommender:
                                                              NUM_TEST_NEGATIVES)
         dataset = frames.frame_dataset(config.dataset, train, timestamps, lines, test_users,
                                        test_items, negatives)
-        (log or (lambda line: None))(f"DataFrame {config.dataset}: {dataset.summary()}")
+        log(f"DataFrame {config.dataset}: {dataset.summary()}")
         about = {"dataframe": {
             "rows": len(df), "columns": {"user": users.column, "item": items.column,
                                           "timestamp": timestamp_col},
@@ -317,12 +295,16 @@ class Recommender:
             pretrained = experiment.Pretrained(gmf_rec.model, mlp_rec.model, {
                 "mf_pretrain": f"Recommender: {gmf_rec.run_name}",
                 "mlp_pretrain": f"Recommender: {mlp_rec.run_name}"})
-        outcome = experiment.run_dataset(dataset, config, log or (lambda line: None),
-                                         write_files=bool(config.results_dir),
-                                         pretrained=pretrained, about_data=about)
+        with warm:
+            outcome = experiment.run_dataset(dataset, config, log,
+                                             write_files=bool(config.results_dir),
+                                             pretrained=pretrained, about_data=about)
         self.model, self.record, self.fit_config = outcome.model, outcome.record.to_dict(), config
         if outcome.record.path:
             self.record["record_file"] = outcome.record.path
+        if warm_start:
+            self._mark_warm_start(previous)
+        return self
 
     def _mark_warm_start(self, previous: str) -> None:
         """The record and settings of a warm-started fit name the fit it
@@ -366,8 +348,6 @@ class Recommender:
             return os.path.basename(self.record["record_file"])[:-len(".json")]
         config = TrainConfig(**_known_fields(self.record["config"]))
         return config.run_name or config.run_key()
-
-    # ---------------------------------------------------------------- use
 
     @_quiet
     def score(self, users, items, probability: bool = False) -> np.ndarray:
@@ -548,8 +528,6 @@ class Recommender:
                              "item": self.items.map.to_original(top[real]),
                              "score": scores[real].astype(np.float64).round(6)})
 
-    # -------------------------------------------------------- save / load
-
     def save(self, path: str, overwrite: bool = False) -> str:
         """Writes the fitted model to folder ``path``; returns ``path``.
 
@@ -588,8 +566,7 @@ class Recommender:
 
         Raises:
             ValueError: no saved Recommender in ``path``; a file of it missing,
-                empty or damaged (one line naming the file), or its files
-                disagree.
+                empty or damaged (naming the file), or its files disagree.
         """
         path = os.fspath(path)
         saved = os.path.join(path, SAVED)
@@ -609,11 +586,8 @@ class Recommender:
             raise ValueError(f"load: {saved} is damaged ({_first_line(e)}); save the "
                              f"Recommender again, or remove {path}") from None
         rec = cls.__new__(cls)
-        rec._settings = {}
-        rec.pretrain = None
-        rec.tf_verbose = False
+        rec._settings, rec.pretrain, rec.tf_verbose, rec.columns = {}, None, False, columns
         rec.config = rec.fit_config = config
-        rec.columns = columns
         rec.users, rec.items = users, items
 
         def read_train(name):
@@ -631,8 +605,6 @@ class Recommender:
                    lambda name: weights.load_weights(rec.model, name))
         rec.record = _read_part(os.path.join(path, RECORD), path, records.read_json)
         return rec
-
-    # ---------------------------------------------------------- helpers
 
     def _factors(self, kind: str) -> pd.DataFrame:
         self._check_fitted(f"{kind}_factors")
@@ -664,8 +636,8 @@ class Recommender:
             "similarity": np.take_along_axis(similarity, order, axis=1).reshape(-1).round(6)})
 
     def _score_fn(self):
-        """The model's pair scorer, made once per model (it reads the current
-        weights at each call; one per call would recompile its graph)."""
+        """The model's pair scorer, made once per model (one per call would
+        recompile its graph)."""
         if getattr(self, "_scorer", (None, None))[0] is not self.model:
             self._scorer = (self.model, training.make_score_fn(self.model))
         return self._scorer[1]

@@ -1,11 +1,9 @@
 """Command-line layer of bin/recommend, and the flags that name a trained model.
 
-A trained model is given as ``--record RUN.json`` (its weights, sizes and data
-from the run record), ``--weights FILE.weights.h5 --model NeuMF [--num_factors 8
---layers ...]``, ``--keras FILE.keras`` (as ``bin/export`` writes it) or ``--saved
-FOLDER`` (from ``ncf_tf.Recommender.save``; no data files are read): the
-parameters of :func:`ncf_tf.api.recommender.load_trained`. bin/export shares
-these flags (:func:`define_model_flags`, :func:`load`).
+A trained model is given as ``--record RUN.json``, ``--weights
+FILE.weights.h5 --model NeuMF [--num_factors 8 --layers ...]``, ``--keras
+FILE.keras`` or ``--saved FOLDER``: the parameters of
+:func:`ncf_tf.api.recommender.load_trained`. bin/export shares these flags.
 
 Examples::
 
@@ -14,10 +12,9 @@ Examples::
         --all_users --topk 20 --output top20.csv
     bin/recommend --record RUN.json --fold_in new_user_items.txt   # a user not in the data
 
-With ``--fold_in FILE`` the recommendations are for a new user: FILE lists
-the items they interacted with (raw ids when the data has id maps), and the
-user's embedding rows are fitted to them with the model frozen
-(:mod:`ncf_tf.serve.fold_in`); the output names the user ``new``.
+With ``--fold_in FILE`` the recommendations are for a new user (named
+``new``) whose embedding rows are fitted, the model frozen, to the items FILE
+lists (:mod:`ncf_tf.serve.fold_in`).
 """
 
 from __future__ import annotations

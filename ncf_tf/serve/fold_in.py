@@ -49,10 +49,9 @@ from ncf_tf.train import training
 from ncf_tf.train.optimizers import make_optimizer
 
 # Chosen on validation items, not test items: 600 ml-1m users held out of a
-# NeuMF-8 trained without them, folded in from their training items less the
-# latest one, which was ranked against 99 negatives (ncf_tf.data.validation);
-# 200 steps at 0.01 were as good as 100 at 0.03 or 400 at 0.01 (within
-# 0.01 HR@10) and better than 50 steps or lr 0.003.
+# NeuMF-8, folded in from their training items less the latest one (ranked
+# against 99 negatives); 200 steps at 0.01 were as good as 100 at 0.03 or 400
+# at 0.01 (within 0.01 HR@10) and better than 50 steps or lr 0.003.
 DEFAULT_STEPS = 200
 DEFAULT_LR = 0.01
 DEFAULT_NUM_NEG = 4
@@ -126,19 +125,14 @@ def fold_in(model, items, num_items: int, rng: np.random.Generator | None = None
     Args:
         model: a trained GMF, MLP or NeuMF ``keras.Model``, or a fitted
             :class:`~ncf_tf.baselines.ials.IALS`.
-        items: the new user's 0-based item ids (any iterable of ints; a
-            repeated item counts once).
+        items: the new user's 0-based item ids (a repeated one counts once).
         num_items: the model's catalogue size (checked against the model).
-        rng: the initial rows and the negatives (not used by iALS; required
-            otherwise).
+        rng: the initial rows and the negatives (required but by iALS).
         steps: Adam steps (each with fresh negatives).
         num_neg: negatives per item, per step.
         lr: Adam's learning rate.
         reg: L2 weight on the new rows (0: the loss the models were trained on).
         init_std: standard deviation of the initial rows.
-
-    Returns:
-        :class:`FoldIn`.
 
     Raises:
         FoldInError: no items, an item outside ``0..num_items - 1``, every item

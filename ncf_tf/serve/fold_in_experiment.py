@@ -3,33 +3,24 @@ the same users trained with everyone else.
 
 Beyond the paper (the authors' code has no fold-in). The experiment:
 
-1. ``held_out`` users (600 by default) are drawn without replacement from
-   all users by ``np.random.default_rng([seed, 3])``; their training rows
-   are emptied, so they contribute no instance (positive or negative) and
-   their embedding rows never receive a gradient.
-2. ``without``: the model is trained on the remaining users only.
-   ``with``: the same model, settings and seed, trained on every user.
-   Both pick the best epoch on the test HR of the users *not* held out (the
-   authors' test-set selection, restricted to the users both models share),
-   so the held-out users' test items influence neither model; the held-out
-   users' test metrics are monitored at every evaluated epoch.
+1. ``held_out`` users (600) are drawn without replacement by the stream
+   ``(seed, 3)``; their training rows are emptied, so their embedding rows
+   never receive a gradient.
+2. ``without``: the model trained on the remaining users only; ``with``: the
+   same model, settings and seed, trained on every user. Both pick the best
+   epoch on the test HR of the users *not* held out, so the held-out users'
+   test items influence neither; their test metrics are monitored.
 3. ``fold_in``: the held-out users are folded into the ``without`` model
-   from their training items (:func:`ncf_tf.serve.fold_in.fold_in_users`),
-   everything else frozen, and ranked against the authors' test item and 99
-   negatives, beside (a) the same users in the ``with`` model at its best
-   epoch and (b) the ``without`` model's untouched rows (their random
-   initialisation: the floor).
-4. ``iALS``: the same for iALS (its defaults), whose fold-in is closed form
-   (each held-out user's exact least-squares row given the item factors).
+   from their training items (:func:`ncf_tf.serve.fold_in.fold_in_users`)
+   and ranked against the authors' test item and 99 negatives, beside (a)
+   the same users in the ``with`` model at its best epoch and (b) the
+   ``without`` model's untouched random rows (the floor).
+4. ``iALS``: the same for iALS (its defaults), whose fold-in is closed form.
 
-Every stage writes a JSON record under ``results_dir`` (default
-``results/runs/fold_in/``) and is skipped when its record says
-``finished``; the weights of the trained models go to ``model_dir``. A
-training stage interrupted part-way starts again from epoch 0.
-
-Run as ``python -m ncf_tf.serve.fold_in_experiment`` (the defaults below;
-``FOLD_IN_MODEL=GMF`` in the environment trains GMF-8 instead, for a
-shorter run).
+Every stage writes a JSON record under ``results_dir`` and is skipped when
+its record says ``finished``; an interrupted training stage starts again
+from epoch 0. Run as ``python -m ncf_tf.serve.fold_in_experiment``
+(``FOLD_IN_MODEL=GMF`` in the environment trains GMF-8 instead).
 """
 
 from __future__ import annotations
@@ -97,6 +88,7 @@ def held_items(dataset, held: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]
     row_of[held] = np.arange(len(held))
     train = dataset.train
     return row_of, [train.indices[train.indptr[u]:train.indptr[u + 1]] for u in held]
+
 
 def held_out_users(num_users: int, count: int, seed: int) -> np.ndarray:
     """``(count,)`` sorted users drawn without replacement by the stream ``(seed, 3)``."""
