@@ -413,8 +413,8 @@ class Recommender:
 
     @property
     def user_factors(self) -> pd.DataFrame:
-        """The user embeddings, one row per user, indexed by raw id: columns
-        ``gmf_0..`` (GMF), ``mlp_0..`` (MLP), both for NeuMF."""
+        """The user embeddings indexed by raw id: columns ``gmf_0..`` (GMF),
+        ``mlp_0..`` (MLP), both for NeuMF."""
         return self._factors("user")
 
     @property
@@ -423,14 +423,9 @@ class Recommender:
         return self._factors("item")
 
     def similar_items(self, items, k: int = 10) -> pd.DataFrame:
-        """The ``k`` items most similar to each of ``items``: cosine similarity
-        of the embedding rows (:attr:`item_factors`, all columns), the item
-        itself left out.
-
-        Returns:
-            DataFrame ``item, rank, similar_item, similarity`` (raw ids, rank
-            from 1), most similar first, ties to the lower item number.
-        """
+        """The ``k`` items most similar to each of ``items`` by the cosine of
+        their :attr:`item_factors` rows, the item itself left out: DataFrame
+        ``item, rank, similar_item, similarity``, ties to the lower item number."""
         return self._similar("item", items, k)
 
     def similar_users(self, users, k: int = 10) -> pd.DataFrame:
@@ -469,14 +464,13 @@ class Recommender:
                 held-out items together (:mod:`ncf_tf.eval.full_ranking`: HR
                 is whether any is in the top K, recall the share that is).
             k: the cut-off of hr, ndcg, map, precision and recall.
-            metrics: names of :data:`ncf_tf.eval.metrics.METRICS`: hr, ndcg,
-                map, precision, recall, mrr, auc.
+            metrics: names of :data:`ncf_tf.eval.metrics.METRICS`.
             negatives: what each held-out item is ranked against. None: the
                 ``negatives_col`` column if ``test_df`` has it, else 99 sampled;
                 an integer n: n items sampled uniformly among those the user
-                has no training or test row with, from the stream
-                ``(seed, 3)`` (so the same for every call); ``"all"``: the
-                whole catalogue but the user's training items (full ranking).
+                has no training or test row with (stream ``(seed, 3)``, the
+                same for every call); ``"all"``: the whole catalogue but the
+                user's training items (full ranking).
 
         Returns:
             ``{name: mean over the rows}`` in the order of ``metrics``.
