@@ -1,16 +1,11 @@
 """The paper's experiments as plans of runs, and a resumable runner for them.
 
-Each experiment (Table 2, Figures 4-7, Tables 3/4) is a list of :class:`Job`:
-one ``bin/train_*`` command line with a stable run name. A finished job is
-skipped, an interrupted one resumes from its checkpoint; jobs run in parallel
-up to ``--jobs``, each after those it needs (a pretrained NeuMF after its GMF
-and MLP).
-
-Choices where the paper is silent: 20 epochs, batch 256, lr 0.001 (the
-authors' README); towers ``[8F, 4F, 2F, F]``; MLP-X has X hidden layers halving
-down to F (MLP-0: embeddings of F/2 feeding the prediction layer); NeuMF in
-Figures 4, 5 and 7 is the pretrained one (alpha 0.5, then SGD); baselines'
-grids: :data:`BASELINE_GRID`.
+Each experiment (Table 2, Figures 4-7, Tables 3/4) is a list of :class:`Job`,
+one ``bin/train_*`` command line with a stable run name. Finished jobs are
+skipped, interrupted ones resume; a job runs after those it needs (a
+pretrained NeuMF after its GMF and MLP). Choices where the paper is silent:
+20 epochs, batch 256, lr 0.001 (the authors' README); towers ``[8F, 4F, 2F, F]``;
+NeuMF in Figures 4, 5 and 7 is the pretrained one (alpha 0.5, then SGD).
 """
 
 from __future__ import annotations
@@ -29,13 +24,10 @@ from ncf_tf.core.records import read_json
 EXPERIMENTS = ("table2", "fig4", "fig5", "table3", "fig6", "fig7", "beyond", "fast", "long",
                "pretrain_adam", "lr", "mlperf")
 OUTSIDE_ALL = ("fast", "long", "pretrain_adam", "lr", "mlperf")
-"""Experiments outside the paper's protocol that ``all`` leaves out. ``table3``
-covers Tables 3 and 4; ``beyond`` is the validation-selected comparison with
-stronger baselines."""
+"""Experiments outside the paper's protocol that ``all`` leaves out."""
 FACTORS = (8, 16, 32, 64)
 SEEDS = {"table2": 3, "beyond": 3, "fast": 3, "all": 3}
-"""Seeds per cell where ``plan`` is not told (else 1). ``fig4``, ``fig5`` and
-``fig6`` are Table 2's seed 0 with the baselines whatever the seeds."""
+"""Seeds per cell where ``plan`` is not told (else 1)."""
 EPOCHS = 20
 DATASETS = {"ml-1m": (6040, 3706, 994169), "pinterest-20": (55187, 9916, 1445622)}
 """users, items, training interactions (paper, Table 1 less the test items)."""
@@ -48,8 +40,7 @@ BASELINE_GRID = {
     "eALS": [{"reg": reg} for reg in (0.01, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)],
 }
 """Hyper-parameters searched per baseline (per factor for BPR and eALS); the
-report shows each grid's best point on test HR (the protocol of the NCF
-models' epochs) and says where it is at an end of its grid."""
+report shows each grid's best point on test HR."""
 
 TUNING_GRID = {
     "EASE": [{"reg": reg} for reg in (250.0, 500.0, 1000.0, 2000.0, 4000.0)],
@@ -63,31 +54,24 @@ TUNING_GRID = {
                 for a in (4.0, 8.0, 32.0) for r in (50.0, 100.0, 200.0)]),
     "MF": [{"num_factors": f} for f in (64, 128)],
 }
-"""The stronger baselines' grids: every point is fitted on the training file
-less each user's latest interaction and chosen on that validation set only
-(seed 0); the chosen point is refitted on the whole training file and tested,
-with 3 seeds where the model is random (MF, iALS)."""
+"""The stronger baselines' grids, chosen on validation only (seed 0); the chosen
+point is refitted on the whole training file and tested."""
 DETERMINISTIC = ("EASE", "ItemPop", "ItemKNN")
 FAST_VARIANTS = ({"lazy_adam": True},
                  {"batch_size": 2048, "lr": 0.003},
                  {"batch_size": 2048, "lr": 0.003, "lazy_adam": True})
-"""Fast mode's NeuMF-8 variants: lazy Adam, and batch 8 x 256 with the
-learning rate scaled by about sqrt(8)."""
+"""Fast mode's NeuMF-8 variants: lazy Adam, and batch 8 x 256 at about sqrt(8) x lr."""
 LONG_EPOCHS = 100
 LONG_MLP_HIDDEN = (1, 2)
-"""``long``: MLP-1 and MLP-2 at F = 8 for the authors' default of 100 epochs
-(the tables run the README's 20): do the shallow towers reach Table 3 there?"""
+"""``long``: MLP-1 and MLP-2 at F = 8 for the authors' default of 100 epochs."""
 PRETRAIN_ADAM_FACTORS = (8, 16, 32)
-"""``pretrain_adam``: pretrained NeuMF trained on with Adam at lr 0.001,
-as the authors' README runs it, beside Table 2's vanilla SGD (the paper's)."""
+"""``pretrain_adam``: pretrained NeuMF trained on with Adam, as the authors' README does."""
 LR_CELLS = (("MLP", 8, 1), ("MLP", 8, 2), ("MLP", 16, 1), ("NeuMF", 64, 3))
 LR_SEARCH = (0.0005, 0.005)
-"""``lr``: the cells more than 0.01 from the paper (model, F, hidden layers;
-NeuMF from scratch) at the paper's searched rates either side of 0.001."""
+"""``lr``: the cells far from the paper (model, F, hidden layers) at the rates beside 0.001."""
 MLPERF = {"ml-20m": (138493, 26744, 19861770), "ml-1m-neg999": (6040, 3706, 994169)}
-"""``mlperf``: ``--preset mlperf`` on ml-20m with 999 test negatives and on the
-authors' ml-1m files with 999 drawn test negatives (users, items, training
-interactions); any ``--dataset`` is planned, these are the report's."""
+"""``mlperf``: the report's data sets for ``--preset mlperf`` (users, items, training
+interactions); any ``--dataset`` is planned."""
 MLPERF_EPOCHS = 20
 """MLPerf stops at HR@10 0.635 (NVIDIA's DGX-1 log: epoch 14); 20 epochs run on."""
 NCF_BEYOND = (("GMF", 8), ("MLP", 8), ("NeuMF", 8))
@@ -106,8 +90,7 @@ class Job:
 
     def argv(self, program: list[str], results_dir: str, model_dir: str,
              data_path: str) -> list[str]:
-        """The command line after ``program`` (what runs ``bin/<script>``), with a
-        pretrained NeuMF's GMF/MLP weight files."""
+        """The command line after ``program``, with a pretrained NeuMF's weight files."""
         extra = []
         for dependency, flag in zip(self.needs, ("--mf_pretrain", "--mlp_pretrain")):
             extra += [flag, weights_file(dependency, results_dir, model_dir)]
@@ -131,18 +114,15 @@ def tower(factors: int, hidden: int = 3) -> list[int]:
 
 DEFERRED_STEP_MS = (1.2, 0.023)
 """Deferred Adam's step at batch 256 in ms: a fixed part and a part per million
-FLOPs of the tower, fitted to results/benchmark_tables.txt (the step hardly
-depends on the tables' size)."""
+FLOPs of the tower, fitted to results/benchmark_tables.txt."""
 
 
 def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
                      num_neg: int = 4, learner: str = "adam") -> float:
     """Seconds per epoch on a 2-core CPU: a planning figure, not a measurement.
 
-    Adam as ``--adam auto`` computes it: deferred for large tables
-    (:data:`DEFERRED_STEP_MS`), else dense, a fixed cost per step plus one per
-    million parameters (memory-bound; fitted to results/benchmark.txt); SGD
-    (pretrained NeuMF) a fraction of the latter, from the recorded runs.
+    Deferred Adam (as ``--adam auto`` picks it) from :data:`DEFERRED_STEP_MS`;
+    dense Adam and SGD per million parameters (memory-bound; results/benchmark.txt).
     """
     users, items, train = DATASETS.get(dataset, DATASETS["ml-1m"])
     width = {"GMF": factors, "MLP": layers[0], "NeuMF": factors + layers[0]}[model]
@@ -161,8 +141,7 @@ def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
 def ncf_job(model: str, dataset: str, factors: int, seed: int, layers=None, num_neg: int = 4,
             pretrained: bool = False, selection: str = "test", epochs: int = EPOCHS,
             learner: str | None = None, lr: float = TrainConfig.lr) -> Job:
-    """One GMF, MLP or NeuMF run; ``learner`` None is the script's default
-    (Adam, vanilla SGD after pretraining)."""
+    """One GMF, MLP or NeuMF run; ``learner`` None: the script's default."""
     layers = layers if layers is not None else tower(factors)
     config = TrainConfig(model=model, dataset=dataset, epochs=epochs, num_factors=factors,
                          layers=layers, reg_layers=[0.0] * len(layers), num_neg=num_neg,
@@ -241,8 +220,8 @@ def chosen(name: str, dataset: str, results_dir: str) -> dict | None:
 
 
 def beyond_jobs(dataset: str, seeds: int, results_dir: str) -> list[Job]:
-    """Each baseline grid, the chosen points refitted on the whole training file
-    (planned once their grid is recorded), then the validation-selected NCF models."""
+    """Each baseline grid, its chosen point refitted (once the grid is recorded),
+    then the validation-selected NCF models."""
     jobs = [tuned_baseline_job(name, params, dataset, 0)
             for name, grid in TUNING_GRID.items() for params in grid]
     for name in TUNING_GRID:
@@ -277,15 +256,10 @@ def ncf_cell(dataset: str, factors: int, seed: int) -> list[Job]:
 
 def plan(experiment: str, dataset: str, seeds: int | None = None,
          results_dir: str = "results/runs") -> list[Job]:
-    """The runs of ``experiment`` ("all" for every one, most important first)
-    with seeds 0 .. ``seeds`` - 1 per cell (None: ``SEEDS``' default; for
-    "all", Table 2's and ``beyond``'s seeds).
-
-    ``results_dir`` matters for ``beyond`` only: the seeds of a tuned
-    baseline are planned once its grid is recorded there.
-    """
-    if seeds is None:
-        seeds = SEEDS.get(experiment, 1)
+    """The runs of ``experiment`` ("all": every one, most important first) with
+    seeds 0 .. ``seeds`` - 1 per cell (None: :data:`SEEDS`); ``beyond`` plans a
+    tuned baseline's seeds once its grid is recorded in ``results_dir``."""
+    seeds = SEEDS.get(experiment, 1) if seeds is None else seeds
     if experiment == "beyond":
         return beyond_jobs(dataset, seeds, results_dir)
     if experiment == "mlperf":
@@ -294,16 +268,13 @@ def plan(experiment: str, dataset: str, seeds: int | None = None,
         return [fast_job(dataset, s, **variant) for s in range(seeds) for variant in FAST_VARIANTS]
     if experiment == "table2":
         return [j for f in FACTORS for s in range(seeds) for j in ncf_cell(dataset, f, s)]
-    if experiment == "fig4":
-        return ([j for f in FACTORS for j in ncf_cell(dataset, f, 0)[:3]]
-                + baseline_jobs(dataset, FACTORS))
-    if experiment == "fig5":
-        return ncf_cell(dataset, 8, 0)[:3] + baseline_jobs(dataset, (8,))
+    if experiment in ("fig4", "fig5", "fig6"):   # Table 2's seed 0, and the baselines
+        factors = FACTORS if experiment == "fig4" else (8,)
+        return ([j for f in factors for j in ncf_cell(dataset, f, 0)[:3]]
+                + (baseline_jobs(dataset, factors) if experiment != "fig6" else []))
     if experiment == "table3":
         return [ncf_job("MLP", dataset, f, s, tower(f, hidden))
                 for f in FACTORS for hidden in range(5) for s in range(seeds)]
-    if experiment == "fig6":
-        return ncf_cell(dataset, 8, 0)[:3]
     if experiment == "pretrain_adam":
         return [j for f in PRETRAIN_ADAM_FACTORS for s in range(seeds)
                 for j in ncf_cell(dataset, f, s)[:2]
@@ -325,15 +296,13 @@ def plan(experiment: str, dataset: str, seeds: int | None = None,
         ordered = (first + baseline_jobs(dataset, FACTORS) + seed0 + plan("table3", dataset, 1)
                    + plan("fig7", dataset, 1) + later
                    + plan("beyond", dataset, seeds, results_dir))
-        return unique(ordered)
+        unique: dict[str, Job] = {}
+        for job in ordered:
+            unique.setdefault(job.name, job)
+        return list(unique.values())
+
+
     raise ValueError(f"--only must be one of {', '.join(EXPERIMENTS)} or all, got {experiment!r}")
-
-
-def unique(jobs: list[Job]) -> list[Job]:
-    first: dict[str, Job] = {}
-    for job in jobs:
-        first.setdefault(job.name, job)
-    return list(first.values())
 
 
 def with_needs(selected: list[Job], jobs: list[Job], results_dir: str | None = None) -> list[Job]:
@@ -359,17 +328,16 @@ def with_needs(selected: list[Job], jobs: list[Job], results_dir: str | None = N
 
 
 def weights_file(name: str, results_dir: str, model_dir: str) -> str:
-    """The weights of the recorded run ``name``: ``<model_dir>/<name>.weights.h5``
-    unless only the record's ``weights_file`` exists (a run saved elsewhere)."""
+    """``<model_dir>/<name>.weights.h5``, unless only the record's ``weights_file`` exists."""
     own = os.path.join(model_dir, f"{name}.weights.h5")
     saved = read_json(os.path.join(results_dir, f"{name}.json")).get("weights_file")
     return saved if not os.path.isfile(own) and saved and os.path.isfile(saved) else own
 
 
 RERUN_TOLERANCE = 1e-3
-"""How far a rerun's HR or NDCG may be from its record at any epoch (6 of
-ml-1m's 6,040 users) and still count as the same run: threaded float sums
-are not bit-identical from run to run, and a rank tie can flip."""
+"""How far a rerun's HR or NDCG may be from its record at any epoch and still
+count as the same run: threaded float sums differ from run to run; a rank tie can flip."""
+
 
 
 def rerun_gap(record: dict, rerun: dict) -> float:
@@ -396,17 +364,13 @@ def rerun_differs(record: dict, rerun: dict) -> str:
 
 
 def status(job: Job, results_dir: str) -> str:
-    """"finished", "diverged" (a result too: not run again), "running"
-    (interrupted or in progress) or "missing"."""
+    """"finished", "diverged" (a result too: not run again), "running" or "missing"."""
     path = os.path.join(results_dir, f"{job.name}.json")
-    if not os.path.exists(path):
-        return "missing"
-    return read_json(path).get("status", "running")
+    return read_json(path).get("status", "running") if os.path.exists(path) else "missing"
 
 
 def to_restore(jobs: list[Job], results_dir: str, model_dir: str) -> set[str]:
-    """The finished jobs of ``jobs`` that an unfinished one needs the weights
-    of, where those weights are not there."""
+    """The finished jobs whose weights an unfinished job needs and which are gone."""
     by_name = {job.name: job for job in jobs}
     return {d for job in jobs if status(job, results_dir) != "finished" for d in job.needs
             if d in by_name and status(by_name[d], results_dir) == "finished"
@@ -419,15 +383,11 @@ def execute(jobs: list[Job], *, program: Callable[[str], list[str]], results_dir
     """Runs the unfinished ``jobs`` (dependencies first); returns failed names.
 
     ``program(script)`` is the command that runs ``bin/<script>`` in a process of
-    its own (the command-line layer knows which function that is).
-
-    A dependency neither in ``jobs`` nor recorded is a ValueError. A finished dependency whose weights file is gone (a fresh
-    checkout) is run again in a folder of its own (``<model_dir>/restored/
-    <name>.<pid>/``, so that no other run sees its weights before they are
-    checked); its weights move to ``model_dir`` only if :func:`rerun_differs`
-    finds nothing, its record to ``<model_dir>/restored/`` either way. Each
-    process gets ``cores / parallel`` threads; its output goes to
-    ``<logs_dir>/<name>.log``.
+    its own. A dependency neither in ``jobs`` nor recorded is a ValueError. A
+    finished dependency whose weights are gone (a fresh checkout) is run again
+    in ``<model_dir>/restored/<name>.<pid>/``, unseen by other runs; its weights
+    are used only if :func:`rerun_differs` finds nothing. Each process gets
+    ``cores / parallel`` threads and writes to ``<logs_dir>/<name>.log``.
     """
     order = with_needs(jobs, jobs, results_dir)
     restore_dir = os.path.join(model_dir, "restored")
