@@ -51,16 +51,13 @@ class Dataset:
             the authors' ml-1m file); the evaluator collapses such duplicates.
         files: path -> SHA-256 of each file read.
         train_timestamps: ``(num_train,)`` float64 timestamp of each training
-            interaction, aligned with ``train.indices`` (CSR order); the
-            latest where a pair occurs on several lines, NaN where a line has
-            none. None without a timestamp column (the first line has three
-            fields) or when the data set was not read from a file.
-        train_lines: ``(num_train,)`` int64 0-based line in the training file
-            of each training interaction, aligned likewise; the first where a
-            pair occurs on several. The authors' files (and
-            ``bin/prepare_data``'s) list each user's lines latest first, so
-            this orders interactions at one timestamp. None when the data set
-            was not read from a file.
+            interaction in CSR order (``train.indices``): the latest of a
+            pair's lines, NaN where none has one. None without a timestamp
+            column or when not read from a file.
+        train_lines: ``(num_train,)`` int64 0-based training-file line of each
+            interaction (a pair's first), aligned likewise: it orders the
+            interactions at one timestamp, as the files list each user's lines
+            latest first. None when not read from a file.
     """
 
     name: str
@@ -89,8 +86,12 @@ class Dataset:
         return len(self.test_users)
 
     def summary(self) -> str:
-        return (f"#user={self.num_users}, #item={self.num_items}, "
-                f"#train={self.num_train}, #test={self.num_test}")
+        return summary(self.num_users, self.num_items, self.num_train, self.num_test)
+
+
+def summary(num_users: int, num_items: int, num_train: int, num_test: int) -> str:
+    """The authors' ``#user=..., #item=..., #train=..., #test=...``."""
+    return f"#user={num_users}, #item={num_items}, #train={num_train}, #test={num_test}"
 
 
 def find_file(path: str, name: str, suffix: str) -> str:
@@ -169,12 +170,10 @@ def read_ratings_with_timestamps(
         filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Reads a ``.rating`` file into (users, items, ratings, timestamps) arrays.
 
-    ``timestamps`` is float64, NaN on a line without a (numeric) fourth field,
-    or None when the file's first line has no fourth field: timestamps are
-    optional in the format, so a missing or malformed one is never an error.
+    Timestamps are optional, never an error: float64, NaN on a line without a
+    numeric fourth field, or None when the first line has no fourth field.
     """
-    # pandas reads the file itself (a list of its lines would take about 17 GB
-    # at 100M lines); the lines are read only to name the bad one.
+    # pandas reads the file; its lines are read only to name a bad one.
     has_timestamps = len(read_first_line(filename).split("\t")) >= 4
 
     def lines() -> list[str]:
@@ -200,16 +199,10 @@ def read_ratings_with_timestamps(
 
 
 def read_negatives(filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Reads a ``.test.negative`` file into (users, items, negatives[n, k]).
-
-    pandas parses a well-formed file in one pass; anything else goes through
-    the line-by-line reader, which names the first bad line.
-    """
+    """Reads a ``.test.negative`` file into (users, items, negatives[n, k]): in
+    one pandas pass when well-formed, else line by line to name the bad line."""
     fast = _read_negatives_fast(filename)
     return fast if fast is not None else _read_negatives_lines(filename)
-
-
-HEAD = r"^\((\d+),(\d+)\)$"
 
 
 def _read_negatives_fast(filename: str):
@@ -220,7 +213,7 @@ def _read_negatives_fast(filename: str):
     except (ValueError, pd.errors.ParserError, EOFError, OSError, zlib.error):
         return None
     frame = frame.loc[:, ~frame.isna().all()]   # a trailing tab adds an empty column
-    heads = frame[0].str.extract(HEAD)
+    heads = frame[0].str.extract(r"^\((\d+),(\d+)\)$")
     negatives = frame.iloc[:, 1:]
     if (heads.isna().any().any() or negatives.shape[1] == 0
             or not all(kind == "i" for kind in negatives.dtypes.map(lambda d: d.kind))):
@@ -339,15 +332,13 @@ def check_in_range(test_file: str, users: np.ndarray, items: np.ndarray, num_use
                         f"{num_users} users x {num_items} items")
 
 
-SPARE_IDS = 1000
-"""Unused ids tolerated below the largest before ids count as not 0-based indices."""
+SPARE_IDS = 1000   # unused ids tolerated below the largest
 
 
 def _check_dense_ids(filename: str, ids: np.ndarray, kind: str) -> None:
-    """Ids must be 0-based indices: the model has one embedding per id up to
-    the largest, so a stray huge id (a timestamp in the wrong column) would
-    allocate gigabytes. More than half of ``0..max`` (and ``SPARE_IDS``) unused
-    is an error."""
+    """DataError when more than half of ``0..max`` (and ``SPARE_IDS``) is unused:
+    a model has one embedding per id up to the largest, so a stray huge id (a
+    timestamp in the wrong column) would allocate gigabytes."""
     largest = int(ids.max())
     distinct = count_distinct(ids)
     unused = largest + 1 - distinct
@@ -361,8 +352,8 @@ def _per_pair(users: np.ndarray, items: np.ndarray, lines: np.ndarray,
               timestamps: np.ndarray | None,
               num_items: int) -> tuple[np.ndarray | None, np.ndarray]:
     """Latest timestamp and first line of each distinct (user, item), in CSR order
-    (sorted indices: increasing ``user * num_items + item``, as ``np.unique``'s
-    keys); ``fmax`` ignores NaN, so a pair is NaN only if none of its lines has one."""
+    (increasing ``user * num_items + item``, as ``np.unique``'s keys); ``fmax``
+    ignores NaN, so a pair is NaN only if none of its lines has one."""
     keys = users.astype(np.int64) * num_items + items
     unique_keys, pair = np.unique(keys, return_inverse=True)
     first_line = np.full(len(unique_keys), np.iinfo(np.int64).max)

@@ -1,55 +1,40 @@
 """Interactions -> the authors' leave-one-out files, whole-array (``bin/prepare_data``).
 
 He et al. (2017), section 4.1: every rating is an implicit interaction; each
-user's latest interaction is held out for testing (leave-one-out) and ranked
-against 99 items the user did not interact with. Whatever the input format
-(:mod:`ncf_tf.data.prepare.readers`), the steps are these, in this order, on
-integer arrays:
+user's latest is held out for testing and ranked against 99 items the user
+did not interact with. Whatever the input format, the steps, in order:
 
 1. A line is an interaction when its rating is > 0 (without a rating column
    every line is one, written with rating 1).
-2. Duplicates: of several lines for one (user, item) pair, keep the latest.
-3. Users with fewer than ``max(min_interactions, 2)`` distinct interactions
-   are dropped: the paper keeps users with at least 20 (MovieLens-1M already
-   does), and a user needs 2 to have both a training and a test interaction.
+2. Of several lines for one (user, item) pair, keep the latest.
+3. Drop users with fewer than ``max(min_interactions, 2)`` distinct
+   interactions (the paper keeps >= 20; a user needs a training and a test one).
 4. Optional (``drop_cold_items``): drop items whose only interactions are
-   held-out test lines, drop users left with fewer than 2, hold out again,
-   and repeat until no such item is left (min_interactions is not re-applied).
-   Off by default: the authors kept such items (ml-1m has two: their items
+   held-out test lines and users left with fewer than 2, hold out again,
+   until none is left. Off by default: the authors kept such items (ml-1m's
    1805 and 3569 occur only in the test file).
-5. Ids: 0-based, for the users and items left, in order of their first
-   line in the input file (any line naming them, kept or not), as the
-   authors' ml-1m item ids were made; ``ratings.dat`` is sorted by user, so
-   MovieLens user k becomes user k - 1.
+5. Ids: 0-based, in order of the first input line naming them (kept or not),
+   as the authors' ml-1m item ids were made (``ratings.dat`` is sorted by
+   user: MovieLens user k becomes k - 1).
 6. Leave-one-out: each user's latest interaction is the test line, the rest
-   are training lines, written grouped by user and latest first (like the
-   authors' ml-1m file).
-7. Test negatives: ``num_test_neg`` (99) items per user, drawn uniformly
-   without replacement from the items the user never interacted with, in
-   training or test (:func:`~ncf_tf.data.prepare.negatives.sample_test_negatives`).
-   The authors excluded training items only, so 156 of their 6,040 ml-1m
-   lines list the test item among its own negatives; this quirk is not
-   reproduced.
+   training lines, grouped by user and latest first (like the authors' file).
+7. Test negatives: ``num_test_neg`` items per user, uniform without
+   replacement among the items the user never interacted with, in training
+   or test. The authors excluded training items only (156 of their 6,040
+   ml-1m lines list the test item among its negatives); not reproduced.
 
-"Latest" is one total order: by timestamp, ties broken by position in the
-file according to ``tie_break``: ``"last"`` (default) makes the last of the
-tied lines in file order the latest, ``"first"`` the first. Without a timestamp
-column, the file order is the time. The same order picks the line kept among
-duplicates (step 2) and sorts each user's training lines.
+"Latest" is one total order: by timestamp, ties broken by file position per
+``tie_break`` (``"last"``: the last tied line is the latest; ``"first"``: the
+first); without timestamps the file order is the time. It also picks the line
+kept among duplicates and sorts each user's training lines.
 
-About the tie rule. 1,667 ml-1m users have several ratings at their latest
-timestamp. What the authors' files tell (users 0-188, whose training lines
-are the authors' bytes): where the file order of two tied lines can be
-recovered (items first rated by that user, whose ids follow the file order),
-their test item comes later in the file than the other tied line in 5 of 6
-such pairs and earlier in 1; and user 0's three training lines at timestamp
-978824291 are in neither file order nor its reverse. That points to an
-unstable sort: no file-order rule reproduces their test file exactly; "last"
-comes closer, hence the default. The MLPerf reference and the TensorFlow
-Model Garden (ml-20m) sort by timestamp with pandas' default, unstable sort
-too, so at such ties their held-out item is whichever that sort leaves last.
-
-The files written are :mod:`~ncf_tf.data.prepare.common`'s, published together.
+Why "last": 1,667 ml-1m users have several ratings at their latest timestamp.
+In the authors' files (users 0-188 are their bytes), where the file order of
+two tied lines can be recovered, the test item is the later one in 5 of 6
+pairs, and user 0's three lines at 978824291 are in neither file order nor its
+reverse: an unstable sort, which no file-order rule reproduces exactly; "last"
+comes closest. MLPerf and the TF Model Garden (ml-20m) also sort with pandas'
+unstable default, so their held-out item at a tie is whichever it leaves last.
 """
 
 from __future__ import annotations
@@ -60,6 +45,7 @@ from typing import Literal
 import numpy as np
 
 from ncf_tf.core.arrays import starts_of_runs
+from ncf_tf.data.loader import summary
 from ncf_tf.data.prepare.common import (OUTPUT_SUFFIXES, PrepareError, check_outputs,
                                         id_map_text, negative_chunks, rating_chunks,
                                         repeats, write_group)
@@ -136,9 +122,7 @@ class Split:
         return len(self.item_ids)
 
     def summary(self) -> str:
-        """The loader's summary line (:meth:`ncf_tf.data.loader.Dataset.summary`)."""
-        return (f"#user={self.num_users}, #item={self.num_items}, "
-                f"#train={len(self.train[0])}, #test={len(self.test[0])}")
+        return summary(self.num_users, self.num_items, len(self.train[0]), len(self.test[0]))
 
 
 def _recency_order(users: np.ndarray, stamps: np.ndarray | None,
@@ -236,15 +220,12 @@ def split(data: Interactions, rng: np.random.Generator, *, min_interactions: int
     columns = _keep([data.users, data.items, data.ratings, data.timestamps], positive)
 
     columns = _take(columns, _recency_order(columns[0], columns[3], tie_break))
-    # Repeated pairs: rare (MovieLens has none), so a sort tells first.
-    pairs = columns[0].astype(np.int64) * len(data.item_ids) + columns[1]
-    ranked = np.sort(pairs)
-    stats["duplicates"] = int(np.count_nonzero(ranked[1:] == ranked[:-1]))
-    del ranked
-    if stats["duplicates"]:
-        # In recency order, keep each pair's last (latest) line.
-        columns = _keep(columns, ~repeats(pairs, keep_last=True))
-    del pairs
+    # In recency order, keep each pair's last (latest) line.
+    repeated = repeats(columns[0].astype(np.int64) * len(data.item_ids) + columns[1],
+                       keep_last=True)
+    stats["duplicates"] = int(repeated.sum())
+    columns = _keep(columns, ~repeated)
+    del repeated
 
     stats["threshold"] = threshold = max(min_interactions, 2)
     columns, stats["users_dropped"], stats["user_lines_dropped"] = \
