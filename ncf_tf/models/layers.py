@@ -51,12 +51,11 @@ def mlp_tower(vector, layers: list[int], reg_layers: list[float], seeds: Seeds,
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout}")
     for index in range(1, len(layers)):
-        seed = seeds()
+        seed, reg = seeds(), reg_layers[index]
         vector = keras.layers.Dense(
             layers[index], activation="relu", name=f"layer{index}",
             kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
-            kernel_regularizer=keras.regularizers.L2(reg_layers[index]) if reg_layers[index] else None,
-        )(vector)
+            kernel_regularizer=keras.regularizers.L2(reg) if reg else None)(vector)
         if dropout:
             # Seeded from the layer's own seed, not a new draw: the initial weights
             # are those of the same model without dropout.

@@ -17,16 +17,13 @@ per user and once per item:
   ``h^T [p_u ; q_i] = h_u^T p_u + h_i^T q_i``.
 * NeuMF (equation 12): the sum of both parts' contributions to the logit.
 
-The first layer dominates the cost of an MLP tower [8F, 4F, 2F, F] (its
-input is twice as wide as any other layer's). The arithmetic is the model's
-in another order: logits agree to float32 rounding, so a held-out item and
-a negative whose logits are within rounding of each other may swap places.
+The first layer dominates the cost of a tower [8F, 4F, 2F, F]. The
+arithmetic is the model's in another order: logits agree to float32
+rounding, so a held-out item and a negative within rounding may swap places.
 
-Both layouts run with ``keras.ops`` on any backend and device:
-:func:`all_item_logits` scores users against the whole catalogue (top-K
-recommendation, ``bin/export``); :class:`PairScorer` scores flat (user,
-item) pairs (the leave-one-out evaluation). Variables are read as stored:
-a mixed-precision model is scored at float32.
+:func:`all_item_logits` scores users against the whole catalogue (top-K);
+:class:`PairScorer` scores flat (user, item) pairs (leave-one-out), both
+with ``keras.ops`` on any backend. A mixed-precision model is scored at float32.
 """
 
 from __future__ import annotations
@@ -39,6 +36,8 @@ import numpy as np
 from ncf_tf.models import layers as L
 from ncf_tf.models import trained
 from ncf_tf.models.trained import tower
+
+_HINT = "; score it pair by pair with a score_fn"   # for any other model
 
 MAX_FLOATS = 1 << 22
 """Largest intermediate of one chunk of :func:`all_item_logits` calls, in
@@ -53,13 +52,6 @@ def width(model: keras.Model) -> int:
     """Floats per (user, item) pair in a tower's intermediates: the largest
     tower layer (1 without a tower)."""
     return max([layer.units for layer in tower(model)] + [1])
-
-
-def _kind(model: keras.Model) -> str:
-    if (kind := trained.model_kind(model)) is None:
-        raise ValueError(f"model {model.name!r} is not a GMF, MLP or NeuMF; "
-                         "score it pair by pair with a score_fn")
-    return kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,29 +78,39 @@ class Factored:
     h: object = None            # (n_last, 1) the prediction kernel's tower part
     activations: tuple = ()     # of layer1, layer2, ...; empty: no tower (MLP-0)
 
-    @property
-    def has_tower(self) -> bool:
-        return bool(self.activations)
-
     def tensors(self) -> dict:
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
                 if field.name != "activations"}
 
-    def mlp(self, pre):
-        """The tower's contribution to the logit from layer1's pre-activation
-        ``pre`` = ``mlp_user[u] + mlp_item[i]`` (any leading shape)."""
+    def logits(self, u=None, i=None):
+        """The logits of the pairs ``(u[n], i[n])`` (rows of the user and item
+        tables), or with neither given, of every user row against every item."""
         ops = keras.ops
-        x = self.activations[0](pre)
+
+        def rows(table, index, axis):
+            return ops.expand_dims(table, axis) if u is None else ops.take(table, index, axis=0)
+
+        logits = self.bias
+        if self.gmf_user is not None:
+            logits = logits + (ops.matmul(self.gmf_user, ops.transpose(self.gmf_item)) if u is None
+                               else ops.sum(rows(self.gmf_user, u, 1)
+                                            * rows(self.gmf_item, i, 0), axis=-1))
+        if self.mlp_user is None:
+            return logits
+        user, item = rows(self.mlp_user, u, 1), rows(self.mlp_item, i, 0)
+        if not self.activations:   # MLP-0
+            return logits + user[..., 0] + item[..., 0]
+        x = self.activations[0](user + item)   # layer1
         for (kernel, bias), activation in zip(self.rest, self.activations[1:]):
             x = activation(ops.matmul(x, kernel) + bias)
-        return ops.squeeze(ops.matmul(x, self.h), -1)
+        return logits + ops.squeeze(ops.matmul(x, self.h), -1)
 
 
 def factored(model: keras.Model, users=None) -> Factored:
     """The :class:`Factored` tables of a GMF, MLP or NeuMF, with the user
     tables' rows of ``users`` (None: every user)."""
     ops = keras.ops
-    kind = _kind(model)
+    kind = trained.checked_kind(model, f"model {model.name!r}", _HINT)
 
     def user_rows(layer_name):
         table = model.get_layer(layer_name).embeddings
@@ -147,16 +149,7 @@ def factored(model: keras.Model, users=None) -> Factored:
 def all_item_logits(model: keras.Model, users) -> "keras.KerasTensor":
     """The ``(b, num_items)`` float32 logits of GMF, MLP or NeuMF for ``(b,)``
     int ``users``, with ``keras.ops`` (any backend, also inside a traced function)."""
-    ops = keras.ops
-    f = factored(model, users)
-    logits = f.bias                                               # broadcast below
-    if f.gmf_user is not None:
-        logits = logits + ops.matmul(f.gmf_user, ops.transpose(f.gmf_item))
-    if f.mlp_user is not None and not f.has_tower:   # MLP-0
-        logits = logits + f.mlp_user + ops.transpose(f.mlp_item)
-    elif f.mlp_user is not None:
-        logits = logits + f.mlp(ops.expand_dims(f.mlp_user, 1) + ops.expand_dims(f.mlp_item, 0))
-    return logits
+    return factored(model, users).logits()
 
 
 def compiled(fn, xla: bool):
@@ -182,7 +175,7 @@ class PairScorer:
     """
 
     def __init__(self, model: keras.Model, max_floats: int = PAIR_CHUNK_FLOATS):
-        kind = _kind(model)
+        kind = trained.checked_kind(model, f"model {model.name!r}", _HINT)
         gmf_factors = (model.get_layer(trained.EMBEDDINGS[kind][0]).output_dim
                        if kind != "MLP" else 0)
         self.model = model
@@ -191,24 +184,10 @@ class PairScorer:
         # Without XLA on TensorFlow: its CPU matrix products were slower here.
         self._chunks = compiled(self._chunks_logits, xla=False)
 
-    def _chunk_logits(self, tensors: dict, u, i):
-        ops = keras.ops
-        f = Factored(**tensors, activations=self.activations)
-        logits = ops.broadcast_to(f.bias, ops.shape(u))
-        if f.gmf_user is not None:
-            logits = logits + ops.sum(ops.take(f.gmf_user, u, axis=0)
-                                      * ops.take(f.gmf_item, i, axis=0), axis=-1)
-        if f.mlp_user is not None and not f.has_tower:   # MLP-0
-            logits = logits + ops.take(f.mlp_user, u, axis=0)[:, 0] + ops.take(
-                f.mlp_item, i, axis=0)[:, 0]
-        elif f.mlp_user is not None:
-            logits = logits + f.mlp(ops.take(f.mlp_user, u, axis=0)
-                                    + ops.take(f.mlp_item, i, axis=0))
-        return logits
-
     def _chunks_logits(self, tensors: dict, u, i):
         """``(chunks, size)`` logits of ``(chunks, size)`` users and items."""
-        return keras.ops.map(lambda ui: self._chunk_logits(tensors, *ui), (u, i))
+        f = Factored(**tensors, activations=self.activations)
+        return keras.ops.map(lambda ui: f.logits(*ui), (u, i))
 
     def __call__(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         n = len(users)

@@ -37,25 +37,25 @@ def read_named_weights(path: str) -> dict[str, list[np.ndarray]]:
         raise WeightsError(f"{path}: weight file not found")
     try:
         with h5py.File(path, "r") as f:
+            named = {}
             if "layer_names" in f.attrs:  # Keras 1/2 layout
-                named = {}
                 for layer in map(_decode, f.attrs["layer_names"]):
-                    group = f[layer]
-                    names = [_decode(n) for n in group.attrs.get("weight_names", [])]
+                    names = [_decode(n) for n in f[layer].attrs.get("weight_names", [])]
                     if names:
-                        named[layer] = [np.asarray(group[n]) for n in names]
-                return named
-            if "layers" in f:  # Keras 3 layout
-                named = {}
+                        named[layer] = [np.asarray(f[layer][n]) for n in names]
+            elif "layers" in f:  # Keras 3 layout
                 for group in f["layers"].values():
                     variables = group.get("vars")
                     if variables is not None and len(variables):
                         layer = _decode(variables.attrs.get("name", group.name))
-                        named[layer] = [np.asarray(variables[str(i)]) for i in range(len(variables))]
-                return named
+                        named[layer] = [np.asarray(variables[str(i)])
+                                        for i in range(len(variables))]
+            else:
+                raise WeightsError(f"{path}: neither a Keras 3 .weights.h5 nor a Keras 1/2 "
+                                   "HDF5 weight file")
+            return named
     except OSError as e:
         raise WeightsError(f"{path}: not a readable HDF5 weight file ({e})") from None
-    raise WeightsError(f"{path}: neither a Keras 3 .weights.h5 nor a Keras 1/2 HDF5 weight file")
 
 
 def named_weights(model: keras.Model) -> dict[str, list[np.ndarray]]:
