@@ -1,11 +1,5 @@
-"""results/: README.md, CSV tables and PNG plots, generated from run records alone.
-
-Finished records under ``results/runs/`` fill the cells of the paper's
-experiments (:mod:`~ncf_tf.results.cells`): ours as mean +- sd (n) beside the
-paper's value and the difference; sections beyond the paper are in
-:mod:`~ncf_tf.results.beyond`; planned runs without a record are listed with
-their command and estimated cost.
-"""
+"""results/: README.md, CSV tables and PNG plots, generated from run records alone
+(the paper's experiments here, the sections beyond it in :mod:`~ncf_tf.results.beyond`)."""
 
 from __future__ import annotations
 
@@ -76,9 +70,10 @@ class Report:
                 self.note_difference(f"Table 2, {dataset}, NeuMF-8 pretrained from the authors' "
                                      f"files, {key.upper()}@10", metric(authors, key),
                                      self.ref(dataset, "NeuMF", 8, "pretrained", i))
-            self.add(f"NeuMF-8 pretrained from the authors' published GMF/MLP files: HR@10 "
-                     f"{mean_sd(metric(authors, 'hr'))}, NDCG@10 {mean_sd(metric(authors, 'ndcg'))}.",
-                     "")
+            self.add("NeuMF-8 pretrained from the authors' published GMF/MLP files: HR@10 "
+                     f"{mean_sd(metric(authors, 'hr'))}, NDCG@10 "
+                     f"{mean_sd(metric(authors, 'ndcg'))}.", "")
+
         self.after_pretraining(dataset)
 
     def after_pretraining(self, dataset: str) -> None:
@@ -114,20 +109,25 @@ class Report:
             "F", "HR@10 Adam", "HR@10 SGD", "HR@10 paper", "Δ Adam", "NDCG@10 Adam",
             "NDCG@10 SGD", "NDCG@10 paper", "Δ Adam", "best epoch (Adam)"], rows)
 
+    def points(self, name: str, first: str, xs, models, runs_of) -> dict:
+        """A table of HR / NDCG means per x and model; returns model -> x -> (HR, NDCG)."""
+        series, rows = collections.defaultdict(dict), []
+        for x in xs:
+            row = [x]
+            for model in models:
+                runs = runs_of(model, x)
+                if runs:
+                    series[model][x] = (np.mean(metric(runs, "hr")),
+                                        np.mean(metric(runs, "ndcg")))
+                row.append(pair(*series[model][x]) if runs else "–")
+            rows.append(row)
+        self.table(name, [first, *(f"{m} HR / NDCG" for m in models)], rows)
+        return series
+
     def figure4(self, dataset: str) -> dict:
         self.add(f"### Figure 4: HR@10 and NDCG@10 against predictive factors ({dataset})", "")
-        series = collections.defaultdict(dict)
-        rows = []
-        for f in reproduce.FACTORS:
-            row = [f]
-            for name in NCF_ORDER + BASELINE_ORDER:
-                runs = self.cells.figure_runs(dataset, name, f)
-                if runs:
-                    series[name][f] = (np.mean(metric(runs, "hr")), np.mean(metric(runs, "ndcg")))
-                row.append(pair(*series[name][f]) if runs else "–")
-            rows.append(row)
-        self.table(f"fig4_{dataset}", ["F", *(f"{n} HR / NDCG" for n in NCF_ORDER),
-                                       *(f"{n} HR / NDCG" for n in BASELINE_ORDER)], rows)
+        series = self.points(f"fig4_{dataset}", "F", reproduce.FACTORS, NCF_ORDER + BASELINE_ORDER,
+                             lambda name, f: self.cells.figure_runs(dataset, name, f))
         self.add("NeuMF here is the pretrained one (the paper's NeuMF); ItemKNN, BPR and eALS "
                  "show the best point of their grid on test HR (grids below). The paper pins "
                  "only NeuMF (Table 2) and MLP (Table 3) numerically; the re-runs of the "
@@ -199,13 +199,13 @@ class Report:
             if not runs:
                 continue
             epochs = runs[0].epochs
-            label = name if setting == "from scratch" else f"{name} (pretrained)"
+            label = name if setting == "from scratch" else f"{name} ({setting})"
+
             curves[label] = ([e["loss"] for e in epochs], [e["hr"] for e in epochs],
                              [e["ndcg"] for e in epochs], runs[0].init)
-            for e in epochs:
-                rows.append([label, e["epoch"], f"{e['loss']:.4f}",
-                             f"{e['hr']:.4f}" if e["hr"] is not None else "–",
-                             f"{e['ndcg']:.4f}" if e["ndcg"] is not None else "–"])
+            rows += [[label, e["epoch"], f"{e['loss']:.4f}",
+                      *(f"{e[k]:.4f}" if e[k] is not None else "–" for k in ("hr", "ndcg"))]
+                     for e in epochs]
         self.tables[f"fig6_{dataset}"] = [["model", "iteration", "loss", "HR@10", "NDCG@10"], *rows]
         if curves:
             self.add(f"![Figure 6](plots/fig6_{dataset}.png)", "",
@@ -219,17 +219,9 @@ class Report:
     def figure7(self, dataset: str) -> dict:
         self.add(f"### Figure 7: HR@10 and NDCG@10 against negatives per positive, F = 16 "
                  f"({dataset})", "")
-        series, rows = collections.defaultdict(dict), []
-        for neg in range(1, 11):
-            row = [neg]
-            for name in NCF_ORDER:
-                runs = self.cells.figure_runs(dataset, name, 16, neg=neg)
-                if runs:
-                    series[name][neg] = (np.mean(metric(runs, "hr")), np.mean(metric(runs, "ndcg")))
-                row.append(pair(*series[name][neg]) if runs else "–")
-            rows.append(row)
+        series = self.points(f"fig7_{dataset}", "negatives", range(1, 11), NCF_ORDER,
+                             lambda name, n: self.cells.figure_runs(dataset, name, 16, neg=n))
         bpr = self.cells.best_baseline(dataset, "BPR", 16)
-        self.table(f"fig7_{dataset}", ["negatives", *(f"{n} HR / NDCG" for n in NCF_ORDER)], rows)
         if bpr:
             self.add(f"BPR (F = 16, reference line): HR@10 {bpr.best['hr']:.4f}, NDCG@10 "
                      f"{bpr.best['ndcg']:.4f}.", "")
@@ -240,22 +232,17 @@ class Report:
 def missing_runs(records: list[RunRecord], dataset: str,
                  runs_dir: str) -> list[tuple[str, list[reproduce.Job]]]:
     names = {r.name for r in records}
-    out = []
-    for experiment in reproduce.EXPERIMENTS:
-        if experiment in reproduce.OUTSIDE_ALL:
-            continue
-        jobs = [j for j in reproduce.plan(experiment, dataset, results_dir=runs_dir)
-                if j.name not in names]
-        out.append((experiment, jobs))
-    return out
+    return [(e, [j for j in reproduce.plan(e, dataset, results_dir=runs_dir)
+                 if j.name not in names])
+            for e in reproduce.EXPERIMENTS if e not in reproduce.OUTSIDE_ALL]
 
 
 def estimated_hours(jobs: list[reproduce.Job], records: list[RunRecord]) -> float:
     """Planned cost: the wall time of the newest recorded run of the same
     model and settings (another seed), else the job's own estimate."""
-    measured = {}
-    for r in sorted((r for r in records if r.kind == "train"), key=lambda r: r.started or ""):
-        measured[r.name.rsplit("_s", 1)[0]] = r.wall_s
+    measured = {r.name.rsplit("_s", 1)[0]: r.wall_s for r in sorted(
+        (r for r in records if r.kind == "train"), key=lambda r: r.started or "")}
+
     total = sum(measured.get(job.name.rsplit("_s", 1)[0], job.estimate_s) for job in jobs)
     return total / 3600
 
@@ -323,10 +310,9 @@ def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dic
                 "Estimated hours: per run, the wall time of the newest recorded run of the "
                 "same model and settings (another seed), else `bin/reproduce`'s estimate from "
                 "the parameter count.", "")
-        rows = []
-        for experiment, jobs in missing_runs(records, dataset, os.path.join(folder, "runs")):
-            rows.append([experiment, len(jobs), f"{estimated_hours(jobs, records):.1f}",
-                         f"`bin/reproduce --only {experiment} --dataset {dataset}`"])
+        rows = [[e, len(jobs), f"{estimated_hours(jobs, records):.1f}",
+                 f"`bin/reproduce --only {e} --dataset {dataset}`"]
+                for e, jobs in missing_runs(records, dataset, os.path.join(folder, "runs"))]
         rep.table(f"missing_{dataset}", ["experiment", "missing runs", "estimated hours",
                                          "command"], rows)
     mlperf(rep, records)
@@ -349,9 +335,10 @@ def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dic
         machine = machine_of(r)
         optimizer = r.optimizer or {"adam": "Adam", "sgd": "SGD"}.get(r.learner, r.learner or "–")
         mode = (r.mode or "faithful") if r.kind == "train" else "–"
-        rep.add(f"| `{os.path.relpath(r.path, folder)}` | {r.model} | {r.seed} | {optimizer} | {mode} | "
-                f"{r.wall_s / 60:.1f} min | "
+        rep.add(f"| `{os.path.relpath(r.path, folder)}` | {r.model} | {r.seed} | {optimizer} | "
+                f"{mode} | {r.wall_s / 60:.1f} min | "
                 f"{machine} | {commit_of(r)[:10]}{' (dirty)' if r.git['dirty'] else ''} | "
+
                 f"keras {r.versions['keras']} / {r.versions['backend']} |")
     rep.add("")
     return "\n".join(rep.lines), rep.tables, plots
@@ -404,7 +391,6 @@ def draw(plots: dict, folder: str) -> list[str]:
 
 
 HEADLINE_MARKERS = ("<!-- headline:start -->", "<!-- headline:end -->")
-"""The project README's generated headline table lies between these lines."""
 HEADLINE_ROWS = (("NeuMF", "pretrained", "NeuMF (pretrained)"),
                  ("NeuMF", "from scratch", "NeuMF (from scratch)"),
                  ("GMF", "from scratch", "GMF"), ("MLP", "from scratch", "MLP-3"),
@@ -414,11 +400,8 @@ HEADLINE_ROWS = (("NeuMF", "pretrained", "NeuMF (pretrained)"),
 
 
 def headline(records: list[RunRecord], paper: dict, dataset: str = "ml-1m") -> str:
-    """The README's headline: HR@10 and NDCG@10 of Table 2 and Figure 4's models
-    per predictive factors F, ours as mean +- sd (n seeds) "vs" the paper's
-    number where the paper gives one (Table 2; MLP-3 of Tables 3-4); a
-    baseline's cell is the best point of its grid on test HR, as in Figure 4's
-    table of results/README.md."""
+    """The README's headline: HR@10 and NDCG@10 of :data:`HEADLINE_ROWS` per F,
+    ours "vs" the paper's where it gives one (Table 2; MLP-3 of Tables 3-4)."""
     cells = Cells(records)
     lines = []
     for i, key in enumerate(("hr", "ndcg")):
@@ -441,8 +424,7 @@ def headline(records: list[RunRecord], paper: dict, dataset: str = "ml-1m") -> s
 
 
 def write_headline(readme: str, text: str) -> bool:
-    """Puts ``text`` between ``readme``'s :data:`HEADLINE_MARKERS` (atomically);
-    False, and nothing written, where the file or its markers are missing."""
+    """Puts ``text`` between ``readme``'s :data:`HEADLINE_MARKERS`; False where missing."""
     if not os.path.exists(readme):
         return False
     with open(readme) as f:
@@ -458,9 +440,8 @@ def write_headline(readme: str, text: str) -> bool:
 
 
 def write(folder: str) -> str:
-    """Regenerates ``<folder>/README.md``, ``tables/*.csv`` and ``plots/*.png``,
-    and the headline table of the README beside ``folder`` (the project's
-    README.md for results/) where that README holds :data:`HEADLINE_MARKERS`."""
+    """Regenerates ``<folder>/README.md``, ``tables/*.csv``, ``plots/*.png`` and the
+    headline table of the README beside ``folder``, where it has one."""
     records = load_records(os.path.join(folder, "runs"))
     reference = os.path.join(folder, "published_results.csv")
     if not os.path.exists(reference):   # a results folder of one's own: the project's copy
