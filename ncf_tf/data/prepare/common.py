@@ -1,9 +1,8 @@
 """The error, the output files and their all-or-nothing writing, fast text for integer tables.
 
-Outputs, in ``dest``: ``<name>.train.rating`` and ``<name>.test.rating``
-(``user\\titem\\trating\\ttimestamp``), ``<name>.test.negative``
-(``(user,item)\\tneg_1\\t...``), and the id maps ``<name>.user_ids.tsv`` and
-``<name>.item_ids.tsv`` (header line, then ``ncf id\\toriginal id``).
+Outputs in ``dest``: the loader's three files (:mod:`ncf_tf.data.loader`) and the
+id maps ``<name>.user_ids.tsv`` and ``<name>.item_ids.tsv`` (header line, then
+``ncf id\\toriginal id``).
 """
 
 from __future__ import annotations
@@ -18,24 +17,20 @@ from ncf_tf.core.files import OutputError, StagedGroup
 
 OUTPUT_SUFFIXES = ("train.rating", "test.rating", "test.negative", "user_ids.tsv",
                    "item_ids.tsv")
-# Named protocols: the values of min_interactions and num_test_neg they stand
-# for (explicit options win). "paper": He et al. (2017), section 4.1, as the
-# authors' ml-1m files were made (every ml-1m user already has 20 ratings);
-# "mlperf": MLPerf training v0.5's recommendation benchmark and the TensorFlow
-# Model Garden's NCF on ml-20m (users with >= 20 ratings, 999 test negatives).
+# Named protocols' min_interactions and num_test_neg (explicit options win).
+# "paper": He et al. (2017), sec. 4.1, as the authors' ml-1m files were made;
+# "mlperf": MLPerf training v0.5 and the TF Model Garden's NCF on ml-20m.
 PROTOCOLS = {"paper": {"min_interactions": 0, "num_test_neg": 99},
              "mlperf": {"min_interactions": 20, "num_test_neg": 999}}
-# Rows formatted at a time: bounds the temporary (rows, width) byte tables to
-# tens of MB whatever the data set's size.
+# Rows formatted at a time: bounds the temporary (rows, width) byte tables.
 TEXT_CHUNK_ROWS = 1 << 18
 
 
 class PrepareError(ValueError):
     """Bad input data or options; the message is one line.
 
-    ``suggest`` holds the parameters (name -> value) that would read the input,
-    for the message's "try ..." tail, which :meth:`render` writes as a caller
-    names them (the command line as flags).
+    ``suggest``: the parameters (name -> value) that would read the input, the
+    "try ..." tail that :meth:`render` writes as a caller names them (as flags).
     """
 
     def __init__(self, message: str, suggest: dict | None = None):
@@ -80,10 +75,9 @@ def write_group(dest: str, name: str, group: str, suffixes, contents: list,
                 overwrite: bool = False) -> list[str]:
     """Writes ``<dest>/<name>.<suffix>`` for each suffix and content, all or nothing.
 
-    A content is ``str``, ``bytes`` or an iterable of them (a large file is
-    never held whole). The files are staged and published together
-    (:class:`ncf_tf.core.files.StagedGroup`, tag ``<name>.<group>``); a rerun
-    after a kill replaces what the killed run half-published.
+    A content is ``str``, ``bytes`` or an iterable of them. The files are staged
+    and published together (:class:`~ncf_tf.core.files.StagedGroup`, tag
+    ``<name>.<group>``); a rerun after a kill replaces what it half-published.
 
     Raises:
         PrepareError: an output exists and not ``overwrite``; ``dest`` cannot
@@ -143,11 +137,8 @@ def _digits(magnitude: np.ndarray, width: int) -> np.ndarray:
 
 
 def int_fields(values: np.ndarray) -> np.ndarray:
-    """``(n, w)`` uint8: ``str(int(v))`` of each value, NUL-padded on the left.
-
-    Small values (ids) are looked up in a table of the text of ``0..max``,
-    large ones (timestamps) computed digit by digit.
-    """
+    """``(n, w)`` uint8: ``str(int(v))`` of each value, NUL-padded on the left;
+    small values (ids) looked up in a table of ``0..max``'s text."""
     values = np.asarray(values).astype(np.int64, copy=False)
     magnitude = np.abs(values)
     top = int(magnitude.max()) if len(values) else 0
@@ -187,11 +178,9 @@ def join_fields(fields: list[np.ndarray]) -> bytes:
 def rating_chunks(users: np.ndarray, items: np.ndarray, ratings: tuple[np.ndarray, list[str]],
                   timestamps: np.ndarray, timestamp_texts: list[str] | None = None
                   ) -> Iterable[bytes]:
-    """``user\\titem\\trating\\ttimestamp`` lines, a chunk of rows at a time.
-
-    ``ratings`` is ``(codes, texts)``: the rating of row i is ``texts[codes[i]]``.
-    ``timestamps`` are integers, or codes into ``timestamp_texts`` when given.
-    """
+    """``user\\titem\\trating\\ttimestamp`` lines, a chunk of rows at a time; row
+    i's rating is ``texts[codes[i]]`` for ``ratings = (codes, texts)``, its
+    timestamp an integer or, given ``timestamp_texts``, a code into them."""
     codes, texts = ratings
     for start in range(0, len(users), TEXT_CHUNK_ROWS):
         rows = slice(start, start + TEXT_CHUNK_ROWS)

@@ -1,23 +1,19 @@
 """Raw interaction files -> :class:`Interactions` (integer arrays), a chunk at a time.
 
-One reader per input format, all feeding :func:`ncf_tf.data.prepare.pipeline.split`:
+The formats (:data:`FORMATS`), plain or gzipped:
 
 * ``"movielens"``: MovieLens-100K/1M/10M ``ratings.dat``,
   ``user::item::rating::timestamp``, no header;
 * ``"movielens-csv"``: MovieLens-20M/25M ``ratings.csv``, header
   ``userId,movieId,rating,timestamp``;
 * ``"csv"``: any separated file, with a header naming the columns or, with
-  ``columns``, without one; ids are any string, the rating and timestamp
-  columns optional.
+  ``columns``, without one; ids are any string, rating and timestamp optional.
 
-Files are plain or gzipped and parsed :data:`CHUNK_LINES` lines at a time;
-each chunk becomes integer arrays at once (ids numbered in order of first
-appearance, ratings as codes into their few distinct values), so the peak
-memory is the arrays (17 bytes a line) plus one chunk, whatever the file's size.
-
-Every problem raises :class:`~ncf_tf.data.prepare.common.PrepareError` naming
-the file and the line; when the first line does not parse as the chosen
-format, the message suggests the format (and options) that would read it.
+Each chunk of :data:`CHUNK_LINES` lines becomes integer arrays at once (ids
+numbered in order of first appearance, ratings coded), so the peak memory is
+the arrays (17 bytes a line) plus one chunk. Every problem raises PrepareError
+naming the file and the line; when the first line does not parse, the message
+suggests the format (and options) that would read it.
 """
 
 from __future__ import annotations
@@ -77,9 +73,9 @@ class Interactions:
         when ``timestamps`` is None.
 
         Raises:
-            PrepareError: the lengths differ, an id is missing (NaN, None) or
-                not a scalar, a rating or timestamp is not a finite number or
-                beyond int64; the message names the row (0-based).
+            PrepareError: naming the row (0-based): the lengths differ, an id is
+                missing or not a scalar, a rating or timestamp is not a finite
+                number or beyond int64.
         """
         given = {"users": users, "items": items, "ratings": ratings, "timestamps": timestamps}
         lengths = {name: len(column) for name, column in given.items() if column is not None}
@@ -94,10 +90,6 @@ class Interactions:
                         pd.Series(np.asarray(timestamps)), source, "row", "timestamps",
                         integer=None))
         return builder.build()
-
-
-# ----------------------------------------------------------------------------
-# Columns -> arrays, naming the first bad line.
 
 
 def _refuse(path: str, column: pd.Series, bad: np.ndarray, problem: str) -> None:
@@ -138,9 +130,9 @@ def _ids(values, source: str, what: str) -> np.ndarray:
 
 def _numbers(column: pd.Series, source: str, place: str, what: str,
              integer: bool | None = False) -> np.ndarray:
-    """A column of numbers: float64, int64 with ``integer``, or with None int64
-    when every value is whole; refuses empty, non-numeric, non-finite values
-    and integers beyond int64."""
+    """A column of numbers: float64, int64 with ``integer``, or (None) int64 when
+    all are whole; PrepareError for empty, non-numeric, non-finite values and
+    integers beyond int64."""
     values = column if column.dtype.kind in "iuf" else pd.to_numeric(column, errors="coerce")
     values = values.to_numpy()
     if values.dtype.kind in "iu":
@@ -207,13 +199,8 @@ class _Builder:
                             joined[3] if self.timed else None, self.source, *self.headers)
 
 
-# ----------------------------------------------------------------------------
-# Files -> chunks of string or number columns, indexed by line number.
-
-
 class _Colons(io.TextIOBase):
-    """A text stream with ``::`` replaced by a tab, for pandas' C parser
-    (one-character separators only)."""
+    """A text stream with ``::`` as a tab, for pandas' C parser (one-character separators)."""
 
     def __init__(self, stream):
         self.stream, self.held = stream, ""
@@ -289,10 +276,6 @@ def _suggested(path: str, message: str, fmt: str, **current) -> PrepareError:
                                           if current.get(k) != v})
 
 
-# ----------------------------------------------------------------------------
-# The readers.
-
-
 def read_movielens(path: str, chunk_lines: int = CHUNK_LINES) -> Interactions:
     """MovieLens's ``ratings.dat``: ``user::item::rating::timestamp`` a line (ids
     kept as written, checked to be integers)."""
@@ -356,14 +339,14 @@ def read_table(path: str, sep: str = ",", user_col: str = "user", item_col: str 
     Args:
         user_col, item_col: columns of user and item ids (any string).
         rating_col: column of ratings (> 0 is an interaction), or None: every
-            line is an interaction, written with rating 1.
+            line is one, with rating 1.
         timestamp_col: column of numeric timestamps, or None: the file order
             is the time.
 
     Raises:
-        PrepareError: the file is missing or empty, a named column is not in
-            the header (the message lists the columns found), a line has too
-            many fields, an id is empty, a rating or timestamp not a number.
+        PrepareError: the file is missing or empty, a column is not in the
+            header (the message lists those found), a line has too many
+            fields, an id is empty, a rating or timestamp not a number.
     """
     wanted = [c for c in (user_col, item_col, rating_col, timestamp_col) if c]
     if len(set(wanted)) < len(wanted):
