@@ -2,38 +2,28 @@
 
 The paper ranks a held-out item against 99 sampled negatives (sec. 4.1),
 which can reorder models (Krichene and Rendle, KDD 2020). Here every
-held-out item of a user is ranked against *all* items but the user's
-training items, which are neither candidates nor competitors.
+held-out item of a user is ranked against all items but the user's training
+items, which are neither candidates nor competitors. With H_u the held-out
+items of user u, ``pos(h)`` the 0-based position of h among the candidates,
+``j(h)`` its 0-based order among H_u (best first) and N_u the candidates
+not held out:
 
-With H_u the held-out items of user u and ``pos(h)`` the 0-based position of
-h in u's ranking of the candidate items (all items minus the training items):
-
-    HR@K     = 1[min_{h in H_u} pos(h) < K]
-    recall@K = |{h in H_u : pos(h) < K}| / |H_u|
-    NDCG@K   = sum_{h in H_u, pos(h) < K} 1 / log2(pos(h) + 2)
-               / sum_{j < min(K, |H_u|)} 1 / log2(j + 2)
-
-Beyond the paper, for users of recommender libraries (:meth:`FullRankingEvaluation.metrics`),
-with ``j(h)`` the 0-based order of h among u's held-out items (best first)
-and N_u the candidates that are not held out (all items minus u's training
-items minus H_u):
-
+    HR@K        = 1[min_{h in H_u} pos(h) < K]
+    recall@K    = |{h in H_u : pos(h) < K}| / |H_u|
+    NDCG@K      = sum_{h in H_u, pos(h) < K} 1 / log2(pos(h) + 2)
+                  / sum_{j < min(K, |H_u|)} 1 / log2(j + 2)
     precision@K = |{h in H_u : pos(h) < K}| / K
     MAP@K       = sum_{h in H_u, pos(h) < K} (j(h) + 1) / (pos(h) + 1) / min(K, |H_u|)
     MRR         = 1 / (min_{h in H_u} pos(h) + 1)                 (not cut at K)
     AUC         = 1 - sum_{h in H_u} (pos(h) - j(h)) / (|H_u| N_u)  (not cut at K)
 
-MAP@K averages the precision at each hit over min(K, |H_u|), the most hits
-the top K can hold (RecBole's normalisation); ``pos(h) - j(h)`` is the
-number of candidates ranked before h. With one held-out item per user,
-every metric is that of :mod:`ncf_tf.eval.metrics` for the same rank with
-``n`` = N_u + 1 (and recall@K = HR@K).
+The paper's are HR and NDCG; the rest are for users of recommender libraries
+(MAP@K normalised by min(K, |H_u|) as RecBole does). With one held-out item
+per user, each is that of :mod:`ncf_tf.eval.metrics` with ``n`` = N_u + 1.
 
-Ties count against the held-out items, as in :mod:`ncf_tf.eval.metrics`: a
-candidate that is not held out and scores **greater than or equal to** a
-held-out item is ranked before it; held-out items tied with each other take
-consecutive positions in any order (the metrics do not depend on it). So the
-j-th best held-out item of a user (0-based) has
+Ties count against the held-out items, as in :mod:`ncf_tf.eval.metrics`,
+and held-out items tied with each other take consecutive positions in any
+order (the metrics do not depend on it), so the j-th best held-out item has
 
     pos = j + |{c candidate, c not in H_u : score(c) >= score(h)}|
 
@@ -282,15 +272,12 @@ class FullRankingEvaluator:
     def num_candidates(self) -> np.ndarray:
         """``(len(users),)`` candidates of each evaluated user: all items but its
         training items that are not held out."""
-        held = self.held_out[self.users]
         if self.exclude is None:
             return np.full(len(self.users), self.num_items, np.int64)
-        excluded = (self.exclude[self.users] != 0).astype(np.int8)
-        kept = sp.csr_matrix(excluded.multiply(held != 0))   # excluded, but held out
-        kept.eliminate_zeros()
-        excluded = sp.csr_matrix(excluded)
-        excluded.eliminate_zeros()
-        return (self.num_items - np.diff(excluded.indptr) + np.diff(kept.indptr)).astype(np.int64)
+        excluded = self.exclude[self.users] != 0
+        kept = excluded.multiply(self.held_out[self.users] != 0)   # excluded, but held out
+        counts = np.asarray(excluded.sum(axis=1) - kept.sum(axis=1), np.int64).ravel()
+        return self.num_items - counts
 
     def evaluate(self, score_fn: ScoreFn) -> FullRankingEvaluation:
         """Scores every (user, item) of a block of users with one ``score_fn`` call."""

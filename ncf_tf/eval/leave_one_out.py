@@ -1,10 +1,10 @@
 """Leave-one-out evaluation in one batched scoring pass.
 
-The authors' evaluator calls ``predict`` once per test user (6,040 calls on
-ml-1m). Here every (user, item) pair of the test set -- the held-out item and
-its negatives -- is laid out once as two flat arrays and scored by a single
-``score_fn`` call; the metrics are then computed on the ``(num_test, 1 + m)``
-score matrix (see :mod:`ncf_tf.eval.metrics` for the tie and duplicate rules).
+The authors' evaluator calls ``predict`` once per test user. Here every
+(user, item) pair of the test set -- the held-out item and its negatives --
+is laid out as two flat arrays and scored by one ``score_fn`` call; the
+metrics (:mod:`ncf_tf.eval.metrics`: tie and duplicate rules) come from the
+``(num_test, 1 + m)`` score matrix.
 """
 
 from __future__ import annotations
@@ -77,9 +77,8 @@ class LeaveOneOutEvaluator:
         self.users = np.asarray(users).astype(np.int32)
         self.candidates = np.concatenate([items[:, None], negatives], axis=1).astype(np.int32)
         self.shape = self.candidates.shape
-        # The authors' evaluator keys scores by item id: a negative equal to
-        # the held-out item collapses into it (must neither beat nor tie the
-        # target), and a negative listed twice competes once.
+        # Duplicates of the held-out item or of a negative do not compete
+        # (the authors' evaluator keys scores by item id; see metrics).
         self.competing = (negatives != items[:, None]) & ~repeats(negatives)
         self.num_candidates = 1 + self.competing.sum(axis=1)
 
@@ -118,10 +117,8 @@ class LeaveOneOutEvaluator:
         return self._evaluation(self._ranks(scores, slice(None)))
 
     def evaluate(self, score_fn: ScoreFn) -> Evaluation:
-        """Scores the test pairs with one ``score_fn`` call and ranks them; above
-        :data:`BLOCK_PAIRS` pairs (ml-20m with 999 negatives has 138M), with one
-        call per block of lines, so that memory stays bounded (the ranks are the
-        same: a pair's score does not depend on the others')."""
+        """Scores the test pairs with one ``score_fn`` call per block of at most
+        :data:`BLOCK_PAIRS` pairs (memory stays bounded) and ranks them."""
         lines = max(1, BLOCK_PAIRS // self.shape[1])
         ranks = []
         for lo in range(0, self.shape[0], lines):

@@ -4,26 +4,20 @@ For each test user the held-out item is ranked against its sampled negatives
 by predicted score. With ``rank`` the 0-based position of the held-out item
 among ``n`` candidates (itself and ``n - 1`` competing negatives):
 
-    HR@K   = 1[rank < K]
-    NDCG@K = 1[rank < K] * log(2) / log(rank + 2)
-
-The paper reports only these two. Beyond it, for users of recommender
-libraries, the same rank gives (one relevant item per user):
-
+    HR@K        = 1[rank < K]
+    NDCG@K      = 1[rank < K] * log(2) / log(rank + 2)
     precision@K = 1[rank < K] / K
     recall@K    = 1[rank < K]                  (equals HR@K)
     MAP@K       = 1[rank < K] / (rank + 1)     (AP@K with one relevant item)
     MRR         = 1 / (rank + 1)               (not cut at K)
-    AUC         = 1 - rank / (n - 1)           (the fraction of the n - 1
-                                                negatives scored strictly
-                                                below it; not cut at K)
+    AUC         = 1 - rank / (n - 1)           (negatives scored strictly below; not cut at K)
 
-Conventions differ between libraries: MRR and AUC look at the whole
-candidate list, as Cornac's do (RecBole's MRR@K is ``reciprocal_rank(rank) *
-hit_ratio(rank, k)``); precision@K divides by K even when fewer than K
-candidates exist; a tie with a negative gets no AUC credit (Cornac's rule,
-not sklearn's half credit), for the reason of the tie rule below. The forms
-for several held-out items per user are in :mod:`ncf_tf.eval.full_ranking`.
+The paper reports HR and NDCG; the rest are for users of recommender
+libraries, with Cornac's conventions: MRR and AUC see the whole candidate
+list (RecBole's MRR@K is ``reciprocal_rank(rank) * hit_ratio(rank, k)``),
+precision@K divides by K even with fewer candidates, and a tie gets no AUC
+credit (not sklearn's half), for the tie rule's reason. The forms for
+several held-out items per user are in :mod:`ncf_tf.eval.full_ranking`.
 
 Two protocol choices, both about what the authors' evaluator does implicitly:
 
