@@ -1,18 +1,16 @@
 """The speed figures of this machine, against their floor (:func:`run`).
 
-Memory bandwidth; negative sampling per ml-1m epoch; evaluation, factored
-(``ncf_tf.models.scoring``) beside the model's forward pass, against its
-compute floor (FLOPs over the measured float32 matrix-product rate); training
-steps of GMF, MLP and NeuMF at F = 8..64 against the floor of a dense Adam step
-(7 x 4 bytes per parameter: parameters, gradient and both moments read,
-parameters and moments written); fast mode; whole NeuMF-8 epochs, in this
-process and as ``bin/train_neumf``. :func:`tables` times Adam's variants at
-larger tables. Times are wall-clock medians of a few runs, the variants taking
-turns so that other load falls on all alike; printed, never asserted.
+Memory bandwidth; negative sampling; evaluation (factored scoring beside the
+forward pass) against its compute floor; training steps of GMF, MLP and NeuMF
+against the floor of a dense Adam step (7 x 4 bytes per parameter: parameters,
+gradient and both moments read, parameters and moments written); fast mode;
+whole NeuMF-8 epochs. :func:`tables` times Adam's variants at larger tables.
+Wall-clock medians, the variants taking turns so that other load falls on all alike.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -29,6 +27,7 @@ from ncf_tf.data.loader import load_dataset
 from ncf_tf.data.sampling import Instances, NegativeSampler
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
 from ncf_tf.models import gmf, mlp, neumf, scoring
+from ncf_tf.results.reproduce import tower as _tower
 from ncf_tf.train import optimizers, training
 from ncf_tf.train.config import TrainConfig
 from ncf_tf.train.optimizers import EPSILON, jit_compile, make_optimizer
@@ -91,16 +90,7 @@ def _cpu() -> str:
 
 
 def _epoch_s(e) -> float:
-    """An epoch's sampling + training + evaluation seconds, as its run records them."""
     return e.sample_s + e.train_s + e.eval_s
-
-
-def _evaluating(evaluator, score_fn):
-    return lambda: evaluator.evaluate(score_fn)
-
-
-def _tower(f: int) -> list[int]:
-    return [8 * f, 4 * f, 2 * f, f]
 
 
 def _turns(fns: dict, runs: int, cpu: dict | None = None) -> dict:
@@ -133,31 +123,23 @@ def _train_neumf8(ds, sampler, evaluator, adam: str = "dense", epochs: int = FUL
     return model, state.epochs
 
 
-def script_epochs(path: str, turns: int = 2, epochs: int = FULL_EPOCHS) -> dict:
-    """Seconds per epoch (the tracing epoch 0 included) of ``bin/train_neumf
-    --epochs 2`` as a fresh process (its record's times) and of
-    :func:`ncf_tf.train.training.train` in this process on a fresh model, turn
-    about: ``{"script": [...], "in-process": [...]}``."""
+def print_script_epochs(path: str, turns: int = 2) -> None:
+    """Seconds per epoch (the tracing epoch 0 included) of ``bin/train_neumf`` as a
+    fresh process (its record's times) beside the same epochs in this process."""
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))), "bin", "train_neumf")
     ds, sampler, evaluator = _ml1m(path)
     times = {"script": [], "in-process": []}
     for _ in range(turns):
         with tempfile.TemporaryDirectory() as folder:
-            subprocess.run([sys.executable, script, "--path", path, "--epochs", str(epochs),
+            subprocess.run([sys.executable, script, "--path", path, "--epochs", str(FULL_EPOCHS),
                             "--model_dir", folder, "--results_dir", folder, "--out", "0"],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             record = next(f for f in os.listdir(folder) if f.endswith(".json"))
             with open(os.path.join(folder, record)) as f:
                 times["script"] += [e["sample_s"] + e["train_s"] + e["eval_s"]
                                     for e in json.load(f)["epochs"]]
-        times["in-process"] += map(_epoch_s, _train_neumf8(ds, sampler, evaluator,
-                                                            epochs=epochs)[1])
-    return times
-
-
-def print_script_epochs(path: str) -> None:
-    times = script_epochs(path)
+        times["in-process"] += map(_epoch_s, _train_neumf8(ds, sampler, evaluator)[1])
     script, loop = np.median(times["script"]), np.median(times["in-process"])
     print(f"\nthe user's command: bin/train_neumf --epochs {FULL_EPOCHS} (NeuMF-8, the authors' "
           f"defaults) as a subprocess, beside the same epochs in this process, turn about; "
@@ -173,7 +155,7 @@ def run(path: str = "Data/") -> int:
     ds, sampler, evaluator = _ml1m(path)
     rng = np.random.default_rng(0)
     bw = bandwidth()
-    print(f"machine: {platform.node()} {cpu_model() or platform.processor() or platform.machine()}, "
+    print(f"machine: {platform.node()} {cpu_model() or platform.processor() or _cpu()}, "
           f"{os.cpu_count()} CPU; keras {keras.__version__} ({keras.config.backend()}); {_load()}")
     print(f"memory bandwidth (copy): {bw / 1e9:.1f} GB/s")
 
@@ -202,17 +184,18 @@ def run(path: str = "Data/") -> int:
           f"{rate / 1e9:.0f} GFLOP/s")
     for factors in (8, 64):
         model = neumf.build(ds.num_users, ds.num_items, factors, _tower(factors))
-        fns = {"now": _evaluating(evaluator, training.make_score_fn(model)),
-               "before": _evaluating(evaluator, training.keras_score_fn(model))}
+        fns = {"now": functools.partial(evaluator.evaluate, training.make_score_fn(model)),
+               "before": functools.partial(evaluator.evaluate, training.keras_score_fn(model))}
         for fn in fns.values():
             fn()
         times = _turns(fns, 3)
         floor = scoring_flops(model, evaluator.num_pairs) / rate
-        print(f"evaluation ml-1m, NeuMF-{factors} (604,000 pairs): {np.median(times['now']):.3f} s "
-              f"(forward pass, before: {np.median(times['before']):.3f} s; compute floor "
+        print(f"evaluation ml-1m, NeuMF-{factors} (604,000 pairs): "
+              f"{np.median(times['now']):.3f} s (forward pass, before: "
+              f"{np.median(times['before']):.3f} s; compute floor "
               f"{floor:.3f} s)  [target <= 0.5 s]")
         if factors == 64:
-            times = _turns({f"2^{k}": _evaluating(evaluator, scoring.PairScorer(
+            times = _turns({f"2^{k}": functools.partial(evaluator.evaluate, scoring.PairScorer(
                 model, max_floats=1 << k)) for k in range(18, 23)}, 3)
             print(f"  NeuMF-64 by chunk size (largest intermediate, floats; now "
                   f"2^{scoring.PAIR_CHUNK_FLOATS.bit_length() - 1}): " + ", ".join(
@@ -222,7 +205,7 @@ def run(path: str = "Data/") -> int:
                                rng.integers(0, items, (users, 99)))
     score_fn = training.make_score_fn(neumf.build(users, items, 8))
     big.evaluate(score_fn)
-    t = np.median([timed(_evaluating(big, score_fn)) for _ in range(3)])
+    t = np.median([timed(functools.partial(big.evaluate, score_fn)) for _ in range(3)])
     print(f"evaluation pinterest-20 size, NeuMF-8 (5,518,700 pairs): {t:.3f} s  [target <= 4 s]")
 
     instances = sampler.sample(rng).shuffled(rng)
@@ -238,7 +221,7 @@ def run(path: str = "Data/") -> int:
         return model
 
     def epoch_part(model):
-        return lambda: training.fit_epoch(model, part, BATCH)
+        return functools.partial(training.fit_epoch, model, part, BATCH)
 
     builders = {
         "GMF": lambda f: gmf.build(ds.num_users, ds.num_items, f),
@@ -263,7 +246,7 @@ def run(path: str = "Data/") -> int:
     print(f"\nNeuMF-8 before/after (Adam, input), {AB_RUNS} turns of {STEPS} steps each:")
 
     def numpy_fit(model):
-        return lambda: training.fit_numpy(model, part, BATCH)
+        return functools.partial(training.fit_numpy, model, part, BATCH)
 
     variants = {
         "keras Adam, NumPy input (first)": (keras.optimizers.Adam(
@@ -272,7 +255,8 @@ def run(path: str = "Data/") -> int:
         "FusedAdam, ready batches (now)": (make_optimizer("adam", 0.001, adam="dense"),
                                            epoch_part),
     }
-    fns = {label: fit(compiled(builders["NeuMF"], 8, opt)) for label, (opt, fit) in variants.items()}
+    fns = {label: fit(compiled(builders["NeuMF"], 8, opt))
+           for label, (opt, fit) in variants.items()}
     for fn in fns.values():
         fn()   # traces for its input
     cpu = {}
@@ -280,7 +264,8 @@ def run(path: str = "Data/") -> int:
     for label, runs in times.items():
         per_step = np.median(runs) / STEPS
         print(f"  {label:<34}{per_step * 1e3:6.2f} ms/step (best {min(runs) / STEPS * 1e3:.2f}, "
-              f"CPU {np.median(cpu[label]) / STEPS * 1e3:.2f}){per_step * steps_per_epoch:7.1f} s/epoch")
+              f"CPU {np.median(cpu[label]) / STEPS * 1e3:.2f})"
+              f"{per_step * steps_per_epoch:7.1f} s/epoch")
     print(f"\nfast mode (changes results; HR/NDCG in results/README.md), {AB_RUNS} turns "
           f"over the same {n:,} instances:")
     for factors in (8, 64):
@@ -293,7 +278,7 @@ def run(path: str = "Data/") -> int:
             optimizer = make_optimizer("adam", 0.001, lazy=lazy)
             training.compile_model(model, optimizer, jit_compile=jit_compile(optimizer))
             training.fit_epoch(model, warm, batch)
-            fns[label] = (lambda m, b: lambda: training.fit_epoch(m, part, b))(model, batch)
+            fns[label] = functools.partial(training.fit_epoch, model, part, batch)
         times = _turns(fns, AB_RUNS)
         base = np.median(times[next(iter(fns))])
         for label, runs in times.items():
@@ -440,10 +425,9 @@ def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
 
 
 def table_epochs(path: str, turns: int = 2) -> None:
-    """Whole ml-1m NeuMF-8 epochs with dense and deferred Adam, turn about, each
-    on a fresh model; then how far the two models of the last turn (one start,
-    one sample stream) have come apart, beside a dense run from a start 1e-7
-    away (float32 rounding differences grow in training as such a perturbation does)."""
+    """Whole ml-1m NeuMF-8 epochs with dense and deferred Adam, turn about; then how
+    far the two models of the last turn have come apart, beside a dense run from a
+    start 1e-7 away (float32 rounding differences grow as such a perturbation does)."""
     ds, sampler, evaluator = _ml1m(path)
     times, models = {"dense": [], "deferred": []}, {}
     for _ in range(turns):

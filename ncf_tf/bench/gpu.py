@@ -1,8 +1,7 @@
-"""The accelerator's figures, on whatever device Keras sees (``.ci/gpu_check``,
-under ``KERAS_BACKEND=jax`` where TensorFlow is absent): ``--preset mlperf``'s
-NeuMF-64 at ml-20m's table sizes, batch 2^20: samples per second and
-evaluation with 999 negatives; with ml-1m's files in ``path``, NeuMF-8 and
-NeuMF-64 evaluation and NeuMF-8 steps at batch 256. Printed, never asserted.
+"""The accelerator's figures, on whatever device Keras sees (``.ci/gpu_check``):
+``--preset mlperf``'s NeuMF-64 at ml-20m's table sizes, batch 2^20, samples per
+second and evaluation with 999 negatives; with ml-1m's files in ``path``,
+NeuMF-8 and NeuMF-64 evaluation and NeuMF-8 steps at batch 256.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from ncf_tf.data.loader import load_dataset
 from ncf_tf.data.sampling import Instances, NegativeSampler
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
 from ncf_tf.models import neumf
+from ncf_tf.results.reproduce import tower
 from ncf_tf.train import training
 from ncf_tf.train.config import PRESETS
 from ncf_tf.train.optimizers import make_optimizer
@@ -63,7 +63,7 @@ def run(path: str = "Data/", batch: int = BATCH, steps: int = STEPS, users: int 
         ds = load_dataset(path, "ml-1m")
         ml1m = LeaveOneOutEvaluator.for_dataset(ds)
         for f in (8, 64):
-            m = neumf.build(ds.num_users, ds.num_items, f, [8 * f, 4 * f, 2 * f, f])
+            m = neumf.build(ds.num_users, ds.num_items, f, tower(f))
             fn = training.make_score_fn(m)
             ml1m.evaluate(fn)
             print(f"evaluation ml-1m, NeuMF-{f} ({ml1m.num_pairs:,} pairs): "

@@ -1,19 +1,11 @@
 """How every cost grows: the stages of a run at 1M, 5M, 20M and 100M interactions.
 
-On generated data in the authors' file format, each size in a fresh process
-(so that one size's peak memory does not carry into the next), each stage's
-wall time and the process's peak resident memory (RSS) during it:
-
-* ``load``, ``sampler`` (its membership structure), ``epoch`` (sample and shuffle);
-* ``eval99`` and ``eval999``: leave-one-out evaluation of NeuMF-64
-  ``[256, 256, 128, 64]`` (MLPerf's), every user (the 999 drawn in memory: the
-  100M shape's file would be 6 GB);
-* ``full``: full-ranking evaluation of :data:`FULL_USERS` users, per 1,000 users;
-* ``step`` and ``lazy``: one training step at batch :data:`STEP_BATCH`, dense
-  Adam (every row of both tables updated) and lazy Adam (the batch's rows).
-
-Then per stage the exponent ``b`` of ``time ~ interactions^b`` (least squares
-in log-log). Timings are printed, never asserted.
+On generated data in the authors' format, each size in a fresh process (peak
+memory does not carry over), each stage's wall time and peak RSS: ``load``,
+``sampler``, ``epoch``; ``eval99`` and ``eval999``, leave-one-out evaluation of
+MLPerf's NeuMF-64 (the 999 drawn in memory); ``full``, full ranking per 1,000
+users; ``step`` and ``lazy``, one dense and one lazy Adam step at batch
+:data:`STEP_BATCH`. Then per stage the exponent ``b`` of ``time ~ interactions^b``.
 """
 
 from __future__ import annotations
@@ -75,8 +67,7 @@ def rss_bytes() -> int:
 
 
 class PeakRSS:
-    """The largest RSS seen inside a ``with`` block, sampled every 5 ms from a
-    thread (numpy and TensorFlow release the GIL in their heavy calls)."""
+    """The largest RSS inside a ``with`` block, sampled every 5 ms from a thread."""
 
     def __enter__(self):
         self.peak = rss_bytes()
@@ -96,11 +87,9 @@ class PeakRSS:
 
 
 def generate(shape: Shape, rng: np.random.Generator):
-    """Interactions of ``shape``: every user has at least :data:`MIN_PER_USER`
-    (as after MovieLens's filter), the rest spread log-normally over users; the
-    items follow a Zipf-like popularity (exponent 0.8). Returns
-    ``(users, items)`` of the distinct pairs, sorted by user; at most
-    ``shape.interactions`` (repeated draws of a pair are dropped)."""
+    """Interactions of ``shape``: at least :data:`MIN_PER_USER` per user, the rest
+    log-normal over users; items Zipf-like (exponent 0.8). Returns ``(users,
+    items)`` of the distinct pairs, sorted by user (repeated draws dropped)."""
     extra = rng.lognormal(0.0, 1.2, shape.users)
     extra = extra / extra.sum() * (shape.interactions - MIN_PER_USER * shape.users)
     extra = np.minimum(np.floor(extra).astype(np.int64), shape.items // 2)
@@ -173,8 +162,7 @@ def draw_negatives(users, items, test_users, n, num_items, rng) -> np.ndarray:
 
 
 def measure(shape: Shape, folder: str) -> dict:
-    """Every stage of the module docstring at ``shape``, in this process:
-    ``{stage: {"s": seconds, "rss": peak bytes}}`` plus notes."""
+    """Every stage at ``shape`` in this process: ``{stage: {"s", "rss", ...}}`` plus notes."""
     name = f"scale{shape.name}"
     if not os.path.exists(os.path.join(folder, f"{name}.test.negative")):
         write_files(folder, name, shape)
@@ -183,7 +171,6 @@ def measure(shape: Shape, folder: str) -> dict:
     def stage(label, fn, repeat=1):
         with PeakRSS() as peak:
             start, cpu = time.perf_counter(), time.process_time()
-            result = None
             for _ in range(repeat):
                 result = fn()
             seconds = (time.perf_counter() - start) / repeat
@@ -262,9 +249,8 @@ def exponents(results: dict) -> dict:
 
 
 def run(shapes=SHAPES, folder: str = "/tmp/ncf_tf_scale", cache: str | None = None) -> dict:
-    """Measures each shape in its own process (``python -m ncf_tf.bench.scale``),
-    prints the table and returns ``{shape name: stages}``; a shape found in the
-    JSON file ``cache`` (keyed by shape name) is not measured again."""
+    """Measures each shape in its own process, prints the table and returns
+    ``{shape name: stages}``; shapes found in the JSON file ``cache`` are not re-measured."""
     results = {}
     if cache and os.path.exists(cache):
         with open(cache) as f:

@@ -73,7 +73,6 @@ class Report:
             self.add("NeuMF-8 pretrained from the authors' published GMF/MLP files: HR@10 "
                      f"{mean_sd(metric(authors, 'hr'))}, NDCG@10 "
                      f"{mean_sd(metric(authors, 'ndcg'))}.", "")
-
         self.after_pretraining(dataset)
 
     def after_pretraining(self, dataset: str) -> None:
@@ -200,7 +199,6 @@ class Report:
                 continue
             epochs = runs[0].epochs
             label = name if setting == "from scratch" else f"{name} ({setting})"
-
             curves[label] = ([e["loss"] for e in epochs], [e["hr"] for e in epochs],
                              [e["ndcg"] for e in epochs], runs[0].init)
             rows += [[label, e["epoch"], f"{e['loss']:.4f}",
@@ -242,7 +240,6 @@ def estimated_hours(jobs: list[reproduce.Job], records: list[RunRecord]) -> floa
     model and settings (another seed), else the job's own estimate."""
     measured = {r.name.rsplit("_s", 1)[0]: r.wall_s for r in sorted(
         (r for r in records if r.kind == "train"), key=lambda r: r.started or "")}
-
     total = sum(measured.get(job.name.rsplit("_s", 1)[0], job.estimate_s) for job in jobs)
     return total / 3600
 
@@ -338,7 +335,6 @@ def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dic
         rep.add(f"| `{os.path.relpath(r.path, folder)}` | {r.model} | {r.seed} | {optimizer} | "
                 f"{mode} | {r.wall_s / 60:.1f} min | "
                 f"{machine} | {commit_of(r)[:10]}{' (dirty)' if r.git['dirty'] else ''} | "
-
                 f"keras {r.versions['keras']} / {r.versions['backend']} |")
     rep.add("")
     return "\n".join(rep.lines), rep.tables, plots
