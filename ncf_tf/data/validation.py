@@ -1,40 +1,27 @@
 """A validation split carved out of the training file, for model selection.
 
-The paper picks hyper-parameters on a validation set: "we randomly sampled
-one interaction for each user as the validation data and tuned
-hyper-parameters on it" (sec. 4.1); choosing on the test set inflates the
-reported numbers. :func:`validation_split` returns a
-:class:`~ncf_tf.data.loader.Dataset` that every model and the evaluator use
-unchanged:
-
-* ``train``: the training interactions minus one per user;
-* ``test_items``: that held-out (validation) interaction of each user;
-* ``test_negatives``: ``num_negatives`` items per validation line, uniform
-  without replacement among the items the user has in neither the training
-  nor the test file. Excluding the test item keeps it from being scored as a
-  validation negative, which would reward ranking the user's real future
-  item low.
+The paper tunes on "one interaction for each user as the validation data"
+(sec. 4.1); choosing on the test set inflates the reported numbers.
+:func:`validation_split` returns a :class:`~ncf_tf.data.loader.Dataset` whose
+``train`` lacks one interaction per user, held out as its ``test_items``, with
+``num_negatives`` ``test_negatives`` per line drawn uniformly without
+replacement among the items the user has in neither the training nor the test
+file (a test item scored as a validation negative would reward ranking the
+user's real future item low).
 
 Which interaction is held out (``how``):
 
-* ``"latest"``: the user's latest training interaction, as the test item was
-  chosen. Latest by timestamp (``Dataset.train_timestamps``; NaN is the
-  oldest), ties broken by the line (``Dataset.train_lines``): the earlier
-  line is the later interaction, because the authors' files and
-  ``bin/prepare_data``'s list each user's lines latest first. The tie rule
-  matters: ml-1m users often rate many movies within one second, and the
-  rebuilt ml-1m training file (``Data/README.md``) has placeholder
-  timestamps (all 0) after user 188, so there the line order is the only
-  record of time. Ordering ties by item id instead would be biased: the
-  authors' item ids follow first appearance in MovieLens, so the largest id
-  is the most obscure movie.
-* ``"random"``: one training interaction per user drawn uniformly with the
-  rng, the paper's wording.
+* ``"latest"``: the user's latest, as the test item was chosen: by
+  ``train_timestamps`` (NaN is the oldest), ties broken by ``train_lines``,
+  the earlier line being the later interaction (the files list each user's
+  lines latest first). ml-1m users often rate many movies within one second,
+  and the rebuilt ml-1m training file has placeholder timestamps (all 0)
+  after user 188, so the line order is often the only record of time. Item id
+  order would be biased: the authors' largest ids are the most obscure movies.
+* ``"random"``: one drawn uniformly with the rng, the paper's wording.
 
-A user with a single training interaction keeps it and has no validation
-line (a user must keep one to be scored; the authors' users all have >= 19).
-A training interaction equal to the user's test item is never held out; if it
-is the user's only candidate, the user has no validation line.
+A user with a single training interaction, or whose only candidate is the
+test item (never held out), has no validation line.
 """
 
 from __future__ import annotations
@@ -50,9 +37,8 @@ from ncf_tf.data.loader import Dataset
 How = Literal["latest", "random"]
 HOWS = ("latest", "random")
 
-# Random keys for the negative draw are made this many (user, item) cells at a
-# time, so memory stays bounded. Part of the rng's consumption: another block
-# size gives another (equally valid) split for one seed.
+# (user, item) cells given random keys at a time in the negative draw. Part of
+# the rng's consumption: another size gives another split for one seed.
 _NEGATIVE_BLOCK_ENTRIES = 1 << 22
 
 
@@ -61,18 +47,16 @@ def validation_split(dataset: Dataset, rng: np.random.Generator, how: How = "lat
     """Holds out one training interaction per user as a validation set.
 
     Args:
-        dataset: the loaded data set; its test set is left out of the result
-            (it only restricts the validation items and negatives).
-        rng: source of the negatives and, for ``how="random"``, of the
-            held-out interactions.
+        dataset: the loaded data set; its test set only restricts the
+            validation items and negatives.
+        rng: draws the negatives and, for ``how="random"``, the held-out items.
         how: ``"latest"`` or ``"random"`` (see the module docstring).
         num_negatives: negatives per validation line (99 in the paper).
 
     Returns:
-        A :class:`~ncf_tf.data.loader.Dataset` of the same shape, named
-        ``"<name>-validation-<how>"``, whose ``test_*`` arrays are the
-        validation lines (one per user who has one, in user order) and whose
-        ``train*`` fields are those of the remaining training interactions.
+        A Dataset of the same shape named ``"<name>-validation-<how>"``: its
+        ``test_*`` are the validation lines (in user order), its ``train*``
+        the remaining training interactions.
 
     Raises:
         ValueError: ``how`` is unknown; ``how="latest"`` without timestamps
@@ -94,8 +78,7 @@ def validation_split(dataset: Dataset, rng: np.random.Generator, how: How = "lat
     rows = np.repeat(np.arange(num_users), counts)
     cols = train.indices.astype(np.int64)
 
-    # An interaction can be held out unless it is the user's test item, and
-    # only users with >= 2 training interactions give one up.
+    # Candidates: not the user's test item, of users with >= 2 interactions.
     test_keys = dataset.test_users.astype(np.int64) * num_items + dataset.test_items
     candidate = ~np.isin(rows * num_items + cols, test_keys) & (counts[rows] >= 2)
 
@@ -167,16 +150,14 @@ def sample_unseen(seen: sp.csr_matrix, users: np.ndarray, num_negatives: int,
                   rng: np.random.Generator) -> np.ndarray:
     """Distinct items drawn uniformly from those each user has not interacted with.
 
-    Every item gets a uniform random key, interacted items get key 2 (above
-    any draw), and the ``num_negatives`` smallest keys of each row are kept:
-    a uniformly random subset of the unseen items, without replacement.
+    Every item gets a uniform random key, interacted items key 2 (above any
+    draw); the ``num_negatives`` smallest keys of a row are a uniformly random
+    subset of the unseen items.
 
     Args:
-        seen: ``(num_users, num_items)`` sparse matrix, non-zero where the
-            user has interacted with the item.
+        seen: ``(num_users, num_items)`` sparse, non-zero where the user
+            interacted with the item.
         users: ``(n,)`` users to draw for, in this order.
-        num_negatives: items per user.
-        rng: source of the random keys.
 
     Returns:
         ``(n, num_negatives)`` int64, each row in increasing order of key.
@@ -201,8 +182,7 @@ def sample_unseen(seen: sp.csr_matrix, users: np.ndarray, num_negatives: int,
         keys[seen[part].nonzero()] = 2.0
         chosen = np.argpartition(keys, num_negatives - 1, axis=1)[:, :num_negatives]
         chosen_keys = np.take_along_axis(keys, chosen, axis=1)
-        # argpartition's order within the kept set is unspecified: sort it by
-        # key so the result does not depend on the numpy version.
+        # Sorted by key: argpartition's order depends on the numpy version.
         negatives[first:first + len(part)] = np.take_along_axis(
             chosen, np.argsort(chosen_keys, axis=1, kind="stable"), axis=1)
     return negatives

@@ -1,10 +1,5 @@
-"""Test negatives: exact, seeded, vectorised; and re-drawing them for existing files.
-
-:func:`sample_test_negatives` draws, for every user, ``k`` distinct items the
-user never interacted with, uniformly without replacement, in a handful of
-whole-array passes. :func:`resample_negatives` writes a data set's training and
-test files with new test negatives, e.g. ``ml-1m-neg999`` from ``ml-1m``.
-"""
+"""Test negatives: exact, seeded, vectorised (:func:`sample_test_negatives`), and
+new ones for an existing data set (:func:`resample_negatives`, e.g. ``ml-1m-neg999``)."""
 
 from __future__ import annotations
 
@@ -18,18 +13,16 @@ from ncf_tf.data import loader
 from ncf_tf.data.prepare.common import (PrepareError, check_outputs, negative_chunks,
                                         repeats, write_group)
 
-# Cells of the (user, item) table of a block of users drawn together: small
-# enough to stay in cache, large enough that a block has hundreds of users.
+# Cells of the (user, item) table of a block of users drawn together.
 BLOCK_CELLS = 1 << 24
 NEGATIVE_SUFFIXES = ("train.rating", "test.rating", "test.negative")
 
 
 def _draw_block(first: int, positives: np.ndarray, taken: np.ndarray, skip: np.ndarray,
                 num_items: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Rejection sampling for ``len(taken) // num_items`` consecutive users from ``first``.
+    """Rejection sampling for the ``len(taken) // num_items`` users from ``first``.
 
     Args:
-        first: the block's first user.
         positives: sorted ``user * num_items + item`` keys of the block's
             interactions.
         taken: all-False bool scratch, one cell per (user, item) of the block
@@ -39,21 +32,19 @@ def _draw_block(first: int, positives: np.ndarray, taken: np.ndarray, skip: np.n
     Returns:
         ``(users, k)`` int32, row r for user ``first + r``.
 
-    Every slot holds i.i.d. uniform draws over all items until one is kept; a
-    draw is rejected when the user interacted with it, when the slot's row
-    already kept it, or when an earlier slot of the row drew it in the same
-    pass. Which draw is rejected depends only on which draws are equal (and on
-    the user's items), never on the item ids, so the law of the result is
-    invariant under any permutation of the items a user did not interact
-    with: every ordered tuple of k distinct such items is equally likely.
+    Each slot draws uniformly over all items until a draw is kept; a draw is
+    rejected when the user interacted with it, the row already kept it, or an
+    earlier slot of the row drew it in the same pass. Rejection depends only on
+    which draws are equal, never on the item ids, so every ordered tuple of k
+    distinct non-interacted items is equally likely.
     """
     users = len(taken) // num_items
     local = positives - first * num_items
     taken[local] = True
     small = np.uint16 if num_items <= 1 << 16 else np.int64
     candidates = rng.integers(0, num_items, (users, k), dtype=small)
-    # First pass, whole rows: a per-row stable sort (a radix sort for 16-bit
-    # ids) puts repeats side by side; the smaller slot keeps the item.
+    # First pass, whole rows: a per-row stable sort puts repeats side by side;
+    # the smaller slot keeps the item.
     order = np.argsort(candidates, axis=1, kind="stable")
     ranked = np.take_along_axis(candidates, order, axis=1)
     rejected = np.zeros(ranked.shape, bool)
@@ -90,24 +81,20 @@ def sample_test_negatives(users: np.ndarray, items: np.ndarray, num_users: int, 
     """Draws the test negatives of every user.
 
     Args:
-        users, items: ``(n,)`` every interaction (train and test).
-        num_users, num_items: users and items are ``0..num_users-1``, ``0..num_items-1``.
+        users, items: ``(n,)`` every interaction (train and test), ids in
+            ``0..num_users-1`` and ``0..num_items-1``.
         num_test_neg: negatives per user, k.
-        rng: the only source of randomness.
         user_names: original user ids, for the error message.
 
     Returns:
         ``(num_users, k)`` int32 (int64 from 2^31 items): row u holds k
         distinct items drawn uniformly without replacement from those user u
-        never interacted with, in training or test.
-
-    Users with few items left (fewer than ``k + num_items / 4``, where
-    rejection would often miss) draw from their complement directly; the
-    others by rejection, a block of users at a time (see ``_draw_block``).
+        never interacted with. Users with fewer than ``k + num_items / 4``
+        items left draw from them directly, the others by rejection.
 
     Raises:
-        PrepareError: a user interacted with too many items to leave k; the
-            message names the first such user.
+        PrepareError: naming the first user who interacted with too many
+            items to leave k.
     """
     k = num_test_neg
     keys = distinct_sorted(np.asarray(users, np.int64) * num_items + np.asarray(items, np.int64))
@@ -157,14 +144,10 @@ def resample_negatives(source: str, dest: str, name: str, num_test_neg: int,
     """Copies a data set's train and test files and draws new test negatives.
 
     Args:
-        source: path prefix of the data set, e.g. ``Data/ml-1m`` (files plain
-            or ``.gz``).
-        dest: output folder; the train and test files are copied unchanged,
-            uncompressed, beside ``<name>.test.negative``.
+        source: path prefix of the data set, e.g. ``Data/ml-1m`` (plain or ``.gz``).
+        dest: output folder; the train and test files are copied, uncompressed.
         name: the new data set's name, e.g. ``ml-1m-neg999``.
-        num_test_neg: negatives per test line, k, drawn as by
-            :func:`sample_test_negatives` among the loader's items.
-        rng: draws the negatives.
+        num_test_neg: negatives per test line, k, as :func:`sample_test_negatives`'.
         overwrite: replace existing outputs instead of refusing.
 
     Returns:
@@ -177,8 +160,8 @@ def resample_negatives(source: str, dest: str, name: str, num_test_neg: int,
     folder, base = os.path.split(source)
     check_outputs(dest, name, overwrite, NEGATIVE_SUFFIXES, "resample")
     try:
-        train_path = loader.find_file(folder or ".", base, "train.rating")
-        test_path = loader.find_file(folder or ".", base, "test.rating")
+        train_path, test_path = (loader.find_file(folder or ".", base, suffix)
+                                 for suffix in NEGATIVE_SUFFIXES[:2])
         train_users, train_items, _ = loader.read_ratings(train_path)
         test_users, test_items, _ = loader.read_ratings(test_path)
         num_users, num_items = int(train_users.max()) + 1, int(train_items.max()) + 1
