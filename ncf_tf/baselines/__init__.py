@@ -2,15 +2,12 @@
 
 Random scores give the protocol's floor. The paper's: ItemPop, ItemKNN, BPR
 and eALS. Stronger baselines that later work found to match or beat NeuMF
-on the paper's own protocol: MF, a dot-product MF with biases trained with
-the log loss (Rendle et al. 2020);
-iALS, weighted implicit ALS (Hu et al. 2008); EASE, the closed-form linear
-item-item model EASE^R (Steck 2019).
+on the paper's own protocol: MF, a dot-product MF with biases and the log
+loss (Rendle et al. 2020); iALS, weighted implicit ALS (Hu et al. 2008);
+EASE, the closed-form linear item-item model EASE^R (Steck 2019).
 
-numpy/scipy models with one interface (:class:`~ncf_tf.baselines.common.Baseline`:
-``fit``, ``score(users, items) -> (n,)`` higher is better, ``config``), so
-that the shared leave-one-out evaluator scores them as it scores GMF, MLP
-and NeuMF::
+numpy/scipy models with one interface (:class:`~ncf_tf.baselines.common.Baseline`),
+so that the shared evaluator scores them as it scores GMF, MLP and NeuMF::
 
     model = BASELINES["eALS"](num_factors=8).fit(dataset.train, rng)
     LeaveOneOutEvaluator.for_dataset(dataset).evaluate(model.score)
@@ -33,8 +30,7 @@ PAPER_BASELINES = ("ItemPop", "ItemKNN", "BPR", "eALS")
 
 BASELINES = {"Random": Random, "ItemPop": ItemPop, "ItemKNN": ItemKNN, "BPR": BPR, "eALS": EALS,
              "MF": MF, "iALS": IALS, "EASE": EASE}
-"""The name of each baseline -> its class: the random floor, the paper's
-(PAPER_BASELINES), then the stronger ones."""
+"""The name of each baseline -> its class."""
 
 __all__ = ["BASELINES", "BPR", "EALS", "EASE", "IALS", "ItemKNN", "ItemPop", "MF",
            "PAPER_BASELINES", "Random"]

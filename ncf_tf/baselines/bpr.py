@@ -15,13 +15,10 @@ uniformly from the items u has *not* interacted with (exact rejection),
     loss(u, i, j) = -ln sigmoid(x_uij)
                     + reg/2 * (|p_u|^2 + |q_i|^2 + |q_j|^2 + b_i^2 + b_j^2)
 
-by SGD with a fixed learning rate ``lr``; an epoch is as many triples as there
-are training positives. Parameters start as N(0, 0.01^2) draws (biases at 0).
-
-Deviation from strictly sequential SGD, for speed: triples are processed in
-mini-batches of ``batch_size``; the gradients of a batch are all taken at the
-parameters before the batch and summed (``np.add.at``) into them, the usual
-Hogwild-style approximation of LearnBPR.
+by SGD with a fixed ``lr``; an epoch is as many triples as there are
+training positives. Factors start as N(0, init_std^2), biases at 0.
+Deviation, for speed: triples are taken in mini-batches of ``batch_size``,
+a batch's gradients all at the parameters before it and summed (Hogwild-style).
 """
 
 from __future__ import annotations

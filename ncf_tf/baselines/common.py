@@ -28,7 +28,8 @@ class Baseline:
     ``fit(train, rng, log) -> self`` fits on ``train``, the ``(num_users,
     num_items)`` sparse matrix non-zero at each training positive; ``rng`` is
     the source of all randomness (ignored by deterministic models) and ``log``
-    is called with progress lines. ``config()`` is ``{"model": NAME}`` and the
+    is called with progress lines. ``score(users, items) -> (n,)`` scores
+    pairs, higher is better. ``config()`` is ``{"model": NAME}`` and the
     settings, which rebuild the model as keyword arguments. A constructor
     raises ValueError naming a setting out of range and its value.
     """

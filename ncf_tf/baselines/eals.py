@@ -27,15 +27,12 @@ side) makes a coordinate update cost O(|R_u|) (SIGIR'16, eq. 12 and 13):
     q_if = [sum_{u in R_i} (w - (w - c_i) y^f_ui) p_uf - c_i sum_{k != f} q_ik S^p_kf]
            / [sum_{u in R_i} (w - c_i) p_uf^2 + c_i S^p_ff + reg]
 
-with y^f_ui = y_ui - p_uf q_if, the prediction without factor f; the
-predictions on R are cached and refreshed after every coordinate.
+with y^f_ui = y_ui - p_uf q_if; the predictions on R are cached.
 
-Update order: the authors loop ``for u: for f: update p_uf``. Given Q, the
-users' sub-problems are independent (S^q depends on Q only), so running
-``for f: update p_uf for all u at once`` produces exactly the same numbers;
-this module does the latter with vectorised numpy over the observed entries.
-The same holds for items given P. S^q is computed once before the user sweep
-and S^p once before the item sweep, as in the authors' batch algorithm.
+The authors loop ``for u: for f: update p_uf``; given Q the users'
+sub-problems are independent, so ``for f: update p_uf for all u at once``
+(vectorised here) gives the same numbers; likewise for items given P. S^q
+and S^p are computed once before their sweep, as in the authors' code.
 """
 
 from __future__ import annotations

@@ -35,12 +35,9 @@ class EASE(Baseline):
     """Steck's EASE^R with L2 weight ``reg`` (lambda in the paper).
 
     Args:
-        reg: L2 regularisation weight lambda. It grows with the number of
-            users; the default was the best of 100..2000 on a validation
-            split of ml-1m (:mod:`ncf_tf.data.validation`).
-
-    Raises:
-        ValueError: ``reg`` <= 0 (X^T X alone is singular in general).
+        reg: L2 weight lambda, > 0 (X^T X alone is singular in general). It grows
+            with the number of users; the default was the best of 100..2000 on
+            a validation split of ml-1m.
     """
 
     NAME = "EASE"

@@ -1,44 +1,33 @@
 """iALS: weighted matrix factorisation for implicit feedback by alternating least squares.
 
 Hu, Koren and Volinsky, "Collaborative Filtering for Implicit Feedback
-Datasets", ICDM 2008. Every (user, item) cell is a training example: the
-preference p_ui is 1 for a training positive and 0 otherwise, with
-confidence c_ui = 1 + alpha r_ui (r_ui = 1 for a positive, so c_ui is
-1 + alpha there and 1 elsewhere). With x_u, y_i the ``num_factors``-
-dimensional user and item vectors (X, Y the stacked matrices), it minimises
+Datasets", ICDM 2008. Every (user, item) cell is an example: preference
+p_ui = 1 for a training positive, else 0, with confidence c_ui = 1 + alpha
+at a positive and 1 elsewhere. With x_u, y_i the user and item vectors
+(X, Y stacked), it minimises
 
     L = sum_{u, i} c_ui (p_ui - x_u . y_i)^2 + sum_u reg_u |x_u|^2 + sum_i reg_i |y_i|^2
 
-With ``reg_exponent`` nu = 0 (the default, Hu et al.) every reg_u and reg_i is
-``reg``. Otherwise the regularisation grows with the row's total confidence
-w_u = sum_i c_ui = |items| + alpha |R_u| (and w_i likewise over users), the
-frequency-scaled regularisation of Rendle, Krichene, Zhang and Koren,
-"Revisiting the Performance of iALS on Item Recommendation Benchmarks"
-(RecSys 2022): reg_u = reg (w_u / mean_u w_u)^nu, so that ``reg`` keeps its
-scale for a row of average weight.
+With ``reg_exponent`` nu = 0 (Hu et al.) every reg_u and reg_i is ``reg``;
+otherwise reg_u = reg (w_u / mean_u w_u)^nu with w_u = sum_i c_ui (and w_i
+likewise), the frequency-scaled regularisation of Rendle, Krichene, Zhang
+and Koren (RecSys 2022), so that ``reg`` keeps its scale for an average row.
 
-Each iteration sets every x_u to its exact minimiser with Y fixed, then every
-y_i with X fixed, so L never increases. With R_u the training items of u
-(Hu et al., eq. 4, for binary r):
+Each iteration sets every x_u to its exact minimiser with Y fixed, then
+every y_i with X fixed, so L never increases. With R_u the training items
+of u (Hu et al., eq. 4, for binary r):
 
     x_u = (Y^T Y + alpha sum_{i in R_u} y_i y_i^T + reg_u I)^{-1} (1 + alpha) sum_{i in R_u} y_i
 
-and symmetrically for y_i over its users. Y^T Y is computed once per sweep,
-so the all-cells sum costs O(K^2) per user instead of O(|items| K^2).
+Y^T Y is computed once per sweep, so the all-cells sum costs O(K^2) per user.
+``solver="cholesky"`` solves each user's K x K system exactly (LAPACK);
+``solver="cg"`` takes ``cg_steps`` conjugate-gradient steps per sweep for all
+users at once, warm-started at the current factors (Takacs, Pilaszy and
+Tikk, RecSys 2011): a product A_u v needs only v Y^T Y and a few vectorised
+passes over the nonzeros. Approximate for few steps, exact in the limit.
 
-Two solvers (``solver``):
-
-* ``"cholesky"``: the exact solve above, user by user: the Gram matrix
-  ``sum_{i in R_u} y_i y_i^T`` (O(nnz K^2) a sweep in all), then one LAPACK
-  Cholesky factorisation and solve of the K x K system.
-* ``"cg"``: ``cg_steps`` conjugate-gradient steps per sweep, warm-started
-  at the current factors (Takacs, Pilaszy and Tikk, RecSys 2011), for all
-  users at once: a product A_u v needs only v Y^T Y and, over the observed
-  entries, ``alpha sum_{i in R_u} y_i (y_i . v)``, which are a few vectorised
-  passes over the nonzeros. Approximate for few steps, exact in the limit.
-
-Factors start as N(0, init_std^2) draws (only Y matters: X is solved first).
-The default alpha = 16 and reg = 100 were the best of a small grid on a
+Factors start as N(0, init_std^2) (only Y matters: X is solved first). The
+default alpha = 16 and reg = 100 were the best of a small grid on a
 validation split of ml-1m; both scale with the data set's density.
 """
 

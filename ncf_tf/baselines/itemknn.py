@@ -8,21 +8,14 @@ the ``k_neighbors`` items most similar to i:
     sim(i, j)  = |U_i & U_j| / (sqrt(|U_i|) * sqrt(|U_j|) + shrink)   (cosine)
     score(u, i) = sum_{j in R_u & N_k(i)} sim(i, j)
 
-Two choices that follow Hu et al.'s implicit-data adaptation:
-
-* the interaction matrix is binary, so the cosine is that of the 0/1 item
-  columns;
-* the sum is *not* divided by ``sum_j sim(i, j)`` as it is for ratings: with
-  implicit data every observed r_uj is 1, so the normalised weighted average
-  would be 1 for every item with a neighbour in R_u; the plain sum keeps how
-  much evidence there is.
-
-``shrink`` (default 0, the plain cosine) damps similarities resting on few
-co-occurrences. An item is never its own neighbour.
-
-In matrix form, with X the binary ``(num_users, num_items)`` matrix and S the
-sparse ``(num_items, num_items)`` matrix whose row i holds sim(i, .) on N_k(i):
-``scores = X @ S.T``, computed in blocks of rows so that memory stays bounded.
+Following Hu et al.'s implicit-data adaptation, the cosine is that of the
+0/1 item columns, and the sum is *not* divided by ``sum_j sim(i, j)`` as for
+ratings: every observed r_uj is 1, so that average would be 1 for every item
+with a neighbour in R_u; the plain sum keeps how much evidence there is.
+``shrink`` (default 0) damps similarities resting on few co-occurrences. An
+item is never its own neighbour. With X the binary ``(num_users, num_items)``
+matrix and S the sparse matrix whose row i holds sim(i, .) on N_k(i),
+``scores = X @ S.T``, computed in blocks of rows.
 """
 
 from __future__ import annotations
@@ -45,9 +38,6 @@ class ItemKNN(Baseline):
         k_neighbors: neighbours kept per item (the neighbour size the paper
             varies and reports the best of).
         shrink: non-negative term added to the cosine's denominator.
-
-    Raises:
-        ValueError: ``k_neighbors`` <= 0 or ``shrink`` < 0.
     """
 
     NAME = "ItemKNN"

@@ -3,50 +3,41 @@
 Rendle, Krichene, Zhang and Anderson, "Neural Collaborative Filtering vs.
 Matrix Factorization Revisited" (RecSys 2020), sec. 3 and their
 ``mf_simple.py``: the plain dot product, well tuned, beats NeuMF on the
-paper's own protocol. With p_u, q_i the ``num_factors``-dimensional user and
-item vectors, b_u, b_i the user and item biases and b the global bias,
+paper's own protocol. With p_u, q_i the user and item vectors, b_u, b_i
+their biases and b the global bias,
 
     y(u, i) = b + b_u + b_i + p_u . q_i
 
-Every epoch builds fresh training instances D: each training positive (u, i)
-once with label r = 1, and for each of them ``num_neg`` items j drawn
-uniformly from *all* items with label r = 0 (Rendle et al. do not reject
-training positives: "both cases should be fine"; ``exclude_positives=True``
-redraws them, as the NCF sampler does). The objective, minimised by SGD with
-a fixed learning rate ``lr``, is the log loss plus L2 regularisation of
-every parameter an instance touches:
+Every epoch's instances D are each training positive (u, i) with label
+r = 1 and, for each, ``num_neg`` items j drawn uniformly from *all* items
+with r = 0 (Rendle et al. do not reject training positives: "both cases
+should be fine"; ``exclude_positives=True`` redraws them, as NCF's sampler
+does). SGD with a fixed ``lr`` minimises
 
     L = sum_{(u, i, r) in D} [ -r ln sigmoid(y(u, i)) - (1 - r) ln(1 - sigmoid(y(u, i)))
                                + reg/2 (|p_u|^2 + |q_i|^2 + b_u^2 + b_i^2 + b^2) ]
 
-so that one instance's SGD step is, with g = r - sigmoid(y(u, i)),
+so that one instance's step is, with g = r - sigmoid(y(u, i)),
 
     p_u += lr (g q_i - reg p_u)       q_i += lr (g p_u - reg q_i)
     b_u += lr (g - reg b_u)           b_i += lr (g - reg b_i)
     b   += lr (g - reg b)
 
-Factors start as N(0, init_std^2) draws, biases at 0. Rendle et al.'s
-ml-1m setting: embedding dimension 16..192 (their dimension counts one
-column for the biases, so ``num_factors`` = dim - 1), reg 0.005, 8
-negatives, lr 0.002, init_std 0.1, 256 epochs. The defaults here keep their
-reg, negatives and init_std but trade epochs for step size (lr 0.03, 24
-epochs, 64 factors), chosen on a validation split of ml-1m
-(:mod:`ncf_tf.data.validation`) to fit in minutes.
+Factors start as N(0, init_std^2), biases at 0. Rendle et al.'s ml-1m
+setting: dimension 16..192 (one column of it for the biases, so
+``num_factors`` = dim - 1), reg 0.005, 8 negatives, lr 0.002, init_std 0.1,
+256 epochs. The defaults keep reg, negatives and init_std but trade epochs
+for step size (lr 0.03, 24 epochs, 64 factors), chosen on a validation
+split of ml-1m.
 
-Deviations from strictly sequential per-instance SGD, for speed:
-
-* Instances are processed in shuffled mini-batches of ``batch_size``; the
-  gradients of a batch are all taken at the parameters before the batch and
-  summed into them (the usual Hogwild-style approximation).
-* The global bias is touched by *every* instance, so summing a batch's steps
-  would move it ``batch_size`` times too far and diverge once
-  ``lr * batch_size * sigmoid'`` > 2. It instead takes the step that
-  ``n = len(batch)`` sequential updates take on the loss linearised in b:
-  with gbar the batch mean of (g - reg b) and c the mean of
-  sigmoid'(y) + reg, ``b += gbar (1 - (1 - lr c)^n) / c``. For n = 1 this is
-  exactly the per-instance step.
-
-Parameters are float32; losses are accumulated in float64.
+Deviations from sequential per-instance SGD, for speed: instances are taken
+in shuffled mini-batches of ``batch_size``, a batch's gradients all at the
+parameters before it and summed (Hogwild-style). The global bias, touched by
+*every* instance, would move ``batch_size`` times too far and diverge; it
+takes the step of ``n = len(batch)`` sequential updates on the loss
+linearised in b: with gbar the batch mean of (g - reg b) and c the mean of
+sigmoid'(y) + reg, ``b += gbar (1 - (1 - lr c)^n) / c`` (for n = 1 exactly
+the per-instance step). Parameters are float32; losses accumulate in float64.
 """
 
 from __future__ import annotations
