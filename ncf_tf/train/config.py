@@ -188,15 +188,12 @@ class TrainConfig:
     def fast_mode(self) -> list[str]:
         """What this run changes beyond the authors' mathematics for speed
         (empty: faithful)."""
-        changes = []
-        if self.lazy_adam:
-            changes.append("lazy Adam (embedding rows updated only when in the batch)")
-        if self.precision != "float32":
-            changes.append(f"{self.precision} precision")
-        if self.batch_size > max(PAPER_BATCH_SIZES):
-            changes.append(f"batch {self.batch_size} (the paper searched "
-                           f"{min(PAPER_BATCH_SIZES)}..{max(PAPER_BATCH_SIZES)}), lr {self.lr:g}")
-        return changes
+        changes = [(self.lazy_adam, "lazy Adam (embedding rows updated only when in the batch)"),
+                   (self.precision != "float32", f"{self.precision} precision"),
+                   (self.batch_size > max(PAPER_BATCH_SIZES),
+                    f"batch {self.batch_size} (the paper searched "
+                    f"{min(PAPER_BATCH_SIZES)}..{max(PAPER_BATCH_SIZES)}), lr {self.lr:g}")]
+        return [change for on, change in changes if on]
 
     def beyond_authors(self) -> list[str]:
         """Opt-in training aids the authors' code does not have (empty: none)."""

@@ -304,13 +304,11 @@ def run_dataset(dataset: Dataset, config: TrainConfig, log: Callable[[str], None
         config: the run; validated here.
         log: receives the progress lines.
         device, strategy: as resolved from ``config`` (resolved here if None).
-        write_files: False: no checkpoint, no weight file and no record file
-            (the record is still returned); resuming needs the files.
+        write_files: False: no checkpoint, weight or record file (the record
+            is still returned; resuming needs the files).
         pretrained: a pretrained NeuMF's GMF and MLP as models; None: from
-            ``config``'s weight files (``mf_pretrain``/``mlp_pretrain`` or
-            ``pretrain``'s search of ``results_dir``).
-        about_data: more to say in the record's ``data`` (e.g. where an
-            in-memory data set came from).
+            ``config``'s weight files.
+        about_data: more to say in the record's ``data``.
 
     Raises:
         ValueError, DivergedError: as :func:`run`; nothing is written on a ValueError.
