@@ -1,18 +1,11 @@
 """Exact, vectorised "is (user, item) a training positive?" for millions of pairs.
 
-The negative sampler asks this of every candidate it draws. Two exact
-structures answer it, with the same answers (so a sampler's draws are the
-same whichever it uses):
-
-* :class:`BitsetMembership`: one bit per (user, item) cell, ``U * I / 8``
-  bytes: 0.35 MB at ml-1m, 0.46 GB at ml-20m, 12.5 GB at 1M users x 100k items.
-* :class:`HashMembership`: a linear-probing hash set of the keys
-  ``user * num_items + item``, 8 bytes a slot and at least two slots a
-  positive: memory linear in the positives, not in the cells; slower than
-  the bitset's single lookup.
-
-:func:`membership` takes the bitset up to 1 GiB (or where it is no larger),
-else the hash set.
+Two structures give the same answers (so the sampler's draws are the same):
+:class:`BitsetMembership`, one bit per (user, item) cell (``U * I / 8`` bytes:
+0.46 GB at ml-20m), and :class:`HashMembership`, a linear-probing hash set of
+the keys ``user * num_items + item``, memory linear in the positives but
+slower. :func:`membership` picks the bitset up to 1 GiB (or where it is no
+larger), else the hash set.
 """
 
 from __future__ import annotations
@@ -21,12 +14,12 @@ import numpy as np
 
 from ncf_tf.core.arrays import distinct_sorted, starts_of_runs
 
-# Fibonacci hashing: the key times 2**64 / golden ratio, top bits. Spreads
-# the consecutive keys of one user's items over the whole table.
+# Fibonacci hashing (the top bits of key * 2**64 / golden ratio) spreads one
+# user's consecutive keys over the table.
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _EMPTY = np.uint64(2**64 - 1)   # no key: keys are < num_users * num_items < 2**63
 MIN_SLOTS_PER_KEY = 2
-BITSET_MAX_BYTES = 1 << 30   # ml-20m's 0.46 GB stays a bitset; 1M x 100k (12.5 GB) does not
+BITSET_MAX_BYTES = 1 << 30
 
 
 class BitsetMembership:
@@ -34,9 +27,9 @@ class BitsetMembership:
 
     def __init__(self, users: np.ndarray, items: np.ndarray, num_users: int, num_items: int):
         self.num_items = num_items
-        # int32 keys where they fit (ml-1m and pinterest-20 do): half the bytes.
+        # int32 keys where they fit: half the bytes.
         self._dtype = np.int32 if num_users * num_items < 2**31 else np.int64
-        # Set the bits byte by byte, never holding one byte per cell (3.7 GB at ml-20m).
+        # Set the bits byte by byte, never holding one byte per cell.
         keys = distinct_sorted(users.astype(np.int64) * num_items + items)
         byte = keys >> 3
         first = np.flatnonzero(starts_of_runs(byte))
@@ -58,15 +51,13 @@ class BitsetMembership:
 class HashMembership:
     """The distinct keys ``user * num_items + item`` in a linear-probing hash set.
 
-    Every key probes from its home slot (:meth:`_home`, one of ``2**b >=
-    MIN_SLOTS_PER_KEY * n``: load <= 1/2) to the next slots until it finds
-    itself or an empty slot, about ``(1 + 1 / (1 - load)**2) / 2 <= 2.5``
-    probes when absent. The table is built in one pass: with the keys in
-    order of home slot, key ``k`` goes to ``p_k = max(h_k, p_{k-1} + 1)``,
-    that is ``k + max_{j <= k}(h_j - j)``, a running maximum; the slots from
-    ``h_k`` to ``p_k`` are then all taken, which is what a lookup needs.
-    Instead of wrapping around, the table runs on past ``2**b`` as far as the
-    last key needs, and ends in an empty slot.
+    A key probes from its home slot (Fibonacci hashing into ``2**b >=
+    MIN_SLOTS_PER_KEY * n`` slots: load <= 1/2) on until it finds itself or
+    an empty slot. Built in one pass: with the keys in order of home slot, key
+    ``k`` goes to ``p_k = max(h_k, p_{k-1} + 1) = k + max_{j <= k}(h_j - j)``,
+    a running maximum, so the slots from ``h_k`` to ``p_k`` are all taken, as
+    a lookup needs. The table runs on past ``2**b`` instead of wrapping
+    around, and ends in an empty slot.
     """
 
     def __init__(self, users: np.ndarray, items: np.ndarray, num_users: int, num_items: int):
@@ -98,7 +89,7 @@ class HashMembership:
         slots = self._home(keys)
         held = self._table[slots]
         found = held == keys
-        # Only the keys whose home holds another key probe on (about the load's share).
+        # Only the keys whose home holds another key probe on.
         active = np.flatnonzero(~found & (held != _EMPTY))
         keys, slots = keys[active], slots[active]
         while len(active):
@@ -125,9 +116,8 @@ def hash_bytes(num_keys: int) -> int:
 
 
 def membership(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int):
-    """An exact structure for the pairs ``(users[k], items[k])``: a bitset while
-    it needs at most :data:`BITSET_MAX_BYTES` or no more than the hash set
-    (its lookups are faster), else a hash set."""
+    """An exact structure for the pairs ``(users[k], items[k])``: a bitset up to
+    :data:`BITSET_MAX_BYTES` or the hash set's size (faster lookups), else a hash set."""
     bitset = bitset_bytes(num_users, num_items)
     if bitset <= BITSET_MAX_BYTES or bitset <= hash_bytes(len(users)):
         return BitsetMembership(users, items, num_users, num_items)

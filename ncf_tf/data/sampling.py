@@ -1,17 +1,12 @@
 """The negative-sampling instance generator shared by GMF, MLP and NeuMF.
 
 Each epoch the authors' code builds fresh training instances (paper, sec. 3.1.1,
-the log loss of equation 7 with negative sampling):
-
-* every training positive (u, i) once, label 1;
-* for each of them ``num_neg`` items j drawn uniformly from all items, redrawn
-  while (u, j) is a training positive, label 0.
-
-Test items are *not* excluded (they are not training positives), exactly as in
-the original. This module draws all negatives of an epoch in one vectorised
-pass and redraws only the collisions, so the distribution is the same as the
-original's one-at-a-time rejection loop: uniform over the items that are not
-the user's training positives, independently for every negative.
+the log loss of equation 7 with negative sampling): every training positive
+(u, i) once, label 1, and for each ``num_neg`` items j drawn uniformly from all
+items, redrawn while (u, j) is a training positive, label 0. Test items are
+*not* excluded, as in the original. All negatives of an epoch are drawn in one
+pass and only the collisions redrawn: the same law as the original's
+one-at-a-time rejection loop.
 """
 
 from __future__ import annotations
@@ -23,8 +18,7 @@ import scipy.sparse as sp
 
 from ncf_tf.data.membership import membership
 
-# Records per bucket of shuffle_records: 16,384 x 8 bytes = 128 KiB, so that
-# the Fisher-Yates swaps inside a bucket hit the L2 cache.
+# Records per bucket of shuffle_records: 128 KiB of 8-byte records, in L2 cache.
 BUCKET_SIZE = 1 << 14
 MAX_BUCKETS = 256   # bucket numbers are one byte: one radix pass lays them out
 
@@ -33,17 +27,12 @@ def shuffle_records(records: np.ndarray, rng: np.random.Generator,
                     bucket_size: int = BUCKET_SIZE) -> np.ndarray:
     """A copy of the 1-d array ``records`` in uniformly random order.
 
-    Rao-Sandelius shuffle: every record draws one of ``k`` buckets uniformly
-    and independently; the buckets are laid out one after another (a stable
-    argsort of one byte), and each is shuffled on its own, in cache. Exactly
+    Rao-Sandelius shuffle: every record draws one of at most 256 buckets of
+    about ``bucket_size``, uniformly and independently; the buckets are laid
+    out one after another and each is shuffled on its own, in cache. Exactly
     uniform: the bucket draws do not depend on the records and every order
     within a bucket is equally likely, so the law of the output is invariant
     under relabelling the records, and only the uniform law is.
-
-    Args:
-        records: any 1-d array (8-byte items are the fast case).
-        rng: the only source of randomness.
-        bucket_size: records per bucket, about; at most 256 buckets.
     """
     n = len(records)
     buckets = min(MAX_BUCKETS, -(-n // bucket_size))
@@ -73,22 +62,16 @@ class Instances:
 
     def shuffled(self, rng: np.random.Generator) -> "Instances":
         """The same instances in a uniformly random order drawn from ``rng``."""
-        pairs = _records(len(self))
+        pairs = np.empty((len(self), 2), np.int32)
         pairs[:, 0] = self.items
         positive = (self.labels == 1).view(np.uint8).astype(np.int32)
         np.bitwise_or(self.users, np.left_shift(positive, 31), out=pairs[:, 1])
         return _shuffled_records(pairs, rng)
 
 
-def _records(n: int) -> np.ndarray:
-    """``(n, 2)`` int32 to fill with instances: column 0 the item, column 1
-    the user with the label in its sign bit (users are >= 0); each row is
-    one 8-byte record."""
-    return np.empty((n, 2), np.int32)
-
-
 def _shuffled_records(pairs: np.ndarray, rng: np.random.Generator) -> Instances:
-    """The instances of :func:`_records` rows, shuffled by :func:`shuffle_records`."""
+    """The instances of ``(n, 2)`` int32 records (item; user, >= 0, with the
+    label in its sign bit), each row shuffled as one 8-byte record."""
     n = len(pairs)
     pairs = shuffle_records(pairs.view(np.int64).reshape(n), rng).view(np.int32).reshape(n, 2)
     return Instances(pairs[:, 1] & np.int32(0x7FFFFFFF), pairs[:, 0].copy(),
@@ -97,8 +80,6 @@ def _shuffled_records(pairs: np.ndarray, rng: np.random.Generator) -> Instances:
 
 class NegativeSampler:
     """Draws exact uniform negatives for the positives of a CSR matrix.
-
-    "(u, j) is a training positive" is answered by :mod:`ncf_tf.data.membership`.
 
     Args:
         train: ``(num_users, num_items)`` CSR matrix of training positives.
@@ -146,11 +127,10 @@ class NegativeSampler:
         return neg_users, self.negatives(neg_users, rng)
 
     def epoch(self, rng: np.random.Generator) -> Instances:
-        """``sample(rng).shuffled(rng)``, the same result, with each instance
-        written straight into its shuffle record."""
+        """``sample(rng).shuffled(rng)``, written straight into the shuffle records."""
         num_pos = len(self.pos_users)
         neg_users, neg_items = self._draw(rng)
-        pairs = _records(num_pos * (1 + self.num_neg))
+        pairs = np.empty((num_pos * (1 + self.num_neg), 2), np.int32)
         pairs[:num_pos, 0] = self.pos_items
         pairs[num_pos:, 0] = neg_items
         pairs[:num_pos, 1] = self.pos_users | np.int32(-2**31)   # label 1
