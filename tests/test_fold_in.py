@@ -321,3 +321,15 @@ def test_held_out_rows_are_emptied():
                                                                        [0, 0, 0]]
     with pytest.raises(ValueError, match=r"held_out must be in 1\.\.2, got 3"):
         X.held_out_users(3, 3, 0)
+
+
+@pytest.mark.parametrize("model", ["GMF", "NeuMF"])
+def test_experiment_builds_the_seeded_model_of_the_scripts(model):
+    from ncf_tf.models import neumf
+    from ncf_tf.serve import fold_in_experiment as X
+    built = X.build(X.FoldInExperiment(model=model, seed=3), 7, 9)
+    direct = (gmf.build(7, 9, 8, (0.0, 0.0), 3) if model == "GMF" else
+              neumf.build(7, 9, 8, [64, 32, 16, 8], [0, 0, 0, 0], 0.0, 3))
+    assert [w.name for w in built.weights] == [w.name for w in direct.weights]
+    for got, want in zip(built.get_weights(), direct.get_weights()):
+        np.testing.assert_array_equal(got, want)

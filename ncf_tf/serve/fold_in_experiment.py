@@ -37,9 +37,10 @@ from ncf_tf.core import records
 from ncf_tf.data.loader import Dataset, load_dataset_verbose
 from ncf_tf.data.sampling import NegativeSampler
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
-from ncf_tf.models import gmf, neumf, weights
+from ncf_tf.models import weights
 from ncf_tf.serve.fold_in import fold_in_users
-from ncf_tf.train import training
+from ncf_tf.train import experiment, training
+from ncf_tf.train.config import TrainConfig
 from ncf_tf.train.optimizers import make_optimizer
 
 
@@ -112,12 +113,24 @@ def subset_evaluator(dataset: Dataset, users: np.ndarray, k: int) -> LeaveOneOut
 
 
 def build(settings: FoldInExperiment, num_users: int, num_items: int):
-    if settings.model == "GMF":
-        return gmf.build(num_users, num_items, settings.num_factors, (0.0, 0.0), settings.seed)
-    if settings.model == "NeuMF":
-        return neumf.build(num_users, num_items, settings.num_factors, list(settings.layers),
-                           [0] * len(settings.layers), 0.0, settings.seed)
-    raise ValueError(f"model must be GMF or NeuMF, got {settings.model!r}")
+    """The model of ``settings``, with the seeded initial weights the scripts give it."""
+    return experiment.build_model(TrainConfig(
+        model=settings.model, num_factors=settings.num_factors, layers=list(settings.layers),
+        seed=settings.seed), num_users, num_items)
+
+
+def _recorded(path: str, stage: str, log) -> records.RunRecord | None:
+    if records.is_finished(path):
+        log(f"{stage}: already recorded in {path}")
+        return records.RunRecord.load(path)
+    return None
+
+
+def _shared(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray) -> dict:
+    """The fields every stage records: seed, held-out users, data and machine."""
+    return dict(beyond_paper=True, seed=settings.seed, held_out_users=held.tolist(),
+                data={"summary": dataset.summary(), "files": dataset.files},
+                **records.environment(), load_average=list(os.getloadavg()))
 
 
 def _evaluation_dict(evaluation, k: int) -> dict:
@@ -129,9 +142,8 @@ def train_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray, 
                 log=print) -> records.RunRecord:
     """Trains the ``with`` or ``without`` model; returns its (finished) record."""
     path = settings.record_path(stage)
-    if records.is_finished(path):
-        log(f"{stage}: already recorded in {path}")
-        return records.RunRecord.load(path)
+    if done := _recorded(path, stage, log):
+        return done
     train = dataset.train if stage == "with" else without_users(dataset.train, held)
     shared = np.setdiff1d(np.arange(dataset.num_users), held)
     selection = subset_evaluator(dataset, shared, settings.topk)
@@ -140,11 +152,9 @@ def train_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray, 
     training.compile_model(model, make_optimizer(settings.learner, settings.lr))
     # Epochs picked on the test HR of the users not held out.
     record = records.RunRecord(
-        kind="fold_in_train", stage=stage, beyond_paper=True,
-        config=dataclasses.asdict(settings), seed=settings.seed,
-        held_out_users=held.tolist(), num_train=int(train.nnz), selection="test",
-        data={"summary": dataset.summary(), "files": dataset.files},
-        **records.environment(), load_average=list(os.getloadavg()), status="running", epochs=[])
+        kind="fold_in_train", stage=stage, config=dataclasses.asdict(settings),
+        num_train=int(train.nnz), selection="test",
+        **_shared(settings, dataset, held), status="running", epochs=[])
     start = time.time()
 
     def on_epoch(entry, state):
@@ -172,9 +182,8 @@ def fold_in_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray
                   trained_with: records.RunRecord, log=print) -> records.RunRecord:
     """Folds the held-out users into the ``without`` model; returns the record."""
     path = settings.record_path("fold_in")
-    if records.is_finished(path):
-        log(f"fold_in: already recorded in {path}")
-        return records.RunRecord.load(path)
+    if done := _recorded(path, "fold_in", log):
+        return done
     model = build(settings, dataset.num_users, dataset.num_items)
     weights.load_weights(model, settings.weights_path("without"))
     evaluator = subset_evaluator(dataset, held, settings.topk)
@@ -188,8 +197,7 @@ def fold_in_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray
     result = evaluator.evaluate(lambda u, i: folded.scores[row_of[u], i])
     untouched = evaluator.evaluate(training.make_score_fn(model))
     record = records.RunRecord(
-        kind="fold_in", beyond_paper=True, config=dataclasses.asdict(settings),
-        seed=settings.seed, held_out_users=held.tolist(),
+        kind="fold_in", config=dataclasses.asdict(settings),
         fold_in={"steps": settings.fold_in_steps, "lr": settings.fold_in_lr,
                  "num_neg": settings.fold_in_num_neg, "optimizer": folded.optimizer,
                  "rng": [settings.seed, 4], "seconds": fold_s,
@@ -200,9 +208,7 @@ def fold_in_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray
         untouched_rows=_evaluation_dict(untouched, settings.topk),
         records={"with": settings.record_path("with"),
                  "without": settings.record_path("without")},
-        data={"summary": dataset.summary(), "files": dataset.files},
-        **records.environment(), load_average=list(os.getloadavg()),
-        wall_s=time.time() - start, status="finished")
+        **_shared(settings, dataset, held), wall_s=time.time() - start, status="finished")
     record.write(path)
     log(f"fold_in: record {path}")
     return record
@@ -215,9 +221,8 @@ def ials_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray,
     path = os.path.join(settings.results_dir,
                         f"{settings.dataset}_iALS_s{settings.seed}_heldout{settings.held_out}"
                         "_fold_in.json")
-    if records.is_finished(path):
-        log(f"iALS fold_in: already recorded in {path}")
-        return records.RunRecord.load(path)
+    if done := _recorded(path, "iALS fold_in", log):
+        return done
     evaluator = subset_evaluator(dataset, held, settings.topk)
     row_of, item_lists = held_items(dataset, held)
     start = time.time()
@@ -230,16 +235,13 @@ def ials_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray,
     trained_with = evaluator.evaluate(
         IALS().fit(dataset.train, np.random.default_rng(settings.seed), log).score)
     record = records.RunRecord(
-        kind="fold_in", beyond_paper=True, model="iALS",
+        kind="fold_in", model="iALS",
         config={**IALS().config(), "held_out": settings.held_out, "topk": settings.topk,
                 "dataset": settings.dataset, "path": settings.path},
-        seed=settings.seed, held_out_users=held.tolist(),
         fold_in={"optimizer": folded.optimizer, "seconds": fold_s}, fit_without_s=fit_s,
         folded_in=_evaluation_dict(folded_in, settings.topk),
         trained_with=_evaluation_dict(trained_with, settings.topk),
-        data={"summary": dataset.summary(), "files": dataset.files},
-        **records.environment(), load_average=list(os.getloadavg()),
-        wall_s=time.time() - start, status="finished")
+        **_shared(settings, dataset, held), wall_s=time.time() - start, status="finished")
     record.write(path)
     log(f"iALS fold_in: record {path}")
     return record
