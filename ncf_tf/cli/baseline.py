@@ -1,9 +1,4 @@
-"""Command-line layer of bin/train_baseline; see :mod:`ncf_tf.baselines.run`.
-
-Example::
-
-    bin/train_baseline --baseline eALS --param num_factors=8 --param c0=512
-"""
+"""Command-line layer of bin/train_baseline; see :mod:`ncf_tf.baselines.run`."""
 
 from __future__ import annotations
 
@@ -29,8 +24,8 @@ def define_flags() -> flags.FlagValues:
                         flag_values=fv)
     flags.DEFINE_string("run_name", "", "Name of the run record (default: from the settings).",
                         flag_values=fv)
-    flags.DEFINE_string("selection", "none", "none, or validation: fit without each user's "
-                        "latest training interaction and also report HR/NDCG on it.",
+    flags.DEFINE_string("selection", "none", "none, or validation: also report HR/NDCG on "
+                        "each user's latest training interaction, fitted without it.",
                         flag_values=fv)
     flags.DEFINE_boolean("full_ranking", False, "Also rank the test items against the whole "
                          "catalogue (training items excluded).", flag_values=fv)

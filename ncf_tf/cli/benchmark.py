@@ -11,12 +11,9 @@ def main(argv: list[str] | None = None) -> int:
     fv = flags.FlagValues()
     flags.DEFINE_string("path", "Data/", "Folder with the authors' ml-1m files.", flag_values=fv)
     flags.DEFINE_enum("section", "ml-1m", ["ml-1m", "script", "tables", "scale"],
-                      "ml-1m: every figure on ml-1m, the user's command (bin/train_neumf) "
-                      "among them; script: only that; tables: NeuMF training steps with dense, "
-                      "deferred and lazy Adam at ml-1m's, pinterest-20's and ml-20m's table "
-                      "sizes, and whole ml-1m epochs (results/benchmark_tables.txt); scale: every stage at 1M..100M interactions on "
-                      "generated data, time and peak memory (results/scale.txt).",
-                      flag_values=fv)
+                      "ml-1m: every figure on ml-1m; script: only bin/train_neumf's epochs; "
+                      "tables: Adam's variants at larger tables; scale: every stage at "
+                      "1M..100M interactions (see docs/speed-and-scale.md).", flag_values=fv)
     flags.DEFINE_string("sizes", "1M,5M,20M,100M", "--section scale: the sizes to measure.",
                         flag_values=fv)
     flags.DEFINE_string("scratch", "/tmp/ncf_tf_scale", "--section scale: where the "

@@ -1,8 +1,5 @@
 """What every ncf_tf command-line tool shares: --help, parsing, one-line errors.
-
-Only absl here, so that light commands (bin/download_data, bin/prepare_data)
-do not pay for importing Keras.
-"""
+Only absl here, so that light commands do not pay for importing Keras."""
 
 from __future__ import annotations
 
@@ -25,8 +22,7 @@ _JOINT = re.compile(r", | and | or ")
 
 
 def check_outputs(fv: flags.FlagValues, outputs: Outputs) -> None:
-    """Raises OutputError, naming the flag, for an output that cannot be written;
-    flags left empty are not checked (the command decides whether they are needed)."""
+    """Raises OutputError, naming the flag, for an output that cannot be written."""
     for flag, kind in outputs:
         path = fv[flag].value
         if path:
@@ -34,16 +30,11 @@ def check_outputs(fv: flags.FlagValues, outputs: Outputs) -> None:
 
 
 def in_flags(text: str, fv: flags.FlagValues, names: dict[str, str] | None = None) -> str:
-    """A library message in the command's words: the library names its Python
-    parameters (``layers[0] must be even, got 63``; ``pass learner='adam'``;
-    ``drop `path```), the command its flags (``--layers[0] must be even, got
-    63``; ``pass --learner adam``; ``drop --path``).
-
-    A leading parameter name (or list of them: ``a and b must ...``) becomes its
-    flag, and so does each ``name=value`` whose value is quoted, a number or
-    True, and each name in backquotes. ``names`` maps the parameters whose flag
-    is named otherwise (or is another command's); other names that are no flag
-    of ``fv`` are left as they are.
+    """A library message in the command's words: ``layers[0] must be even``, ``pass
+    learner='adam'``, ``drop `path``` become ``--layers[0] must be even``, ``pass
+    --learner adam``, ``drop --path``: leading parameter names, ``name=value`` with a
+    quoted, numeric or True value, and backquoted names. ``names`` maps parameters
+    whose flag is named otherwise; names that are no flag of ``fv`` stay as they are.
     """
     names = names or {}
 
@@ -82,28 +73,24 @@ def run_command(argv: list[str] | None, default_program: str, about: str, fv: fl
                 outputs: Outputs = (), backend: bool = False,
                 check: Callable[[flags.FlagValues], object] | None = None,
                 names: dict[str, str] | None = None) -> int:
-    """The shape every ncf_tf command shares: ``--help``, parse, check, run, one-line errors.
+    """``--help``, parse, check, run, one-line errors: the shape every command shares.
 
     Args:
         argv: the command line, ``argv[0]`` the program; None: ``sys.argv``.
         default_program: the name to print when ``argv`` is empty.
-        about: one line saying what the command does, for ``--help``.
+        about: one line for ``--help``.
         fv: the command's flags; ``--tf_verbose`` is added to them.
         body: runs the command on the parsed flags.
-        errors: the exceptions that mean bad input: printed as
-            ``<program>: error: <first line>``, exit code 2.
+        errors: the exceptions that mean bad input (exit code 2).
         outputs: the output flags, checked before ``body`` runs (:func:`check_outputs`).
-        backend: import Keras (and TensorFlow) before ``body``, with TensorFlow's
-            C++ start-up lines filtered out unless ``--tf_verbose``.
-        check: checks the flags before Keras is imported, so that a bad flag
-            fails at once; raises one of ``errors``.
-        names: library parameters whose flag is named otherwise, for the error
-            line (:func:`in_flags`).
+        backend: import Keras before ``body``, TensorFlow's start-up lines filtered.
+        check: checks the flags before Keras is imported; raises one of ``errors``.
+        names: library parameters whose flag is named otherwise (:func:`in_flags`).
 
     Returns:
-        The exit code: 0; 2 on bad input or an unwritable output (an OSError too);
-        1 on any other exception, also as one line (``NCF_TF_TRACEBACK=1`` re-raises
-        it, for a traceback); 130 when interrupted.
+        The exit code: 0; 2 on bad input or an unwritable output; 1 on any other
+        exception, also as one line (``NCF_TF_TRACEBACK=1`` re-raises it); 130
+        when interrupted.
     """
     argv = sys.argv if argv is None else argv
     program = os.path.basename(argv[0]) if argv else default_program

@@ -1,9 +1,4 @@
-"""Command-line layer of bin/plot_run: run records -> a PNG of their curves.
-
-Example::
-
-    bin/plot_run --runs 'results/runs/ml-1m_*_e20_s0.json' --output ml-1m.png
-"""
+"""Command-line layer of bin/plot_run: run records -> a PNG of their curves."""
 
 from __future__ import annotations
 
@@ -34,7 +29,7 @@ def expand(runs: str) -> list[str]:
     for item in (part.strip() for part in runs.split(",")):
         if not item:
             raise plot.PlotError(f"--runs {runs!r}: expected comma-separated files, found an "
-                            "empty one")
+                                 "empty one")
         if any(c in item for c in "*?["):
             found = sorted(glob.glob(item))
             if not found:
@@ -62,6 +57,5 @@ def run(fv: flags.FlagValues) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
     return run_command(argv, "plot_run", "plot run records' per-epoch loss, HR@K and NDCG@K "
                        "to a PNG.", define_flags(), run, outputs=(("output", "in"),))

@@ -1,10 +1,5 @@
 """Command-line layer of bin/prepare_data: raw interactions -> leave-one-out files
-(:mod:`ncf_tf.data.prepare`; more examples in docs/data.md).
-
-Example::
-
-    bin/prepare_data --input ml-1m/ratings.dat --name ml-1m --dest Data/
-"""
+(:mod:`ncf_tf.data.prepare`; examples in docs/data.md)."""
 
 from __future__ import annotations
 
@@ -33,22 +28,17 @@ def define_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
     flags.DEFINE_string("input", None, "Raw interaction file (plain or .gz).", flag_values=fv)
     flags.DEFINE_enum("format", "movielens", list(prepare.FORMATS),
-                      "movielens: ratings.dat (ml-1m), user::item::rating::timestamp; "
-                      "movielens-csv: ratings.csv of MovieLens-20M/25M, header "
-                      "userId,movieId,rating,timestamp; csv: a separated file with a header "
-                      "naming the columns, or without one given --columns. Every format is "
-                      "read in chunks, plain or gzipped.",
-                      flag_values=fv)
+                      "movielens: ratings.dat (user::item::rating::timestamp); movielens-csv: "
+                      "ratings.csv of MovieLens-20M/25M; csv: a separated file with a header, "
+                      "or without one given --columns. Plain or gzipped.", flag_values=fv)
     flags.DEFINE_enum("protocol", "paper", list(prepare.PROTOCOLS),
-                      "Named defaults of --min_interactions and --num_test_neg (given flags "
-                      "win): paper = 0 and 99, as He et al.'s ml-1m files; mlperf = 20 and "
-                      "999, the MLPerf v0.5 / TensorFlow Model Garden ml-20m protocol (each "
-                      "user's latest rating held out, ties as --tie_break).", flag_values=fv)
-    flags.DEFINE_string("resample_negatives", "", "Path prefix of an existing data set (e.g. "
-                        "Data/ml-1m): copy its .train.rating and .test.rating unchanged to "
-                        "<dest>/<name>.* and draw --num_test_neg new test negatives per line "
-                        "(items the user has in neither file), e.g. --num_test_neg 999 --name "
-                        "ml-1m-neg999. Instead of --input.", flag_values=fv)
+                      "Defaults of --min_interactions and --num_test_neg: paper 0 and 99 (He "
+                      "et al.'s files); mlperf 20 and 999 (MLPerf v0.5's ml-20m).",
+                      flag_values=fv)
+    flags.DEFINE_string("resample_negatives", "", "Instead of --input, the path prefix of a "
+                        "data set (e.g. Data/ml-1m): copy its train and test files to "
+                        "<dest>/<name>.* and draw --num_test_neg new negatives per line.",
+                        flag_values=fv)
     flags.DEFINE_string("sep", ",", "csv: field separator (\\t or tab for a tab).",
                         flag_values=fv)
     flags.DEFINE_string("user_col", "user", "csv: column of user ids.", flag_values=fv)
@@ -57,20 +47,17 @@ def define_flags() -> flags.FlagValues:
                         "empty: every line is one.", flag_values=fv)
     flags.DEFINE_string("timestamp_col", "", "csv: column of numeric timestamps; empty: the "
                         "file order is the time.", flag_values=fv)
-    flags.DEFINE_list("columns", [], "csv: the names of the columns of a file without a "
-                      "header, in order (e.g. user,item,rating,time); --user_col etc. pick "
-                      "among them.", flag_values=fv)
+    flags.DEFINE_list("columns", [], "csv: the column names of a file without a header, in "
+                      "order (e.g. user,item,rating,time).", flag_values=fv)
     flags.DEFINE_string("dest", "Data/", "Output folder.", flag_values=fv)
     flags.DEFINE_string("name", None, "Data set name: writes <dest>/<name>.train.rating, "
                         ".test.rating, .test.negative, .user_ids.tsv, .item_ids.tsv.",
                         flag_values=fv)
-    flags.DEFINE_integer("min_interactions", 0, "Drop users with fewer interactions (the "
-                         "paper: 20, which every ml-1m user meets); users with fewer than 2 "
-                         "are always dropped. Default: --protocol's.",
+    flags.DEFINE_integer("min_interactions", 0, "Drop users with fewer interactions (always "
+                         "those with fewer than 2). Default: --protocol's.",
                          lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("num_test_neg", 99, "Negatives per test line. Default: "
-                         "--protocol's.", lower_bound=1,
-                         flag_values=fv)
+                         "--protocol's.", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed of the test negatives.", flag_values=fv)
     flags.DEFINE_enum("tie_break", "last", list(prepare.TIE_BREAKS),
                       "Which of a user's lines at the latest timestamp is held out: the "
@@ -122,8 +109,7 @@ def as_flags() -> Iterator[None]:
 
 @as_flags()
 def run(fv: flags.FlagValues) -> None:
-    """Prepares the data as the parsed flags say and reports what it wrote; errors'
-    suggestions written as flags."""
+    """Prepares the data as the parsed flags say and reports what it wrote."""
     if not fv.name:
         raise prepare.PrepareError("--name is required")
     if fv.resample_negatives:
@@ -149,7 +135,6 @@ def run(fv: flags.FlagValues) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parses ``argv`` (``argv[0]`` is the program) and runs; returns the exit code."""
     return run_command(argv, "prepare_data",
                        "turn raw interactions into the leave-one-out files of He et al., "
                        "Neural Collaborative Filtering (WWW 2017).",

@@ -1,7 +1,5 @@
 """Command-line layer of bin/train_gmf, bin/train_mlp and bin/train_neumf: the
-authors' flags (same names and defaults) plus ncf_tf's own, turned into a
-:class:`~ncf_tf.train.config.TrainConfig` for :func:`ncf_tf.train.experiment.run`.
-"""
+authors' flags plus ncf_tf's own, as a :class:`~ncf_tf.train.config.TrainConfig`."""
 
 from __future__ import annotations
 
@@ -27,6 +25,9 @@ def define_flags(model: str) -> flags.FlagValues:
     def number(name, default, help_):
         flags.DEFINE_float(name, default, help_, flag_values=fv)
 
+    def boolean(name, default, help_):
+        flags.DEFINE_boolean(name, default, help_, flag_values=fv)
+
     string("path", d.path, "Input data path.")
     string("dataset", d.dataset, "Choose a dataset (ml-1m, pinterest-20 or your own).")
     integer("epochs", d.epochs, "Number of epochs (0: only evaluate the initial model).")
@@ -40,64 +41,48 @@ def define_flags(model: str) -> flags.FlagValues:
     integer("seed", d.seed, "Seed of initialisation, sampling and shuffling.")
     integer("topk", d.topk, "K of HR@K and NDCG@K.")
     string("device", d.device, "auto (first GPU, else CPU), cpu, or gpu:N.")
-    string("selection", d.selection, "Pick the best epoch on the test set (test: the "
-           "authors' protocol) or on a validation set held out of the training file "
-           "(validation); test metrics are reported at the picked epoch either way.")
+    string("selection", d.selection, "Pick the best epoch on test (the authors') or on a "
+           "held-out validation set (validation); test metrics at the picked epoch.")
     string("validation_split", d.validation_split, "With --selection validation: hold out "
-           "each user's latest remaining interaction (latest) or a random one (random), "
-           "with 99 sampled validation negatives.")
-    flags.DEFINE_boolean("full_ranking", False, "Also rank each test item against the whole "
-                         "catalogue (training items excluded): HR, NDCG and recall at --topk "
-                         "of the picked model, in the run record.", flag_values=fv)
-    flags.DEFINE_boolean("lazy_adam", d.lazy_adam, "Fast mode, changes results: Adam "
-                         "updates an embedding row (and its moments) only when the row is "
-                         "in the batch. Labelled in the run record.", flag_values=fv)
-    string("adam", d.adam, "How Adam's dense update is computed, the same updates to "
-           "float32 rounding: dense (every row at every step), deferred (an embedding "
-           "row's zero-gradient steps are applied in closed form when it is next in a "
-           "batch, and at the end of each epoch), or auto (deferred for large embedding "
-           "tables, dense for small ones). The record names the one used.")
+           "each user's latest (latest) or a random (random) remaining interaction.")
+    boolean("full_ranking", False, "Also rank each test item against every item not trained "
+            "on: HR, NDCG and recall at --topk, in the run record.")
+    boolean("lazy_adam", d.lazy_adam, "Fast mode, changes results: Adam updates an "
+            "embedding row only when it is in the batch.")
+    string("adam", d.adam, "How Adam's dense update is computed (same updates to float32 "
+           "rounding): dense, deferred (idle rows caught up in closed form) or auto.")
     string("precision", d.precision, "float32 (faithful); fast mode, changes results: "
-           "mixed_float16 (GPU) or mixed_bfloat16. Labelled in the run record.")
-    string("distribute", d.distribute, "none; mirrored (tf.distribute over all local GPUs); "
-           "multiworker (over the machines in TF_CONFIG). Same updates as one device.")
-    string("weights", d.weights, "Start from this weight file (.weights.h5 or the authors' "
-           "Keras 1 .h5); with --epochs 0 this just evaluates it.")
+           "mixed_float16 (GPU) or mixed_bfloat16.")
+    string("distribute", d.distribute, "none; mirrored (all local GPUs); multiworker "
+           "(the machines in TF_CONFIG). Same updates as one device.")
+    string("weights", d.weights, "Start from this weight file (ours or the authors' Keras 1 "
+           ".h5); with --epochs 0 this just evaluates it.")
     string("model_dir", d.model_dir, "Where weight files are saved.")
     string("results_dir", d.results_dir, "Where the JSON run record is written.")
     string("run_name", d.run_name, "Name of the run record, weights and checkpoint (default: "
-           "data set, model and settings, e.g. ml-1m_GMF_8_e20_s0). The same command resumes "
-           "an interrupted run from its last finished epoch.")
-    string("tensorboard", d.tensorboard, "Also write TensorBoard logs (loss, HR, NDCG per "
-           "epoch) under this folder.")
+           "from the settings); the same command resumes an interrupted run.")
+    string("tensorboard", d.tensorboard, "Also write TensorBoard logs under this folder.")
     string("adam_betas", ",".join(f"{b:g}" for b in d.adam_betas), "Adam's beta_1 and "
-           "beta_2 (Keras 1's, the authors'; MLPerf: 0.25,0.5). Other values are labelled "
-           "in the run record as beyond the authors' code.")
-    integer("early_stop", d.early_stop, "Beyond the authors' code (labelled in the run "
-            "record): stop after this many evaluations without a better HR on the "
-            "selection set (--selection); 0: run every epoch, as the authors do.")
-    flags.DEFINE_boolean("progress", None, "Show a progress bar per epoch (default: when "
-                         "the output is a terminal).", flag_values=fv)
+           "beta_2 (the authors'; MLPerf: 0.25,0.5); others are beyond the authors' code.")
+    integer("early_stop", d.early_stop, "Beyond the authors' code: stop after this many "
+            "evaluations without a better HR on the selection set; 0: never.")
+    boolean("progress", None, "Show a progress bar per epoch (default: on a terminal).")
     if model in ("GMF", "NeuMF"):
-        integer("num_factors", d.num_factors, "Embedding size of the GMF part (predictive factors).")
+        integer("num_factors", d.num_factors, "Embedding size of GMF (predictive factors).")
     if model == "GMF":
         string("regs", "[0,0]", "Regularization for user and item embeddings.")
     if model in ("MLP", "NeuMF"):
-        number("dropout", d.dropout, "Beyond the authors' code (labelled in the run "
-               "record): dropout of this rate after each MLP layer, in training only.")
+        number("dropout", d.dropout, "Beyond the authors' code: dropout after each MLP layer.")
         string("layers", "[64,32,16,8]", "MLP layers; the first is the concatenated "
                "embedding size, so 64 means 32 each. Brackets optional.")
         string("reg_layers", None, "Regularization for each MLP layer; reg_layers[0] "
                "is that of the embeddings (default: 0 for each of --layers).")
     if model == "NeuMF":
         number("reg_mf", d.reg_mf, "Regularization for the GMF embeddings.")
-        flags.DEFINE_boolean("pretrain", False, "Initialise from the newest finished GMF and MLP "
-                             "runs in --results_dir of this data set, factors, layers, "
-                             "--num_neg, --seed and --selection.",
-                             flag_values=fv)
-        flags.DEFINE_boolean("pretrain_mismatch_ok", False, "With --pretrain: blend GMF and "
-                             "MLP runs trained with different epochs, batch size, lr or "
-                             "learner (with a warning) instead of refusing.", flag_values=fv)
+        boolean("pretrain", False, "Initialise from the newest finished GMF and MLP runs in "
+                "--results_dir of the same data set, sizes, --num_neg, --seed and --selection.")
+        boolean("pretrain_mismatch_ok", False, "With --pretrain: blend GMF and MLP runs of "
+                "other epochs, batch size, lr or learner (with a warning).")
         string("mf_pretrain", "", "Pretrained GMF weight file (ours or the authors').")
         string("mlp_pretrain", "", "Pretrained MLP weight file (ours or the authors').")
         number("alpha", d.alpha, "Share of GMF in the pretrained output layer (equation 13).")
@@ -122,8 +107,7 @@ def config_from_flags(model: str, fv: flags.FlagValues) -> TrainConfig:
 
 
 def check(model: str, fv: flags.FlagValues) -> None:
-    """What can be checked before Keras is imported: the settings, and that the
-    data files are there."""
+    """The settings, and that the data files are there, before Keras is imported."""
     config = config_from_flags(model, fv)
     config.validate()
     # Imported here: the loader brings pandas and SciPy, which a bad flag need not wait for.
