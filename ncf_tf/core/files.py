@@ -135,36 +135,31 @@ def check_output_dir(path: str, flag: str) -> None:
     existing ancestor.
 
     Raises:
-        OutputError: ``path`` or an ancestor is a file, or the folder where
-            it would be made refuses a new entry.
+        OutputError: ``path`` is empty, or it or an ancestor is a file, or the
+            folder where it would be made refuses a new entry.
     """
-    if not path:
-        raise OutputError(f"--{flag} is empty; expected a folder")
-    _check_writable(os.path.abspath(path), path, flag)
+    _check_writable(path, flag, "a folder")
 
 
 def check_output_parent(path: str, flag: str) -> None:
     """:func:`check_output_dir` for the folder that will hold the file or folder ``path``."""
+    _check_writable(path, flag, "a path")
+
+
+def _check_writable(path: str, flag: str, expected: str) -> None:
     if not path:
-        raise OutputError(f"--{flag} is empty; expected a path")
-    _check_writable(os.path.dirname(os.path.abspath(path)), path, flag)
-
-
-def _check_writable(folder: str, path: str, flag: str) -> None:
-    probe = folder
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
+        raise OutputError(f"--{flag} is empty; expected {expected}")
+    target = os.path.abspath(path)
+    probe = target if expected == "a folder" else os.path.dirname(target)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
     if not os.path.isdir(probe):
-        what = "is" if probe == os.path.abspath(path) else f"is inside {probe}, which is"
+        what = "is" if probe == target else f"is inside {probe}, which is"
         raise OutputError(f"--{flag} {path} {what} a file, not a folder")
     try:
         os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".ncf_tf_write_check."))
     except OSError as e:
-        what = "is not writable" if probe == os.path.abspath(path) else \
-            f"cannot be created in {probe}"
+        what = "is not writable" if probe == target else f"cannot be created in {probe}"
         raise OutputError(f"--{flag} {path} {what}: {e.strerror or e}") from None
 
 
@@ -222,11 +217,9 @@ class StagedGroup:
     ``with StagedGroup(folder, tag) as group:`` holds the group's lock (a
     second live process is refused) and clears what a killed process left in
     ``<folder>/.<tag>.staging``. Files written at :meth:`path` are published
-    by :meth:`publish`: a manifest of their names, then one rename each. From
-    the manifest of a process killed during the renames, the next one learns
-    :attr:`half_published`, the group's files already under their final name.
-    On an exception inside the block nothing of it stays, not even ``folder``
-    when this created it.
+    by :meth:`publish`: a manifest of their names, then one rename each; from
+    a killed process's manifest the next learns :attr:`half_published`. On an
+    exception inside the block nothing stays, not even a ``folder`` it created.
 
     Raises:
         OutputError: the folders cannot be created, or a live process holds the group.
@@ -255,7 +248,11 @@ class StagedGroup:
             self.__exit__(OSError, None, None)
             raise OutputError(f"{self.folder}: cannot write ({e.strerror or e})") from None
         self.half_published = self.half_published_in(self.folder, self.tag)
-        self._clear()
+        # what a killed process left, but the lock
+        shutil.rmtree(os.path.join(self.staging, "files"), ignore_errors=True)
+        for name in (self.MANIFEST, self.MANIFEST + ".new"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.staging, name))
         return self
 
     @classmethod
@@ -296,13 +293,6 @@ class StagedGroup:
         os.remove(manifest)
         self._created = None   # published: the folder is the user's now
         return targets
-
-    def _clear(self) -> None:
-        """Removes what the staging folder holds but the lock."""
-        shutil.rmtree(os.path.join(self.staging, "files"), ignore_errors=True)
-        for name in (self.MANIFEST, self.MANIFEST + ".new"):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(self.staging, name))
 
     def __exit__(self, kind, value, traceback) -> None:
         # An error during publish keeps the manifest (and the staging folder)

@@ -71,11 +71,9 @@ def retracing_hidden(hidden: bool = True) -> Iterator[None]:
     """Within the block (if ``hidden``), TensorFlow's warnings that a function
     was traced again are dropped: a second model in one process traces its own
     functions, which is expected, not a problem to report."""
-    if not hidden:
-        yield
-        return
     logger, quiet = logging.getLogger("tensorflow"), _NoRetracing()
-    logger.addFilter(quiet)
+    if hidden:
+        logger.addFilter(quiet)
     try:
         yield
     finally:

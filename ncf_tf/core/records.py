@@ -140,12 +140,10 @@ class RunRecord:
         strict JSON: a value that is not a finite number is written as null and
         where it was is listed in ``not_finite``."""
         self.path = path or self.path
-        values = _jsonable_tree(self.to_dict())
-        missing = sorted(set(_non_finite(values)) - set(self.not_finite or []))
-        if missing:
+        found = _non_finite(_jsonable_tree(self.to_dict()))
+        if missing := sorted(set(found) - set(self.not_finite or [])):
             self.not_finite = (self.not_finite or []) + missing
-            values = _jsonable_tree(self.to_dict())
-        write_json(self.path, _jsonable_tree(values, nulled=True))
+        write_json(self.path, _jsonable_tree(self.to_dict(), nulled=True))
 
     @classmethod
     def load(cls, path: str) -> "RunRecord":
