@@ -1,23 +1,17 @@
 """Fetch the authors' data files, verified, or copy them; MovieLens-20M/25M; derived sets.
 
-The authors' files come from their repository at a pinned commit. Each file
-is accepted when its git blob id (``git hash-object``) is the authors', or its
-SHA-256 is a known-good one (``Data/CHECKSUMS``): the ml-1m train file
-distributed with ncf_tf's CI is a faithful rebuild of the authors' (same
-training pairs, placeholder ratings and timestamps), identified by SHA-256.
-A file is written under its final name only after it verified.
-
-``ml-20m`` and ``ml-25m`` are GroupLens's zips, checked against their
-published MD5, then converted by :func:`ncf_tf.data.prepare.prepare` with the
-MLPerf protocol (seed 0); the zip is kept in ``dest`` for the next run.
-
-``ml-1m-neg999`` is derived, not downloaded: the authors' ml-1m train and
-test files with 999 test negatives per user drawn (seed 0) by
-:func:`ncf_tf.data.prepare.resample_negatives`; ml-1m is fetched first.
+An authors' file (from their repository at a pinned commit) is accepted when
+its git blob id is theirs or its SHA-256 a known-good one (``Data/CHECKSUMS``:
+CI's ml-1m train file is a faithful rebuild, identified by SHA-256).
+``ml-20m`` and ``ml-25m`` are GroupLens's zips, checked against the published
+MD5 and converted by :func:`ncf_tf.data.prepare.prepare` with the MLPerf
+protocol (seed 0); the zip is kept in ``dest``. ``ml-1m-neg999`` is derived:
+ml-1m's train and test files with 999 test negatives per user drawn (seed 0)
+by :func:`ncf_tf.data.prepare.resample_negatives`.
 
 A data set's files are staged in ``dest`` and published together
-(:class:`ncf_tf.core.files.StagedGroup`); the next run removes what a killed
-run staged and fetches what is still missing.
+(:class:`ncf_tf.core.files.StagedGroup`) once verified; the next run removes
+what a killed run staged and fetches what is still missing.
 """
 
 from __future__ import annotations
@@ -37,17 +31,16 @@ from ncf_tf.data.prepare.negatives import NEGATIVE_SUFFIXES
 AUTHORS_COMMIT = "4aab159e81c44b062c091bdaed0ab54ac632371f"
 BASE_URL = ("https://raw.githubusercontent.com/hexiangnan/neural_collaborative_filtering/"
             f"{AUTHORS_COMMIT}/")
-CHECKSUMS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                         "Data", "CHECKSUMS")
+CHECKSUMS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "Data", "CHECKSUMS")
 GROUPS = {name: [f"{name}.{suffix}" for suffix in NEGATIVE_SUFFIXES]
           for name in ("ml-1m", "pinterest-20")}
 GROUPS["ml-1m-pretrain"] = ["authors_pretrain/ml-1m_GMF_8_1501651698.h5",
                             "authors_pretrain/ml-1m_MLP_[64,32,16,8]_1501652038.h5"]
 
 
-# GroupLens's MovieLens zips: URL and MD5. GroupLens publishes the MD5 beside
-# each zip (<url>.md5); these values, written without network, are those pinned
-# in github.com/eli-osherovich/papers_with_code, datasets/movielens/dl_config.py.
+# GroupLens's MovieLens zips: URL and the MD5 published beside each (<url>.md5),
+# as pinned in github.com/eli-osherovich/papers_with_code (datasets/movielens).
 MOVIELENS_BASE_URL = "https://files.grouplens.org/datasets/movielens/"
 MOVIELENS_ZIPS = {
     "ml-20m": (MOVIELENS_BASE_URL + "ml-20m.zip", "cd245b17a1ae2cc31bb14903e1204af3"),
@@ -106,11 +99,8 @@ def _copy_or_download(origin: str, path: str, local: bool, log) -> None:
 def fetch_group(names: list[str], dest: str, source: str | None,
                 table: dict[str, tuple[str, str]], tag: str, log=print) -> dict[str, str]:
     """Puts verified copies of ``names`` (paths relative to ``dest``) in ``dest``,
-    published together; returns what it did to each ("present", "copied",
-    "downloaded").
-
-    On failure nothing is left behind: no partial file, no folder it created.
-    """
+    published together, or nothing on failure; returns what it did to each
+    ("present", "copied", "downloaded")."""
     status = {name: "present" for name in names
               if os.path.isfile(os.path.join(dest, name))
               and verified(os.path.join(dest, name), table[name])}
@@ -152,38 +142,32 @@ def md5(path: str) -> str:
 
 def _fetch_zip(dataset: str, dest: str, source: str | None, url: str, expected_md5: str,
                group: StagedGroup, log=print) -> str:
-    """The path of a verified ``<dataset>.zip``: in ``source``, or in
-    ``dest``, downloaded there (staged in ``group``) unless a verified copy is present."""
-    def check(path: str, origin: str) -> str:
-        found = md5(path)
-        if found != expected_md5:
-            raise DownloadError(f"{origin}: MD5 {found}, expected {expected_md5} (GroupLens's "
-                                "published checksum)")
-        return path
-
+    """The path of a verified ``<dataset>.zip``: in ``source``, or in ``dest``,
+    downloaded (staged in ``group``) unless a verified copy is there."""
     name = f"{dataset}.zip"
-    path = os.path.join(source or dest, name)
+    path = origin = os.path.join(source or dest, name)
     if source and not os.path.isfile(path):
         raise DownloadError(f"{path}: not found")
-    if source:
-        return check(path, path)
-    if os.path.isfile(path) and md5(path) == expected_md5:
-        return path
-    _copy_or_download(url, group.path(name), False, log)
-    check(group.path(name), url)
-    return group.publish([name])[0]
+    if not source:
+        if os.path.isfile(path) and md5(path) == expected_md5:
+            return path
+        path, origin = group.path(name), url
+        _copy_or_download(url, path, False, log)
+    found = md5(path)
+    if found != expected_md5:
+        raise DownloadError(f"{origin}: MD5 {found}, expected {expected_md5} (GroupLens's "
+                            "published checksum)")
+    return path if source else group.publish([name])[0]
 
 
 def movielens(dataset: str, dest: str, source: str | None = None, log=print,
               zips: dict | None = None) -> str:
     """Fetches (or takes from ``source``) GroupLens's zip, checks its MD5 and
-    converts its ``ratings.csv`` into ``dest`` with the MLPerf protocol.
+    converts its ``ratings.csv`` into ``dest`` with the MLPerf protocol;
+    returns "present" (all five files there already) or "prepared".
 
     Args:
         zips: name -> (URL, MD5); :data:`MOVIELENS_ZIPS` by default.
-
-    Returns:
-        "present" (all five files there already) or "prepared".
     """
     url, expected = (zips or MOVIELENS_ZIPS)[dataset]
     if all(os.path.isfile(p) for p in output_paths(dest, dataset)):
@@ -216,10 +200,8 @@ def movielens(dataset: str, dest: str, source: str | None = None, log=print,
 
 
 def derived(dataset: str, dest: str, source: str | None = None, log=print) -> str:
-    """Makes a :data:`DERIVED` data set in ``dest`` from its parent (fetched first).
-
-    Returns "present" (its three files are there) or "prepared".
-    """
+    """Makes a :data:`DERIVED` data set in ``dest`` from its parent (fetched
+    first); returns "present" (its three files are there) or "prepared"."""
     parent, num_test_neg, seed = DERIVED[dataset]
     download([parent], dest, source, log)
     if all(os.path.isfile(p) for p in output_paths(dest, dataset, NEGATIVE_SUFFIXES)):

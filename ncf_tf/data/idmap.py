@@ -1,9 +1,8 @@
 """Original user and item ids, from the id maps ``bin/prepare_data`` writes.
 
-``<path>/<name>.user_ids.tsv`` and ``<name>.item_ids.tsv`` have a header line,
-then ``ncf id<TAB>original id`` a line, the ncf ids 0, 1, 2... in order. The
-authors' files (ml-1m, pinterest-20) have no id maps: their 0-based ids are
-the only ids, and :class:`IdMap` is then the identity on ``0 .. count - 1``.
+``<name>.user_ids.tsv`` and ``<name>.item_ids.tsv``: a header line, then
+``ncf id<TAB>original id`` for the ncf ids 0, 1, 2... in order. The authors'
+files have none: :class:`IdMap` is then the identity on ``0 .. count - 1``.
 """
 
 from __future__ import annotations
@@ -67,9 +66,8 @@ def read_id_map(filename: str, kind: str, count: int) -> IdMap:
     """Reads one id map and checks it has ids ``0 .. count - 1`` in order.
 
     Raises:
-        IdMapError: the file is unreadable, not two columns, the ncf ids are
-            not ``0, 1, 2...``, an original id repeats, or the count differs
-            from the data's.
+        IdMapError: the file is unreadable or not two columns, the ncf ids
+            are not ``0, 1, 2...``, an original id repeats, the count differs.
     """
     try:
         table = pd.read_csv(filename, sep="\t", dtype=str, keep_default_na=False)
@@ -97,11 +95,8 @@ def read_id_map(filename: str, kind: str, count: int) -> IdMap:
 
 
 def load_id_maps(path: str, name: str, num_users: int, num_items: int) -> tuple[IdMap, IdMap]:
-    """The user and item maps of data set ``name`` in ``path``.
-
-    Both files or neither: without them the maps are the identity. One
-    without the other is an error (a half-copied data set).
-    """
+    """The user and item maps of data set ``name`` in ``path``: the identity
+    without their files, IdMapError with one of the two (a half-copied data set)."""
     files = {kind: os.path.join(path, f"{name}.{kind}_ids.tsv") for kind in ("user", "item")}
     present = {kind: os.path.isfile(f) for kind, f in files.items()}
     if not any(present.values()):
