@@ -516,11 +516,7 @@ class Recommender:
         rng = np.random.default_rng([self.config.seed, FOLD_IN_STREAM])
         folded = folding.fold_in(self.model, numbers, self.items.count, rng, steps=steps,
                                  lr=lr, num_neg=num_neg)
-        top, scores = folded.top_k(k, exclude_seen)
-        real = top >= 0
-        return pd.DataFrame({"rank": np.arange(1, real.sum() + 1),
-                             "item": self.items.map.to_original(top[real]),
-                             "score": scores[real].astype(np.float64).round(6)})
+        return folded.table(k, exclude_seen, self.items.map)
 
     def save(self, path: str, overwrite: bool = False) -> str:
         """Writes the fitted model to folder ``path``; returns ``path``.

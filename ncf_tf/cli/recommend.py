@@ -164,18 +164,15 @@ def run(fv: flags.FlagValues) -> None:
 
 def _fold_in(fv: flags.FlagValues, loaded, new_items: list, log):
     """The new user's recommendations (user ``new``) and what the record says of the fit."""
-    from ncf_tf.data.idmap import IdMap
-    from ncf_tf.serve import fold_in, recommend
+    from ncf_tf.serve import fold_in
     items = loaded.item_map.to_ncf(new_items, f"--fold_in {fv.fold_in}")
     start = time.time()
     result = fold_in.fold_in(loaded.model, items, loaded.dataset.num_items,
                              np.random.default_rng(fv.seed), steps=fv.fold_in_steps,
                              lr=fv.fold_in_lr)
-    best, scores = result.top_k(fv.topk, exclude_seen=not fv.include_seen)
+    frame = result.table(fv.topk, not fv.include_seen, loaded.item_map)
+    frame.insert(0, "user", "new")
     seconds = time.time() - start
-    top = recommend.TopK(np.zeros(1, np.int64), best[None], scores[None])
-    frame = recommend.table(top, IdMap("user", np.array(["new"], dtype=object), 1),
-                            loaded.item_map)
     log(f"Fold-in of a new user from {len(result.items)} items ({fv.fold_in_steps} Adam "
         f"steps, lr {fv.fold_in_lr}; loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}); "
         f"top-{fv.topk} of {loaded.dataset.num_items} items "

@@ -38,9 +38,11 @@ from typing import Sequence
 
 import keras
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from ncf_tf.baselines.ials import IALS
+from ncf_tf.data.idmap import IdMap
 from ncf_tf.data.sampling import NegativeSampler
 from ncf_tf.models import trained
 from ncf_tf.models.scoring import MAX_FLOATS, all_item_logits, width
@@ -97,6 +99,14 @@ class FoldIn:
             excluded[0, self.items] = True
         items, values = rank_items(self.scores[None], excluded, k)
         return np.asarray(items[0], np.int64), np.asarray(values[0], np.float32)
+
+    def table(self, k: int, exclude_seen: bool, item_map: IdMap) -> pd.DataFrame:
+        """:meth:`top_k` as a DataFrame ``rank, item, score`` (the raw ids of ``item_map``)."""
+        items, scores = self.top_k(k, exclude_seen)
+        real = items >= 0
+        return pd.DataFrame({"rank": np.arange(1, real.sum() + 1),
+                             "item": item_map.to_original(items[real]),
+                             "score": scores[real].astype(np.float64).round(6)})
 
 
 @dataclasses.dataclass(frozen=True)
