@@ -8,6 +8,7 @@ and the machine. Tables and plots in results/ are generated from these files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -24,12 +25,10 @@ from ncf_tf.core.files import LockHeld, atomic_path, hold_lock
 
 
 SELECTIONS = ("test", "validation", "last")
-"""What picked the kept model: ``test`` (the test HR, the authors' protocol;
-for baselines, whose grid point is picked on it), ``validation`` (a
-validation split held out of training) or ``last`` (nothing held out: the
-last epoch)."""
+"""What picked the kept model: the test HR (the authors' protocol), a
+validation split held out of training, or nothing (the last epoch)."""
 OLD_SELECTIONS = {"none": "test", "test HR of the users not held out": "test"}
-"""Values older records used, read as their :data:`SELECTIONS` name."""
+"""Older records' values, read as their :data:`SELECTIONS` name."""
 
 
 class RecordError(ValueError):
@@ -108,9 +107,8 @@ class RunRecord:
         return os.path.splitext(os.path.basename(self.path))[0]
 
     def to_dict(self) -> dict:
-        """The record as written: its fields in order (None left out, except
-        ``best``, which a run that kept its last epoch writes as null), then
-        ``extra``; values as they are (see :meth:`write` for the strict form)."""
+        """The fields in order (None left out, except ``best`` of a run that kept
+        its last epoch), then ``extra``; values as they are (strict: :meth:`write`)."""
         out = {}
         for field in dataclasses.fields(self):
             if field.name in ("extra", "path"):
@@ -147,12 +145,7 @@ class RunRecord:
 
     @classmethod
     def load(cls, path: str) -> "RunRecord":
-        """Reads the record at ``path``.
-
-        Raises:
-            RecordError: the file is empty, truncated or no run record
-                (naming it and what to do).
-        """
+        """Reads the record at ``path`` (RecordError if empty, truncated or no record)."""
         return cls.from_dict(read_json(path), path)
 
 
@@ -164,11 +157,7 @@ def write_json(path: str, payload: dict) -> None:
 
 
 def read_json(path: str) -> dict:
-    """The JSON object in ``path``.
-
-    Raises:
-        RecordError: empty, truncated or not an object, naming the file.
-    """
+    """The JSON object in ``path`` (RecordError if empty, truncated or not an object)."""
     with open(path) as f:
         text = f.read()
     try:
@@ -211,8 +200,7 @@ class RunBusyError(ValueError):
 
 @dataclasses.dataclass
 class RunOwner:
-    """This process's hold on a run name: a :func:`~ncf_tf.core.files.hold_lock`
-    on ``<folder>/<name><suffix>.lock``, released when the process ends."""
+    """This process's :func:`~ncf_tf.core.files.hold_lock` on a run name's lock file."""
 
     name: str
     lock_path: str
@@ -318,19 +306,15 @@ def git_commit() -> dict:
 
 def cpu_model() -> str | None:
     """The CPU's model name from /proc/cpuinfo (None where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return None
 
 
 def intra_op_threads() -> int:
-    """The threads TensorFlow's ops use: ``TF_NUM_INTRAOP_THREADS`` (set by
-    bin/reproduce), else all the cores."""
+    """``TF_NUM_INTRAOP_THREADS`` (set by bin/reproduce), else all the cores."""
     value = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
     return int(value) if value.isdigit() and int(value) > 0 else os.cpu_count()
 

@@ -58,15 +58,12 @@ class FullRankingEvaluation:
     """Mean HR@k, NDCG@k and recall@k, and the positions they come from.
 
     Attributes:
-        k: the cut-off of ``hr``, ``ndcg`` and ``recall``.
-        hr, ndcg, recall: means over :attr:`users`.
+        k: the cut-off of ``hr``, ``ndcg`` and ``recall`` (means over :attr:`users`).
         users: ``(n,)`` evaluated users (those with a held-out item), sorted.
         indptr: ``(n + 1,)``: ``positions[indptr[j]:indptr[j + 1]]`` are the
-            held-out items of ``users[j]``.
-        positions: 0-based position of each held-out item in its user's
-            ranking, increasing within each user.
-        num_candidates: ``(n,)`` candidates of each user: all items but its
-            training items (its held-out items included); AUC needs it.
+            positions of ``users[j]``'s held-out items, increasing.
+        num_candidates: ``(n,)`` all items but each user's training items
+            (its held-out items included); AUC needs it.
     """
 
     k: int
@@ -102,13 +99,9 @@ def per_user_metrics(indptr: np.ndarray, positions: np.ndarray, k: int,
     """``{name: (n,)}`` float64: the named metrics (module docstring) of each user.
 
     Args:
-        indptr: ``(n + 1,)`` bounds of each user's run in ``positions``; every
-            user has at least one held-out item.
-        positions: 0-based positions, increasing within each user's run.
+        indptr, positions, num_candidates: as in :class:`FullRankingEvaluation`.
         k: the cut-off of HR, NDCG, recall, precision and MAP.
         names: keys of :data:`ncf_tf.eval.metrics.METRICS`.
-        num_candidates: ``(n,)`` candidates of each user, held-out items
-            included; only AUC needs it.
 
     Raises:
         ValueError: a bad ``k`` or name, a user without a held-out item, or
@@ -183,7 +176,7 @@ def held_out_positions(scores: np.ndarray, held_out: sp.csr_matrix,
     competing[rows, items] = False   # held-out items are not each other's competitors
     target = scores[rows, items]
 
-    # Entries in chunks, so that a chunk's (entries, num_items) work stays bounded.
+    # in chunks of entries: bounded (entries, num_items) work
     ahead = np.empty(len(rows), np.int64)
     chunk = max(1, _BLOCK_ENTRIES // max(num_items, 1))
     for lo in range(0, len(rows), chunk):
@@ -202,10 +195,10 @@ class FullRankingEvaluator:
     """Ranks each user's held-out items against all items but the excluded ones.
 
     Args:
-        held_out: ``(num_users, num_items)`` sparse matrix, non-zero at each
-            held-out (user, item); users without one are not evaluated.
-        exclude: optional sparse matrix of the same shape, non-zero at the
-            items that are not candidates for the user (the training items).
+        held_out: ``(num_users, num_items)`` sparse, non-zero at each held-out
+            (user, item); users without one are not evaluated.
+        exclude: optional sparse of the same shape, non-zero at each user's
+            items that are not candidates (the training items).
         k: the cut-off K of HR@K, NDCG@K and recall@K.
         batch_size: users scored per call (default: blocks of 2^22 scores).
 

@@ -25,10 +25,8 @@ class Evaluation:
     """Mean HR@k / NDCG@k and the per-user 0-based ranks they come from.
 
     Attributes:
-        k: the cut-off of ``hr`` and ``ndcg``.
-        hr, ndcg: means over the test lines.
-        ranks: ``(n,)`` 0-based pessimistic rank of each held-out item among
-            its competing negatives.
+        k: the cut-off of ``hr`` and ``ndcg`` (means over the test lines).
+        ranks: ``(n,)`` 0-based pessimistic rank of each held-out item.
         num_candidates: ``(n,)`` the held-out item and its competing
             negatives per line, for AUC; None when restored from a checkpoint.
     """
