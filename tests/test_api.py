@@ -615,6 +615,16 @@ def test_export_answers_raw_ids_in_plain_tensorflow(string_ids, fitted, tmp_path
         fitted.export(tmp_path / "integers")
 
 
+def test_export_error_names_the_path_argument(fitted, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=r"^path .*file: exists and is not a folder$"):
+        fitted.export(tmp_path / "file")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ValueError, match=r"^path .*folder: exists; refusing to replace it "
+                                         r"\(overwrite=True\)$"):
+        fitted.export(str(tmp_path / "folder"))
+
+
 def test_damaged_saved_folder_names_the_file(fitted, tmp_path):
     folder = tmp_path / "saved"
     fitted.save(str(folder))
