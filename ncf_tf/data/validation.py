@@ -80,15 +80,20 @@ def validation_split(dataset: Dataset, rng: np.random.Generator, how: How = "lat
 
     # Candidates: not the user's test item, of users with >= 2 interactions.
     test_keys = dataset.test_users.astype(np.int64) * num_items + dataset.test_items
-    candidate = ~np.isin(rows * num_items + cols, test_keys) & (counts[rows] >= 2)
-
-    if how == "latest":
-        held_out = _latest(rows, dataset.train_timestamps, dataset.train_lines, candidate,
-                           num_users)
-    else:
-        held_out = _uniform(rows, candidate, num_users, rng)
-    users = np.flatnonzero(held_out >= 0)
-    positions = held_out[users]
+    candidate = np.flatnonzero(~np.isin(rows * num_items + cols, test_keys) & (counts[rows] >= 2))
+    # Each user's last candidate by (user, key) is held out: the latest, or the
+    # one with the largest uniform random key.
+    keys = []   # lexsort's last key is the primary one
+    if how == "random":
+        keys.append(rng.random(len(candidate)))
+    if how == "latest" and dataset.train_lines is not None:
+        keys.append(-dataset.train_lines[candidate])   # an earlier line is later in time
+    if how == "latest" and dataset.train_timestamps is not None:
+        time = dataset.train_timestamps[candidate]
+        keys.append(np.where(np.isnan(time), -np.inf, time))
+    order = candidate[np.lexsort(keys + [rows[candidate]])]
+    last = np.r_[rows[order][1:] != rows[order][:-1], True][:len(order)]
+    users, positions = rows[order][last], order[last]
 
     keep = np.ones(train.nnz, dtype=bool)
     keep[positions] = False
@@ -110,40 +115,6 @@ def validation_split(dataset: Dataset, rng: np.random.Generator, how: How = "lat
         test_users=users.astype(np.int32), test_items=cols[positions].astype(np.int32),
         test_negatives=negatives.astype(np.int32), files=dict(dataset.files),
         train_timestamps=timestamps, train_lines=lines)
-
-
-def _latest(rows: np.ndarray, timestamps: np.ndarray | None, lines: np.ndarray | None,
-            candidate: np.ndarray, num_users: int) -> np.ndarray:
-    """CSR position of each user's latest candidate, -1 if none."""
-    positions = np.flatnonzero(candidate)
-    keys = []   # lexsort's last key is the primary one
-    if lines is not None:
-        keys.append(-lines[positions])   # an earlier line is later in time
-    if timestamps is not None:
-        time = timestamps[positions]
-        keys.append(np.where(np.isnan(time), -np.inf, time))
-    keys.append(rows[positions])
-    # Sorted by user, then oldest to latest: the last of each user's run.
-    return _last_of_each_user(positions[np.lexsort(keys)], rows, num_users)
-
-
-def _uniform(rows: np.ndarray, candidate: np.ndarray, num_users: int,
-             rng: np.random.Generator) -> np.ndarray:
-    """CSR position of one uniformly drawn candidate per user, -1 if none."""
-    positions = np.flatnonzero(candidate)
-    # A uniform random key per candidate; each user keeps its largest key.
-    keys = rng.random(len(positions))
-    order = positions[np.lexsort((keys, rows[positions]))]
-    return _last_of_each_user(order, rows, num_users)
-
-
-def _last_of_each_user(order: np.ndarray, rows: np.ndarray, num_users: int) -> np.ndarray:
-    """For positions sorted by user, the last one of every user (-1 for absent users)."""
-    held_out = np.full(num_users, -1, dtype=np.int64)
-    users = rows[order]
-    last = np.append(users[1:] != users[:-1], True) if len(order) else np.empty(0, bool)
-    held_out[users[last]] = order[last]
-    return held_out
 
 
 def sample_unseen(seen: sp.csr_matrix, users: np.ndarray, num_negatives: int,
