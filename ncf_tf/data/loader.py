@@ -3,14 +3,14 @@
 A data set ``<name>`` is three files in one folder (plain or gzipped):
 
 * ``<name>.train.rating``: ``user\\titem\\trating[\\ttimestamp]`` a line, 0-based
-  ids; a line is a training interaction when rating > 0. As in the authors'
-  code, #users and #items are the largest ids in this file plus one.
+  ids, an interaction when rating > 0; as in the authors' code, #users and
+  #items are its largest ids plus one.
 * ``<name>.test.rating``: the same format, each user's held-out interaction.
-* ``<name>.test.negative``: per test line, in order,
-  ``(user,item)\\tneg_1\\t...\\tneg_n``: the items the test item is ranked against.
+* ``<name>.test.negative``: per test line, ``(user,item)\\tneg_1\\t...\\tneg_n``,
+  the items the test item is ranked against.
 
-Every check fails with :class:`DataError`, whose message names the file, the
-line and what was expected.
+Every check fails with a :class:`DataError` naming the file, the line and what
+was expected.
 """
 
 from __future__ import annotations
@@ -261,8 +261,8 @@ def load_dataset(path: str, name: str) -> Dataset:
 
     Raises:
         DataError: a file is missing, empty, truncated or malformed; a test
-            user or item is out of the training file's range; the negative
-            file is out of step with the test file.
+            line is out of the training file's range or out of step with the
+            negative file.
     """
     train_file, test_file, negative_file = (find_file(path, name, s) for s in SUFFIXES)
 

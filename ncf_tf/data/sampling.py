@@ -79,15 +79,12 @@ def _shuffled_records(pairs: np.ndarray, rng: np.random.Generator) -> Instances:
 
 
 class NegativeSampler:
-    """Draws exact uniform negatives for the positives of a CSR matrix.
-
-    Args:
-        train: ``(num_users, num_items)`` CSR matrix of training positives.
-        num_neg: negatives per positive.
+    """Draws exact uniform negatives for the positives of the CSR matrix ``train``,
+    ``num_neg`` per positive.
 
     Raises:
-        ValueError: ``num_neg`` < 0, or larger than the number of items some
-            user has not interacted with.
+        ValueError: ``num_neg`` < 0, or more than the items some user has not
+            interacted with.
     """
 
     def __init__(self, train: sp.csr_matrix, num_neg: int):

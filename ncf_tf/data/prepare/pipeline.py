@@ -93,13 +93,12 @@ class Split:
     """A prepared data set as arrays (0-based ids); what the files hold.
 
     Attributes:
-        train: ``(users, items, ratings, timestamps)``: every interaction but
-            each user's latest, grouped by user ascending, each user's lines
-            latest first; ratings are codes into ``rating_values``,
-            timestamps None when the input had none.
-        test: the same, one line per user ``0..num_users-1``, their latest.
-        test_negatives: ``(num_users, k)``: row u holds distinct items user u
-            never interacted with.
+        train: ``(users, items, ratings, timestamps)``: all but each user's
+            latest interaction, grouped by user, latest first; ratings are
+            codes into ``rating_values``, timestamps None without any.
+        test: the same, each user's latest, for users ``0..num_users-1``.
+        test_negatives: ``(num_users, k)``: distinct items the user never
+            interacted with.
         user_ids, item_ids: the original id of each internal id.
     """
 
@@ -199,8 +198,7 @@ def split(data: Interactions, rng: np.random.Generator, *, min_interactions: int
         min_interactions: drop users with fewer distinct interactions (the
             paper: 20); users with fewer than 2 are always dropped.
         num_test_neg: negatives per test line (the authors': 99).
-        tie_break: which of the lines at a user's latest timestamp counts as
-            the latest: ``"first"`` or ``"last"`` in file order.
+        tie_break: ``"first"`` or ``"last"``: which tied line is the latest.
         drop_cold_items: drop items that occur only in held-out test lines.
 
     Raises:
@@ -288,11 +286,8 @@ def _timestamp_text(part: tuple) -> tuple[np.ndarray, list[str] | None]:
 
 
 def write_split(data: Split, dest: str, name: str, overwrite: bool = False) -> list[str]:
-    """Writes the five files of ``data``, all or nothing; returns their paths.
-
-    Raises:
-        PrepareError: as :func:`~ncf_tf.data.prepare.common.write_group`.
-    """
+    """Writes the five files of ``data``, all or nothing (PrepareError as
+    :func:`~ncf_tf.data.prepare.common.write_group`); returns their paths."""
     used = np.flatnonzero(np.bincount(np.concatenate([data.train[2], data.test[2]]),
                                       minlength=len(data.rating_values)))
     texts = [""] * len(data.rating_values)
@@ -313,18 +308,10 @@ def prepare(input_path: str, dest: str, name: str, rng: np.random.Generator, *,
             fmt: str = "movielens", min_interactions: int = 0, num_test_neg: int = 99,
             tie_break: TieBreak = "last", drop_cold_items: bool = False,
             overwrite: bool = False, **read_options) -> Split:
-    """Reads ``input_path``, builds the leave-one-out split and writes it to ``dest``.
-
-    Args:
-        input_path: the raw interactions, in format ``fmt`` (plain or gzipped).
-        dest: output folder (created if missing).
-        name: data set name: files are ``<dest>/<name>.train.rating`` etc.
-        fmt, read_options: see :func:`ncf_tf.data.prepare.readers.read_interactions`.
-        rng, min_interactions, num_test_neg, tie_break, drop_cold_items: see :func:`split`.
-        overwrite: replace existing outputs instead of refusing.
-
-    Returns:
-        The data set written, with its statistics.
+    """Reads ``input_path`` (plain or gzipped; ``fmt`` and ``read_options`` as
+    :func:`~ncf_tf.data.prepare.readers.read_interactions` takes them), splits
+    it (the other options as :func:`split`'s) and writes ``<dest>/<name>.*``,
+    replacing existing files only with ``overwrite``; returns the split.
 
     Raises:
         PrepareError: bad input or options; nothing is written.

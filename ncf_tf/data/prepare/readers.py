@@ -43,13 +43,12 @@ class Interactions:
     """Interactions as read, one entry per non-blank input line, in file order.
 
     Attributes:
-        users, items: ``(n,)`` int32 codes, 0-based in order of first
-            appearance; ``user_ids[c]`` / ``item_ids[c]`` is the original id
-            (str, or int for integer columns).
-        ratings: ``(n,)`` small integer codes; ``rating_values[c]`` (float64)
-            is the rating (1.0 without a rating column).
-        timestamps: ``(n,)`` int64 (float64 when some are not whole numbers),
-            or None: the file order is the time.
+        users, items: ``(n,)`` int32 codes in order of first appearance;
+            ``user_ids[c]`` / ``item_ids[c]`` is the original id (str or int).
+        ratings: ``(n,)`` small integer codes into ``rating_values`` (float64;
+            1.0 without a rating column).
+        timestamps: ``(n,)`` int64 (float64 when some are not whole), or None:
+            the file order is the time.
         source: the input, for messages.
         user_header, item_header: the id maps' headers.
     """
