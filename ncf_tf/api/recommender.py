@@ -659,8 +659,6 @@ class Recommender:
                      for kind, ids in (("user", self.users), ("item", self.items)))
 
 
-SIZES = ("model", "num_factors", "layers")
-
 
 @dataclasses.dataclass
 class Trained:
@@ -704,14 +702,51 @@ def load_trained(saved: str | None = None, record: str | None = None,
             missing or unreadable; the model does not fit the data (the
             message names the arguments).
     """
-    folder = _saved_folder(saved, record, weights_file=weights_file, keras_file=keras_file,
-                           path=path, dataset=dataset, model=model, num_factors=num_factors,
-                           layers=layers)
-    if folder is not None:
-        return _load_saved(folder, devices.resolve(device), log)
-    spec, run, path, name = _model_source(record, weights_file, keras_file, model,
-                                          num_factors, layers, path, dataset)
-    path, name = path or _DEFAULTS.path, name or _DEFAULTS.dataset
+    error = trained.TrainedModelError
+    if record and os.path.basename(record) == RECORD and os.path.isfile(
+            os.path.join(os.path.dirname(os.path.abspath(record)), SAVED)):
+        if saved:
+            raise error("give `saved` or `record`, not both")
+        return _load_saved(os.path.dirname(os.path.abspath(record)), device, log)
+    if saved:
+        given = [f"`{name}`" for name, value in (
+            ("record", record), ("weights_file", weights_file), ("keras_file", keras_file),
+            ("path", path), ("dataset", dataset), ("model", model),
+            ("num_factors", num_factors), ("layers", layers)) if value is not None]
+        if given:
+            raise error(f"saved={saved!r} holds the model, its sizes and its data; drop "
+                        f"{', '.join(given)}")
+        return _load_saved(saved, device, log)
+    if not (record or weights_file or keras_file):
+        raise error("no model given: pass record='RUN.json', weights_file='FILE.weights.h5' "
+                    "with `model`, keras_file='FILE.keras', or saved='FOLDER' (from "
+                    "Recommender.save)")
+    sizes = [f"`{name}`" for name, value in (("model", model), ("num_factors", num_factors),
+                                             ("layers", layers)) if value is not None]
+    run = spec = None
+    if keras_file:
+        other = [f"`{name}`" for name, value in (("record", record),
+                                                 ("weights_file", weights_file)) if value]
+        if other or sizes:
+            raise error(f"keras_file carries its own architecture and weights; drop "
+                        f"{', '.join(other + sizes)}")
+    elif record:
+        if sizes:
+            raise error(f"{', '.join(sizes)}: the model and its sizes come from "
+                        f"record={record!r}; give one or the other")
+        run = trained.read_record(record)
+        spec = trained.spec_from_record(run, record)
+        if not (weights_file or run.get("weights_file")):
+            raise error(f"record={record!r}: the run saved no weight file (out=0?); pass "
+                        "`weights_file`")
+        path, dataset = path or run["config"].get("path"), dataset or run["config"].get("dataset")
+    elif model is None:
+        raise error("model (GMF, MLP or NeuMF) is required with `weights_file` when no "
+                    "`record` is given")
+    else:
+        spec = trained.ModelSpec(model, 8 if num_factors is None else num_factors,
+                                 (64, 32, 16, 8) if layers is None else layers)
+    path, name = path or _DEFAULTS.path, dataset or _DEFAULTS.dataset
     device = devices.resolve(device)
     data = load_dataset_verbose(path, name, log)
     user_map, item_map = load_id_maps(path, name, data.num_users, data.num_items)
@@ -733,26 +768,9 @@ def load_trained(saved: str | None = None, record: str | None = None,
                    typed_ids(user_map.originals), typed_ids(item_map.originals))
 
 
-def _saved_folder(saved, record, **others) -> str | None:
-    """The :meth:`Recommender.save` folder that ``saved`` (or a ``record`` of its
-    ``record.json``) names, else None."""
-    if record and os.path.basename(record) == RECORD and os.path.isfile(
-            os.path.join(os.path.dirname(os.path.abspath(record)), SAVED)):
-        if saved:
-            raise trained.TrainedModelError("give `saved` or `record`, not both")
-        return os.path.dirname(os.path.abspath(record))
-    if not saved:
-        return None
-    given = [f"`{name}`" for name, value in {"record": record, **others}.items()
-             if value is not None]
-    if given:
-        raise trained.TrainedModelError(f"saved={saved!r} holds the model, its sizes and its "
-                                        f"data; drop {', '.join(given)}")
-    return saved
-
-
 def _load_saved(folder: str, device: str, log) -> Trained:
     """A :meth:`Recommender.save` folder as a :class:`Trained` (ids compared as text)."""
+    device = devices.resolve(device)
     with devices.scope(device):
         rec = Recommender.load(folder)
     empty = np.empty(0, np.int64)
@@ -765,42 +783,6 @@ def _load_saved(folder: str, device: str, log) -> Trained:
     return Trained(rec.model, trained.spec_of(rec.model), data, *maps,
                    {"saved": folder, "run_name": rec.run_name}, device,
                    rec.users.originals, rec.items.originals)
-
-
-def _model_source(record, weights_file, keras_file, model, num_factors, layers, path, dataset):
-    """(spec or None, run record or None, data path, data set name) of a model
-    given by ``record``, ``weights_file`` or ``keras_file``."""
-    if not (record or weights_file or keras_file):
-        raise trained.TrainedModelError(
-            "no model given: pass record='RUN.json', weights_file='FILE.weights.h5' with "
-            "`model`, keras_file='FILE.keras', or saved='FOLDER' (from Recommender.save)")
-    sizes = [f"`{name}`" for name, value in zip(SIZES, (model, num_factors, layers))
-             if value is not None]
-    if keras_file:
-        other = [f"`{name}`" for name, value in (("record", record),
-                                                 ("weights_file", weights_file)) if value]
-        if other or sizes:
-            raise trained.TrainedModelError(f"keras_file carries its own architecture and "
-                                            f"weights; drop {', '.join(other + sizes)}")
-        return None, None, path, dataset
-    if record:
-        if sizes:
-            raise trained.TrainedModelError(
-                f"{', '.join(sizes)}: the model and its sizes come from record={record!r}; "
-                "give one or the other")
-        run = trained.read_record(record)
-        spec = trained.spec_from_record(run, record)
-        if not (weights_file or run.get("weights_file")):
-            raise trained.TrainedModelError(f"record={record!r}: the run saved no weight file "
-                                            "(out=0?); pass `weights_file`")
-        config = run["config"]
-        return spec, run, path or config.get("path"), dataset or config.get("dataset")
-    if model is None:
-        raise trained.TrainedModelError("model (GMF, MLP or NeuMF) is required with "
-                                        "`weights_file` when no `record` is given")
-    spec = trained.ModelSpec(model, 8 if num_factors is None else num_factors,
-                             (64, 32, 16, 8) if layers is None else layers)
-    return spec, None, path, dataset
 
 
 def typed_ids(originals):
