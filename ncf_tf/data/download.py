@@ -141,7 +141,7 @@ def md5(path: str) -> str:
 
 
 def _fetch_zip(dataset: str, dest: str, source: str | None, url: str, expected_md5: str,
-               group: StagedGroup, log=print) -> str:
+               group: StagedGroup, log) -> str:
     """The path of a verified ``<dataset>.zip``: in ``source``, or in ``dest``,
     downloaded (staged in ``group``) unless a verified copy is there."""
     name = f"{dataset}.zip"
@@ -160,16 +160,11 @@ def _fetch_zip(dataset: str, dest: str, source: str | None, url: str, expected_m
     return path if source else group.publish([name])[0]
 
 
-def movielens(dataset: str, dest: str, source: str | None = None, log=print,
-              zips: dict | None = None) -> str:
+def movielens(dataset: str, dest: str, source: str | None = None, log=print) -> str:
     """Fetches (or takes from ``source``) GroupLens's zip, checks its MD5 and
     converts its ``ratings.csv`` into ``dest`` with the MLPerf protocol;
-    returns "present" (all five files there already) or "prepared".
-
-    Args:
-        zips: name -> (URL, MD5); :data:`MOVIELENS_ZIPS` by default.
-    """
-    url, expected = (zips or MOVIELENS_ZIPS)[dataset]
+    returns "present" (all five files there already) or "prepared"."""
+    url, expected = MOVIELENS_ZIPS[dataset]
     if all(os.path.isfile(p) for p in output_paths(dest, dataset)):
         return "present"
     try:

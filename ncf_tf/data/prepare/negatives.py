@@ -132,11 +132,7 @@ def sample_test_negatives(users: np.ndarray, items: np.ndarray, num_users: int, 
 def _plain_text(path: str):
     """The bytes of a plain or gzipped file, in 1 MiB chunks."""
     with open_input(path, binary=True) as f:
-        while True:
-            block = f.read(1 << 20)
-            if not block:
-                return
-            yield block
+        yield from iter(lambda: f.read(1 << 20), b"")
 
 
 def resample_negatives(source: str, dest: str, name: str, num_test_neg: int,
