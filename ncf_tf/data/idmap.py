@@ -22,11 +22,9 @@ class IdMap:
     """Original id (str) <-> 0-based ncf id, for the users or the items.
 
     Args:
-        kind: ``"user"`` or ``"item"``, for messages.
+        kind, source: ``"user"`` or ``"item"``, and where the map was read (messages).
         originals: ``(count,)`` original id of each ncf id, or None when the
-            ncf ids are the only ids (then ids are printed as integers).
-        count: number of ncf ids.
-        source: where the map was read, for messages.
+            ncf ids are the only ids.
     """
 
     def __init__(self, kind: str, originals: np.ndarray | None, count: int, source: str = ""):
@@ -34,12 +32,8 @@ class IdMap:
         self._index = None if originals is None else pd.Index(originals)
 
     def to_ncf(self, ids: Iterable[str], flag: str) -> np.ndarray:
-        """The ncf ids of ``ids`` (original ids, or ncf ids without a map).
-
-        Raises:
-            IdMapError: naming ``flag``, the first unknown id and what was
-                expected.
-        """
+        """The ncf ids of ``ids`` (original ids, or ncf ids without a map);
+        IdMapError naming ``flag``, the first unknown id and what was expected."""
         ids = [str(i).strip() for i in ids]
         if self._index is None:
             bad = [i for i in ids if not (i.isascii() and i.isdigit() and int(i) < self.count)]

@@ -131,10 +131,8 @@ def sample_unseen(seen: sp.csr_matrix, users: np.ndarray, num_negatives: int,
         users: ``(n,)`` users to draw for, in this order.
 
     Returns:
-        ``(n, num_negatives)`` int64, each row in increasing order of key.
-
-    Raises:
-        ValueError: a user has fewer than ``num_negatives`` unseen items.
+        ``(n, num_negatives)`` int64, each row in increasing order of key;
+        ValueError when a user has fewer unseen items.
     """
     seen = sp.csr_matrix(seen, copy=True)
     seen.sum_duplicates()

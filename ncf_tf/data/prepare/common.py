@@ -78,10 +78,7 @@ def write_group(dest: str, name: str, group: str, suffixes, contents: list,
     A content is ``str``, ``bytes`` or an iterable of them. The files are staged
     and published together (:class:`~ncf_tf.core.files.StagedGroup`, tag
     ``<name>.<group>``); a rerun after a kill replaces what it half-published.
-
-    Raises:
-        PrepareError: an output exists and not ``overwrite``; ``dest`` cannot
-            be created; a write failed (nothing written).
+    PrepareError when an output exists (without ``overwrite``) or a write fails.
     """
     names = [f"{name}.{suffix}" for suffix in suffixes]
     try:

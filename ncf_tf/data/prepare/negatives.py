@@ -29,8 +29,7 @@ def _draw_block(first: int, positives: np.ndarray, taken: np.ndarray, skip: np.n
             (left all-False again).
         skip: ``(users,)`` bool: rows not to complete (drawn elsewhere).
 
-    Returns:
-        ``(users, k)`` int32, row r for user ``first + r``.
+    Returns ``(users, k)`` int32, row r for user ``first + r``.
 
     Each slot draws uniformly over all items until a draw is kept; a draw is
     rejected when the user interacted with it, the row already kept it, or an
@@ -150,8 +149,8 @@ def resample_negatives(source: str, dest: str, name: str, num_test_neg: int,
         ``{"users", "items", "train", "test"}`` counts, for the report.
 
     Raises:
-        PrepareError: a file is missing or malformed, a test item is outside
-            the training file's range, a user has fewer than k items left.
+        PrepareError: a file is missing or malformed, a test item is out of
+            range, a user has fewer than k items left.
     """
     folder, base = os.path.split(source)
     check_outputs(dest, name, overwrite, NEGATIVE_SUFFIXES, "resample")
