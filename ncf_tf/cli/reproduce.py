@@ -1,12 +1,4 @@
-"""Command-line layer of bin/reproduce; see :mod:`ncf_tf.results.reproduce`.
-
-Examples::
-
-    bin/reproduce --only table2 --dataset ml-1m --dry_run   # what is planned, done, missing
-    bin/reproduce --only table2 --dataset ml-1m --jobs 2    # run what is missing
-    bin/reproduce --report                                  # regenerate results/ only
-    bin/reproduce --compare runs/                           # one's own runs beside the paper's
-"""
+"""Command-line layer of bin/reproduce; see :mod:`ncf_tf.results.reproduce`."""
 
 from __future__ import annotations
 
@@ -22,7 +14,6 @@ from ncf_tf.results import compare, report, reproduce
 
 MAINS = {"train_gmf": train.main_gmf, "train_mlp": train.main_mlp,
          "train_neumf": train.main_neumf, "train_baseline": baseline.main}
-"""The scripts a planned run uses, by name (``bin/<name>``), and their ``main``."""
 
 
 def program(script: str) -> list[str]:
@@ -34,47 +25,33 @@ def program(script: str) -> list[str]:
 
 def define_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
-    flags.DEFINE_string("only", "all", "table2, fig4, fig5, table3 (Tables 3 and 4), fig6, "
-                        "fig7, beyond (validation-selected models and tuned stronger "
-                        "baselines), fast (fast mode's NeuMF-8 variants), long (MLP-1 and "
-                        "MLP-2 over 100 epochs), pretrain_adam (pretrained NeuMF trained on with "
-                        "Adam, as the authors' README), lr (the cells far from the paper at the "
-                        "learning rates either side of 0.001), or all (every paper experiment and "
-                        "beyond, most important runs first).",
-                        flag_values=fv)
-    flags.DEFINE_string("dataset", "ml-1m", "ml-1m, pinterest-20, or a data set of one's own "
-                        "in --path (in the authors' format).", flag_values=fv)
-    flags.DEFINE_integer("seeds", None, "Seeds per cell (0 .. seeds-1); default 3 for table2, "
-                         "beyond and fast, 1 for table3, fig7, long, pretrain_adam and lr (more "
-                         "there, e.g. for a cell far from the paper: with --match). all takes "
-                         "it for table2 and beyond; fig4, fig5 and fig6 are Table 2's seed 0.",
-                         flag_values=fv)
-    flags.DEFINE_integer("jobs", 1, "Runs at a time; the cores are shared between them.",
-                         flag_values=fv)
-    flags.DEFINE_integer("max_runs", 0, "Stop after starting this many runs (0: all).",
-                         flag_values=fv)
-    flags.DEFINE_string("match", "", "Only the planned runs whose name contains this text "
-                        "(e.g. _eALS_), with the runs they need.", flag_values=fv)
+    for name, default, help_ in (
+            ("only", "all", f"The experiment: {', '.join(reproduce.EXPERIMENTS)} or all (the "
+             "paper's and beyond, most important runs first); see docs/reproducing.md."),
+            ("dataset", "ml-1m", "ml-1m, pinterest-20, or one's own in --path."),
+            ("match", "", "Only the planned runs whose name contains this text, with the runs "
+             "they need."),
+            ("compare", "", "Only print the GMF, MLP and NeuMF runs recorded in this folder "
+             "beside the paper's numbers and the means of --results' runs."),
+            ("path", "Data/", "Input data path."),
+            ("results", "results", "The results folder (records in runs/)."),
+            ("model_dir", "Pretrain/", "Where weights and checkpoints go.")):
+        flags.DEFINE_string(name, default, help_, flag_values=fv)
+    for name, default, help_ in (
+            ("seeds", None, "Seeds per cell (0 .. seeds-1); default: 3 for table2, beyond, "
+             "fast and all, else 1."),
+            ("jobs", 1, "Runs at a time; the cores are shared between them."),
+            ("max_runs", 0, "Stop after starting this many runs (0: all).")):
+        flags.DEFINE_integer(name, default, help_, flag_values=fv)
     flags.DEFINE_boolean("dry_run", False, "List the planned runs with their state, "
                          "estimated cost and command; run nothing.", flag_values=fv)
-    flags.DEFINE_boolean("report", False, "Only regenerate results/README.md, the CSV tables "
-                         "and the plots from the run records (of --results' runs/ only).",
-                         flag_values=fv)
-    flags.DEFINE_string("compare", "", "Only print the GMF, MLP and NeuMF runs recorded in "
-                        "this folder (e.g. runs/, where the training scripts write) beside "
-                        "the paper's numbers and the means of --results' runs.",
-                        flag_values=fv)
-    flags.DEFINE_string("path", "Data/", "Input data path.", flag_values=fv)
-    flags.DEFINE_string("results", "results", "The results folder (records in runs/).",
-                        flag_values=fv)
-    flags.DEFINE_string("model_dir", "Pretrain/", "Where weights and checkpoints go.",
-                        flag_values=fv)
+    flags.DEFINE_boolean("report", False, "Only regenerate results/ from the run records "
+                         "in --results' runs/.", flag_values=fv)
     return fv
 
 
 def check_data(path: str, dataset: str, planning_only: bool) -> None:
-    """Runs need the data set's files; a plan needs them only for a data set of
-    one's own (the paper's are planned from their known sizes)."""
+    """Runs need the data set's files; a plan only for a data set of one's own."""
     if planning_only and (dataset in reproduce.DATASETS or dataset in reproduce.MLPERF):
         return
     for suffix in SUFFIXES:

@@ -1,5 +1,4 @@
-"""The sections of results/README.md beyond the paper: validation-selected models,
-fast mode, longer training, learning rates, and the same seed across commits."""
+"""The sections of results/README.md beyond the paper."""
 
 from __future__ import annotations
 
@@ -22,7 +21,6 @@ GOAL = {"ml-1m": (0.731, 0.452), "pinterest-20": (0.8895, 0.5794)}
 
 
 def beyond(rep: "Report", records: list[RunRecord], dataset: str) -> None:
-    """Validation-selected models: test at the picked point, full ranking, the gap."""
     rep.add(f"### Beyond the paper: selection on validation only ({dataset})", "",
             "Selection uses a validation set only: each user's latest training interaction "
             "with 99 sampled negatives, held out of the training file. NCF models train "
@@ -134,8 +132,7 @@ def fast_mode(rep: "Report", records: list[RunRecord], dataset: str) -> None:
 
 
 def longer_training(rep: "Report", records: list[RunRecord], dataset: str) -> None:
-    """MLP-1 and MLP-2 (F = 8) over the authors' default 100 epochs, beside
-    their best within the tables' 20 epochs of the same run and the paper."""
+    """MLP-1 and MLP-2 (F = 8) over 100 epochs, beside their best in the first 20."""
     runs = sorted((r for r in records
                    if r.dataset == dataset and r.kind == "train" and r.model == "MLP"
                    and is_standard(r, reproduce.LONG_EPOCHS)),
@@ -160,8 +157,7 @@ def longer_training(rep: "Report", records: list[RunRecord], dataset: str) -> No
 
 
 def learning_rates(rep: "Report", records: list[RunRecord], dataset: str) -> None:
-    """The cells far from the paper at the learning rates either side of the
-    tables' 0.001 (``bin/reproduce --only lr``), beside the tables' own."""
+    """The cells far from the paper at the learning rates either side of 0.001."""
     rates = sorted({*reproduce.LR_SEARCH, TrainConfig.lr})
 
     def runs(model, factors, hidden, lr):
@@ -192,8 +188,7 @@ def learning_rates(rep: "Report", records: list[RunRecord], dataset: str) -> Non
 
 RUN_ONLY = ("epochs", "path", "model_dir", "results_dir", "run_name", "tensorboard",
             "progress", "verbose", "device")
-"""Config entries that do not change an epoch's result (where files go, how
-long the run is, what it prints)."""
+"""Config entries that do not change an epoch's result."""
 
 
 def machine_of(record: RunRecord) -> str:
@@ -218,9 +213,8 @@ def adam_of(record: RunRecord) -> str:
 
 
 def same_seed_across_commits(rep: "Report", records: list[RunRecord], dataset: str) -> None:
-    """Runs of one configuration and seed recorded at different commits, or
-    with dense and deferred Adam, compared epoch by epoch over the epochs
-    both ran."""
+    """Runs of one configuration and seed at different commits or with dense and
+    deferred Adam, compared over the epochs both ran."""
     groups = collections.defaultdict(list)
     for r in records:
         if r.dataset == dataset and r.kind == "train":
@@ -259,8 +253,7 @@ def same_seed_across_commits(rep: "Report", records: list[RunRecord], dataset: s
 
 
 def mlperf(rep: "Report", records: list[RunRecord]) -> None:
-    """NeuMF in the MLPerf v0.5 configuration (``--preset mlperf``) on each of
-    :data:`ncf_tf.results.reproduce.MLPERF`'s data sets, or why it is absent."""
+    """``--preset mlperf`` runs on :data:`ncf_tf.results.reproduce.MLPERF`'s data sets."""
     from ncf_tf.train.config import PRESET_TARGETS, PRESETS
 
     target = PRESET_TARGETS["mlperf"]
@@ -298,12 +291,10 @@ def mlperf(rep: "Report", records: list[RunRecord]) -> None:
 
 
 def fold_in(rep: "Report", folder: str) -> None:
-    """New users folded into a model trained without them (``runs/fold_in/``,
-    :mod:`ncf_tf.serve.fold_in_experiment`) beside the same users in a model
-    trained with them."""
-    found = [RunRecord.load(path) for path in sorted(glob.glob(os.path.join(folder, "runs",
-                                                                       "fold_in", "*.json")))]
-    found = [r for r in found if r.kind == "fold_in" and r.status == "finished"]
+    """New users folded in (``runs/fold_in/``) beside a model trained with them."""
+    found = [r for r in map(RunRecord.load, sorted(glob.glob(
+        os.path.join(folder, "runs", "fold_in", "*.json"))))
+        if r.kind == "fold_in" and r.status == "finished"]
     if not found:
         return
     rep.add("## New users: fold-in (ml-1m)", "",

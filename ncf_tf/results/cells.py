@@ -1,6 +1,4 @@
-"""Run records sorted into the cells of the paper's tables: which records count
-as a cell's runs, and how a cell is shown (mean +- sd over seeds, the difference
-from the paper)."""
+"""Run records sorted into the cells of the paper's tables, and how a cell is shown."""
 
 from __future__ import annotations
 
@@ -26,15 +24,9 @@ DIFF = 0.01
 
 def load_records(folder: str) -> list[RunRecord]:
     """The finished NCF and baseline records of ``folder`` (training runs of 0 epochs left out)."""
-    found = []
-    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
-        record = RunRecord.load(path)
-        if record.status != "finished" or record.kind not in ("train", "baseline"):
-            continue
-        if record.kind == "train" and record.config["epochs"] == 0:
-            continue
-        found.append(record)
-    return found
+    found = [RunRecord.load(path) for path in sorted(glob.glob(os.path.join(folder, "*.json")))]
+    return [r for r in found if r.status == "finished" and r.kind in ("train", "baseline")
+            and not (r.kind == "train" and r.config["epochs"] == 0)]
 
 
 def factors_of(record: RunRecord) -> int | None:
@@ -46,13 +38,11 @@ def factors_of(record: RunRecord) -> int | None:
 
 def setting_of(record: RunRecord) -> str:
     config = record.config
-    if record.model != "NeuMF":
+    if record.model != "NeuMF" or not (config.get("pretrain") or config.get("mf_pretrain")):
         return "from scratch"
-    if config.get("pretrain") or config.get("mf_pretrain"):
-        if "authors_pretrain" in config.get("mf_pretrain", ""):
-            return "pretrained (authors' GMF/MLP files)"
-        return "pretrained"
-    return "from scratch"
+    if "authors_pretrain" in config.get("mf_pretrain", ""):
+        return "pretrained (authors' GMF/MLP files)"
+    return "pretrained"
 
 
 def is_standard(record: RunRecord, epochs: int = reproduce.EPOCHS,
@@ -69,7 +59,7 @@ def is_standard(record: RunRecord, epochs: int = reproduce.EPOCHS,
 
 
 def is_pretrained_adam(record: RunRecord, dataset: str) -> bool:
-    """A Table 2 pretrained NeuMF run, but trained on with Adam (``pretrain_adam``)."""
+    """A Table 2 pretrained NeuMF run trained on with Adam (``pretrain_adam``)."""
     return (record.kind != "baseline" and record.dataset == dataset
             and record.model == "NeuMF" and setting_of(record) == "pretrained"
             and record.config.get("learner") == "adam" and record.config["num_neg"] == 4
@@ -114,12 +104,8 @@ def delta(values: list[float], ref: float | None) -> str:
 
 
 class Cells:
-    """Records indexed for the experiments' tables.
-
-    A seed counts once per cell: where one configuration and seed was run
-    again (at a later commit, to compare), the first record is the cell's
-    and the others appear under "Same seed, different commits".
-    """
+    """Records indexed for the experiments' tables. A seed counts once per cell:
+    its first record (the others appear under "Same seed, different commits")."""
 
     def __init__(self, records: list[RunRecord]):
         self.records = records
@@ -150,7 +136,7 @@ class Cells:
         return [best] if best else []
 
     def best_baseline(self, dataset, name, factors=None) -> RunRecord | None:
-        return best_on_test(self.baselines.get((dataset, name, factors), []))
+        return best_on_test(self.baseline_grid(dataset, name, factors))
 
     def baseline_grid(self, dataset, name, factors=None) -> list[RunRecord]:
         return self.baselines.get((dataset, name, factors), [])
@@ -162,9 +148,9 @@ def best_on_test(runs: list[RunRecord]) -> RunRecord | None:
 
 
 def grid_edges(runs: list[RunRecord]) -> list[str]:
-    """The settings in which the best run of a grid (on test HR) takes the
-    smallest or largest value tried, among the runs that differ from it in
-    that setting only, e.g. ``["reg=10.0, the largest of 4 tried"]``."""
+    """The settings in which a grid's best run (on test HR) takes the smallest or
+    largest value tried among the runs that differ from it in that setting only,
+    e.g. ``["reg=10.0, the largest of 4 tried"]``."""
     best = best_on_test(runs)
     if best is None:
         return []
@@ -181,6 +167,4 @@ def grid_edges(runs: list[RunRecord]) -> list[str]:
 
 
 def metric(runs: list[RunRecord], key: str, k: int = 10) -> list[float]:
-    if k == 10:
-        return [r.best[key] for r in runs]
-    return [r.best["topk"][str(k)][key] for r in runs]
+    return [r.best[key] if k == 10 else r.best["topk"][str(k)][key] for r in runs]

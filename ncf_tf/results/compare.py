@@ -1,10 +1,5 @@
-"""One's own runs beside the paper's numbers and the project's committed runs.
-
-``bin/reproduce --compare runs/`` (the last step of ``make train``): each GMF,
-MLP and NeuMF record's HR@10 and NDCG@10, the paper's where it gives one (Table
-2 for NeuMF, Table 3 for MLP), and the mean ± sd of the committed records of
-the same configuration (``results/runs/``).
-"""
+"""``bin/reproduce --compare runs/``: one's own GMF, MLP and NeuMF runs beside the
+paper's numbers and the mean ± sd of the committed runs of the same configuration."""
 
 from __future__ import annotations
 
@@ -24,8 +19,7 @@ def paper_row(paper: dict, record: RunRecord) -> tuple[float, float] | None:
 
 
 def lines(folder: str, results: str) -> list[str]:
-    """The comparison, as lines; ValueError when ``folder`` holds no finished
-    GMF, MLP or NeuMF run."""
+    """The comparison, as lines; ValueError where ``folder`` holds no finished NCF run."""
     own = sorted((r for r in load_records(folder) if r.kind == "train"),
                  key=lambda r: (NCF_ORDER.index(r.model), r.name))
     if not own:
@@ -35,12 +29,11 @@ def lines(folder: str, results: str) -> list[str]:
     table = [("run", "HR@10", "NDCG@10", "paper HR / NDCG",
               f"{os.path.join(results, 'runs')} HR@10 (seeds)", "NDCG@10 (seeds)")]
     for record in own:
-        config = record.config
         committed = []
         if is_standard(record, lr=None):   # the settings the committed runs are planned with
             committed = cells.ncf_runs(record.dataset, record.model, factors_of(record),
-                                       setting_of(record), config["num_neg"],
-                                       hidden_of(record), config["lr"])
+                                       setting_of(record), record.config["num_neg"],
+                                       hidden_of(record), record.config["lr"])
         ref = paper_row(paper, record)
         table.append((record.name, f"{record.best['hr']:.4f}", f"{record.best['ndcg']:.4f}",
                       pair(*ref, 3) if ref else "–",

@@ -1,10 +1,8 @@
-"""Per-epoch curves of run records (``bin/plot_run``): loss, HR@K and NDCG@K.
+"""Per-epoch curves of run records (``bin/plot_run``): loss (equation 7), HR@K, NDCG@K.
 
-One PNG, three panels, one line per record: each epoch's mean training log loss
-(equation 7), then HR@K and NDCG@K after it. The x axis counts epochs trained:
-the initial model ("Init") at 0, the logs' "Iteration e" at e + 1; the best
-epoch (on test HR, as the authors pick it) is starred. Matplotlib's object API
-on the Agg canvas: no display, no pyplot state.
+One PNG, three panels, one line per record. The x axis counts epochs trained:
+the initial model at 0, the logs' "Iteration e" at e + 1; the best epoch is
+starred. Matplotlib's object API: no display, no pyplot state.
 """
 
 from __future__ import annotations
@@ -115,8 +113,7 @@ LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def figure(runs: list[Curves], title: str | None = None):
-    """A matplotlib Figure with the loss, HR and NDCG panels of ``runs``; one
-    legend below them that grows a row per :data:`LEGEND_COLUMNS` runs."""
+    """A matplotlib Figure with the loss, HR and NDCG panels of ``runs``, legend below."""
     # Imported here: bin/plot_run's flag errors need not wait for matplotlib.
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator

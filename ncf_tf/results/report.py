@@ -358,18 +358,16 @@ def draw(plots: dict, folder: str) -> list[str]:
                     ax.plot(range(len(loss)), values, label=label)
             xlabel, titles = "iteration", ("training loss", "HR@10", "NDCG@10")
         elif name.startswith("fig5"):
-            for label, (hr, ndcg) in data.items():
-                axes[0].plot(range(1, 11), hr, marker="o", label=label)
-                axes[1].plot(range(1, 11), ndcg, marker="o", label=label)
+            for label, curves in data.items():
+                for ax, values in zip(axes, curves):
+                    ax.plot(range(1, 11), values, marker="o", label=label)
             xlabel, titles = "K", ("HR@K", "NDCG@K")
         else:
             for label, points in data.items():
-                xs = sorted(points)
-                style = "--" if label in BASELINE_ORDER else "-"
-                axes[0].plot(xs, [points[x][0] for x in xs], style, marker="o", label=label)
-                axes[1].plot(xs, [points[x][1] for x in xs], style, marker="o", label=label)
-            xlabel = ("predictive factors" if name.startswith("fig4")
-                      else "negatives per positive")
+                xs, style = sorted(points), "--" if label in BASELINE_ORDER else "-"
+                for i, ax in enumerate(axes):
+                    ax.plot(xs, [points[x][i] for x in xs], style, marker="o", label=label)
+            xlabel = "predictive factors" if name.startswith("fig4") else "negatives per positive"
             titles = ("HR@10", "NDCG@10")
         for ax, title in zip(axes, titles):
             ax.set_xlabel(xlabel)
