@@ -77,12 +77,10 @@ def _draw_block(first: int, positives: np.ndarray, taken: np.ndarray, skip: np.n
 def sample_test_negatives(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int,
                           num_test_neg: int, rng: np.random.Generator,
                           user_names: np.ndarray | None = None) -> np.ndarray:
-    """Draws the test negatives of every user.
+    """Draws ``k = num_test_neg`` test negatives for every user.
 
     Args:
-        users, items: ``(n,)`` every interaction (train and test), ids in
-            ``0..num_users-1`` and ``0..num_items-1``.
-        num_test_neg: negatives per user, k.
+        users, items: ``(n,)`` every interaction (train and test).
         user_names: original user ids, for the error message.
 
     Returns:
@@ -90,10 +88,7 @@ def sample_test_negatives(users: np.ndarray, items: np.ndarray, num_users: int, 
         distinct items drawn uniformly without replacement from those user u
         never interacted with. Users with fewer than ``k + num_items / 4``
         items left draw from them directly, the others by rejection.
-
-    Raises:
-        PrepareError: naming the first user who interacted with too many
-            items to leave k.
+        PrepareError names the first user who has fewer than k items left.
     """
     k = num_test_neg
     keys = distinct_sorted(np.asarray(users, np.int64) * num_items + np.asarray(items, np.int64))

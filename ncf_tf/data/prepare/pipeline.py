@@ -202,10 +202,9 @@ def split(data: Interactions, rng: np.random.Generator, *, min_interactions: int
         drop_cold_items: drop items that occur only in held-out test lines.
 
     Raises:
-        PrepareError: bad options; no user left; an item occurring only in
-            test lines has the largest id (the authors' format takes #items
-            from the training file, so the files would not load); a user has
-            too few non-interacted items for the negatives.
+        PrepareError: bad options; no user left; a user has too few items left
+            for the negatives; an item only in test lines has the largest id
+            (the files would not load: #items is taken from the training file).
     """
     if tie_break not in TIE_BREAKS:
         raise PrepareError(f"tie_break {tie_break!r} is not one of {', '.join(TIE_BREAKS)}")

@@ -343,9 +343,7 @@ def read_table(path: str, sep: str = ",", user_col: str = "user", item_col: str 
             is the time.
 
     Raises:
-        PrepareError: the file is missing or empty, a column is not in the
-            header (the message lists those found), a line has too many
-            fields, an id is empty, a rating or timestamp not a number.
+        PrepareError: a column is not in the header (listing those found), a line is bad.
     """
     wanted = [c for c in (user_col, item_col, rating_col, timestamp_col) if c]
     if len(set(wanted)) < len(wanted):
