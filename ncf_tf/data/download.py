@@ -2,16 +2,11 @@
 
 An authors' file (from their repository at a pinned commit) is accepted when
 its git blob id is theirs or its SHA-256 a known-good one (``Data/CHECKSUMS``:
-CI's ml-1m train file is a faithful rebuild, identified by SHA-256).
-``ml-20m`` and ``ml-25m`` are GroupLens's zips, checked against the published
-MD5 and converted by :func:`ncf_tf.data.prepare.prepare` with the MLPerf
-protocol (seed 0); the zip is kept in ``dest``. ``ml-1m-neg999`` is derived:
-ml-1m's train and test files with 999 test negatives per user drawn (seed 0)
-by :func:`ncf_tf.data.prepare.resample_negatives`.
-
-A data set's files are staged in ``dest`` and published together
-(:class:`ncf_tf.core.files.StagedGroup`) once verified; the next run removes
-what a killed run staged and fetches what is still missing.
+CI's ml-1m train file is a faithful rebuild). ``ml-20m`` and ``ml-25m`` are
+GroupLens's zips, MD5-checked, kept in ``dest`` and converted with the MLPerf
+protocol (seed 0); ``ml-1m-neg999`` is ml-1m with 999 test negatives per user
+(seed 0). A data set's files are staged in ``dest`` and published together
+once verified; the next run removes what a killed run staged.
 """
 
 from __future__ import annotations
@@ -211,16 +206,14 @@ def download(groups: list[str], dest: str, source: str | None = None, log=print)
     table = read_checksums()
     for group in groups:
         if group in MOVIELENS_ZIPS:
-            status = movielens(group, dest, source, log)
-            log(f"{os.path.join(dest, group)}.*: {status}")
-            continue
-        if group in DERIVED:
+            log(f"{os.path.join(dest, group)}.*: {movielens(group, dest, source, log)}")
+        elif group in DERIVED:
             status = derived(group, dest, source, log)
             parent, count, seed = DERIVED[group]
             log(f"{os.path.join(dest, group)}.*: {status} ({count} test negatives drawn "
                 f"for {parent}'s test lines, seed {seed})")
-            continue
-        for name, status in fetch_group(GROUPS[group], dest, source, table, group,
-                                        log).items():
-            log(f"{os.path.join(dest, name)}: {status}, verified")
+        else:
+            for name, status in fetch_group(GROUPS[group], dest, source, table, group,
+                                            log).items():
+                log(f"{os.path.join(dest, name)}: {status}, verified")
 

@@ -1,12 +1,10 @@
 """The negative-sampling instance generator shared by GMF, MLP and NeuMF.
 
-Each epoch the authors' code builds fresh training instances (paper, sec. 3.1.1,
-the log loss of equation 7 with negative sampling): every training positive
-(u, i) once, label 1, and for each ``num_neg`` items j drawn uniformly from all
-items, redrawn while (u, j) is a training positive, label 0. Test items are
-*not* excluded, as in the original. All negatives of an epoch are drawn in one
-pass and only the collisions redrawn: the same law as the original's
-one-at-a-time rejection loop.
+Each epoch, as the authors' code (paper, sec. 3.1.1, equation 7's log loss):
+every training positive (u, i) once, label 1, and for each ``num_neg`` items j
+uniform over all items, redrawn while (u, j) is a training positive, label 0
+(test items are *not* excluded). All negatives are drawn in one pass and only
+the collisions redrawn: the law of the original's one-at-a-time loop.
 """
 
 from __future__ import annotations
