@@ -30,7 +30,7 @@ from ncf_tf.models import gmf, mlp, neumf, scoring
 from ncf_tf.results.reproduce import tower as _tower
 from ncf_tf.train import optimizers, training
 from ncf_tf.train.config import TrainConfig
-from ncf_tf.train.optimizers import EPSILON, jit_compile, make_optimizer
+from ncf_tf.train.optimizers import EPSILON, make_optimizer
 
 BATCH = 256
 STEPS = 320        # timed steps per run: five compiled calls of 64
@@ -214,10 +214,10 @@ def run(path: str = "Data/") -> int:
     warm = Instances(part.users[:64 * BATCH], part.items[:64 * BATCH], part.labels[:64 * BATCH])
     steps_per_epoch = -(-len(instances) // BATCH)
 
-    def compiled(build, factors, optimizer):
+    def compiled(build, factors, optimizer, batch=BATCH):
         model = build(factors)
         training.compile_model(model, optimizer)
-        training.fit_epoch(model, warm, BATCH)   # traces and compiles
+        training.fit_epoch(model, warm, batch)   # traces and compiles
         return model
 
     def epoch_part(model):
@@ -274,10 +274,8 @@ def run(path: str = "Data/") -> int:
                                    ("lazy Adam, batch 256", True, BATCH),
                                    (f"dense Adam, batch {LARGE_BATCH}", False, LARGE_BATCH),
                                    (f"lazy Adam, batch {LARGE_BATCH}", True, LARGE_BATCH)):
-            model = builders["NeuMF"](factors)
-            optimizer = make_optimizer("adam", 0.001, lazy=lazy)
-            training.compile_model(model, optimizer, jit_compile=jit_compile(optimizer))
-            training.fit_epoch(model, warm, batch)
+            model = compiled(builders["NeuMF"], factors, make_optimizer("adam", 0.001, lazy=lazy),
+                             batch)
             fns[label] = functools.partial(training.fit_epoch, model, part, batch)
         times = _turns(fns, AB_RUNS)
         base = np.median(times[next(iter(fns))])
@@ -393,7 +391,7 @@ def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
                 model = neumf.build(users, items, factors, config.layers)
                 optimizer = make_optimizer("adam", 0.001, lazy=kind == "lazy",
                                            adam="dense" if kind == "lazy" else kind)
-                training.compile_model(model, optimizer, jit_compile=jit_compile(optimizer))
+                training.compile_model(model, optimizer)   # jit_compile "auto": per optimizer
                 for batch, _ in data:
                     model.fit(batch, epochs=1, shuffle=False, verbose=0)   # traces
                 models[kind] = model

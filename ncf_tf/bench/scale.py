@@ -32,7 +32,7 @@ from ncf_tf.eval.full_ranking import FullRankingEvaluator
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
 from ncf_tf.models import neumf
 from ncf_tf.train import training
-from ncf_tf.train.optimizers import jit_compile, make_optimizer
+from ncf_tf.train.optimizers import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,8 +226,7 @@ def measure(shape: Shape, folder: str) -> dict:
     del sampler, full
     for label, lazy in (("step", False), ("lazy", True)):
         model = neumf.build(ds.num_users, ds.num_items, FACTORS, LAYERS)
-        optimizer = make_optimizer("adam", 0.0045, lazy=lazy)
-        training.compile_model(model, optimizer, jit_compile=jit_compile(optimizer))
+        training.compile_model(model, make_optimizer("adam", 0.0045, lazy=lazy))
         model.train_on_batch(x, y)   # traces and compiles
         stage(label, lambda: model.train_on_batch(x, y), repeat=3)
         del model
