@@ -40,10 +40,8 @@ class Baseline:
     def _keep(self, **settings: tuple[object, object]) -> None:
         """Checks and keeps each ``name=(value, rule)``, in the order of ``config``.
 
-        A rule is a key of :data:`RULES` (the value is kept as an int for the
-        integer rules, else as a float), ``bool``, or a tuple of the allowed
-        values. Raises ValueError naming the first setting that breaks its
-        rule and its value.
+        A rule is a key of :data:`RULES` (kept as int for the integer rules,
+        else float), ``bool``, or a tuple of the allowed values.
         """
         for name, (value, rule) in settings.items():
             if isinstance(rule, tuple):
@@ -105,11 +103,8 @@ def check_pairs(model: str, fitted: bool, users, items) -> tuple[np.ndarray, np.
 
 
 def by_user_rows(users, items, rows, block: int) -> np.ndarray:
-    """``(n,)`` ``rows(u)[items[k]]`` of each pair ``(users[k], items[k])``.
-
-    Pairs are grouped by user; ``rows(distinct_users)`` gives the dense score
-    rows of a block of at most ``block`` distinct users, formed once each.
-    """
+    """``(n,)`` ``rows(u)[items[k]]`` of each pair ``(users[k], items[k])``, with
+    ``rows(distinct_users)`` called on blocks of at most ``block`` users."""
     users, items = users.reshape(-1), items.reshape(-1)
     scores = np.empty(len(users), np.float64)
     unique_users, row_of_pair = np.unique(users, return_inverse=True)

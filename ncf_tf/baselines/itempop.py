@@ -1,11 +1,7 @@
 """ItemPop: rank items by their number of training interactions (paper, sec. 4.1).
 
-The non-personalised benchmark of the paper (after Rendle et al. 2009):
-
-    score(u, i) = |{v : (v, i) is a training interaction}|
-
-Every user gets the same ranking, so its HR@K measures how much of the test set
-popularity alone explains.
+The paper's non-personalised benchmark (after Rendle et al. 2009), the same
+ranking for every user: score(u, i) = |{v : (v, i) is a training interaction}|.
 """
 
 from __future__ import annotations

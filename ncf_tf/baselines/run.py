@@ -1,9 +1,6 @@
-"""One baseline run (ItemPop, ItemKNN, BPR, eALS, ...) and its run record.
-
-The counterpart of :mod:`ncf_tf.train.experiment` for the non-neural baselines:
-fit on the training matrix with a seeded generator, score the leave-one-out
-test set with the shared evaluator, write a record with the same fields the
-report reads (``best`` with HR/NDCG at every K up to ``topk``).
+"""One baseline run and its run record (:mod:`ncf_tf.train.experiment` for
+the baselines): fit with a seeded generator, evaluate with the shared
+evaluator, record ``best`` with HR/NDCG at every K up to ``topk``.
 """
 
 from __future__ import annotations
@@ -64,15 +61,13 @@ def run_baseline(name: str, params: dict, *, path: str, dataset: str, seed: int 
 
     With ``selection="validation"`` the model is fitted on the training file
     less each user's latest interaction, and the record holds its HR/NDCG on
-    that validation set (``best_validation``, for choosing hyper-parameters)
-    beside those on the test set (``best``). ``full`` adds full-ranking
-    metrics on the test set.
+    that validation set (``best_validation``) beside the test set's (``best``).
+    ``full`` adds full-ranking metrics on the test set. A finished record of
+    the name is never replaced: the run then takes a time-stamped name.
 
     Raises:
-        ValueError: unknown baseline or hyper-parameter, bad data files;
-            nothing is written then. RunBusyError (a ValueError): another
-            process owns the run's name. A finished record of the name is
-            never replaced: the run then takes a time-stamped name.
+        ValueError: unknown baseline or hyper-parameter, bad data files
+            (nothing written); RunBusyError: another process owns the name.
     """
     if name not in BASELINES:
         raise ValueError(f"name must be one of {', '.join(BASELINES)}, got {name!r}")
@@ -105,9 +100,8 @@ def run_baseline(name: str, params: dict, *, path: str, dataset: str, seed: int 
 
 def fit_and_evaluate(model, name: str, data: Dataset, fit_data: Dataset, seed: int, topk: int,
                      full: bool, log: Callable[[str], None]) -> records.RunRecord:
-    """Fits ``model`` (baseline ``name``) on ``fit_data`` with ``seed`` and
-    tests it on ``data``'s test set (and on the validation set when
-    ``fit_data`` is a split of ``data``); the run's record, less its settings."""
+    """The record (less its settings) of ``model`` fitted on ``fit_data`` and tested
+    on ``data``'s test set (and on ``fit_data``'s when it is a validation split)."""
     start = time.time()
     model.fit(fit_data.train, np.random.default_rng(seed), log)
     fit_s = time.time() - start

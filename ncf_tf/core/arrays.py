@@ -1,9 +1,5 @@
-"""Distinct values of large integer arrays, faster than ``np.unique``.
-
-With numpy 2.x, ``np.unique`` without ``return_index``/``return_inverse``
-takes a hash-based path that is much slower than a sort on tens of millions
-of integers; these do the same by a sort and one pass.
-"""
+"""Distinct values of large integer arrays by a sort and one pass: numpy 2's
+``np.unique`` takes a hash-based path, much slower on tens of millions."""
 
 from __future__ import annotations
 

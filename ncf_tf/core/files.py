@@ -33,8 +33,8 @@ def open_input(path: str, binary: bool = False) -> IO:
     reading: text (UTF-8) or, with ``binary``, bytes.
 
     Raises:
-        InputFileError: the file does not exist, is a folder, or is a zip (or
-            another archive or compression) rather than plain text or gzip.
+        InputFileError: the file does not exist, is a folder, or is another
+            archive or compression (zip, ...).
     """
     try:
         with open(path, "rb") as f:
@@ -99,10 +99,9 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = ".tmp") -> Iterator[str]:
-    """Yields a :func:`temporary_name` beside ``path`` (its folder created,
-    stale temporaries removed); renamed to ``path`` when the block ends
-    normally, else removed. ``suffix`` is for writers that choose the format
-    by extension (``.weights.h5``, ``.png``)."""
+    """Yields a :func:`temporary_name` beside ``path`` (folder created, stale
+    temporaries removed), renamed to ``path`` if the block ends normally, else
+    removed. ``suffix``: for writers that choose the format by extension."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     remove_stale_temporaries(path, suffix)
     tmp = temporary_name(path, suffix=suffix)
@@ -183,8 +182,8 @@ class LockHeld(Exception):
 def hold_lock(path: str) -> IO:
     """Takes an exclusive ``flock`` on ``path`` (created if need be), writes
     this process's pid in it and returns the open file: the lock lasts until
-    it is closed or the process ends (``kill -9`` included). A lock file its
-    owner removed meanwhile is taken anew, so an owner may remove it to release it.
+    it is closed or the process ends (``kill -9`` included). A lock file
+    removed meanwhile is taken anew, so an owner may remove it to release it.
 
     Raises:
         LockHeld: another process holds it.

@@ -1,11 +1,9 @@
 """TensorFlow's C++ start-up lines, kept out of a command's output.
 
-Importing TensorFlow prints INFO lines from C++ (the oneDNN notice, "Could not
-find cuda drivers on your machine") before its logging is configured, so
-``TF_CPP_MIN_LOG_LEVEL`` does not reach them. They are written straight to
-file descriptor 2; :func:`import_backend` points that descriptor at a
-temporary file for the import, then passes on every line that is not one of
-those notices, so real errors still show.
+Importing TensorFlow prints INFO lines from C++ (oneDNN, "Could not find cuda
+drivers") to file descriptor 2 before ``TF_CPP_MIN_LOG_LEVEL`` applies;
+:func:`import_backend` points it at a temporary file for the import, then
+passes on every other line, so real errors still show.
 """
 
 from __future__ import annotations

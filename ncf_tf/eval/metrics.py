@@ -14,7 +14,7 @@ among ``n`` candidates (itself and ``n - 1`` competing negatives):
 
 The paper reports HR and NDCG; the rest are for users of recommender
 libraries, with Cornac's conventions: MRR and AUC see the whole candidate
-list (RecBole's MRR@K is ``reciprocal_rank(rank) * hit_ratio(rank, k)``),
+list (RecBole's MRR@K is cut at K),
 precision@K divides by K even with fewer candidates, and a tie gets no AUC
 credit (not sklearn's half), for the tie rule's reason. The forms for
 several held-out items per user are in :mod:`ncf_tf.eval.full_ranking`.
@@ -65,24 +65,9 @@ def ndcg(rank: np.ndarray, k: int) -> np.ndarray:
     return np.where(rank < k, np.log(2.0) / np.log(rank + 2.0), 0.0)
 
 
-def precision(rank: np.ndarray, k: int) -> np.ndarray:
-    """Per-user precision@k from 0-based ranks: ``1[rank < k] / k``."""
-    return (rank < k) / float(k)
-
-
-def recall(rank: np.ndarray, k: int) -> np.ndarray:
-    """Per-user recall@k with one relevant item: ``1[rank < k]`` (= HR@k)."""
-    return hit_ratio(rank, k)
-
-
 def average_precision(rank: np.ndarray, k: int) -> np.ndarray:
     """Per-user AP@k with one relevant item: ``1[rank < k] / (rank + 1)``; its mean is MAP@k."""
     return np.where(rank < k, 1.0 / (np.asarray(rank) + 1.0), 0.0)
-
-
-def reciprocal_rank(rank: np.ndarray) -> np.ndarray:
-    """Per-user reciprocal rank ``1 / (rank + 1)``, not cut at any K; its mean is MRR."""
-    return 1.0 / (np.asarray(rank) + 1.0)
 
 
 def auc(rank: np.ndarray, num_candidates) -> np.ndarray:
@@ -101,9 +86,9 @@ METRICS = {
     "hr": lambda rank, n, k: hit_ratio(rank, k),
     "ndcg": lambda rank, n, k: ndcg(rank, k),
     "map": lambda rank, n, k: average_precision(rank, k),
-    "precision": lambda rank, n, k: precision(rank, k),
-    "recall": lambda rank, n, k: recall(rank, k),
-    "mrr": lambda rank, n, k: reciprocal_rank(rank),
+    "precision": lambda rank, n, k: (rank < k) / float(k),
+    "recall": lambda rank, n, k: hit_ratio(rank, k),
+    "mrr": lambda rank, n, k: 1.0 / (np.asarray(rank) + 1.0),
     "auc": lambda rank, n, k: auc(rank, n),
 }
 """Every metric by name, as a function ``(rank, num_candidates, k) -> (n_users,)``."""

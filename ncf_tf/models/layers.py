@@ -43,10 +43,8 @@ def mlp_tower(vector, layers: list[int], reg_layers: list[float], seeds: Seeds,
               dropout: float = 0.0):
     """Dense ReLU layers ``layer1 .. layer{N-1}`` of sizes ``layers[1:]``.
 
-    ``dropout`` > 0 (beyond the authors' code, which has none) puts a Dropout
-    layer ``dropout{i}`` of that rate after each ``layer{i}``: active in
-    training only, no weights, so weight files and scoring are unchanged.
-    With 0 the model is exactly the authors' (no layer, no seed drawn).
+    ``dropout`` > 0 (beyond the authors' code) puts a weightless Dropout layer
+    ``dropout{i}`` after each ``layer{i}``; with 0 the model is the authors'.
     """
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout}")

@@ -40,12 +40,10 @@ from ncf_tf.models.trained import tower
 _HINT = "; score it pair by pair with a score_fn"   # for any other model
 
 MAX_FLOATS = 1 << 22
-"""Largest intermediate of one chunk of :func:`all_item_logits` calls, in
-floats: larger chunks fall out of the cache, smaller ones pay per-call overhead."""
+"""Largest intermediate of one chunk of :func:`all_item_logits` calls, in floats."""
 
 PAIR_CHUNK_FLOATS = 1 << 20
-"""Largest intermediate of one chunk of :class:`PairScorer`, in floats: its
-chunks run inside one compiled call, and at this size stay in cache."""
+"""Largest intermediate of one chunk of :class:`PairScorer`, in floats (in cache)."""
 
 
 def width(model: keras.Model) -> int:
@@ -56,17 +54,12 @@ def width(model: keras.Model) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Factored:
-    """A model's logit as per-user and per-item tables (module docstring).
-
-    ``s(u, i) = bias + sum(gmf_user[u] * gmf_item[i]) + mlp(u, i)``, each
-    part present only where the model has it. With a tower,
-    ``mlp(u, i) = h^T t(act_1(mlp_user[u] + mlp_item[i]))``, where ``t``
-    applies the layers after the first (``rest``: their ``(kernel, bias)``,
-    activations ``activations[1:]``) and ``h`` is the part of the prediction
-    kernel that weighs the tower; MLP-0 has no tower and
-    ``mlp(u, i) = mlp_user[u, 0] + mlp_item[i, 0]``. Arrays are backend
-    tensors; :meth:`tensors` are all of them, as a structure that compiled
-    functions take as an argument.
+    """A model's logit as per-user and per-item tables (module docstring):
+    ``s(u, i) = bias + sum(gmf_user[u] * gmf_item[i]) + mlp(u, i)``, each part
+    only where the model has it; ``mlp(u, i) = h^T t(act_1(mlp_user[u] +
+    mlp_item[i]))`` with ``t`` the layers after the first, or for MLP-0
+    ``mlp_user[u, 0] + mlp_item[i, 0]``. :meth:`tensors` are the backend
+    tensors, a structure compiled functions take as an argument.
     """
 
     bias: object                # (1,) the prediction layer's bias
@@ -165,13 +158,12 @@ def compiled(fn, xla: bool):
 
 
 class PairScorer:
-    """``score_fn(users, items)`` of a GMF, MLP or NeuMF: the logits of the
-    pairs ``(users[n], items[n])``, as float32 NumPy.
+    """``score_fn(users, items)`` of a GMF, MLP or NeuMF: the float32 logits of
+    the pairs ``(users[n], items[n])``.
 
-    Each call computes the tables of :func:`factored` from the current
-    weights, then maps the per-pair part over chunks of one size (the last
-    padded; largest intermediate at most ``max_floats`` floats) in one
-    compiled call, compiled once per shape of the chunk array.
+    Each call computes :func:`factored` from the current weights, then maps
+    the per-pair part over chunks of one size (the last padded; at most
+    ``max_floats`` floats of intermediates) in one compiled call.
     """
 
     def __init__(self, model: keras.Model, max_floats: int = PAIR_CHUNK_FLOATS):

@@ -1,10 +1,9 @@
 """A trained GMF, MLP or NeuMF, rebuilt from what training left behind.
 
-From a weight file (``.weights.h5``, or the authors' Keras 1 ``.h5``) plus
-a :class:`ModelSpec` of the model and sizes (from a run record's ``config``),
-or from a whole ``.keras`` model (``bin/export``'s). Either way its user and
-item embeddings must have one row per user and item of the data it is used
-with: else the weights belong to other data and every score is meaningless.
+From a weight file (``.weights.h5``, or the authors' Keras 1 ``.h5``) and a
+:class:`ModelSpec` (from a run record's ``config``), or from a whole
+``.keras`` model. Its embeddings must have one row per user and item of the
+data it is used with: else every score is meaningless.
 """
 
 from __future__ import annotations
@@ -20,8 +19,7 @@ from ncf_tf.models import layers as L
 from ncf_tf.models import weights as W
 
 MODELS = (gmf.NAME, mlp.NAME, neumf.NAME)
-# The layers holding the user and item embeddings of each model; their row
-# counts are the numbers of users and items the weights were trained on.
+# The user and item embeddings of each model (row counts: its users and items).
 EMBEDDINGS = {gmf.NAME: ("user_embedding", "item_embedding"),
               mlp.NAME: ("user_embedding", "item_embedding"),
               neumf.NAME: ("mf_embedding_user", "mf_embedding_item")}
