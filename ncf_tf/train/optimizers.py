@@ -195,6 +195,8 @@ class FusedAdam(keras.optimizers.Adam):
 class Keras1Adagrad(keras.optimizers.Optimizer):
     """Adagrad as in Keras 1: zero initial accumulator, epsilon outside the root."""
 
+    slot = "accumulator"
+
     def __init__(self, learning_rate=0.01, epsilon=EPSILON, name="adagrad", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.epsilon = epsilon
@@ -203,13 +205,16 @@ class Keras1Adagrad(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(variables)
-        self._accumulators = self.add_optimizer_variables(variables, "accumulator")
+        self._accumulators = self.add_optimizer_variables(variables, self.slot)
+
+    def _accumulate(self, accumulator, squared) -> None:
+        self.assign_add(accumulator, squared)
 
     def update_step(self, gradient, variable, learning_rate):
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(dense_gradient(gradient), variable.dtype)
         accumulator = self._accumulators[self._get_variable_index(variable)]
-        self.assign_add(accumulator, ops.square(gradient))
+        self._accumulate(accumulator, ops.square(gradient))
         self.assign_sub(variable, ops.divide(ops.multiply(lr, gradient),
                                              ops.add(ops.sqrt(accumulator), self.epsilon)))
 
@@ -217,30 +222,22 @@ class Keras1Adagrad(keras.optimizers.Optimizer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
-class Keras1RMSprop(keras.optimizers.Optimizer):
-    """RMSprop as in Keras 1: rho = 0.9, epsilon outside the root, no momentum."""
+class Keras1RMSprop(Keras1Adagrad):
+    """RMSprop as in Keras 1: rho = 0.9, epsilon outside the root, no momentum
+    (Adagrad's step on a decaying average of g^2)."""
+
+    slot = "velocity"
 
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=EPSILON, name="rmsprop", **kwargs):
-        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.rho, self.epsilon = rho, epsilon
+        super().__init__(learning_rate, epsilon, name, **kwargs)
+        self.rho = rho
 
-    def build(self, variables):
-        if self.built:
-            return
-        super().build(variables)
-        self._velocities = self.add_optimizer_variables(variables, "velocity")
-
-    def update_step(self, gradient, variable, learning_rate):
-        lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(dense_gradient(gradient), variable.dtype)
-        velocity = self._velocities[self._get_variable_index(variable)]
+    def _accumulate(self, velocity, squared) -> None:
         self.assign(velocity, ops.add(ops.multiply(self.rho, velocity),
-                                      ops.multiply(1 - self.rho, ops.square(gradient))))
-        self.assign_sub(variable, ops.divide(ops.multiply(lr, gradient),
-                                             ops.add(ops.sqrt(velocity), self.epsilon)))
+                                      ops.multiply(1 - self.rho, squared)))
 
     def get_config(self):
-        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+        return {**super().get_config(), "rho": self.rho}
 
 
 @keras.saving.register_keras_serializable(package="ncf_tf")
