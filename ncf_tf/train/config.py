@@ -150,13 +150,12 @@ class TrainConfig:
     @property
     def pretrained(self) -> bool:
         """NeuMF initialised from GMF and MLP."""
-        return self.model == "NeuMF" and bool(self.pretrain or self.mf_pretrain or self.mlp_pretrain)
+        return self.model == "NeuMF" and bool(self.pretrain or self.mf_pretrain
+                                              or self.mlp_pretrain)
 
     @property
     def resolved_learner(self) -> str:
-        if self.learner:
-            return self.learner
-        return "sgd" if self.pretrained else "adam"
+        return self.learner or ("sgd" if self.pretrained else "adam")
 
     def table_floats(self, num_users: int, num_items: int) -> int:
         """The floats of the model's embedding tables."""
@@ -182,8 +181,8 @@ class TrainConfig:
             return "dense"
         if self.adam != "auto":
             return self.adam
-        big = self.table_floats(num_users, num_items) >= DEFER_MIN_FLOATS
-        return "deferred" if big else "dense"
+        return ("deferred" if self.table_floats(num_users, num_items) >= DEFER_MIN_FLOATS
+                else "dense")
 
     def fast_mode(self) -> list[str]:
         """What this run changes beyond the authors' mathematics for speed
@@ -197,16 +196,13 @@ class TrainConfig:
 
     def beyond_authors(self) -> list[str]:
         """Opt-in training aids the authors' code does not have (empty: none)."""
-        changes = []
-        if self.dropout:
-            changes.append(f"dropout {self.dropout:g} after each MLP layer")
-        if self.early_stop:
-            changes.append(f"early stopping after {self.early_stop} evaluations without a "
-                           f"better HR on the {self.selection} set")
-        if self.resolved_learner == "adam" and list(self.adam_betas) != list(ADAM_BETAS):
-            changes.append("Adam betas " + ", ".join(f"{b:g}" for b in self.adam_betas)
-                           + " (Keras 1's: 0.9, 0.999)")
-        return changes
+        betas = ", ".join(f"{b:g}" for b in self.adam_betas)
+        changes = [(self.dropout, f"dropout {self.dropout:g} after each MLP layer"),
+                   (self.early_stop, f"early stopping after {self.early_stop} evaluations "
+                                     f"without a better HR on the {self.selection} set"),
+                   (self.resolved_learner == "adam" and list(self.adam_betas) != list(ADAM_BETAS),
+                    f"Adam betas {betas} (Keras 1's: 0.9, 0.999)")]
+        return [change for on, change in changes if on]
 
     def describe(self) -> str:
         """The model part of file names, as the authors name their files."""
@@ -264,15 +260,13 @@ class TrainConfig:
              and all(0 <= b < 1 for b in self.adam_betas), "two numbers in [0, 1)"),
             ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),
             ("early_stop", self.early_stop >= 0, "an integer >= 0"),
+            ("selection", self.selection in ("test", "validation"), "test or validation"),
+            ("validation_split", self.validation_split in ("latest", "random"),
+             "latest or random"),
         ]
         for name, ok, expected in checks:
             if not ok:
                 raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
-        if self.selection not in ("test", "validation"):
-            raise ValueError(f"selection must be test or validation, got {self.selection!r}")
-        if self.validation_split not in ("latest", "random"):
-            raise ValueError(f"validation_split must be latest or random, "
-                             f"got {self.validation_split!r}")
         if self.learner is not None and self.learner not in LEARNERS:
             raise ValueError(f"learner must be one of {', '.join(LEARNERS)}; got {self.learner!r}")
         if self.adam not in ("auto", *ADAM_KINDS):

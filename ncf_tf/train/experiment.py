@@ -8,6 +8,7 @@ the same run on a data set in memory (what ``ncf_tf.Recommender`` calls).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import os
@@ -64,14 +65,10 @@ def pretrained_run(config: TrainConfig, model: str) -> records.RunRecord:
     model selection) and its half of the model (``num_factors`` for GMF, the
     tower for MLP); a faithful NeuMF takes only faithful runs.
     """
+    split = {"validation_split": config.validation_split} if config.selection == "validation" else {}
+    half = {"num_factors": config.num_factors} if model == "GMF" else {"layers": list(config.layers)}
     want = {"dataset": config.dataset, "num_neg": config.num_neg, "seed": config.seed,
-            "selection": config.selection}
-    if config.selection == "validation":
-        want["validation_split"] = config.validation_split
-    if model == "GMF":
-        want["num_factors"] = config.num_factors
-    else:
-        want["layers"] = list(config.layers)
+            "selection": config.selection, **split, **half}
     found = []
     for path in glob.glob(os.path.join(config.results_dir, "*.json")):
         try:
@@ -117,9 +114,20 @@ def pretrained_files(config: TrainConfig, log: Callable[[str], None] = print) ->
     return gmf_run.weights_file, mlp_run.weights_file
 
 
-def load_pretrained(model: keras.Model, config: TrainConfig, dataset: Dataset,
-                    log: Callable[[str], None] = print) -> dict:
-    """Initialises NeuMF from GMF and MLP weight files (equation 13)."""
+@dataclasses.dataclass(frozen=True)
+class Pretrained:
+    """A pretrained NeuMF's GMF and MLP as models (on the NeuMF's users and
+    items); ``about`` is the record's ``start_from``, ``source`` names them in errors."""
+
+    gmf_model: keras.Model
+    mlp_model: keras.Model
+    about: dict
+    source: str = "the pretrained GMF + MLP"
+
+
+def load_pretrained(config: TrainConfig, dataset: Dataset,
+                    log: Callable[[str], None] = print) -> Pretrained:
+    """The GMF and MLP of :func:`pretrained_files`, loaded."""
     gmf_file, mlp_file = pretrained_files(config, log)
     log(f"Pretrained GMF: {gmf_file}")
     log(f"Pretrained MLP: {mlp_file}")
@@ -127,27 +135,10 @@ def load_pretrained(model: keras.Model, config: TrainConfig, dataset: Dataset,
     weights.load_weights(gmf_model, gmf_file)
     mlp_model = mlp.build(dataset.num_users, dataset.num_items, config.layers, config.reg_layers)
     weights.load_weights(mlp_model, mlp_file)
-    blend_into(model, gmf_model, mlp_model, config.alpha, f"{gmf_file} + {mlp_file}")
-    return {"mf_pretrain": gmf_file, "mlp_pretrain": mlp_file,
-            "mf_pretrain_sha256": sha256(gmf_file), "mlp_pretrain_sha256": sha256(mlp_file)}
-
-
-def blend_into(model: keras.Model, gmf_model: keras.Model, mlp_model: keras.Model,
-               alpha: float, source: str) -> None:
-    """Sets NeuMF ``model`` from a trained GMF and MLP (equation 13, ``alpha``)."""
-    blended = neumf.blend_pretrained(weights.named_weights(gmf_model),
-                                     weights.named_weights(mlp_model), alpha)
-    weights.assign_named_weights(model, blended, source)
-
-
-@dataclasses.dataclass(frozen=True)
-class Pretrained:
-    """A pretrained NeuMF's GMF and MLP as models (on the NeuMF's users and
-    items) instead of weight files; ``about`` is the record's ``start_from``."""
-
-    gmf_model: keras.Model
-    mlp_model: keras.Model
-    about: dict
+    return Pretrained(gmf_model, mlp_model, {
+        "mf_pretrain": gmf_file, "mlp_pretrain": mlp_file,
+        "mf_pretrain_sha256": sha256(gmf_file), "mlp_pretrain_sha256": sha256(mlp_file)},
+        f"{gmf_file} + {mlp_file}")
 
 
 @dataclasses.dataclass
@@ -203,17 +194,14 @@ LATER_FIELDS = {"lazy_adam": False, "precision": "float32", "pretrain_mismatch_o
                 "adam": "dense"}
 """Fields added after checkpoints were first written: left out at their
 defaults, so that those checkpoints still resume."""
+UNCHECKED = ("verbose", "device", "progress", "tensorboard", "out", "distribute")
+"""Fields a resumed run may change."""
 
 
 def resumable_config(config: TrainConfig) -> dict:
     """The part of a configuration that must match for a checkpoint to be resumed."""
-    values = dataclasses.asdict(config)
-    for name in ("verbose", "device", "progress", "tensorboard", "out", "distribute"):
-        values.pop(name)
-    for name, default in LATER_FIELDS.items():
-        if values[name] == default:
-            values.pop(name)
-    return values
+    return {name: value for name, value in dataclasses.asdict(config).items()
+            if name not in UNCHECKED and (name not in LATER_FIELDS or value != LATER_FIELDS[name])}
 
 
 class DivergedError(RuntimeError):
@@ -371,12 +359,12 @@ def build_and_load(config: TrainConfig, dataset: Dataset, pretrained: Pretrained
     if config.weights:
         weights.load_weights(model, config.weights)
         start_from = {"weights": config.weights, "weights_sha256": sha256(config.weights)}
-    elif config.pretrained and pretrained is not None:
-        blend_into(model, pretrained.gmf_model, pretrained.mlp_model, config.alpha,
-                   "the pretrained GMF + MLP")
+    elif config.pretrained:   # equation 13
+        pretrained = pretrained or load_pretrained(config, dataset, log)
+        blended = neumf.blend_pretrained(weights.named_weights(pretrained.gmf_model),
+                                         weights.named_weights(pretrained.mlp_model), config.alpha)
+        weights.assign_named_weights(model, blended, pretrained.source)
         start_from = dict(pretrained.about)
-    elif config.pretrained:
-        start_from = load_pretrained(model, config, dataset, log)
     why = (" (vanilla SGD after pretraining, as in the paper, sec. 3.4.1)"
            if config.pretrained and not config.learner else "")
     log(f"Optimizer: {config.resolved_learner}, lr = {config.lr}{why}")
@@ -451,17 +439,17 @@ class Recorder:
             record.diverged = {"epoch": result.diverged.epoch, "loss": result.diverged.loss,
                                "why": "the loss or a weight was not a finite number after "
                                       "this epoch; training stopped there"}
-        if files is not None and not files.chief:
-            remove(files.checkpoint)
-            log("Run record and weights: written by the chief (worker 0)")
-        elif files is not None:
+        if files is not None and files.chief:
             if self.config.out and result.diverged is None:
                 weights.save_weights(self.model, files.weights)
                 record.weights_file = files.weights
                 log(f"The best {self.config.model} model is saved to {files.weights}")
             record.write(files.record)
-            remove(files.checkpoint)
-            log(f"Run record: {files.record}")
+        if files is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(files.checkpoint)
+            log(f"Run record: {files.record}" if files.chief
+                else "Run record and weights: written by the chief (worker 0)")
         if result.diverged is not None:
             kept = f"; its record says so: {files.record}" if files and files.chief else ""
             raise DivergedError(f"run {self.name} diverged at epoch {result.diverged.epoch} "
@@ -487,11 +475,6 @@ class Recorder:
             top = max(tested, key=lambda e: e.monitor["test"]["hr"], default=None)
             record.best_validation = {"hr": result.best.hr, "ndcg": result.best.ndcg}
             record.test_picked = {"epoch": top.epoch, **top.monitor["test"]} if top else None
-
-
-def remove(path: str) -> None:
-    if os.path.exists(path):
-        os.remove(path)
 
 
 def full_ranking(model: keras.Model, dataset: Dataset, k: int, log) -> dict:
