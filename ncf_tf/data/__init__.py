@@ -1,1 +1,1 @@
-"""Data: the authors' files -> scipy CSR, the negative sampler, validation split, prepare, id maps, download."""
+"""Data: the authors' files as scipy CSR, the sampler, validation, prepare, id maps, download."""

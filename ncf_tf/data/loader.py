@@ -47,8 +47,8 @@ class Dataset:
         test_users: ``(num_test,)`` int32 user of each test line.
         test_items: ``(num_test,)`` int32 held-out item of each test line.
         test_negatives: ``(num_test, num_negatives)`` int32 items ranked against
-            the held-out item. May contain the held-out item itself (a quirk of
-            the authors' ml-1m file); the evaluator collapses such duplicates.
+            the held-out item, which they may contain (a quirk of the authors'
+            ml-1m file; the evaluator collapses such duplicates).
         files: path -> SHA-256 of each file read.
         train_timestamps: ``(num_train,)`` float64 timestamp of each training
             interaction in CSR order (``train.indices``): the latest of a
@@ -168,11 +168,9 @@ def read_ratings(filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def read_ratings_with_timestamps(
         filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Reads a ``.rating`` file into (users, items, ratings, timestamps) arrays.
-
-    Timestamps are optional, never an error: float64, NaN on a line without a
-    numeric fourth field, or None when the first line has no fourth field.
-    """
+    """Reads a ``.rating`` file into (users, items, ratings, timestamps) arrays;
+    timestamps are optional, never an error: float64, NaN on a line without a
+    numeric fourth field, or None when the first line has no fourth field."""
     # pandas reads the file; its lines are read only to name a bad one.
     has_timestamps = len(read_first_line(filename).split("\t")) >= 4
 

@@ -1,11 +1,10 @@
 """Exact, vectorised "is (user, item) a training positive?" for millions of pairs.
 
 Two structures give the same answers (so the sampler's draws are the same):
-:class:`BitsetMembership`, one bit per (user, item) cell (``U * I / 8`` bytes:
-0.46 GB at ml-20m), and :class:`HashMembership`, a linear-probing hash set of
-the keys ``user * num_items + item``, memory linear in the positives but
-slower. :func:`membership` picks the bitset up to 1 GiB (or where it is no
-larger), else the hash set.
+:class:`BitsetMembership`, one bit per (user, item) cell, and
+:class:`HashMembership`, a linear-probing hash set of the keys ``user *
+num_items + item``, linear in the positives but slower. :func:`membership`
+picks the bitset up to 1 GiB (or the hash set's size).
 """
 
 from __future__ import annotations
@@ -51,13 +50,12 @@ class BitsetMembership:
 class HashMembership:
     """The distinct keys ``user * num_items + item`` in a linear-probing hash set.
 
-    A key probes from its home slot (Fibonacci hashing into ``2**b >=
-    MIN_SLOTS_PER_KEY * n`` slots: load <= 1/2) on until it finds itself or
-    an empty slot. Built in one pass: with the keys in order of home slot, key
-    ``k`` goes to ``p_k = max(h_k, p_{k-1} + 1) = k + max_{j <= k}(h_j - j)``,
-    a running maximum, so the slots from ``h_k`` to ``p_k`` are all taken, as
-    a lookup needs. The table runs on past ``2**b`` instead of wrapping
-    around, and ends in an empty slot.
+    A key probes from its home slot (one of ``2**b >= MIN_SLOTS_PER_KEY * n``)
+    on until it finds itself or an empty slot. Built in one pass: in order of
+    home slot, key ``k`` goes to ``p_k = max(h_k, p_{k-1} + 1) = k + max_{j <= k}
+    (h_j - j)``, a running maximum, so the slots ``h_k..p_k`` are all taken, as
+    a lookup needs. The table runs on past ``2**b`` to an empty slot instead of
+    wrapping around.
     """
 
     def __init__(self, users: np.ndarray, items: np.ndarray, num_users: int, num_items: int):

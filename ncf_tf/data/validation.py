@@ -1,14 +1,9 @@
 """A validation split carved out of the training file, for model selection.
 
 The paper tunes on "one interaction for each user as the validation data"
-(sec. 4.1); choosing on the test set inflates the reported numbers.
-:func:`validation_split` returns a :class:`~ncf_tf.data.loader.Dataset` whose
-``train`` lacks one interaction per user, held out as its ``test_items``, with
-``num_negatives`` ``test_negatives`` per line drawn uniformly without
-replacement among the items the user has in neither the training nor the test
-file (a test item scored as a validation negative would reward ranking the
-user's real future item low).
-
+(sec. 4.1); choosing on the test set inflates the reported numbers. The
+validation negatives are uniform among the items the user has in neither file
+(a test item scored as a negative would reward ranking the user's future item low).
 Which interaction is held out (``how``):
 
 * ``"latest"``: the user's latest, as the test item was chosen: by

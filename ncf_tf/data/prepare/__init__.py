@@ -1,9 +1,5 @@
-"""Raw interactions -> the authors' leave-one-out files (``bin/prepare_data``): one
-reader per input format (:mod:`~ncf_tf.data.prepare.readers`) feeding one
-array-based pipeline (:mod:`~ncf_tf.data.prepare.pipeline`), the test-negative
-draw (:mod:`~ncf_tf.data.prepare.negatives`) and the writing
-(:mod:`~ncf_tf.data.prepare.common`).
-"""
+"""Raw interactions -> the authors' leave-one-out files (``bin/prepare_data``): the
+readers, the pipeline, the test-negative draw and the writing (``common``)."""
 
 from ncf_tf.data.prepare.common import (OUTPUT_SUFFIXES, PROTOCOLS, PrepareError,
                                         check_outputs, output_paths)

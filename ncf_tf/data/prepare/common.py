@@ -27,11 +27,8 @@ TEXT_CHUNK_ROWS = 1 << 18
 
 
 class PrepareError(ValueError):
-    """Bad input data or options; the message is one line.
-
-    ``suggest``: the parameters (name -> value) that would read the input, the
-    "try ..." tail that :meth:`render` writes as a caller names them (as flags).
-    """
+    """Bad input data or options, in one line; ``suggest``: the parameters (name ->
+    value) that would read the input, a "try ..." tail :meth:`render` writes."""
 
     def __init__(self, message: str, suggest: dict | None = None):
         super().__init__(message)
@@ -54,9 +51,9 @@ def output_paths(dest: str, name: str, suffixes=OUTPUT_SUFFIXES) -> list[str]:
 
 def check_outputs(dest: str, name: str, overwrite: bool = False, suffixes=OUTPUT_SUFFIXES,
                   group: str = "prepare", replaceable: list[str] | None = None) -> None:
-    """Raises PrepareError unless ``name`` is a plain file name and, without
-    ``overwrite``, none of the outputs exists but those ``replaceable`` (by
-    default, what a killed writer of the same ``group`` left half-published)."""
+    """PrepareError unless ``name`` is a plain file name and, without ``overwrite``,
+    no output exists but those ``replaceable`` (by default, what a killed
+    writer of the same ``group`` half-published)."""
     if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
         raise PrepareError(f"data set name {name!r} must be a plain file name")
     if os.path.exists(dest) and not os.path.isdir(dest):

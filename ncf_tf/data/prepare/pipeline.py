@@ -1,8 +1,7 @@
 """Interactions -> the authors' leave-one-out files, whole-array (``bin/prepare_data``).
 
-He et al. (2017), section 4.1: every rating is an implicit interaction; each
-user's latest is held out for testing and ranked against 99 items the user
-did not interact with. Whatever the input format, the steps, in order:
+He et al. (2017), section 4.1: each user's latest interaction is held out and
+ranked against 99 items the user did not interact with. The steps, in order:
 
 1. A line is an interaction when its rating is > 0 (without a rating column
    every line is one, written with rating 1).

@@ -9,11 +9,9 @@ The formats (:data:`FORMATS`), plain or gzipped:
 * ``"csv"``: any separated file, with a header naming the columns or, with
   ``columns``, without one; ids are any string, rating and timestamp optional.
 
-Each chunk of :data:`CHUNK_LINES` lines becomes integer arrays at once (ids
-numbered in order of first appearance, ratings coded), so the peak memory is
-the arrays (17 bytes a line) plus one chunk. Every problem raises PrepareError
-naming the file and the line; when the first line does not parse, the message
-suggests the format (and options) that would read it.
+Each chunk of :data:`CHUNK_LINES` lines becomes integer arrays at once, so the
+peak memory is the arrays plus one chunk. A PrepareError names the file and
+line; when the first line does not parse, it suggests a format that would.
 """
 
 from __future__ import annotations
