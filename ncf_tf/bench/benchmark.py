@@ -106,7 +106,7 @@ def _turns(fns: dict, runs: int, cpu: dict | None = None) -> dict:
     return times
 
 
-def _ml1m(path: str):
+def load_ml1m(path: str):
     """ml-1m's data set, its 4-negative sampler and its evaluator."""
     ds = load_dataset(path, "ml-1m")
     return ds, NegativeSampler(ds.train, 4), LeaveOneOutEvaluator.for_dataset(ds)
@@ -128,7 +128,7 @@ def print_script_epochs(path: str, turns: int = 2) -> None:
     fresh process (its record's times) beside the same epochs in this process."""
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))), "bin", "train_neumf")
-    ds, sampler, evaluator = _ml1m(path)
+    ds, sampler, evaluator = load_ml1m(path)
     times = {"script": [], "in-process": []}
     for _ in range(turns):
         with tempfile.TemporaryDirectory() as folder:
@@ -152,7 +152,7 @@ def print_script_epochs(path: str, turns: int = 2) -> None:
 
 def run(path: str = "Data/") -> int:
     """Prints every figure of the module docstring for the ml-1m files in ``path``."""
-    ds, sampler, evaluator = _ml1m(path)
+    ds, sampler, evaluator = load_ml1m(path)
     rng = np.random.default_rng(0)
     bw = bandwidth()
     print(f"machine: {platform.node()} {cpu_model() or platform.processor() or _cpu()}, "
@@ -426,7 +426,7 @@ def table_epochs(path: str, turns: int = 2) -> None:
     """Whole ml-1m NeuMF-8 epochs with dense and deferred Adam, turn about; then how
     far the two models of the last turn have come apart, beside a dense run from a
     start 1e-7 away (float32 rounding differences grow as such a perturbation does)."""
-    ds, sampler, evaluator = _ml1m(path)
+    ds, sampler, evaluator = load_ml1m(path)
     times, models = {"dense": [], "deferred": []}, {}
     for _ in range(turns):
         for kind in times:

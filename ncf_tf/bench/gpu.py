@@ -13,9 +13,8 @@ import sys
 import keras
 import numpy as np
 
-from ncf_tf.bench.benchmark import timed
-from ncf_tf.data.loader import load_dataset
-from ncf_tf.data.sampling import Instances, NegativeSampler
+from ncf_tf.bench.benchmark import load_ml1m, timed
+from ncf_tf.data.sampling import Instances
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
 from ncf_tf.models import neumf
 from ncf_tf.results.reproduce import tower
@@ -60,8 +59,7 @@ def run(path: str = "Data/", batch: int = BATCH, steps: int = STEPS, users: int 
     print(f"evaluation, {users:,} users, 999 negatives, NeuMF-64 ({evaluator.num_pairs:,} pairs): "
           f"{t:.2f} s", flush=True)
     if os.path.exists(os.path.join(path, "ml-1m.train.rating")):
-        ds = load_dataset(path, "ml-1m")
-        ml1m = LeaveOneOutEvaluator.for_dataset(ds)
+        ds, sampler, ml1m = load_ml1m(path)
         for f in (8, 64):
             m = neumf.build(ds.num_users, ds.num_items, f, tower(f))
             fn = training.make_score_fn(m)
@@ -69,7 +67,7 @@ def run(path: str = "Data/", batch: int = BATCH, steps: int = STEPS, users: int 
             print(f"evaluation ml-1m, NeuMF-{f} ({ml1m.num_pairs:,} pairs): "
                   f"{np.median([timed(lambda: ml1m.evaluate(fn)) for _ in range(3)]):.3f} s",
                   flush=True)
-        instances = NegativeSampler(ds.train, 4).epoch(rng)
+        instances = sampler.epoch(rng)
         n = 320 * 256
         part = Instances(instances.users[:n], instances.items[:n], instances.labels[:n])
         m = neumf.build(ds.num_users, ds.num_items, 8)

@@ -20,13 +20,13 @@ import time
 
 import keras
 import numpy as np
-import pandas as pd
 
 from ncf_tf.bench.benchmark import matmul_rate, scoring_flops
 from ncf_tf.core.arrays import distinct_sorted
 from ncf_tf.core.records import cpu_model
 from ncf_tf.data.loader import load_dataset
 from ncf_tf.data.membership import membership
+from ncf_tf.data.prepare.common import negative_chunks, rating_chunks
 from ncf_tf.data.sampling import NegativeSampler
 from ncf_tf.eval.full_ranking import FullRankingEvaluator
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
@@ -125,22 +125,13 @@ def write_files(folder: str, name: str, shape: Shape, seed: int = 0) -> None:
     held[last] = True
     times = 978_300_000 + np.arange(len(users), dtype=np.int64) + held * 10**9
     os.makedirs(folder, exist_ok=True)
-
-    def table(file, frame):
-        frame.to_csv(os.path.join(folder, f"{name}.{file}"), sep="\t", header=False,
-                     index=False, chunksize=1 << 20)
-
-    table("train.rating", pd.DataFrame({"u": users[~held], "i": items[~held], "r": 1,
-                                        "t": times[~held]}))
-    table("test.rating", pd.DataFrame({"u": users[held], "i": items[held], "r": 5,
-                                       "t": times[held]}))
+    for part, split, rating in ((~held, "train", "1"), (held, "test", "5")):
+        with open(os.path.join(folder, f"{name}.{split}.rating"), "wb") as f:
+            codes = np.zeros(int(part.sum()), np.int64)   # every line's rating: ``rating``
+            f.writelines(rating_chunks(users[part], items[part], (codes, [rating]), times[part]))
     negatives = draw_negatives(users, items, users[held], 99, shape.items, rng)
-    with open(os.path.join(folder, f"{name}.test.negative"), "w") as f:
-        for lo in range(0, int(held.sum()), 1 << 16):
-            block = slice(lo, lo + (1 << 16))
-            heads = [f"({u},{i})" for u, i in zip(users[held][block], items[held][block])]
-            rows = np.char.mod("%d", negatives[block])
-            f.writelines(h + "\t" + "\t".join(r) + "\n" for h, r in zip(heads, rows))
+    with open(os.path.join(folder, f"{name}.test.negative"), "wb") as f:
+        f.writelines(negative_chunks(users[held], items[held], negatives))
 
 
 def draw_negatives(users, items, test_users, n, num_items, rng) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from absl import flags
 
 from ncf_tf.baselines import BASELINES
@@ -12,21 +14,19 @@ from ncf_tf.train.config import canonical, check_run_name
 
 def define_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
-    flags.DEFINE_string("baseline", None, "A baseline of ncf_tf.baselines (any case): "
-                        f"{', '.join(BASELINES)}.", flag_values=fv)
+    string = functools.partial(flags.DEFINE_string, flag_values=fv)
+    integer = functools.partial(flags.DEFINE_integer, flag_values=fv)
+    string("baseline", None, f"A baseline of ncf_tf.baselines (any case): {', '.join(BASELINES)}.")
     flags.DEFINE_multi_string("param", [], "A hyper-parameter as name=value, e.g. "
                               "num_factors=8; repeat the flag for several.", flag_values=fv)
-    flags.DEFINE_string("path", "Data/", "Input data path.", flag_values=fv)
-    flags.DEFINE_string("dataset", "ml-1m", "Data set name.", flag_values=fv)
-    flags.DEFINE_integer("seed", 0, "Seed of initialisation and sampling.", flag_values=fv)
-    flags.DEFINE_integer("topk", 10, "K of HR@K and NDCG@K.", flag_values=fv)
-    flags.DEFINE_string("results_dir", "runs/", "Where the JSON run record is written.",
-                        flag_values=fv)
-    flags.DEFINE_string("run_name", "", "Name of the run record (default: from the settings).",
-                        flag_values=fv)
-    flags.DEFINE_string("selection", "none", "none, or validation: also report HR/NDCG on "
-                        "each user's latest training interaction, fitted without it.",
-                        flag_values=fv)
+    string("path", "Data/", "Input data path.")
+    string("dataset", "ml-1m", "Data set name.")
+    integer("seed", 0, "Seed of initialisation and sampling.")
+    integer("topk", 10, "K of HR@K and NDCG@K.")
+    string("results_dir", "runs/", "Where the JSON run record is written.")
+    string("run_name", "", "Name of the run record (default: from the settings).")
+    string("selection", "none", "none, or validation: also report HR/NDCG on each user's "
+           "latest training interaction, fitted without it.")
     flags.DEFINE_boolean("full_ranking", False, "Also rank the test items against the whole "
                          "catalogue (training items excluded).", flag_values=fv)
     flags.mark_flag_as_required("baseline", flag_values=fv)

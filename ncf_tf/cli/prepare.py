@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import shlex
 from typing import Iterator
 
@@ -26,45 +27,39 @@ SPLIT_FLAGS = ("input", "format", "min_interactions", "tie_break", "drop_cold_it
 def define_flags() -> flags.FlagValues:
     """The flags of ``bin/prepare_data``, in a new FlagValues."""
     fv = flags.FlagValues()
-    flags.DEFINE_string("input", None, "Raw interaction file (plain or .gz).", flag_values=fv)
-    flags.DEFINE_enum("format", "movielens", list(prepare.FORMATS),
-                      "movielens: ratings.dat (user::item::rating::timestamp); movielens-csv: "
-                      "ratings.csv of MovieLens-20M/25M; csv: a separated file with a header, "
-                      "or without one given --columns. Plain or gzipped.", flag_values=fv)
-    flags.DEFINE_enum("protocol", "paper", list(prepare.PROTOCOLS),
-                      "Defaults of --min_interactions and --num_test_neg: paper 0 and 99 (He "
-                      "et al.'s files); mlperf 20 and 999 (MLPerf v0.5's ml-20m).",
-                      flag_values=fv)
-    flags.DEFINE_string("resample_negatives", "", "Instead of --input, the path prefix of a "
-                        "data set (e.g. Data/ml-1m): copy its train and test files to "
-                        "<dest>/<name>.* and draw --num_test_neg new negatives per line.",
-                        flag_values=fv)
-    flags.DEFINE_string("sep", ",", "csv: field separator (\\t or tab for a tab).",
-                        flag_values=fv)
-    flags.DEFINE_string("user_col", "user", "csv: column of user ids.", flag_values=fv)
-    flags.DEFINE_string("item_col", "item", "csv: column of item ids.", flag_values=fv)
-    flags.DEFINE_string("rating_col", "", "csv: column of ratings (> 0 is an interaction); "
-                        "empty: every line is one.", flag_values=fv)
-    flags.DEFINE_string("timestamp_col", "", "csv: column of numeric timestamps; empty: the "
-                        "file order is the time.", flag_values=fv)
+    string = functools.partial(flags.DEFINE_string, flag_values=fv)
+    enum = functools.partial(flags.DEFINE_enum, flag_values=fv)
+    integer = functools.partial(flags.DEFINE_integer, flag_values=fv)
+    boolean = functools.partial(flags.DEFINE_boolean, flag_values=fv)
+    string("input", None, "Raw interaction file (plain or .gz).")
+    enum("format", "movielens", list(prepare.FORMATS), "movielens: ratings.dat "
+         "(user::item::rating::timestamp); movielens-csv: ratings.csv of MovieLens-20M/25M; "
+         "csv: a separated file with a header, or without one given --columns.")
+    enum("protocol", "paper", list(prepare.PROTOCOLS), "Defaults of --min_interactions and "
+         "--num_test_neg: paper 0 and 99 (He et al.'s files); mlperf 20 and 999 (MLPerf's).")
+    string("resample_negatives", "", "Instead of --input, the path prefix of a data set (e.g. "
+           "Data/ml-1m): copy its train and test files to <dest>/<name>.* and draw "
+           "--num_test_neg new negatives per line.")
+    string("sep", ",", "csv: field separator (\\t or tab for a tab).")
+    string("user_col", "user", "csv: column of user ids.")
+    string("item_col", "item", "csv: column of item ids.")
+    string("rating_col", "", "csv: column of ratings (> 0 is an interaction); empty: every "
+           "line is one.")
+    string("timestamp_col", "", "csv: column of numeric timestamps; empty: the file order.")
     flags.DEFINE_list("columns", [], "csv: the column names of a file without a header, in "
                       "order (e.g. user,item,rating,time).", flag_values=fv)
-    flags.DEFINE_string("dest", "Data/", "Output folder.", flag_values=fv)
-    flags.DEFINE_string("name", None, "Data set name: writes <dest>/<name>.train.rating, "
-                        ".test.rating, .test.negative, .user_ids.tsv, .item_ids.tsv.",
-                        flag_values=fv)
-    flags.DEFINE_integer("min_interactions", 0, "Drop users with fewer interactions (always "
-                         "those with fewer than 2). Default: --protocol's.",
-                         lower_bound=0, flag_values=fv)
-    flags.DEFINE_integer("num_test_neg", 99, "Negatives per test line. Default: "
-                         "--protocol's.", lower_bound=1, flag_values=fv)
-    flags.DEFINE_integer("seed", 0, "Seed of the test negatives.", flag_values=fv)
-    flags.DEFINE_enum("tie_break", "last", list(prepare.TIE_BREAKS),
-                      "Which of a user's lines at the latest timestamp is held out: the "
-                      "first or the last in file order.", flag_values=fv)
-    flags.DEFINE_boolean("drop_cold_items", False, "Drop items that occur only in held-out "
-                         "test lines (the authors kept them).", flag_values=fv)
-    flags.DEFINE_boolean("overwrite", False, "Replace existing output files.", flag_values=fv)
+    string("dest", "Data/", "Output folder.")
+    string("name", None, "Data set name: writes <dest>/<name>.train.rating, .test.rating, "
+           ".test.negative, .user_ids.tsv, .item_ids.tsv.")
+    integer("min_interactions", 0, "Drop users with fewer interactions (always those with "
+            "fewer than 2). Default: --protocol's.", lower_bound=0)
+    integer("num_test_neg", 99, "Negatives per test line. Default: --protocol's.", lower_bound=1)
+    integer("seed", 0, "Seed of the test negatives.")
+    enum("tie_break", "last", list(prepare.TIE_BREAKS), "Which of a user's lines at the "
+         "latest timestamp is held out: the first or the last in file order.")
+    boolean("drop_cold_items", False, "Drop items that occur only in held-out test lines "
+            "(the authors kept them).")
+    boolean("overwrite", False, "Replace existing output files.")
     return fv
 
 

@@ -3,6 +3,7 @@ authors' flags plus ncf_tf's own, as a :class:`~ncf_tf.train.config.TrainConfig`
 
 from __future__ import annotations
 
+import functools
 import sys
 
 from absl import flags
@@ -16,18 +17,10 @@ def define_flags(model: str) -> flags.FlagValues:
     fv = flags.FlagValues()
     d = TrainConfig(model=model)
 
-    def string(name, default, help_):
-        flags.DEFINE_string(name, default, help_, flag_values=fv)
-
-    def integer(name, default, help_):
-        flags.DEFINE_integer(name, default, help_, flag_values=fv)
-
-    def number(name, default, help_):
-        flags.DEFINE_float(name, default, help_, flag_values=fv)
-
-    def boolean(name, default, help_):
-        flags.DEFINE_boolean(name, default, help_, flag_values=fv)
-
+    string = functools.partial(flags.DEFINE_string, flag_values=fv)
+    integer = functools.partial(flags.DEFINE_integer, flag_values=fv)
+    number = functools.partial(flags.DEFINE_float, flag_values=fv)
+    boolean = functools.partial(flags.DEFINE_boolean, flag_values=fv)
     string("path", d.path, "Input data path.")
     string("dataset", d.dataset, "Choose a dataset (ml-1m, pinterest-20 or your own).")
     integer("epochs", d.epochs, "Number of epochs (0: only evaluate the initial model).")
