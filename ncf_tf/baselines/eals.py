@@ -79,9 +79,8 @@ class EALS(Baseline):
         return self._fit_epochs(self._iteration, "eALS iteration", log)
 
     def _prepare(self, train: sp.spmatrix) -> None:
-        """Caches the observed entries in CSR (user-major) and CSC orders."""
-        train = binary_csr(train)
-        self._train = train
+        """Caches the observed entries in CSR (user-major) order and the c_i."""
+        self._train = train = binary_csr(train)
         num_users, num_items = train.shape
         self._rows = np.repeat(np.arange(num_users), np.diff(train.indptr))
         self._cols = train.indices.astype(np.int64)
@@ -126,10 +125,8 @@ class EALS(Baseline):
             y[:] = y_f + p_f * q[cols, f]
 
     def objective(self) -> float:
-        """L of the module docstring at the current P and Q, in O(nnz K + (U + I) K^2).
-
-        The missing-data term is ``sum_u p_u^T S^q p_u - sum_{(u,i) in R} c_i y_ui^2``.
-        """
+        """L of the module docstring; its missing-data term is
+        ``sum_u p_u^T S^q p_u - sum_{(u,i) in R} c_i y_ui^2``."""
         if self.user_factors is None:
             raise RuntimeError("EALS.objective called before fit")
         p, q, c = self.user_factors, self.item_factors, self.confidence

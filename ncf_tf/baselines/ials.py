@@ -53,8 +53,7 @@ class IALS(Baseline):
         num_factors: dimension of the latent vectors.
         alpha: confidence of an observed interaction is 1 + alpha.
         reg: L2 regularisation weight (of a row of average confidence).
-        reg_exponent: nu >= 0; 0 is the same ``reg`` for every row, 1 scales
-            it with the row's total confidence (see the module docstring).
+        reg_exponent: nu >= 0 of the frequency-scaled regularisation (0: none).
         epochs: ALS iterations (a user sweep then an item sweep each).
         init_std: standard deviation of the Gaussian initialisation.
         solver: ``"cholesky"`` (exact) or ``"cg"`` (conjugate gradient).
@@ -76,8 +75,7 @@ class IALS(Baseline):
 
     def fit(self, train: sp.spmatrix, rng: np.random.Generator, log=print) -> "IALS":
         """Initialises X, Y ~ N(0, init_std^2) and runs ``epochs`` ALS iterations, logging each."""
-        train = binary_csr(train)
-        self._train = train
+        self._train = train = binary_csr(train)
         self._train_t = train.T.tocsr()
         self._user_reg = self.row_regularisation(train)
         self._item_reg = self.row_regularisation(self._train_t)
@@ -111,9 +109,8 @@ class IALS(Baseline):
                      rhs: np.ndarray, reg: np.ndarray) -> np.ndarray:
         solution = np.empty_like(rhs)
         indptr, indices = r.indptr, r.indices
-        # Thousands of small products: one BLAS thread each beats numpy's einsum,
-        # while a multithreaded BLAS falls behind einsum when other processes
-        # hold the cores.
+        # Thousands of small products: one BLAS thread each (a multithreaded
+        # BLAS falls behind when other processes hold the cores).
         with threadpoolctl.threadpool_limits(1, user_api="blas"):
             for row in range(r.shape[0]):
                 observed = fixed[indices[indptr[row]:indptr[row + 1]]]
@@ -156,11 +153,8 @@ class IALS(Baseline):
         return x
 
     def objective(self) -> float:
-        """L of the module docstring, in O(nnz K + (U + I) K^2).
-
-        The sum over all cells of (x_u . y_i)^2 is ``sum_u x_u^T (Y^T Y) x_u``;
-        the observed cells then replace their weight-1, target-0 term.
-        """
+        """L of the module docstring: the all-cells sum of (x_u . y_i)^2 is
+        ``sum_u x_u^T (Y^T Y) x_u``; observed cells replace their weight-1, target-0 term."""
         if self.user_factors is None:
             raise RuntimeError("IALS.objective called before fit")
         x, y = self.user_factors, self.item_factors

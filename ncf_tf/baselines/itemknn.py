@@ -52,8 +52,7 @@ class ItemKNN(Baseline):
         """Computes the top-k item-item cosine similarity matrix (``rng`` unused)."""
         del rng
         start = time.time()
-        x = binary_csr(train)
-        self.train = x
+        self.train = x = binary_csr(train)
         self.similarity = item_similarity(x, self.k_neighbors, self.shrink)
         self._similarity_t = self.similarity.T.tocsr()   # scores = X @ S.T
         log(f"ItemKNN: {x.shape[1]} items, k_neighbors = {self.k_neighbors}, "

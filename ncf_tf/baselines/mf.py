@@ -126,14 +126,12 @@ class MF(Baseline):
         s = expit(y)
         g = r - s
         lr, reg, n = self.lr, self.reg, len(u)
-        # sum_k lr g_k q_{i_k} over each user's instances is the sparse product
-        # G @ Q with G[u, i] = lr * (sum of g over the batch's (u, i) instances);
-        # G.T @ P likewise for the items. Both use P and Q before the step.
+        # sum_k lr g_k q_{i_k} over each user's instances is G @ Q with G[u, i] =
+        # lr * (sum of g over (u, i) instances); G.T @ P for items; P, Q before the step.
         grad = sp.coo_matrix((lr * g, (u, i)), shape=(num_users, num_items))
         step_p = grad @ q
         step_q = grad.T @ p
-        # Each instance shrinks what it touches by (1 - lr reg): p += lr (G q -
-        # reg count_u p) is p (1 - lr reg count_u) + G q, one pass over P.
+        # Each instance shrinks what it touches: p (1 - lr reg count_u) + G q.
         count_u = np.bincount(u, minlength=num_users).astype(np.float32)
         count_i = np.bincount(i, minlength=num_items).astype(np.float32)
         shrink_u = 1.0 - lr * reg * count_u

@@ -60,15 +60,13 @@ def current_umask() -> int:
 
 
 def temporary_name(path: str, pid: int | None = None, suffix: str = ".tmp") -> str:
-    """Where ``path`` is written before it is renamed into place: beside it,
-    hidden, named after the writing process."""
+    """Where ``path`` is written before its rename: beside it, hidden, with the pid."""
     folder, name = os.path.split(os.path.abspath(path))
     return os.path.join(folder, f".{name}.{os.getpid() if pid is None else pid}{suffix}")
 
 
 def remove_stale_temporaries(path: str, suffix: str = ".tmp") -> list[str]:
-    """Removes (and returns) the temporary files or folders of ``path`` that
-    writers which died before renaming them left; those of live processes stay."""
+    """Removes (and returns) the temporaries of ``path`` left by dead writers."""
     folder, name = os.path.split(os.path.abspath(path))
     pattern = re.compile(rf"\.{re.escape(name)}\.(\d+){re.escape(suffix)}")
     removed = []

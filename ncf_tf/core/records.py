@@ -138,10 +138,12 @@ class RunRecord:
         strict JSON: a value that is not a finite number is written as null and
         where it was is listed in ``not_finite``."""
         self.path = path or self.path
-        found = _non_finite(_jsonable_tree(self.to_dict()))
+        found = []
+        values = _jsonable_tree(self.to_dict(), found)
         if missing := sorted(set(found) - set(self.not_finite or [])):
             self.not_finite = (self.not_finite or []) + missing
-        write_json(self.path, _jsonable_tree(self.to_dict(), nulled=True))
+            values = _jsonable_tree(self.to_dict(), [])
+        write_json(self.path, values)
 
     @classmethod
     def load(cls, path: str) -> "RunRecord":
@@ -172,8 +174,7 @@ def read_json(path: str) -> dict:
 
 
 def load_json(path: str, error: type[Exception]):
-    """The JSON value in the run record ``path``; ``error`` naming the file
-    when it is missing or not readable JSON."""
+    """The JSON value in the run record ``path``; ``error`` if missing or unreadable."""
     try:
         with open(path) as f:
             return json.load(f)
@@ -184,10 +185,7 @@ def load_json(path: str, error: type[Exception]):
 
 
 def is_finished(path: str) -> bool:
-    """Whether ``path`` is a run record of a finished (or diverged) run:
-    one that is never to be replaced."""
-    if not os.path.exists(path):
-        return False
+    """Whether ``path`` is a record of a finished (or diverged) run, never replaced."""
     try:
         return read_json(path).get("status") in ("finished", "diverged")
     except (OSError, ValueError):
@@ -264,30 +262,21 @@ def _jsonable(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _jsonable_tree(value, nulled: bool = False):
+def _jsonable_tree(value, found: list, where: str = ""):
     """``value`` with numpy scalars and arrays as Python values, tuples as lists
-    and, if ``nulled``, floats that are not finite as None."""
+    and floats that are not finite as None, each place (``epochs[3].loss``) of
+    those listed in ``found``."""
     if isinstance(value, dict):
-        return {k: _jsonable_tree(v, nulled) for k, v in value.items()}
+        return {k: _jsonable_tree(v, found, f"{where}.{k}" if where else str(k))
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable_tree(v, nulled) for v in value]
+        return [_jsonable_tree(v, found, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, (np.generic, np.ndarray)):
-        return _jsonable_tree(_jsonable(value), nulled)
-    if nulled and isinstance(value, float) and not math.isfinite(value):
+        return _jsonable_tree(_jsonable(value), found, where)
+    if isinstance(value, float) and not math.isfinite(value):
+        found.append(f"{where}: {value} (not a finite number: written as null)")
         return None
     return value
-
-
-def _non_finite(value, where: str = ""):
-    """The places (``epochs[3].loss``) of the floats in ``value`` that are NaN or infinite."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _non_finite(v, f"{where}.{k}" if where else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _non_finite(v, f"{where}[{i}]")
-    elif isinstance(value, float) and not math.isfinite(value):
-        yield f"{where}: {value} (not a finite number: written as null)"
 
 
 def git_commit() -> dict:

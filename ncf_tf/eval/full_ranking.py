@@ -49,8 +49,7 @@ ScoreAllFn = Callable[[np.ndarray], np.ndarray]
 _BLOCK_ENTRIES = 1 << 22
 
 
-DEFAULT_NAMES = ("hr", "ndcg", "recall")
-"""The metrics :func:`per_user_metrics` gives unless asked for others."""
+DEFAULT_NAMES = ("hr", "ndcg", "recall")   # of per_user_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,9 +171,8 @@ def held_out_positions(scores: np.ndarray, held_out: sp.csr_matrix,
     if exclude is not None:
         competing[sp.csr_matrix(exclude).nonzero()] = False
     rows = np.repeat(np.arange(num_rows), np.diff(held_out.indptr))
-    items = held_out.indices
-    competing[rows, items] = False   # held-out items are not each other's competitors
-    target = scores[rows, items]
+    competing[rows, held_out.indices] = False   # held-out items do not compete
+    target = scores[rows, held_out.indices]
 
     # in chunks of entries: bounded (entries, num_items) work
     ahead = np.empty(len(rows), np.int64)
@@ -251,9 +249,8 @@ class FullRankingEvaluator:
             users = self.users[lo:lo + self.batch_size]
             scores = np.asarray(score_all(users), dtype=np.float64)
             if scores.shape != (len(users), self.num_items):
-                raise ValueError(f"score_all returned shape {scores.shape} for "
-                                 f"{len(users)} users, expected "
-                                 f"{(len(users), self.num_items)}")
+                raise ValueError(f"score_all returned shape {scores.shape} for {len(users)} "
+                                 f"users, expected {(len(users), self.num_items)}")
             exclude = self.exclude[users] if self.exclude is not None else None
             parts.append(held_out_positions(scores, self.held_out[users], exclude))
         positions = np.concatenate(parts) if parts else np.empty(0, np.int64)

@@ -44,12 +44,8 @@ class Evaluation:
 
     def metrics(self, names=metrics.METRIC_NAMES, k: int | None = None) -> dict[str, float]:
         """Means of the named metrics (keys of :data:`ncf_tf.eval.metrics.METRICS`)
-        at cut-off ``k`` (default :attr:`k`), from the same ranks.
-
-        Raises:
-            ValueError: an unknown name, a bad ``k``, or ``"auc"`` asked of an
-                Evaluation without :attr:`num_candidates`.
-        """
+        at cut-off ``k`` (default :attr:`k`); ValueError for an unknown name, a
+        bad ``k``, or AUC without :attr:`num_candidates`."""
         names = metrics.check_names(names)
         if "auc" in names and self.num_candidates is None:
             raise ValueError("AUC needs the number of candidates of each test line, which "

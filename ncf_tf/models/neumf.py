@@ -50,16 +50,8 @@ def build(num_users: int, num_items: int, num_factors: int = 8,
 
 
 def blend_pretrained(gmf: dict, mlp: dict, alpha: float = 0.5) -> dict:
-    """NeuMF's initial weights from GMF's and MLP's (equation 13).
-
-    Args:
-        gmf: layer name -> weight arrays of a trained GMF.
-        mlp: layer name -> weight arrays of a trained MLP.
-        alpha: the share of GMF in the output layer, in [0, 1].
-
-    Returns:
-        layer name -> weight arrays, in NeuMF's layer names.
-    """
+    """NeuMF's initial weights (layer name -> arrays) from a trained GMF's and
+    MLP's (same form), ``alpha`` in [0, 1] GMF's share of the output layer (equation 13)."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     blended = {

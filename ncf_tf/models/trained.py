@@ -152,8 +152,7 @@ def load_from_weights(spec: ModelSpec, path: str, num_users: int, num_items: int
     """Builds ``spec`` for the data's counts and loads the weight file ``path``.
 
     Raises:
-        TrainedModelError: the file's embeddings have other user or item
-            counts than the data (checked first, so the message says so).
+        TrainedModelError: the file's user or item counts are not the data's.
         WeightsError: unreadable file, or layers of another model or size.
     """
     named = W.read_named_weights(path)
@@ -171,8 +170,8 @@ def load_keras_model(path: str, num_users: int | None = None, num_items: int | N
     """Loads a whole ``.keras`` GMF, MLP or NeuMF; checks its counts if given.
 
     Raises:
-        TrainedModelError: not a loadable ``.keras`` file, not one of the three
-            models, or trained on other user/item counts than the data.
+        TrainedModelError: not a loadable ``.keras`` GMF, MLP or NeuMF, or
+            trained on other user/item counts than the data.
     """
     if not path.endswith(".keras"):
         raise TrainedModelError(f"{path}: a whole model file must end in .keras")

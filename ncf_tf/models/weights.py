@@ -8,8 +8,7 @@ Two formats are read into the same ``{layer name: [arrays]}`` mapping:
   root attribute ``layer_names``, one group per layer with a ``weight_names``
   attribute listing datasets such as ``user_embedding_W``, ``prediction_b``.
 
-Layer names are the contract: GMF/MLP/NeuMF use the authors' names, so their
-files load into ncf_tf models.
+GMF, MLP and NeuMF use the authors' layer names, so their files load.
 """
 
 from __future__ import annotations
@@ -69,9 +68,8 @@ def assign_named_weights(model: keras.Model, named: dict[str, list[np.ndarray]],
     """Sets every weighted layer of ``model`` from ``named``, checking all first.
 
     Raises:
-        WeightsError: a layer of the model is missing from ``named``, or its
-            shapes differ; the message names ``source``, the layer and shapes.
-            Nothing is assigned in that case.
+        WeightsError: a layer is missing from ``named`` or its shapes differ
+            (naming ``source``, the layer and shapes); nothing is assigned then.
     """
     layers = [layer for layer in model.layers if layer.weights]
     for layer in layers:   # a missing layer means the wrong model: say so first
