@@ -5,16 +5,11 @@
     rec.fit(train_df, user_col="user", item_col="item", epochs=20, test_df=test_df)
     rec.recommend(users, k=10); rec.evaluate(test_df); rec.save(path); rec.fold_in(items)
 
-:func:`load_trained` finds any trained model (a run record, a weight file, a
-``.keras`` file or a saved Recommender) with its data, as ``bin/recommend``
-and ``bin/export`` do. Arguments are checked when they are given (TypeError
-or ValueError naming the argument and the value), before any data is read.
-
 ``fit`` turns the DataFrames into the :class:`~ncf_tf.data.loader.Dataset`
-that ``bin/train_*`` would read from the same data in the authors' files
-(:mod:`ncf_tf.api.frames`) and trains it with
-:func:`ncf_tf.train.experiment.run_dataset`, as the scripts do: the same seed
-gives the same per-epoch loss, HR and NDCG. The epoch it keeps:
+that ``bin/train_*`` would read from the authors' files and trains it with
+:func:`ncf_tf.train.experiment.run_dataset`: the same seed gives the same
+per-epoch loss, HR and NDCG. Arguments are checked before any data is read.
+The epoch it keeps:
 
 * ``test_df`` given, no ``validation``: the best HR on the test set, as the
   authors' code does (``selection: "test"``; optimistic).
@@ -68,8 +63,7 @@ from ncf_tf.train.config import MODELS, TrainConfig
 
 TEST_NEGATIVES_STREAM = 3
 FOLD_IN_STREAM = 4
-NUM_TEST_NEGATIVES = 99
-"""Negatives drawn per test line when a test DataFrame lists none (the paper's 99)."""
+NUM_TEST_NEGATIVES = 99   # per test line when a test DataFrame lists none (the paper's 99)
 
 SAVED = "recommender.json"
 WEIGHTS = "model.weights.h5"
@@ -115,11 +109,10 @@ class Recommender:
         epochs: training epochs of :meth:`fit` when it is not given them.
         tf_verbose: show TensorFlow's retracing warnings.
         **settings: any other field of :class:`~ncf_tf.train.config.TrainConfig`
-            (:data:`SETTINGS`: ``lr``, ``num_neg``, ``batch_size``,
-            ``learner``, ``regs``, ``reg_mf``, ...), with the scripts' defaults.
+            (:data:`SETTINGS`: ``lr``, ``num_neg``, ``learner``, ...).
 
     Raises:
-        TypeError: an argument of the wrong type (naming it and the value).
+        TypeError: an argument of the wrong type.
         ValueError: an unknown model or setting, a setting out of range, or
             a device that does not exist.
     """
@@ -186,23 +179,19 @@ class Recommender:
             df: the training interactions.
             user_col, item_col: their columns (``test_df`` uses the same names).
             epochs: training epochs; None: the constructor's ``epochs``.
-            timestamp_col: optional column of times for ``validation="latest"``:
-                numbers, datetimes or date-like strings; a missing value counts
-                as no time.
+            timestamp_col: optional column of times for ``validation="latest"``
+                (numbers, datetimes or date strings; a missing value: no time).
             validation: None, ``"latest"`` or ``"random"``: hold one more
                 interaction per user out of ``df`` and pick the epoch on it.
             test_df: optional held-out rows (user, item, optionally
-                ``negatives_col`` listing the items each is ranked against;
-                else 99 seeded negatives), evaluated at every epoch. Its users
-                must be users of ``df``; its items and negatives join the
-                catalogue.
+                ``negatives_col``; else 99 seeded negatives), evaluated at
+                every epoch; its items and negatives join the catalogue.
             negatives_col: the column of ``test_df`` with the negatives.
             name: the data set's name in the run name and record.
             results_dir: None: no file is written (the run record is
-                :attr:`record`); a folder: the record is written there as the
-                scripts write it, with the per-epoch checkpoint (an
-                interrupted fit resumes), and the kept weights in
-                ``model_dir`` (default: the same folder).
+                :attr:`record`); a folder: the record and checkpoint are written
+                there as the scripts write them (an interrupted fit resumes),
+                the weights in ``model_dir`` (default: the same folder).
             progress: a progress bar during each epoch.
             warm_start: continue from the current weights (the same users and
                 items as the last fit; a fresh optimizer, the same learner).
@@ -212,10 +201,8 @@ class Recommender:
             ``self``, fitted: :attr:`model`, :attr:`record`, :attr:`history`.
 
         Raises:
-            TypeError: an argument of the wrong type (naming it).
-            ValueError: a bad DataFrame (empty, a missing column, a NaN or
-                list-valued id, an unknown test user), validation, setting
-                or folder (one line naming it).
+            TypeError: an argument of the wrong type.
+            ValueError: a bad DataFrame, validation, setting or folder.
         """
         epochs = self.config.epochs if epochs is None else check_integer("epochs", epochs, 0)
         _check_bool("progress", progress)
@@ -307,8 +294,7 @@ class Recommender:
         return self
 
     def _mark_warm_start(self, previous: str) -> None:
-        """The record and settings of a warm-started fit name the fit it
-        continued, not the temporary weight file it was handed as."""
+        """A warm-started fit's record names the fit it continued, not the temporary weights."""
         said = f"warm start from {previous}"
         self.record["start_from"] = {"warm_start": previous,
                                      "weights_sha256": self.record["start_from"].get(
@@ -321,11 +307,9 @@ class Recommender:
 
     @property
     def history(self) -> pd.DataFrame:
-        """One row per epoch of the last fit, indexed by epoch: ``loss``, the
-        HR and NDCG of the set epochs were selected on (``test_hr``,
-        ``test_ndcg``; or ``validation_hr``, ``validation_ndcg`` and the
-        monitored ``test_*``; none when nothing was held out) and
-        ``seconds`` (sampling, training and evaluation)."""
+        """One row per epoch of the last fit, indexed by epoch: ``loss``,
+        ``test_hr``/``test_ndcg`` (or ``validation_*`` and the monitored
+        ``test_*``; none when nothing was held out) and ``seconds``."""
         self._check_fitted("history")
         selection = self.record["selection"]
         rows, seconds = [], []
@@ -355,8 +339,7 @@ class Recommender:
 
         Args:
             users, items: raw ids, equal lengths (or one of them a single id).
-            probability: the sigmoid of the logit (the predicted probability)
-                instead.
+            probability: the sigmoid of the logit instead.
 
         Returns:
             ``(n,)`` float32.
@@ -389,8 +372,7 @@ class Recommender:
 
         Returns:
             DataFrame ``user, rank, item, score`` (raw ids, rank from 1, the
-            logit; ties to the lower item number), best first, users in the
-            order given; fewer than ``k`` rows for a user with fewer items left.
+            logit; ties to the lower item number), users in the order given.
         """
         self._check_fitted("recommend")
         u = self.users.encode(users, "users")
@@ -461,19 +443,15 @@ class Recommender:
         """Leave-one-out metrics of held-out rows (one item per row).
 
         Args:
-            test_df: rows of (user, item) in the fit's column names. A user may
-                have several rows: against sampled negatives each row is ranked
-                on its own; with ``negatives="all"`` a user's rows are their
-                held-out items together (:mod:`ncf_tf.eval.full_ranking`: HR
-                is whether any is in the top K, recall the share that is).
+            test_df: rows of (user, item) in the fit's column names; with
+                ``negatives="all"`` a user's rows are ranked together
+                (:mod:`ncf_tf.eval.full_ranking`).
             k: the cut-off of hr, ndcg, map, precision and recall.
             metrics: names of :data:`ncf_tf.eval.metrics.METRICS`.
-            negatives: what each held-out item is ranked against. None: the
-                ``negatives_col`` column if ``test_df`` has it, else 99 sampled;
-                an integer n: n items sampled uniformly among those the user
-                has no training or test row with (stream ``(seed, 3)``, the
-                same for every call); ``"all"``: the whole catalogue but the
-                user's training items (full ranking).
+            negatives: None: the ``negatives_col`` column if ``test_df`` has
+                it, else 99 sampled; n: n items sampled among those the user
+                has no row with (stream ``(seed, 3)``); ``"all"``: every item
+                but the user's training items.
 
         Returns:
             ``{name: mean over the rows}`` in the order of ``metrics``.
@@ -524,10 +502,8 @@ class Recommender:
     def save(self, path: str, overwrite: bool = False) -> str:
         """Writes the fitted model to folder ``path``; returns ``path``.
 
-        Files, each written atomically: ``model.weights.h5``, ``train.npz``
-        (the training matrix), ``record.json`` (the run record) and, last,
-        ``recommender.json`` (settings, column names and the raw ids in
-        order; integer, float, string and bool ids round-trip exactly).
+        Files, each atomic: ``model.weights.h5``, ``train.npz``, ``record.json``
+        and, last, ``recommender.json`` (settings, columns and the raw ids).
 
         Raises:
             ValueError: not fitted; ``path`` is a file, or a folder holding a
@@ -629,8 +605,7 @@ class Recommender:
             "similarity": np.take_along_axis(similarity, order, axis=1).reshape(-1).round(6)})
 
     def _score_fn(self):
-        """The model's pair scorer, made once per model (one per call would
-        recompile its graph)."""
+        """The model's pair scorer, made once per model (one per call would recompile it)."""
         if getattr(self, "_scorer", (None, None))[0] is not self.model:
             self._scorer = (self.model, training.make_score_fn(self.model))
         return self._scorer[1]
@@ -671,9 +646,7 @@ class Trained:
     item_map: IdMap
     source: dict
     device: str
-    user_ids: object = None
-    """The raw ids of the model's rows, typed (integers or strings); None: the
-    rows themselves."""
+    user_ids: object = None   # the raw ids of the model's rows, typed; None: the rows
     item_ids: object = None
 
 
@@ -890,8 +863,7 @@ def _number(value) -> float:
 def _check_k(k, maximum: int, what: str = "the number of items") -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"k must be an integer, got {k!r}")
-    if not 1 <= k <= maximum:
-        raise ValueError(f"k must be an integer in 1..{maximum} ({what}), got {k!r}")
+    serving.check_k(k, maximum, what=f" ({what})")
 
 
 def _check_pretrain(pretrain, config: TrainConfig, users: Ids, items: Ids) -> None:

@@ -2,30 +2,20 @@
 
 The export is one folder:
 
-* ``model.keras``: the Keras model (``keras.saving.load_model``), whose
-  output is the probability ``sigmoid(s(u, i))`` of a ``(user, item)`` pair;
-* ``saved_model/``: a TensorFlow SavedModel (``tf.saved_model.load``) with two
-  serving signatures on the RAW ids (the data's original ids, or the
-  Recommender's), looked up inside the SavedModel (a ``tf.lookup``
-  hash table), so no id map is needed beside it:
+* ``model.keras``: the Keras model, whose output is ``sigmoid(s(u, i))``;
+* ``saved_model/``: a TensorFlow SavedModel whose signatures take the RAW ids
+  (looked up in a ``tf.lookup`` table inside it; an unknown id fails the call):
+  ``score(user[n], item[n]) -> {score[n], probability[n]}`` (the logit and its
+  sigmoid) and ``top_k(user[n]) -> {items[n, k], scores[n, k]}``, ranked by
+  :func:`ncf_tf.serve.recommend.rank_items` as ``bin/recommend`` ranks, the
+  training items (constant CSR indices in the graph) excluded; -inf (item -1,
+  or "") past the items a user has left. Integer ids are int64 (int32 also
+  accepted), string ids strings;
+* ``config.json``: the model, its sizes, the counts, k, the id types, the
+  source and the signatures described.
 
-  - ``score(user[n], item[n]) -> {score[n], probability[n]}``: the logit
-    ``s(u, i)`` of the ``prediction`` layer and its sigmoid;
-  - ``top_k(user[n]) -> {items[n, k], scores[n, k]}``: the raw ids of the k
-    items of highest logit over the whole catalogue, best first, ties to
-    the lower item number, the user's training items excluded (the
-    training matrix is baked into the graph as constant CSR indices, and
-    its entries are masked to -inf); -inf (and the item id -1, or "" for
-    string ids) where a user has fewer than k items left;
-
-  Integer ids are int64 in the signatures (the functions take int32 as
-  well); string ids are strings. An unknown id fails the call, naming it.
-* ``config.json``: the model and its sizes, the counts, k, the id types,
-  the source (with its files' SHA-256) and the signatures described.
-
-``top_k`` runs :func:`ncf_tf.serve.recommend.top_k`'s code, so both recommend
-the same items. The folder is assembled beside ``dest`` and renamed into
-place: an interrupted export leaves nothing under its name.
+The folder is assembled beside ``dest`` and renamed into place: an
+interrupted export leaves nothing under its name.
 """
 
 from __future__ import annotations
@@ -44,8 +34,7 @@ from ncf_tf.serve import recommend
 KERAS_FILE = "model.keras"
 SAVED_MODEL = "saved_model"
 CONFIG_FILE = "config.json"
-STAGING, OLD = ".export", ".old"
-"""Suffixes of the hidden folders beside ``dest`` while it is written."""
+STAGING, OLD = ".export", ".old"   # the hidden folders beside dest while it is written
 
 
 class ExportError(ValueError):
@@ -116,8 +105,7 @@ class _Lookup:
 
 def serving_functions(model: keras.Model, exclude: sp.csr_matrix | None, k: int,
                       users: "_Lookup", items: "_Lookup"):
-    """The SavedModel's ``score`` and ``top_k`` functions (module docstring);
-    ``exclude`` (the training items, or None) is baked in as constants."""
+    """The SavedModel's ``score`` and ``top_k``; ``exclude`` is baked in as constants."""
     import tensorflow as tf
 
     num_items = int(model.get_layer(trained.EMBEDDINGS[trained.model_kind(model)][1]).input_dim)
@@ -189,17 +177,15 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
 
     Raises:
         ExportError: ``dest`` exists (without ``overwrite``), ``k`` out of
-            range, ids that are not one per row or of another type, or a
-            backend other than TensorFlow.
+            range, ids not one per row or of another type, or not TensorFlow.
     """
     if keras.config.backend() != "tensorflow":
         raise ExportError(f"exporting a SavedModel needs the TensorFlow backend, not "
                           f"{keras.config.backend()} (set KERAS_BACKEND=tensorflow)")
     check_destination(dest, overwrite)
     spec = trained.spec_of(model)
-    user_layer, item_layer = trained.EMBEDDINGS[spec.model]
-    num_users = int(model.get_layer(user_layer).input_dim)
-    num_items = int(model.get_layer(item_layer).input_dim)
+    num_users, num_items = (int(model.get_layer(name).input_dim)
+                            for name in trained.EMBEDDINGS[spec.model])
     recommend.check_k(k, num_items, ExportError)
     if exclude is not None and exclude.shape != (num_users, num_items):
         raise ExportError(f"the training matrix is {exclude.shape[0]} x {exclude.shape[1]}, "
@@ -210,13 +196,12 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
         if len(ids) != count:
             raise ExportError(f"{len(ids)} {kind} ids for the model's {count} {kind}s")
     types = {"user": id_kind(user_ids, "user"), "item": id_kind(item_ids, "item")}
+    integers = "integers (int64; int32 also accepted by the functions)"
     config = {
         **spec.as_dict(), "num_users": num_users, "num_items": num_items, "k": k,
         "seen_excluded": exclude is not None,
-        "ids": {kind: f"raw {kind} ids: " + ("integers (int64; int32 also accepted by the "
-                                             "functions)" if kind_type == "int64"
-                                             else "strings")
-                for kind, kind_type in types.items()},
+        "ids": {kind: f"raw {kind} ids: {integers if t == 'int64' else 'strings'}"
+                for kind, t in types.items()},
         "files": {"keras": KERAS_FILE, "saved_model": SAVED_MODEL},
         "signatures": {
             "score": "score(user[n], item[n]) -> {score[n]: logit of the prediction layer, "
@@ -231,8 +216,7 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
         **(about or {}),
         "versions": records.environment()["versions"],
     }
-    parent = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(parent, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     # A killed export's staging folders go first; this one's are named after
     # this process, so that the next export can tell a dead writer's from a live one's.
     for suffix in (STAGING, OLD):

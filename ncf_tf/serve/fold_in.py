@@ -1,34 +1,25 @@
 """Fold-in: a new user's embedding rows fitted from their items, everything else frozen.
 
-Beyond the paper (the authors' code has no fold-in). A user who was not in
-the training data gets embedding rows fitted from the items they interacted
-with, R_u, every trained variable kept as it is.
-
-GMF, MLP and NeuMF: the model is rebuilt (the one passed in is not modified)
-with user tables holding only the new users' rows (:data:`USER_TABLES`),
-N(0, init_std^2) draws like the model's own, and every other layer a frozen
-copy (dropout off). The rows take ``steps`` full-batch steps of Keras 1's
-Adam on the training loss, equation 7 restricted to the user,
+Beyond the paper (the authors' code has no fold-in). GMF, MLP and NeuMF: a
+copy of the model (the one passed in is not modified) holds only the new
+users' rows (:data:`USER_TABLES`, drawn N(0, init_std^2)), every other layer
+frozen (dropout off). The rows take ``steps`` full-batch steps of Keras 1's
+Adam on the training loss, equation 7 restricted to the user's items R_u,
 
     L_u = (1 / |T_u|) sum_{(i, y) in T_u} [log(1 + exp(s_ui)) - y s_ui]  + reg |rows_u|^2
 
 with s_ui the model's logit and T_u each item of R_u with label 1 plus
 ``num_neg`` negatives per item with label 0, drawn afresh at every step by
-the training sampler (:class:`ncf_tf.data.sampling.NegativeSampler`: uniform
-over the items not in R_u). The loss of several users is the sum of their
-L_u, so each user's rows move as if they were folded in alone (with other
-draws).
+the training sampler. Several users' loss is the sum of their L_u, so each
+user's rows move as if folded in alone.
 
 iALS (:class:`ncf_tf.baselines.ials.IALS`) has a closed form: the user half
 of an ALS sweep with the item factors Y fixed,
 
     x_u = (Y^T Y + alpha sum_{i in R_u} y_i y_i^T + reg_u I)^{-1} (1 + alpha) sum_{i in R_u} y_i
 
-which is the exact minimiser of the iALS objective over x_u (``rng``,
-``steps``, ``num_neg`` and ``lr`` do not apply).
-
-:meth:`FoldIn.top_k` ranks every item's logit (iALS: x_u . y_i) as
-:func:`ncf_tf.serve.recommend.top_k` does, the user's items excluded.
+the exact minimiser of the iALS objective over x_u (``rng``, ``steps``,
+``num_neg`` and ``lr`` do not apply).
 """
 
 from __future__ import annotations
@@ -73,9 +64,8 @@ class FoldIn:
 
     Attributes:
         items: ``(m,)`` sorted distinct 0-based items the user was folded in from.
-        rows: layer name -> ``(d,)`` fitted embedding row (``"user_embedding"``
-            for GMF and MLP; ``"mf_embedding_user"`` and ``"mlp_embedding_user"``
-            for NeuMF; ``"user_factors"`` for iALS).
+        rows: layer name (:data:`USER_TABLES`; iALS: ``"user_factors"``) ->
+            ``(d,)`` fitted embedding row.
         scores: ``(num_items,)`` float32 logit of every item (iALS: x_u . y_i).
         losses: ``(steps,)`` the user's L_u before each step (iALS: ``(1,)``, the
             user's part of the iALS objective at the solution).
@@ -89,9 +79,9 @@ class FoldIn:
     optimizer: str
 
     def top_k(self, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` best items, best first: ``(items (k,) int64, scores (k,) float32)``,
-        the user's own items left out unless ``exclude_seen`` is False; past the
-        items left, -1 and -inf."""
+        """The ``k`` best items (:func:`ncf_tf.serve.recommend.rank_items`):
+        ``(items (k,) int64, scores (k,) float32)``, the user's own items left
+        out unless ``exclude_seen`` is False."""
         num_items = len(self.scores)
         check_k(k, num_items, FoldInError, "")
         excluded = np.zeros((1, num_items), bool)
@@ -111,9 +101,8 @@ class FoldIn:
 
 @dataclasses.dataclass(frozen=True)
 class FoldInBatch:
-    """Several new users folded in at once (each independently of the
-    others): :class:`FoldIn`'s attributes with a leading user axis (``losses``:
-    ``(steps, n)``; ``items``: a list)."""
+    """Several new users folded in at once, each independently: :class:`FoldIn`'s
+    attributes with a user axis (``losses``: ``(steps, n)``; ``items``: a list)."""
 
     items: list
     rows: dict
@@ -138,16 +127,13 @@ def fold_in(model, items, num_items: int, rng: np.random.Generator | None = None
         items: the new user's 0-based item ids (a repeated one counts once).
         num_items: the model's catalogue size (checked against the model).
         rng: the initial rows and the negatives (required but by iALS).
-        steps: Adam steps (each with fresh negatives).
-        num_neg: negatives per item, per step.
-        lr: Adam's learning rate.
+        steps, num_neg, lr: Adam steps, negatives per item per step, learning rate.
         reg: L2 weight on the new rows (0: the loss the models were trained on).
         init_std: standard deviation of the initial rows.
 
     Raises:
-        FoldInError: no items, an item outside ``0..num_items - 1``, every item
-            given (no negative left), a setting out of range, or a model that is
-            not GMF, MLP, NeuMF or iALS.
+        FoldInError: no items, an item out of range, every item given, a
+            setting out of range, or a model not GMF, MLP, NeuMF or iALS.
     """
     return fold_in_users(model, [items], num_items, rng, steps=steps, num_neg=num_neg, lr=lr,
                          reg=reg, init_std=init_std).user(0)
@@ -217,9 +203,8 @@ def _check_items(items, num_items: int, j: int, n: int) -> np.ndarray:
 
 
 def _with_new_users(model: keras.Model, rows: dict, reg: float) -> keras.Model:
-    """``model`` rebuilt with ``rows`` (layer name -> ``(n, d)``) as its user
-    tables, trainable, and every other layer a frozen copy of the model's
-    (dropout as at inference); ``model`` itself is not touched."""
+    """A copy of ``model`` with ``rows`` (layer name -> ``(n, d)``) as its trainable
+    user tables, every other layer frozen (dropout off)."""
     def clone(layer):
         if layer.name in rows:
             return keras.layers.Embedding(

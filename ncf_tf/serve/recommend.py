@@ -1,14 +1,9 @@
 """Top-K recommendation over the whole catalogue, in one batched scoring pass.
 
-Items are ranked by the model's logit (the ``prediction`` layer before the
-sigmoid: it ranks as the probability does), the user's training items
-excluded unless asked otherwise. GMF, MLP and NeuMF are scored a chunk of
-users at a time as a ``(users, items)`` matrix
-(:func:`ncf_tf.models.scoring.all_item_logits`); any other scorer is a
-``score_fn(users, items)`` called on flat pairs, once per chunk.
-
-Ties go to the lower item id, so results are deterministic; a NaN score (a
-diverged model) counts as -inf: it never beats a real score.
+Items are ranked by the model's logit (it ranks as the probability does),
+the user's training items excluded unless asked otherwise; GMF, MLP and NeuMF
+are scored a chunk of users at a time as a ``(users, items)`` matrix. Ties go
+to the lower item id; a NaN score (a diverged model) counts as -inf.
 """
 
 from __future__ import annotations
@@ -62,7 +57,7 @@ class TopK:
 
 def rank_items(scores, excluded, k: int):
     """The k best of each row of ``scores``, ``excluded`` entries left out
-    (shared by :func:`top_k`, fold-in and the exported SavedModel).
+    (for :func:`top_k`, fold-in and the exported SavedModel).
 
     Args:
         scores: ``(b, I)`` float32 scores.
@@ -104,12 +99,10 @@ def top_k(scorer: Scorer, users, num_items: int, exclude: sp.csr_matrix | None =
     """The ``k`` best items of each of ``users`` among all ``num_items``.
 
     Args:
-        scorer: a GMF, MLP or NeuMF ``keras.Model`` (scored as a matrix, see
-            the module docstring), or a ``score_fn(users, items)`` scoring flat
-            pairs (any other model).
+        scorer: a GMF, MLP or NeuMF ``keras.Model``, or a
+            ``score_fn(users, items)`` scoring flat pairs (any other model).
         users: ``(n,)`` user ids.
-        num_items: the catalogue size; every item ``0 .. num_items - 1`` is a
-            candidate.
+        num_items: the catalogue size.
         exclude: ``(num_users, num_items)`` CSR whose stored entries are never
             recommended to their row's user (the training items), or None.
         k: how many items per user, ``1 <= k <= num_items``.
@@ -119,8 +112,8 @@ def top_k(scorer: Scorer, users, num_items: int, exclude: sp.csr_matrix | None =
         :class:`TopK`, rows in the order of ``users``.
 
     Raises:
-        RecommendError: ``k`` out of range, a user id out of ``exclude``'s
-            range, or ``exclude`` of another catalogue size.
+        RecommendError: ``k`` out of range, a user out of ``exclude``'s rows,
+            or ``exclude`` of another catalogue size.
     """
     users = np.asarray(users, dtype=np.int64).reshape(-1)
     check_k(k, num_items, RecommendError)
@@ -205,28 +198,21 @@ MOVIE_FILES = {"movies.dat": "::", "movies.csv": ","}
 ``movieId,title,genres`` with a header), looked for beside the data."""
 
 
-def titles(folder: str) -> dict[str, str] | None:
-    """MovieLens item id (as text) -> title, from the first title file of
-    :data:`MOVIE_FILES` in ``folder``; None when there is none."""
-    for name, sep in MOVIE_FILES.items():
-        path = os.path.join(folder, name)
-        if os.path.isfile(path):
-            if sep == ",":
-                movies = pd.read_csv(path, dtype=str, usecols=[0, 1])
-            else:   # ml-1m's file is Latin-1; '::' needs the python engine
-                movies = pd.read_csv(path, sep="::", engine="python", header=None, dtype=str,
-                                     usecols=[0, 1], encoding="latin-1")
-            return dict(zip(movies.iloc[:, 0].str.strip(), movies.iloc[:, 1]))
-    return None
-
-
 def with_titles(frame: pd.DataFrame, folder: str, item_map: IdMap) -> pd.DataFrame:
     """``frame`` with a ``title`` column when the items carry their original
     MovieLens ids (the data has id maps) and ``folder`` has a title file."""
-    found = titles(folder) if item_map.originals is not None else None
-    if not found:
+    names = [name for name in MOVIE_FILES if os.path.isfile(os.path.join(folder, name))]
+    if item_map.originals is None or not names:
         return frame
-    return frame.assign(title=[found.get(str(item), "") for item in frame["item"]])
+    path = os.path.join(folder, names[0])
+    if MOVIE_FILES[names[0]] == ",":
+        movies = pd.read_csv(path, dtype=str, usecols=[0, 1])
+    else:   # ml-1m's file is Latin-1; '::' needs the python engine
+        movies = pd.read_csv(path, sep="::", engine="python", header=None, dtype=str,
+                             usecols=[0, 1], encoding="latin-1")
+    found = dict(zip(movies.iloc[:, 0].str.strip(), movies.iloc[:, 1]))
+    return frame.assign(title=[found.get(str(item), "") for item in frame["item"]]) \
+        if found else frame
 
 
 def to_csv(frame: pd.DataFrame) -> str:
