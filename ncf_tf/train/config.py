@@ -11,13 +11,11 @@ import re
 
 MODELS = ("GMF", "MLP", "NeuMF")
 LEARNERS = ("adagrad", "adam", "rmsprop", "sgd")
-"""The authors' learners (``optimizers.make_optimizer``): here so that the
-configuration and its flags need no Keras."""
+"""The authors' learners (``optimizers.make_optimizer``), here to need no Keras."""
 ADAM_BETAS = (0.9, 0.999)
 """Adam's betas in Keras 1, the authors'."""
 ADAM_KINDS = ("dense", "deferred")
-"""How the authors' dense Adam is computed (``make_optimizer``'s ``adam``); the
-same updates to float32 rounding."""
+"""``make_optimizer``'s ``adam``: two computations of the same dense Adam."""
 DEFER_MIN_FLOATS = 1 << 21
 """``adam="auto"`` defers when the embedding tables hold at least this many
 floats: below it a dense step costs less (results/benchmark_tables.txt)."""
@@ -72,18 +70,16 @@ def check_run_name(run_name: str) -> None:
 
 
 def parse_list(name: str, text: str, kind=float) -> list:
-    """Parses ``"64,32,16,8"`` or ``"[64,32,16,8]"`` into ``[64, 32, 16, 8]``;
-    ValueError naming ``name`` and the value for anything else."""
+    """Parses ``"64,32,16,8"`` or ``"[64,32,16,8]"`` into a list of ``kind`` (int
+    or float); ValueError naming ``name`` and the value for anything else."""
     body = text.strip()
     if body.startswith("[") and body.endswith("]"):
         body = body[1:-1]
     items = [item.strip() for item in body.split(",")] if body.strip() else []
     try:
-        if kind is int:
-            if not all(re.fullmatch(r"[+-]?\d+", item) for item in items):
-                raise ValueError
-            return [int(item) for item in items]
-        return [float(item) for item in items]
+        if kind is int and not all(re.fullmatch(r"[+-]?\d+", item) for item in items):
+            raise ValueError
+        return [kind(item) for item in items]
     except ValueError:
         raise ValueError(f"{name} must be a comma-separated list of "
                          f"{'integers' if kind is int else 'numbers'} such as "

@@ -34,8 +34,6 @@ def resolve(device: str) -> str:
     if device == "auto":
         found = gpus()
         return found[0] if found else "cpu:0"
-    if device == "cpu":
-        return "cpu:0"
     match = re.fullmatch(r"(cpu|gpu)(?::(\d+))?", device)
     if not match:
         raise ValueError(f"device must be auto, cpu or gpu:N, got {device!r}")
@@ -162,10 +160,7 @@ def is_chief(strategy) -> bool:
     with ``multiworker`` only the chief (task ``chief``, or worker 0 when
     ``TF_CONFIG`` names none), as every worker trains the same model."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if task_type in (None, "chief"):
-        return True
-    return (task_type == "worker" and task_id == 0
-            and "chief" not in resolver.cluster_spec().as_dict())
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return (not cluster or resolver.task_type in (None, "chief")
+            or (resolver.task_type == "worker" and resolver.task_id == 0
+                and "chief" not in cluster))

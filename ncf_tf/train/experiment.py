@@ -1,9 +1,7 @@
-"""One training run from a :class:`~ncf_tf.train.config.TrainConfig`, end to end.
-
-Loads the data, builds the model (optionally from weights or pretrained GMF +
-MLP), trains with the shared loop, saves the best weights and writes the run
-record. :func:`run` reads the files; :func:`run_dataset`, which it calls, is
-the same run on a data set in memory (what ``ncf_tf.Recommender`` calls).
+"""One training run from a :class:`~ncf_tf.train.config.TrainConfig`, end to end:
+the model (fresh, from weights or from a pretrained GMF + MLP), the shared
+training loop, the best weights and the run record. :func:`run` reads the data
+files; :func:`run_dataset` takes a data set in memory (as ``ncf_tf.Recommender``).
 """
 
 from __future__ import annotations
@@ -143,14 +141,11 @@ def load_pretrained(config: TrainConfig, dataset: Dataset,
 
 @dataclasses.dataclass
 class RunFiles:
-    """The files of a run, owned by this process for the run's life.
-
-    Attributes:
-        name: ``config.run_name`` or :meth:`TrainConfig.run_key`, with a time
-            stamp when a finished record has it already.
-        owner: the lock on the name (:func:`ncf_tf.core.records.own_run`).
-        chief: whether this process writes the record and weights.
-    """
+    """The files of a run, owned by this process for the run's life: ``name``
+    is ``config.run_name`` or :meth:`TrainConfig.run_key` (time-stamped when a
+    finished record has it), ``owner`` the lock on it
+    (:func:`ncf_tf.core.records.own_run`), ``chief`` whether this process
+    writes the record and weights."""
 
     name: str
     record: str
@@ -217,9 +212,8 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> records.RunR
     """Trains and evaluates as configured (:func:`run_dataset` on
     ``config.dataset`` read from ``config.path``); returns the run record.
 
-    Each finished epoch is checkpointed; when a checkpoint of the same run and
-    configuration exists, the run continues from it and ends as an
-    uninterrupted run would. The checkpoint is removed when the run ends.
+    Each finished epoch is checkpointed (until the run ends); a run whose
+    checkpoint exists continues from it and ends as if uninterrupted.
 
     Raises:
         ValueError: bad configuration, data, weight or checkpoint files, or
@@ -237,8 +231,7 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> records.RunR
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What :func:`run_dataset` returns: the run record, the model (holding the
-    kept epoch's weights) and the training loop's final state."""
+    """:func:`run_dataset`'s result; ``model`` holds the kept epoch's weights."""
 
     record: records.RunRecord
     model: keras.Model
@@ -283,14 +276,10 @@ def run_dataset(dataset: Dataset, config: TrainConfig, log: Callable[[str], None
     """:func:`run` on a data set in memory: the same steps, record and files.
 
     ``config.path`` is not read (``config.dataset`` still names the run). A
-    data set without test lines is allowed here: epochs are then picked on
-    the validation split, or, without one, every epoch is trained and the last
-    one kept, its HR/NDCG None in the record (``selection: "last"``).
+    data set without test lines is allowed: epochs are then picked on the
+    validation split or, without one, the last is kept (``selection: "last"``).
 
     Args:
-        dataset: the training interactions and the test lines.
-        config: the run; validated here.
-        log: receives the progress lines.
         device, strategy: as resolved from ``config`` (resolved here if None).
         write_files: False: no checkpoint, weight or record file (the record
             is still returned; resuming needs the files).
@@ -352,8 +341,8 @@ def announce(config: TrainConfig, device: str, strategy, log) -> str:
 
 def build_and_load(config: TrainConfig, dataset: Dataset, pretrained: Pretrained | None,
                    log) -> tuple[keras.Model, dict]:
-    """The compiled model, from ``config.weights``, the pretrained GMF + MLP or
-    fresh; and what the record's ``start_from`` says of its start."""
+    """The compiled model (fresh, from ``config.weights`` or a pretrained GMF +
+    MLP) and the record's ``start_from``."""
     model = build_model(config, dataset.num_users, dataset.num_items)
     start_from = {}
     if config.weights:
@@ -393,14 +382,13 @@ def new_record(config: TrainConfig, model: keras.Model, held_out: HeldOut, devic
 
 class Recorder:
     """Keeps a run's record, checkpoint and TensorBoard logs as its epochs end;
-    ``resumed`` is the checkpoint's training state when the run continues one."""
+    ``resumed``: the checkpoint's state when the run continues one."""
 
     def __init__(self, config: TrainConfig, files: RunFiles | None,
                  record: records.RunRecord, model: keras.Model, resume_from: dict | None):
         self.config, self.files, self.record, self.model = config, files, record, model
         self.name = files.name if files else config.run_name or config.run_key()
-        self.resumed = None
-        self.elapsed = resume_from["elapsed_s"] if resume_from else 0.0
+        self.resumed, self.elapsed = None, resume_from["elapsed_s"] if resume_from else 0.0
         if resume_from is not None:
             self.resumed = checkpoint.load(files.checkpoint, model)
             record.resumed = resume_from.get("resumed", []) + [
@@ -489,8 +477,8 @@ def full_ranking(model: keras.Model, dataset: Dataset, k: int, log) -> dict:
 
 
 def tensorboard_writer(folder: str, name: str):
-    """``write(epoch_log)`` logging loss, HR and NDCG to TensorBoard, or None.
-    TensorFlow is imported only here: JAX runs need it only for these logs."""
+    """``write(epoch_log)`` logging loss, HR and NDCG to TensorBoard, or None
+    (TensorFlow is imported only here: JAX runs need it only for these logs)."""
     if not folder:
         return None
     try:

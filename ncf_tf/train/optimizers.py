@@ -131,10 +131,9 @@ class FusedAdam(keras.optimizers.Adam):
     the float32 b1 and b2, as Keras 1 did, where Keras 3 rounds 0.1 and
     0.001 directly (about 2e-7 apart in the weights after 50 steps).
 
-    The moments are Adam's own variables, so checkpoints are interchangeable
-    with ``keras.optimizers.Adam``'s. Other backends, ``amsgrad`` and
-    ``tf.distribute`` strategies take Keras's own implementation (still on
-    the dense gradient).
+    The moments are Adam's own variables (checkpoints interchange with
+    ``keras.optimizers.Adam``'s). Other backends, ``amsgrad`` and
+    ``tf.distribute`` take Keras's own implementation, on the dense gradient.
     """
 
     def _fused(self) -> bool:
@@ -376,12 +375,11 @@ class DeferredAdam(FusedAdam):
     few differences of precomputed tails (in float64: the binomial
     expansion of d_j^n cancels).
 
-    Each embedding table keeps, per row, the last step applied to it. Before
-    a training step's forward pass reads a batch's rows, their deferred steps
-    are applied in that closed form (:func:`defer_rows`); the update then
-    takes Adam's step on those rows only. :meth:`settle` applies every row's
-    deferred steps (the training loop calls it after each epoch, so that
-    evaluations, checkpoints and saved weights see dense Adam's values).
+    Each table keeps, per row, the last step applied to it. Before the forward
+    pass reads a batch's rows, their deferred steps are applied in that closed
+    form (:func:`defer_rows`); the update then steps those rows only.
+    :meth:`settle` (after each epoch) catches every row up, so evaluations,
+    checkpoints and saved weights see dense Adam's values.
 
     On TensorFlow the batch's rows are gathered and scattered (``tf.unique``
     keeps XLA out). On JAX the same steps run inside the compiled training
@@ -465,9 +463,8 @@ class DeferredAdam(FusedAdam):
 
     def catch_up(self, tables, ids) -> None:
         """Applies the deferred steps of rows ``ids`` of ``tables`` (looked up
-        with these ids) to their weights; their caught-up moments are kept for
-        this step's update, which writes them. Tables looked up with one input
-        share their rows' last steps, so the idle sums are computed once."""
+        with these ids, so their rows share last steps) to their weights,
+        keeping the caught-up moments for this step's update to write."""
         rows, position = ops.reshape(ops.cast(ids, "int32"), [-1]), None
         if _on_tensorflow():
             import tensorflow as tf
@@ -551,17 +548,15 @@ class DeferredAdam(FusedAdam):
 
 
 def defer_rows(model: keras.Model) -> None:
-    """Prepares ``model`` for its optimizer's row-sparse updates, if it has
-    lazy or deferred Adam; compiling again first undoes this.
+    """Prepares ``model`` for lazy or deferred Adam's row updates (compiling
+    again first undoes this).
 
-    On TensorFlow (outside ``tf.distribute``) its embedding layers gather
-    the batch's rows from the table variable itself: Keras's own read the
-    whole table into a tensor that the training step keeps for the gradient,
-    so that writing the rows back first copied the whole table. With
-    :class:`DeferredAdam` (TensorFlow and JAX) every table looked up directly
-    from one of the model's inputs, without a regularizer (which reads every
-    row), gets its batch's rows caught up (:meth:`DeferredAdam.catch_up`) at
-    the start of each training step.
+    On TensorFlow (outside ``tf.distribute``) the embedding layers gather the
+    batch's rows from the table variable: Keras's read the whole table into a
+    tensor kept for the gradient, so writing rows back copied the table. With
+    :class:`DeferredAdam` every table looked up directly from a model input,
+    without a regularizer (which reads every row), has its batch's rows caught
+    up (:meth:`DeferredAdam.catch_up`) at the start of each training step.
     """
     for layer in model.layers:
         layer.__dict__.pop("call", None)
@@ -632,17 +627,16 @@ def _variable_gather(layer):
 
 
 def settle(optimizer) -> None:
-    """Applies the steps ``optimizer`` (or the one a loss-scale optimizer
-    wraps) has deferred (:meth:`DeferredAdam.settle`); the others defer none."""
+    """:meth:`DeferredAdam.settle` for ``optimizer`` (or the one a loss-scale
+    optimizer wraps) if it is one; the others defer nothing."""
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     if isinstance(optimizer, DeferredAdam) and optimizer.built:
         optimizer.settle()
 
 
 def jit_compile(optimizer):
-    """``compile``'s ``jit_compile`` for a model trained with ``optimizer``:
-    TensorFlow leaves XLA off for lazy and deferred Adam (``tf.unique`` has a
-    dynamic shape); other backends keep their default."""
+    """``compile``'s ``jit_compile`` for ``optimizer``: off on TensorFlow for
+    lazy and deferred Adam (``tf.unique`` has a dynamic shape), else "auto"."""
     return False if isinstance(optimizer, (LazyAdam, DeferredAdam)) and _on_tensorflow() else "auto"
 
 

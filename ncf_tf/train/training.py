@@ -33,10 +33,8 @@ def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer,
                   steps_per_execution: int | None = None, jit_compile="auto") -> None:
     """Compiles for the log loss: binary cross-entropy on the sigmoid output.
 
-    ``steps_per_execution`` mini-batch steps (each an ordinary update) run per
-    call into the compiled function: 64 by default, 1 inside a
-    ``tf.distribute`` scope, where Keras's multi-step loop does not run. Lazy
-    and deferred Adam get the model ready (``optimizers.defer_rows``).
+    ``steps_per_execution`` (each step an ordinary update): 64 by default, 1 in
+    a ``tf.distribute`` scope, where Keras's multi-step loop does not run.
     """
     if steps_per_execution is None:
         steps_per_execution = 1 if optimizers.in_distribution() else 64
@@ -60,13 +58,10 @@ def precision(policy: str):
 
 
 def make_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
-    """``score_fn(users, items)`` returning the ``prediction`` logits.
-
-    Logits rank exactly as the sigmoid outputs do, without float32 saturation
-    ties near 1. GMF, MLP and NeuMF are scored by
-    :class:`ncf_tf.models.scoring.PairScorer` (the same logits to float32
-    rounding, faster); any other model by :func:`keras_score_fn`.
-    """
+    """``score_fn(users, items)`` returning the ``prediction`` logits (which rank
+    as the sigmoid outputs do, without float32 saturation ties near 1): GMF, MLP
+    and NeuMF's from :class:`ncf_tf.models.scoring.PairScorer`, any other
+    model's from :func:`keras_score_fn`."""
     if trained.model_kind(model) is not None:
         return scoring.PairScorer(model)
     return keras_score_fn(model, batch_size)
@@ -92,16 +87,11 @@ def keras_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
 
 
 def batches(instances: Instances, batch_size: int) -> list:
-    """``instances`` as ``tf.data`` sets of consecutive mini-batches, cut once
+    """``instances`` as ``(tf.data set, instances in it)`` pairs of consecutive
+    mini-batches: the whole batches, then the remainder batch if any. Cut once
     up front (given NumPy arrays, Keras gathers every batch in its input
-    pipeline, which can cost as much as a small training step); the batches
-    and so the updates are the same.
-
-    Returns:
-        ``(dataset, instances in it)`` pairs, in order: the whole batches,
-        then the remainder batch if there is one. Each set has one static
-        batch shape (with an unknown batch dimension the compiled step ran slower).
-    """
+    pipeline); each set has one static batch shape (an unknown batch dimension
+    slows the compiled step)."""
     import tensorflow as tf
 
     arrays = (instances.users, instances.items, instances.labels)
@@ -127,11 +117,9 @@ def batches(instances: Instances, batch_size: int) -> list:
 def fit_epoch(model: keras.Model, instances: Instances, batch_size: int,
               progress: bool = False) -> float:
     """One pass over ``instances`` in their order; returns the mean loss, with
-    every update applied (``optimizers.settle``).
-
-    On TensorFlow outside ``tf.distribute`` (which splits NumPy batches over
-    replicas itself) the batches come from :func:`batches`, one ``fit`` per
-    set; the loss is their instance-weighted mean, as Keras weighs batches.
+    every update applied (``optimizers.settle``). On TensorFlow outside
+    ``tf.distribute`` (which splits NumPy batches itself) one ``fit`` per set of
+    :func:`batches`, their losses weighted by instances, as Keras weighs batches.
     """
     if not len(instances):
         raise ValueError("no training instances to fit")
@@ -160,9 +148,8 @@ def fit_numpy(model: keras.Model, instances: Instances, batch_size: int,
 @dataclasses.dataclass
 class EpochLog:
     """What one epoch measured: ``hr``/``ndcg`` on the selection set (None when
-    not evaluated); ``monitor`` the same on each monitored set (e.g.
-    ``{"test": {"hr": .., "ndcg": ..}}`` when selecting on validation).
-    """
+    not evaluated); ``monitor`` the same on each monitored set, e.g.
+    ``{"test": {"hr": .., "ndcg": ..}}``."""
 
     epoch: int
     loss: float
@@ -177,12 +164,9 @@ class EpochLog:
 @dataclasses.dataclass
 class TrainState:
     """Where a run stands between epochs, enough to continue it exactly; at the
-    end of a run, its result.
-
-    ``best_epoch`` is -1 while no epoch has beaten the initial model (whose
-    weights ``best_weights`` then are). ``rng_state`` is the generator's
-    state after the last finished epoch.
-    """
+    end, its result. ``best_epoch`` is -1 while no epoch has beaten the initial
+    model (whose weights ``best_weights`` then are); ``rng_state`` is the
+    generator's after the last finished epoch."""
 
     next_epoch: int
     init: Evaluation
@@ -202,11 +186,6 @@ NOT_EVALUATED = Evaluation(0, float("nan"), float("nan"), np.empty(0, np.int64))
 """The evaluations of a run with nothing held out (``evaluator=None``)."""
 
 
-def finite(loss: float, model: keras.Model) -> bool:
-    """Whether ``loss`` and every weight of ``model`` are finite numbers."""
-    return np.isfinite(loss) and all(np.isfinite(w).all() for w in model.get_weights())
-
-
 def stale_evaluations(state: TrainState) -> int:
     """Evaluated epochs since the best one (or the start): what early stopping
     counts, read from the epochs' logs so that a resumed run counts the same."""
@@ -224,19 +203,14 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
 
     Args:
         model: a compiled GMF, MLP or NeuMF.
-        sampler: draws each epoch's instances.
         evaluator: the leave-one-out test set; None: nothing is held out,
             nothing evaluated, every epoch trained (the caller keeps the last).
         epochs: number of passes; 0 only evaluates.
-        batch_size: mini-batch size.
         rng: the only source of randomness of sampling and shuffling.
-        verbose: evaluate after epochs 0, ``verbose``, 2 ``verbose``, ... as the
-            authors' loop does (``epoch % verbose == 0``).
-        log: receives the authors' progress lines.
+        verbose: evaluate after the epochs where ``epoch % verbose == 0``.
         on_epoch: called after each epoch with its log and the state.
-        resume: the state of an interrupted run whose model and optimiser
-            variables have been restored; training continues at its
-            ``next_epoch`` with its RNG state.
+        resume: an interrupted run's state, its model and optimiser variables
+            restored; training continues at its ``next_epoch`` and RNG state.
         progress: show Keras's progress bar during each epoch.
         monitors: further sets, evaluated with ``evaluator`` but never used to
             pick the best epoch (e.g. the test set beside a validation set).
@@ -277,7 +251,7 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
         loss = fit_epoch(model, instances, batch_size, progress)
         t2 = time.time()
         entry = EpochLog(epoch, loss, None, None, t1 - t0, t2 - t1, None)
-        if not finite(loss, model):
+        if not (np.isfinite(loss) and all(np.isfinite(w).all() for w in model.get_weights())):
             log(f"Diverged at iteration {epoch}: loss = {loss:.4f}; training stops here")
             state.epochs.append(entry)
             state.diverged = entry
