@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -25,28 +26,26 @@ def program(script: str) -> list[str]:
 
 def define_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
-    for name, default, help_ in (
-            ("only", "all", f"The experiment: {', '.join(reproduce.EXPERIMENTS)} or all (the "
-             "paper's and beyond, most important runs first); see docs/reproducing.md."),
-            ("dataset", "ml-1m", "ml-1m, pinterest-20, or one's own in --path."),
-            ("match", "", "Only the planned runs whose name contains this text, with the runs "
-             "they need."),
-            ("compare", "", "Only print the GMF, MLP and NeuMF runs recorded in this folder "
-             "beside the paper's numbers and the means of --results' runs."),
-            ("path", "Data/", "Input data path."),
-            ("results", "results", "The results folder (records in runs/)."),
-            ("model_dir", "Pretrain/", "Where weights and checkpoints go.")):
-        flags.DEFINE_string(name, default, help_, flag_values=fv)
-    for name, default, help_ in (
-            ("seeds", None, "Seeds per cell (0 .. seeds-1); default: 3 for table2, beyond, "
-             "fast and all, else 1."),
-            ("jobs", 1, "Runs at a time; the cores are shared between them."),
-            ("max_runs", 0, "Stop after starting this many runs (0: all).")):
-        flags.DEFINE_integer(name, default, help_, flag_values=fv)
-    flags.DEFINE_boolean("dry_run", False, "List the planned runs with their state, "
-                         "estimated cost and command; run nothing.", flag_values=fv)
-    flags.DEFINE_boolean("report", False, "Only regenerate results/ from the run records "
-                         "in --results' runs/.", flag_values=fv)
+    string = functools.partial(flags.DEFINE_string, flag_values=fv)
+    integer = functools.partial(flags.DEFINE_integer, flag_values=fv)
+    boolean = functools.partial(flags.DEFINE_boolean, flag_values=fv)
+    string("only", "all", f"The experiment: {', '.join(reproduce.EXPERIMENTS)} or all (the "
+           "paper's and beyond, most important runs first); see docs/reproducing.md.")
+    string("dataset", "ml-1m", "ml-1m, pinterest-20, or one's own in --path.")
+    string("match", "", "Only the planned runs whose name contains this text, with the runs "
+           "they need.")
+    string("compare", "", "Only print the GMF, MLP and NeuMF runs recorded in this folder "
+           "beside the paper's numbers and the means of --results' runs.")
+    string("path", "Data/", "Input data path.")
+    string("results", "results", "The results folder (records in runs/).")
+    string("model_dir", "Pretrain/", "Where weights and checkpoints go.")
+    integer("seeds", None, "Seeds per cell (0 .. seeds-1); default: 3 for table2, beyond, "
+            "fast and all, else 1.")
+    integer("jobs", 1, "Runs at a time; the cores are shared between them.")
+    integer("max_runs", 0, "Stop after starting this many runs (0: all).")
+    boolean("dry_run", False, "List the planned runs with their state, estimated cost and "
+            "command; run nothing.")
+    boolean("report", False, "Only regenerate results/ from the run records in --results' runs/.")
     return fv
 
 

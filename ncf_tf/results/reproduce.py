@@ -91,9 +91,8 @@ class Job:
     def argv(self, program: list[str], results_dir: str, model_dir: str,
              data_path: str) -> list[str]:
         """The command line after ``program``, with a pretrained NeuMF's weight files."""
-        extra = []
-        for dependency, flag in zip(self.needs, ("--mf_pretrain", "--mlp_pretrain")):
-            extra += [flag, weights_file(dependency, results_dir, model_dir)]
+        extra = [word for dependency, flag in zip(self.needs, ("--mf_pretrain", "--mlp_pretrain"))
+                 for word in (flag, weights_file(dependency, results_dir, model_dir))]
         paths = ["--path", data_path, "--results_dir", results_dir]
         if self.script != "train_baseline":
             paths += ["--model_dir", model_dir]
@@ -101,10 +100,8 @@ class Job:
 
     def shell(self) -> str:
         """The command as a user would type it (pretraining via --pretrain)."""
-        words = [f"bin/{self.script}", *self.flags]
-        if self.needs:
-            words.append("--pretrain")
-        return " ".join(words)
+        pretrain = ["--pretrain"] if self.needs else []
+        return " ".join([f"bin/{self.script}", *self.flags, *pretrain])
 
 
 def tower(factors: int, hidden: int = 3) -> list[int]:
