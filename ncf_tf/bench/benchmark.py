@@ -11,7 +11,6 @@ Wall-clock medians, the variants taking turns so that other load falls on all al
 from __future__ import annotations
 
 import functools
-import json
 import os
 import platform
 import subprocess
@@ -22,7 +21,7 @@ import time
 import keras
 import numpy as np
 
-from ncf_tf.core.records import cpu_model, git_commit, intra_op_threads
+from ncf_tf.core.records import RunRecord, cpu_model, git_commit, intra_op_threads
 from ncf_tf.data.loader import load_dataset
 from ncf_tf.data.sampling import Instances, NegativeSampler
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
@@ -136,9 +135,8 @@ def print_script_epochs(path: str, turns: int = 2) -> None:
                             "--model_dir", folder, "--results_dir", folder, "--out", "0"],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             record = next(f for f in os.listdir(folder) if f.endswith(".json"))
-            with open(os.path.join(folder, record)) as f:
-                times["script"] += [e["sample_s"] + e["train_s"] + e["eval_s"]
-                                    for e in json.load(f)["epochs"]]
+            times["script"] += [e["sample_s"] + e["train_s"] + e["eval_s"]
+                                for e in RunRecord.load(os.path.join(folder, record)).epochs]
         times["in-process"] += map(_epoch_s, _train_neumf8(ds, sampler, evaluator)[1])
     script, loop = np.median(times["script"]), np.median(times["in-process"])
     print(f"\nthe user's command: bin/train_neumf --epochs {FULL_EPOCHS} (NeuMF-8, the authors' "
