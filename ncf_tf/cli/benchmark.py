@@ -14,14 +14,12 @@ def main(argv: list[str] | None = None) -> int:
                       "ml-1m: every figure on ml-1m; script: only bin/train_neumf's epochs; "
                       "tables: Adam's variants at larger tables; scale: every stage at "
                       "1M..100M interactions (see docs/speed-and-scale.md).", flag_values=fv)
-    flags.DEFINE_string("sizes", "1M,5M,20M,100M", "--section scale: the sizes to measure.",
-                        flag_values=fv)
-    flags.DEFINE_string("scratch", "/tmp/ncf_tf_scale", "--section scale: where the "
-                        "generated files go (kept and reused; 100M needs about 2.5 GB).",
-                        flag_values=fv)
-    flags.DEFINE_string("cache", "", "--section scale: a JSON file of measurements; sizes "
-                        "found there are not measured again (empty: measure all).",
-                        flag_values=fv)
+    for name, default, help_ in (
+            ("sizes", "1M,5M,20M,100M", "the sizes to measure."),
+            ("scratch", "/tmp/ncf_tf_scale", "where the generated files go (kept and reused)."),
+            ("cache", "", "a JSON file of measurements; sizes found there are not measured "
+             "again (empty: measure all).")):
+        flags.DEFINE_string(name, default, f"--section scale: {help_}", flag_values=fv)
 
     def body(fv: flags.FlagValues) -> None:
         from ncf_tf.bench import benchmark, scale  # imports Keras: after --help

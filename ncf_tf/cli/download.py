@@ -20,13 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     fv = flags.FlagValues()
     flags.DEFINE_multi_enum("dataset", ["ml-1m"], DATASETS,
                             "What to fetch (repeatable): the authors' ml-1m, pinterest-20 or "
-                            "ml-1m-pretrain (weights); ml-20m or ml-25m converted with the "
-                            "MLPerf protocol; ml-1m-neg999 (999 drawn test negatives).",
-                            flag_values=fv)
+                            "ml-1m-pretrain (weights); ml-20m or ml-25m converted with the MLPerf "
+                            "protocol; ml-1m-neg999 (999 drawn test negatives).", flag_values=fv)
     flags.DEFINE_string("dest", "Data/", "Folder to put the files in.", flag_values=fv)
     flags.DEFINE_string("from", "", "Copy from this local folder instead of downloading "
-                        "(for ml-20m/ml-25m: the folder holding ml-20m.zip / ml-25m.zip).",
-                        flag_values=fv)
+                        "(ml-20m, ml-25m: the folder holding their zip).", flag_values=fv)
     return run_command(argv, "download_data", "fetch the authors' data files, verified; "
                        "MovieLens-20M/25M, converted.", fv,
                        run, errors=(PrepareError,), outputs=(("dest", "dir"),))

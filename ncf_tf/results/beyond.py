@@ -39,14 +39,14 @@ def beyond(rep: "Report", records: list[RunRecord], dataset: str) -> None:
     groups = dict(ncf)
     validation_hr = {label: [r.best_validation["hr"] for r in runs]
                      for label, runs in ncf.items()}
+    baselines = [r for r in records if r.dataset == dataset and r.kind == "baseline"]
     for name in reproduce.TUNING_GRID:
-        seed0 = [r for r in records if r.dataset == dataset and r.kind == "baseline"
-                 and r.model == name and r.selection == "validation" and r.seed == 0]
+        seed0 = [r for r in baselines
+                 if r.model == name and r.selection == "validation" and r.seed == 0]
         if not seed0:
             continue
         best = max(seed0, key=lambda r: r.best_validation["hr"])
-        refits = [r for r in records if r.dataset == dataset and r.kind == "baseline"
-                  and r.model == name and r.selection == "test"
+        refits = [r for r in baselines if r.model == name and r.selection == "test"
                   and r.params == best.params and r.full_ranking]
         label = f"{name} ({', '.join(f'{k}={v}' for k, v in sorted(best.params.items()))})"
         if len(seed0) < len(reproduce.TUNING_GRID[name]):
@@ -104,10 +104,9 @@ def fast_mode(rep: "Report", records: list[RunRecord], dataset: str) -> None:
     """Fast-mode NeuMF-8 runs beside the faithful ones: speed and HR/NDCG."""
     fast = collections.defaultdict(list)
     for r in records:
-        if (r.dataset == dataset and r.kind == "train" and r.fast_mode
-                and r.model == "NeuMF" and factors_of(r) == 8 and setting_of(r) == "from scratch"
-                and r.selection == "test"
-                and r.config["epochs"] == reproduce.EPOCHS):
+        if (r.dataset == dataset and r.kind == "train" and r.fast_mode and r.model == "NeuMF"
+                and factors_of(r) == 8 and setting_of(r) == "from scratch"
+                and r.selection == "test" and r.config["epochs"] == reproduce.EPOCHS):
             fast[r.name.rsplit("_s", 1)[0]].append(r)
     if not fast:
         return
