@@ -1,23 +1,19 @@
 """DataFrames of raw ids -> the :class:`~ncf_tf.data.loader.Dataset` the scripts train on.
 
-User and item ids may be of any type that sorts (integers, strings, ...); the
-training interactions become exactly the ``Dataset`` that
+Raw ids of any type that sorts become exactly the ``Dataset`` that
 :func:`~ncf_tf.data.loader.load_dataset` reads from the same data in the
 authors' files:
 
-* Ids are numbered 0, 1, 2... in sorted order of the raw ids (:class:`Ids`),
-  so 0-based integer ids (the authors' ml-1m files read into a DataFrame)
-  keep their numbers. The users are those of the training rows; the items
-  also include the test rows' items and negatives (in the authors' ml-1m files
-  two items occur only in the test file).
-* Every row is an interaction; a pair on several rows counts once.
-* Rows are the lines of a training file: a user's latest interaction is the
-  one of the largest timestamp and, among equal timestamps (or without
-  timestamps), the *earlier row*, as in the authors' files, which list each
-  user's lines latest first (:mod:`ncf_tf.data.validation`).
+* Ids are numbered in sorted order of the raw ids (:class:`Ids`), so 0-based
+  integer ids keep their numbers. The items also include the test rows' items
+  and negatives (in the authors' ml-1m files two items occur only in the test
+  file).
+* A pair on several rows counts once.
+* A user's latest interaction is the one of the largest timestamp and, among
+  equal timestamps, the *earlier row*, as in the authors' files, which list
+  each user's lines latest first.
 
-Every problem is a one-line :class:`FrameError` naming the argument, the
-column or the id.
+Every problem is a one-line :class:`FrameError` naming the argument, column or id.
 """
 
 from __future__ import annotations
@@ -39,12 +35,8 @@ class FrameError(ValueError):
 
 
 def check_frame(frame, columns: dict[str, str], what: str) -> None:
-    """``frame`` is a non-empty DataFrame with ``columns`` (name -> role).
-
-    Raises:
-        FrameError: not a DataFrame, no rows, a column missing, or a missing
-            (NaN/None) value in an id column; naming ``what`` and the column.
-    """
+    """FrameError (naming ``what`` and the column) unless ``frame`` is a non-empty
+    DataFrame with ``columns`` (name -> role), one non-missing id per cell."""
     if not isinstance(frame, pd.DataFrame):
         raise FrameError(f"{what}: expected a pandas DataFrame, got {type(frame).__name__}")
     if len(frame) == 0:
@@ -72,8 +64,7 @@ def check_frame(frame, columns: dict[str, str], what: str) -> None:
 
 
 def check_columns(df, user_col: str, item_col: str, timestamp_col: str | None) -> None:
-    """:func:`check_frame` of ``df`` with its user and item columns (distinct) and
-    its ``timestamp_col`` (None: none)."""
+    """:func:`check_frame` of ``df``'s (distinct) user and item columns and ``timestamp_col``."""
     if user_col == item_col:
         raise FrameError(f"user_col and item_col are both {user_col!r}; users and items need "
                          "a column each")
@@ -88,9 +79,8 @@ def _not_scalar(value) -> bool:
 
 
 def parse_times(values: pd.Series, what: str) -> np.ndarray:
-    """float64 times of a timestamp column: numbers as they are, dates and
-    date-like strings as seconds since 1970 (UTC), a missing value NaN;
-    FrameError for a value that is neither a number nor a date."""
+    """float64 times of a timestamp column: numbers as they are, dates as seconds
+    since 1970 (UTC), a missing value NaN; FrameError for anything else."""
     if pd.api.types.is_bool_dtype(values):
         raise FrameError(f"{what}: holds booleans; expected numbers or dates")
     if pd.api.types.is_numeric_dtype(values):
@@ -140,13 +130,8 @@ def column_values(values, what: str) -> np.ndarray:
 
 
 class Ids:
-    """The raw ids of the users or the items, numbered in sorted order.
-
-    Attributes:
-        map: the :class:`~ncf_tf.data.idmap.IdMap` (``originals``: the raw ids,
-            their type kept).
-        column: the column they were read from, for messages.
-    """
+    """The raw ids of the users or the items, numbered in sorted order: ``map``
+    (an :class:`~ncf_tf.data.idmap.IdMap`) and ``column`` (for messages)."""
 
     def __init__(self, kind: str, originals: np.ndarray, column: str):
         self.kind, self.column = kind, column
@@ -225,11 +210,8 @@ def _show(value) -> str:
 
 def interactions(frame: pd.DataFrame, user_col: str, item_col: str, users: Ids, items: Ids,
                  timestamp_col: str | None = None):
-    """``(train, timestamps, lines)`` of ``frame``, as
-    :func:`~ncf_tf.data.loader.load_dataset` builds them: ``(num_users,
-    num_items)`` CSR with 1.0 at each distinct pair (sorted indices); per
-    stored pair its latest timestamp (None without ``timestamp_col``) and
-    its first row number."""
+    """``(train, timestamps, lines)`` of ``frame`` as the loader builds them: the
+    CSR of distinct pairs; per pair its latest timestamp (or None) and first row."""
     u = users.encode(frame[user_col], f"column {user_col!r}")
     i = items.encode(frame[item_col], f"column {item_col!r}")
     times = None
@@ -299,8 +281,7 @@ def frame_dataset(name: str, train: sp.csr_matrix, timestamps, lines, test_users
 
 
 def fingerprint(dataset: Dataset) -> str:
-    """SHA-256 of the numbered training pairs and test lines: the record's
-    stand-in for the files' SHA-256 (equal data, equal fingerprint)."""
+    """SHA-256 of the numbered training pairs and test lines (the record's file hash)."""
     digest = hashlib.sha256()
     for array in (dataset.train.indptr, dataset.train.indices, dataset.test_users,
                   dataset.test_items, dataset.test_negatives):
@@ -311,10 +292,9 @@ def fingerprint(dataset: Dataset) -> str:
 def leave_latest_out(df: pd.DataFrame, user_col: str = "user", item_col: str = "item",
                      timestamp_col: str = "timestamp", num_negatives: int = 99,
                      seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The paper's protocol on a DataFrame: each user's latest interaction is
-    held out and ranked against ``num_negatives`` items the user never
-    interacted with (:func:`ncf_tf.data.validation.validation_split`: latest
-    by ``timestamp_col``, among equal times the earlier row). A user with a
+    """The paper's protocol on a DataFrame: each user's latest interaction (among
+    equal times the earlier row) is held out and ranked against
+    ``num_negatives`` items the user never interacted with. A user with a
     single interaction keeps it for training and has no test row.
 
     Args:
@@ -324,14 +304,13 @@ def leave_latest_out(df: pd.DataFrame, user_col: str = "user", item_col: str = "
         seed: the negatives' random stream.
 
     Returns:
-        ``(train, test)``: the rows of ``df`` not held out (every row of a
-        held-out pair leaves), and one row of ``df`` per held-out pair (users
-        in sorted order) with a ``negatives`` column listing the raw ids of
-        its negatives, as ``Recommender.fit(train, test_df=test)`` takes them.
+        ``(train, test)``: the rows of ``df`` not held out, and one row per
+        held-out pair (users in sorted order) with a ``negatives`` column of
+        raw ids, as ``Recommender.fit(train, test_df=test)`` takes them.
 
     Raises:
-        ValueError: a bad DataFrame, column or argument (one line naming it),
-            or a user with fewer than ``num_negatives`` items left.
+        ValueError: a bad DataFrame, column or argument, or a user with fewer
+            than ``num_negatives`` items left.
     """
     if timestamp_col is None:
         raise FrameError("timestamp_col is required for the latest interaction; without "

@@ -224,20 +224,25 @@ class Recommender:
                 check_output_dir(results_dir, "results_dir")
                 if self._settings.get("model_dir"):
                     check_output_dir(self._settings["model_dir"], "model_dir")
-        has_negatives = False
+        tests, listed = {}, []
         if test_df is not None:
             frames.check_frame(test_df, {user_col: "user", item_col: "item"}, "test_df")
-            has_negatives = negatives_col in test_df.columns
+            tests = {"test_df": test_df}
+            if negatives_col in test_df.columns:
+                listed = [frames.listed_ids(test_df[negatives_col], negatives_col)]
         users = frames.ids_of("user", user_col, {"df": df})
-        tests = {} if test_df is None else {"test_df": test_df}
-        negatives = [frames.listed_ids(test_df[negatives_col], negatives_col)] if has_negatives else []
-        items = frames.ids_of("item", item_col, {"df": df, **tests}, *negatives)
+        items = frames.ids_of("item", item_col, {"df": df, **tests}, *listed)
         if warm_start and not (users.same_as(self.users) and items.same_as(self.items)):
             raise ValueError(f"warm_start: df (with test_df) has {users.count} users x "
                              f"{items.count} items, not the fitted model's {self.users.count} x "
                              f"{self.items.count} (or other ids); fit without warm_start")
+        pretrained = None
         if self.pretrain is not None and not warm_start:
             _check_pretrain(self.pretrain, self.config, users, items)
+            gmf_rec, mlp_rec = self.pretrain
+            pretrained = experiment.Pretrained(gmf_rec.model, mlp_rec.model, {
+                "mf_pretrain": f"Recommender: {gmf_rec.run_name}",
+                "mlp_pretrain": f"Recommender: {mlp_rec.run_name}"})
         train, timestamps, lines = frames.interactions(df, user_col, item_col, users, items,
                                                        timestamp_col)
         config = dataclasses.replace(
@@ -272,16 +277,10 @@ class Recommender:
             "rows": len(df), "columns": {"user": users.column, "item": items.column,
                                           "timestamp": timestamp_col},
             "test_rows": 0 if test_df is None else len(test_df),
-            "test_negatives": (f"column {negatives_col!r}" if has_negatives else
+            "test_negatives": (f"column {negatives_col!r}" if listed else
                                f"{NUM_TEST_NEGATIVES} sampled, stream (seed, "
                                f"{TEST_NEGATIVES_STREAM})") if test_df is not None else None,
             "sha256": frames.fingerprint(dataset)}}
-        pretrained = None
-        if self.pretrain is not None and not warm_start:
-            gmf_rec, mlp_rec = self.pretrain
-            pretrained = experiment.Pretrained(gmf_rec.model, mlp_rec.model, {
-                "mf_pretrain": f"Recommender: {gmf_rec.run_name}",
-                "mlp_pretrain": f"Recommender: {mlp_rec.run_name}"})
         with warm:
             outcome = experiment.run_dataset(dataset, config, log,
                                              write_files=bool(config.results_dir),
@@ -289,21 +288,16 @@ class Recommender:
         self.model, self.record, self.fit_config = outcome.model, outcome.record.to_dict(), config
         if outcome.record.path:
             self.record["record_file"] = outcome.record.path
-        if warm_start:
-            self._mark_warm_start(previous)
+        if warm_start:   # the record names the fit it continued, not the temporary weights
+            said = f"warm start from {previous}"
+            self.record["start_from"] = {"warm_start": previous, "weights_sha256":
+                                         self.record["start_from"].get("weights_sha256")}
+            self.record["config"]["weights"] = said
+            self.fit_config = dataclasses.replace(self.fit_config, weights=said)
+            if self.record.get("record_file"):
+                stored = {k: v for k, v in self.record.items() if k != "record_file"}
+                records.write_json(self.record["record_file"], stored)
         return self
-
-    def _mark_warm_start(self, previous: str) -> None:
-        """A warm-started fit's record names the fit it continued, not the temporary weights."""
-        said = f"warm start from {previous}"
-        self.record["start_from"] = {"warm_start": previous,
-                                     "weights_sha256": self.record["start_from"].get(
-                                         "weights_sha256")}
-        self.record["config"]["weights"] = said
-        self.fit_config = dataclasses.replace(self.fit_config, weights=said)
-        if self.record.get("record_file"):
-            stored = {k: v for k, v in self.record.items() if k != "record_file"}
-            records.write_json(self.record["record_file"], stored)
 
     @property
     def history(self) -> pd.DataFrame:
@@ -335,15 +329,9 @@ class Recommender:
 
     @_quiet
     def score(self, users, items, probability: bool = False) -> np.ndarray:
-        """Logits (the ``prediction`` layer before the sigmoid) of raw (user, item) pairs.
-
-        Args:
-            users, items: raw ids, equal lengths (or one of them a single id).
-            probability: the sigmoid of the logit instead.
-
-        Returns:
-            ``(n,)`` float32.
-        """
+        """``(n,)`` float32 logits (the ``prediction`` layer before the sigmoid; with
+        ``probability``, the sigmoid) of raw ids ``users``, ``items`` of equal
+        lengths (or one of them a single id)."""
         self._check_fitted("score")
         _check_bool("probability", probability)
         u = self.users.encode(users, "users")
@@ -361,14 +349,9 @@ class Recommender:
     @_quiet
     def recommend(self, users, k: int = 10, exclude_seen: bool = True,
                   items=None) -> pd.DataFrame:
-        """The ``k`` best items of each user among all items (or ``items``).
-
-        Args:
-            users: raw user ids (or one id).
-            k: items per user, 1..#items.
-            exclude_seen: leave out each user's training items.
-            items: None: every item is a candidate; raw item ids: only these
-                are ranked (a repeated one counts once).
+        """The ``k`` best items of each of ``users`` (raw ids) among all items, or
+        among ``items`` (raw ids), each user's training items left out unless
+        ``exclude_seen`` is False.
 
         Returns:
             DataFrame ``user, rank, item, score`` (raw ids, rank from 1, the
@@ -418,9 +401,8 @@ class Recommender:
     @_quiet
     def export(self, path: str, k: int = 10, exclude_seen: bool = True,
                overwrite: bool = False) -> dict:
-        """Writes the folder ``bin/export`` writes (:mod:`ncf_tf.serve.export`),
-        whose SavedModel's ``score(user, item)`` and ``top_k(user)`` take this
-        Recommender's raw ids. Returns the config.
+        """Writes the folder ``bin/export`` writes (:mod:`ncf_tf.serve.export`), its
+        SavedModel taking this Recommender's raw ids; returns the config.
 
         Raises:
             ValueError: not fitted; ``path`` exists (without ``overwrite``);
@@ -477,18 +459,10 @@ class Recommender:
     def fold_in(self, items, k: int = 10, exclude_seen: bool = True, *,
                 steps: int = folding.DEFAULT_STEPS, lr: float = folding.DEFAULT_LR,
                 num_neg: int = folding.DEFAULT_NUM_NEG) -> pd.DataFrame:
-        """Recommendations for a user who was not in the training data, whose
-        embedding rows are fitted from ``items`` with every trained variable
-        frozen (:func:`ncf_tf.serve.fold_in.fold_in`, stream ``(seed, 4)``).
-
-        Args:
-            items: the new user's raw item ids (a repeated one counts once).
-            k: how many items to return.
-            exclude_seen: leave ``items`` themselves out.
-
-        Returns:
-            DataFrame ``rank, item, score`` (raw ids), best first.
-        """
+        """The ``k`` best items (DataFrame ``rank, item, score``) for a new user
+        whose embedding rows are fitted from raw ids ``items``, the model frozen
+        (:func:`ncf_tf.serve.fold_in.fold_in`, stream ``(seed, 4)``); ``items``
+        themselves left out unless ``exclude_seen`` is False."""
         self._check_fitted("fold_in")
         numbers = self.items.encode(items, "items")
         if not len(numbers):
@@ -546,18 +520,16 @@ class Recommender:
         if not isinstance(about, dict) or about.get("kind") != "ncf_tf.Recommender" \
                 or about.get("format") != FORMAT:
             raise ValueError(f"load: {saved} is not a saved Recommender of format {FORMAT}")
+        rec = cls.__new__(cls)
+        rec._settings, rec.pretrain, rec.tf_verbose = {}, None, False
         try:
-            config = TrainConfig(**_known_fields(about["config"]))
-            columns = about["columns"]
-            users = Ids.from_json("user", about["users"])
-            items = Ids.from_json("item", about["items"])
+            rec.config = rec.fit_config = TrainConfig(**_known_fields(about["config"]))
+            rec.columns = about["columns"]
+            rec.users = Ids.from_json("user", about["users"])
+            rec.items = Ids.from_json("item", about["items"])
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"load: {saved} is damaged ({_first_line(e)}); save the "
                              f"Recommender again, or remove {path}") from None
-        rec = cls.__new__(cls)
-        rec._settings, rec.pretrain, rec.tf_verbose, rec.columns = {}, None, False, columns
-        rec.config = rec.fit_config = config
-        rec.users, rec.items = users, items
 
         def read_train(name):
             with np.load(name) as stored:
@@ -569,7 +541,7 @@ class Recommender:
         if shape != (rec.users.count, rec.items.count):
             raise ValueError(f"load: {path}: the training matrix is {shape}, the id maps "
                              f"{rec.users.count} users x {rec.items.count} items")
-        rec.model = experiment.build_model(config, rec.users.count, rec.items.count)
+        rec.model = experiment.build_model(rec.config, rec.users.count, rec.items.count)
         _read_part(os.path.join(path, WEIGHTS), path,
                    lambda name: weights.load_weights(rec.model, name))
         rec.record = _read_part(os.path.join(path, RECORD), path, records.read_json)

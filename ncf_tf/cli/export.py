@@ -1,7 +1,6 @@
 """Command-line layer of bin/export: a trained model -> a servable folder.
 
-The model is named as for bin/recommend (``--record``, ``--weights`` with
-``--model``, ``--keras``, or ``--saved``); :mod:`ncf_tf.serve.export` says
+The model is named as for bin/recommend; :mod:`ncf_tf.serve.export` says
 what the folder holds.
 
 Example::

@@ -1,8 +1,7 @@
 """Command-line layer of bin/recommend, and the flags that name a trained model.
 
-A trained model is given as ``--record RUN.json``, ``--weights
-FILE.weights.h5 --model NeuMF [--num_factors 8 --layers ...]``, ``--keras
-FILE.keras`` or ``--saved FOLDER``: the parameters of
+A trained model is given as ``--record``, ``--weights`` with ``--model``,
+``--keras`` or ``--saved``: the parameters of
 :func:`ncf_tf.api.recommender.load_trained`. bin/export shares these flags.
 
 Examples::
@@ -12,9 +11,8 @@ Examples::
         --all_users --topk 20 --output top20.csv
     bin/recommend --record RUN.json --fold_in new_user_items.txt   # a user not in the data
 
-With ``--fold_in FILE`` the recommendations are for a new user (named
-``new``) whose embedding rows are fitted, the model frozen, to the items FILE
-lists (:mod:`ncf_tf.serve.fold_in`).
+``--fold_in FILE``: a new user (named ``new``) fitted to the items FILE lists
+(:mod:`ncf_tf.serve.fold_in`).
 """
 
 from __future__ import annotations
@@ -55,14 +53,12 @@ def define_model_flags(fv: flags.FlagValues) -> None:
                         flag_values=fv)
 
 
-# The library's parameters that are named otherwise on the command line (``out``: the
-# training scripts' flag, in the hint of a record without weights).
+# The library's parameters whose flags are named otherwise (out: the training scripts').
 FLAG_NAMES = {"weights_file": "weights", "keras_file": "keras", "out": "out", "k": "topk"}
 
 
 def as_flag(flag: str, call, *args):
-    """``call(*args)``, with a ValueError's leading ``path`` (the library's
-    parameter, here another flag's name) named ``--flag``."""
+    """``call(*args)``, a ValueError's leading ``path`` named ``--flag``."""
     try:
         return call(*args)
     except ValueError as e:
