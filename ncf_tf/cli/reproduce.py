@@ -94,12 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         jobs = plan_jobs()
         if fv.dry_run:
             restore = reproduce.to_restore(jobs, runs, fv.model_dir)
+            states = {j.name: "no weights" if j.name in restore else reproduce.status(j, runs)
+                      for j in jobs}
             for job in jobs:
-                state = "no weights" if job.name in restore else reproduce.status(job, runs)
-                print(f"{state:10s}{job.estimate_s / 60:7.0f} min  "
+                print(f"{states[job.name]:10s}{job.estimate_s / 60:7.0f} min  "
                       f"{job.name}\n{'':23s}{job.shell()}")
-            missing = [j for j in jobs
-                       if j.name in restore or reproduce.status(j, runs) != "finished"]
+            missing = [j for j in jobs if states[j.name] != "finished"]
             print(f"{len(jobs) - len(missing)} of {len(jobs)} recorded; the rest is estimated "
                   f"at {sum(j.estimate_s for j in missing) / 3600:.1f} h on 2 CPU cores")
             return
