@@ -77,12 +77,8 @@ def read_extra(path: str) -> dict:
 
 def load(path: str, model: keras.Model) -> TrainState:
     """Restores model and optimiser variables from ``path`` into ``model``
-    (compiled as when it was written); returns the state.
-
-    Raises:
-        ValueError: the file does not match the model, CheckpointError: it
-            is damaged (naming the file either way).
-    """
+    (compiled as when it was written); returns the state. ValueError when the
+    file does not fit the model, CheckpointError when it is damaged."""
     with _opened(path) as (data, meta):
         model_weights = _numbered(data, "model.")
         best_weights = _numbered(data, "best.")

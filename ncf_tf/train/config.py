@@ -91,9 +91,8 @@ class TrainConfig:
     """Everything that defines a run; written whole into its run record.
 
     Defaults are the authors'. ``learner=None`` means Adam, except SGD for a
-    pretrained NeuMF (paper, sec. 3.4.1). ``reg_layers=None`` means one 0 per
-    entry of ``layers``. ``model`` and ``learner`` are taken in any case.
-    A run's record goes to ``results_dir``, its weights to ``model_dir``.
+    pretrained NeuMF (paper, sec. 3.4.1); ``reg_layers=None`` one 0 per layer.
+    ``model`` and ``learner`` are taken in any case.
     """
 
     model: str
@@ -160,9 +159,8 @@ class TrainConfig:
         return (num_users + num_items) * width
 
     def step_flops(self) -> int:
-        """A training step's arithmetic beyond the embeddings: the tower's and
-        the output layer's multiply-adds x 2 for a batch, forward and the
-        backward's two products per layer (input and kernel gradients)."""
+        """A training step's FLOPs beyond the embeddings: 2 x the tower's and output
+        layer's multiply-adds, forward and twice backward (input and kernel)."""
         tower = list(zip(self.layers, self.layers[1:])) if self.model != "GMF" else []
         output = {"GMF": self.num_factors, "MLP": self.layers[-1],
                   "NeuMF": self.num_factors + self.layers[-1]}[self.model]

@@ -55,9 +55,8 @@ def distribution(kind: str):
     """A ``tf.distribute`` strategy for ``distribute``, or None for ``none``.
 
     ``mirrored``: one replica per local GPU (else per logical CPU device);
-    ``multiworker``: the machines named in ``TF_CONFIG`` (one when unset).
-    Each step's batch is split across replicas and their gradients summed,
-    so the update is that of the undivided batch.
+    ``multiworker``: the machines named in ``TF_CONFIG`` (one when unset). The
+    replicas' gradients are summed: the update is the undivided batch's.
     """
     if kind not in DISTRIBUTE:
         raise ValueError(f"distribute must be one of {', '.join(DISTRIBUTE)}, got {kind!r}")

@@ -41,18 +41,12 @@ def build_model(config: TrainConfig, num_users: int, num_items: int) -> keras.Mo
                        config.reg_layers, config.reg_mf, config.seed, config.dropout)
 
 
-PRETRAINED_STREAM = 2
-"""A pretrained NeuMF samples from the stream ``(seed, 2)``; 1 is the validation split's."""
-
-
 def training_stream(config: TrainConfig) -> list[int]:
-    """The seed sequence of a run's sampling and shuffling: ``seed``, except
-    for a pretrained NeuMF, whose GMF and MLP were trained on that stream's
-    instances: NeuMF would see again, epoch by epoch, the very negatives they
-    already fit (the authors' scripts draw from numpy's unseeded global state,
-    independent between runs).
-    """
-    return [config.seed, PRETRAINED_STREAM] if config.pretrained else [config.seed]
+    """The seed sequence of a run's sampling and shuffling: ``[seed]``, or
+    ``[seed, 2]`` for a pretrained NeuMF (1 is the validation split's), which
+    would otherwise see again the very negatives its GMF and MLP fit (the
+    authors' scripts draw from numpy's unseeded global state)."""
+    return [config.seed, 2] if config.pretrained else [config.seed]
 
 
 def pretrained_run(config: TrainConfig, model: str) -> records.RunRecord:
@@ -63,10 +57,12 @@ def pretrained_run(config: TrainConfig, model: str) -> records.RunRecord:
     model selection) and its half of the model (``num_factors`` for GMF, the
     tower for MLP); a faithful NeuMF takes only faithful runs.
     """
-    split = {"validation_split": config.validation_split} if config.selection == "validation" else {}
-    half = {"num_factors": config.num_factors} if model == "GMF" else {"layers": list(config.layers)}
+    split = config.selection == "validation"
     want = {"dataset": config.dataset, "num_neg": config.num_neg, "seed": config.seed,
-            "selection": config.selection, **split, **half}
+            "selection": config.selection,
+            **({"validation_split": config.validation_split} if split else {}),
+            **({"num_factors": config.num_factors} if model == "GMF"
+               else {"layers": list(config.layers)})}
     found = []
     for path in glob.glob(os.path.join(config.results_dir, "*.json")):
         try:
@@ -216,9 +212,8 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> records.RunR
     checkpoint exists continues from it and ends as if uninterrupted.
 
     Raises:
-        ValueError: bad configuration, data, weight or checkpoint files, or
-            another process owns the run's name (RunBusyError); nothing is
-            written then.
+        ValueError: bad configuration, data, weight or checkpoint files, or another
+            process owns the run's name (RunBusyError); nothing is written then.
         DivergedError: the loss or weights stopped being finite.
     """
     config.validate()
@@ -282,9 +277,8 @@ def run_dataset(dataset: Dataset, config: TrainConfig, log: Callable[[str], None
     Args:
         device, strategy: as resolved from ``config`` (resolved here if None).
         write_files: False: no checkpoint, weight or record file (the record
-            is still returned; resuming needs the files).
-        pretrained: a pretrained NeuMF's GMF and MLP as models; None: from
-            ``config``'s weight files.
+            is still returned).
+        pretrained: a pretrained NeuMF's GMF and MLP; None: ``config``'s files.
         about_data: more to say in the record's ``data``.
 
     Raises:

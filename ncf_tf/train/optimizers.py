@@ -18,13 +18,8 @@ embedding's gradient is a ``tf.IndexedSlices`` with one slice per
 *occurrence* of a row, which Keras 3 squares slice by slice: a row that
 occurs k times gets sum_k g_k^2 in its second moment instead of
 (sum_k g_k)^2. Every learner here first sums the occurrences, as Keras 1's
-dense gradient did.
-
-:class:`FusedAdam` (``make_optimizer``'s Adam) is Keras 3's Adam on the
-dense gradient, one TensorFlow kernel per variable. :class:`DeferredAdam`
-(``adam="deferred"``) computes the same dense Adam to float32 rounding at
-the cost of the batch's rows. :class:`LazyAdam` is fast mode's, not the
-authors'.
+dense gradient did. Adam is :class:`FusedAdam` or :class:`DeferredAdam` (the
+same, at the cost of the batch's rows); :class:`LazyAdam` is fast mode's.
 """
 
 from __future__ import annotations
@@ -129,11 +124,10 @@ class FusedAdam(keras.optimizers.Adam):
     which is ``keras.optimizers.Adam.update_step`` term for term (bit for
     bit in float64). In float32 the kernel computes 1 - b1 and 1 - b2 from
     the float32 b1 and b2, as Keras 1 did, where Keras 3 rounds 0.1 and
-    0.001 directly (about 2e-7 apart in the weights after 50 steps).
-
-    The moments are Adam's own variables (checkpoints interchange with
-    ``keras.optimizers.Adam``'s). Other backends, ``amsgrad`` and
-    ``tf.distribute`` take Keras's own implementation, on the dense gradient.
+    0.001 directly (about 2e-7 apart in the weights after 50 steps). The
+    moments are Adam's own variables (checkpoints interchange with Keras's).
+    Other backends, ``amsgrad`` and ``tf.distribute`` take Keras's own
+    implementation, on the dense gradient.
     """
 
     def _fused(self) -> bool:
@@ -250,14 +244,12 @@ class LazyAdam(FusedAdam):
         m_r = b1 m_r + (1 - b1) g;  v_r = b2 v_r + (1 - b2) g^2
         p_r -= lr sqrt(1 - b2^t) / (1 - b1^t) * m_r / (sqrt(v_r) + eps)
 
-    Rows absent from the batch keep their weights and moments, where dense
-    Adam decays the moments and keeps moving the weights along the old
-    momentum. Other variables (dense layers) get :class:`FusedAdam`'s update.
-    On TensorFlow the rows are gathered and scattered, so a step costs the
-    batch's rows, not the tables (``tf.unique`` keeps it out of XLA). Other
-    backends and ``tf.distribute`` hand over dense gradients: rows whose
-    gradient is exactly zero (underflowed half precision too) count as
-    absent, the same updates without the saving.
+    Absent rows keep their weights and moments (dense Adam decays the moments
+    and moves the weights along the old momentum). Other variables get
+    :class:`FusedAdam`'s update. On TensorFlow the rows are gathered and
+    scattered (``tf.unique`` keeps XLA out); other backends and
+    ``tf.distribute`` hand over dense gradients, whose exactly zero rows
+    (underflowed half precision too) count as absent.
     """
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
@@ -326,12 +318,10 @@ def deferral_series(beta_1: float, beta_2: float, powers: tuple[float, float] | 
     sum_(j=1..k) f(s + j) c_l^j = T_l(s) - c_l^k T_l(s + k).
 
     Returns ``(tails, ratios, binomials)``, all float64: ``tails[t, l] =
-    T_l(t)`` for t up to the step from which f is 1 to float64 rounding
-    (T_l is constant from there), ``ratios[l] = c_l``, and ``binomials[n, l]
-    = (-1)^l C(n, l)``, so that sum_l binomials[n, l] c_l^j = b1^j (1 -
-    b2^(j/2))^n; or None where the series in n would need more than
-    :data:`SERIES_TERMS` terms to reach :data:`SERIES_TOLERANCE` (e.g.
-    MLPerf's betas 0.25 and 0.5).
+    T_l(t)`` for t up to where f is 1 to float64 rounding (T_l constant from
+    there), ``ratios[l] = c_l``, ``binomials[n, l] = (-1)^l C(n, l)`` (so sum_l
+    binomials[n, l] c_l^j = b1^j (1 - b2^(j/2))^n); or None where the series
+    needs over :data:`SERIES_TERMS` terms (e.g. MLPerf's betas 0.25 and 0.5).
     """
     if not (0 < beta_1 < 1 and 0 < beta_2 < 1):
         return None
@@ -369,11 +359,9 @@ class DeferredAdam(FusedAdam):
 
         lr m_s / D  sum_n (a / D)^n  sum_(j=1..k) f(s + j) b1^j d_j^n,
 
-    a series whose ratio a d_j / D is below d_j whatever a is (also where
-    sqrt(v) is near or below eps), so a few terms reach float32 rounding
-    (:func:`deferral_series`). The inner sums are per-row scalars, each a
-    few differences of precomputed tails (in float64: the binomial
-    expansion of d_j^n cancels).
+    a series whose ratio a d_j / D is below d_j whatever a is, so a few terms
+    reach float32 rounding; the inner sums are per-row differences of float64
+    tails (:func:`deferral_series`; the binomial expansion of d_j^n cancels).
 
     Each table keeps, per row, the last step applied to it. Before the forward
     pass reads a batch's rows, their deferred steps are applied in that closed
@@ -381,13 +369,12 @@ class DeferredAdam(FusedAdam):
     :meth:`settle` (after each epoch) catches every row up, so evaluations,
     checkpoints and saved weights see dense Adam's values.
 
-    On TensorFlow the batch's rows are gathered and scattered (``tf.unique``
-    keeps XLA out). On JAX the same steps run inside the compiled training
-    step, on dense gradients, so a step still costs the tables. Other
-    variables, tables :func:`defer_rows` does not defer, PyTorch and
-    ``tf.distribute`` get :class:`FusedAdam`'s update. Float32 only (see
-    ``TrainConfig.resolved_adam``); the learning rate must stay constant (a
-    deferred step uses the current one).
+    On TensorFlow the rows are gathered and scattered (``tf.unique`` keeps XLA
+    out); on JAX the steps run in the compiled step on dense gradients (a step
+    still costs the tables). Other variables, tables :func:`defer_rows` does
+    not defer, PyTorch and ``tf.distribute`` get :class:`FusedAdam`'s update.
+    Float32 only (``TrainConfig.resolved_adam``); the learning rate must stay
+    constant (a deferred step uses the current one).
     """
 
     def __init__(self, *args, **kwargs):
@@ -643,13 +630,9 @@ def jit_compile(optimizer):
 def make_optimizer(learner: str, learning_rate: float, lazy: bool = False,
                    betas: tuple[float, float] = ADAM_BETAS,
                    adam: str = "dense") -> keras.optimizers.Optimizer:
-    """One of :data:`LEARNERS` with Keras 1's constants.
-
-    For Adam: ``lazy`` gives the fast mode's :class:`LazyAdam`; otherwise
-    ``adam`` is ``"dense"`` (:class:`FusedAdam`) or ``"deferred"``
-    (:class:`DeferredAdam`; :class:`FusedAdam` for betas it has no short
-    series for). ``betas``: Keras 1's by default; MLPerf's NCF uses 0.25, 0.5.
-    """
+    """One of :data:`LEARNERS` with Keras 1's constants. Adam is :class:`LazyAdam`
+    if ``lazy``, else :class:`FusedAdam` for ``adam="dense"`` and
+    :class:`DeferredAdam` for ``"deferred"`` (if it has a series for ``betas``)."""
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be positive, got {learning_rate}")
     if lazy and learner != "adam":

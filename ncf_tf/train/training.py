@@ -266,9 +266,8 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
                 f"NDCG = {result.ndcg:.4f}, loss = {loss:.4f}{summary} "
                 f"[{entry.eval_s:.1f} s]")
             if result.hr > state.best.hr:
-                state.best, state.best_epoch = result, epoch
+                state.best, state.best_epoch, state.best_monitor = result, epoch, watched
                 state.best_weights = model.get_weights()
-                state.best_monitor = watched
         state.epochs.append(entry)
         state.next_epoch = epoch + 1
         state.rng_state = rng.bit_generator.state
