@@ -97,8 +97,7 @@ def run_command(argv: list[str] | None, default_program: str, about: str, fv: fl
     if "tf_verbose" not in fv:
         # Not --verbose: the training scripts' --verbose is the authors' evaluation interval.
         flags.DEFINE_boolean("tf_verbose", False, "Show TensorFlow's C++ start-up lines "
-                             "(oneDNN, CUDA probing), which are filtered out by default.",
-                             flag_values=fv)
+                             "(filtered out by default).", flag_values=fv)
     if any(arg in ("-h", "--help", "--helpfull") for arg in argv[1:]):
         print(f"{program}: {about}\n\n{fv.get_help()}")
         return 0

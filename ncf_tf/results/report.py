@@ -159,11 +159,10 @@ class Report:
             runs = self.cells.figure_runs(dataset, name, 8)
             if not runs or "topk" not in runs[0].best:
                 continue
-            hr = [np.mean(metric(runs, "hr", k)) for k in range(1, 11)]
-            ndcg = [np.mean(metric(runs, "ndcg", k)) for k in range(1, 11)]
-            curves[name] = (hr, ndcg)
-            rows.append([name, "HR", *(f"{v:.3f}" for v in hr)])
-            rows.append([name, "NDCG", *(f"{v:.3f}" for v in ndcg)])
+            curves[name] = tuple([np.mean(metric(runs, key, k)) for k in range(1, 11)]
+                                 for key in ("hr", "ndcg"))
+            rows += [[name, label, *(f"{v:.3f}" for v in values)]
+                     for label, values in zip(("HR", "NDCG"), curves[name])]
         self.table(f"fig5_{dataset}", ["model", "metric", *(f"K={k}" for k in range(1, 11))], rows)
         return curves
 
@@ -199,8 +198,8 @@ class Report:
                 continue
             epochs = runs[0].epochs
             label = name if setting == "from scratch" else f"{name} ({setting})"
-            curves[label] = ([e["loss"] for e in epochs], [e["hr"] for e in epochs],
-                             [e["ndcg"] for e in epochs], runs[0].init)
+            curves[label] = (*([e[k] for e in epochs] for k in ("loss", "hr", "ndcg")),
+                             runs[0].init)
             rows += [[label, e["epoch"], f"{e['loss']:.4f}",
                       *(f"{e[k]:.4f}" if e[k] is not None else "–" for k in ("hr", "ndcg"))]
                      for e in epochs]
