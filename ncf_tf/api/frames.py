@@ -46,8 +46,6 @@ def check_frame(frame, columns: dict[str, str], what: str) -> None:
             raise FrameError(f"{what}: no column {column!r} (the {role} column); its columns "
                              f"are {', '.join(map(repr, frame.columns))}")
     for column, role in columns.items():
-        if role == "negatives":
-            continue
         values = frame[column]
         if values.dtype == object:
             listed = values.map(_not_scalar).to_numpy(bool)

@@ -736,13 +736,11 @@ def typed_ids(originals):
     if originals is None or np.asarray(originals).dtype.kind in "iu":
         return originals
     text = [str(v) for v in originals]
-    try:
-        numbers = [int(v) for v in text]
-    except ValueError:
+    if not all(re.fullmatch(r"0|-?[1-9][0-9]{0,18}", v) for v in text):
         return originals
-    if [str(n) for n in numbers] != text or not all(-2**63 <= n < 2**63 for n in numbers):
-        return originals
-    return np.array(numbers, np.int64)
+    numbers = [int(v) for v in text]
+    return np.array(numbers, np.int64) if all(-2**63 <= n < 2**63 for n in numbers) \
+        else originals
 
 
 def _read_part(name: str, folder: str, read):

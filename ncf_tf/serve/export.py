@@ -103,11 +103,13 @@ class _Lookup:
         return tf.where(rows >= 0, found, self.padding)
 
 
-def serving_functions(model: keras.Model, exclude: sp.csr_matrix | None, k: int,
-                      users: "_Lookup", items: "_Lookup"):
-    """The SavedModel's ``score`` and ``top_k``; ``exclude`` is baked in as constants."""
+def write_saved_model(model: keras.Model, path: str, exclude: sp.csr_matrix | None, k: int,
+                      user_ids: np.ndarray, item_ids: np.ndarray) -> None:
+    """Writes the SavedModel with the ``score`` and ``top_k`` signatures on raw ids;
+    ``exclude`` is baked in as constants."""
     import tensorflow as tf
 
+    users, items = _Lookup(user_ids, "user"), _Lookup(item_ids, "item")
     num_items = int(model.get_layer(trained.EMBEDDINGS[trained.model_kind(model)][1]).input_dim)
     logits = trained.logits_model(model)
     if exclude is not None:
@@ -115,11 +117,13 @@ def serving_functions(model: keras.Model, exclude: sp.csr_matrix | None, k: int,
         indptr = tf.constant(exclude.indptr.astype(np.int64))
         indices = tf.constant(exclude.indices.astype(np.int64))
 
+    @tf.function
     def score(user, item):
         u, i = users.rows(user), items.rows(item)
         logit = logits([tf.expand_dims(u, 1), tf.expand_dims(i, 1)])[:, 0]
         return {"score": logit, "probability": tf.sigmoid(logit)}
 
+    @tf.function
     def top_k(user):
         user = users.rows(user)
         if exclude is None:
@@ -132,17 +136,6 @@ def serving_functions(model: keras.Model, exclude: sp.csr_matrix | None, k: int,
         best, scores = recommend.rank_items(scoring.all_item_logits(model, user), excluded, k)
         return {"items": items.raw(best), "scores": scores}
 
-    return score, top_k
-
-
-def write_saved_model(model: keras.Model, path: str, exclude: sp.csr_matrix | None, k: int,
-                      user_ids: np.ndarray, item_ids: np.ndarray) -> None:
-    """Writes the SavedModel with the ``score`` and ``top_k`` signatures on raw ids."""
-    import tensorflow as tf
-
-    users, items = _Lookup(user_ids, "user"), _Lookup(item_ids, "item")
-    score, top_k = serving_functions(model, exclude, k, users, items)
-    score, top_k = tf.function(score), tf.function(top_k)
     # Traced once per id type; the first trace (int64 for integer ids) is
     # the signature, the others stay callable as loaded.score / loaded.top_k.
     for user_type in users.input_dtypes():

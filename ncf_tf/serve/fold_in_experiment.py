@@ -1,26 +1,22 @@
 """Fold-in measured on ml-1m: new users fitted into a frozen model, against
 the same users trained with everyone else.
 
-Beyond the paper (the authors' code has no fold-in). The experiment:
+Beyond the paper. The experiment:
 
-1. ``held_out`` users (600) are drawn without replacement by the stream
-   ``(seed, 3)``; their training rows are emptied, so their embedding rows
-   never receive a gradient.
-2. ``without``: the model trained on the remaining users only; ``with``: the
-   same model, settings and seed, trained on every user. Both pick the best
-   epoch on the test HR of the users *not* held out, so the held-out users'
-   test items influence neither; their test metrics are monitored.
-3. ``fold_in``: the held-out users are folded into the ``without`` model
-   from their training items (:func:`ncf_tf.serve.fold_in.fold_in_users`)
-   and ranked against the authors' test item and 99 negatives, beside (a)
-   the same users in the ``with`` model at its best epoch and (b) the
-   ``without`` model's untouched random rows (the floor).
+1. ``held_out`` users (600), drawn by the stream ``(seed, 3)``, lose their
+   training rows, so their embedding rows never receive a gradient.
+2. ``without``: the model trained on the other users; ``with``: the same
+   model and seed trained on every user. Both pick the best epoch on the test
+   HR of the users *not* held out, so the held-out users' test items
+   influence neither.
+3. ``fold_in``: the held-out users folded into ``without`` from their
+   training items, ranked against their test item and 99 negatives, beside
+   the same users in ``with`` and ``without``'s untouched rows (the floor).
 4. ``iALS``: the same for iALS (its defaults), whose fold-in is closed form.
 
-Every stage writes a JSON record under ``results_dir`` and is skipped when
-its record says ``finished``; an interrupted training stage starts again
-from epoch 0. Run as ``python -m ncf_tf.serve.fold_in_experiment``
-(``FOLD_IN_MODEL=GMF`` in the environment trains GMF-8 instead).
+Each stage writes a JSON record under ``results_dir`` and is skipped once
+finished. Run as ``python -m ncf_tf.serve.fold_in_experiment``
+(``FOLD_IN_MODEL=GMF`` trains GMF-8 instead).
 """
 
 from __future__ import annotations
@@ -61,7 +57,6 @@ class FoldInExperiment:
     topk: int = 10
     seed: int = 0
     held_out: int = 600
-    # fold-in settings (ncf_tf.serve.fold_in.fold_in_users)
     fold_in_steps: int = 200
     fold_in_lr: float = 0.01
     fold_in_num_neg: int = 4
@@ -83,8 +78,7 @@ class FoldInExperiment:
 
 
 def held_items(dataset, held: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``(row_of, item_lists)``: each user's row among ``held`` (-1 for the
-    others) and the training items of each held-out user, in ``held``'s order."""
+    """``(row_of, item_lists)``: each user's row among ``held`` (else -1) and their items."""
     row_of = np.full(dataset.num_users, -1)
     row_of[held] = np.arange(len(held))
     train = dataset.train
@@ -216,8 +210,7 @@ def fold_in_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray
 
 def ials_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray,
                log=print) -> records.RunRecord:
-    """iALS (its defaults) fitted without and with the held-out users; the
-    held-out users folded into the first in closed form; returns the record."""
+    """iALS fitted without and with the held-out users, folded into the first."""
     path = os.path.join(settings.results_dir,
                         f"{settings.dataset}_iALS_s{settings.seed}_heldout{settings.held_out}"
                         "_fold_in.json")

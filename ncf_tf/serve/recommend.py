@@ -37,14 +37,9 @@ class RecommendError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class TopK:
-    """The K best items of each user, best first.
-
-    Attributes:
-        users: ``(n,)`` the users, as asked.
-        items: ``(n, k)`` int64 item ids; -1 where a user has fewer than k
-            items left to recommend (all others were excluded).
-        scores: ``(n, k)`` float32 logits; -inf where ``items`` is -1.
-    """
+    """The K best items of each of ``users`` ``(n,)``, best first: ``items``
+    ``(n, k)`` int64 (-1 past the items a user has left) and their ``scores``
+    ``(n, k)`` float32 logits (-inf there)."""
 
     users: np.ndarray
     items: np.ndarray
@@ -56,18 +51,10 @@ class TopK:
 
 
 def rank_items(scores, excluded, k: int):
-    """The k best of each row of ``scores``, ``excluded`` entries left out
-    (for :func:`top_k`, fold-in and the exported SavedModel).
-
-    Args:
-        scores: ``(b, I)`` float32 scores.
-        excluded: ``(b, I)`` bool, True where an item must not be returned.
-        k: how many to return, ``1 <= k <= I``.
-
-    Returns:
-        ``(items (b, k) int32, scores (b, k) float32)``, best first; -1 and
-        -inf past the number of items a row has left.
-    """
+    """``(items (b, k) int32, scores (b, k) float32)``: the k best of each row of
+    ``scores`` ``(b, I)``, best first, entries where ``excluded`` ``(b, I)`` is
+    True left out (-1 and -inf past the items a row has left). Used by
+    :func:`top_k`, fold-in and the exported SavedModel."""
     ops = keras.ops
     minus_inf = ops.convert_to_tensor(-np.inf, "float32")
     scores = ops.convert_to_tensor(scores, "float32")
@@ -193,9 +180,8 @@ def table(result: TopK, user_map: IdMap, item_map: IdMap) -> pd.DataFrame:
     })
 
 
+# MovieLens's title files: ml-1m/10m's id::title::genres, ml-20m/25m's CSV with a header.
 MOVIE_FILES = {"movies.dat": "::", "movies.csv": ","}
-"""MovieLens's title files (ml-1m/10m's ``id::title::genres``, ml-20m/25m's
-``movieId,title,genres`` with a header), looked for beside the data."""
 
 
 def with_titles(frame: pd.DataFrame, folder: str, item_map: IdMap) -> pd.DataFrame:
@@ -233,12 +219,9 @@ def _plain(value):
 
 
 def check_output(path: str, overwrite: bool = False) -> str:
-    """The output format (``.csv`` or ``.json``) of ``path``.
-
-    Raises:
-        RecommendError: another extension, a folder, an existing file without
-            ``overwrite``, or a parent folder that does not exist.
-    """
+    """The output format (``.csv`` or ``.json``) of ``path``; RecommendError for
+    another extension, a folder, an existing file (without ``overwrite``) or a
+    missing parent folder."""
     extension = os.path.splitext(path)[1].lower()
     folder = os.path.dirname(os.path.abspath(path))
     checks = ((extension not in OUTPUT_FORMATS, "expected a file name ending in .csv or .json"),
