@@ -34,15 +34,14 @@ def save(path: str, model: keras.Model, state: TrainState, extra: dict) -> None:
         "best": [state.best.k, state.best.hr, state.best.ndcg], "extra": extra,
         "best_monitor": {name: [e.k, e.hr, e.ndcg] for name, e in state.best_monitor.items()},
     }
-    arrays = {"meta": np.array(json.dumps(meta)),
-              "init_ranks": state.init.ranks, "best_ranks": state.best.ranks}
-    arrays.update({f"monitor.{name}": e.ranks for name, e in state.best_monitor.items()})
-    arrays.update({f"model.{i}": np.asarray(w) for i, w in enumerate(model.get_weights())})
-    arrays.update({f"best.{i}": np.asarray(w) for i, w in enumerate(state.best_weights)})
     optimizer = model.optimizer
-    if optimizer is not None and optimizer.built:
-        arrays.update({f"opt.{i}": np.asarray(v.numpy())
-                       for i, v in enumerate(optimizer.variables)})
+    built = optimizer.variables if optimizer is not None and optimizer.built else []
+    arrays = {"meta": np.array(json.dumps(meta)),
+              "init_ranks": state.init.ranks, "best_ranks": state.best.ranks,
+              **{f"monitor.{name}": e.ranks for name, e in state.best_monitor.items()},
+              **{f"model.{i}": np.asarray(w) for i, w in enumerate(model.get_weights())},
+              **{f"best.{i}": np.asarray(w) for i, w in enumerate(state.best_weights)},
+              **{f"opt.{i}": np.asarray(v.numpy()) for i, v in enumerate(built)}}
     with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
         f.flush()
@@ -80,9 +79,8 @@ def load(path: str, model: keras.Model) -> TrainState:
     (compiled as when it was written); returns the state. ValueError when the
     file does not fit the model, CheckpointError when it is damaged."""
     with _opened(path) as (data, meta):
-        model_weights = _numbered(data, "model.")
-        best_weights = _numbered(data, "best.")
-        opt_values = _numbered(data, "opt.")
+        model_weights, best_weights, opt_values = (_numbered(data, prefix)
+                                                   for prefix in ("model.", "best.", "opt."))
         init_ranks, best_ranks = data["init_ranks"], data["best_ranks"]
         best_monitor = {name: Evaluation(*values, data[f"monitor.{name}"])
                         for name, values in meta.get("best_monitor", {}).items()}

@@ -84,8 +84,8 @@ def check_tf_config(text: str) -> None:
         config = json.loads(text)
     except ValueError as e:
         raise ValueError(f"TF_CONFIG is not valid JSON ({e}): {text[:80]!r}") from None
-    cluster = config.get("cluster") if isinstance(config, dict) else None
-    task = config.get("task") if isinstance(config, dict) else None
+    cluster, task = ((config.get("cluster"), config.get("task")) if isinstance(config, dict)
+                     else (None, None))
     if (not isinstance(cluster, dict) or not cluster
             or not all(isinstance(hosts, list) and hosts for hosts in cluster.values())):
         raise ValueError('TF_CONFIG must hold a "cluster" such as {"worker": ["host:port", '
@@ -128,13 +128,11 @@ def _multi_worker_strategy():
     """``tf.distribute.MultiWorkerMirroredStrategy`` with a ``reduce`` that
     Keras 3's ``fit`` can call with several workers (keras-team/keras#20585):
 
-    - to build its metrics ``fit`` reduces the first input batch, a nest of
-      per-replica tensors, which TensorFlow cannot; only its structure,
-      shapes and dtypes are used, so a nest gets each leaf's first local
-      replica, with no collective;
-    - each step it reduces every scalar metric with ``axis=0`` across
-      workers ("Invalid reduction dimension 0"); a scalar is reduced across
-      replicas (``axis=None``), as Keras's one-worker path does.
+    - ``fit`` reduces the first input batch (a nest of per-replica tensors,
+      which TensorFlow cannot) only for its structure, shapes and dtypes: a
+      nest gets each leaf's first local replica, with no collective;
+    - it reduces each scalar metric with ``axis=0`` across workers ("Invalid
+      reduction dimension 0"): a scalar is reduced with ``axis=None``.
     """
     import tensorflow as tf
 

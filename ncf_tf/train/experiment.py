@@ -50,13 +50,9 @@ def training_stream(config: TrainConfig) -> list[int]:
 
 
 def pretrained_run(config: TrainConfig, model: str) -> records.RunRecord:
-    """The newest finished ``model`` ("GMF" or "MLP") run in
-    ``config.results_dir``, with its weight file, for a pretrained NeuMF.
-
-    The run must match NeuMF's data and protocol (dataset, negatives, seed,
-    model selection) and its half of the model (``num_factors`` for GMF, the
-    tower for MLP); a faithful NeuMF takes only faithful runs.
-    """
+    """The newest finished ``model`` ("GMF" or "MLP") run in ``config.results_dir``
+    with its weight file that matches a pretrained NeuMF's data, protocol and
+    half of the model (``num_factors`` or the tower); faithful for a faithful NeuMF."""
     split = config.selection == "validation"
     want = {"dataset": config.dataset, "num_neg": config.num_neg, "seed": config.seed,
             "selection": config.selection,

@@ -308,9 +308,9 @@ need 5)."""
 def deferral_series(beta_1: float, beta_2: float, powers: tuple[float, float] | None = None):
     """The constants of :class:`DeferredAdam`'s closed form for these betas.
 
-    With c_l = b1 b2^(l/2) and f(i) = sqrt(1 - b2^i) / (1 - b1^i) (Keras 1's
-    step size over lr at step i, from the betas as ``powers`` gives them; by
-    default rounded to float32, as Adam raises them on TensorFlow), the tails
+    With c_l = b1 b2^(l/2) and f(i) = sqrt(1 - b2^i) / (1 - b1^i) (the step
+    size over lr, from the betas as ``powers`` gives them, by default as
+    float32, as TensorFlow's Adam raises them), the tails
 
         T_l(t) = sum_(j>=1) f(t + j) c_l^j
 

@@ -76,8 +76,7 @@ def keras_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
         n = len(users)
         size = min(batch_size, n)
         padded = -(-n // size) * size
-        u = np.zeros((padded, 1), np.int32)
-        i = np.zeros((padded, 1), np.int32)
+        u, i = np.zeros((2, padded, 1), np.int32)
         u[:n, 0], i[:n, 0] = users, items
         out = [np.asarray(logits.predict_on_batch([u[s:s + size], i[s:s + size]]))
                for s in range(0, padded, size)]
@@ -211,14 +210,13 @@ def train(model: keras.Model, sampler: NegativeSampler, evaluator: LeaveOneOutEv
         on_epoch: called after each epoch with its log and the state.
         resume: an interrupted run's state, its model and optimiser variables
             restored; training continues at its ``next_epoch`` and RNG state.
-        progress: show Keras's progress bar during each epoch.
         monitors: further sets, evaluated with ``evaluator`` but never used to
             pick the best epoch (e.g. the test set beside a validation set).
         early_stop: beyond the authors' loop: if positive, stop once this many
             evaluations in a row have not beaten the best HR. 0: never.
 
-    A loss or weight that is not a finite number stops training after that
-    epoch (the state's ``diverged``; ``on_epoch`` is not called for it).
+    A loss or weight that is not finite stops training after that epoch (the
+    state's ``diverged``; ``on_epoch`` is not called for it).
     """
     def evaluate() -> tuple[Evaluation, dict, str]:
         """The selection set's evaluation, the monitored sets' and their log text."""
