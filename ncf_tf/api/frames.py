@@ -30,6 +30,10 @@ from ncf_tf.data.loader import Dataset, _per_pair
 from ncf_tf.data.validation import sample_unseen, validation_split
 
 
+NO_TEST = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, 1), np.int64))
+"""``(users, items, negatives)`` of a data set without test lines."""
+
+
 class FrameError(ValueError):
     """A DataFrame or a list of ids the API cannot use."""
 
@@ -338,8 +342,7 @@ def _leave_one_out(df, user_col, item_col, timestamp_col, how, num_negatives, se
     check_columns(df, user_col, item_col, timestamp_col)
     users, items = ids_of("user", user_col, {"df": df}), ids_of("item", item_col, {"df": df})
     train, times, lines = interactions(df, user_col, item_col, users, items, timestamp_col)
-    empty = np.empty(0, np.int64)
-    dataset = frame_dataset("df", train, times, lines, empty, empty, np.empty((0, 1), np.int64))
+    dataset = frame_dataset("df", train, times, lines, *NO_TEST)
     try:
         split = validation_split(dataset, np.random.default_rng(int(seed)), how,
                                  int(num_negatives))

@@ -589,8 +589,7 @@ class Recommender:
     def _test_lines(self, test_df, negatives_col: str | None, count):
         """``(users, items, negatives (n, m))`` numbers of held-out rows."""
         if test_df is None:
-            return (np.empty(0, np.int64), np.empty(0, np.int64),
-                    np.empty((0, 1), np.int64))
+            return frames.NO_TEST
         users, items = self._encode(test_df)
         if negatives_col is not None and negatives_col in test_df.columns:
             negatives = frames.negatives_matrix(test_df, negatives_col, self.items, "test_df")
@@ -604,7 +603,6 @@ class Recommender:
         return tuple(ids.encode(test_df[self.columns[kind]],
                                 f"test_df: column {self.columns[kind]!r}")
                      for kind, ids in (("user", self.users), ("item", self.items)))
-
 
 
 @dataclasses.dataclass
@@ -718,9 +716,7 @@ def _load_saved(folder: str, device: str, log) -> Trained:
     device = devices.resolve(device)
     with devices.scope(device):
         rec = Recommender.load(folder)
-    empty = np.empty(0, np.int64)
-    data = frames.frame_dataset(rec.fit_config.dataset, rec.train, None, None, empty, empty,
-                                np.empty((0, 1), np.int64))
+    data = frames.frame_dataset(rec.fit_config.dataset, rec.train, None, None, *frames.NO_TEST)
     log(f"Saved Recommender {folder}: {data.summary()}")
     maps = [IdMap(kind, np.array([str(v) for v in ids.originals], dtype=object), ids.count,
                   f"the {kind}s of {folder}") for kind, ids in (("user", rec.users),
@@ -731,8 +727,7 @@ def _load_saved(folder: str, device: str, log) -> Trained:
 
 
 def typed_ids(originals):
-    """Original ids read from an id map (strings) as int64 when every one is
-    a whole number that int64 holds, else as they are; None stays None."""
+    """Id-map ids (strings) as int64 when every one is an int64 written plainly."""
     if originals is None or np.asarray(originals).dtype.kind in "iu":
         return originals
     text = [str(v) for v in originals]
@@ -744,8 +739,8 @@ def typed_ids(originals):
 
 
 def _read_part(name: str, folder: str, read):
-    """``read(name)`` for a file of a saved Recommender; ValueError naming the
-    file and what to do when it is missing, empty or damaged."""
+    """``read(name)`` of a saved Recommender's file; ValueError when it is missing,
+    empty or damaged."""
     if not os.path.isfile(name):
         raise ValueError(f"load: {name} is missing; the folder {folder} is incomplete: save "
                          "the Recommender again")
@@ -785,8 +780,7 @@ def _check_number(name: str, value) -> float:
 
 
 def check_setting(name: str, value):
-    """A setting of :data:`SETTINGS` checked for the type of its default in
-    :class:`~ncf_tf.train.config.TrainConfig` (not its range) and normalised."""
+    """A setting of :data:`SETTINGS` checked for its default's type (not range), normalised."""
     default = getattr(_DEFAULTS, name)
     if name == "learner":
         if value is None:
@@ -837,8 +831,7 @@ def _check_k(k, maximum: int, what: str = "the number of items") -> None:
 
 
 def _check_pretrain(pretrain, config: TrainConfig, users: Ids, items: Ids) -> None:
-    """The GMF and MLP a NeuMF starts from: fitted, the right models and sizes,
-    on the users and items of NeuMF's data."""
+    """The GMF and MLP a NeuMF starts from: fitted, of its sizes, on its users and items."""
     gmf_rec, mlp_rec = pretrain
     for rec, model in ((gmf_rec, "GMF"), (mlp_rec, "MLP")):
         if rec.model is None:

@@ -60,17 +60,11 @@ class FoldInError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class FoldIn:
-    """One new user, folded in.
-
-    Attributes:
-        items: ``(m,)`` sorted distinct 0-based items the user was folded in from.
-        rows: layer name (:data:`USER_TABLES`; iALS: ``"user_factors"``) ->
-            ``(d,)`` fitted embedding row.
-        scores: ``(num_items,)`` float32 logit of every item (iALS: x_u . y_i).
-        losses: ``(steps,)`` the user's L_u before each step (iALS: ``(1,)``, the
-            user's part of the iALS objective at the solution).
-        optimizer: how the rows were fitted (``"adam"`` or ``"closed form"``).
-    """
+    """One new user, folded in from ``items`` ``(m,)`` (sorted, distinct): ``rows``
+    (layer name -> ``(d,)`` fitted row; iALS: ``"user_factors"``), ``scores``
+    ``(num_items,)`` float32 logits, ``losses`` ``(steps,)`` L_u before each step
+    (iALS: ``(1,)``, at the solution) and the ``optimizer`` (``"adam"`` or
+    ``"closed form"``)."""
 
     items: np.ndarray
     rows: dict
@@ -162,9 +156,8 @@ def fold_in_users(model, item_lists: Sequence, num_items: int,
 
 
 def read_items(path: str) -> list[str]:
-    """The item ids, as written, that a new user's file lists: separated by
-    whitespace or commas; blank lines and text after ``#`` are ignored.
-    FoldInError when the file cannot be read or lists no id."""
+    """The item ids, as written, of a new user's file (separated by whitespace or
+    commas, ``#`` comments ignored); FoldInError when unreadable or empty."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
