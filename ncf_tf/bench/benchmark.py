@@ -26,9 +26,8 @@ from ncf_tf.data.loader import load_dataset
 from ncf_tf.data.sampling import Instances, NegativeSampler
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
 from ncf_tf.models import gmf, mlp, neumf, scoring
-from ncf_tf.results.reproduce import tower as _tower
 from ncf_tf.train import optimizers, training
-from ncf_tf.train.config import TrainConfig
+from ncf_tf.train.config import TrainConfig, tower
 from ncf_tf.train.optimizers import EPSILON, make_optimizer
 
 BATCH = 256
@@ -62,12 +61,12 @@ def scoring_flops(model, pairs: int) -> int:
     halves of the first tower layer once per user and item; the rest of the
     tower, the GMF product and the output layer once per pair."""
     f = scoring.factored(model)
-    tower = scoring.tower(model)
+    dense = scoring.tower(model)
     flops = 0
-    if tower:   # (users + items) x (d/2 x n1) multiply-adds, 2 FLOPs each
+    if dense:   # (users + items) x (d/2 x n1) multiply-adds, 2 FLOPs each
         rows = f.mlp_user.shape[0] + f.mlp_item.shape[0]
-        flops += 2 * rows * (tower[0].kernel.shape[0] // 2) * tower[0].units
-    per_pair = sum(2 * layer.kernel.shape[0] * layer.units for layer in tower[1:])
+        flops += 2 * rows * (dense[0].kernel.shape[0] // 2) * dense[0].units
+    per_pair = sum(2 * layer.kernel.shape[0] * layer.units for layer in dense[1:])
     if f.gmf_user is not None:
         per_pair += 2 * f.gmf_user.shape[1]
     per_pair += 2 * (f.h.shape[0] if f.h is not None else 1)
@@ -115,7 +114,7 @@ def _train_neumf8(ds, sampler, evaluator, adam: str = "dense", epochs: int = FUL
                   model=None):
     """``epochs`` of a fresh NeuMF-8 ([64, 32, 16, 8]; or ``model``) from seed 0's
     sample stream; returns the model and its epochs."""
-    model = model or neumf.build(ds.num_users, ds.num_items, 8, _tower(8))
+    model = model or neumf.build(ds.num_users, ds.num_items, 8, tower(8))
     training.compile_model(model, make_optimizer("adam", 0.001, adam=adam))
     state = training.train(model, sampler, evaluator, epochs=epochs, batch_size=BATCH,
                            rng=np.random.default_rng(0), log=lambda line: None)
@@ -181,7 +180,7 @@ def run(path: str = "Data/") -> int:
     print(f"matrix products (float32, {GEMM[0]}x{GEMM[1]} @ {GEMM[1]}x{GEMM[2]}): "
           f"{rate / 1e9:.0f} GFLOP/s")
     for factors in (8, 64):
-        model = neumf.build(ds.num_users, ds.num_items, factors, _tower(factors))
+        model = neumf.build(ds.num_users, ds.num_items, factors, tower(factors))
         fns = {"now": functools.partial(evaluator.evaluate, training.make_score_fn(model)),
                "before": functools.partial(evaluator.evaluate, training.keras_score_fn(model))}
         for fn in fns.values():
@@ -223,8 +222,8 @@ def run(path: str = "Data/") -> int:
 
     builders = {
         "GMF": lambda f: gmf.build(ds.num_users, ds.num_items, f),
-        "MLP": lambda f: mlp.build(ds.num_users, ds.num_items, _tower(f)),
-        "NeuMF": lambda f: neumf.build(ds.num_users, ds.num_items, f, _tower(f)),
+        "MLP": lambda f: mlp.build(ds.num_users, ds.num_items, tower(f)),
+        "NeuMF": lambda f: neumf.build(ds.num_users, ds.num_items, f, tower(f)),
     }
     print(f"\ntraining, batch {BATCH}, steps_per_execution 64, fused dense Adam, "
           f"{RUNS} runs of {STEPS} steps each; epoch = {steps_per_epoch} steps")
@@ -307,7 +306,7 @@ TABLE_RUNS = 3
 def neumf_config(factors: int, batch: int = BATCH):
     """NeuMF-``factors`` with the tower [8F, 4F, 2F, F], as the tables time it."""
     return TrainConfig(model="NeuMF", num_factors=factors, batch_size=batch,
-                       layers=_tower(factors))
+                       layers=tower(factors))
 
 
 def tower_shapes(factors: int, batch: int = BATCH) -> list[tuple[int, int, int]]:
@@ -437,7 +436,7 @@ def table_epochs(path: str, turns: int = 2) -> None:
               + ", ".join(f"{v:.1f}" for v in values) + ")")
     print(f"  deferred / dense: x{np.median(times['deferred']) / np.median(times['dense']):.2f}")
     # the float32 noise floor: dense Adam again, from a start 1e-7 (relative) away
-    model = neumf.build(ds.num_users, ds.num_items, 8, _tower(8))
+    model = neumf.build(ds.num_users, ds.num_items, 8, tower(8))
     noise = np.random.default_rng(1)
     model.set_weights([(w * (1 + 1e-7 * noise.standard_normal(w.shape))).astype(w.dtype)
                        for w in model.get_weights()])

@@ -17,9 +17,8 @@ from ncf_tf.bench.benchmark import load_ml1m, timed
 from ncf_tf.data.sampling import Instances
 from ncf_tf.eval.leave_one_out import LeaveOneOutEvaluator
 from ncf_tf.models import neumf
-from ncf_tf.results.reproduce import tower
 from ncf_tf.train import training
-from ncf_tf.train.config import PRESETS
+from ncf_tf.train.config import PRESETS, tower
 from ncf_tf.train.optimizers import make_optimizer
 
 USERS, ITEMS = 138_493, 26_744

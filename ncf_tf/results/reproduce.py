@@ -18,7 +18,7 @@ import time
 from typing import Callable
 
 from ncf_tf.baselines.run import run_key as baseline_key
-from ncf_tf.train.config import TrainConfig, with_preset
+from ncf_tf.train.config import TrainConfig, tower, with_preset
 from ncf_tf.core.records import read_json
 
 EXPERIMENTS = ("table2", "fig4", "fig5", "table3", "fig6", "fig7", "beyond", "fast", "long",
@@ -102,11 +102,6 @@ class Job:
         """The command as a user would type it (pretraining via --pretrain)."""
         pretrain = ["--pretrain"] if self.needs else []
         return " ".join([f"bin/{self.script}", *self.flags, *pretrain])
-
-
-def tower(factors: int, hidden: int = 3) -> list[int]:
-    """MLP-``hidden`` for predictive factors F: ``[2^hidden F, ..., 2F, F]``."""
-    return [factors * 2 ** (hidden - i) for i in range(hidden + 1)]
 
 
 DEFERRED_STEP_MS = (1.2, 0.023)

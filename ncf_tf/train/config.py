@@ -38,6 +38,12 @@ PRESET_TARGETS = {"mlperf": 0.635}
 """The HR@10 each preset's benchmark counts as reached."""
 
 
+def tower(factors: int, hidden: int = 3) -> list[int]:
+    """MLP-``hidden`` for predictive factors F: ``[2^hidden F, ..., 2F, F]``
+    (the paper's towers, sec. 4.1)."""
+    return [factors * 2 ** (hidden - i) for i in range(hidden + 1)]
+
+
 def with_preset(values: dict, preset: str, given: set[str] = frozenset()) -> dict:
     """``values`` with the fields of :data:`PRESETS` ``[preset]``, except those
     in ``given`` (set explicitly); ValueError for an unknown preset or model."""
