@@ -95,9 +95,8 @@ def parse_times(values: pd.Series, what: str) -> np.ndarray:
         try:
             values = pd.to_datetime(values, utc=True, format="mixed")
         except (ValueError, TypeError, OverflowError):
-            parsed = [_date_or_none(v) for v in values]
             bad = next(n for n, (v, ok) in enumerate(zip(values, present))
-                       if ok and parsed[n] is None)
+                       if ok and _date_or_none(v) is None)
             raise FrameError(f"{what}: {values.iloc[bad]!r} at row {values.index[bad]!r} is "
                              "neither a number nor a date") from None
     values = pd.to_datetime(values, utc=True)

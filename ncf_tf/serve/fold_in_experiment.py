@@ -144,7 +144,6 @@ def train_stage(settings: FoldInExperiment, dataset: Dataset, held: np.ndarray, 
     monitors = {"held_out": subset_evaluator(dataset, held, settings.topk)}
     model = build(settings, dataset.num_users, dataset.num_items)
     training.compile_model(model, make_optimizer(settings.learner, settings.lr))
-    # Epochs picked on the test HR of the users not held out.
     record = records.RunRecord(
         kind="fold_in_train", stage=stage, config=dataclasses.asdict(settings),
         num_train=int(train.nnz), selection="test",
