@@ -177,8 +177,7 @@ class Ids:
         return found.astype(np.int64)
 
     def same_as(self, other: "Ids") -> bool:
-        return (len(self.originals) == len(other.originals)
-                and bool(self.index.equals(other.index)))
+        return bool(self.index.equals(other.index))
 
     def to_json(self) -> dict:
         """``{"column", "dtype", "ids"}``; FrameError for ids JSON cannot keep exactly."""

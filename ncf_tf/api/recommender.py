@@ -80,10 +80,10 @@ SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not i
 _DEFAULTS = TrainConfig(model="GMF")
 
 # The embedding layers of each model, as (column prefix, user layer, item layer).
-EMBEDDINGS = {"GMF": (("gmf", "user_embedding", "item_embedding"),),
-              "MLP": (("mlp", "user_embedding", "item_embedding"),),
-              "NeuMF": (("gmf", "mf_embedding_user", "mf_embedding_item"),
-                        ("mlp", "mlp_embedding_user", "mlp_embedding_item"))}
+EMBEDDINGS = {"GMF": (("gmf", *trained.EMBEDDINGS["GMF"]),),
+              "MLP": (("mlp", *trained.MLP_EMBEDDINGS["MLP"]),),
+              "NeuMF": (("gmf", *trained.EMBEDDINGS["NeuMF"]),
+                        ("mlp", *trained.MLP_EMBEDDINGS["NeuMF"]))}
 
 
 def _quiet(method):

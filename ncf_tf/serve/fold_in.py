@@ -48,8 +48,8 @@ DEFAULT_LR = 0.01
 DEFAULT_NUM_NEG = 4
 
 # The user tables of each model: the layers fold-in fits.
-USER_TABLES = {"GMF": ("user_embedding",), "MLP": ("user_embedding",),
-               "NeuMF": ("mf_embedding_user", "mlp_embedding_user")}
+USER_TABLES = {"GMF": trained.EMBEDDINGS["GMF"][:1], "MLP": trained.MLP_EMBEDDINGS["MLP"][:1],
+               "NeuMF": (trained.EMBEDDINGS["NeuMF"][0], trained.MLP_EMBEDDINGS["NeuMF"][0])}
 
 
 class FoldInError(ValueError):
