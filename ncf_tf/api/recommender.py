@@ -626,24 +626,18 @@ def load_trained(saved: str | None = None, record: str | None = None,
                  layers: Sequence[int] | None = None, path: str | None = None,
                  dataset: str | None = None, device: str = "auto",
                  log: Callable[[str], None] = print) -> Trained:
-    """A trained GMF, MLP or NeuMF and its data, checked against each other.
+    """A trained GMF, MLP or NeuMF and its data (``dataset`` in ``path``; default:
+    the record's, else ml-1m in Data/), checked against each other.
 
-    The model is one of:
-
-    * ``record``: a run record, giving the model, its sizes, its weight file
-      (unless ``weights_file`` is given) and its data (unless given);
-    * ``weights_file`` with ``model`` (and ``num_factors``, ``layers``;
-      default 8 and ``[64, 32, 16, 8]``);
-    * ``keras_file``: a whole ``.keras`` model, as ``bin/export`` writes it;
-    * ``saved``: a folder written by :meth:`Recommender.save` (no data files
-      are read), or a ``record`` naming that folder's ``record.json``.
-
-    The data is ``dataset`` in ``path`` (default: the record's, else ml-1m in Data/).
+    The model is a run record ``record`` (giving the model, its sizes, weight
+    file and data unless given); a ``weights_file`` with ``model`` (and
+    ``num_factors``, ``layers``: default 8 and ``[64, 32, 16, 8]``); a whole
+    ``keras_file``; or ``saved``, a :meth:`Recommender.save` folder (no data
+    files are read), which a ``record`` naming its ``record.json`` also gives.
 
     Raises:
-        ValueError: the arguments name no model, or too much; a file is
-            missing or unreadable; the model does not fit the data (the
-            message names the arguments).
+        ValueError: no model given, or too much; a file missing or unreadable;
+            a model that does not fit the data.
     """
     error = trained.TrainedModelError
     if record and os.path.basename(record) == RECORD and os.path.isfile(
