@@ -76,10 +76,7 @@ class _Lookup:
         self.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
             self.originals, tf.range(len(keys), dtype=tf.int64)), default_value=-1)
         self.padding = tf.constant(-1, tf.int64) if self.dtype == "int64" else tf.constant("")
-
-    def input_dtypes(self):
-        import tensorflow as tf
-        return [tf.int64, tf.int32] if self.dtype == "int64" else [tf.string]
+        self.input_dtypes = [tf.int64, tf.int32] if self.dtype == "int64" else [tf.string]
 
     def rows(self, ids):
         """int32 rows of raw ``ids``; the call fails naming the unknown ones."""
@@ -138,9 +135,9 @@ def write_saved_model(model: keras.Model, path: str, exclude: sp.csr_matrix | No
 
     # Traced once per id type; the first trace (int64 for integer ids) is
     # the signature, the others stay callable as loaded.score / loaded.top_k.
-    for user_type in users.input_dtypes():
+    for user_type in users.input_dtypes:
         top_k.get_concrete_function(tf.TensorSpec([None], user_type, name="user"))
-        for item_type in items.input_dtypes():
+        for item_type in items.input_dtypes:
             score.get_concrete_function(tf.TensorSpec([None], user_type, name="user"),
                                         tf.TensorSpec([None], item_type, name="item"))
     archive = keras.export.ExportArchive()
