@@ -226,7 +226,6 @@ class Outcome:
 
     record: records.RunRecord
     model: keras.Model
-    state: training.TrainState
 
 
 @dataclasses.dataclass
@@ -314,7 +313,7 @@ def run_dataset(dataset: Dataset, config: TrainConfig, log: Callable[[str], None
     finally:
         if files is not None:
             files.owner.release()
-    return Outcome(recorder.record, model, result)
+    return Outcome(recorder.record, model)
 
 
 def announce(config: TrainConfig, device: str, strategy, log) -> str:

@@ -36,31 +36,28 @@ from ncf_tf.train.config import ADAM_BETAS, ADAM_KINDS, LEARNERS
 EPSILON = 1e-8
 
 
-def _on_tensorflow() -> bool:
-    return keras.config.backend() == "tensorflow"
+def _tf():
+    """The ``tensorflow`` module where Keras runs on TensorFlow, else None."""
+    if keras.config.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+    return tf
 
 
 def in_distribution() -> bool:
     """Whether a ``tf.distribute`` strategy scope is active."""
-    if not _on_tensorflow():
-        return False
-    import tensorflow as tf
-    return tf.distribute.has_strategy()
+    tf = _tf()
+    return tf is not None and tf.distribute.has_strategy()
 
 
 def _is_sparse(gradient) -> bool:
-    if not _on_tensorflow():
-        return False
-    import tensorflow as tf
-    return isinstance(gradient, tf.IndexedSlices)
+    tf = _tf()
+    return tf is not None and isinstance(gradient, tf.IndexedSlices)
 
 
 def dense_gradient(gradient):
     """``gradient`` as a dense tensor: a ``tf.IndexedSlices`` summed per row."""
-    if _is_sparse(gradient):
-        import tensorflow as tf
-        return tf.convert_to_tensor(gradient)
-    return gradient
+    return _tf().convert_to_tensor(gradient) if _is_sparse(gradient) else gradient
 
 
 def _constant(value, dtype):
@@ -86,8 +83,8 @@ def _widest_float() -> str:
 
 def _take(variable, rows):
     """Rows ``rows`` of ``variable`` (from :meth:`DeferredAdam._state`)."""
-    if _on_tensorflow():
-        import tensorflow as tf
+    tf = _tf()
+    if tf:
         return tf.gather(variable, rows)
     return ops.take(ops.convert_to_tensor(variable), rows, axis=0)
 
@@ -95,8 +92,8 @@ def _take(variable, rows):
 def _subtract_rows(variable, rows, values) -> None:
     """Subtracts ``values`` from rows ``rows`` of ``variable`` (elsewhere than
     TensorFlow a repeated row's occurrences set it to the same value)."""
-    if _on_tensorflow():
-        import tensorflow as tf
+    tf = _tf()
+    if tf:
         variable.scatter_sub(tf.IndexedSlices(values, rows))
         return
     variable.assign(ops.scatter_update(ops.convert_to_tensor(variable), rows[:, None],
@@ -114,31 +111,26 @@ def is_table(variable) -> bool:
 class FusedAdam(keras.optimizers.Adam):
     """Keras 1's Adam (module docstring): Keras 3's, on the dense gradient.
 
-    On TensorFlow each variable's update is a single ``ResourceApplyAdam``,
-    whose kernels compute, with t = ``iterations + 1``,
+    On TensorFlow each variable's update is one ``ResourceApplyAdam``, with
+    t = ``iterations + 1``:
 
-        lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t)
         m += (g - m) * (1 - b1);  v += (g^2 - v) * (1 - b2)
-        p -= m * lr_t / (sqrt(v) + eps)
+        p -= m * lr * sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v) + eps)
 
-    which is ``keras.optimizers.Adam.update_step`` term for term (bit for
-    bit in float64). In float32 the kernel computes 1 - b1 and 1 - b2 from
-    the float32 b1 and b2, as Keras 1 did, where Keras 3 rounds 0.1 and
-    0.001 directly (about 2e-7 apart in the weights after 50 steps). The
-    moments are Adam's own variables (checkpoints interchange with Keras's).
-    Other backends, ``amsgrad`` and ``tf.distribute`` take Keras's own
-    implementation, on the dense gradient.
+    ``Adam.update_step`` term for term, except that in float32 1 - b1 and
+    1 - b2 come from the float32 betas, as in Keras 1. The moments are Adam's
+    own variables (checkpoints interchange with Keras's). Other backends,
+    ``amsgrad`` and ``tf.distribute`` take Keras's own implementation.
     """
 
     def _fused(self) -> bool:
-        return _on_tensorflow() and not self.amsgrad and not in_distribution()
+        return _tf() is not None and not self.amsgrad and not in_distribution()
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if not self._fused():
             super()._backend_update_step(grads, trainable_variables, learning_rate)
             return
-        import tensorflow as tf
-
+        tf = _tf()
         scalars = {}
         for gradient, variable in zip(grads, trainable_variables):
             dtype = variable.dtype
@@ -236,20 +228,15 @@ class Keras1RMSprop(Keras1Adagrad):
 @keras.saving.register_keras_serializable(package="ncf_tf")
 class LazyAdam(FusedAdam):
     """Fast mode, *not* the authors' Adam: an embedding row and its two
-    moments change only at the steps where the row occurs in the batch.
-
-    For such a row (its occurrences' gradients summed into g) the update is
-    Adam's, with the global step t:
-
-        m_r = b1 m_r + (1 - b1) g;  v_r = b2 v_r + (1 - b2) g^2
-        p_r -= lr sqrt(1 - b2^t) / (1 - b1^t) * m_r / (sqrt(v_r) + eps)
+    moments change only at the steps where the row occurs in the batch, by
+    Adam's update (module docstring) with the global step t and g the sum of
+    the row's occurrences.
 
     Absent rows keep their weights and moments (dense Adam decays the moments
     and moves the weights along the old momentum). Other variables get
-    :class:`FusedAdam`'s update. On TensorFlow the rows are gathered and
-    scattered (``tf.unique`` keeps XLA out); other backends and
-    ``tf.distribute`` hand over dense gradients, whose exactly zero rows
-    (underflowed half precision too) count as absent.
+    :class:`FusedAdam`'s update. Other backends and ``tf.distribute`` hand
+    over dense gradients, whose exactly zero rows (underflowed half precision
+    too) count as absent.
     """
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
@@ -260,8 +247,7 @@ class LazyAdam(FusedAdam):
                            [_is_sparse(g) for g in grads], self._sparse_step)
 
     def _sparse_step(self, gradient, variable, learning_rate):
-        import tensorflow as tf
-
+        tf = _tf()
         dtype = variable.dtype
         # each row once, its occurrences' gradients summed (as Keras 1's dense gradient)
         rows, position = tf.unique(gradient.indices)
@@ -354,27 +340,22 @@ class DeferredAdam(FusedAdam):
 
         lr sum_(j=1..k) f(s + j) b1^j m_s / (b2^(j/2) a + eps),   a = sqrt(v_s),
 
-    with f(t) = sqrt(1 - b2^t) / (1 - b1^t). Writing the denominator as
-    D - a d_j, with D = a + eps and d_j = 1 - b2^(j/2), the sum is
+    with f(t) = sqrt(1 - b2^t) / (1 - b1^t). With D = a + eps and
+    d_j = 1 - b2^(j/2) the denominator is D - a d_j, and the sum is
 
         lr m_s / D  sum_n (a / D)^n  sum_(j=1..k) f(s + j) b1^j d_j^n,
 
-    a series whose ratio a d_j / D is below d_j whatever a is, so a few terms
-    reach float32 rounding; the inner sums are per-row differences of float64
-    tails (:func:`deferral_series`; the binomial expansion of d_j^n cancels).
+    a series of ratio below d_j, so a few terms reach float32 rounding; the
+    inner sums are differences of float64 tails (:func:`deferral_series`).
 
-    Each table keeps, per row, the last step applied to it. Before the forward
-    pass reads a batch's rows, their deferred steps are applied in that closed
-    form (:func:`defer_rows`); the update then steps those rows only.
-    :meth:`settle` (after each epoch) catches every row up, so evaluations,
-    checkpoints and saved weights see dense Adam's values.
-
-    On TensorFlow the rows are gathered and scattered (``tf.unique`` keeps XLA
-    out); on JAX the steps run in the compiled step on dense gradients (a step
-    still costs the tables). Other variables, tables :func:`defer_rows` does
-    not defer, PyTorch and ``tf.distribute`` get :class:`FusedAdam`'s update.
-    Float32 only (``TrainConfig.resolved_adam``); the learning rate must stay
-    constant (a deferred step uses the current one).
+    Each table keeps its rows' last applied steps. A batch's rows are caught
+    up in that closed form before the forward pass reads them
+    (:func:`defer_rows`), then stepped; :meth:`settle` (after each epoch)
+    catches every row up, so evaluations, checkpoints and saved weights see
+    dense Adam's values. Other variables, tables :func:`defer_rows` does not
+    defer, PyTorch and ``tf.distribute`` get :class:`FusedAdam`'s update.
+    Float32 only; the learning rate must stay constant (a deferred step uses
+    the current one).
     """
 
     def __init__(self, *args, **kwargs):
@@ -446,15 +427,15 @@ class DeferredAdam(FusedAdam):
         index = self._get_variable_index(variable)
         state = (self._momentums[index], self._velocities[index], variable,
                  self._last_steps[index])
-        return tuple(_resource(v) for v in state) if _on_tensorflow() else state
+        return tuple(_resource(v) for v in state) if _tf() else state
 
     def catch_up(self, tables, ids) -> None:
         """Applies the deferred steps of rows ``ids`` of ``tables`` (looked up
         with these ids, so their rows share last steps) to their weights,
         keeping the caught-up moments for this step's update to write."""
         rows, position = ops.reshape(ops.cast(ids, "int32"), [-1]), None
-        if _on_tensorflow():
-            import tensorflow as tf
+        tf = _tf()
+        if tf:
             # the order of first occurrence: as the gradient's rows come out
             rows, position = tf.unique(rows)   # elsewhere a repeated row is set twice
         now = ops.cast(self.iterations, "int32")
@@ -485,8 +466,7 @@ class DeferredAdam(FusedAdam):
     def _sparse_step(self, gradient, variable, learning_rate):
         """Adam's step on the batch's rows from their caught-up moments (the
         gradient's rows are :meth:`catch_up`'s ids, in their order)."""
-        import tensorflow as tf
-
+        tf = _tf()
         dtype = variable.dtype
         rows, position, m_rows, v_rows = self._caught_up.pop(self._get_variable_index(variable))
         g = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), position,
@@ -598,8 +578,7 @@ def defer_rows(model: keras.Model) -> None:
 
 def _variable_gather(layer):
     """``layer.call`` (a ``keras.layers.Embedding``) gathering from the variable."""
-    import tensorflow as tf
-
+    tf = _tf()
     keras_call = layer.call
 
     def call(inputs):
@@ -624,7 +603,7 @@ def settle(optimizer) -> None:
 def jit_compile(optimizer):
     """``compile``'s ``jit_compile`` for ``optimizer``: off on TensorFlow for
     lazy and deferred Adam (``tf.unique`` has a dynamic shape), else "auto"."""
-    return False if isinstance(optimizer, (LazyAdam, DeferredAdam)) and _on_tensorflow() else "auto"
+    return False if isinstance(optimizer, (LazyAdam, DeferredAdam)) and _tf() else "auto"
 
 
 def make_optimizer(learner: str, learning_rate: float, lazy: bool = False,
