@@ -186,13 +186,11 @@ def read_ratings_with_timestamps(
                                 engine="c", skip_blank_lines=False)
         except (ValueError, pd.errors.ParserError):
             raise _bad_line(filename, lines(), _check_rating_line) from None
-    users = frame[0].to_numpy()
-    items = frame[1].to_numpy()
+    users, items = frame[0].to_numpy(), frame[1].to_numpy()
     if np.isnan(frame[2].to_numpy()).any() or (users < 0).any() or (items < 0).any():
         raise _bad_line(filename, lines(), _check_rating_line)
-    timestamps = None
-    if has_timestamps:
-        timestamps = pd.to_numeric(frame[3], errors="coerce").to_numpy(np.float64)
+    timestamps = (pd.to_numeric(frame[3], errors="coerce").to_numpy(np.float64)
+                  if has_timestamps else None)
     return users, items, frame[2].to_numpy(), timestamps
 
 
@@ -217,9 +215,8 @@ def _read_negatives_fast(filename: str):
             or not all(kind == "i" for kind in negatives.dtypes.map(lambda d: d.kind))):
         return None
     negatives = negatives.to_numpy(np.int64)
-    if (negatives < 0).any():
-        return None
-    return (heads[0].to_numpy(np.int64), heads[1].to_numpy(np.int64), negatives)
+    return None if (negatives < 0).any() else (heads[0].to_numpy(np.int64),
+                                                heads[1].to_numpy(np.int64), negatives)
 
 
 def _read_negatives_lines(filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -87,10 +87,8 @@ def keras_score_fn(model: keras.Model, batch_size: int = SCORE_BATCH):
 
 def batches(instances: Instances, batch_size: int) -> list:
     """``instances`` as ``(tf.data set, instances in it)`` pairs of consecutive
-    mini-batches: the whole batches, then the remainder batch if any. Cut once
-    up front (given NumPy arrays, Keras gathers every batch in its input
-    pipeline); each set has one static batch shape (an unknown batch dimension
-    slows the compiled step)."""
+    mini-batches: the whole batches, then the remainder batch if any, each set
+    with one static batch shape (an unknown batch dimension slows the compiled step)."""
     import tensorflow as tf
 
     arrays = (instances.users, instances.items, instances.labels)
