@@ -1,21 +1,13 @@
 """Export a trained GMF, MLP or NeuMF for use without ncf_tf (``bin/export``).
 
-The export is one folder:
-
-* ``model.keras``: the Keras model, whose output is ``sigmoid(s(u, i))``;
-* ``saved_model/``: a TensorFlow SavedModel whose signatures take the RAW ids
-  (looked up in a ``tf.lookup`` table inside it; an unknown id fails the call):
-  ``score(user[n], item[n]) -> {score[n], probability[n]}`` (the logit and its
-  sigmoid) and ``top_k(user[n]) -> {items[n, k], scores[n, k]}``, ranked by
-  :func:`ncf_tf.serve.recommend.rank_items` as ``bin/recommend`` ranks, the
-  training items (constant CSR indices in the graph) excluded; -inf (item -1,
-  or "") past the items a user has left. Integer ids are int64 (int32 also
-  accepted), string ids strings;
-* ``config.json``: the model, its sizes, the counts, k, the id types, the
-  source and the signatures described.
-
-The folder is assembled beside ``dest`` and renamed into place: an
-interrupted export leaves nothing under its name.
+The export is one folder: ``model.keras``, the Keras model (0-based rows in,
+the probability out); ``saved_model/``, a TensorFlow SavedModel whose
+``score`` and ``top_k`` signatures take the RAW ids (a ``tf.lookup`` table
+inside it; an unknown id fails the call), ``top_k`` ranking as
+``bin/recommend`` ranks with the training items baked in as constants; and
+``config.json``, which describes them. The folder is assembled beside
+``dest`` and renamed into place: an interrupted export leaves nothing under
+its name.
 """
 
 from __future__ import annotations
@@ -102,8 +94,7 @@ class _Lookup:
 
 def write_saved_model(model: keras.Model, path: str, exclude: sp.csr_matrix | None, k: int,
                       user_ids: np.ndarray, item_ids: np.ndarray) -> None:
-    """Writes the SavedModel with the ``score`` and ``top_k`` signatures on raw ids;
-    ``exclude`` is baked in as constants."""
+    """Writes the SavedModel with the ``score`` and ``top_k`` signatures on raw ids."""
     import tensorflow as tf
 
     users, items = _Lookup(user_ids, "user"), _Lookup(item_ids, "item")
@@ -152,7 +143,7 @@ def write_saved_model(model: keras.Model, path: str, exclude: sp.csr_matrix | No
 def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: int = 10,
            user_ids: np.ndarray | None = None, item_ids: np.ndarray | None = None,
            about: dict | None = None, overwrite: bool = False) -> dict:
-    """Writes the export folder (module docstring) to ``dest``; returns its config.
+    """Writes the export folder to ``dest``; returns the config written as ``config.json``.
 
     Args:
         model: a trained GMF, MLP or NeuMF.

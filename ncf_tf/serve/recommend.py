@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Callable, Union
+from typing import Union
 
 import keras
 import numpy as np
@@ -23,9 +23,8 @@ from ncf_tf.models import trained
 from ncf_tf.core.files import atomic_path
 from ncf_tf.models.scoring import MAX_FLOATS, all_item_logits, compiled, width
 from ncf_tf.data.idmap import IdMap
+from ncf_tf.eval.leave_one_out import ScoreFn
 
-ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""``score_fn(users, items) -> scores``, all of shape ``(n,)``; higher is better."""
 Scorer = Union[keras.Model, ScoreFn]
 
 OUTPUT_FORMATS = (".csv", ".json")
@@ -53,8 +52,7 @@ class TopK:
 def rank_items(scores, excluded, k: int):
     """``(items (b, k) int32, scores (b, k) float32)``: the k best of each row of
     ``scores`` ``(b, I)``, best first, entries where ``excluded`` ``(b, I)`` is
-    True left out (-1 and -inf past the items a row has left). Used by
-    :func:`top_k`, fold-in and the exported SavedModel."""
+    True left out (-1 and -inf past the items a row has left)."""
     ops = keras.ops
     minus_inf = ops.convert_to_tensor(-np.inf, "float32")
     scores = ops.convert_to_tensor(scores, "float32")
