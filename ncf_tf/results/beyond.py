@@ -13,8 +13,8 @@ import numpy as np
 from ncf_tf.core.records import RunRecord
 from ncf_tf.results import reproduce
 from ncf_tf.results.cells import (delta, factors_of, hidden_of, is_standard, mean_sd, metric,
-                                  pair, setting_of)
-from ncf_tf.train.config import TrainConfig
+                                  pair, paper_of, setting_of)
+from ncf_tf.train.config import PRESET_TARGETS, PRESETS, TrainConfig
 
 GOAL = {"ml-1m": (0.731, 0.452), "pinterest-20": (0.8895, 0.5794)}
 """The best published validation-selected numbers on these files (issue goal)."""
@@ -25,8 +25,8 @@ def beyond(rep: "Report", records: list[RunRecord], dataset: str) -> None:
             "Selection uses a validation set only: each user's latest training interaction "
             "with 99 sampled negatives, held out of the training file. NCF models train "
             "without it and are tested at the epoch best on it (3 seeds). Baselines: every "
-            "point of their grid (`ncf_tf/results/reproduce.py`) is fitted without it (seed 0), the "
-            "point best on it is refitted on the whole training file and tested. *Test-picked* "
+            "point of their grid (`ncf_tf/results/reproduce.py`) is fitted without it (seed 0), "
+            "the point best on it is refitted on the whole training file and tested. *Test-picked* "
             "is what the authors' protocol would report for the same NCF runs (best epoch on "
             "test); *optimism* is its excess. Full ranking ranks the test item against every "
             "item the user has not trained on.", "")
@@ -120,7 +120,7 @@ def fast_mode(rep: "Report", records: list[RunRecord], dataset: str) -> None:
     base_hr = np.mean(metric(faithful, "hr")) if faithful else None
     base_s = np.median([epoch_s(r) for r in faithful]) if faithful else None
     rows = [["NeuMF-8, faithful (dense Adam, batch 256)", mean_sd(metric(faithful, "hr")),
-             mean_sd(metric(faithful, "ndcg")), "–", f"{base_s:.1f}" if faithful else "–", "–"]]
+             mean_sd(metric(faithful, "ndcg")), "–", f"{base_s:.1f}" if base_s else "–", "–"]]
     for name, runs in sorted(fast.items()):
         hr, seconds = metric(runs, "hr"), np.median([epoch_s(r) for r in runs])
         rows.append([f"`{name}`: " + "; ".join(runs[0].fast_mode), mean_sd(hr),
@@ -146,7 +146,7 @@ def longer_training(rep: "Report", records: list[RunRecord], dataset: str) -> No
         hidden, factors = hidden_of(r), factors_of(r)
         early = [e for e in r.epochs[:reproduce.EPOCHS] if e["hr"] is not None]
         first = max(early, key=lambda e: e["hr"]) if early else None
-        ref = rep.paper.get((dataset, f"MLP-{hidden}", factors, "from scratch"))
+        ref = paper_of(rep.paper, dataset, "MLP", factors, hidden=hidden)
         rows.append([f"MLP-{hidden}, F = {factors}, seed {r.seed}",
                      f"{pair(first['hr'], first['ndcg'])} ({first['epoch']})" if first else "–",
                      f"{pair(r.best['hr'], r.best['ndcg'])} ({r.best_epoch})",
@@ -174,8 +174,7 @@ def learning_rates(rep: "Report", records: list[RunRecord], dataset: str) -> Non
     for model, factors, hidden in cells:
         name = (f"MLP-{hidden}, F = {factors}" if model == "MLP"
                 else f"{model}, F = {factors}, from scratch")
-        ref = rep.paper.get((dataset, f"MLP-{hidden}" if model == "MLP" else model, factors,
-                             "from scratch"))
+        ref = paper_of(rep.paper, dataset, model, factors, hidden=hidden)
         row = [name]
         for lr in rates:
             found = runs(model, factors, hidden, lr)
@@ -253,10 +252,7 @@ def same_seed_across_commits(rep: "Report", records: list[RunRecord], dataset: s
 
 def mlperf(rep: "Report", records: list[RunRecord]) -> None:
     """``--preset mlperf`` runs on :data:`ncf_tf.results.reproduce.MLPERF`'s data sets."""
-    from ncf_tf.train.config import PRESET_TARGETS, PRESETS
-
-    target = PRESET_TARGETS["mlperf"]
-    preset = PRESETS["mlperf"]
+    target, preset = PRESET_TARGETS["mlperf"], PRESETS["mlperf"]
     rep.add("## MLPerf's NCF configuration", "",
             f"`--preset mlperf`: NeuMF with {preset['num_factors']} factors, layers "
             f"{preset['layers']}, batch {preset['batch_size']:,}, Adam lr {preset['lr']}, betas "

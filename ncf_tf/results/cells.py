@@ -71,6 +71,13 @@ def hidden_of(record: RunRecord) -> int:
     return len(record.config["layers"]) - 1
 
 
+def cell_of(record: RunRecord) -> tuple:
+    """An NCF run's cell: (dataset, model, F, setting, num_neg, hidden layers, lr)."""
+    return (record.dataset, record.model, factors_of(record), setting_of(record),
+            record.config["num_neg"], 0 if record.model == "GMF" else hidden_of(record),
+            record.config["lr"])
+
+
 def published(path: str) -> dict:
     """(dataset, model, F, setting) -> (hr, ndcg) of the paper; other rows under
     ("re-run", dataset, model) -> (hr, ndcg, source)."""
@@ -79,11 +86,18 @@ def published(path: str) -> dict:
         for row in csv.DictReader(f):
             hr, ndcg = float(row["hr@10"]), float(row["ndcg@10"])
             if row["source"].startswith("paper") and row["factors"]:
-                table[(row["dataset"], row["model"], int(row["factors"]), row["setting"])] = (hr, ndcg)
+                key = (row["dataset"], row["model"], int(row["factors"]), row["setting"])
+                table[key] = (hr, ndcg)
             else:
                 table.setdefault(("re-run", row["dataset"]), []).append(
                     (row["model"], row["setting"], row["factors"], hr, ndcg, row["source"]))
     return table
+
+
+def paper_of(paper: dict, dataset: str, model: str, factors: int,
+             setting: str = "from scratch", hidden: int = 3) -> tuple[float, float] | None:
+    """The paper's (HR@10, NDCG@10) of a cell (an MLP: MLP-``hidden``), or None."""
+    return paper.get((dataset, f"MLP-{hidden}" if model == "MLP" else model, factors, setting))
 
 
 def mean_sd(values: list[float]) -> str:
@@ -115,11 +129,8 @@ class Cells:
             if r.kind == "baseline":
                 self.baselines[(r.dataset, r.model, factors_of(r))].append(r)
             elif is_standard(r, lr=None):
-                key = (r.dataset, r.model, factors_of(r), setting_of(r),
-                       r.config["num_neg"], hidden_of(r) if r.model != "GMF" else 0,
-                       r.config["lr"])
-                if all(other.seed != r.seed for other in self.ncf[key]):
-                    self.ncf[key].append(r)
+                if all(other.seed != r.seed for other in self.ncf[cell_of(r)]):
+                    self.ncf[cell_of(r)].append(r)
 
     def ncf_runs(self, dataset, model, factors, setting="from scratch", neg=4, hidden=3,
                  lr=TrainConfig.lr):

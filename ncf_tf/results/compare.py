@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import os
 
-from ncf_tf.core.records import RunRecord
-from ncf_tf.results.cells import (NCF_ORDER, Cells, factors_of, hidden_of, is_standard,
-                                  load_records, mean_sd, metric, pair, published, setting_of)
-
-
-def paper_row(paper: dict, record: RunRecord) -> tuple[float, float] | None:
-    """The paper's (HR@10, NDCG@10) for the record's model and size, or None."""
-    model, factors = record.model, factors_of(record)
-    if model == "MLP":
-        model = f"MLP-{hidden_of(record)}"
-    return paper.get((record.dataset, model, factors, setting_of(record)))
+from ncf_tf.results.cells import (NCF_ORDER, Cells, cell_of, factors_of, hidden_of,
+                                  is_standard, load_records, mean_sd, metric, pair, paper_of,
+                                  published, setting_of)
 
 
 def lines(folder: str, results: str) -> list[str]:
@@ -29,12 +21,10 @@ def lines(folder: str, results: str) -> list[str]:
     table = [("run", "HR@10", "NDCG@10", "paper HR / NDCG",
               f"{os.path.join(results, 'runs')} HR@10 (seeds)", "NDCG@10 (seeds)")]
     for record in own:
-        committed = []
-        if is_standard(record, lr=None):   # the settings the committed runs are planned with
-            committed = cells.ncf_runs(record.dataset, record.model, factors_of(record),
-                                       setting_of(record), record.config["num_neg"],
-                                       hidden_of(record), record.config["lr"])
-        ref = paper_row(paper, record)
+        # the committed runs are planned with the standard settings
+        committed = cells.ncf.get(cell_of(record), []) if is_standard(record, lr=None) else []
+        ref = paper_of(paper, record.dataset, record.model, factors_of(record),
+                       setting_of(record), hidden_of(record))
         table.append((record.name, f"{record.best['hr']:.4f}", f"{record.best['ndcg']:.4f}",
                       pair(*ref, 3) if ref else "–",
                       mean_sd(metric(committed, "hr")), mean_sd(metric(committed, "ndcg"))))

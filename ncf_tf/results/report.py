@@ -18,7 +18,7 @@ from ncf_tf.results.beyond import (beyond, commit_of, fast_mode, fold_in, learni
                                    same_seed_across_commits)
 from ncf_tf.results.cells import (BASELINE_ORDER, DATASETS, DIFF, HERE, NCF_ORDER, Cells, delta,
                                   factors_of, grid_edges, is_pretrained_adam, load_records,
-                                  mean_sd, metric, pair, published)
+                                  mean_sd, metric, pair, paper_of, published)
 
 
 class Report:
@@ -36,10 +36,17 @@ class Report:
         self.add(*("| " + " | ".join(str(c) for c in row) + " |" for row in rows), "")
         self.tables[name] = [header, *rows]
 
-    def ref(self, dataset: str, model: str, factors: int, setting: str, i: int) -> float | None:
+    def ref(self, dataset: str, model: str, factors: int, setting: str, i: int,
+            hidden: int = 3) -> float | None:
         """The paper's HR@10 (``i`` 0) or NDCG@10 (1) of a cell, or None."""
-        found = self.paper.get((dataset, model, factors, setting))
+        found = paper_of(self.paper, dataset, model, factors, setting, hidden)
         return found[i] if found else None
+
+    def image(self, number: int, dataset: str, data: dict) -> dict:
+        """Shows Figure ``number``'s PNG where it has ``data``; returns ``data``."""
+        if data:
+            self.add(f"![Figure {number}](plots/fig{number}_{dataset}.png)", "")
+        return data
 
     def note_difference(self, label: str, ours: list[float], ref: float | None) -> None:
         if ours and ref is not None and abs(np.mean(ours) - ref) > DIFF:
@@ -131,7 +138,7 @@ class Report:
                  "show the best point of their grid on test HR (grids below). The paper pins "
                  "only NeuMF (Table 2) and MLP (Table 3) numerically; the re-runs of the "
                  "baselines on the same files are listed under *Published re-runs*.", "")
-        return series
+        return self.image(4, dataset, series)
 
     def grids(self, dataset: str) -> None:
         rows, edges = [], []
@@ -164,7 +171,7 @@ class Report:
             rows += [[name, label, *(f"{v:.3f}" for v in values)]
                      for label, values in zip(("HR", "NDCG"), curves[name])]
         self.table(f"fig5_{dataset}", ["model", "metric", *(f"K={k}" for k in range(1, 11))], rows)
-        return curves
+        return self.image(5, dataset, curves)
 
     def tables34(self, dataset: str) -> None:
         for i, (key, number) in enumerate((("hr", 3), ("ndcg", 4))):
@@ -175,11 +182,11 @@ class Report:
                 row = [f]
                 for hidden in range(5):
                     runs = self.cells.ncf_runs(dataset, "MLP", f, hidden=hidden)
-                    ref = self.ref(dataset, f"MLP-{hidden}", f, "from scratch", i)
+                    ref = self.ref(dataset, "MLP", f, "from scratch", i, hidden)
                     ours = metric(runs, key)
                     self.note_difference(f"Table {number}, {dataset}, MLP-{hidden}, F = {f}",
                                          ours, ref)
-                    row.append(f"{mean_sd(ours)} vs {ref:.3f}" if ref is not None else mean_sd(ours))
+                    row.append(mean_sd(ours) + (f" vs {ref:.3f}" if ref is not None else ""))
                 rows.append(row)
             self.table(f"table{number}_{dataset}", ["F", *(f"MLP-{h} ours vs paper"
                                                           for h in range(5))], rows)
@@ -204,11 +211,10 @@ class Report:
                       *(f"{e[k]:.4f}" if e[k] is not None else "–" for k in ("hr", "ndcg"))]
                      for e in epochs]
         self.tables[f"fig6_{dataset}"] = [["model", "iteration", "loss", "HR@10", "NDCG@10"], *rows]
-        if curves:
-            self.add(f"![Figure 6](plots/fig6_{dataset}.png)", "",
-                     "Per-iteration values: `tables/fig6_" + dataset + ".csv`. " + "; ".join(
-                         f"{label}: loss {c[0][0]:.4f} → {c[0][-1]:.4f}, HR {c[1][-1]:.4f} at the "
-                         f"last iteration" for label, c in curves.items()), "")
+        if self.image(6, dataset, curves):
+            self.add(f"Per-iteration values: `tables/fig6_{dataset}.csv`. " + "; ".join(
+                f"{label}: loss {c[0][0]:.4f} → {c[0][-1]:.4f}, HR {c[1][-1]:.4f} at the last "
+                "iteration" for label, c in curves.items()), "")
         else:
             self.add("No records yet.", "")
         return curves
@@ -223,7 +229,7 @@ class Report:
             self.add(f"BPR (F = 16, reference line): HR@10 {bpr.best['hr']:.4f}, NDCG@10 "
                      f"{bpr.best['ndcg']:.4f}.", "")
             series["BPR"] = {n: (bpr.best["hr"], bpr.best["ndcg"]) for n in range(1, 11)}
-        return series
+        return self.image(7, dataset, series)
 
 
 def missing_runs(records: list[RunRecord], dataset: str,
@@ -281,27 +287,19 @@ def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dic
             continue
         rep.table2(dataset)
         plots[f"fig4_{dataset}"] = rep.figure4(dataset)
-        if plots[f"fig4_{dataset}"]:
-            rep.add(f"![Figure 4](plots/fig4_{dataset}.png)", "")
         rep.grids(dataset)
         plots[f"fig5_{dataset}"] = rep.figure5(dataset)
-        if plots[f"fig5_{dataset}"]:
-            rep.add(f"![Figure 5](plots/fig5_{dataset}.png)", "")
         rep.tables34(dataset)
         plots[f"fig6_{dataset}"] = rep.figure6(dataset)
         plots[f"fig7_{dataset}"] = rep.figure7(dataset)
-        if plots[f"fig7_{dataset}"]:
-            rep.add(f"![Figure 7](plots/fig7_{dataset}.png)", "")
-        beyond(rep, records, dataset)
-        fast_mode(rep, records, dataset)
-        longer_training(rep, records, dataset)
-        learning_rates(rep, records, dataset)
-        same_seed_across_commits(rep, records, dataset)
+        for section in (beyond, fast_mode, longer_training, learning_rates,
+                        same_seed_across_commits):
+            section(rep, records, dataset)
         reruns = paper.get(("re-run", dataset), [])
         if reruns:
             rep.add(f"### Published re-runs on the same files ({dataset})", "")
             rep.table(f"reruns_{dataset}", ["model", "setting", "F", "HR@10", "NDCG@10", "source"],
-                      [list(row[:3]) + [f"{row[3]:.4f}", f"{row[4]:.4f}", row[5]] for row in reruns])
+                      [[*row[:3], f"{row[3]:.4f}", f"{row[4]:.4f}", row[5]] for row in reruns])
         rep.add(f"### Planned runs not yet recorded ({dataset})", "",
                 "Estimated hours: per run, the wall time of the newest recorded run of the "
                 "same model and settings (another seed), else `bin/reproduce`'s estimate from "
@@ -404,13 +402,12 @@ def headline(records: list[RunRecord], paper: dict, dataset: str = "ml-1m") -> s
         for model, setting, label in HEADLINE_ROWS:
             row = [label]
             for f in reproduce.FACTORS:
-                if setting is None:
-                    runs, ref = cells.figure_runs(dataset, model, f), None
-                else:
-                    runs = cells.ncf_runs(dataset, model, f, setting)
-                    ref = paper.get((dataset, "MLP-3" if model == "MLP" else model, f, setting))
-                cell = mean_sd(metric(runs, key))
-                row.append(cell + (f" vs {ref[i]:.3f}" if ref else ""))
+                if setting is None:   # a baseline: the best point of its grid
+                    row.append(mean_sd(metric(cells.figure_runs(dataset, model, f), key)))
+                    continue
+                ref = paper_of(paper, dataset, model, f, setting)
+                row.append(mean_sd(metric(cells.ncf_runs(dataset, model, f, setting), key))
+                           + (f" vs {ref[i]:.3f}" if ref else ""))
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines[:-1])

@@ -204,10 +204,11 @@ def chosen(name: str, dataset: str, results_dir: str) -> dict | None:
     """The grid point of ``name`` best on validation HR, once the grid is recorded."""
     found = []
     for params in TUNING_GRID[name]:
-        path = os.path.join(results_dir, tuned_baseline_job(name, params, dataset, 0).name + ".json")
-        if not os.path.exists(path) or read_json(path).get("status") != "finished":
+        job = tuned_baseline_job(name, params, dataset, 0)
+        if status(job, results_dir) != "finished":
             return None
-        found.append((read_json(path)["best_validation"]["hr"], params))
+        record = read_json(os.path.join(results_dir, f"{job.name}.json"))
+        found.append((record["best_validation"]["hr"], params))
     return max(found, key=lambda pair: pair[0])[1]
 
 
@@ -292,8 +293,6 @@ def plan(experiment: str, dataset: str, seeds: int | None = None,
         for job in ordered:
             unique.setdefault(job.name, job)
         return list(unique.values())
-
-
     raise ValueError(f"--only must be one of {', '.join(EXPERIMENTS)} or all, got {experiment!r}")
 
 
@@ -331,7 +330,6 @@ RERUN_TOLERANCE = 1e-3
 count as the same run: threaded float sums differ from run to run; a rank tie can flip."""
 
 
-
 def rerun_gap(record: dict, rerun: dict) -> float:
     """The largest difference in HR or NDCG at any epoch between a record and a
     finished rerun of it (infinite if the rerun is unfinished or shorter)."""
@@ -351,7 +349,8 @@ def rerun_differs(record: dict, rerun: dict) -> str:
     if gap > RERUN_TOLERANCE:
         return f"its HR/NDCG is {gap:.6f} from the record's (more than {RERUN_TOLERANCE})"
     if rerun.get("best_epoch") != record.get("best_epoch"):
-        return f"its best epoch is {rerun.get('best_epoch')}, the record's {record.get('best_epoch')}"
+        return (f"its best epoch is {rerun.get('best_epoch')}, "
+                f"the record's {record.get('best_epoch')}")
     return ""
 
 
@@ -394,21 +393,21 @@ def execute(jobs: list[Job], *, program: Callable[[str], list[str]], results_dir
         """Checks a finished rerun; moves its weights into place if it counts."""
         rerun = os.path.join(stage(name), f"{name}.json")
         record = os.path.join(results_dir, f"{name}.json")
-        kept = os.path.join(restore_dir, f"{name}.json")
         why = "it failed (see its log)"
-        if exit_ok and os.path.exists(rerun):
-            why = rerun_differs(read_json(record), read_json(rerun))
+        if os.path.exists(rerun):
+            if exit_ok:
+                why = rerun_differs(read_json(record), read_json(rerun))
+            kept = os.path.join(restore_dir, f"{name}.json")
+            os.replace(rerun, kept)
+            if why:
+                why += f"; compare {kept} with {record}"
         if not why:
             os.replace(os.path.join(stage(name), f"{name}.weights.h5"),
                        os.path.join(model_dir, f"{name}.weights.h5"))
-        compare = ""
-        if os.path.exists(rerun):
-            os.replace(rerun, kept)
-            compare = f"; compare {kept} with {record}"
         shutil.rmtree(stage(name), ignore_errors=True)
         log(f"{name}: the rerun for its weights " + (
-            "reproduces its record: weights used" if not why else
-            f"is not used: {why}{compare}; delete the record to train it anew"))
+            f"is not used: {why}; delete the record to train it anew" if why
+            else "reproduces its record: weights used"))
         return not why
 
     logs_dir = logs_dir or os.path.join(results_dir, os.pardir, "logs")
@@ -426,9 +425,9 @@ def execute(jobs: list[Job], *, program: Callable[[str], list[str]], results_dir
             if process.poll() is not None:
                 del running[name]
                 ok = process.returncode == 0
-                if name in restoring:
-                    ok = restored(name, ok)
-                log(f"{'done' if ok else 'FAILED'}: {name} [{(time.time() - started) / 60:.1f} min]")
+                ok = restored(name, ok) if name in restoring else ok
+                minutes = (time.time() - started) / 60
+                log(f"{'done' if ok else 'FAILED'}: {name} [{minutes:.1f} min]")
                 if not ok:
                     failed.append(name)
         blocked = set(failed)
