@@ -519,11 +519,10 @@ def defer_rows(model: keras.Model) -> None:
     again first undoes this).
 
     On TensorFlow (outside ``tf.distribute``) the embedding layers gather the
-    batch's rows from the table variable: Keras's read the whole table into a
-    tensor kept for the gradient, so writing rows back copied the table. With
-    :class:`DeferredAdam` every table looked up directly from a model input,
-    without a regularizer (which reads every row), has its batch's rows caught
-    up (:meth:`DeferredAdam.catch_up`) at the start of each training step.
+    batch's rows from the table variable (Keras's read the whole table, so
+    writing rows back copied it). With :class:`DeferredAdam` every table looked
+    up directly from a model input, without a regularizer (which reads every
+    row), has its batch's rows caught up at the start of each training step.
     """
     for layer in model.layers:
         layer.__dict__.pop("call", None)
@@ -593,8 +592,7 @@ def _variable_gather(layer):
 
 
 def settle(optimizer) -> None:
-    """:meth:`DeferredAdam.settle` for ``optimizer`` (or the one a loss-scale
-    optimizer wraps) if it is one; the others defer nothing."""
+    """:meth:`DeferredAdam.settle` for ``optimizer`` or the one a loss-scale optimizer wraps."""
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     if isinstance(optimizer, DeferredAdam) and optimizer.built:
         optimizer.settle()
