@@ -5,18 +5,10 @@
     rec.fit(train_df, user_col="user", item_col="item", epochs=20, test_df=test_df)
     rec.recommend(users, k=10); rec.evaluate(test_df); rec.save(path); rec.fold_in(items)
 
-``fit`` turns the DataFrames into the :class:`~ncf_tf.data.loader.Dataset`
-that ``bin/train_*`` would read from the authors' files and trains it with
+``fit`` builds from the DataFrames the :class:`~ncf_tf.data.loader.Dataset`
+``bin/train_*`` would read and trains it with
 :func:`ncf_tf.train.experiment.run_dataset`: the same seed gives the same
-per-epoch loss, HR and NDCG. Arguments are checked before any data is read.
-The epoch it keeps:
-
-* ``test_df`` given, no ``validation``: the best HR on the test set, as the
-  authors' code does (``selection: "test"``; optimistic).
-* ``validation="latest"`` (or ``"random"``): one more interaction per user is
-  held out of ``df`` with 99 seeded negatives and the epoch is picked on it;
-  a ``test_df`` is then only monitored.
-* neither: the last.
+per-epoch loss, HR and NDCG as the scripts.
 
 Random streams, all from the one ``seed``: ``seed`` itself samples and
 shuffles the training instances (``(seed, 2)`` for a pretrained NeuMF),
@@ -175,6 +167,10 @@ class Recommender:
             log: Callable[[str], None] | None = print) -> "Recommender":
         """Trains on the interactions of ``df`` (one row each, raw ids of any type).
 
+        The epoch kept: the best validation HR with ``validation``, else the
+        best test HR with ``test_df`` (the authors' choice; optimistic), else
+        the last.
+
         Args:
             df: the training interactions.
             user_col, item_col: their columns (``test_df`` uses the same names).
@@ -182,7 +178,7 @@ class Recommender:
             timestamp_col: optional column of times for ``validation="latest"``
                 (numbers, datetimes or date strings; a missing value: no time).
             validation: None, ``"latest"`` or ``"random"``: hold one more
-                interaction per user out of ``df`` and pick the epoch on it.
+                interaction per user out of ``df`` (with 99 seeded negatives).
             test_df: optional held-out rows (user, item, optionally
                 ``negatives_col``; else 99 seeded negatives), evaluated at
                 every epoch; its items and negatives join the catalogue.
@@ -198,7 +194,7 @@ class Recommender:
             log: receives the scripts' progress lines; None: silent.
 
         Returns:
-            ``self``, fitted: :attr:`model`, :attr:`record`, :attr:`history`.
+            ``self``, fitted.
 
         Raises:
             TypeError: an argument of the wrong type.
@@ -236,13 +232,8 @@ class Recommender:
             raise ValueError(f"warm_start: df (with test_df) has {users.count} users x "
                              f"{items.count} items, not the fitted model's {self.users.count} x "
                              f"{self.items.count} (or other ids); fit without warm_start")
-        pretrained = None
-        if self.pretrain is not None and not warm_start:
-            _check_pretrain(self.pretrain, self.config, users, items)
-            gmf_rec, mlp_rec = self.pretrain
-            pretrained = experiment.Pretrained(gmf_rec.model, mlp_rec.model, {
-                "mf_pretrain": f"Recommender: {gmf_rec.run_name}",
-                "mlp_pretrain": f"Recommender: {mlp_rec.run_name}"})
+        pretrained = (_pretrained(self.pretrain, self.config, users, items)
+                      if self.pretrain is not None and not warm_start else None)
         train, timestamps, lines = frames.interactions(df, user_col, item_col, users, items,
                                                        timestamp_col)
         config = dataclasses.replace(
@@ -351,11 +342,8 @@ class Recommender:
                   items=None) -> pd.DataFrame:
         """The ``k`` best items of each of ``users`` (raw ids) among all items, or
         among ``items`` (raw ids), each user's training items left out unless
-        ``exclude_seen`` is False.
-
-        Returns:
-            DataFrame ``user, rank, item, score`` (raw ids, rank from 1, the
-            logit; ties to the lower item number), users in the order given.
+        ``exclude_seen`` is False: DataFrame ``user, rank, item, score`` (raw ids,
+        rank from 1, the logit; ties to the lower item number), users in the order given.
         """
         self._check_fitted("recommend")
         u = self.users.encode(users, "users")
@@ -629,11 +617,11 @@ def load_trained(saved: str | None = None, record: str | None = None,
     """A trained GMF, MLP or NeuMF and its data (``dataset`` in ``path``; default:
     the record's, else ml-1m in Data/), checked against each other.
 
-    The model is a run record ``record`` (giving the model, its sizes, weight
-    file and data unless given); a ``weights_file`` with ``model`` (and
-    ``num_factors``, ``layers``: default 8 and ``[64, 32, 16, 8]``); a whole
-    ``keras_file``; or ``saved``, a :meth:`Recommender.save` folder (no data
-    files are read), which a ``record`` naming its ``record.json`` also gives.
+    The model is a run record ``record`` (the model, its sizes, weight file and
+    data unless given); a ``weights_file`` with ``model`` (``num_factors`` 8 and
+    ``layers`` ``[64, 32, 16, 8]`` by default); a whole ``keras_file``; or
+    ``saved`` (or a ``record`` naming its ``record.json``), a
+    :meth:`Recommender.save` folder (no data files are read).
 
     Raises:
         ValueError: no model given, or too much; a file missing or unreadable;
@@ -733,8 +721,7 @@ def typed_ids(originals):
 
 
 def _read_part(name: str, folder: str, read):
-    """``read(name)`` of a saved Recommender's file; ValueError when it is missing,
-    empty or damaged."""
+    """``read(name)`` of a saved Recommender's file; ValueError if missing, empty or damaged."""
     if not os.path.isfile(name):
         raise ValueError(f"load: {name} is missing; the folder {folder} is incomplete: save "
                          "the Recommender again")
@@ -824,8 +811,9 @@ def _check_k(k, maximum: int, what: str = "the number of items") -> None:
     serving.check_k(k, maximum, what=f" ({what})")
 
 
-def _check_pretrain(pretrain, config: TrainConfig, users: Ids, items: Ids) -> None:
-    """The GMF and MLP a NeuMF starts from: fitted, of its sizes, on its users and items."""
+def _pretrained(pretrain, config: TrainConfig, users: Ids, items: Ids) -> experiment.Pretrained:
+    """The GMF and MLP a NeuMF starts from, checked: fitted, of its sizes, on its users
+    and items."""
     gmf_rec, mlp_rec = pretrain
     for rec, model in ((gmf_rec, "GMF"), (mlp_rec, "MLP")):
         if rec.model is None:
@@ -842,6 +830,9 @@ def _check_pretrain(pretrain, config: TrainConfig, users: Ids, items: Ids) -> No
     if list(mlp_rec.config.layers) != list(config.layers):
         raise ValueError(f"pretrain: the MLP has layers {list(mlp_rec.config.layers)}, this "
                          f"NeuMF {list(config.layers)}")
+    return experiment.Pretrained(gmf_rec.model, mlp_rec.model, {
+        "mf_pretrain": f"Recommender: {gmf_rec.run_name}",
+        "mlp_pretrain": f"Recommender: {mlp_rec.run_name}"})
 
 
 def _known_fields(values: dict) -> dict:
