@@ -213,7 +213,6 @@ def measure(shape: Shape, folder: str) -> dict:
     order = rng.permutation(len(users))
     x = {"user_input": users[order, None], "item_input": items[order, None]}
     y = labels[order, None]
-    size = len(order)
     del sampler, full
     for label, lazy in (("step", False), ("lazy", True)):
         model = neumf.build(ds.num_users, ds.num_items, FACTORS, LAYERS)
@@ -221,7 +220,7 @@ def measure(shape: Shape, folder: str) -> dict:
         model.train_on_batch(x, y)   # traces and compiles
         stage(label, lambda: model.train_on_batch(x, y), repeat=3)
         del model
-    out["step_batch"] = size
+    out["step_batch"] = len(order)
     out["keras_backend"] = keras.config.backend()
     return out
 
@@ -260,8 +259,8 @@ def run(shapes=SHAPES, folder: str = "/tmp/ncf_tf_scale", cache: str | None = No
     print(f"scale: NeuMF-{FACTORS} {LAYERS}, generated data in the authors' format; "
           f"{cpu_model() or 'CPU'}, {os.cpu_count()} CPU; load average "
           + "%.1f %.1f %.1f" % os.getloadavg())
-    header = f"{'stage':<10}" + "".join(f"{s.name + ' s':>10}{'GiB':>7}" for s in shapes)
-    print(header + f"{'exponent':>10}")
+    print(f"{'stage':<10}" + "".join(f"{s.name + ' s':>10}{'GiB':>7}" for s in shapes)
+          + f"{'exponent':>10}")
     fitted = exponents({k: v for k, v in results.items() if "error" not in v})
     rows = {stage: [f"{stage:<10}", f"{stage:<10}"] for stage in STAGES}   # seconds, CPU
     for stage in STAGES:

@@ -43,7 +43,6 @@ def check(fv: flags.FlagValues) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     def body(fv: flags.FlagValues) -> None:
         baseline_run.run_baseline(
             canonical(fv.baseline, BASELINES), baseline_run.parse_params(fv.param),

@@ -65,7 +65,6 @@ def check_data(path: str, dataset: str, planning_only: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     def body(fv: flags.FlagValues) -> None:
         for name, least in (("jobs", 1), ("seeds", 1), ("max_runs", 0)):
             if fv[name].value is not None and fv[name].value < least:

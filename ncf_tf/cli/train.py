@@ -125,15 +125,12 @@ def main(model: str, argv: list[str] | None = None) -> int:
 
 
 def main_gmf(argv: list[str] | None = None) -> int:
-    """bin/train_gmf."""
     return main("GMF", argv)
 
 
 def main_mlp(argv: list[str] | None = None) -> int:
-    """bin/train_mlp."""
     return main("MLP", argv)
 
 
 def main_neumf(argv: list[str] | None = None) -> int:
-    """bin/train_neumf."""
     return main("NeuMF", argv)

@@ -31,14 +31,13 @@ def beyond(rep: "Report", records: list[RunRecord], dataset: str) -> None:
             "test); *optimism* is its excess. Full ranking ranks the test item against every "
             "item the user has not trained on.", "")
     rows, summary = [], []
-    ncf = collections.defaultdict(list)
+    groups = collections.defaultdict(list)
     for r in records:
         if (r.dataset == dataset and r.kind == "train" and r.selection == "validation"
                 and not r.fast_mode):
-            ncf[f"{r.model}-{factors_of(r)}"].append(r)
-    groups = dict(ncf)
+            groups[f"{r.model}-{factors_of(r)}"].append(r)
     validation_hr = {label: [r.best_validation["hr"] for r in runs]
-                     for label, runs in ncf.items()}
+                     for label, runs in groups.items()}
     baselines = [r for r in records if r.dataset == dataset and r.kind == "baseline"]
     for name in reproduce.TUNING_GRID:
         seed0 = [r for r in baselines

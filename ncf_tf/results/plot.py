@@ -70,30 +70,27 @@ def read_curves(path: str, label: str | None = None) -> Curves:
     if not isinstance(epochs, list):
         raise PlotError(f"{path}: not a run record (expected an 'epochs' list of "
                         "{epoch, loss, hr, ndcg, ...})")
-    trained, loss, hr, ndcg = [], [], [], []
+    trained, values = [], {key: [] for key in ("loss", "hr", "ndcg")}
     for number, entry in enumerate(epochs):
         where = f"epochs[{number}]"
         if not isinstance(entry, dict) or isinstance(entry.get("epoch"), bool) or \
                 not isinstance(entry.get("epoch"), int):
             raise PlotError(f"{path}: {where} must be an object with an integer 'epoch'")
         trained.append(entry["epoch"] + 1)
-        loss.append(_number(entry.get("loss"), path, f"{where}.loss"))
-        hr.append(_number(entry.get("hr"), path, f"{where}.hr"))
-        ndcg.append(_number(entry.get("ndcg"), path, f"{where}.ndcg"))
+        for key, column in values.items():
+            column.append(_number(entry.get(key), path, f"{where}.{key}"))
     init = record.get("init") or {}
-    init_hr = None if init.get("hr") is None else _number(init["hr"], path, "init.hr")
-    init_ndcg = None if init.get("ndcg") is None else _number(init["ndcg"], path, "init.ndcg")
+    init_hr, init_ndcg = (None if init.get(key) is None else _number(init[key], path, f"init.{key}")
+                          for key in ("hr", "ndcg"))
     if not trained and init_hr is None:
         raise PlotError(f"{path}: nothing to plot: no epoch and no initial evaluation")
-    best_epoch = record.get("best_epoch")
-    config = record.get("config") or {}
-    return Curves(
-        label=label or os.path.basename(path).removesuffix(".json"),
-        topk=int(config.get("topk", 10)),
-        trained=np.asarray(trained, int), loss=np.asarray(loss), hr=np.asarray(hr),
-        ndcg=np.asarray(ndcg), init_hr=init_hr, init_ndcg=init_ndcg,
-        best=None if not isinstance(best_epoch, int) or isinstance(best_epoch, bool)
-        else best_epoch + 1)
+    best = record.get("best_epoch")
+    return Curves(label=label or os.path.basename(path).removesuffix(".json"),
+                  topk=int((record.get("config") or {}).get("topk", 10)),
+                  trained=np.asarray(trained, int),
+                  **{key: np.asarray(column) for key, column in values.items()},
+                  init_hr=init_hr, init_ndcg=init_ndcg,
+                  best=best + 1 if isinstance(best, int) and not isinstance(best, bool) else None)
 
 
 def check_output(path: str, overwrite: bool = False) -> None:

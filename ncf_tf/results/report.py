@@ -245,8 +245,7 @@ def estimated_hours(jobs: list[reproduce.Job], records: list[RunRecord]) -> floa
     model and settings (another seed), else the job's own estimate."""
     measured = {r.name.rsplit("_s", 1)[0]: r.wall_s for r in sorted(
         (r for r in records if r.kind == "train"), key=lambda r: r.started or "")}
-    total = sum(measured.get(job.name.rsplit("_s", 1)[0], job.estimate_s) for job in jobs)
-    return total / 3600
+    return sum(measured.get(job.name.rsplit("_s", 1)[0], job.estimate_s) for job in jobs) / 3600
 
 
 def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dict, dict]:
@@ -268,17 +267,16 @@ def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dic
             "point on test HR.", "")
     plots = {}
     for dataset in DATASETS:
-        ours = [r for r in records if r.dataset == dataset]
+        missing = missing_runs(records, dataset, os.path.join(folder, "runs"))
         rep.add(f"## {dataset}", "")
-        if not ours:
+        if not any(r.dataset == dataset for r in records):
             rep.add(f"**Not run here**: {dataset}'s training and negative files are not "
                     "available on the machines that produced these records. Where they can be "
                     "downloaded, these commands run every cell (resumable):", "", "```",
                     f"bin/download_data --dataset {dataset}")
             rep.add(*(f"bin/reproduce --only {e} --dataset {dataset}"
                       for e in reproduce.EXPERIMENTS if e not in reproduce.OUTSIDE_ALL), "```", "")
-            rows = [[e, len(jobs), f"{estimated_hours(jobs, []):.0f}"]
-                    for e, jobs in missing_runs(records, dataset, os.path.join(folder, "runs"))]
+            rows = [[e, len(jobs), f"{estimated_hours(jobs, []):.0f}"] for e, jobs in missing]
             rep.add("Estimated cost on a 2-core CPU (a step's cost from the parameter count "
                     "for dense updates, from the tower's size for deferred Adam, as "
                     "results/benchmark.txt and results/benchmark_tables.txt measure them; "
@@ -305,8 +303,7 @@ def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dic
                 "same model and settings (another seed), else `bin/reproduce`'s estimate from "
                 "the parameter count.", "")
         rows = [[e, len(jobs), f"{estimated_hours(jobs, records):.1f}",
-                 f"`bin/reproduce --only {e} --dataset {dataset}`"]
-                for e, jobs in missing_runs(records, dataset, os.path.join(folder, "runs"))]
+                 f"`bin/reproduce --only {e} --dataset {dataset}`"] for e, jobs in missing]
         rep.table(f"missing_{dataset}", ["experiment", "missing runs", "estimated hours",
                                          "command"], rows)
     mlperf(rep, records)
