@@ -2,11 +2,6 @@
 
 The model is named as for bin/recommend; :mod:`ncf_tf.serve.export` says
 what the folder holds.
-
-Example::
-
-    bin/export --record results/runs/ml-1m_NeuMF_8_64-32-16-8_e20_s0.json \\
-        --dest exports/ml-1m_NeuMF_8
 """
 
 from __future__ import annotations

@@ -3,16 +3,8 @@
 A trained model is given as ``--record``, ``--weights`` with ``--model``,
 ``--keras`` or ``--saved``: the parameters of
 :func:`ncf_tf.api.recommender.load_trained`. bin/export shares these flags.
-
-Examples::
-
-    bin/recommend --record results/runs/ml-1m_NeuMF_8_64-32-16-8_e20_s0.json --users 0,1,2
-    bin/recommend --weights Pretrain/ml-1m_GMF_8_e20_s0.weights.h5 --model GMF \\
-        --all_users --topk 20 --output top20.csv
-    bin/recommend --record RUN.json --fold_in new_user_items.txt   # a user not in the data
-
-``--fold_in FILE``: a new user (named ``new``) fitted to the items FILE lists
-(:mod:`ncf_tf.serve.fold_in`).
+``--fold_in FILE`` recommends to a new user (named ``new``) fitted to the
+items FILE lists (:mod:`ncf_tf.serve.fold_in`).
 """
 
 from __future__ import annotations

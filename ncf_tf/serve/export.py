@@ -214,11 +214,8 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
         os.chmod(os.path.join(staging, CONFIG_FILE), 0o666 & ~mask)
         if os.path.exists(dest):   # overwrite: move the old folder away first
             os.replace(dest, old)
-            os.replace(staging, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, dest)
+        os.replace(staging, dest)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     return config

@@ -194,8 +194,7 @@ def _check_items(items, num_items: int, j: int, n: int) -> np.ndarray:
 
 
 def _with_new_users(model: keras.Model, rows: dict, reg: float) -> keras.Model:
-    """A copy of ``model`` with ``rows`` (layer name -> ``(n, d)``) as its trainable
-    user tables, every other layer frozen (dropout off)."""
+    """A copy of ``model`` with ``rows`` (layer name -> ``(n, d)``) as its user tables."""
     def clone(layer):
         if layer.name in rows:
             return keras.layers.Embedding(
