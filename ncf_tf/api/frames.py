@@ -2,16 +2,12 @@
 
 Raw ids of any type that sorts become exactly the ``Dataset`` that
 :func:`~ncf_tf.data.loader.load_dataset` reads from the same data in the
-authors' files:
-
-* Ids are numbered in sorted order of the raw ids (:class:`Ids`), so 0-based
-  integer ids keep their numbers. The items also include the test rows' items
-  and negatives (in the authors' ml-1m files two items occur only in the test
-  file).
-* A pair on several rows counts once.
-* A user's latest interaction is the one of the largest timestamp and, among
-  equal timestamps, the *earlier row*, as in the authors' files, which list
-  each user's lines latest first.
+authors' files: ids are numbered in sorted order (:class:`Ids`), so 0-based
+integer ids keep their numbers; the items include the test rows' items and
+negatives (two ml-1m items occur only in the authors' test file); a pair on
+several rows counts once; a user's latest interaction is the one of the
+largest timestamp and, among equal timestamps, the *earlier row*, as in the
+authors' files, which list each user's lines latest first.
 
 Every problem is a one-line :class:`FrameError` naming the argument, column or id.
 """

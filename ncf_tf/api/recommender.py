@@ -203,8 +203,7 @@ class Recommender:
         epochs = self.config.epochs if epochs is None else check_integer("epochs", epochs, 0)
         _check_bool("progress", progress)
         _check_bool("warm_start", warm_start)
-        for argument, value in (("user_col", user_col), ("item_col", item_col),
-                                ("name", name)):
+        for argument, value in (("user_col", user_col), ("item_col", item_col), ("name", name)):
             if not isinstance(value, str):
                 raise TypeError(f"{argument} must be a column name (str), got {value!r}")
         if warm_start:

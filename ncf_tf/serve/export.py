@@ -132,9 +132,8 @@ def write_saved_model(model: keras.Model, path: str, exclude: sp.csr_matrix | No
             score.get_concrete_function(tf.TensorSpec([None], user_type, name="user"),
                                         tf.TensorSpec([None], item_type, name="item"))
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.track(users.table)
-    archive.track(items.table)
+    for tracked in (model, users.table, items.table):
+        archive.track(tracked)
     archive.add_endpoint("score", score)
     archive.add_endpoint("top_k", top_k)
     archive.write_out(path, verbose=False)
