@@ -197,8 +197,7 @@ def read_ratings_with_timestamps(
 def read_negatives(filename: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reads a ``.test.negative`` file into (users, items, negatives[n, k]): in
     one pandas pass when well-formed, else line by line to name the bad line."""
-    fast = _read_negatives_fast(filename)
-    return fast if fast is not None else _read_negatives_lines(filename)
+    return _read_negatives_fast(filename) or _read_negatives_lines(filename)
 
 
 def _read_negatives_fast(filename: str):
@@ -334,8 +333,7 @@ def _check_dense_ids(filename: str, ids: np.ndarray, kind: str) -> None:
     """DataError when more than half of ``0..max`` (and ``SPARE_IDS``) is unused:
     a model has one embedding per id up to the largest, so a stray huge id (a
     timestamp in the wrong column) would allocate gigabytes."""
-    largest = int(ids.max())
-    distinct = count_distinct(ids)
+    largest, distinct = int(ids.max()), count_distinct(ids)
     unused = largest + 1 - distinct
     if unused > SPARE_IDS and unused > distinct:
         line = int(np.argmax(ids)) + 1

@@ -13,10 +13,9 @@ among ``n`` candidates (itself and ``n - 1`` competing negatives):
     AUC         = 1 - rank / (n - 1)           (negatives scored strictly below; not cut at K)
 
 The paper reports HR and NDCG; the rest are for users of recommender
-libraries, with Cornac's conventions: MRR and AUC see the whole candidate
-list (RecBole's MRR@K is cut at K),
-precision@K divides by K even with fewer candidates, and a tie gets no AUC
-credit (not sklearn's half), for the tie rule's reason. The forms for
+libraries, with Cornac's conventions: MRR and AUC see the whole candidate list
+(RecBole's MRR@K is cut at K), precision@K divides by K even with fewer
+candidates, and a tie gets no AUC credit (not sklearn's half), for the tie rule's reason. The forms for
 several held-out items per user are in :mod:`ncf_tf.eval.full_ranking`.
 
 Two protocol choices, both about what the authors' evaluator does implicitly:

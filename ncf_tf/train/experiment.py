@@ -385,8 +385,8 @@ class Recorder:
                  "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": record.git["commit"]}]
             record.epochs = [dataclasses.asdict(e) for e in self.resumed.epochs]
         self.start = time.time()
-        chief = files is None or files.chief
-        self.summaries = tensorboard_writer(config.tensorboard, self.name) if chief else None
+        self.summaries = (tensorboard_writer(config.tensorboard, self.name)
+                          if files is None or files.chief else None)
 
     def on_epoch(self, entry: training.EpochLog, state: training.TrainState) -> None:
         if self.record.selection == "last":   # nothing was evaluated

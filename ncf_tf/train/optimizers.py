@@ -46,13 +46,11 @@ def _tf():
 
 def in_distribution() -> bool:
     """Whether a ``tf.distribute`` strategy scope is active."""
-    tf = _tf()
-    return tf is not None and tf.distribute.has_strategy()
+    return (tf := _tf()) is not None and tf.distribute.has_strategy()
 
 
 def _is_sparse(gradient) -> bool:
-    tf = _tf()
-    return tf is not None and isinstance(gradient, tf.IndexedSlices)
+    return (tf := _tf()) is not None and isinstance(gradient, tf.IndexedSlices)
 
 
 def dense_gradient(gradient):
@@ -83,8 +81,7 @@ def _widest_float() -> str:
 
 def _take(variable, rows):
     """Rows ``rows`` of ``variable`` (from :meth:`DeferredAdam._state`)."""
-    tf = _tf()
-    if tf:
+    if tf := _tf():
         return tf.gather(variable, rows)
     return ops.take(ops.convert_to_tensor(variable), rows, axis=0)
 
@@ -92,12 +89,11 @@ def _take(variable, rows):
 def _subtract_rows(variable, rows, values) -> None:
     """Subtracts ``values`` from rows ``rows`` of ``variable`` (elsewhere than
     TensorFlow a repeated row's occurrences set it to the same value)."""
-    tf = _tf()
-    if tf:
+    if tf := _tf():
         variable.scatter_sub(tf.IndexedSlices(values, rows))
-        return
-    variable.assign(ops.scatter_update(ops.convert_to_tensor(variable), rows[:, None],
-                                       _take(variable, rows) - values))
+    else:
+        variable.assign(ops.scatter_update(ops.convert_to_tensor(variable), rows[:, None],
+                                           _take(variable, rows) - values))
 
 
 def is_table(variable) -> bool:
@@ -434,8 +430,7 @@ class DeferredAdam(FusedAdam):
         with these ids, so their rows share last steps) to their weights,
         keeping the caught-up moments for this step's update to write."""
         rows, position = ops.reshape(ops.cast(ids, "int32"), [-1]), None
-        tf = _tf()
-        if tf:
+        if tf := _tf():
             # the order of first occurrence: as the gradient's rows come out
             rows, position = tf.unique(rows)   # elsewhere a repeated row is set twice
         now = ops.cast(self.iterations, "int32")

@@ -133,8 +133,7 @@ def _numbers(column: pd.Series, source: str, place: str, what: str,
     values = column if column.dtype.kind in "iuf" else pd.to_numeric(column, errors="coerce")
     values = values.to_numpy()
     if values.dtype.kind in "iu":
-        bad = values > np.iinfo(np.int64).max if values.dtype.kind == "u" else \
-            np.zeros(len(values), bool)
+        bad = values > np.iinfo(np.int64).max
         if not bad.any():
             return values.astype(np.float64 if integer is False else np.int64)
     else:
