@@ -92,8 +92,7 @@ def _epoch_s(e) -> float:
 
 
 def _turns(fns: dict, runs: int, cpu: dict | None = None) -> dict:
-    """Each function's times over ``runs`` turns, the functions taking turns;
-    ``cpu``, if given, receives their process CPU times (all threads) too."""
+    """Each function's times over ``runs`` turns; ``cpu`` receives their CPU times too."""
     times = {name: [] for name in fns}
     for _ in range(runs):
         for name, fn in fns.items():
@@ -318,9 +317,8 @@ def tower_shapes(factors: int, batch: int = BATCH) -> list[tuple[int, int, int]]
 
 
 def tower_rate(factors: int, repeats: int = 7, calls: int = 500) -> list[float]:
-    """FLOP/s of the tower's own products (:func:`tower_shapes`), one figure
-    per repeat, each over ``calls`` passes looped inside one compiled call
-    (no Python dispatch counted), with TensorFlow's threads as training uses them."""
+    """FLOP/s of the tower's products (:func:`tower_shapes`) per repeat, ``calls``
+    passes looped inside one compiled call (no Python dispatch counted)."""
     import tensorflow as tf   # here only: the rest of the module runs on any Keras backend
 
     shapes = tower_shapes(factors)
@@ -420,9 +418,8 @@ def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
 
 
 def table_epochs(path: str, turns: int = 2) -> None:
-    """Whole ml-1m NeuMF-8 epochs with dense and deferred Adam, turn about; then how
-    far the two models of the last turn have come apart, beside a dense run from a
-    start 1e-7 away (float32 rounding differences grow as such a perturbation does)."""
+    """Whole ml-1m NeuMF-8 epochs with dense and deferred Adam; then how far the two
+    models have come apart, beside a dense run from a start 1e-7 away (float32 noise)."""
     ds, sampler, evaluator = load_ml1m(path)
     times, models = {"dense": [], "deferred": []}, {}
     for _ in range(turns):

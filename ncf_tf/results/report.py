@@ -371,10 +371,9 @@ def draw(plots: dict, folder: str) -> list[str]:
         axes[0].legend(fontsize=7)
         fig.suptitle(name.replace("_", " "))
         fig.tight_layout()
-        path = os.path.join(folder, f"{name}.png")
-        fig.savefig(path, dpi=90)
+        written.append(os.path.join(folder, f"{name}.png"))
+        fig.savefig(written[-1], dpi=90)
         plt.close(fig)
-        written.append(path)
     return written
 
 

@@ -111,11 +111,8 @@ FLOPs of the tower, fitted to results/benchmark_tables.txt."""
 
 def estimate_epoch_s(model: str, dataset: str, factors: int, layers: list[int],
                      num_neg: int = 4, learner: str = "adam") -> float:
-    """Seconds per epoch on a 2-core CPU: a planning figure, not a measurement.
-
-    Deferred Adam (as ``--adam auto`` picks it) from :data:`DEFERRED_STEP_MS`;
-    dense Adam and SGD per million parameters (memory-bound; results/benchmark.txt).
-    """
+    """Seconds per epoch: a planning figure (deferred Adam, as ``--adam auto`` picks it,
+    from :data:`DEFERRED_STEP_MS`; dense Adam and SGD per million parameters)."""
     users, items, train = DATASETS.get(dataset, DATASETS["ml-1m"])
     width = {"GMF": factors, "MLP": layers[0], "NeuMF": factors + layers[0]}[model]
     dense = sum(a * b for a, b in zip(layers, layers[1:])) if model != "GMF" else 0
@@ -181,9 +178,8 @@ def mlperf_job(dataset: str, seed: int, epochs: int = MLPERF_EPOCHS) -> Job:
     flags = ["--preset", "mlperf", "--dataset", dataset, "--epochs", str(epochs),
              "--seed", str(seed)]
     users, items, train = MLPERF.get(dataset, MLPERF["ml-1m-neg999"])
-    # A 2^20 step of NeuMF-64 [256,256,128,64] as bin/benchmark --section scale
-    # measures it (results/scale.txt), 5 instances a training interaction, plus
-    # the evaluation of 999 negatives per user.
+    # A 2^20 step of NeuMF-64 as results/scale.txt measures it, 5 instances an interaction,
+    # plus the evaluation of 999 negatives per user.
     epoch_s = -(-train * 5 // config.batch_size) * 5.0 + users * 1e-2
     return Job(config.run_key(), "train_neumf", flags, (), epochs * epoch_s)
 
@@ -446,9 +442,8 @@ def execute(jobs: list[Job], *, program: Callable[[str], list[str]], results_dir
             restore = job.name in restoring
             log(f"{'restore' if restore else 'start'}: {job.name} "
                 f"(estimated {job.estimate_s / 60:.0f} min)")
-            if restore:
-                os.makedirs(stage(job.name), exist_ok=True)
             folders = (stage(job.name),) * 2 if restore else (results_dir, model_dir)
+            os.makedirs(folders[0], exist_ok=True)
             process = subprocess.Popen(job.argv(program(job.script), *folders, data_path),
                                        stdout=out, stderr=subprocess.STDOUT, env=env)
             running[job.name] = (process, time.time())
