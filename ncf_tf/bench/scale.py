@@ -232,8 +232,7 @@ def exponents(results: dict) -> dict:
         points = [(r["train_interactions"], r[stage]["s"]) for r in results.values()
                   if stage in r and r[stage]["s"] > 0]
         if len(points) >= 2:
-            x, y = np.log([p[0] for p in points]), np.log([p[1] for p in points])
-            fitted[stage] = float(np.polyfit(x, y, 1)[0])
+            fitted[stage] = float(np.polyfit(*np.log(points).T, 1)[0])
     return fitted
 
 

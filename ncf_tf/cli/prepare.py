@@ -123,8 +123,7 @@ def run(fv: flags.FlagValues) -> None:
         columns=fv.columns or None, min_interactions=_protocol_value(fv, "min_interactions"),
         num_test_neg=_protocol_value(fv, "num_test_neg"), tie_break=fv.tie_break,
         drop_cold_items=fv.drop_cold_items, overwrite=fv.overwrite)
-    for line in data.stats.describe():
-        print(line)
+    print("\n".join(data.stats.describe()))
     print(f"Wrote {', '.join(prepare.output_paths(fv.dest, fv.name))}")
     print(data.summary())
 

@@ -133,8 +133,7 @@ def figure(runs: list[Curves], title: str | None = None):
             if run.best is not None and run.best in set(x[shown].tolist()):
                 panel.plot([run.best], [y[x == run.best][0]], color=style["color"],
                            marker="*", markersize=14, linestyle="none")
-    names = ("training loss", f"HR@{k}", f"NDCG@{k}")
-    for panel, name in zip(panels, names):
+    for panel, name in zip(panels, ("training loss", f"HR@{k}", f"NDCG@{k}")):
         panel.set_title(name)
         panel.set_xlabel("epochs trained (0: initial model)")
         panel.xaxis.set_major_locator(MaxNLocator(integer=True))
