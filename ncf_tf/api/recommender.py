@@ -5,10 +5,8 @@
     rec.fit(train_df, user_col="user", item_col="item", epochs=20, test_df=test_df)
     rec.recommend(users, k=10); rec.evaluate(test_df); rec.save(path); rec.fold_in(items)
 
-``fit`` builds from the DataFrames the :class:`~ncf_tf.data.loader.Dataset`
-``bin/train_*`` would read and trains it with
-:func:`ncf_tf.train.experiment.run_dataset`: the same seed gives the same
-per-epoch loss, HR and NDCG as the scripts.
+``fit`` trains with :func:`ncf_tf.train.experiment.run_dataset` as ``bin/train_*`` do:
+the same seed gives the same per-epoch loss, HR and NDCG as the scripts.
 
 Random streams, all from the one ``seed``: ``seed`` itself samples and
 shuffles the training instances (``(seed, 2)`` for a pretrained NeuMF),
@@ -301,7 +299,8 @@ class Recommender:
             sets = [(selection, entry)] if selection != "last" else []
             sets += sorted((entry.get("monitor") or {}).items())
             rows.append({"epoch": entry["epoch"], "loss": entry["loss"],
-                         **{f"{name}_{metric}": _number(values.get(metric))
+                         **{f"{name}_{metric}": float("nan" if values.get(metric) is None
+                                                      else values[metric])
                             for name, values in sets for metric in ("hr", "ndcg")}})
             seconds.append(entry["sample_s"] + entry["train_s"] + (entry["eval_s"] or 0.0))
         frame = pd.DataFrame(rows, columns=None if rows else ["epoch", "loss"])
@@ -388,8 +387,7 @@ class Recommender:
     @_quiet
     def export(self, path: str, k: int = 10, exclude_seen: bool = True,
                overwrite: bool = False) -> dict:
-        """Writes the folder ``bin/export`` writes (:mod:`ncf_tf.serve.export`), its
-        SavedModel taking this Recommender's raw ids; returns the config.
+        """Writes ``bin/export``'s folder, its SavedModel on raw ids; returns the config.
 
         Raises:
             ValueError: not fitted; ``path`` exists (without ``overwrite``);
@@ -586,7 +584,6 @@ class Recommender:
         return users, items, negatives
 
     def _encode(self, test_df) -> tuple[np.ndarray, np.ndarray]:
-        """The user and item numbers of ``test_df``'s rows."""
         return tuple(ids.encode(test_df[self.columns[kind]],
                                 f"test_df: column {self.columns[kind]!r}")
                      for kind, ids in (("user", self.users), ("item", self.items)))
@@ -800,10 +797,6 @@ def _check_bool(name: str, value) -> None:
         raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
-def _number(value) -> float:
-    return float("nan") if value is None else float(value)
-
-
 def _check_k(k, maximum: int, what: str = "the number of items") -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"k must be an integer, got {k!r}")
@@ -811,8 +804,7 @@ def _check_k(k, maximum: int, what: str = "the number of items") -> None:
 
 
 def _pretrained(pretrain, config: TrainConfig, users: Ids, items: Ids) -> experiment.Pretrained:
-    """The GMF and MLP a NeuMF starts from, checked: fitted, of its sizes, on its users
-    and items."""
+    """The GMF and MLP a NeuMF starts from, checked: fitted, of its sizes, on its data."""
     gmf_rec, mlp_rec = pretrain
     for rec, model in ((gmf_rec, "GMF"), (mlp_rec, "MLP")):
         if rec.model is None:

@@ -1,8 +1,4 @@
-"""Command-line layer of bin/export: a trained model -> a servable folder.
-
-The model is named as for bin/recommend; :mod:`ncf_tf.serve.export` says
-what the folder holds.
-"""
+"""Command-line layer of bin/export: a trained model (named as for bin/recommend) -> a folder."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""Command-line layer of bin/recommend, and the flags that name a trained model.
+"""Command-line layer of bin/recommend, and the flags naming a trained model (also bin/export's).
 
-A trained model is given as ``--record``, ``--weights`` with ``--model``,
-``--keras`` or ``--saved``: the parameters of
-:func:`ncf_tf.api.recommender.load_trained`. bin/export shares these flags.
-``--fold_in FILE`` recommends to a new user (named ``new``) fitted to the
-items FILE lists (:mod:`ncf_tf.serve.fold_in`).
+``--fold_in FILE`` recommends to a new user (named ``new``) fitted to the items FILE lists.
 """
 
 from __future__ import annotations

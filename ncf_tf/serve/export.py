@@ -1,13 +1,11 @@
 """Export a trained GMF, MLP or NeuMF for use without ncf_tf (``bin/export``).
 
-The export is one folder: ``model.keras``, the Keras model (0-based rows in,
-the probability out); ``saved_model/``, a TensorFlow SavedModel whose
-``score`` and ``top_k`` signatures take the RAW ids (a ``tf.lookup`` table
-inside it; an unknown id fails the call), ``top_k`` ranking as
-``bin/recommend`` ranks with the training items baked in as constants; and
-``config.json``, which describes them. The folder is assembled beside
-``dest`` and renamed into place: an interrupted export leaves nothing under
-its name.
+The export is one folder: ``model.keras`` (0-based rows in, the probability
+out); ``saved_model/``, whose ``score`` and ``top_k`` signatures take the RAW
+ids (an unknown id fails the call), ``top_k`` ranking as ``bin/recommend``
+does, training items baked in; and ``config.json``, which describes them. It
+is assembled beside ``dest`` and renamed into place: an interrupted export
+leaves nothing under its name.
 """
 
 from __future__ import annotations
@@ -43,8 +41,7 @@ def check_destination(dest: str, overwrite: bool = False) -> None:
 
 
 def id_kind(ids: np.ndarray, kind: str) -> str:
-    """``"int64"`` or ``"string"``: how the SavedModel takes these raw ids;
-    ExportError for ids that are neither all integers nor all strings."""
+    """``"int64"`` or ``"string"``: how the SavedModel takes these ids; else ExportError."""
     ids = np.asarray(ids)
     if ids.dtype.kind in "iu":
         return "int64"

@@ -71,9 +71,8 @@ class FoldIn:
     optimizer: str
 
     def top_k(self, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` best items (:func:`ncf_tf.serve.recommend.rank_items`):
-        ``(items (k,) int64, scores (k,) float32)``, the user's own items left
-        out unless ``exclude_seen`` is False."""
+        """``(items (k,) int64, scores (k,) float32)``: the ``k`` best, as
+        :func:`~ncf_tf.serve.recommend.rank_items`; own items out if ``exclude_seen``."""
         num_items = len(self.scores)
         check_k(k, num_items, FoldInError, "")
         excluded = np.zeros((1, num_items), bool)
