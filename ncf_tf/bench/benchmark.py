@@ -91,8 +91,11 @@ def _epoch_s(e) -> float:
     return e.sample_s + e.train_s + e.eval_s
 
 
-def _turns(fns: dict, runs: int, cpu: dict | None = None) -> dict:
-    """Each function's times over ``runs`` turns; ``cpu`` receives their CPU times too."""
+def _turns(fns: dict, runs: int, cpu: dict | None = None, warm: bool = False) -> dict:
+    """Each function's times over ``runs`` turns (``warm``: after an untimed call each);
+    ``cpu`` receives their CPU times too."""
+    for fn in fns.values() if warm else ():
+        fn()
     times = {name: [] for name in fns}
     for _ in range(runs):
         for name, fn in fns.items():
@@ -182,9 +185,7 @@ def run(path: str = "Data/") -> int:
         model = neumf.build(ds.num_users, ds.num_items, factors, tower(factors))
         fns = {"now": functools.partial(evaluator.evaluate, training.make_score_fn(model)),
                "before": functools.partial(evaluator.evaluate, training.keras_score_fn(model))}
-        for fn in fns.values():
-            fn()
-        times = _turns(fns, 3)
+        times = _turns(fns, 3, warm=True)
         floor = scoring_flops(model, evaluator.num_pairs) / rate
         print(f"evaluation ml-1m, NeuMF-{factors} (604,000 pairs): "
               f"{np.median(times['now']):.3f} s (forward pass, before: "
@@ -253,10 +254,8 @@ def run(path: str = "Data/") -> int:
     }
     fns = {label: fit(compiled(builders["NeuMF"], 8, opt))
            for label, (opt, fit) in variants.items()}
-    for fn in fns.values():
-        fn()   # traces for its input
     cpu = {}
-    times = _turns(fns, AB_RUNS, cpu)
+    times = _turns(fns, AB_RUNS, cpu, warm=True)   # the untimed call traces for its input
     for label, runs in times.items():
         per_step = np.median(runs) / STEPS
         print(f"  {label:<34}{per_step * 1e3:6.2f} ms/step (best {min(runs) / STEPS * 1e3:.2f}, "

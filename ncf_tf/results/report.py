@@ -27,6 +27,7 @@ class Report:
         self.lines: list[str] = []
         self.tables: dict[str, list[list]] = {}
         self.differences: list[str] = []
+        self.plots: dict[str, dict] = {}
 
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
@@ -43,7 +44,8 @@ class Report:
         return found[i] if found else None
 
     def image(self, number: int, dataset: str, data: dict) -> dict:
-        """Shows Figure ``number``'s PNG where it has ``data``; returns ``data``."""
+        """Keeps Figure ``number``'s ``data`` for its PNG, shown where it has data."""
+        self.plots[f"fig{number}_{dataset}"] = data
         if data:
             self.add(f"![Figure {number}](plots/fig{number}_{dataset}.png)", "")
         return data
@@ -265,7 +267,6 @@ def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dic
             "sec. 3.4.1; the authors' README uses Adam); NeuMF of Figures 4, 5 and 7 is the "
             "pretrained one; baseline hyper-parameters: the grids listed under Figure 4, best "
             "point on test HR.", "")
-    plots = {}
     for dataset in DATASETS:
         missing = missing_runs(records, dataset, os.path.join(folder, "runs"))
         rep.add(f"## {dataset}", "")
@@ -283,13 +284,9 @@ def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dic
                     "planning figures, not measurements):", "")
             rep.table(f"missing_{dataset}", ["experiment", "runs", "hours"], rows)
             continue
-        rep.table2(dataset)
-        plots[f"fig4_{dataset}"] = rep.figure4(dataset)
-        rep.grids(dataset)
-        plots[f"fig5_{dataset}"] = rep.figure5(dataset)
-        rep.tables34(dataset)
-        plots[f"fig6_{dataset}"] = rep.figure6(dataset)
-        plots[f"fig7_{dataset}"] = rep.figure7(dataset)
+        for table in (rep.table2, rep.figure4, rep.grids, rep.figure5, rep.tables34, rep.figure6,
+                      rep.figure7):
+            table(dataset)
         for section in (beyond, fast_mode, longer_training, learning_rates,
                         same_seed_across_commits):
             section(rep, records, dataset)
@@ -331,7 +328,7 @@ def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dic
                 f"{machine} | {commit_of(r)[:10]}{' (dirty)' if r.git['dirty'] else ''} | "
                 f"keras {r.versions['keras']} / {r.versions['backend']} |")
     rep.add("")
-    return "\n".join(rep.lines), rep.tables, plots
+    return "\n".join(rep.lines), rep.tables, rep.plots
 
 
 def draw(plots: dict, folder: str) -> list[str]:

@@ -150,10 +150,8 @@ def ncf_job(model: str, dataset: str, factors: int, seed: int, layers=None, num_
         flags += ["--learner", learner]
     if lr != TrainConfig.lr:
         flags += ["--lr", f"{lr:g}"]
-    needs = ()
-    if pretrained:
-        needs = (ncf_job("GMF", dataset, factors, seed, num_neg=num_neg).name,
-                 ncf_job("MLP", dataset, factors, seed, layers, num_neg).name)
+    needs = ((ncf_job("GMF", dataset, factors, seed, num_neg=num_neg).name,
+              ncf_job("MLP", dataset, factors, seed, layers, num_neg).name) if pretrained else ())
     estimate = epochs * estimate_epoch_s(model, dataset, factors, layers, num_neg,
                                          config.resolved_learner)
     return Job(config.run_key(), f"train_{model.lower()}", flags, needs, estimate)
