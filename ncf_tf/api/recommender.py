@@ -318,9 +318,8 @@ class Recommender:
 
     @_quiet
     def score(self, users, items, probability: bool = False) -> np.ndarray:
-        """``(n,)`` float32 logits (the ``prediction`` layer before the sigmoid; with
-        ``probability``, the sigmoid) of raw ids ``users``, ``items`` of equal
-        lengths (or one of them a single id)."""
+        """``(n,)`` float32 logits (with ``probability``, their sigmoid) of raw ids
+        ``users``, ``items`` of equal lengths (or one of them a single id)."""
         self._check_fitted("score")
         _check_bool("probability", probability)
         u = self.users.encode(users, "users")
@@ -364,8 +363,7 @@ class Recommender:
 
     @property
     def user_factors(self) -> pd.DataFrame:
-        """The user embeddings indexed by raw id: columns ``gmf_0..`` (GMF),
-        ``mlp_0..`` (MLP), both for NeuMF."""
+        """The user embeddings by raw id: ``gmf_0..`` (GMF), ``mlp_0..`` (MLP), or both."""
         return self._factors("user")
 
     @property
@@ -380,8 +378,7 @@ class Recommender:
         return self._similar("item", items, k)
 
     def similar_users(self, users, k: int = 10) -> pd.DataFrame:
-        """The ``k`` users most similar to each of ``users``, as :meth:`similar_items`
-        (columns ``user, rank, similar_user, similarity``)."""
+        """:meth:`similar_items` for users: ``user, rank, similar_user, similarity``."""
         return self._similar("user", users, k)
 
     @_quiet
@@ -712,8 +709,7 @@ def typed_ids(originals):
     if not all(re.fullmatch(r"0|-?[1-9][0-9]{0,18}", v) for v in text):
         return originals
     numbers = [int(v) for v in text]
-    return np.array(numbers, np.int64) if all(-2**63 <= n < 2**63 for n in numbers) \
-        else originals
+    return np.array(numbers, np.int64) if all(-2**63 <= n < 2**63 for n in numbers) else originals
 
 
 def _read_part(name: str, folder: str, read):
@@ -732,8 +728,7 @@ def _read_part(name: str, folder: str, read):
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
+    line = (str(error).strip().splitlines() or [""])[0]
     # numpy's advice to unpickle is never the fix for a damaged file
     return re.sub(r"\s*allow_pickle.*$", "", line) or type(error).__name__
 

@@ -58,11 +58,10 @@ class FoldInError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class FoldIn:
-    """One new user, folded in from ``items`` ``(m,)`` (sorted, distinct): ``rows``
-    (layer name -> ``(d,)`` fitted row; iALS: ``"user_factors"``), ``scores``
-    ``(num_items,)`` float32 logits, ``losses`` ``(steps,)`` L_u before each step
-    (iALS: ``(1,)``, at the solution) and the ``optimizer`` (``"adam"`` or
-    ``"closed form"``)."""
+    """One new user, folded in from ``items`` ``(m,)`` (sorted, distinct): ``rows`` (layer
+    name -> ``(d,)`` fitted row; iALS: ``"user_factors"``), ``scores`` ``(num_items,)``
+    float32 logits, ``losses`` ``(steps,)`` L_u before each step (iALS: ``(1,)``, at the
+    solution) and the ``optimizer`` (``"adam"`` or ``"closed form"``)."""
 
     items: np.ndarray
     rows: dict

@@ -1,9 +1,8 @@
 """Top-K recommendation over the whole catalogue, in one batched scoring pass.
 
-Items are ranked by the model's logit (it ranks as the probability does),
-the user's training items excluded unless asked otherwise; GMF, MLP and NeuMF
-are scored a chunk of users at a time as a ``(users, items)`` matrix. Ties go
-to the lower item id; a NaN score (a diverged model) counts as -inf.
+Items are ranked by the model's logit (as by the probability), the user's
+training items excluded unless asked otherwise. Ties go to the lower item id;
+a NaN score (a diverged model) counts as -inf.
 """
 
 from __future__ import annotations
@@ -217,9 +216,8 @@ def _plain(value):
 
 
 def check_output(path: str, overwrite: bool = False) -> str:
-    """The output format (``.csv`` or ``.json``) of ``path``; RecommendError for
-    another extension, a folder, an existing file (without ``overwrite``) or a
-    missing parent folder."""
+    """``.csv`` or ``.json``, the format of ``path``; RecommendError for another
+    extension, a folder, an existing file (without ``overwrite``) or no parent folder."""
     extension = os.path.splitext(path)[1].lower()
     folder = os.path.dirname(os.path.abspath(path))
     checks = ((extension not in OUTPUT_FORMATS, "expected a file name ending in .csv or .json"),
