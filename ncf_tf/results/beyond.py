@@ -194,8 +194,7 @@ def machine_of(record: RunRecord) -> str:
     words = f"{machine.get('cpu_count')} CPU"
     if machine.get("cpu_model"):
         words += f" ({machine['cpu_model']})"
-    if machine.get("intra_op_threads"):
-        threads = machine["intra_op_threads"]
+    if threads := machine.get("intra_op_threads"):
         words += f", {threads} thread{'s' if threads != 1 else ''}"
     return f"{words}, {record.device or 'cpu'}"
 

@@ -234,14 +234,6 @@ class Report:
         return self.image(7, dataset, series)
 
 
-def missing_runs(records: list[RunRecord], dataset: str,
-                 runs_dir: str) -> list[tuple[str, list[reproduce.Job]]]:
-    names = {r.name for r in records}
-    return [(e, [j for j in reproduce.plan(e, dataset, results_dir=runs_dir)
-                 if j.name not in names])
-            for e in reproduce.EXPERIMENTS if e not in reproduce.OUTSIDE_ALL]
-
-
 def estimated_hours(jobs: list[reproduce.Job], records: list[RunRecord]) -> float:
     """Planned cost: the wall time of the newest recorded run of the same
     model and settings (another seed), else the job's own estimate."""
@@ -267,16 +259,19 @@ def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dic
             "sec. 3.4.1; the authors' README uses Adam); NeuMF of Figures 4, 5 and 7 is the "
             "pretrained one; baseline hyper-parameters: the grids listed under Figure 4, best "
             "point on test HR.", "")
+    recorded, runs_dir = {r.name for r in records}, os.path.join(folder, "runs")
     for dataset in DATASETS:
-        missing = missing_runs(records, dataset, os.path.join(folder, "runs"))
+        missing = [(e, [j for j in reproduce.plan(e, dataset, results_dir=runs_dir)
+                        if j.name not in recorded])
+                   for e in reproduce.EXPERIMENTS if e not in reproduce.OUTSIDE_ALL]
         rep.add(f"## {dataset}", "")
         if not any(r.dataset == dataset for r in records):
             rep.add(f"**Not run here**: {dataset}'s training and negative files are not "
                     "available on the machines that produced these records. Where they can be "
                     "downloaded, these commands run every cell (resumable):", "", "```",
                     f"bin/download_data --dataset {dataset}")
-            rep.add(*(f"bin/reproduce --only {e} --dataset {dataset}"
-                      for e in reproduce.EXPERIMENTS if e not in reproduce.OUTSIDE_ALL), "```", "")
+            rep.add(*(f"bin/reproduce --only {e} --dataset {dataset}" for e, _ in missing),
+                    "```", "")
             rows = [[e, len(jobs), f"{estimated_hours(jobs, []):.0f}"] for e, jobs in missing]
             rep.add("Estimated cost on a 2-core CPU (a step's cost from the parameter count "
                     "for dense updates, from the tower's size for deferred Adam, as "

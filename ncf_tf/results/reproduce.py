@@ -212,8 +212,7 @@ def beyond_jobs(dataset: str, seeds: int, results_dir: str) -> list[Job]:
     jobs = [tuned_baseline_job(name, params, dataset, 0)
             for name, grid in TUNING_GRID.items() for params in grid]
     for name in TUNING_GRID:
-        best = chosen(name, dataset, results_dir)
-        if best is not None:
+        if (best := chosen(name, dataset, results_dir)) is not None:
             jobs += [tuned_baseline_job(name, best, dataset, s, "none")
                      for s in range(1 if name in DETERMINISTIC else seeds)]
     return jobs + [ncf_job(model, dataset, f, s, selection="validation")
