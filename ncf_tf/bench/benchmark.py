@@ -62,14 +62,12 @@ def scoring_flops(model, pairs: int) -> int:
     tower, the GMF product and the output layer once per pair."""
     f = scoring.factored(model)
     dense = scoring.tower(model)
-    flops = 0
-    if dense:   # (users + items) x (d/2 x n1) multiply-adds, 2 FLOPs each
-        rows = f.mlp_user.shape[0] + f.mlp_item.shape[0]
-        flops += 2 * rows * (dense[0].kernel.shape[0] // 2) * dense[0].units
-    per_pair = sum(2 * layer.kernel.shape[0] * layer.units for layer in dense[1:])
-    if f.gmf_user is not None:
-        per_pair += 2 * f.gmf_user.shape[1]
-    per_pair += 2 * (f.h.shape[0] if f.h is not None else 1)
+    # (users + items) x (d/2 x n1) multiply-adds, 2 FLOPs each
+    flops = (2 * (f.mlp_user.shape[0] + f.mlp_item.shape[0]) * (dense[0].kernel.shape[0] // 2)
+             * dense[0].units if dense else 0)
+    per_pair = (sum(2 * layer.kernel.shape[0] * layer.units for layer in dense[1:])
+                + (2 * f.gmf_user.shape[1] if f.gmf_user is not None else 0)
+                + 2 * (f.h.shape[0] if f.h is not None else 1))
     return flops + pairs * per_pair
 
 
@@ -217,8 +215,8 @@ def run(path: str = "Data/") -> int:
         training.fit_epoch(model, warm, batch)   # traces and compiles
         return model
 
-    def epoch_part(model):
-        return functools.partial(training.fit_epoch, model, part, BATCH)
+    def epoch_part(model, batch=BATCH):
+        return functools.partial(training.fit_epoch, model, part, batch)
 
     builders = {
         "GMF": lambda f: gmf.build(ds.num_users, ds.num_items, f),
@@ -264,14 +262,12 @@ def run(path: str = "Data/") -> int:
     print(f"\nfast mode (changes results; HR/NDCG in results/README.md), {AB_RUNS} turns "
           f"over the same {n:,} instances:")
     for factors in (8, 64):
-        fns = {}
-        for label, lazy, batch in (("dense Adam, batch 256 (faithful)", False, BATCH),
-                                   ("lazy Adam, batch 256", True, BATCH),
-                                   (f"dense Adam, batch {LARGE_BATCH}", False, LARGE_BATCH),
-                                   (f"lazy Adam, batch {LARGE_BATCH}", True, LARGE_BATCH)):
-            model = compiled(builders["NeuMF"], factors, make_optimizer("adam", 0.001, lazy=lazy),
-                             batch)
-            fns[label] = functools.partial(training.fit_epoch, model, part, batch)
+        fns = {label: epoch_part(compiled(builders["NeuMF"], factors,
+                                          make_optimizer("adam", 0.001, lazy=lazy), batch), batch)
+               for label, lazy, batch in (("dense Adam, batch 256 (faithful)", False, BATCH),
+                                          ("lazy Adam, batch 256", True, BATCH),
+                                          (f"dense Adam, batch {LARGE_BATCH}", False, LARGE_BATCH),
+                                          (f"lazy Adam, batch {LARGE_BATCH}", True, LARGE_BATCH))}
         times = _turns(fns, AB_RUNS)
         base = np.median(times[next(iter(fns))])
         for label, runs in times.items():

@@ -390,12 +390,10 @@ def headline(records: list[RunRecord], paper: dict, dataset: str = "ml-1m") -> s
         for model, setting, label in HEADLINE_ROWS:
             row = [label]
             for f in reproduce.FACTORS:
-                if setting is None:   # a baseline: the best point of its grid
-                    row.append(mean_sd(metric(cells.figure_runs(dataset, model, f), key)))
-                    continue
+                runs = (cells.ncf_runs(dataset, model, f, setting) if setting
+                        else cells.figure_runs(dataset, model, f))   # a baseline: its grid's best
                 ref = paper_of(paper, dataset, model, f, setting)
-                row.append(mean_sd(metric(cells.ncf_runs(dataset, model, f, setting), key))
-                           + (f" vs {ref[i]:.3f}" if ref else ""))
+                row.append(mean_sd(metric(runs, key)) + (f" vs {ref[i]:.3f}" if ref else ""))
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines[:-1])
