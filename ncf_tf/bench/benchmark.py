@@ -89,16 +89,17 @@ def _epoch_s(e) -> float:
     return e.sample_s + e.train_s + e.eval_s
 
 
-def _turns(fns: dict, runs: int, cpu: dict | None = None, warm: bool = False) -> dict:
-    """Each function's times over ``runs`` turns (``warm``: after an untimed call each);
-    ``cpu`` receives their CPU times too."""
+def _turns(fns: dict, runs: int, cpu: dict | None = None, warm: bool = False,
+           measure=timed) -> dict:
+    """Each function's ``measure`` (its seconds) over ``runs`` turns (``warm``: after an
+    untimed call each); ``cpu`` receives their CPU times too."""
     for fn in fns.values() if warm else ():
         fn()
     times = {name: [] for name in fns}
     for _ in range(runs):
         for name, fn in fns.items():
             start = time.process_time()
-            times[name].append(timed(fn))
+            times[name].append(measure(fn))
             if cpu is not None:
                 cpu.setdefault(name, []).append(time.process_time() - start)
     return times
@@ -393,10 +394,7 @@ def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
                     steps += 64
                 return (time.perf_counter() - start) / steps
 
-            times = {kind: [] for kind in models}
-            for _ in range(TABLE_RUNS):
-                for kind, model in models.items():
-                    times[kind].append(timed_steps(model))
+            times = _turns(models, TABLE_RUNS, measure=timed_steps)
             params = models["dense"].count_params()
             for kind, model in models.items():
                 settle_s = timed(lambda: optimizers.settle(model.optimizer))

@@ -220,8 +220,7 @@ def measure(shape: Shape, folder: str) -> dict:
         model.train_on_batch(x, y)   # traces and compiles
         stage(label, lambda: model.train_on_batch(x, y), repeat=3)
         del model
-    out["step_batch"] = len(order)
-    out["keras_backend"] = keras.config.backend()
+    out.update(step_batch=len(order), keras_backend=keras.config.backend())
     return out
 
 

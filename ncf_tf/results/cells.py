@@ -128,9 +128,8 @@ class Cells:
         for r in sorted(records, key=lambda r: str(r.started or "")):
             if r.kind == "baseline":
                 self.baselines[(r.dataset, r.model, factors_of(r))].append(r)
-            elif is_standard(r, lr=None):
-                if all(other.seed != r.seed for other in self.ncf[cell_of(r)]):
-                    self.ncf[cell_of(r)].append(r)
+            elif is_standard(r, lr=None) and all(o.seed != r.seed for o in self.ncf[cell_of(r)]):
+                self.ncf[cell_of(r)].append(r)
 
     def ncf_runs(self, dataset, model, factors, setting="from scratch", neg=4, hidden=3,
                  lr=TrainConfig.lr):
