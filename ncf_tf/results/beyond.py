@@ -75,8 +75,7 @@ def beyond(rep: "Report", records: list[RunRecord], dataset: str) -> None:
     rep.table(f"beyond_{dataset}", ["model", "validation HR@10", "test HR@10 (n)",
                                     "test NDCG@10 (n)", "test-picked HR@10", "optimism",
                                     "full-ranking HR@10", "full-ranking NDCG@10"], rows)
-    goal = GOAL.get(dataset)
-    if summary and goal:
+    if summary and (goal := GOAL.get(dataset)):
         _, best_hr, best_ndcg, label = max(summary)
         users = reproduce.DATASETS[dataset][0]
         stderr = np.sqrt(best_hr * (1 - best_hr) / users)

@@ -226,8 +226,7 @@ class Report:
                  f"({dataset})", "")
         series = self.points(f"fig7_{dataset}", "negatives", range(1, 11), NCF_ORDER,
                              lambda name, n: self.cells.figure_runs(dataset, name, 16, neg=n))
-        bpr = self.cells.best_baseline(dataset, "BPR", 16)
-        if bpr:
+        if bpr := self.cells.best_baseline(dataset, "BPR", 16):
             self.add(f"BPR (F = 16, reference line): HR@10 {bpr.best['hr']:.4f}, NDCG@10 "
                      f"{bpr.best['ndcg']:.4f}.", "")
             series["BPR"] = {n: (bpr.best["hr"], bpr.best["ndcg"]) for n in range(1, 11)}
@@ -285,8 +284,7 @@ def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dic
         for section in (beyond, fast_mode, longer_training, learning_rates,
                         same_seed_across_commits):
             section(rep, records, dataset)
-        reruns = paper.get(("re-run", dataset), [])
-        if reruns:
+        if reruns := paper.get(("re-run", dataset)):
             rep.add(f"### Published re-runs on the same files ({dataset})", "")
             rep.table(f"reruns_{dataset}", ["model", "setting", "F", "HR@10", "NDCG@10", "source"],
                       [[*row[:3], f"{row[3]:.4f}", f"{row[4]:.4f}", row[5]] for row in reruns])
@@ -307,20 +305,18 @@ def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dic
             "sums the squares of an embedding row's per-occurrence gradients when the row occurs "
             "more than once in a batch, where Keras 1 squares their sum; `FusedAdam` computes "
             "Keras 1's update (see `ncf_tf/train/optimizers.py`).", "")
-    superseded = glob.glob(os.path.join(folder, "runs", "superseded", "*.json"))
-    if superseded:
+    if superseded := glob.glob(os.path.join(folder, "runs", "superseded", "*.json")):
         rep.add(f"Not read: {len(superseded)} records in `runs/superseded/`, pretrained NeuMF "
                 "runs that replayed the negatives their GMF and MLP were trained on (its "
                 "README says why); their cells are run again.", "")
     rep.add("| record | model | seed | optimizer | mode | wall | machine | commit | backend |",
             "|---|---|---|---|---|---|---|---|---|")
     for r in sorted(records, key=lambda r: r.path):
-        machine = machine_of(r)
         optimizer = r.optimizer or {"adam": "Adam", "sgd": "SGD"}.get(r.learner, r.learner or "–")
         mode = (r.mode or "faithful") if r.kind == "train" else "–"
         rep.add(f"| `{os.path.relpath(r.path, folder)}` | {r.model} | {r.seed} | {optimizer} | "
                 f"{mode} | {r.wall_s / 60:.1f} min | "
-                f"{machine} | {commit_of(r)[:10]}{' (dirty)' if r.git['dirty'] else ''} | "
+                f"{machine_of(r)} | {commit_of(r)[:10]}{' (dirty)' if r.git['dirty'] else ''} | "
                 f"keras {r.versions['keras']} / {r.versions['backend']} |")
     rep.add("")
     return "\n".join(rep.lines), rep.tables, rep.plots

@@ -163,9 +163,8 @@ def fast_job(dataset: str, seed: int, batch_size: int = 256, lr: float = 0.001,
     base = ncf_job("NeuMF", dataset, 8, seed)
     config = TrainConfig(model="NeuMF", dataset=dataset, epochs=EPOCHS, seed=seed,
                          batch_size=batch_size, lr=lr, lazy_adam=lazy_adam)
-    flags = base.flags + ["--batch_size", str(batch_size), "--lr", f"{lr:g}"]
-    if lazy_adam:
-        flags.append("--lazy_adam")
+    flags = (base.flags + ["--batch_size", str(batch_size), "--lr", f"{lr:g}"]
+             + (["--lazy_adam"] if lazy_adam else []))
     return Job(config.run_key(), base.script, flags, (), base.estimate_s * 256 / batch_size)
 
 
