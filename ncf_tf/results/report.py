@@ -352,8 +352,7 @@ def draw(plots: dict, folder: str) -> list[str]:
             xlabel = "predictive factors" if name.startswith("fig4") else "negatives per positive"
             titles = ("HR@10", "NDCG@10")
         for ax, title in zip(axes, titles):
-            ax.set_xlabel(xlabel)
-            ax.set_title(title)
+            ax.set(xlabel=xlabel, title=title)
             if name.startswith("fig4"):
                 ax.set_xscale("log", base=2)
         axes[0].legend(fontsize=7)
