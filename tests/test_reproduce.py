@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -119,6 +120,22 @@ def test_execute_runs_dependencies_first_and_skips_recorded(tmp_path):
                                model_dir=str(tmp_path / "models"), data_path=data["folder"],
                                log=again.append, logs_dir=str(tmp_path / "logs"))
     assert failed == [] and again == ["3 of 3 runs already recorded; 0 to run, 1 at a time"]
+
+
+def test_execute_skips_every_run_downstream_of_a_failed_one(tmp_path):
+    """A run skipped because its dependency failed must block the runs that need it
+    in the same pass, not let them start."""
+    jobs = [reproduce.Job("a", "train_gmf", []), reproduce.Job("b", "train_gmf", [], needs=("a",)),
+            reproduce.Job("c", "train_gmf", [], needs=("b",))]
+    logs = []
+    failed = reproduce.execute(jobs, program=lambda script: [sys.executable, "-c", "exit(1)"],
+                               results_dir=str(tmp_path / "runs"),
+                               model_dir=str(tmp_path / "models"), data_path=str(tmp_path),
+                               log=logs.append, logs_dir=str(tmp_path / "logs"))
+    assert failed == ["a", "b", "c"]
+    assert [line for line in logs if line.startswith(("start", "skipped"))] == [
+        "start: a (estimated 0 min)", "skipped: b (a run it needs failed)",
+        "skipped: c (a run it needs failed)"]
 
 
 def test_execute_reruns_a_recorded_dependency_whose_weights_are_gone(tmp_path):

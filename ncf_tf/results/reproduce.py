@@ -422,13 +422,13 @@ def execute(jobs: list[Job], *, program: Callable[[str], list[str]], results_dir
                 log(f"{'done' if ok else 'FAILED'}: {name} [{minutes:.1f} min]")
                 if not ok:
                     failed.append(name)
-        blocked = set(failed)
         for job in list(pending):
             if len(running) >= parallel:
                 break
-            if any(d in blocked or d in running or any(p.name == d for p in pending)
+            # failed grows in this loop: a run skipped here blocks the runs that need it
+            if any(d in failed or d in running or any(p.name == d for p in pending)
                    for d in job.needs):
-                if any(d in blocked for d in job.needs):
+                if any(d in failed for d in job.needs):
                     pending.remove(job)
                     failed.append(job.name)
                     log(f"skipped: {job.name} (a run it needs failed)")
