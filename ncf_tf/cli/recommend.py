@@ -15,6 +15,9 @@ from absl import flags
 from ncf_tf.cli.command import run_command
 from ncf_tf.train.config import parse_list
 
+# ncf_tf.api, serve and train import Keras (seconds): the functions import them
+# where they need them, so that a bad flag is reported before that.
+
 
 def define_model_flags(fv: flags.FlagValues) -> None:
     """Adds the flags naming a trained model and its data to ``fv``."""
