@@ -1,5 +1,6 @@
 """bin/reproduce: the plans, and the runner (skip recorded, dependencies first, failures)."""
 
+import dataclasses
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, write_dataset
+from ncf_tf.core.records import RunRecord
 from ncf_tf.results import reproduce
 from ncf_tf.cli import reproduce as reproduce_cli
 from ncf_tf.cli.reproduce import program
@@ -142,18 +144,20 @@ def test_execute_reruns_a_recorded_dependency_whose_weights_are_gone(tmp_path):
     """A fresh checkout has the records, not the weights: the GMF is run again
     (its record untouched) and its weights are used only if the rerun
     reproduces the record epoch by epoch."""
-    record = {"status": "finished", "best_epoch": 1,
-              "epochs": [{"hr": 0.5, "ndcg": 0.3}, {"hr": 0.6, "ndcg": 0.4}]}
+    record = RunRecord("train", status="finished", best_epoch=1,
+                       epochs=[{"hr": 0.5, "ndcg": 0.3}, {"hr": 0.6, "ndcg": 0.4}])
     assert reproduce.rerun_gap(record, record) == 0.0
-    close = {**record, "epochs": [{"hr": 0.5, "ndcg": 0.3}, {"hr": 0.6, "ndcg": 0.4004}]}
+    close = dataclasses.replace(record, epochs=[{"hr": 0.5, "ndcg": 0.3},
+                                                {"hr": 0.6, "ndcg": 0.4004}])
+    running = dataclasses.replace(close, status="running")
     assert reproduce.rerun_gap(record, close) == pytest.approx(0.0004)
-    assert reproduce.rerun_gap(record, {**close, "status": "running"}) == float("inf")
-    assert reproduce.rerun_gap(record, {**close, "epochs": close["epochs"][:1]}) == float("inf")
+    assert reproduce.rerun_gap(record, running) == float("inf")
+    assert reproduce.rerun_gap(record, dataclasses.replace(close, epochs=close.epochs[:1])) == \
+        float("inf")
     assert reproduce.rerun_differs(record, close) == ""
-    assert reproduce.rerun_differs(record, {**close, "best_epoch": 0}) == \
+    assert reproduce.rerun_differs(record, dataclasses.replace(close, best_epoch=0)) == \
         "its best epoch is 0, the record's 1"
-    assert "did not finish the record's 2 epochs" in reproduce.rerun_differs(
-        record, {**close, "status": "running"})
+    assert "did not finish the record's 2 epochs" in reproduce.rerun_differs(record, running)
     data = write_dataset(tmp_path / "data")
     gmf, mlp, neumf = toy_jobs(["--dataset", "toy", "--epochs", "2", "--batch_size", "64"])
     runs, models = tmp_path / "runs", tmp_path / "models"
@@ -208,7 +212,7 @@ def test_execute_reruns_a_recorded_dependency_whose_weights_are_gone(tmp_path):
 def test_weights_are_looked_for_in_model_dir_first(tmp_path):
     (tmp_path / "runs").mkdir()
     elsewhere, own = tmp_path / "elsewhere.weights.h5", tmp_path / "models" / "x.weights.h5"
-    (tmp_path / "runs" / "x.json").write_text(json.dumps({"weights_file": str(elsewhere)}))
+    (tmp_path / "runs" / "x.json").write_text(json.dumps({"kind": "train", "weights_file": str(elsewhere)}))
     where = lambda: reproduce.weights_file("x", str(tmp_path / "runs"), str(tmp_path / "models"))
     assert where() == str(own)         # neither there: where a rerun puts them
     elsewhere.touch()
@@ -270,7 +274,8 @@ def test_beyond_plans_seeds_of_the_point_chosen_on_validation(tmp_path):
         job = reproduce.tuned_baseline_job("iALS", params, "ml-1m", 0)
         # The test HR is best elsewhere: only validation may choose.
         (runs / f"{job.name}.json").write_text(json.dumps({
-            "status": "finished", "best_validation": {"hr": 0.5 + 0.1 * (i == 1)},
+            "kind": "baseline", "status": "finished",
+            "best_validation": {"hr": 0.5 + 0.1 * (i == 1)},
             "best": {"hr": 0.9 - 0.1 * (i == 1)}}))
     again = reproduce.plan("beyond", "ml-1m", seeds=3, results_dir=str(runs))
     chosen = reproduce.TUNING_GRID["iALS"][1]
@@ -332,7 +337,7 @@ def test_compare_needs_a_run(tmp_path, capsys):
 def test_execute_keeps_a_diverged_run_as_a_result(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
-    (runs / "toy_gmf.json").write_text(json.dumps({"status": "diverged"}))
+    (runs / "toy_gmf.json").write_text(json.dumps({"kind": "train", "status": "diverged"}))
     job = reproduce.Job("toy_gmf", "train_gmf", ["--dataset", "toy"])
 
     def never(script):

@@ -19,7 +19,7 @@ from typing import Callable
 
 from ncf_tf.baselines.run import run_key as baseline_key
 from ncf_tf.train.config import TrainConfig, tower, with_preset
-from ncf_tf.core.records import read_json
+from ncf_tf.core.records import RunRecord
 
 EXPERIMENTS = ("table2", "fig4", "fig5", "table3", "fig6", "fig7", "beyond", "fast", "long",
                "pretrain_adam", "lr", "mlperf")
@@ -200,8 +200,8 @@ def chosen(name: str, dataset: str, results_dir: str) -> dict | None:
         job = tuned_baseline_job(name, params, dataset, 0)
         if status(job, results_dir) != "finished":
             return None
-        record = read_json(os.path.join(results_dir, f"{job.name}.json"))
-        found.append((record["best_validation"]["hr"], params))
+        record = RunRecord.load(os.path.join(results_dir, f"{job.name}.json"))
+        found.append((record.best_validation["hr"], params))
     return max(found, key=lambda pair: pair[0])[1]
 
 
@@ -313,7 +313,7 @@ def with_needs(selected: list[Job], jobs: list[Job], results_dir: str | None = N
 def weights_file(name: str, results_dir: str, model_dir: str) -> str:
     """``<model_dir>/<name>.weights.h5``, unless only the record's ``weights_file`` exists."""
     own = os.path.join(model_dir, f"{name}.weights.h5")
-    saved = read_json(os.path.join(results_dir, f"{name}.json")).get("weights_file")
+    saved = RunRecord.load(os.path.join(results_dir, f"{name}.json")).weights_file
     return saved if not os.path.isfile(own) and saved and os.path.isfile(saved) else own
 
 
@@ -322,34 +322,33 @@ RERUN_TOLERANCE = 1e-3
 count as the same run: threaded float sums differ from run to run; a rank tie can flip."""
 
 
-def rerun_gap(record: dict, rerun: dict) -> float:
+def rerun_gap(record: RunRecord, rerun: RunRecord) -> float:
     """The largest difference in HR or NDCG at any epoch between a record and a
     finished rerun of it (infinite if the rerun is unfinished or shorter)."""
-    old, new = record.get("epochs", []), rerun.get("epochs", [])
-    if rerun.get("status") != "finished" or len(old) != len(new):
+    old, new = record.epochs or [], rerun.epochs or []
+    if not rerun.finished or len(old) != len(new):
         return float("inf")
     return max((abs(a[m] - b[m]) for a, b in zip(old, new) for m in ("hr", "ndcg")),
                default=0.0)
 
 
-def rerun_differs(record: dict, rerun: dict) -> str:
+def rerun_differs(record: RunRecord, rerun: RunRecord) -> str:
     """Why a rerun does not count as the recorded run, or "" if it finishes the
     same epochs within :data:`RERUN_TOLERANCE` and picks the same best epoch."""
     gap = rerun_gap(record, rerun)
     if gap == float("inf"):
-        return f"it did not finish the record's {len(record.get('epochs', []))} epochs"
+        return f"it did not finish the record's {len(record.epochs or [])} epochs"
     if gap > RERUN_TOLERANCE:
         return f"its HR/NDCG is {gap:.6f} from the record's (more than {RERUN_TOLERANCE})"
-    if rerun.get("best_epoch") != record.get("best_epoch"):
-        return (f"its best epoch is {rerun.get('best_epoch')}, "
-                f"the record's {record.get('best_epoch')}")
+    if rerun.best_epoch != record.best_epoch:
+        return f"its best epoch is {rerun.best_epoch}, the record's {record.best_epoch}"
     return ""
 
 
 def status(job: Job, results_dir: str) -> str:
     """"finished", "diverged" (a result too: not run again), "running" or "missing"."""
     path = os.path.join(results_dir, f"{job.name}.json")
-    return read_json(path).get("status", "running") if os.path.exists(path) else "missing"
+    return RunRecord.load(path).status if os.path.exists(path) else "missing"
 
 
 def to_restore(jobs: list[Job], results_dir: str, model_dir: str) -> set[str]:
@@ -388,7 +387,7 @@ def execute(jobs: list[Job], *, program: Callable[[str], list[str]], results_dir
         why = "it failed (see its log)"
         if os.path.exists(rerun):
             if exit_ok:
-                why = rerun_differs(read_json(record), read_json(rerun))
+                why = rerun_differs(RunRecord.load(record), RunRecord.load(rerun))
             kept = os.path.join(restore_dir, f"{name}.json")
             os.replace(rerun, kept)
             if why:
