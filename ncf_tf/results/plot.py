@@ -8,12 +8,12 @@ starred. Matplotlib's object API: no display, no pyplot state.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
 
 from ncf_tf.core.files import atomic_path
+from ncf_tf.core.records import load_json
 
 
 class PlotError(ValueError):
@@ -59,13 +59,7 @@ def read_curves(path: str, label: str | None = None) -> Curves:
         PlotError: unreadable JSON, no ``epochs`` list, or an entry without an
             integer ``epoch`` or with a non-numeric ``loss``, ``hr``, ``ndcg``.
     """
-    try:
-        with open(path) as f:
-            record = json.load(f)
-    except FileNotFoundError:
-        raise PlotError(f"{path}: run record not found") from None
-    except (OSError, ValueError) as e:
-        raise PlotError(f"{path}: not a readable JSON run record ({e})") from None
+    record = load_json(path, PlotError)
     epochs = record.get("epochs") if isinstance(record, dict) else None
     if not isinstance(epochs, list):
         raise PlotError(f"{path}: not a run record (expected an 'epochs' list of "
