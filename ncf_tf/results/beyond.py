@@ -89,7 +89,7 @@ def beyond(rep: "Report", records: list[RunRecord], dataset: str) -> None:
                     f"{(goal[0] - best_hr) / stderr:.1f} standard errors. What could close it: a "
                     "joint grid over the embedding size (above 256), alpha and reg of iALS, with "
                     "several validation seeds per point, since one seed's validation HR@10 is "
-                    "itself this noisy; each 128-factor iALS point costs 1 to 5 minutes here.",
+                    "itself this noisy.",
                     "")
 
 
