@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from ncf_tf.cli import prepare as prepare_cli
+from ncf_tf.core.arrays import ends_of_runs
 from ncf_tf.data.loader import load_dataset
 from ncf_tf.data.prepare import (Interactions, PrepareError, prepare, read_interactions,
                                  sample_test_negatives, split)
@@ -218,6 +219,22 @@ def test_csv_without_rating_and_timestamp_uses_file_order(tmp_path):
             num_test_neg=1)
     assert (tmp_path / "out" / "plain.train.rating").read_text() == \
         "0\t1\t1\t0\n1\t1\t1\t0\n2\t3\t1\t0\n"
+
+
+def test_drop_cold_items_that_leaves_no_user_is_a_clear_error():
+    """Regression: with drop_cold_items, a data set that loses every user (none
+    reaches the threshold, or dropping cold items drops them all) gets the
+    one-line error, not an IndexError from the cold-item loop."""
+    for users, items in (([0, 1], [0, 1]), ([0, 0], [0, 1])):
+        with pytest.raises(PrepareError, match="no user has 2 or more interactions"):
+            split(Interactions.from_arrays(users, items), np.random.default_rng(0),
+                  num_test_neg=1, drop_cold_items=True)
+
+
+def test_ends_of_runs_marks_each_runs_last_element():
+    assert ends_of_runs(np.array([3, 3, 5, 7, 7, 7])).tolist() == \
+        [False, True, True, False, False, True]
+    assert ends_of_runs(np.array([], int)).tolist() == []
 
 
 def test_cold_items_kept_like_the_authors_unless_they_break_the_format(tmp_path):

@@ -13,6 +13,13 @@ def starts_of_runs(values: np.ndarray) -> np.ndarray:
     return start
 
 
+def ends_of_runs(values: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: where a run of equal values of the sorted ``values`` ends."""
+    end = np.ones(len(values), dtype=bool)
+    np.not_equal(values[1:], values[:-1], out=end[:-1])
+    return end
+
+
 def distinct_sorted(values: np.ndarray) -> np.ndarray:
     """``np.unique(values)``: the distinct values in increasing order."""
     values = np.sort(values)

@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
+from ncf_tf.core.arrays import ends_of_runs
 from ncf_tf.data.loader import Dataset
 
 How = Literal["latest", "random"]
@@ -87,8 +88,9 @@ def validation_split(dataset: Dataset, rng: np.random.Generator, how: How = "lat
         time = dataset.train_timestamps[candidate]
         keys.append(np.where(np.isnan(time), -np.inf, time))
     order = candidate[np.lexsort(keys + [rows[candidate]])]
-    last = np.r_[rows[order][1:] != rows[order][:-1], True][:len(order)]
-    users, positions = rows[order][last], order[last]
+    by_user = rows[order]
+    last = ends_of_runs(by_user)
+    users, positions = by_user[last], order[last]
 
     keep = np.ones(train.nnz, dtype=bool)
     keep[positions] = False

@@ -43,7 +43,7 @@ from typing import Literal
 
 import numpy as np
 
-from ncf_tf.core.arrays import starts_of_runs
+from ncf_tf.core.arrays import ends_of_runs, starts_of_runs
 from ncf_tf.data.loader import summary
 from ncf_tf.data.prepare.common import (OUTPUT_SUFFIXES, PrepareError, check_outputs,
                                         id_map_text, negative_chunks, rating_chunks,
@@ -173,7 +173,7 @@ def _drop_cold_items(columns: list, num_items: int) -> tuple[list, int, int, int
     gone = np.zeros(num_items, bool)
     users_lost = rows = 0
     while True:
-        latest = np.append(columns[0][1:] != columns[0][:-1], True)   # each user's last row
+        latest = ends_of_runs(columns[0])   # each user's last row
         trained = np.zeros(num_items, bool)
         trained[columns[1][~latest]] = True
         cold = latest & ~trained[columns[1]]
