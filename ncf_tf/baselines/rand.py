@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from ncf_tf.baselines.common import Baseline, check_pairs
 
+
 def _mix(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)

@@ -133,9 +133,11 @@ def read_first_line(path: str, error: type[ValueError] = DataError) -> str:
 
 def _read_lines(filename: str) -> list[str]:
     """The lines of a plain or gzipped file; DataError when it cannot be read or is empty."""
-    read_first_line(filename)
     with reading(filename), open_input(filename) as f:
-        return f.read().splitlines()
+        lines = f.read().splitlines()
+    if not any(line.strip() for line in lines):
+        raise DataError(f"{filename}: file is empty")
+    return lines
 
 
 def _bad_line(filename: str, lines: list[str], check) -> DataError:

@@ -15,7 +15,7 @@ from ncf_tf.data.prepare.common import (PrepareError, check_outputs, negative_ch
 
 # Cells of the (user, item) table of a block of users drawn together.
 BLOCK_CELLS = 1 << 24
-NEGATIVE_SUFFIXES = ("train.rating", "test.rating", "test.negative")
+NEGATIVE_SUFFIXES = loader.SUFFIXES   # the files a data set is read from
 
 
 def _draw_block(first: int, positives: np.ndarray, taken: np.ndarray, skip: np.ndarray,
