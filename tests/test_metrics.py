@@ -2,6 +2,8 @@
 AUC) against hand-computed values, ties and duplicates included, and against
 a brute-force pairwise count on the scores of a fitted model."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -83,6 +85,15 @@ def test_nan_scores_lose():
 def test_evaluator_rejects_bad_k():
     with pytest.raises(ValueError, match="topk must be a positive integer, got 0"):
         LeaveOneOutEvaluator(np.array([0]), np.array([5]), np.array([[1, 2]]), k=0)
+
+
+def test_evaluator_without_test_lines_gives_nan_metrics():
+    """Regression: no test line is an evaluation of nothing (NaN), not a crash."""
+    evaluator = LeaveOneOutEvaluator(np.zeros(0, int), np.zeros(0, int), np.zeros((0, 2), int))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = evaluator.evaluate(lambda u, i: np.zeros(len(u)))
+    assert np.isnan(result.hr) and np.isnan(result.ndcg) and len(result.ranks) == 0
 
 
 def test_one_scoring_call_for_all_users():
