@@ -135,19 +135,19 @@ def check_output_dir(path: str, flag: str) -> None:
         OutputError: ``path`` is empty, or it or an ancestor is a file, or the
             folder where it would be made refuses a new entry.
     """
-    _check_writable(path, flag, "a folder")
+    _check_writable(path, flag, is_folder=True)
 
 
 def check_output_parent(path: str, flag: str) -> None:
     """:func:`check_output_dir` for the folder that will hold the file or folder ``path``."""
-    _check_writable(path, flag, "a path")
+    _check_writable(path, flag, is_folder=False)
 
 
-def _check_writable(path: str, flag: str, expected: str) -> None:
+def _check_writable(path: str, flag: str, is_folder: bool) -> None:
     if not path:
-        raise OutputError(f"--{flag} is empty; expected {expected}")
+        raise OutputError(f"--{flag} is empty; expected {'a folder' if is_folder else 'a path'}")
     target = os.path.abspath(path)
-    probe = target if expected == "a folder" else os.path.dirname(target)
+    probe = target if is_folder else os.path.dirname(target)
     while not os.path.exists(probe) and os.path.dirname(probe) != probe:
         probe = os.path.dirname(probe)
     if not os.path.isdir(probe):

@@ -15,8 +15,9 @@ among ``n`` candidates (itself and ``n - 1`` competing negatives):
 The paper reports HR and NDCG; the rest are for users of recommender
 libraries, with Cornac's conventions: MRR and AUC see the whole candidate list
 (RecBole's MRR@K is cut at K), precision@K divides by K even with fewer
-candidates, and a tie gets no AUC credit (not sklearn's half), for the tie rule's reason. The forms for
-several held-out items per user are in :mod:`ncf_tf.eval.full_ranking`.
+candidates, and a tie gets no AUC credit (not sklearn's half), as it gets no
+hit: a model that scores every item the same has AUC = 0 and HR = 0. The
+forms for several held-out items per user are in :mod:`ncf_tf.eval.full_ranking`.
 
 Two protocol choices, both about what the authors' evaluator does implicitly:
 

@@ -103,7 +103,7 @@ def factored(model: keras.Model, users=None) -> Factored:
     """The :class:`Factored` tables of a GMF, MLP or NeuMF, with the user
     tables' rows of ``users`` (None: every user)."""
     ops = keras.ops
-    kind = trained.checked_kind(model, f"model {model.name!r}", _HINT)
+    kind = trained.checked_kind(model, _HINT)
 
     def user_rows(layer_name):
         table = model.get_layer(layer_name).embeddings
@@ -167,7 +167,7 @@ class PairScorer:
     """
 
     def __init__(self, model: keras.Model, max_floats: int = PAIR_CHUNK_FLOATS):
-        kind = trained.checked_kind(model, f"model {model.name!r}", _HINT)
+        kind = trained.checked_kind(model, _HINT)
         gmf_factors = (model.get_layer(trained.EMBEDDINGS[kind][0]).output_dim
                        if kind != "MLP" else 0)
         self.model = model

@@ -111,10 +111,10 @@ def model_kind(model: keras.Model) -> str | None:
     return None
 
 
-def checked_kind(model: keras.Model, source: str, hint: str = "") -> str:
-    """:func:`model_kind`, or TrainedModelError naming ``source`` and the layers."""
+def checked_kind(model: keras.Model, hint: str = "") -> str:
+    """:func:`model_kind`, or TrainedModelError naming the model and its layers."""
     if (kind := model_kind(model)) is None:
-        raise TrainedModelError(f"{source} is not a GMF, MLP or NeuMF (its layers are "
+        raise TrainedModelError(f"model {model.name!r} is not a GMF, MLP or NeuMF (its layers are "
                                 f"{[layer.name for layer in model.layers]}){hint}")
     return kind
 
@@ -130,7 +130,7 @@ def tower(model: keras.Model, first: int = 1) -> list:
 
 def spec_of(model: keras.Model) -> ModelSpec:
     """The :class:`ModelSpec` of a built GMF, MLP or NeuMF."""
-    kind = checked_kind(model, f"model {model.name!r}")
+    kind = checked_kind(model)
     factors = 8 if kind == mlp.NAME else int(model.get_layer(EMBEDDINGS[kind][0]).output_dim)
     sizes = (64, 32, 16, 8)
     if kind != gmf.NAME:
@@ -182,7 +182,9 @@ def load_keras_model(path: str, num_users: int | None = None, num_items: int | N
     except Exception as e:  # zip, JSON and deserialisation errors of all kinds
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise TrainedModelError(f"{path}: cannot load the .keras model ({first})") from None
-    kind = checked_kind(model, path)
+    if (kind := model_kind(model)) is None:
+        raise TrainedModelError(f"{path}: not a GMF, MLP or NeuMF model (layers "
+                                f"{[layer.name for layer in model.layers]})")
     if num_users is not None:
         user_layer, item_layer = EMBEDDINGS[kind]
         _check_counts(kind, int(model.get_layer(user_layer).input_dim),

@@ -41,12 +41,18 @@ def build_model(config: TrainConfig, num_users: int, num_items: int) -> keras.Mo
                        config.reg_layers, config.reg_mf, config.seed, config.dropout)
 
 
+VALIDATION_STREAM = 1
+"""The validation split draws from ``[seed, 1]``."""
+PRETRAINED_STREAM = 2
+"""A pretrained NeuMF samples and shuffles from ``[seed, 2]``."""
+
+
 def training_stream(config: TrainConfig) -> list[int]:
     """The seed sequence of a run's sampling and shuffling: ``[seed]``, or
-    ``[seed, 2]`` for a pretrained NeuMF (1 is the validation split's), which
-    would otherwise see again the very negatives its GMF and MLP fit (the
-    authors' scripts draw from numpy's unseeded global state)."""
-    return [config.seed, 2] if config.pretrained else [config.seed]
+    ``[seed, PRETRAINED_STREAM]`` for a pretrained NeuMF, which would otherwise
+    see again the very negatives its GMF and MLP fit (the authors' scripts draw
+    from numpy's unseeded global state)."""
+    return [config.seed, PRETRAINED_STREAM] if config.pretrained else [config.seed]
 
 
 def pretrained_run(config: TrainConfig, model: str) -> records.RunRecord:
@@ -245,8 +251,8 @@ class HeldOut:
         test = LeaveOneOutEvaluator.for_dataset(dataset, config.topk) if dataset.num_test else None
         if config.selection == "validation":
             # Its own stream (not the training one), so the split depends on the seed only.
-            fit_data = validation_split(dataset, np.random.default_rng([config.seed, 1]),
-                                        config.validation_split)
+            rng = np.random.default_rng([config.seed, VALIDATION_STREAM])
+            fit_data = validation_split(dataset, rng, config.validation_split)
             log(f"Validation split ({config.validation_split}): {fit_data.summary()}")
             return cls(fit_data, LeaveOneOutEvaluator.for_dataset(fit_data, config.topk),
                        {"test": test} if test is not None else {}, "validation")
