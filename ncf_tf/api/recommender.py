@@ -244,32 +244,31 @@ class Recommender:
         with _as_arguments():
             config.validate()
         log = log or (lambda line: None)
-        warm = contextlib.nullcontext()
-        if warm_start:   # the current weights, as a weight file the run starts from
-            previous = self.run_name
-            warm = tempfile.TemporaryDirectory(prefix="ncf_tf_warm_start.",
-                                               ignore_cleanup_errors=True)
-            config = dataclasses.replace(
-                config, weights=os.path.join(warm.name, "warm-start.weights.h5"),
-                pretrain=False, learner=self.config.learner or self.fit_config.resolved_learner)
-            weights.save_weights(self.model, config.weights)
-        self.model = None   # a fit that fails leaves the Recommender unfitted
-        self.users, self.items, self.train = users, items, train
-        self.columns = {"user": users.column, "item": items.column}
-        test_users, test_items, negatives = self._test_lines(test_df, negatives_col,
-                                                             NUM_TEST_NEGATIVES)
-        dataset = frames.frame_dataset(config.dataset, train, timestamps, lines, test_users,
-                                       test_items, negatives)
-        log(f"DataFrame {config.dataset}: {dataset.summary()}")
-        about = {"dataframe": {
-            "rows": len(df), "columns": {"user": users.column, "item": items.column,
-                                          "timestamp": timestamp_col},
-            "test_rows": 0 if test_df is None else len(test_df),
-            "test_negatives": (f"column {negatives_col!r}" if listed else
-                               f"{NUM_TEST_NEGATIVES} sampled, stream (seed, "
-                               f"{TEST_NEGATIVES_STREAM})") if test_df is not None else None,
-            "sha256": frames.fingerprint(dataset)}}
-        with warm:
+        # A warm start's temporary weight file: removed after the run, also when it fails.
+        with (tempfile.TemporaryDirectory(prefix="ncf_tf_warm_start.", ignore_cleanup_errors=True)
+              if warm_start else contextlib.nullcontext()) as warm:
+            if warm_start:   # the current weights, as a weight file the run starts from
+                previous = self.run_name
+                config = dataclasses.replace(
+                    config, weights=os.path.join(warm, "warm-start.weights.h5"),
+                    pretrain=False, learner=self.config.learner or self.fit_config.resolved_learner)
+                weights.save_weights(self.model, config.weights)
+            self.model = None   # a fit that fails leaves the Recommender unfitted
+            self.users, self.items, self.train = users, items, train
+            self.columns = {"user": users.column, "item": items.column}
+            test_users, test_items, negatives = self._test_lines(test_df, negatives_col,
+                                                                 NUM_TEST_NEGATIVES)
+            dataset = frames.frame_dataset(config.dataset, train, timestamps, lines, test_users,
+                                           test_items, negatives)
+            log(f"DataFrame {config.dataset}: {dataset.summary()}")
+            about = {"dataframe": {
+                "rows": len(df), "columns": {"user": users.column, "item": items.column,
+                                              "timestamp": timestamp_col},
+                "test_rows": 0 if test_df is None else len(test_df),
+                "test_negatives": (f"column {negatives_col!r}" if listed else
+                                   f"{NUM_TEST_NEGATIVES} sampled, stream (seed, "
+                                   f"{TEST_NEGATIVES_STREAM})") if test_df is not None else None,
+                "sha256": frames.fingerprint(dataset)}}
             outcome = experiment.run_dataset(dataset, config, log,
                                              write_files=bool(config.results_dir),
                                              pretrained=pretrained, about_data=about)
