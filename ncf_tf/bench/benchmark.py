@@ -381,7 +381,7 @@ def tables(sizes: dict = TABLE_SIZES, bandwidths: int = 5) -> None:
                 model = neumf.build(users, items, factors, config.layers)
                 optimizer = make_optimizer("adam", 0.001, lazy=kind == "lazy",
                                            adam="dense" if kind == "lazy" else kind)
-                training.compile_model(model, optimizer)   # jit_compile "auto": per optimizer
+                training.compile_model(model, optimizer)
                 for batch, _ in data:
                     model.fit(batch, epochs=1, shuffle=False, verbose=0)   # traces
                 models[kind] = model

@@ -30,7 +30,7 @@ SCORE_BATCH = 1 << 16
 
 
 def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                  steps_per_execution: int | None = None, jit_compile="auto") -> None:
+                  steps_per_execution: int | None = None) -> None:
     """Compiles for the log loss: binary cross-entropy on the sigmoid output.
 
     ``steps_per_execution`` (each step an ordinary update): 64 by default, 1 in
@@ -38,10 +38,9 @@ def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     """
     if steps_per_execution is None:
         steps_per_execution = 1 if optimizers.in_distribution() else 64
-    if jit_compile == "auto":
-        jit_compile = optimizers.jit_compile(optimizer)
     model.compile(optimizer=optimizer, loss="binary_crossentropy",
-                  steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+                  steps_per_execution=steps_per_execution,
+                  jit_compile=optimizers.jit_compile(optimizer))
     optimizers.defer_rows(model)
 
 
