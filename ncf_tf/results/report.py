@@ -290,8 +290,9 @@ def render(records: list[RunRecord], paper: dict, folder: str) -> tuple[str, dic
                       [[*row[:3], f"{row[3]:.4f}", f"{row[4]:.4f}", row[5]] for row in reruns])
         rep.add(f"### Planned runs not yet recorded ({dataset})", "",
                 "Estimated hours: per run, the wall time of the newest recorded run of the "
-                "same model and settings (another seed), else `bin/reproduce`'s estimate from "
-                "the parameter count.", "")
+                "same model and settings (another seed), else `bin/reproduce`'s estimate (from "
+                "the parameter count for dense updates, from the tower's size for deferred "
+                "Adam).", "")
         rows = [[e, len(jobs), f"{estimated_hours(jobs, records):.1f}",
                  f"`bin/reproduce --only {e} --dataset {dataset}`"] for e, jobs in missing]
         rep.table(f"missing_{dataset}", ["experiment", "missing runs", "estimated hours",
