@@ -390,14 +390,11 @@ class Recommender:
                 ids that are neither integers nor strings.
         """
         self._check_fitted("export")
-        try:
-            return exporting.export(
-                self.model, os.fspath(path), exclude=self.train if exclude_seen else None,
-                k=k, user_ids=self.users.originals, item_ids=self.items.originals,
-                about={"source": {"recommender": self.run_name, "columns": self.columns}},
-                overwrite=overwrite)
-        except exporting.ExportError as e:   # serve.export's parameter is dest
-            raise exporting.ExportError(re.sub(r"^dest ", "path ", str(e))) from None
+        return exporting.export(
+            self.model, os.fspath(path), exclude=self.train if exclude_seen else None,
+            k=k, user_ids=self.users.originals, item_ids=self.items.originals,
+            about={"source": {"recommender": self.run_name, "columns": self.columns}},
+            overwrite=overwrite, name="path")
 
     @_quiet
     def evaluate(self, test_df: pd.DataFrame, k: int = 10,

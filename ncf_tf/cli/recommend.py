@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 
@@ -46,14 +45,6 @@ def define_model_flags(fv: flags.FlagValues) -> None:
 
 # The library's parameters whose flags are named otherwise (out: the training scripts').
 FLAG_NAMES = {"weights_file": "weights", "keras_file": "keras", "out": "out", "k": "topk"}
-
-
-def as_flag(flag: str, call, *args):
-    """``call(*args)``, a ValueError's leading ``path`` named ``--flag``."""
-    try:
-        return call(*args)
-    except ValueError as e:
-        raise type(e)(re.sub(r"^path ", f"--{flag} ", str(e))) from None
 
 
 def load(fv: flags.FlagValues, log=print):
@@ -104,7 +95,7 @@ def run(fv: flags.FlagValues) -> None:
                                            f"{fv.fold_in_steps}")
         if not fv.fold_in_lr > 0:
             raise recommend.RecommendError(f"--fold_in_lr must be positive, got {fv.fold_in_lr}")
-        new_items = as_flag("fold_in", fold_in.read_items, fv.fold_in)
+        new_items = fold_in.read_items(fv.fold_in, "fold_in")
     wanted = [u.strip() for u in fv.users.split(",")] if fv.users else []
     if any(not u for u in wanted):
         raise recommend.RecommendError(f"--users {fv.users!r}: expected comma-separated ids, "
@@ -112,7 +103,7 @@ def run(fv: flags.FlagValues) -> None:
     if fv.topk <= 0:
         raise recommend.RecommendError(f"--topk must be a positive integer, got {fv.topk}")
     if fv.output:
-        as_flag("output", recommend.check_output, fv.output, fv.overwrite)
+        recommend.check_output(fv.output, fv.overwrite, "output")
     log = (lambda line: print(line, file=sys.stderr)) if not fv.output else print
     loaded = load(fv, log)
     num_items = loaded.dataset.num_items
@@ -145,7 +136,7 @@ def run(fv: flags.FlagValues) -> None:
              "model": loaded.spec.as_dict(), "source": loaded.source}
     if new_items is not None:
         about["fold_in"] = fitted
-    as_flag("output", recommend.write, frame, fv.output, about, fv.overwrite)
+    recommend.write(frame, fv.output, about, fv.overwrite, "output")
     print(f"Wrote {len(frame)} recommendations to {fv.output}")
 
 

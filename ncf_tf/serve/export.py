@@ -31,13 +31,14 @@ class ExportError(ValueError):
     """The destination or the options are unusable."""
 
 
-def check_destination(dest: str, overwrite: bool = False) -> None:
-    """Refuses an existing ``dest`` unless ``overwrite`` (and then only a folder)."""
+def check_destination(dest: str, overwrite: bool = False, name: str = "dest") -> None:
+    """Refuses an existing ``dest`` unless ``overwrite`` (and then only a folder);
+    the message calls it ``name`` (the caller's argument)."""
     if os.path.exists(dest):
         if not os.path.isdir(dest):
-            raise ExportError(f"dest {dest}: exists and is not a folder")
+            raise ExportError(f"{name} {dest}: exists and is not a folder")
         if not overwrite:
-            raise ExportError(f"dest {dest}: exists; refusing to replace it (overwrite=True)")
+            raise ExportError(f"{name} {dest}: exists; refusing to replace it (overwrite=True)")
 
 
 def id_kind(ids: np.ndarray, kind: str) -> str:
@@ -138,7 +139,7 @@ def write_saved_model(model: keras.Model, path: str, exclude: sp.csr_matrix | No
 
 def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: int = 10,
            user_ids: np.ndarray | None = None, item_ids: np.ndarray | None = None,
-           about: dict | None = None, overwrite: bool = False) -> dict:
+           about: dict | None = None, overwrite: bool = False, name: str = "dest") -> dict:
     """Writes the export folder to ``dest``; returns the config written as ``config.json``.
 
     Args:
@@ -151,6 +152,7 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
             strings); None: the row numbers.
         about: more fields for ``config.json``.
         overwrite: replace an existing ``dest``.
+        name: what the errors call ``dest`` (the caller's argument).
 
     Raises:
         ExportError: ``dest`` exists (without ``overwrite``), ``k`` out of
@@ -159,7 +161,7 @@ def export(model: keras.Model, dest: str, *, exclude: sp.csr_matrix | None, k: i
     if keras.config.backend() != "tensorflow":
         raise ExportError(f"exporting a SavedModel needs the TensorFlow backend, not "
                           f"{keras.config.backend()} (set KERAS_BACKEND=tensorflow)")
-    check_destination(dest, overwrite)
+    check_destination(dest, overwrite, name)
     spec = trained.spec_of(model)
     num_users, num_items = (int(model.get_layer(name).input_dim)
                             for name in trained.EMBEDDINGS[spec.model])

@@ -151,19 +151,20 @@ def fold_in_users(model, item_lists: Sequence, num_items: int,
     return _fold_in_keras(model, lists, num_items, rng, steps, num_neg, lr, reg, init_std)
 
 
-def read_items(path: str) -> list[str]:
+def read_items(path: str, name: str = "path") -> list[str]:
     """The item ids, as written, of a new user's file (separated by whitespace or
-    commas, ``#`` comments ignored); FoldInError when unreadable or empty."""
+    commas, ``#`` comments ignored); FoldInError, calling ``path`` ``name``, when
+    unreadable or empty."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
-        raise FoldInError(f"path {path}: cannot read it ({e.__class__.__name__}: "
+        raise FoldInError(f"{name} {path}: cannot read it ({e.__class__.__name__}: "
                           f"{getattr(e, 'strerror', None) or e})") from None
     ids = [token for line in text.splitlines()
            for token in line.split("#", 1)[0].replace(",", " ").split()]
     if not ids:
-        raise FoldInError(f"path {path}: lists no item id (expected the new user's "
+        raise FoldInError(f"{name} {path}: lists no item id (expected the new user's "
                           "item ids, separated by whitespace or commas)")
     return ids
 

@@ -215,9 +215,10 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def check_output(path: str, overwrite: bool = False) -> str:
-    """``.csv`` or ``.json``, the format of ``path``; RecommendError for another
-    extension, a folder, an existing file (without ``overwrite``) or no parent folder."""
+def check_output(path: str, overwrite: bool = False, name: str = "path") -> str:
+    """``.csv`` or ``.json``, the format of ``path``; RecommendError (calling it
+    ``name``) for another extension, a folder, an existing file (without
+    ``overwrite``) or no parent folder."""
     extension = os.path.splitext(path)[1].lower()
     folder = os.path.dirname(os.path.abspath(path))
     checks = ((extension not in OUTPUT_FORMATS, "expected a file name ending in .csv or .json"),
@@ -227,7 +228,7 @@ def check_output(path: str, overwrite: bool = False) -> str:
               (not os.path.isdir(folder), f"folder {folder} does not exist"))
     for failed, problem in checks:
         if failed:
-            raise RecommendError(f"path {path}: {problem}")
+            raise RecommendError(f"{name} {path}: {problem}")
     return extension
 
 
@@ -239,7 +240,9 @@ def write_text(path: str, text: str) -> None:
         os.fsync(f.fileno())
 
 
-def write(frame: pd.DataFrame, path: str, about: dict, overwrite: bool = False) -> None:
-    """Writes the recommendations as CSV or JSON, chosen by ``path``'s extension."""
-    extension = check_output(path, overwrite)
+def write(frame: pd.DataFrame, path: str, about: dict, overwrite: bool = False,
+          name: str = "path") -> None:
+    """Writes the recommendations as CSV or JSON, chosen by ``path``'s extension
+    (errors call it ``name``)."""
+    extension = check_output(path, overwrite, name)
     write_text(path, to_csv(frame) if extension == ".csv" else to_json(frame, about))
