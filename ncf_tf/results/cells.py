@@ -71,11 +71,15 @@ def hidden_of(record: RunRecord) -> int:
     return len(record.config["layers"]) - 1
 
 
+def cell_key(dataset, model, factors, setting, neg, hidden, lr) -> tuple:
+    """An NCF cell: (dataset, model, F, setting, num_neg, hidden layers (0 for GMF), lr)."""
+    return (dataset, model, factors, setting, neg, 0 if model == "GMF" else hidden, lr)
+
+
 def cell_of(record: RunRecord) -> tuple:
-    """An NCF run's cell: (dataset, model, F, setting, num_neg, hidden layers, lr)."""
-    return (record.dataset, record.model, factors_of(record), setting_of(record),
-            record.config["num_neg"], 0 if record.model == "GMF" else hidden_of(record),
-            record.config["lr"])
+    """An NCF run's cell (:func:`cell_key`)."""
+    return cell_key(record.dataset, record.model, factors_of(record), setting_of(record),
+                    record.config["num_neg"], hidden_of(record), record.config["lr"])
 
 
 def published(path: str) -> dict:
@@ -119,26 +123,28 @@ def delta(values: list[float], ref: float | None) -> str:
 
 class Cells:
     """Records indexed for the experiments' tables. A seed counts once per cell:
-    its first record (the others appear under "Same seed, different commits")."""
+    its first record (the others appear under "Same seed, different commits or Adam")."""
 
     def __init__(self, records: list[RunRecord]):
         self.records = records
-        self.ncf = collections.defaultdict(list)  # (ds, model, F, setting, neg, hidden, lr)
+        self.ncf = collections.defaultdict(list)  # cell_key -> runs
         self.baselines = collections.defaultdict(list)  # (ds, name, F)
         for r in sorted(records, key=lambda r: str(r.started or "")):
             if r.kind == "baseline":
                 self.baselines[(r.dataset, r.model, factors_of(r))].append(r)
-            elif is_standard(r, lr=None) and all(o.seed != r.seed for o in self.ncf[cell_of(r)]):
-                self.ncf[cell_of(r)].append(r)
+            elif is_standard(r, lr=None):
+                runs = self.ncf[cell_of(r)]
+                if all(other.seed != r.seed for other in runs):
+                    runs.append(r)
 
     def ncf_runs(self, dataset, model, factors, setting="from scratch", neg=4, hidden=3,
                  lr=TrainConfig.lr):
-        return self.ncf.get((dataset, model, factors, setting, neg,
-                             0 if model == "GMF" else hidden, lr), [])
+        return self.ncf.get(cell_key(dataset, model, factors, setting, neg, hidden, lr), [])
 
     def figure_runs(self, dataset, name, factors, neg=4) -> list[RunRecord]:
-        """Figure 4's runs of ``name``: NeuMF pretrained, GMF and MLP from scratch,
-        a baseline's best grid point (per ``factors`` for BPR and eALS only)."""
+        """The runs of ``name`` in Figures 4, 5 and 7 and the headline: NeuMF
+        pretrained, GMF and MLP from scratch, a baseline's best grid point (per
+        ``factors`` for BPR and eALS only)."""
         if name in NCF_ORDER:
             setting = "pretrained" if name == "NeuMF" else "from scratch"
             return self.ncf_runs(dataset, name, factors, setting, neg=neg)
