@@ -149,11 +149,12 @@ def print_script_epochs(path: str, turns: int = 2) -> None:
 
 
 def run(path: str = "Data/") -> int:
-    """Prints every figure of the module docstring for the ml-1m files in ``path``."""
+    """Prints the module docstring's figures but :func:`tables`' (the ml-1m files in
+    ``path``), then ``bin/train_neumf`` beside the same epochs in this process."""
     ds, sampler, evaluator = load_ml1m(path)
     rng = np.random.default_rng(0)
     bw = bandwidth()
-    print(f"machine: {platform.node()} {cpu_model() or platform.processor() or _cpu()}, "
+    print(f"machine: {platform.node()} {cpu_model() or platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPU; keras {keras.__version__} ({keras.config.backend()}); {_load()}")
     print(f"memory bandwidth (copy): {bw / 1e9:.1f} GB/s")
 

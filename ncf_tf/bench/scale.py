@@ -168,7 +168,7 @@ def measure(shape: Shape, folder: str) -> dict:
             cpu = (time.process_time() - cpu) / repeat
         out[label] = {"s": seconds, "cpu_s": cpu, "rss": peak.peak, "load": os.getloadavg()[0]}
         print(f"  {shape.name:>5} {label:<8}{seconds:9.2f} s (CPU {cpu:.2f} s) "
-              f"{peak.peak / 2**30:7.2f} GiB (load average {os.getloadavg()[0]:.1f})",
+              f"{peak.peak / 2**30:7.2f} GiB (load average {out[label]['load']:.1f})",
               file=sys.stderr, flush=True)
         return result
 
