@@ -154,8 +154,9 @@ def run(path: str = "Data/") -> int:
     ds, sampler, evaluator = load_ml1m(path)
     rng = np.random.default_rng(0)
     bw = bandwidth()
-    print(f"machine: {platform.node()} {cpu_model() or platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPU; keras {keras.__version__} ({keras.config.backend()}); {_load()}")
+    machine = cpu_model() or platform.processor() or platform.machine()
+    print(f"machine: {platform.node()} {machine}, {os.cpu_count()} CPU; "
+          f"keras {keras.__version__} ({keras.config.backend()}); {_load()}")
     print(f"memory bandwidth (copy): {bw / 1e9:.1f} GB/s")
 
     ordered = sampler.sample(rng)
